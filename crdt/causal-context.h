@@ -101,6 +101,12 @@ class CausalContext {
     }
   }
 
+  // Releases spare vector capacity.
+  void shrinkToFit() {
+    origins_.shrink_to_fit();
+    for (Origin& o : origins_) o.intervals.shrink_to_fit();
+  }
+
   // Bytes of heap and inline storage used (for memory accounting).
   size_t memoryBytes() const;
 

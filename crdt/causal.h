@@ -1,0 +1,116 @@
+// Causal<Derived, Store>: what every dot-store CRDT shares: the (store, context) pair, join,
+// strip, semantic equality, and the two mutation patterns all of them are made of.
+//
+// Invariant (relied on by DotStore::joinFrom): every dot in store_ is contained in ctx_.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <functional>
+#include <vector>
+#include <utility>
+
+#include "crdt/causal-context.h"
+#include "crdt/dot-store.h"
+
+namespace deltasync::crdt {
+
+template <typename Derived, typename S>
+class Causal {
+ public:
+  using Store = S;
+  using KeyView = typename Store::KeyView;
+
+  const Store& store() const { return store_; }
+  const CausalContext& context() const { return ctx_; }
+
+  // Bottom: no entries and no context (not even knowledge of removals). Use the type's size()
+  // to ask whether it holds no elements.
+  bool empty() const { return store_.empty() && ctx_.empty(); }
+
+  void join(const Derived& other) {
+    store_.joinFrom(ctx_, other.store_, other.ctx_);
+    ctx_.join(other.ctx_);
+  }
+
+  friend Derived strip(const Derived& delta, const Derived& state) {
+    auto [s, c] = Store::strip(delta.store_, delta.ctx_, state.store_, state.ctx_);
+    return Derived::fromParts(std::move(s), std::move(c));
+  }
+
+  bool operator==(const Causal& o) const { return ctx_ == o.ctx_ && store_ == o.store_; }
+
+  size_t memoryBytes() const {
+    return store_.memoryBytes() + ctx_.memoryBytes() - sizeof(CausalContext);
+  }
+
+  // Releases spare capacity (see DotStore::shrinkToFit).
+  void shrinkToFit() {
+    store_.shrinkToFit();
+    ctx_.shrinkToFit();
+  }
+
+  // Assembles a value from parts (decoders, nesting). Precondition: every dot of `store` is in
+  // `ctx`; decoders must validate that before calling.
+  static Derived fromParts(Store store, CausalContext ctx) {
+    Derived d;
+    d.store_ = std::move(store);
+    d.ctx_ = std::move(ctx);
+    return d;
+  }
+  // Moves the parts out, leaving bottom (ORMap uses this to lend its context to a nested value).
+  std::pair<Store, CausalContext> intoParts() && {
+    return {std::exchange(store_, Store()), std::exchange(ctx_, CausalContext())};
+  }
+
+ protected:
+  Store store_;
+  CausalContext ctx_;
+
+  // Replaces every entry of key k by one new entry (k, next dot of self, v). The delta holds the
+  // new entry and a context of the new dot plus the dots it supersedes. Strong exception safety:
+  // everything that can throw for a reason other than memory runs before the state changes.
+  Derived writeKey(ReplicaId self, KeyView k, typename Store::Value v) {
+    Dot d = ctx_.nextDot(self);
+    Derived delta;
+    delta.store_.insert(k, d, v);
+    delta.ctx_.add(d);
+    uint32_t old[Store::kSmall];
+    std::vector<uint32_t> more;
+    size_t n = 0;
+    store_.forEachPosOfKey(k, [&](uint32_t p) {
+      if (n < Store::kSmall) {
+        old[n] = p;
+      } else {
+        more.push_back(p);
+      }
+      ++n;
+    });
+    more.insert(more.end(), old, old + std::min(n, Store::kSmall));
+    store_.insertNew(k, d, std::move(v));  // appended after every old position
+    std::sort(more.begin(), more.end(), std::greater<uint32_t>());
+    for (uint32_t p : more) {
+      delta.ctx_.add(store_.dotAt(p));
+      store_.eraseAt(p);
+    }
+    ctx_.add(d);
+    return delta;
+  }
+
+  // Removes every entry of key k. The delta is an empty store with the removed dots as context.
+  Derived removeKey(KeyView k) {
+    Derived delta;
+    store_.eraseKey(k, &delta.ctx_);
+    return delta;
+  }
+
+  // Removes every entry.
+  Derived removeAll() {
+    Derived delta;
+    store_.collectDots(delta.ctx_);
+    store_.clear();
+    return delta;
+  }
+};
+
+}  // namespace deltasync::crdt

@@ -1,0 +1,434 @@
+// DotStore<K, V>: the indexed dot store behind ORSet, AWLWWMap, MVRegister and EWFlag.
+//
+// A causal CRDT's state is (store, context). The store is a set of entries (key, dot, value): for
+// an OR-set, key = element and value = nothing; for an AW-LWW map, value = (timestamp, value);
+// for registers and flags, the key is std::monostate. A key with several entries is a key with
+// concurrent writes (several surviving dots).
+//
+// Layout: entries live in one dense vector (swap-remove on erase) and are indexed twice by
+// FlatIndex (key -> positions, dot -> position). Dots are packed into 64 bits as
+// (replica slot << 48 | counter) through a per-store ReplicaTable. With these, add, remove and
+// lookup cost O(1) expected, and joining a delta costs O(size of the delta), never a scan of the
+// state (see joinFrom). Stores of at most kSmall entries keep no index and scan linearly: a delta
+// is usually one entry, and three small vectors would cost more than they save.
+//
+// Invariants:
+//   - every dot appears in at most one entry; keyCount_ == number of distinct keys;
+//   - indexes are active iff entries_.size() > kSmall, and then index exactly the entries;
+//   - replicas_ counts exactly one reference per entry;
+//   - (maintained by the owning type, relied on by joinFrom) every dot in the store is contained
+//     in the owner's causal context.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "crdt/causal-context.h"
+#include "crdt/compact-string.h"
+#include "crdt/dot.h"
+#include "crdt/errors.h"
+#include "crdt/flat-index.h"
+#include "crdt/replica-table.h"
+
+namespace deltasync::crdt {
+
+// The value of a store whose entries carry none (sets, flags).
+struct Empty {
+  bool operator==(const Empty&) const = default;
+};
+
+namespace _ {
+
+// How a key type is stored in entries and looked up. Lookups take a View, so a std::string key
+// can be looked up by std::string_view without allocating.
+template <typename K>
+struct KeyStorage {
+  using Stored = K;
+  using View = const K&;
+  static Stored make(View k) { return k; }
+  static View view(const Stored& s) { return s; }
+  static uint64_t hash(View k) { return mix64(std::hash<K>{}(k)); }
+  static size_t heapBytes(const Stored&) { return 0; }
+};
+
+template <>
+struct KeyStorage<std::string> {
+  using Stored = CompactString;
+  using View = std::string_view;
+  static Stored make(View k) { return CompactString(k); }
+  static View view(const Stored& s) { return s.view(); }
+  static uint64_t hash(View k) { return mix64(std::hash<std::string_view>{}(k)); }
+  static size_t heapBytes(const Stored& s) { return s.heapBytes(); }
+};
+
+}  // namespace _
+
+template <typename K, typename V = Empty>
+class DotStore {
+  using KS = _::KeyStorage<K>;
+
+ public:
+  using Key = K;
+  using Value = V;
+  using KeyView = typename KS::View;
+  static constexpr size_t kSmall = 8;
+  static constexpr uint32_t kNone = UINT32_MAX;
+
+  size_t size() const { return entries_.size(); }  // entries (= live dots)
+  size_t keyCount() const { return keyCount_; }
+  bool empty() const { return entries_.empty(); }
+
+  bool containsKey(KeyView k) const { return firstOfKey(k) != kNone; }
+  bool containsDot(Dot d) const { return findDot(d) != kNone; }
+
+  // Calls f(Dot, const V&) for each entry of key k.
+  template <typename F>
+  void forEachOfKey(KeyView k, F&& f) const {
+    forEachPosOfKey(k, [&](uint32_t p) { f(dotAt(p), entries_[p].value); });
+  }
+
+  // Calls f(KeyView, Dot, const V&) for every entry, in storage order.
+  template <typename F>
+  void forEach(F&& f) const {
+    for (uint32_t p = 0; p < entries_.size(); ++p) {
+      f(KS::view(entries_[p].key), dotAt(p), entries_[p].value);
+    }
+  }
+
+  // Calls f(KeyView) once per distinct key.
+  template <typename F>
+  void forEachKey(F&& f) const {
+    bool unique = keyCount_ == entries_.size();
+    for (uint32_t p = 0; p < entries_.size(); ++p) {
+      KeyView k = KS::view(entries_[p].key);
+      if (unique || firstOfKey(k) == p) f(k);
+    }
+  }
+
+  // Adds an entry. Preconditions (checked): d is a valid dot not already present.
+  void insert(KeyView k, Dot d, V v) {
+    if (containsDot(d)) throw std::invalid_argument("dot already present in store");
+    insertNew(k, d, std::move(v));
+  }
+
+  // insert() without the duplicate-dot check, for callers that know d is absent because it is
+  // not in the owner's context (store dots are always in it).
+  void insertNew(KeyView k, Dot d, V v) {
+    if (d.counter == 0 || d.counter > kMaxDotCounter) {
+      throw std::invalid_argument("dot counter out of range: " + std::to_string(d.counter));
+    }
+    if (entries_.size() >= UINT32_MAX - 1) throw LimitError("dot store holds 2^32 - 2 entries");
+    bool newKey = !containsKey(k);
+    uint32_t slot = replicas_.acquire(d.replica);
+    try {
+      entries_.push_back(Entry{KS::make(k), std::move(v), pack(slot, d.counter)});
+    } catch (...) {
+      replicas_.release(slot);
+      throw;
+    }
+    if (newKey) ++keyCount_;
+    indexNewLast();
+  }
+
+  // Removes the entry with dot d, if any. Returns whether one was removed.
+  bool eraseDot(Dot d) {
+    uint32_t p = findDot(d);
+    if (p == kNone) return false;
+    erasePosition(p);
+    return true;
+  }
+
+  // Removes every entry of key k; adds their dots to *removed when given. Returns the count.
+  size_t eraseKey(KeyView k, CausalContext* removed = nullptr) {
+    uint32_t found[kSmall];
+    std::vector<uint32_t> more;
+    size_t n = 0;
+    forEachPosOfKey(k, [&](uint32_t p) {
+      if (n < kSmall) {
+        found[n] = p;
+      } else {
+        more.push_back(p);
+      }
+      ++n;
+    });
+    if (n == 0) return 0;
+    more.insert(more.end(), found, found + std::min(n, kSmall));
+    std::sort(more.begin(), more.end(), std::greater<uint32_t>());
+    for (uint32_t p : more) {
+      if (removed != nullptr) removed->add(dotAt(p));
+      erasePosition(p);
+    }
+    return n;
+  }
+
+  void clear() { *this = DotStore(); }
+
+  // Releases spare capacity: afterwards the footprint is that of a store built fresh with the
+  // same entries. Erasing shrinks automatically too, but with hysteresis (within ~2.7x).
+  void shrinkToFit() {
+    entries_.shrink_to_fit();
+    if (byKey_.active()) rebuildIndexes(_::FlatIndex::capacityFor(entries_.size()));
+  }
+
+  // Removes the entry at position p (positions come from forEachPosOfKey / findDot). The last
+  // entry moves into p, so erase several positions in descending order.
+  void eraseAt(uint32_t p) { erasePosition(p); }
+
+  // Adds every dot of the store to ctx.
+  void collectDots(CausalContext& ctx) const {
+    for (uint32_t p = 0; p < entries_.size(); ++p) ctx.add(dotAt(p));
+  }
+
+  // Joins (b, cb) into (*this, ca). The caller joins the contexts afterwards.
+  //
+  // An entry survives iff it is in both stores, or in one store and unseen by the other's
+  // context. Since every store dot lies in its own context:
+  //   - b's entry with dot d is new to *this iff d is not in ca (no lookup in *this needed);
+  //   - *this's entry with dot d dies iff d is in cb but not in b.
+  // The second set is found by walking cb's dots (lookups in *this) when cb is smaller than
+  // *this, else by scanning *this; so a delta costs O(|delta|), a state O(min(|a|, |cb|) + |b|).
+  void joinFrom(const CausalContext& ca, const DotStore& b, const CausalContext& cb) {
+    removeCoveredBy(cb, b);
+    if (b.entries_.empty()) return;
+    // Per slot of b: the intervals of ca for that replica (nullptr: ca has none).
+    std::vector<const std::vector<Interval>*> seen(b.replicas_.slotCount(), nullptr);
+    b.replicas_.forEach([&](ReplicaId r, uint32_t s) {
+      if (const auto* o = ca.find(r)) seen[s] = &o->intervals;
+    });
+    for (uint32_t p = 0; p < b.entries_.size(); ++p) {
+      const Entry& e = b.entries_[p];
+      uint32_t s = slotOf(e.dot);
+      uint64_t c = counterOf(e.dot);
+      if (seen[s] != nullptr && CausalContext::containsCounter(*seen[s], c)) continue;
+      insertNew(KS::view(e.key), Dot{b.replicas_.id(s), c}, e.value);
+    }
+  }
+
+  // Removes the entries whose dots cb covers and b lacks (b's context says they were removed).
+  void removeCoveredBy(const CausalContext& cb, const DotStore& b) {
+    std::vector<uint32_t> doomed;
+    forEachDotCoveredBy(cb, [&](uint32_t p, Dot d) {
+      if (!b.containsDot(d)) doomed.push_back(p);
+    });
+    std::sort(doomed.begin(), doomed.end(), std::greater<uint32_t>());
+    for (uint32_t p : doomed) erasePosition(p);
+  }
+
+  // The part of delta (d, cd) that would inflate state (x, cx), as (store, context):
+  //   store: d's entries whose dots cx has not seen;
+  //   context: dots of cd that cx lacks, plus dots of x's entries that cd covers and d lacks
+  //   (those are removals x has not applied yet).
+  static std::pair<DotStore, CausalContext> strip(const DotStore& d, const CausalContext& cd,
+                                                  const DotStore& x, const CausalContext& cx) {
+    std::pair<DotStore, CausalContext> out;
+    for (uint32_t p = 0; p < d.entries_.size(); ++p) {
+      Dot dot = d.dotAt(p);
+      if (!cx.contains(dot)) out.first.insert(KS::view(d.entries_[p].key), dot, d.entries_[p].value);
+    }
+    out.second = cd.minus(cx);
+    x.forEachDotCoveredBy(cd, [&](uint32_t, Dot dot) {
+      if (!d.containsDot(dot)) out.second.add(dot);
+    });
+    return out;
+  }
+
+  // Semantic equality: the same set of (key, dot, value) entries.
+  bool operator==(const DotStore& o) const {
+    if (entries_.size() != o.entries_.size() || keyCount_ != o.keyCount_) return false;
+    for (uint32_t p = 0; p < entries_.size(); ++p) {
+      uint32_t q = o.findDot(dotAt(p));
+      if (q == kNone) return false;
+      if (!(KS::view(o.entries_[q].key) == KS::view(entries_[p].key))) return false;
+      if (!(o.entries_[q].value == entries_[p].value)) return false;
+    }
+    return true;
+  }
+
+  size_t memoryBytes() const {
+    size_t n = sizeof(*this) + entries_.capacity() * sizeof(Entry) + byKey_.memoryBytes() +
+               byDot_.memoryBytes() + replicas_.memoryBytes();
+    for (const Entry& e : entries_) n += KS::heapBytes(e.key);
+    return n;
+  }
+
+  // Calls f(position, Dot) for each entry whose dot cd contains; see joinFrom for the strategy.
+  // f must not modify the store.
+  template <typename F>
+  void forEachDotCoveredBy(const CausalContext& cd, F&& f) const {
+    if (entries_.empty() || cd.empty()) return;
+    // Dots of cd from replicas this store has live dots of, counted up to our size.
+    uint64_t budget = entries_.size();
+    uint64_t walk = 0;
+    bool walkContext = true;
+    for (const auto& o : cd.origins()) {
+      if (replicas_.find(o.replica) == _::ReplicaTable::kNone) continue;
+      for (const Interval& i : o.intervals) {
+        walk += i.length();
+        if (walk > budget) {
+          walkContext = false;
+          break;
+        }
+      }
+      if (!walkContext) break;
+    }
+    if (walkContext) {
+      for (const auto& o : cd.origins()) {
+        uint32_t s = replicas_.find(o.replica);
+        if (s == _::ReplicaTable::kNone) continue;
+        for (const Interval& i : o.intervals) {
+          for (uint64_t c = i.lo; c <= i.hi; ++c) {
+            uint32_t p = findPacked(pack(s, c));
+            if (p != kNone) f(p, Dot{o.replica, c});
+          }
+        }
+      }
+      return;
+    }
+    std::vector<const std::vector<Interval>*> cover(replicas_.slotCount(), nullptr);
+    replicas_.forEach([&](ReplicaId r, uint32_t s) {
+      if (const auto* o = cd.find(r)) cover[s] = &o->intervals;
+    });
+    for (uint32_t p = 0; p < entries_.size(); ++p) {
+      uint32_t s = slotOf(entries_[p].dot);
+      if (cover[s] != nullptr && CausalContext::containsCounter(*cover[s], counterOf(entries_[p].dot))) {
+        f(p, Dot{replicas_.id(s), counterOf(entries_[p].dot)});
+      }
+    }
+  }
+
+  // Direct access by position (valid until the next mutation).
+  KeyView keyAt(uint32_t p) const { return KS::view(entries_[p].key); }
+  const V& valueAt(uint32_t p) const { return entries_[p].value; }
+  Dot dotAt(uint32_t p) const {
+    return Dot{replicas_.id(slotOf(entries_[p].dot)), counterOf(entries_[p].dot)};
+  }
+  uint32_t findDot(Dot d) const {
+    uint32_t s = replicas_.find(d.replica);
+    if (s == _::ReplicaTable::kNone || d.counter > kMaxDotCounter) return kNone;
+    return findPacked(pack(s, d.counter));
+  }
+  // Calls f(position) for each entry of key k.
+  template <typename F>
+  void forEachPosOfKey(KeyView k, F&& f) const {
+    if (!byKey_.active()) {
+      for (uint32_t p = 0; p < entries_.size(); ++p) {
+        if (KS::view(entries_[p].key) == k) f(p);
+      }
+      return;
+    }
+    byKey_.forEachInCluster(KS::hash(k), [&](uint32_t p) {
+      if (KS::view(entries_[p].key) == k) f(p);
+    });
+  }
+
+ private:
+  struct Entry {
+    [[no_unique_address]] typename KS::Stored key;
+    [[no_unique_address]] V value;
+    uint64_t dot;  // slot << 48 | counter
+  };
+
+  std::vector<Entry> entries_;
+  _::FlatIndex byKey_;
+  _::FlatIndex byDot_;
+  _::ReplicaTable replicas_;
+  size_t keyCount_ = 0;
+
+  static uint64_t pack(uint32_t slot, uint64_t counter) {
+    return (uint64_t{slot} << 48) | counter;
+  }
+  static uint32_t slotOf(uint64_t packed) { return static_cast<uint32_t>(packed >> 48); }
+  static uint64_t counterOf(uint64_t packed) { return packed & kMaxDotCounter; }
+
+  uint64_t keyHashAt(uint32_t p) const { return KS::hash(KS::view(entries_[p].key)); }
+  uint64_t dotHashAt(uint32_t p) const { return mix64(entries_[p].dot); }
+
+  uint32_t findPacked(uint64_t packed) const {
+    if (!byDot_.active()) {
+      for (uint32_t p = 0; p < entries_.size(); ++p) {
+        if (entries_[p].dot == packed) return p;
+      }
+      return kNone;
+    }
+    return byDot_.find(mix64(packed), [&](uint32_t p) { return entries_[p].dot == packed; });
+  }
+
+  uint32_t firstOfKey(KeyView k) const {
+    if (!byKey_.active()) {
+      for (uint32_t p = 0; p < entries_.size(); ++p) {
+        if (KS::view(entries_[p].key) == k) return p;
+      }
+      return kNone;
+    }
+    return byKey_.find(KS::hash(k), [&](uint32_t p) { return KS::view(entries_[p].key) == k; });
+  }
+
+  void rebuildIndexes(size_t capacity) {
+    uint32_t n = static_cast<uint32_t>(entries_.size());
+    byKey_.rebuild(capacity, n, [&](uint32_t p) { return keyHashAt(p); });
+    byDot_.rebuild(capacity, n, [&](uint32_t p) { return dotHashAt(p); });
+  }
+
+  // Indexes the entry just appended at the back.
+  void indexNewLast() {
+    size_t n = entries_.size();
+    if (n <= kSmall) return;
+    if (!byKey_.active() || byKey_.needsGrow(n)) {
+      rebuildIndexes(_::FlatIndex::capacityFor(n));
+      return;
+    }
+    uint32_t p = static_cast<uint32_t>(n - 1);
+    byKey_.insert(keyHashAt(p), p);
+    byDot_.insert(dotHashAt(p), p);
+  }
+
+  void erasePosition(uint32_t p) {
+    uint32_t last = static_cast<uint32_t>(entries_.size() - 1);
+    bool indexed = byKey_.active();
+    if (indexed) {
+      byKey_.erase(keyHashAt(p), p, [&](uint32_t q) { return keyHashAt(q); });
+      byDot_.erase(dotHashAt(p), p, [&](uint32_t q) { return dotHashAt(q); });
+    }
+    replicas_.release(slotOf(entries_[p].dot));
+    KeyView k = KS::view(entries_[p].key);
+    bool keyGone = true;
+    if (indexed) {
+      keyGone = byKey_.find(KS::hash(k), [&](uint32_t q) { return KS::view(entries_[q].key) == k; }) ==
+                kNone;
+    } else {
+      for (uint32_t q = 0; q <= last; ++q) {
+        if (q != p && KS::view(entries_[q].key) == k) {
+          keyGone = false;
+          break;
+        }
+      }
+    }
+    if (keyGone) --keyCount_;
+    if (p != last) {
+      if (indexed) {
+        byKey_.relabel(keyHashAt(last), last, p);
+        byDot_.relabel(dotHashAt(last), last, p);
+      }
+      entries_[p] = std::move(entries_[last]);
+    }
+    entries_.pop_back();
+    size_t n = entries_.size();
+    if (n <= kSmall) {
+      if (indexed) {
+        byKey_.reset();
+        byDot_.reset();
+      }
+    } else if (byKey_.wantsShrink(n)) {
+      rebuildIndexes(_::FlatIndex::capacityFor(n));
+    }
+    if (entries_.capacity() > 16 && n < entries_.capacity() / 4) entries_.shrink_to_fit();
+  }
+};
+
+}  // namespace deltasync::crdt
