@@ -5,11 +5,16 @@
 // from different replicas all survive in the store (so a later remove that saw only one of them
 // cannot lose the other: add-wins), and readers see the winner: the greatest
 // (timestamp, writer ReplicaId). That order is total, so every replica picks the same winner.
-// Timestamps come from the caller's HybridLogicalClock.
+// Timestamps come from the caller's HybridLogicalClock. Should a clock misbehave and one replica
+// leave two concurrent-looking writes with equal timestamps (possible when an old write reaches a
+// replica that missed its removal), the dot counter breaks the tie: the replica's later write
+// wins. So the full order is (timestamp, writer, counter), total in every case.
 //
 // Cost: set/remove/get O(1) expected; joining a delta O(|delta|). std::string keys are stored as
 // 16-byte CompactStrings (no heap for keys up to 15 bytes).
 #pragma once
+
+#include <tuple>
 
 #include "crdt/causal.h"
 #include "crdt/hlc.h"
@@ -31,7 +36,7 @@ class AWLWWMap : public Causal<AWLWWMap<K, V>, DotStore<K, Stamped<V>>> {
  public:
   using Key = K;
   using Value = V;
-  using View = typename Base::KeyView;
+  using View = typename Base::Store::KeyView;
 
   AWLWWMap set(ReplicaId self, View k, V v, Timestamp ts) {
     return this->writeKey(self, k, Stamped<V>{ts, std::move(v)});
@@ -64,14 +69,15 @@ class AWLWWMap : public Causal<AWLWWMap<K, V>, DotStore<K, Stamped<V>>> {
   uint32_t winner(View k) const {
     uint32_t best = DotStore<K, Stamped<V>>::kNone;
     Timestamp bt{};
-    ReplicaId br{};
+    Dot bd{};
     this->store_.forEachPosOfKey(k, [&](uint32_t p) {
       Timestamp t = this->store_.valueAt(p).ts;
-      ReplicaId r = this->store_.dotAt(p).replica;
-      if (best == DotStore<K, Stamped<V>>::kNone || bt < t || (bt == t && br < r)) {
+      Dot d = this->store_.dotAt(p);
+      if (best == DotStore<K, Stamped<V>>::kNone ||
+          std::tie(bt, bd.replica, bd.counter) < std::tie(t, d.replica, d.counter)) {
         best = p;
         bt = t;
-        br = r;
+        bd = d;
       }
     });
     return best;

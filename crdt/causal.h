@@ -2,6 +2,10 @@
 // strip, semantic equality, and the two mutation patterns all of them are made of.
 //
 // Invariant (relied on by DotStore::joinFrom): every dot in store_ is contained in ctx_.
+//
+// Store concept (DotStore, ORMapStore): empty(), clear(), joinFrom(ca, b, cb), unseenBy(cx),
+// containsDot(d), forEachDot(f), forEachCoveredDot(cd, f), collectDots(ctx), operator==,
+// memoryBytes(), shrinkToFit().
 #pragma once
 
 #include <algorithm>
@@ -19,7 +23,6 @@ template <typename Derived, typename S>
 class Causal {
  public:
   using Store = S;
-  using KeyView = typename Store::KeyView;
 
   const Store& store() const { return store_; }
   const CausalContext& context() const { return ctx_; }
@@ -33,8 +36,16 @@ class Causal {
     ctx_.join(other.ctx_);
   }
 
+  // The part of `delta` that would inflate `state`:
+  //   store: delta's entries whose dots state's context has not seen;
+  //   context: delta's dots that state has not seen, plus the dots of state's entries that
+  //   delta's context covers and delta's store lacks (removals state has not applied yet).
   friend Derived strip(const Derived& delta, const Derived& state) {
-    auto [s, c] = Store::strip(delta.store_, delta.ctx_, state.store_, state.ctx_);
+    Store s = delta.store_.unseenBy(state.ctx_);
+    CausalContext c = delta.ctx_.minus(state.ctx_);
+    state.store_.forEachCoveredDot(delta.ctx_, [&](Dot d) {
+      if (!delta.store_.containsDot(d)) c.add(d);
+    });
     return Derived::fromParts(std::move(s), std::move(c));
   }
 
@@ -70,7 +81,8 @@ class Causal {
   // Replaces every entry of key k by one new entry (k, next dot of self, v). The delta holds the
   // new entry and a context of the new dot plus the dots it supersedes. Strong exception safety:
   // everything that can throw for a reason other than memory runs before the state changes.
-  Derived writeKey(ReplicaId self, KeyView k, typename Store::Value v) {
+  template <typename St = Store>  // deferred: only dot stores have keys and values
+  Derived writeKey(ReplicaId self, typename St::KeyView k, typename St::Value v) {
     Dot d = ctx_.nextDot(self);
     Derived delta;
     delta.store_.insert(k, d, v);
@@ -98,7 +110,8 @@ class Causal {
   }
 
   // Removes every entry of key k. The delta is an empty store with the removed dots as context.
-  Derived removeKey(KeyView k) {
+  template <typename St = Store>
+  Derived removeKey(typename St::KeyView k) {
     Derived delta;
     store_.eraseKey(k, &delta.ctx_);
     return delta;

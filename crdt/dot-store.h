@@ -220,22 +220,26 @@ class DotStore {
     for (uint32_t p : doomed) erasePosition(p);
   }
 
-  // The part of delta (d, cd) that would inflate state (x, cx), as (store, context):
-  //   store: d's entries whose dots cx has not seen;
-  //   context: dots of cd that cx lacks, plus dots of x's entries that cd covers and d lacks
-  //   (those are removals x has not applied yet).
-  static std::pair<DotStore, CausalContext> strip(const DotStore& d, const CausalContext& cd,
-                                                  const DotStore& x, const CausalContext& cx) {
-    std::pair<DotStore, CausalContext> out;
-    for (uint32_t p = 0; p < d.entries_.size(); ++p) {
-      Dot dot = d.dotAt(p);
-      if (!cx.contains(dot)) out.first.insert(KS::view(d.entries_[p].key), dot, d.entries_[p].value);
+  // The entries whose dots cx has not seen (the store part of strip, see Causal).
+  DotStore unseenBy(const CausalContext& cx) const {
+    DotStore out;
+    for (uint32_t p = 0; p < entries_.size(); ++p) {
+      Dot dot = dotAt(p);
+      if (!cx.contains(dot)) out.insertNew(KS::view(entries_[p].key), dot, entries_[p].value);
     }
-    out.second = cd.minus(cx);
-    x.forEachDotCoveredBy(cd, [&](uint32_t, Dot dot) {
-      if (!d.containsDot(dot)) out.second.add(dot);
-    });
     return out;
+  }
+
+  // Calls f(Dot) for every entry.
+  template <typename F>
+  void forEachDot(F&& f) const {
+    for (uint32_t p = 0; p < entries_.size(); ++p) f(dotAt(p));
+  }
+
+  // Calls f(Dot) for every entry whose dot cd contains.
+  template <typename F>
+  void forEachCoveredDot(const CausalContext& cd, F&& f) const {
+    forEachDotCoveredBy(cd, [&](uint32_t, Dot d) { f(d); });
   }
 
   // Semantic equality: the same set of (key, dot, value) entries.

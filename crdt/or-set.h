@@ -21,7 +21,7 @@ class ORSet : public Causal<ORSet<E>, DotStore<E>> {
 
  public:
   using Element = E;
-  using View = typename Base::KeyView;
+  using View = typename Base::Store::KeyView;
 
   // Adds e at replica self (re-adding refreshes it: a fresh dot supersedes the observed ones).
   ORSet add(ReplicaId self, View e) { return this->writeKey(self, e, Empty{}); }

@@ -4,125 +4,29 @@
 #include <set>
 #include <string>
 
-#include "tests/support/property.h"
+#include "tests/support/model-sim.h"
 
 namespace deltasync::crdt {
 namespace {
 
-// Specification of an add-wins set, independent of dots and contexts: every add is an event;
-// a replica knows some events and knows some of them removed. An element is present iff some
-// add of it is known and not removed: "present iff some add was not observed by a remove".
-struct SetModel {
-  std::map<uint64_t, int> known;  // add event -> element
-  std::set<uint64_t> removed;
+// Specification: an element is present iff some add of it was not observed by a remove.
+using SetModel = testing::EventModel<int>;
 
-  void merge(const SetModel& o) {
-    known.insert(o.known.begin(), o.known.end());
-    removed.insert(o.removed.begin(), o.removed.end());
-  }
-  bool present(int e) const {
-    for (auto& [ev, el] : known) {
-      if (el == e && !removed.count(ev)) return true;
-    }
-    return false;
-  }
-  // What a remove (or the superseding part of an add) of e observes here.
-  SetModel observe(int e) {
-    SetModel m;
-    for (auto& [ev, el] : known) {
-      if (el == e && !removed.count(ev)) {
-        m.known.emplace(ev, el);
-        m.removed.insert(ev);
-      }
-    }
-    return m;
-  }
-};
-
-struct Message {
-  size_t to;
-  ORSet<int> delta;
-  SetModel model;
-};
-
-// Replicas run random adds/removes; messages (deltas, delta groups, whole states) are lost,
-// duplicated and reordered. After every step each replica agrees with its model; at the end a
-// full exchange makes all replicas equal.
 TEST_CASE("ORSet: agrees with the add-wins specification under loss, duplication, reordering") {
   PROPERTY("model-based convergence", [] {
-    const size_t n = *rc::gen::inRange<size_t>(2, 5);
-    std::vector<ORSet<int>> reps(n);
-    std::vector<SetModel> models(n);
-    std::vector<ORSet<int>> pendingGroup(n);  // deltas buffered for a joined group send
-    std::vector<SetModel> pendingModel(n);
-    std::vector<Message> net;
-    uint64_t nextEvent = 1;
-
-    auto send = [&](size_t from, const ORSet<int>& d, const SetModel& m) {
-      for (size_t j = 0; j < n; ++j) {
-        if (j != from) net.push_back(Message{j, d, m});
-      }
-    };
-    const int steps = *rc::gen::inRange(0, 80);
-    for (int s = 0; s < steps; ++s) {
-      const int action = *rc::gen::inRange(0, 10);
-      const size_t r = *rc::gen::inRange<size_t>(0, n);
-      const int e = *rc::gen::inRange(0, 6);
-      ReplicaId self{r + 1};
-      if (action <= 2) {  // add
-        SetModel m = models[r].observe(e);
-        uint64_t ev = nextEvent++;
-        m.known.emplace(ev, e);
-        models[r].merge(m);
-        ORSet<int> d = reps[r].add(self, e);
-        send(r, d, m);
-        pendingGroup[r].join(d);
-        pendingModel[r].merge(m);
-      } else if (action <= 4) {  // remove
-        SetModel m = models[r].observe(e);
-        models[r].merge(m);
-        ORSet<int> d = reps[r].remove(e);
-        send(r, d, m);
-        pendingGroup[r].join(d);
-        pendingModel[r].merge(m);
-      } else if (action <= 7 && !net.empty()) {  // deliver (maybe duplicate) a random message
-        size_t i = *rc::gen::inRange<size_t>(0, net.size());
-        Message msg = net[i];
-        if (!*rc::gen::arbitrary<bool>()) net.erase(net.begin() + i);
-        reps[msg.to].join(msg.delta);
-        models[msg.to].merge(msg.model);
-      } else if (action == 8 && !net.empty()) {  // lose one
-        net.erase(net.begin() + *rc::gen::inRange<size_t>(0, net.size()));
-      } else if (action == 9) {  // send a joined delta group or the whole state
-        if (*rc::gen::arbitrary<bool>()) {
-          send(r, pendingGroup[r], pendingModel[r]);
-          pendingGroup[r] = ORSet<int>();
-          pendingModel[r] = SetModel();
-        } else {
-          send(r, reps[r], models[r]);
-        }
-      }
-      for (size_t j = 0; j < n; ++j) {
-        size_t count = 0;
-        for (int x = 0; x < 6; ++x) {
-          RC_ASSERT(reps[j].contains(x) == models[j].present(x));
-          count += models[j].present(x);
-        }
-        RC_ASSERT(reps[j].size() == count);
-        RC_ASSERT(reps[j].context().valid());
-      }
-    }
-    // Heal: everyone joins everyone's state.
-    std::vector<ORSet<int>> snapshot = reps;
-    for (size_t j = 0; j < n; ++j) {
-      for (size_t k = 0; k < n; ++k) reps[j].join(snapshot[k]);
-    }
-    SetModel all;
-    for (auto& m : models) all.merge(m);
-    for (size_t j = 0; j < n; ++j) {
-      RC_ASSERT(reps[j] == reps[0]);
-      for (int x = 0; x < 6; ++x) RC_ASSERT(reps[j].contains(x) == all.present(x));
-    }
+    testing::ModelSim<ORSet<int>, SetModel>::run(
+        [](ORSet<int>& rep, SetModel& model, size_t r) -> std::pair<ORSet<int>, SetModel> {
+          const int e = *rc::gen::inRange(0, 6);
+          auto same = [e](int x) { return x == e; };
+          if (*rc::gen::inRange(0, 3) < 2) return {rep.add(ReplicaId{r + 1}, e), model.write(same, e)};
+          return {rep.remove(e), model.observe(same)};
+        },
+        [](const ORSet<int>& rep, const SetModel& model) {
+          std::set<int> live;
+          model.forEachLive([&](uint64_t, int e) { live.insert(e); });
+          for (int x = 0; x < 6; ++x) RC_ASSERT(rep.contains(x) == (live.count(x) == 1));
+          RC_ASSERT(rep.size() == live.size());
+        });
   });
 }
 
