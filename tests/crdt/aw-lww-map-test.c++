@@ -4,6 +4,7 @@
 #include <string>
 #include <tuple>
 
+#include "tests/support/crdt-laws.h"
 #include "tests/support/model-sim.h"
 
 namespace deltasync::crdt {
@@ -61,6 +62,35 @@ TEST_CASE("AWLWWMap: agrees with the specification under loss, duplication, reor
           }
         });
   });
+}
+
+struct MapOp {
+  int kind = 0;  // 0, 1: set; 2: remove; 3: clear
+  std::string key;
+  int64_t value = 0;
+  uint64_t ts = 0;
+  AWLWWMap<std::string, int64_t> apply(AWLWWMap<std::string, int64_t>& m, ReplicaId self) const {
+    if (kind <= 1) return m.set(self, key, value, Timestamp{ts});
+    if (kind == 2) return m.remove(key);
+    return m.clear();
+  }
+};
+void showValue(const MapOp& op, std::ostream& os) {
+  os << "op" << op.kind << "(" << op.key << ", " << op.value << ", ts " << op.ts << ")";
+}
+rc::Gen<MapOp> genMapOp() {
+  return rc::gen::apply(
+      [](int k, int key, int64_t v, uint64_t ts) { return MapOp{k, "k" + std::to_string(key), v, ts}; },
+      rc::gen::weightedOneOf<int>({{10, rc::gen::inRange(0, 3)}, {1, rc::gen::just(3)}}),
+      rc::gen::inRange(0, 8), rc::gen::inRange<int64_t>(-5, 5), rc::gen::inRange<uint64_t>(0, 6));
+}
+
+TEST_CASE("AWLWWMap: lattice laws") {
+  using M = AWLWWMap<std::string, int64_t>;
+  CHECK(checkJoinLaws<M>(genMapOp()));
+  CHECK(checkDeltaMutatorLaw<M>(genMapOp()));
+  CHECK(checkStripLaws<M>(genMapOp()));
+  CHECK(checkConvergence<M>(genMapOp()));
 }
 
 TEST_CASE("AWLWWMap: equal timestamps on different replicas resolve identically everywhere") {

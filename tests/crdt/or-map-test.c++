@@ -7,6 +7,7 @@
 #include "crdt/ew-flag.h"
 #include "crdt/mv-register.h"
 #include "crdt/or-set.h"
+#include "tests/support/crdt-laws.h"
 #include "tests/support/model-sim.h"
 
 namespace deltasync::crdt {
@@ -55,6 +56,35 @@ TEST_CASE("ORMap<K, ORSet>: agrees with the specification under loss, duplicatio
           }
         });
   });
+}
+
+// Nested two levels deep, so the laws cover ORMapStore inside ORMapStore as well.
+using Deep = ORMap<int, ORMap<int, MVRegister<int>>>;
+struct DeepOp {
+  int kind = 0;  // 0, 1: write; 2: remove inner key; 3: remove outer key
+  int outer = 0, inner = 0, value = 0;
+  Deep apply(Deep& m, ReplicaId self) const {
+    if (kind == 3) return m.remove(outer);
+    return m.update(outer, [&](auto& in) {
+      if (kind == 2) return in.remove(inner);
+      return in.update(inner, [&](auto& reg) { return reg.write(self, value); });
+    });
+  }
+};
+void showValue(const DeepOp& op, std::ostream& os) {
+  os << "op" << op.kind << "(" << op.outer << "/" << op.inner << " = " << op.value << ")";
+}
+rc::Gen<DeepOp> genDeepOp() {
+  return rc::gen::apply([](int k, int o, int i, int v) { return DeepOp{k, o, i, v}; },
+                        rc::gen::inRange(0, 4), rc::gen::inRange(0, 3), rc::gen::inRange(0, 3),
+                        rc::gen::inRange(0, 5));
+}
+
+TEST_CASE("ORMap: lattice laws (two levels of nesting)") {
+  CHECK(checkJoinLaws<Deep>(genDeepOp()));
+  CHECK(checkDeltaMutatorLaw<Deep>(genDeepOp()));
+  CHECK(checkStripLaws<Deep>(genDeepOp()));
+  CHECK(checkConvergence<Deep>(genDeepOp()));
 }
 
 TEST_CASE("ORMap: copying copies the shared context (no aliasing)") {

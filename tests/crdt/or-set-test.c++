@@ -4,6 +4,7 @@
 #include <set>
 #include <string>
 
+#include "tests/support/crdt-laws.h"
 #include "tests/support/model-sim.h"
 
 namespace deltasync::crdt {
@@ -28,6 +29,32 @@ TEST_CASE("ORSet: agrees with the add-wins specification under loss, duplication
           RC_ASSERT(rep.size() == live.size());
         });
   });
+}
+
+struct SetOp {
+  int kind = 0;  // 0, 1: add; 2: remove; 3: clear
+  std::string element;
+  ORSet<std::string> apply(ORSet<std::string>& s, ReplicaId self) const {
+    if (kind <= 1) return s.add(self, element);
+    if (kind == 2) return s.remove(element);
+    return s.clear();
+  }
+};
+void showValue(const SetOp& op, std::ostream& os) {
+  os << (op.kind <= 1 ? "add(" : op.kind == 2 ? "remove(" : "clear(") << op.element << ")";
+}
+rc::Gen<SetOp> genSetOp() {
+  return rc::gen::apply([](int k, int e) { return SetOp{k, "e" + std::to_string(e)}; },
+                        rc::gen::weightedOneOf<int>({{10, rc::gen::inRange(0, 3)},
+                                                     {1, rc::gen::just(3)}}),
+                        rc::gen::inRange(0, 12));
+}
+
+TEST_CASE("ORSet: lattice laws") {
+  CHECK(checkJoinLaws<ORSet<std::string>>(genSetOp()));
+  CHECK(checkDeltaMutatorLaw<ORSet<std::string>>(genSetOp()));
+  CHECK(checkStripLaws<ORSet<std::string>>(genSetOp()));
+  CHECK(checkConvergence<ORSet<std::string>>(genSetOp()));
 }
 
 TEST_CASE("ORSet: a concurrent add wins over a remove") {
