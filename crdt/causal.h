@@ -31,6 +31,7 @@ class Causal {
   // to ask whether it holds no elements.
   bool empty() const { return store_.empty() && ctx_.empty(); }
 
+  // Throws LimitError (leaving *this unchanged) when the result would exceed a store limit.
   void join(const Derived& other) {
     store_.joinFrom(ctx_, other.store_, other.ctx_);
     ctx_.join(other.ctx_);
@@ -52,7 +53,7 @@ class Causal {
   bool operator==(const Causal& o) const { return ctx_ == o.ctx_ && store_ == o.store_; }
 
   size_t memoryBytes() const {
-    return store_.memoryBytes() + ctx_.memoryBytes() - sizeof(CausalContext);
+    return store_.memoryBytes() + ctx_.memoryBytes();  // each counts its own sizeof
   }
 
   // Releases spare capacity (see DotStore::shrinkToFit).

@@ -193,20 +193,48 @@ class DotStore {
   //   - *this's entry with dot d dies iff d is in cb but not in b.
   // The second set is found by walking cb's dots (lookups in *this) when cb is smaller than
   // *this, else by scanning *this; so a delta costs O(|delta|), a state O(min(|a|, |cb|) + |b|).
+  //
+  // Limits are checked before anything changes, so a LimitError leaves *this unchanged (and the
+  // store-dots-in-context invariant intact).
   void joinFrom(const CausalContext& ca, const DotStore& b, const CausalContext& cb) {
-    removeCoveredBy(cb, b);
-    if (b.entries_.empty()) return;
     // Per slot of b: the intervals of ca for that replica (nullptr: ca has none).
     std::vector<const std::vector<Interval>*> seen(b.replicas_.slotCount(), nullptr);
     b.replicas_.forEach([&](ReplicaId r, uint32_t s) {
       if (const auto* o = ca.find(r)) seen[s] = &o->intervals;
     });
+    checkJoinLimits(b, seen);
+    removeCoveredBy(cb, b);
+    if (b.entries_.empty()) return;
     for (uint32_t p = 0; p < b.entries_.size(); ++p) {
       const Entry& e = b.entries_[p];
       uint32_t s = slotOf(e.dot);
       uint64_t c = counterOf(e.dot);
       if (seen[s] != nullptr && CausalContext::containsCounter(*seen[s], c)) continue;
       insertNew(KS::view(e.key), Dot{b.replicas_.id(s), c}, e.value);
+    }
+  }
+
+  // Throws LimitError if inserting b's unseen entries could exceed the entry or replica limits.
+  // Exact only when it matters: the common case is decided from the sizes alone.
+  void checkJoinLimits(const DotStore& b,
+                       const std::vector<const std::vector<Interval>*>& seen) const {
+    if (entries_.size() + b.entries_.size() >= UINT32_MAX - 1) {
+      throw LimitError("joined dot store would hold 2^32 - 2 entries");
+    }
+    if (replicas_.usedCount() + b.replicas_.usedCount() <= _::ReplicaTable::kMaxSlots) return;
+    std::vector<bool> adds(b.replicas_.slotCount(), false);
+    for (const Entry& e : b.entries_) {
+      uint32_t s = slotOf(e.dot);
+      if (seen[s] == nullptr || !CausalContext::containsCounter(*seen[s], counterOf(e.dot))) {
+        adds[s] = true;
+      }
+    }
+    size_t fresh = 0;
+    b.replicas_.forEach([&](ReplicaId r, uint32_t s) {
+      if (adds[s] && replicas_.find(r) == _::ReplicaTable::kNone) ++fresh;
+    });
+    if (replicas_.usedCount() + fresh > _::ReplicaTable::kMaxSlots) {
+      throw LimitError("join would give one dot store live dots of more than 65535 replicas");
     }
   }
 

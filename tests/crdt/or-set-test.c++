@@ -1,5 +1,7 @@
 #include "crdt/or-set.h"
 
+#include "crdt/errors.h"
+
 #include <map>
 #include <set>
 #include <string>
@@ -178,6 +180,37 @@ TEST_CASE("ORSet: string elements, long and short") {
   y.join(x.remove(longKey));
   CHECK(!y.contains(longKey));
   CHECK(x == y);
+}
+
+}  // namespace
+}  // namespace deltasync::crdt
+
+namespace deltasync::crdt {
+namespace {
+
+TEST_CASE("ORSet: the replica-slot limit fails cleanly and frees slots on removal") {
+  ORSet<int64_t> s;
+  for (uint64_t r = 1; r <= 65535; ++r) s.add(ReplicaId{r}, int64_t(r));
+  const ORSet<int64_t> before = s;
+  CHECK_THROWS_AS(s.add(ReplicaId{70000}, -1), LimitError);
+  CHECK(s == before);
+  ORSet<int64_t> other;
+  auto d = other.add(ReplicaId{70000}, -1);
+  CHECK_THROWS_AS(s.join(d), LimitError);
+  CHECK(s == before);
+  CHECK(s.context().valid());
+  s.remove(int64_t(7));  // replica 7's only live dot: its slot is freed
+  s.join(d);
+  CHECK(s.contains(-1));
+  CHECK(s.size() == 65535);
+}
+
+TEST_CASE("ORSet: memoryBytes counts the whole value") {
+  ORSet<int64_t> s;
+  CHECK(s.memoryBytes() >= sizeof(s));
+  for (int64_t i = 0; i < 1000; ++i) s.add(ReplicaId{1}, i);
+  // 1000 entries of 16 bytes plus two indexes of 4-byte slots, at least.
+  CHECK(s.memoryBytes() >= sizeof(s) + 1000 * (16 + 2 * 4));
 }
 
 }  // namespace
