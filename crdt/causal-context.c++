@@ -10,8 +10,8 @@ namespace deltasync::crdt {
 namespace {
 
 // Merges two canonical interval lists into a canonical union.
-std::vector<Interval> unite(const std::vector<Interval>& a, const std::vector<Interval>& b) {
-  std::vector<Interval> out;
+Intervals unite(const Intervals& a, const Intervals& b) {
+  Intervals out;
   out.reserve(a.size() + b.size());
   size_t i = 0, j = 0;
   auto push = [&out](Interval iv) {
@@ -33,8 +33,8 @@ std::vector<Interval> unite(const std::vector<Interval>& a, const std::vector<In
 }
 
 // a \ b, both canonical.
-std::vector<Interval> subtract(const std::vector<Interval>& a, const std::vector<Interval>& b) {
-  std::vector<Interval> out;
+Intervals subtract(const Intervals& a, const Intervals& b) {
+  Intervals out;
   size_t j = 0;
   for (Interval cur : a) {
     while (j < b.size() && b[j].hi < cur.lo) ++j;
@@ -54,8 +54,8 @@ std::vector<Interval> subtract(const std::vector<Interval>& a, const std::vector
   return out;
 }
 
-std::vector<Interval> intersection(const std::vector<Interval>& a, const std::vector<Interval>& b) {
-  std::vector<Interval> out;
+Intervals intersection(const Intervals& a, const Intervals& b) {
+  Intervals out;
   size_t i = 0, j = 0;
   while (i < a.size() && j < b.size()) {
     uint64_t lo = std::max(a[i].lo, b[j].lo);
@@ -150,7 +150,7 @@ void CausalContext::join(const CausalContext& other) {
     origins_ = other.origins_;
     return;
   }
-  std::vector<Origin> out;
+  InlineVector<Origin> out;
   out.reserve(origins_.size() + other.origins_.size());
   size_t i = 0, j = 0;
   while (i < origins_.size() || j < other.origins_.size()) {
@@ -234,8 +234,8 @@ size_t CausalContext::intervalCount() const {
 }
 
 size_t CausalContext::memoryBytes() const {
-  size_t n = sizeof(*this) + origins_.capacity() * sizeof(Origin);
-  for (const Origin& o : origins_) n += o.intervals.capacity() * sizeof(Interval);
+  size_t n = sizeof(*this) + heapBytes(origins_);
+  for (const Origin& o : origins_) n += heapBytes(o.intervals);
   return n;
 }
 

@@ -18,6 +18,12 @@
 #include <cstdint>
 #include <vector>
 
+// GCC 12 reports a false -Wstringop-overread inside boost's trivially-copyable move path.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wstringop-overread"
+#include <boost/container/small_vector.hpp>
+#pragma GCC diagnostic pop
+
 #include "crdt/dot.h"
 
 namespace deltasync::crdt {
@@ -30,11 +36,21 @@ struct Interval {
   constexpr bool operator==(const Interval&) const = default;
 };
 
+// Vectors with room for one element inline and doubling growth: most origins hold one interval
+// and most deltas one origin, so a typical delta's context allocates nothing.
+template <typename T>
+using InlineVector = boost::container::small_vector<
+    T, 1, void,
+    boost::container::small_vector_options_t<
+        boost::container::growth_factor<boost::container::growth_factor_100>>>;
+
+using Intervals = InlineVector<Interval>;
+
 class CausalContext {
  public:
   struct Origin {
     ReplicaId replica;
-    std::vector<Interval> intervals;
+    Intervals intervals;
 
     bool operator==(const Origin&) const = default;
   };
@@ -86,7 +102,7 @@ class CausalContext {
   uint64_t dotCount() const;
   size_t intervalCount() const;
 
-  const std::vector<Origin>& origins() const { return origins_; }
+  const InlineVector<Origin>& origins() const { return origins_; }
   const Origin* find(ReplicaId r) const {
     auto it = std::lower_bound(origins_.begin(), origins_.end(), r,
                                [](const Origin& o, ReplicaId id) { return o.replica < id; });
@@ -110,12 +126,18 @@ class CausalContext {
   // Bytes of heap and inline storage used (for memory accounting).
   size_t memoryBytes() const;
 
+  // Heap bytes of an InlineVector (nothing while its one element fits inline).
+  template <typename V>
+  static size_t heapBytes(const V& v) {
+    return v.capacity() > 1 ? v.capacity() * sizeof(typename V::value_type) : 0;
+  }
+
   // Checks the invariants above; used on decoded input and in tests.
   bool valid() const;
 
   bool operator==(const CausalContext&) const = default;
 
-  static bool containsCounter(const std::vector<Interval>& iv, uint64_t c) {
+  static bool containsCounter(const Intervals& iv, uint64_t c) {
     if (iv.size() == 1) return iv[0].lo <= c && c <= iv[0].hi;
     // First interval whose hi >= c.
     auto it = std::lower_bound(iv.begin(), iv.end(), c,
@@ -124,7 +146,7 @@ class CausalContext {
   }
 
  private:
-  std::vector<Origin> origins_;
+  InlineVector<Origin> origins_;
 
   Origin& findOrInsert(ReplicaId r);
 };

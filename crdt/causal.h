@@ -100,7 +100,7 @@ class Causal {
       ++n;
     });
     more.insert(more.end(), old, old + std::min(n, Store::kSmall));
-    store_.insertNew(k, d, std::move(v));  // appended after every old position
+    store_.insertNew(k, d, std::move(v), n == 0);  // appended after every old position
     std::sort(more.begin(), more.end(), std::greater<uint32_t>());
     for (uint32_t p : more) {
       delta.ctx_.add(store_.dotAt(p));

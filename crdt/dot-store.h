@@ -14,7 +14,8 @@
 //
 // Invariants:
 //   - every dot appears in at most one entry; keyCount_ == number of distinct keys;
-//   - indexes are active iff entries_.size() > kSmall, and then index exactly the entries;
+//   - indexes are active whenever entries_.size() > kSmall (and may be earlier, after reserve()),
+//     and when active they index exactly the entries;
 //   - replicas_ counts exactly one reference per entry;
 //   - (maintained by the owning type, relied on by joinFrom) every dot in the store is contained
 //     in the owner's causal context.
@@ -22,6 +23,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -63,7 +65,16 @@ struct KeyStorage<std::string> {
   using View = std::string_view;
   static Stored make(View k) { return CompactString(k); }
   static View view(const Stored& s) { return s.view(); }
-  static uint64_t hash(View k) { return mix64(std::hash<std::string_view>{}(k)); }
+  // Keys of up to 15 bytes (the inline ones) hash as two zero-padded words: a few instructions
+  // instead of a byte loop.
+  static uint64_t hash(View k) {
+    if (k.size() <= 15) {
+      uint64_t w[2] = {0, 0};
+      std::memcpy(w, k.data(), k.size());
+      return mix64(w[0] * 0x9e3779b97f4a7c15ULL ^ mix64(w[1] + k.size()));
+    }
+    return mix64(std::hash<std::string_view>{}(k));
+  }
   static size_t heapBytes(const Stored& s) { return s.heapBytes(); }
 };
 
@@ -119,12 +130,14 @@ class DotStore {
 
   // insert() without the duplicate-dot check, for callers that know d is absent because it is
   // not in the owner's context (store dots are always in it).
-  void insertNew(KeyView k, Dot d, V v) {
+  void insertNew(KeyView k, Dot d, V v) { insertNew(k, d, std::move(v), !containsKey(k)); }
+
+  // insertNew() for callers that already know whether k is new to the store.
+  void insertNew(KeyView k, Dot d, V v, bool newKey) {
     if (d.counter == 0 || d.counter > kMaxDotCounter) {
       throw std::invalid_argument("dot counter out of range: " + std::to_string(d.counter));
     }
     if (entries_.size() >= UINT32_MAX - 1) throw LimitError("dot store holds 2^32 - 2 entries");
-    bool newKey = !containsKey(k);
     uint32_t slot = replicas_.acquire(d.replica);
     try {
       entries_.push_back(Entry{KS::make(k), std::move(v), pack(slot, d.counter)});
@@ -169,6 +182,17 @@ class DotStore {
 
   void clear() { *this = DotStore(); }
 
+  // Makes room for n entries in total (storage and indexes), as a fresh store growing to n would.
+  void reserve(size_t n) {
+    if (n <= entries_.size()) return;
+    size_t cap = entries_.capacity();
+    while (cap < n) cap = cap < 8 ? 8 : cap * 2;
+    entries_.reserve(cap);
+    if (n > kSmall && (!byKey_.active() || byKey_.needsGrow(n))) {
+      rebuildIndexes(_::FlatIndex::capacityFor(n));
+    }
+  }
+
   // Releases spare capacity: afterwards the footprint is that of a store built fresh with the
   // same entries. Erasing shrinks automatically too, but with hysteresis (within ~2.7x).
   void shrinkToFit() {
@@ -198,13 +222,22 @@ class DotStore {
   // store-dots-in-context invariant intact).
   void joinFrom(const CausalContext& ca, const DotStore& b, const CausalContext& cb) {
     // Per slot of b: the intervals of ca for that replica (nullptr: ca has none).
-    std::vector<const std::vector<Interval>*> seen(b.replicas_.slotCount(), nullptr);
+    std::vector<const Intervals*> seen(b.replicas_.slotCount(), nullptr);
     b.replicas_.forEach([&](ReplicaId r, uint32_t s) {
       if (const auto* o = ca.find(r)) seen[s] = &o->intervals;
     });
     checkJoinLimits(b, seen);
     removeCoveredBy(cb, b);
     if (b.entries_.empty()) return;
+    if (b.entries_.size() > kSmall) {
+      // A bulk join: size storage and indexes once for what will be added, not by doubling.
+      size_t unseen = 0;
+      for (const Entry& e : b.entries_) {
+        uint32_t s = slotOf(e.dot);
+        unseen += seen[s] == nullptr || !CausalContext::containsCounter(*seen[s], counterOf(e.dot));
+      }
+      reserve(entries_.size() + unseen);
+    }
     for (uint32_t p = 0; p < b.entries_.size(); ++p) {
       const Entry& e = b.entries_[p];
       uint32_t s = slotOf(e.dot);
@@ -217,7 +250,7 @@ class DotStore {
   // Throws LimitError if inserting b's unseen entries could exceed the entry or replica limits.
   // Exact only when it matters: the common case is decided from the sizes alone.
   void checkJoinLimits(const DotStore& b,
-                       const std::vector<const std::vector<Interval>*>& seen) const {
+                       const std::vector<const Intervals*>& seen) const {
     if (entries_.size() + b.entries_.size() >= UINT32_MAX - 1) {
       throw LimitError("joined dot store would hold 2^32 - 2 entries");
     }
@@ -283,7 +316,7 @@ class DotStore {
   }
 
   size_t memoryBytes() const {
-    size_t n = sizeof(*this) + entries_.capacity() * sizeof(Entry) + byKey_.memoryBytes() +
+    size_t n = sizeof(*this) + CausalContext::heapBytes(entries_) + byKey_.memoryBytes() +
                byDot_.memoryBytes() + replicas_.memoryBytes();
     for (const Entry& e : entries_) n += KS::heapBytes(e.key);
     return n;
@@ -322,7 +355,7 @@ class DotStore {
       }
       return;
     }
-    std::vector<const std::vector<Interval>*> cover(replicas_.slotCount(), nullptr);
+    std::vector<const Intervals*> cover(replicas_.slotCount(), nullptr);
     replicas_.forEach([&](ReplicaId r, uint32_t s) {
       if (const auto* o = cd.find(r)) cover[s] = &o->intervals;
     });
@@ -366,7 +399,7 @@ class DotStore {
     uint64_t dot;  // slot << 48 | counter
   };
 
-  std::vector<Entry> entries_;
+  InlineVector<Entry> entries_;  // a one-entry store (a typical delta) allocates nothing
   _::FlatIndex byKey_;
   _::FlatIndex byDot_;
   _::ReplicaTable replicas_;
@@ -410,8 +443,11 @@ class DotStore {
   // Indexes the entry just appended at the back.
   void indexNewLast() {
     size_t n = entries_.size();
-    if (n <= kSmall) return;
-    if (!byKey_.active() || byKey_.needsGrow(n)) {
+    if (!byKey_.active()) {
+      if (n > kSmall) rebuildIndexes(_::FlatIndex::capacityFor(n));
+      return;
+    }
+    if (byKey_.needsGrow(n)) {
       rebuildIndexes(_::FlatIndex::capacityFor(n));
       return;
     }

@@ -107,11 +107,11 @@ class GCounter {
     if (other.entries_.empty()) return;
     std::vector<Entry> out;
     out.reserve(entries_.size() + other.entries_.size());
-    auto a = entries_.begin(), b = other.entries_.begin();
-    while (a != entries_.end() || b != other.entries_.end()) {
-      if (b == other.entries_.end() || (a != entries_.end() && a->replica < b->replica)) {
+    auto a = entries_.cbegin(), b = other.entries_.cbegin();
+    while (a != entries_.cend() || b != other.entries_.end()) {
+      if (b == other.entries_.end() || (a != entries_.cend() && a->replica < b->replica)) {
         out.push_back(*a++);
-      } else if (a == entries_.end() || b->replica < a->replica) {
+      } else if (a == entries_.cend() || b->replica < a->replica) {
         out.push_back(*b++);
       } else {
         out.push_back(Entry{a->replica, std::max(a->count, b->count)});

@@ -32,8 +32,8 @@ struct Timestamp {
   // Throws std::invalid_argument if physicalMillis > kMaxPhysical or logical > kMaxLogical.
   static constexpr Timestamp make(uint64_t physicalMillis, uint64_t logical) {
     if (physicalMillis > kMaxPhysical) {
-      throw std::invalid_argument("Timestamp: physical time does not fit in 48 bits of "
-                                  "milliseconds; pass milliseconds since the Unix epoch");
+      throw std::invalid_argument(
+          "Timestamp: physical time does not fit in 48 bits; pass milliseconds since the epoch");
     }
     if (logical > kMaxLogical) {
       throw std::invalid_argument("Timestamp: logical counter does not fit in 16 bits");

@@ -1,10 +1,11 @@
 // ReplicaTable: maps the replica ids of a dot store's live dots to 16-bit local slots, so a dot
 // packs into 64 bits (slot << 48 | counter) inside entries.
 //
-// Invariants: refs_[s] counts the entries using slot s; a slot with refs_[s] == 0 is free (on
-// free_) and absent from byId_; byId_ is sorted by id and lists exactly the used slots. So the
-// 65535-replica limit applies to replicas with live dots at the same time, not to every replica
-// ever seen.
+// Invariants: slots_[s].refs counts the entries using slot s; a slot with refs == 0 is free;
+// byId_ is either empty (lookups scan slots_; always so while there are at most kLinear slots)
+// or lists exactly the used slots sorted by id. So the 65535-replica limit applies to replicas with live
+// dots at the same time, not to every replica ever seen. A store with one writer (every delta)
+// keeps its single slot inline and allocates nothing.
 #pragma once
 
 #include <algorithm>
@@ -13,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "crdt/causal-context.h"
 #include "crdt/dot.h"
 #include "crdt/errors.h"
 
@@ -24,72 +26,89 @@ class ReplicaTable {
   static constexpr size_t kMaxSlots = 65535;
 
   uint32_t find(ReplicaId r) const {
-    if (byId_.size() <= 8) {
-      for (auto& [id, slot] : byId_) {
-        if (id == r) return slot;
+    if (byId_.empty()) {
+      for (uint32_t s = 0; s < slots_.size(); ++s) {
+        if (slots_[s].id == r && slots_[s].refs != 0) return s;
       }
       return kNone;
     }
-    auto it = std::lower_bound(byId_.begin(), byId_.end(), r,
-                               [](const auto& e, ReplicaId id) { return e.first < id; });
+    auto it = lowerBound(r);
     return (it != byId_.end() && it->first == r) ? it->second : kNone;
   }
 
-  ReplicaId id(uint32_t slot) const { return ids_[slot]; }
+  ReplicaId id(uint32_t slot) const { return slots_[slot].id; }
 
-  // Finds or allocates r's slot and counts one more reference to it.
+  // Finds or allocates r's slot and counts one more reference to it. Throws LimitError (no
+  // change) when 65535 replicas already have live dots here.
   uint32_t acquire(ReplicaId r) {
     uint32_t s = find(r);
     if (s != kNone) {
-      ++refs_[s];
+      ++slots_[s].refs;
       return s;
     }
-    if (free_.empty()) {
-      if (ids_.size() >= kMaxSlots) {
+    // A new replica is rare (once per writer per store): a linear search for a free slot is fine.
+    for (s = 0; s < slots_.size() && slots_[s].refs != 0; ++s) {
+    }
+    if (s == slots_.size()) {
+      if (slots_.size() >= kMaxSlots) {
         throw LimitError("dot store holds live dots of more than 65535 replicas (adding " +
                          std::to_string(r.value) + ")");
       }
-      free_.push_back(static_cast<uint16_t>(ids_.size()));
-      ids_.push_back(ReplicaId{});
-      refs_.push_back(0);
+      slots_.push_back(Slot{});
     }
-    s = free_.back();
-    free_.pop_back();
-    ids_[s] = r;
-    refs_[s] = 1;
-    auto it = std::lower_bound(byId_.begin(), byId_.end(), r,
-                               [](const auto& e, ReplicaId id) { return e.first < id; });
-    byId_.insert(it, {r, static_cast<uint16_t>(s)});
+    slots_[s] = Slot{r, 1};
+    if (!byId_.empty()) {
+      byId_.insert(lowerBound(r), {r, static_cast<uint16_t>(s)});
+    } else if (slots_.size() > kLinear) {
+      for (uint32_t t = 0; t < slots_.size(); ++t) {
+        if (slots_[t].refs != 0) byId_.push_back({slots_[t].id, static_cast<uint16_t>(t)});
+      }
+      std::sort(byId_.begin(), byId_.end());
+    }
     return s;
   }
 
   void release(uint32_t slot) {
-    if (--refs_[slot] != 0) return;
-    ReplicaId r = ids_[slot];
-    auto it = std::lower_bound(byId_.begin(), byId_.end(), r,
-                               [](const auto& e, ReplicaId id) { return e.first < id; });
-    byId_.erase(it);
-    free_.push_back(static_cast<uint16_t>(slot));
+    if (--slots_[slot].refs != 0 || byId_.empty()) return;
+    byId_.erase(lowerBound(slots_[slot].id));
   }
 
-  // Used slots in id order: f(ReplicaId, slot).
+  // Used slots: f(ReplicaId, slot).
   template <typename F>
   void forEach(F&& f) const {
-    for (auto& [id, slot] : byId_) f(id, slot);
+    for (uint32_t s = 0; s < slots_.size(); ++s) {
+      if (slots_[s].refs != 0) f(slots_[s].id, s);
+    }
   }
-  size_t slotCount() const { return ids_.size(); }
-  size_t usedCount() const { return byId_.size(); }
+  size_t slotCount() const { return slots_.size(); }
+  size_t usedCount() const {
+    if (!byId_.empty()) return byId_.size();
+    size_t n = 0;
+    for (const Slot& s : slots_) n += s.refs != 0;
+    return n;
+  }
 
   size_t memoryBytes() const {
-    return ids_.capacity() * sizeof(ReplicaId) + refs_.capacity() * sizeof(uint32_t) +
-           free_.capacity() * sizeof(uint16_t) + byId_.capacity() * sizeof(byId_[0]);
+    return CausalContext::heapBytes(slots_) + byId_.capacity() * sizeof(byId_[0]);
   }
 
  private:
-  std::vector<ReplicaId> ids_;
-  std::vector<uint32_t> refs_;
-  std::vector<uint16_t> free_;
+  static constexpr size_t kLinear = 8;
+  struct Slot {
+    ReplicaId id;
+    uint32_t refs = 0;
+  };
+  InlineVector<Slot> slots_;
   std::vector<std::pair<ReplicaId, uint16_t>> byId_;
+
+  std::vector<std::pair<ReplicaId, uint16_t>>::iterator lowerBound(ReplicaId r) {
+    return std::lower_bound(byId_.begin(), byId_.end(), r,
+                            [](const auto& e, ReplicaId id) { return e.first < id; });
+  }
+  std::vector<std::pair<ReplicaId, uint16_t>>::const_iterator lowerBound(ReplicaId r) const {
+    return std::lower_bound(byId_.begin(), byId_.end(), r,
+                            [](const auto& e, ReplicaId id) { return e.first < id; });
+  }
 };
 
 }  // namespace deltasync::crdt::_

@@ -36,7 +36,9 @@ struct Op {
   }
 };
 
-void showValue(const Op& op, std::ostream& os) { os << "increment(" << op.n << ")"; }
+void showValue(const Op& op, std::ostream& os) {
+  os << "increment(" << op.n << ")";
+}
 
 rc::Gen<Op> genOp() {
   return rc::gen::map(rc::gen::weightedOneOf<uint64_t>({
@@ -46,7 +48,9 @@ rc::Gen<Op> genOp() {
                       [](uint64_t n) { return Op{n}; });
 }
 
-GCounter counterOf(std::vector<GCounter::Entry> entries) { return GCounter::fromEntries(entries); }
+GCounter counterOf(std::vector<GCounter::Entry> entries) {
+  return GCounter::fromEntries(entries);
+}
 
 TEST_CASE("GCounter: lattice laws") {
   CHECK(checkJoinLaws<GCounter>(genOp()));
@@ -97,10 +101,26 @@ TEST_CASE("GCounter: value is the total of all increments ever done") {
   });
 }
 
+TEST_CASE("GCounter: genHistoryState yields reachable states of replicas 1..3") {
+  PROPERTY("entries belong to the world's replicas; the state is canonical", [] {
+    const GCounter c = *genHistoryState<GCounter>(genOp());
+    RC_CLASSIFY(c.size() >= 2, "state mentions several replicas");
+    RC_CLASSIFY(c.empty(), "empty");
+    for (const auto& e : c) {
+      RC_ASSERT(e.replica.value >= 1);
+      RC_ASSERT(e.replica.value <= 3);
+      RC_ASSERT(e.count != 0);
+    }
+    RC_ASSERT(GCounter::fromEntries(std::vector<GCounter::Entry>(c.begin(), c.end())) == c);
+  });
+}
+
 TEST_CASE("GCounter: fromEntries is the join of its entries and inverts iteration") {
   PROPERTY("fromEntries(entries) == join of singletons; fromEntries(c.begin(), c.end()) == c", [] {
     auto entries = *rc::gen::container<std::vector<GCounter::Entry>>(rc::gen::apply(
-        [](uint64_t r, uint64_t n) { return GCounter::Entry{ReplicaId{r}, n}; },
+        [](uint64_t r, uint64_t n) {
+          return GCounter::Entry{ReplicaId{r}, n};
+        },
         rc::gen::inRange<uint64_t>(1, 5), rc::gen::inRange<uint64_t>(0, 4)));
     GCounter joinedSingletons;
     for (const auto& e : entries) {

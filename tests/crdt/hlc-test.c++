@@ -74,8 +74,8 @@ rc::Gen<Step> genStep(rc::Gen<uint64_t> genLogical) {
 TEST_CASE("HybridLogicalClock: matches Kulkarni et al.'s algorithm") {
   PROPERTY("packed timestamps equal the paper's (l, c); skewed remotes rejected, clock unchanged",
            [] {
-             auto steps = *rc::gen::container<std::vector<Step>>(
-                 genStep(rc::gen::inRange<uint64_t>(0, 4)));
+             auto steps =
+                 *rc::gen::container<std::vector<Step>>(genStep(rc::gen::inRange<uint64_t>(0, 4)));
              HybridLogicalClock clock(kSkew);
              ReferenceHlc ref;
              uint64_t pt = kEpoch2026;
@@ -88,8 +88,8 @@ TEST_CASE("HybridLogicalClock: matches Kulkarni et al.'s algorithm") {
                  RC_ASSERT(t == Timestamp::make(ref.l, ref.c));
                  continue;
                }
-               Timestamp remote = Timestamp::make(uint64_t(int64_t(pt) + s.remoteOffset),
-                                                  s.remoteLogical);
+               Timestamp remote =
+                   Timestamp::make(uint64_t(int64_t(pt) + s.remoteOffset), s.remoteLogical);
                if (s.remoteOffset > int64_t(kSkew)) {
                  const Timestamp before = clock.last();
                  try {
@@ -115,11 +115,10 @@ TEST_CASE("HybridLogicalClock: monotonic, ahead of what it received, close to ph
   // Remote logical counters are often nearly full here, so that carries into the physical part
   // happen; the paper's algorithm no longer applies then, but these invariants still must.
   PROPERTY("invariants with carries", [] {
-    auto steps = *rc::gen::container<std::vector<Step>>(
-        genStep(rc::gen::weightedOneOf<uint64_t>({
-            {1, rc::gen::inRange<uint64_t>(0, 4)},
-            {1, rc::gen::inRange<uint64_t>(Timestamp::kMaxLogical - 3, Timestamp::kMaxLogical + 1)},
-        })));
+    auto steps = *rc::gen::container<std::vector<Step>>(genStep(rc::gen::weightedOneOf<uint64_t>({
+        {1, rc::gen::inRange<uint64_t>(0, 4)},
+        {1, rc::gen::inRange<uint64_t>(Timestamp::kMaxLogical - 3, Timestamp::kMaxLogical + 1)},
+    })));
     HybridLogicalClock clock(kSkew);
     uint64_t pt = kEpoch2026;
     std::optional<Timestamp> previous;
@@ -131,8 +130,7 @@ TEST_CASE("HybridLogicalClock: monotonic, ahead of what it received, close to ph
       highest = std::max(highest, pt);
       Timestamp t;
       if (s.receive) {
-        Timestamp remote =
-            Timestamp::make(uint64_t(int64_t(pt) + s.remoteOffset), s.remoteLogical);
+        Timestamp remote = Timestamp::make(uint64_t(int64_t(pt) + s.remoteOffset), s.remoteLogical);
         if (s.remoteOffset > int64_t(kSkew)) {
           RC_ASSERT_THROWS_AS(clock.update(remote, pt), ClockSkewError);
           continue;
@@ -215,7 +213,7 @@ TEST_CASE("HybridLogicalClock: a full logical counter carries into the physical 
 
 TEST_CASE("HybridLogicalClock: update moves past the remote timestamp and the clock's own") {
   HybridLogicalClock clock(kSkew);
-  clock.now(1000);                                                            // (1000, 0)
+  clock.now(1000);                                                                  // (1000, 0)
   CHECK(clock.update(Timestamp::make(1030, 7), 1000) == Timestamp::make(1030, 8));  // remote ahead
   CHECK(clock.update(Timestamp::make(900, 3), 1001) == Timestamp::make(1030, 9));   // remote behind
   CHECK(clock.update(Timestamp::make(1030, 20), 1002) == Timestamp::make(1030, 21));

@@ -49,7 +49,9 @@ void showValue(const Op& op, std::ostream& os) {
 
 rc::Gen<Op> genOp() {
   return rc::gen::apply(
-      [](std::string v, uint64_t p, uint64_t l) { return Op{std::move(v), p, l}; },
+      [](std::string v, uint64_t p, uint64_t l) {
+        return Op{std::move(v), p, l};
+      },
       rc::gen::element<std::string>("a", "b", "a much longer value that lives on the heap"),
       rc::gen::inRange<uint64_t>(1, 5), rc::gen::inRange<uint64_t>(0, 2));
 }

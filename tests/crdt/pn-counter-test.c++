@@ -12,7 +12,8 @@ namespace deltasync::crdt {
 // Prints counters in law violations (found by ADL, so outside the anonymous namespace).
 void showValue(const PNCounter& c, std::ostream& os) {
   os << "{";
-  for (const auto& e : c) os << " r" << e.replica.value << ":+" << e.increments << "-" << e.decrements;
+  for (const auto& e : c)
+    os << " r" << e.replica.value << ":+" << e.increments << "-" << e.decrements;
   os << " }";
 }
 
@@ -44,18 +45,24 @@ void showValue(const Op& op, std::ostream& os) {
 }
 
 rc::Gen<Op> genOp() {
-  return rc::gen::apply([](bool up, uint64_t n) { return Op{up, n}; }, rc::gen::arbitrary<bool>(),
-                        rc::gen::weightedOneOf<uint64_t>({
-                            {17, rc::gen::inRange<uint64_t>(0, 6)},
-                            {3, rc::gen::inRange<uint64_t>(kMax / 4, kMax)},
-                        }));
+  return rc::gen::apply(
+      [](bool up, uint64_t n) {
+        return Op{up, n};
+      },
+      rc::gen::arbitrary<bool>(),
+      rc::gen::weightedOneOf<uint64_t>({
+          {17, rc::gen::inRange<uint64_t>(0, 6)},
+          {3, rc::gen::inRange<uint64_t>(kMax / 4, kMax)},
+      }));
 }
 
 PNCounter counterOf(std::vector<PNCounter::Entry> entries) {
   return PNCounter::fromEntries(entries);
 }
 
-int64_t clamp64(Int128 v) { return v < kMin64 ? kMin64 : v > kMax64 ? kMax64 : int64_t(v); }
+int64_t clamp64(Int128 v) {
+  return v < kMin64 ? kMin64 : v > kMax64 ? kMax64 : int64_t(v);
+}
 
 TEST_CASE("PNCounter: lattice laws") {
   CHECK(checkJoinLaws<PNCounter>(genOp()));
@@ -107,7 +114,9 @@ TEST_CASE("PNCounter: value is increments minus decrements") {
 TEST_CASE("PNCounter: fromEntries is the join of its entries and inverts iteration") {
   PROPERTY("fromEntries(entries) == join of singletons; fromEntries(c.begin(), c.end()) == c", [] {
     auto entries = *rc::gen::container<std::vector<PNCounter::Entry>>(rc::gen::apply(
-        [](uint64_t r, uint64_t p, uint64_t n) { return PNCounter::Entry{ReplicaId{r}, p, n}; },
+        [](uint64_t r, uint64_t p, uint64_t n) {
+          return PNCounter::Entry{ReplicaId{r}, p, n};
+        },
         rc::gen::inRange<uint64_t>(1, 5), rc::gen::inRange<uint64_t>(0, 3),
         rc::gen::inRange<uint64_t>(0, 3)));
     PNCounter joinedSingletons;
