@@ -85,26 +85,26 @@ class Causal {
   template <typename St = Store>  // deferred: only dot stores have keys and values
   Derived writeKey(ReplicaId self, typename St::KeyView k, typename St::Value v) {
     Dot d = ctx_.nextDot(self);
+    const uint64_t h = St::hashKey(k);  // one hash serves the probe and both inserts
     Derived delta;
-    delta.store_.insert(k, d, v);
+    delta.store_.insertNew(k, d, v, true, h);
     delta.ctx_.add(d);
-    uint32_t old[Store::kSmall];
-    std::vector<uint32_t> more;
+    // Positions of the entries this write supersedes (usually 0 or 1; more after concurrency).
+    uint32_t few[Store::kSmall];
+    std::vector<uint32_t> many;
     size_t n = 0;
-    store_.forEachPosOfKey(k, [&](uint32_t p) {
-      if (n < Store::kSmall) {
-        old[n] = p;
-      } else {
-        more.push_back(p);
-      }
+    store_.forEachPosOfKey(k, h, [&](uint32_t p) {
+      if (n < Store::kSmall) few[n] = p;
+      if (n == Store::kSmall) many.assign(few, few + n);
+      if (n >= Store::kSmall) many.push_back(p);
       ++n;
     });
-    more.insert(more.end(), old, old + std::min(n, Store::kSmall));
-    store_.insertNew(k, d, std::move(v), n == 0);  // appended after every old position
-    std::sort(more.begin(), more.end(), std::greater<uint32_t>());
-    for (uint32_t p : more) {
-      delta.ctx_.add(store_.dotAt(p));
-      store_.eraseAt(p);
+    store_.insertNew(k, d, std::move(v), n == 0, h);  // appended after every old position
+    uint32_t* pos = n > Store::kSmall ? many.data() : few;
+    std::sort(pos, pos + n, std::greater<uint32_t>());  // descending: the rest stay valid
+    for (size_t i = 0; i < n; ++i) {
+      delta.ctx_.add(store_.dotAt(pos[i]));
+      store_.eraseAt(pos[i]);
     }
     ctx_.add(d);
     return delta;

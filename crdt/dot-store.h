@@ -130,23 +130,23 @@ class DotStore {
 
   // insert() without the duplicate-dot check, for callers that know d is absent because it is
   // not in the owner's context (store dots are always in it).
-  void insertNew(KeyView k, Dot d, V v) { insertNew(k, d, std::move(v), !containsKey(k)); }
+  void insertNew(KeyView k, Dot d, V v) {
+    uint64_t h = hashKey(k);
+    insertNew(k, d, std::move(v), firstOfKey(k, h) == kNone, h);
+  }
 
-  // insertNew() for callers that already know whether k is new to the store.
-  void insertNew(KeyView k, Dot d, V v, bool newKey) {
+  // The hash the key index uses; computing it once per operation and passing it on saves
+  // re-hashing (string keys).
+  static uint64_t hashKey(KeyView k) { return KS::hash(k); }
+
+  // insertNew() for callers that already know whether k is new to the store and its hashKey().
+  void insertNew(KeyView k, Dot d, V v, bool newKey, uint64_t keyHash) {
     if (d.counter == 0 || d.counter > kMaxDotCounter) {
       throw std::invalid_argument("dot counter out of range: " + std::to_string(d.counter));
     }
     if (entries_.size() >= UINT32_MAX - 1) throw LimitError("dot store holds 2^32 - 2 entries");
     uint32_t slot = replicas_.acquire(d.replica);
-    try {
-      entries_.push_back(Entry{KS::make(k), std::move(v), pack(slot, d.counter)});
-    } catch (...) {
-      replicas_.release(slot);
-      throw;
-    }
-    if (newKey) ++keyCount_;
-    indexNewLast();
+    insertAtSlot(k, slot, d.counter, std::move(v), newKey, keyHash);
   }
 
   // Removes the entry with dot d, if any. Returns whether one was removed.
@@ -238,12 +238,21 @@ class DotStore {
       }
       reserve(entries_.size() + unseen);
     }
+    // b's replica slots -> ours, acquired on first use (checkJoinLimits made that safe).
+    std::vector<uint32_t> mine(b.replicas_.slotCount(), _::ReplicaTable::kNone);
     for (uint32_t p = 0; p < b.entries_.size(); ++p) {
       const Entry& e = b.entries_[p];
       uint32_t s = slotOf(e.dot);
       uint64_t c = counterOf(e.dot);
       if (seen[s] != nullptr && CausalContext::containsCounter(*seen[s], c)) continue;
-      insertNew(KS::view(e.key), Dot{b.replicas_.id(s), c}, e.value);
+      if (mine[s] == _::ReplicaTable::kNone) {
+        mine[s] = replicas_.acquire(b.replicas_.id(s));
+      } else {
+        replicas_.addRef(mine[s]);
+      }
+      KeyView k = KS::view(e.key);
+      uint64_t h = KS::hash(k);
+      insertAtSlot(k, mine[s], c, e.value, firstOfKey(k, h) == kNone, h);
     }
   }
 
@@ -381,13 +390,17 @@ class DotStore {
   // Calls f(position) for each entry of key k.
   template <typename F>
   void forEachPosOfKey(KeyView k, F&& f) const {
+    forEachPosOfKey(k, byKey_.active() ? KS::hash(k) : 0, f);
+  }
+  template <typename F>
+  void forEachPosOfKey(KeyView k, uint64_t h, F&& f) const {
     if (!byKey_.active()) {
       for (uint32_t p = 0; p < entries_.size(); ++p) {
         if (KS::view(entries_[p].key) == k) f(p);
       }
       return;
     }
-    byKey_.forEachInCluster(KS::hash(k), [&](uint32_t p) {
+    byKey_.forEachInCluster(h, [&](uint32_t p) {
       if (KS::view(entries_[p].key) == k) f(p);
     });
   }
@@ -411,6 +424,18 @@ class DotStore {
   static uint32_t slotOf(uint64_t packed) { return static_cast<uint32_t>(packed >> 48); }
   static uint64_t counterOf(uint64_t packed) { return packed & kMaxDotCounter; }
 
+  // Appends an entry whose replica slot reference the caller already holds.
+  void insertAtSlot(KeyView k, uint32_t slot, uint64_t counter, V v, bool newKey, uint64_t keyHash) {
+    try {
+      entries_.push_back(Entry{KS::make(k), std::move(v), pack(slot, counter)});
+    } catch (...) {
+      replicas_.release(slot);
+      throw;
+    }
+    if (newKey) ++keyCount_;
+    indexNewLast(keyHash);
+  }
+
   uint64_t keyHashAt(uint32_t p) const { return KS::hash(KS::view(entries_[p].key)); }
   uint64_t dotHashAt(uint32_t p) const { return mix64(entries_[p].dot); }
 
@@ -425,13 +450,16 @@ class DotStore {
   }
 
   uint32_t firstOfKey(KeyView k) const {
+    return byKey_.active() ? firstOfKey(k, KS::hash(k)) : firstOfKey(k, 0);
+  }
+  uint32_t firstOfKey(KeyView k, uint64_t h) const {
     if (!byKey_.active()) {
       for (uint32_t p = 0; p < entries_.size(); ++p) {
         if (KS::view(entries_[p].key) == k) return p;
       }
       return kNone;
     }
-    return byKey_.find(KS::hash(k), [&](uint32_t p) { return KS::view(entries_[p].key) == k; });
+    return byKey_.find(h, [&](uint32_t p) { return KS::view(entries_[p].key) == k; });
   }
 
   void rebuildIndexes(size_t capacity) {
@@ -441,7 +469,7 @@ class DotStore {
   }
 
   // Indexes the entry just appended at the back.
-  void indexNewLast() {
+  void indexNewLast(uint64_t keyHash) {
     size_t n = entries_.size();
     if (!byKey_.active()) {
       if (n > kSmall) rebuildIndexes(_::FlatIndex::capacityFor(n));
@@ -452,23 +480,23 @@ class DotStore {
       return;
     }
     uint32_t p = static_cast<uint32_t>(n - 1);
-    byKey_.insert(keyHashAt(p), p);
+    byKey_.insert(keyHash, p);
     byDot_.insert(dotHashAt(p), p);
   }
 
   void erasePosition(uint32_t p) {
     uint32_t last = static_cast<uint32_t>(entries_.size() - 1);
     bool indexed = byKey_.active();
+    uint64_t kh = indexed ? keyHashAt(p) : 0;
     if (indexed) {
-      byKey_.erase(keyHashAt(p), p, [&](uint32_t q) { return keyHashAt(q); });
+      byKey_.erase(kh, p, [&](uint32_t q) { return keyHashAt(q); });
       byDot_.erase(dotHashAt(p), p, [&](uint32_t q) { return dotHashAt(q); });
     }
     replicas_.release(slotOf(entries_[p].dot));
     KeyView k = KS::view(entries_[p].key);
     bool keyGone = true;
     if (indexed) {
-      keyGone = byKey_.find(KS::hash(k), [&](uint32_t q) { return KS::view(entries_[q].key) == k; }) ==
-                kNone;
+      keyGone = byKey_.find(kh, [&](uint32_t q) { return KS::view(entries_[q].key) == k; }) == kNone;
     } else {
       for (uint32_t q = 0; q <= last; ++q) {
         if (q != p && KS::view(entries_[q].key) == k) {

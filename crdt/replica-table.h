@@ -68,6 +68,9 @@ class ReplicaTable {
     return s;
   }
 
+  // One more reference to a used slot.
+  void addRef(uint32_t slot) { ++slots_[slot].refs; }
+
   void release(uint32_t slot) {
     if (--slots_[slot].refs != 0 || byId_.empty()) return;
     byId_.erase(lowerBound(slots_[slot].id));
