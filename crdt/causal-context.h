@@ -80,7 +80,17 @@ class CausalContext {
   // counter would pass kMaxDotCounter. Does not add it.
   Dot nextDot(ReplicaId r) const;
 
-  void add(Dot d) { addRange(d.replica, d.counter, d.counter); }
+  void add(Dot d) {
+    // Fast path: the next dot of an origin already present (a replica's own writes).
+    if (Origin* o = findMutable(d.replica)) {
+      Interval& last = o->intervals.back();
+      if (d.counter == last.hi + 1 && d.counter <= kMaxDotCounter) {
+        last.hi = d.counter;
+        return;
+      }
+    }
+    addRange(d.replica, d.counter, d.counter);
+  }
   // Adds lo..hi (inclusive). Throws std::invalid_argument unless 1 <= lo <= hi <= kMaxDotCounter.
   void addRange(ReplicaId r, uint64_t lo, uint64_t hi);
 
@@ -104,6 +114,12 @@ class CausalContext {
 
   const InlineVector<Origin>& origins() const { return origins_; }
   const Origin* find(ReplicaId r) const {
+    if (origins_.size() <= 8) {  // most contexts have a handful of origins: scan
+      for (const Origin& o : origins_) {
+        if (o.replica == r) return &o;
+      }
+      return nullptr;
+    }
     auto it = std::lower_bound(origins_.begin(), origins_.end(), r,
                                [](const Origin& o, ReplicaId id) { return o.replica < id; });
     return (it != origins_.end() && it->replica == r) ? &*it : nullptr;
@@ -149,6 +165,7 @@ class CausalContext {
   InlineVector<Origin> origins_;
 
   Origin& findOrInsert(ReplicaId r);
+  Origin* findMutable(ReplicaId r) { return const_cast<Origin*>(find(r)); }
 };
 
 }  // namespace deltasync::crdt
