@@ -1,0 +1,26 @@
+// Every limit the decoder enforces on untrusted input, in one place. Defaults suit a cluster of
+// ~1000 nodes exchanging objects of up to a few million entries; raise them deliberately.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace deltasync::gossip {
+
+struct Limits {
+  // Whole message, before Cap'n Proto reads it (segment table included).
+  size_t maxMessageBytes = 64 << 20;
+  uint32_t maxSegments = 64;
+  // Cap'n Proto's traversal limit (words read through pointers) and nesting limit.
+  uint64_t traversalLimitWords = (64 << 20) / 8 * 2;
+  int nestingLimit = 32;
+  // Per decoded value.
+  uint32_t maxEntries = 16u << 20;        // dot-store entries, counter entries
+  uint32_t maxOrigins = 65535;            // origins of one causal context / writers of one store
+  uint32_t maxIntervalsPerOrigin = 1u << 20;
+  size_t maxKeyBytes = 64 << 10;
+  size_t maxValueBytes = 1 << 20;
+  size_t maxNameBytes = 1024;
+};
+
+}  // namespace deltasync::gossip

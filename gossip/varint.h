@@ -1,0 +1,76 @@
+// Varint (unsigned LEB128) and zigzag column encoding for gossip/wire.capnp's Data columns.
+// Pure byte handling: no capnp here, so the format is testable on its own.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "gossip/errors.h"
+
+namespace deltasync::gossip {
+
+inline uint64_t zigzag(int64_t v) {
+  return (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63);
+}
+inline int64_t unzigzag(uint64_t u) { return static_cast<int64_t>(u >> 1) ^ -static_cast<int64_t>(u & 1); }
+
+class ColumnWriter {
+ public:
+  void varint(uint64_t v) {
+    while (v >= 0x80) {
+      bytes_.push_back(static_cast<unsigned char>(v | 0x80));
+      v >>= 7;
+    }
+    bytes_.push_back(static_cast<unsigned char>(v));
+  }
+  void signedVarint(int64_t v) { varint(zigzag(v)); }
+  void raw(std::string_view s) { bytes_.insert(bytes_.end(), s.begin(), s.end()); }
+  const std::vector<unsigned char>& bytes() const { return bytes_; }
+  size_t size() const { return bytes_.size(); }
+
+ private:
+  std::vector<unsigned char> bytes_;
+};
+
+// Reads a column; every malformed input throws DecodeError naming the column.
+class ColumnReader {
+ public:
+  ColumnReader(const unsigned char* data, size_t size, const char* column)
+      : p_(data), end_(data + size), column_(column) {}
+
+  uint64_t varint() {
+    uint64_t v = 0;
+    for (unsigned shift = 0; shift < 64; shift += 7) {
+      if (p_ == end_) fail("truncated varint");
+      unsigned char b = *p_++;
+      if (shift == 63 && (b & 0x7e) != 0) fail("varint overflows 64 bits");
+      v |= uint64_t(b & 0x7f) << shift;
+      if ((b & 0x80) == 0) return v;
+    }
+    fail("varint longer than 10 bytes");
+  }
+  int64_t signedVarint() { return unzigzag(varint()); }
+  std::string_view raw(uint64_t n) {
+    if (n > static_cast<uint64_t>(end_ - p_)) fail("length runs past the end of the column");
+    std::string_view s(reinterpret_cast<const char*>(p_), n);
+    p_ += n;
+    return s;
+  }
+  bool atEnd() const { return p_ == end_; }
+  void expectEnd() const {
+    if (p_ != end_) fail("trailing bytes after the last value");
+  }
+  [[noreturn]] void fail(const std::string& what) const {
+    throw DecodeError(std::string("column '") + column_ + "': " + what);
+  }
+
+ private:
+  const unsigned char* p_;
+  const unsigned char* end_;
+  const char* column_;
+};
+
+}  // namespace deltasync::gossip

@@ -1,0 +1,165 @@
+# deltasync wire schema: every byte that crosses between peers.
+#
+# Rules: field and enumerant numbers (@N) are never renumbered or reused; new fields are added
+# with new numbers. Everything received is untrusted: gossip/codec validates sizes, counts,
+# nesting and CRDT invariants before anything is applied (limits: gossip/limits.h).
+#
+# Compact encodings. Bulk columns are Data blobs in a documented byte format rather than
+# List(struct), because fixed-width struct lists cost 8-16 bytes per element while the columns
+# below cost 1-3. Notation:
+#   varint  unsigned LEB128 (7 bits per byte, low groups first, at most 10 bytes)
+#   zigzag  signed -> unsigned: (n << 1) ^ (n >> 63), then varint
+# A column must be consumed exactly: trailing bytes are an error, as is a truncated value.
+
+@0x8a3e2dc8b29ed5d8;
+
+using Cxx = import "/capnp/c++.capnp";
+$Cxx.namespace("deltasync::wire");
+
+# ---------------------------------------------------------------------------------------------
+# Causal contexts
+
+struct CausalContext {
+  origins @0 :List(Origin);
+  # Sorted by strictly increasing replica id; no origin without intervals.
+
+  struct Origin {
+    replica @0 :UInt64;
+    runs @1 :Data;
+    # The origin's intervals of dot counters, ascending, as varint pairs (gap, span):
+    # first interval lo = gap + 1; later ones lo = previous hi + 2 + gap (so intervals can never
+    # touch or overlap: the canonical form); hi = lo + span. Every hi <= 2^48 - 1.
+    # A replica's contiguous history 1..n is the two bytes-or-so "0, n-1".
+  }
+}
+
+# ---------------------------------------------------------------------------------------------
+# Dot stores (ORSet, AWLWWMap, MVRegister, EWFlag) as columns
+
+enum ScalarKind {
+  none @0;    # no payload (set elements' values, flags, registers' keys)
+  int64 @1;   # keys: zigzag delta from the previous entry's key; values: zigzag
+  text @2;    # UTF-8 not enforced (keys are bytes to the CRDT). Keys: front-coded against the
+              # previous key: varint shared-prefix length, varint suffix length, suffix bytes.
+              # Values: varint length, bytes.
+  bytes @3;   # as text
+}
+
+struct DotStore {
+  count @0 :UInt32;
+  # Number of entries; every column holds exactly this many values.
+
+  writers @1 :List(UInt64);
+  # Distinct replica ids of the entries' dots, strictly increasing.
+
+  dots @2 :Data;
+  # Per entry: varint index into writers, then zigzag (counter - previous counter of that same
+  # writer in this column, starting from 0). Counters in 1..2^48-1; no dot twice.
+
+  keyKind @3 :ScalarKind;
+  keys @4 :Data;
+  valueKind @5 :ScalarKind;
+  values @6 :Data;
+
+  timestamps @7 :Data;
+  # AWLWWMap only (empty otherwise): per entry, zigzag (timestamp - previous entry's timestamp).
+}
+
+struct CausalState {
+  # A causal CRDT's state or delta: every dot of the store lies in the context.
+  store @0 :DotStore;
+  context @1 :CausalContext;
+}
+
+# ---------------------------------------------------------------------------------------------
+# Counters and registers
+
+struct GCounter {
+  entries @0 :List(Entry);
+  # Strictly increasing replica ids, counts > 0.
+  struct Entry {
+    replica @0 :UInt64;
+    count @1 :UInt64;
+  }
+}
+
+struct PNCounter {
+  entries @0 :List(Entry);
+  # Strictly increasing replica ids; not both counts 0.
+  struct Entry {
+    replica @0 :UInt64;
+    increments @1 :UInt64;
+    decrements @2 :UInt64;
+  }
+}
+
+struct LWWRegister {
+  # Bottom when hasValue is false (then the other fields are ignored).
+  hasValue @0 :Bool;
+  timestamp @1 :UInt64;
+  writer @2 :UInt64;
+  valueKind @3 :ScalarKind;
+  value @4 :Data;
+  # The value in the values-column format of valueKind (one value).
+}
+
+# ---------------------------------------------------------------------------------------------
+# Replicated objects and gossip envelopes (used by the gossip engine and the node runtime)
+
+struct Crdt {
+  union {
+    gCounter @0 :GCounter;
+    pnCounter @1 :PNCounter;
+    lwwRegister @2 :LWWRegister;
+    mvRegister @3 :CausalState;
+    ewFlag @4 :CausalState;
+    orSet @5 :CausalState;
+    awLwwMap @6 :CausalState;
+  }
+}
+
+struct Object {
+  name @0 :Text;
+  # The object's name in the node's replicated map (at most limits.maxNameBytes).
+  value @1 :Crdt;
+}
+
+struct DeltaPush {
+  # Almeida et al. Algorithm 2: the delta-interval D[from..to) of the sender's delta log.
+  sender @0 :UInt64;
+  fromSeq @1 :UInt64;
+  toSeq @2 :UInt64;
+  objects @3 :List(Object);
+}
+
+struct Ack {
+  sender @0 :UInt64;
+  seq @1 :UInt64;
+  # The receiver has joined everything of the sender's log below seq.
+}
+
+struct Digest {
+  # Per-object hashes, so a peer far behind receives only the objects that differ.
+  sender @0 :UInt64;
+  entries @1 :List(Entry);
+  struct Entry {
+    name @0 :Text;
+    hash @1 :UInt64;
+  }
+}
+
+enum Compression {
+  none @0;
+  zlib @1;
+}
+
+struct StateChunk {
+  # One bounded piece of a state transfer; chunks decode and join independently.
+  sender @0 :UInt64;
+  transfer @1 :UInt64;
+  index @2 :UInt32;
+  total @3 :UInt32;
+  compression @4 :Compression;
+  payload @5 :Data;
+  # A serialized List(Object) message (unpacked capnp framing), compressed as stated.
+}

@@ -1,0 +1,282 @@
+#include "gossip/codec.h"
+
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+
+#include <string>
+
+#include "tests/support/property.h"
+
+namespace deltasync::gossip {
+namespace {
+
+using namespace deltasync::crdt;
+
+const Limits kLimits;
+
+// Encodes x as the root of a message, serializes it to bytes, reads it back and decodes it.
+template <typename Wire, typename T, typename Dec>
+T roundTrip(const T& x, void (*enc)(const T&, typename Wire::Builder), Dec dec) {
+  capnp::MallocMessageBuilder mb;
+  enc(x, mb.initRoot<Wire>());
+  auto words = capnp::messageToFlatArray(mb);
+  capnp::FlatArrayMessageReader reader(words);
+  return dec(reader.getRoot<Wire>());
+}
+
+template <typename T>
+T roundTripCausal(const T& x) {
+  return roundTrip<wire::CausalState>(x, &encodeCausal<T>, [](wire::CausalState::Reader r) {
+    return decodeCausal<T>(r, kLimits);
+  });
+}
+
+// A reachable state: 3 replicas run random operations and sometimes join each other.
+template <typename T, typename Op>
+T history(Op op) {
+  std::vector<T> reps(3);
+  const int steps = *rc::gen::inRange(0, 60);
+  for (int i = 0; i < steps; ++i) {
+    size_t r = *rc::gen::inRange<size_t>(0, 3);
+    if (*rc::gen::inRange(0, 5) == 0) {
+      reps[r].join(reps[*rc::gen::inRange<size_t>(0, 3)]);
+    } else {
+      op(reps[r], ReplicaId{r + 1 + (uint64_t(1) << 40)});
+    }
+  }
+  return reps[*rc::gen::inRange<size_t>(0, 3)];
+}
+
+std::string genText() {
+  return *rc::gen::oneOf(rc::gen::element<std::string>("", "a", "ab", "abc", "k1", "k10", "k100"),
+                         rc::gen::container<std::string>(rc::gen::inRange<char>(0, 127)));
+}
+
+TEST_CASE("codec: decode(encode(x)) == x for every type") {
+  PROPERTY("CausalContext", [] {
+    auto c = *rc::gen::container<std::vector<std::pair<uint8_t, uint16_t>>>(
+        rc::gen::pair(rc::gen::inRange<uint8_t>(1, 5), rc::gen::inRange<uint16_t>(1, 300)));
+    CausalContext ctx;
+    for (auto [r, k] : c) ctx.add(Dot{ReplicaId{r}, k});
+    if (*rc::gen::arbitrary<bool>()) ctx.addRange(ReplicaId{9}, 1, kMaxDotCounter);
+    auto back = roundTrip<wire::CausalContext>(
+        ctx, static_cast<void (*)(const CausalContext&, wire::CausalContext::Builder)>(&encode),
+        [](wire::CausalContext::Reader r) { return decode(r, kLimits); });
+    RC_ASSERT(back == ctx);
+  });
+  PROPERTY("GCounter", [] {
+    auto x = history<GCounter>([](GCounter& s, ReplicaId self) {
+      s.increment(self, *rc::gen::inRange<uint64_t>(0, 1000));
+    });
+    auto back = roundTrip<wire::GCounter>(
+        x, static_cast<void (*)(const GCounter&, wire::GCounter::Builder)>(&encode),
+        [](wire::GCounter::Reader r) { return decode(r, kLimits); });
+    RC_ASSERT(back == x);
+  });
+  PROPERTY("PNCounter", [] {
+    auto x = history<PNCounter>([](PNCounter& s, ReplicaId self) {
+      if (*rc::gen::arbitrary<bool>()) {
+        s.increment(self, *rc::gen::inRange<uint64_t>(0, 1000));
+      } else {
+        s.decrement(self, *rc::gen::inRange<uint64_t>(0, 1000));
+      }
+    });
+    auto back = roundTrip<wire::PNCounter>(
+        x, static_cast<void (*)(const PNCounter&, wire::PNCounter::Builder)>(&encode),
+        [](wire::PNCounter::Reader r) { return decode(r, kLimits); });
+    RC_ASSERT(back == x);
+  });
+  PROPERTY("ORSet<int64_t>", [] {
+    auto x = history<ORSet<int64_t>>([](ORSet<int64_t>& s, ReplicaId self) {
+      int64_t e = *rc::gen::oneOf(rc::gen::inRange<int64_t>(-20, 20), rc::gen::arbitrary<int64_t>());
+      if (*rc::gen::inRange(0, 3) == 0) {
+        s.remove(e);
+      } else {
+        s.add(self, e);
+      }
+    });
+    RC_ASSERT(roundTripCausal(x) == x);
+  });
+  PROPERTY("ORSet<std::string>", [] {
+    auto x = history<ORSet<std::string>>([](ORSet<std::string>& s, ReplicaId self) {
+      std::string e = genText();
+      if (*rc::gen::inRange(0, 3) == 0) {
+        s.remove(e);
+      } else {
+        s.add(self, e);
+      }
+    });
+    RC_ASSERT(roundTripCausal(x) == x);
+  });
+  PROPERTY("AWLWWMap<std::string, int64_t>", [] {
+    using M = AWLWWMap<std::string, int64_t>;
+    auto x = history<M>([](M& m, ReplicaId self) {
+      std::string k = genText();
+      if (*rc::gen::inRange(0, 4) == 0) {
+        m.remove(k);
+      } else {
+        m.set(self, k, *rc::gen::arbitrary<int64_t>(), Timestamp{*rc::gen::arbitrary<uint64_t>()});
+      }
+    });
+    RC_ASSERT(roundTripCausal(x) == x);
+  });
+  PROPERTY("AWLWWMap<int64_t, std::string>", [] {
+    using M = AWLWWMap<int64_t, std::string>;
+    auto x = history<M>([](M& m, ReplicaId self) {
+      int64_t k = *rc::gen::inRange<int64_t>(-5, 5);
+      if (*rc::gen::inRange(0, 4) == 0) {
+        m.remove(k);
+      } else {
+        m.set(self, k, genText(), Timestamp{*rc::gen::inRange<uint64_t>(0, 10)});
+      }
+    });
+    RC_ASSERT(roundTripCausal(x) == x);
+  });
+  PROPERTY("MVRegister<std::string> and EWFlag", [] {
+    auto reg = history<MVRegister<std::string>>([](MVRegister<std::string>& r, ReplicaId self) {
+      if (*rc::gen::inRange(0, 4) == 0) {
+        r.reset();
+      } else {
+        r.write(self, genText());
+      }
+    });
+    RC_ASSERT(roundTripCausal(reg) == reg);
+    auto flag = history<EWFlag>([](EWFlag& f, ReplicaId self) {
+      if (*rc::gen::arbitrary<bool>()) {
+        f.enable(self);
+      } else {
+        f.disable();
+      }
+    });
+    RC_ASSERT(roundTripCausal(flag) == flag);
+  });
+}
+
+TEST_CASE("codec: empty and large values") {
+  CHECK(roundTripCausal(ORSet<int64_t>{}) == ORSet<int64_t>{});
+  ORSet<int64_t> big;
+  for (int64_t i = 0; i < 200000; ++i) big.add(ReplicaId{1}, i * 7919);
+  for (int64_t i = 0; i < 200000; i += 3) big.remove(i * 7919);
+  CHECK(roundTripCausal(big) == big);
+  AWLWWMap<std::string, int64_t> m;
+  for (int64_t i = 0; i < 100000; ++i) m.set(ReplicaId{2}, "k" + std::to_string(i), i, Timestamp{uint64_t(i)});
+  CHECK(roundTripCausal(m) == m);
+}
+
+// --- Negative tests: one per validation rule, on hand-built messages. ---
+
+struct Bytes {
+  std::vector<unsigned char> v;
+  Bytes(std::initializer_list<uint64_t> varints) {
+    ColumnWriter w;
+    for (uint64_t x : varints) w.varint(x);
+    v = w.bytes();
+  }
+  capnp::Data::Reader data() const { return capnp::Data::Reader(v.data(), v.size()); }
+};
+
+// A valid one-entry ORSet<int64_t> message (writer 5, dot (5, 1), element 3), then a mutation.
+template <typename Mutate>
+void expectRejected(Mutate mutate, const char* fragment) {
+  capnp::MallocMessageBuilder mb;
+  auto root = mb.initRoot<wire::CausalState>();
+  auto origin = root.initContext().initOrigins(1)[0];
+  origin.setReplica(5);
+  origin.setRuns(Bytes{0, 0}.data());  // interval 1..1
+  auto store = root.initStore();
+  store.setCount(1);
+  store.initWriters(1).set(0, 5);
+  store.setDots(Bytes{0, zigzag(1)}.data());
+  store.setKeyKind(wire::ScalarKind::INT64);
+  store.setKeys(Bytes{zigzag(3)}.data());
+  store.setValueKind(wire::ScalarKind::NONE);
+  mutate(root);
+  auto words = capnp::messageToFlatArray(mb);
+  capnp::FlatArrayMessageReader reader(words);
+  CHECK_THROWS_WITH_AS(decodeCausal<ORSet<int64_t>>(reader.getRoot<wire::CausalState>(), kLimits),
+                       doctest::Contains(fragment), DecodeError);
+}
+
+TEST_CASE("codec: the valid baseline message decodes") {
+  capnp::MallocMessageBuilder mb;
+  auto root = mb.initRoot<wire::CausalState>();
+  auto origin = root.initContext().initOrigins(1)[0];
+  origin.setReplica(5);
+  origin.setRuns(Bytes{0, 0}.data());
+  auto store = root.initStore();
+  store.setCount(1);
+  store.initWriters(1).set(0, 5);
+  store.setDots(Bytes{0, zigzag(1)}.data());
+  store.setKeyKind(wire::ScalarKind::INT64);
+  store.setKeys(Bytes{zigzag(3)}.data());
+  auto s = decodeCausal<ORSet<int64_t>>(root.asReader(), kLimits);
+  CHECK(s.contains(3));
+  CHECK(s.size() == 1);
+}
+
+TEST_CASE("codec: each validation rule rejects its malformed message") {
+  using R = wire::CausalState::Builder;
+  expectRejected([](R r) { r.getStore().setDots(Bytes{1, zigzag(1)}.data()); }, "writer index out of range");
+  expectRejected([](R r) { r.getStore().setDots(Bytes{0, zigzag(0)}.data()); }, "outside 1..2^48-1");
+  expectRejected([](R r) { r.getStore().setDots(Bytes{0, zigzag(int64_t{1} << 48)}.data()); },
+                 "outside 1..2^48-1");
+  expectRejected([](R r) {
+    auto s = r.getStore();
+    s.setCount(2);
+    s.setDots(Bytes{0, zigzag(1), 0, zigzag(0)}.data());
+    s.setKeys(Bytes{zigzag(3), zigzag(1)}.data());
+  }, "the same dot appears twice");
+  expectRejected([](R r) { r.getStore().setDots(Bytes{0, zigzag(2)}.data()); }, "not in the context");
+  expectRejected([](R r) { r.getStore().setKeyKind(wire::ScalarKind::TEXT); }, "unexpected key kind");
+  expectRejected([](R r) { r.getStore().setValueKind(wire::ScalarKind::INT64); }, "unexpected value kind");
+  expectRejected([](R r) { r.getStore().setCount(2); }, "truncated varint");
+  expectRejected([](R r) { r.getStore().setKeys(Bytes{zigzag(3), 7}.data()); }, "trailing bytes");
+  expectRejected([](R r) { r.getStore().setTimestamps(Bytes{1}.data()); }, "timestamps column");
+  expectRejected([](R r) {
+    auto w = r.getStore().initWriters(2);
+    w.set(0, 5);
+    w.set(1, 6);
+  }, "a listed writer has no entry");
+  expectRejected([](R r) {
+    auto w = r.getStore().initWriters(2);
+    w.set(0, 6);
+    w.set(1, 5);
+  }, "writer ids not strictly increasing");
+  expectRejected([](R r) { r.getStore().setCount(kLimits.maxEntries + 1); }, "limits.maxEntries");
+  // Contexts.
+  expectRejected([](R r) { r.getContext().getOrigins()[0].setRuns(Bytes{}.data()); }, "origin without intervals");
+  expectRejected([](R r) { r.getContext().getOrigins()[0].setRuns(Bytes{0, uint64_t{1} << 48}.data()); },
+                 "beyond 2^48-1");
+  expectRejected([](R r) { r.getContext().getOrigins()[0].setRuns(Bytes{0}.data()); }, "truncated varint");
+  expectRejected([](R r) {
+    auto o = r.getContext().initOrigins(2);
+    o[0].setReplica(5);
+    o[0].setRuns(Bytes{0, 0}.data());
+    o[1].setReplica(5);
+    o[1].setRuns(Bytes{0, 0}.data());
+  }, "not strictly increasing");
+}
+
+TEST_CASE("codec: counters reject non-canonical entries") {
+  auto rejectG = [](auto fill, const char* fragment) {
+    capnp::MallocMessageBuilder mb;
+    auto e = mb.initRoot<wire::GCounter>().initEntries(2);
+    fill(e);
+    CHECK_THROWS_WITH_AS(decode(mb.getRoot<wire::GCounter>().asReader(), kLimits),
+                         doctest::Contains(fragment), DecodeError);
+  };
+  rejectG([](auto e) {
+    e[0].setReplica(1); e[0].setCount(1); e[1].setReplica(2); e[1].setCount(0);
+  }, "zero count");
+  rejectG([](auto e) {
+    e[0].setReplica(2); e[0].setCount(1); e[1].setReplica(2); e[1].setCount(3);
+  }, "not strictly increasing");
+  capnp::MallocMessageBuilder mb;
+  auto e = mb.initRoot<wire::PNCounter>().initEntries(1);
+  e[0].setReplica(1);
+  CHECK_THROWS_WITH_AS(decode(mb.getRoot<wire::PNCounter>().asReader(), kLimits),
+                       doctest::Contains("all-zero entry"), DecodeError);
+}
+
+}  // namespace
+}  // namespace deltasync::gossip
