@@ -19,10 +19,14 @@
 #include <vector>
 
 // GCC 12 reports a false -Wstringop-overread inside boost's trivially-copyable move path.
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wstringop-overread"
 #include <boost/container/small_vector.hpp>
 #pragma GCC diagnostic pop
+#else
+#include <boost/container/small_vector.hpp>
+#endif
 
 #include "crdt/dot.h"
 
