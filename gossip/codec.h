@@ -21,7 +21,9 @@
 #include "crdt/dot-store.h"
 #include "crdt/ew-flag.h"
 #include "crdt/g-counter.h"
+#include "crdt/lww-register.h"
 #include "crdt/mv-register.h"
+#include "crdt/or-map.h"
 #include "crdt/or-set.h"
 #include "crdt/pn-counter.h"
 #include "gossip/errors.h"
@@ -240,7 +242,118 @@ crdt::DotStore<K, V> decodeStore(wire::DotStore::Reader in, const Limits& limits
   return store;
 }
 
+
+// Nested stores of ORMap: a DotStore or another ORMapStore, chosen by the static type.
+template <typename S>
+struct StoreCodec;
+
+template <typename K, typename V>
+struct StoreCodec<crdt::DotStore<K, V>> {
+  static void encode(const crdt::DotStore<K, V>& s, wire::NestedStore::Builder out) {
+    encodeStore(s, out.initDotStore());
+  }
+  static crdt::DotStore<K, V> decode(wire::NestedStore::Reader in, const Limits& limits) {
+    if (!in.isDotStore()) throw DecodeError("nested store: expected a dot store");
+    return decodeStore<K, V>(in.getDotStore(), limits);
+  }
+};
+
+template <typename K, typename T>
+struct StoreCodec<crdt::ORMapStore<K, T>> {
+  using Inner = typename crdt::ORMapStore<K, T>::Inner;
+
+  static void encodeMap(const crdt::ORMapStore<K, T>& s, wire::ORMapStore::Builder out) {
+    ColumnWriter keys;
+    typename Scalar<K>::KeyState keyState;
+    auto values = out.initValues(static_cast<unsigned>(s.size()));
+    unsigned i = 0;
+    s.forEach([&](const K& k, const Inner& inner) {
+      Scalar<K>::writeKey(keys, keyState, k);
+      StoreCodec<Inner>::encode(inner, values[i++]);
+    });
+    out.setKeyKind(Scalar<K>::kKind);
+    out.setKeys(asData(keys));
+  }
+  static void encode(const crdt::ORMapStore<K, T>& s, wire::NestedStore::Builder out) {
+    encodeMap(s, out.initOrMap());
+  }
+
+  static crdt::ORMapStore<K, T> decodeMap(wire::ORMapStore::Reader in, const Limits& limits) {
+    if (in.getKeyKind() != Scalar<K>::kKind) throw DecodeError("or-map: unexpected key kind");
+    auto values = in.getValues();
+    if (values.size() > limits.maxEntries) throw DecodeError("or-map: more than limits.maxEntries keys");
+    ColumnReader keys = reader(in.getKeys(), "or-map keys");
+    typename Scalar<K>::KeyState keyState;
+    crdt::ORMapStore<K, T> out;
+    for (auto v : values) {
+      K key(Scalar<K>::readKey(keys, keyState, limits));
+      if (out.find(key) != nullptr) keys.fail("the same key appears twice");
+      Inner inner = StoreCodec<Inner>::decode(v, limits);
+      if (inner.empty()) throw DecodeError("or-map: empty nested store (absent keys are never sent)");
+      inner.forEachDot([&](crdt::Dot d) {
+        if (out.containsDot(d)) throw DecodeError("or-map: the same dot appears under two keys");
+      });
+      out.put(key, std::move(inner));
+    }
+    keys.expectEnd();
+    return out;
+  }
+  static crdt::ORMapStore<K, T> decode(wire::NestedStore::Reader in, const Limits& limits) {
+    if (!in.isOrMap()) throw DecodeError("nested store: expected an or-map");
+    return decodeMap(in.getOrMap(), limits);
+  }
+};
+
+// Checks that every dot of a decoded store lies in its decoded context.
+template <typename S>
+void requireDotsInContext(const S& store, const crdt::CausalContext& ctx) {
+  store.forEachDot([&](crdt::Dot d) {
+    if (!ctx.contains(d)) {
+      throw DecodeError("causal state: dot (" + std::to_string(d.replica.value) + ", " +
+                        std::to_string(d.counter) + ") of the store is not in the context");
+    }
+  });
+}
+
 }  // namespace _
+
+template <typename K, typename T>
+void encode(const crdt::ORMap<K, T>& m, wire::ORMapState::Builder out) {
+  encode(m.context(), out.initContext());
+  _::StoreCodec<crdt::ORMapStore<K, T>>::encodeMap(m.store(), out.initStore());
+}
+
+template <typename M>  // M = crdt::ORMap<K, T>
+M decodeORMap(wire::ORMapState::Reader in, const Limits& limits) {
+  crdt::CausalContext ctx = decode(in.getContext(), limits);
+  auto store = _::StoreCodec<typename M::Store>::decodeMap(in.getStore(), limits);
+  _::requireDotsInContext(store, ctx);
+  return M::fromParts(std::move(store), std::move(ctx));
+}
+
+template <typename V>
+void encode(const crdt::LWWRegister<V>& r, wire::LWWRegister::Builder out) {
+  out.setHasValue(r.get() != nullptr);
+  if (r.get() == nullptr) return;
+  out.setTimestamp(r.timestamp().value);
+  out.setWriter(r.writer().value);
+  out.setValueKind(_::Scalar<V>::kKind);
+  ColumnWriter w;
+  _::Scalar<V>::writeValue(w, *r.get());
+  out.setValue(_::asData(w));
+}
+
+template <typename V>
+crdt::LWWRegister<V> decodeLWWRegister(wire::LWWRegister::Reader in, const Limits& limits) {
+  crdt::LWWRegister<V> r;
+  if (!in.getHasValue()) return r;
+  if (in.getValueKind() != _::Scalar<V>::kKind) throw DecodeError("lww-register: unexpected value kind");
+  ColumnReader value = _::reader(in.getValue(), "lww-register value");
+  V v = _::Scalar<V>::readValue(value, limits);
+  value.expectEnd();
+  r.set(crdt::ReplicaId{in.getWriter()}, std::move(v), crdt::Timestamp{in.getTimestamp()});
+  return r;
+}
 
 // Causal types: ORSet<E>, AWLWWMap<K, V>, MVRegister<V>, EWFlag.
 template <typename T>
@@ -253,12 +366,7 @@ template <typename T>
 T decodeCausal(wire::CausalState::Reader in, const Limits& limits) {
   crdt::CausalContext ctx = decode(in.getContext(), limits);
   auto store = _::decodeStore<typename T::Store::Key, typename T::Store::Value>(in.getStore(), limits);
-  store.forEachDot([&](crdt::Dot d) {
-    if (!ctx.contains(d)) {
-      throw DecodeError("causal state: dot (" + std::to_string(d.replica.value) + ", " +
-                        std::to_string(d.counter) + ") of the store is not in the context");
-    }
-  });
+  _::requireDotsInContext(store, ctx);
   return T::fromParts(std::move(store), std::move(ctx));
 }
 

@@ -72,6 +72,29 @@ struct CausalState {
 }
 
 # ---------------------------------------------------------------------------------------------
+# Observed-remove maps of nested causal CRDTs: one context for the whole tree
+
+struct NestedStore {
+  union {
+    dotStore @0 :DotStore;
+    orMap @1 :ORMapStore;
+  }
+}
+
+struct ORMapStore {
+  keyKind @0 :ScalarKind;
+  keys @1 :Data;
+  # One key per value, in the keys-column format of keyKind; no key twice.
+  values @2 :List(NestedStore);
+  # Non-empty stores; no dot appears in two of them.
+}
+
+struct ORMapState {
+  store @0 :ORMapStore;
+  context @1 :CausalContext;
+}
+
+# ---------------------------------------------------------------------------------------------
 # Counters and registers
 
 struct GCounter {
@@ -115,6 +138,7 @@ struct Crdt {
     ewFlag @4 :CausalState;
     orSet @5 :CausalState;
     awLwwMap @6 :CausalState;
+    orMap @7 :ORMapState;
   }
 }
 

@@ -83,6 +83,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   checkCausal<MVRegister<std::string>>(bytes);
 #elif FUZZ_ENTRY == 7
   checkCausal<EWFlag>(bytes);
+#elif FUZZ_ENTRY == 8
+  using M = ORMap<std::string, ORMap<int64_t, ORSet<std::string>>>;
+  check<wire::ORMapState, M>(
+      bytes, [](wire::ORMapState::Reader r) { return decodeORMap<M>(r, kLimits); },
+      [](const M& m, wire::ORMapState::Builder b) {
+        require(m.context().valid());
+        m.store().forEachDot([&](Dot d) { require(m.context().contains(d)); });
+        encode(m, b);
+      });
+#elif FUZZ_ENTRY == 9
+  check<wire::LWWRegister, LWWRegister<std::string>>(
+      bytes, [](wire::LWWRegister::Reader r) { return decodeLWWRegister<std::string>(r, kLimits); },
+      [](const LWWRegister<std::string>& x, wire::LWWRegister::Builder b) { encode(x, b); });
 #else
 #error "FUZZ_ENTRY must name a decoder entry point"
 #endif

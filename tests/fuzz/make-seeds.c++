@@ -83,5 +83,24 @@ int main(int argc, char** argv) {
       if (k % 3) f.enable(k % 2 ? a : b); else f.disable();
     }
   });
+  using Nested = ORMap<std::string, ORMap<int64_t, ORSet<std::string>>>;
+  for (int i = 0; i < 4; ++i) {
+    Nested m;
+    for (int k = 0; k < i * 15; ++k) {
+      m.update("room-" + std::to_string(k % 4), [&](auto& users) {
+        return users.update(k % 7, [&](auto& tags) { return tags.add(k % 2 ? a : b, "t" + std::to_string(k)); });
+      });
+      if (k % 5 == 0) m.remove("room-" + std::to_string(k % 3));
+    }
+    capnp::MallocMessageBuilder mb;
+    encode(m, mb.initRoot<wire::ORMapState>());
+    write("or-map", i, mb);
+
+    LWWRegister<std::string> r;
+    if (i > 0) r.set(i % 2 ? a : b, std::string(size_t(i * 10), 'x'), Timestamp{uint64_t(i) << 20});
+    capnp::MallocMessageBuilder mr;
+    encode(r, mr.initRoot<wire::LWWRegister>());
+    write("lww-register", i, mr);
+  }
   return 0;
 }

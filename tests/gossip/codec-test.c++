@@ -3,6 +3,7 @@
 #include <capnp/message.h>
 #include <capnp/serialize.h>
 
+#include <memory>
 #include <string>
 
 #include "tests/support/property.h"
@@ -51,6 +52,16 @@ std::string genText() {
   return *rc::gen::oneOf(rc::gen::element<std::string>("", "a", "ab", "abc", "k1", "k10", "k100"),
                          rc::gen::container<std::string>(rc::gen::inRange<char>(0, 127)));
 }
+
+struct Bytes {
+  std::vector<unsigned char> v;
+  Bytes(std::initializer_list<uint64_t> varints) {
+    ColumnWriter w;
+    for (uint64_t x : varints) w.varint(x);
+    v = w.bytes();
+  }
+  capnp::Data::Reader data() const { return capnp::Data::Reader(v.data(), v.size()); }
+};
 
 TEST_CASE("codec: decode(encode(x)) == x for every type") {
   PROPERTY("CausalContext", [] {
@@ -152,6 +163,104 @@ TEST_CASE("codec: decode(encode(x)) == x for every type") {
   });
 }
 
+TEST_CASE("codec: ORMap (nested two levels) and LWWRegister round-trip") {
+  using Inner = ORMap<int64_t, ORSet<std::string>>;
+  using Outer = ORMap<std::string, Inner>;
+  PROPERTY("ORMap<string, ORMap<int64, ORSet<string>>>", [] {
+    auto x = history<Outer>([](Outer& m, ReplicaId self) {
+      std::string k = *rc::gen::element<std::string>("room", "lobby", "k");
+      int64_t k2 = *rc::gen::inRange<int64_t>(0, 4);
+      switch (*rc::gen::inRange(0, 4)) {
+        case 0: m.remove(k); break;
+        case 1: m.update(k, [&](Inner& in) { return in.remove(k2); }); break;
+        default:
+          m.update(k, [&](Inner& in) {
+            return in.update(k2, [&](ORSet<std::string>& s) { return s.add(self, genText()); });
+          });
+      }
+    });
+    auto back = roundTrip<wire::ORMapState>(
+        x, static_cast<void (*)(const Outer&, wire::ORMapState::Builder)>(&encode<std::string, Inner>),
+        [](wire::ORMapState::Reader r) { return decodeORMap<Outer>(r, kLimits); });
+    RC_ASSERT(back == x);
+  });
+  PROPERTY("ORMap<int64, AWLWWMap<string, int64>>", [] {
+    using M = ORMap<int64_t, AWLWWMap<std::string, int64_t>>;
+    auto x = history<M>([](M& m, ReplicaId self) {
+      int64_t k = *rc::gen::inRange<int64_t>(-2, 2);
+      if (*rc::gen::inRange(0, 4) == 0) {
+        m.remove(k);
+      } else {
+        m.update(k, [&](auto& in) { return in.set(self, genText(), 7, Timestamp{*rc::gen::arbitrary<uint64_t>()}); });
+      }
+    });
+    auto back = roundTrip<wire::ORMapState>(
+        x, static_cast<void (*)(const M&, wire::ORMapState::Builder)>(&encode<int64_t, AWLWWMap<std::string, int64_t>>),
+        [](wire::ORMapState::Reader r) { return decodeORMap<M>(r, kLimits); });
+    RC_ASSERT(back == x);
+  });
+  PROPERTY("LWWRegister<std::string>", [] {
+    auto x = history<LWWRegister<std::string>>([](LWWRegister<std::string>& r, ReplicaId self) {
+      r.set(self, genText(), Timestamp{*rc::gen::inRange<uint64_t>(0, 20)});
+    });
+    auto back = roundTrip<wire::LWWRegister>(
+        x, static_cast<void (*)(const LWWRegister<std::string>&, wire::LWWRegister::Builder)>(&encode<std::string>),
+        [](wire::LWWRegister::Reader r) { return decodeLWWRegister<std::string>(r, kLimits); });
+    RC_ASSERT(back == x);
+  });
+}
+
+TEST_CASE("codec: ORMap validation rules") {
+  using M = ORMap<int64_t, ORSet<int64_t>>;
+  // Two keys (1 and 2), each with one element; dots (5,1) and (5,2); context 1..2.
+  auto build = [](auto mutate) {
+    auto mb = std::make_unique<capnp::MallocMessageBuilder>();
+    auto root = mb->initRoot<wire::ORMapState>();
+    auto origin = root.initContext().initOrigins(1)[0];
+    origin.setReplica(5);
+    origin.setRuns(Bytes{0, 1}.data());
+    auto store = root.initStore();
+    store.setKeyKind(wire::ScalarKind::INT64);
+    store.setKeys(Bytes{zigzag(1), zigzag(1)}.data());
+    auto values = store.initValues(2);
+    for (unsigned i = 0; i < 2; ++i) {
+      auto ds = values[i].initDotStore();
+      ds.setCount(1);
+      ds.initWriters(1).set(0, 5);
+      ds.setDots(Bytes{0, zigzag(int64_t(i) + 1)}.data());
+      ds.setKeyKind(wire::ScalarKind::INT64);
+      ds.setKeys(Bytes{zigzag(9)}.data());
+    }
+    mutate(root);
+    return mb;
+  };
+  auto decodeIt = [](capnp::MallocMessageBuilder& mb) {
+    return decodeORMap<M>(mb.getRoot<wire::ORMapState>().asReader(), kLimits);
+  };
+  auto ok = build([](auto) {});
+  auto m = decodeIt(*ok);
+  CHECK(m.size() == 2);
+  CHECK(m.get(2).contains(9));
+  using B = wire::ORMapState::Builder;
+  auto reject = [&](auto mutate, const char* fragment) {
+    auto mb = build(mutate);
+    CHECK_THROWS_WITH_AS(decodeIt(*mb), doctest::Contains(fragment), DecodeError);
+  };
+  reject([](B r) { r.getStore().setKeys(Bytes{zigzag(1), zigzag(0)}.data()); }, "the same key appears twice");
+  reject([](B r) { r.getStore().getValues()[1].getDotStore().setDots(Bytes{0, zigzag(1)}.data()); },
+         "the same dot appears under two keys");
+  reject([](B r) {
+    auto ds = r.getStore().getValues()[1].getDotStore();
+    ds.setCount(0);
+    ds.initWriters(0);
+    ds.setDots(Bytes{}.data());
+    ds.setKeys(Bytes{}.data());
+  }, "empty nested store");
+  reject([](B r) { r.getStore().getValues()[0].initOrMap(); }, "expected a dot store");
+  reject([](B r) { r.getContext().getOrigins()[0].setRuns(Bytes{0, 0}.data()); }, "not in the context");
+  reject([](B r) { r.getStore().setKeyKind(wire::ScalarKind::TEXT); }, "unexpected key kind");
+}
+
 TEST_CASE("codec: empty and large values") {
   CHECK(roundTripCausal(ORSet<int64_t>{}) == ORSet<int64_t>{});
   ORSet<int64_t> big;
@@ -165,15 +274,6 @@ TEST_CASE("codec: empty and large values") {
 
 // --- Negative tests: one per validation rule, on hand-built messages. ---
 
-struct Bytes {
-  std::vector<unsigned char> v;
-  Bytes(std::initializer_list<uint64_t> varints) {
-    ColumnWriter w;
-    for (uint64_t x : varints) w.varint(x);
-    v = w.bytes();
-  }
-  capnp::Data::Reader data() const { return capnp::Data::Reader(v.data(), v.size()); }
-};
 
 // A valid one-entry ORSet<int64_t> message (writer 5, dot (5, 1), element 3), then a mutation.
 template <typename Mutate>
