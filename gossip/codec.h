@@ -215,6 +215,9 @@ crdt::DotStore<K, V> decodeStore(wire::DotStore::Reader in, const Limits& limits
   typename KS::KeyState keyState;
   uint64_t prevTs = 0;
   crdt::DotStore<K, V> store;
+  // Pre-size for the entries the dots column can actually hold (>= 2 bytes each), never for the
+  // claimed count alone: a lying count must not make us allocate.
+  store.reserve(std::min<size_t>(in.getCount(), in.getDots().size() / 2));
   for (uint32_t i = 0; i < in.getCount(); ++i) {
     uint64_t w = dots.varint();
     if (w >= writers.size()) dots.fail("writer index out of range");
@@ -230,7 +233,7 @@ crdt::DotStore<K, V> decodeStore(wire::DotStore::Reader in, const Limits& limits
     V value = VC::read(values, timestamps, prevTs, limits);
     crdt::Dot d{writers[w], counter};
     if (store.containsDot(d)) dots.fail("the same dot appears twice");
-    store.insertNew(key, d, std::move(value));
+    store.insertNew(key, d, std::move(value));  // (one key probe; reserve() avoided rehashing)
   }
   dots.expectEnd();
   keys.expectEnd();

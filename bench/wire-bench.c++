@@ -1,0 +1,151 @@
+// Wire format: encoded size and codec throughput (gossip/wire.capnp + gossip/codec).
+//
+//   wire-bench --sizes         prints the size table (bytes per element, one-key delta)
+//   wire-bench [gbench flags]  encode/decode throughput with memcpy of the same bytes as baseline
+//
+// Sizes are reported three ways: framed capnp (what gossip/message.h reads), capnp packed
+// framing, and zlib (level 6) of the framed bytes.
+#include <capnp/message.h>
+#include <capnp/serialize-packed.h>
+#include <kj/io.h>
+#include <zlib.h>
+
+#include <benchmark/benchmark.h>
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "bench/bench-inputs.h"
+#include "crdt/hlc.h"
+#include "gossip/codec.h"
+#include "gossip/message.h"
+
+namespace deltasync::bench {
+namespace {
+
+using namespace deltasync::crdt;
+using namespace deltasync::gossip;
+namespace wire = deltasync::wire;
+
+using Map = AWLWWMap<std::string, int64_t>;
+
+ORSet<int64_t> makeSet(size_t n) {
+  ORSet<int64_t> s;
+  for (size_t i = 0; i < n; ++i) s.add(kReplicaA, int64_t(i));
+  return s;
+}
+
+// Keys "k0".."k(n-1)", small values, HLC timestamps on synthetic time.
+Map makeMap(size_t n) {
+  Map m;
+  HybridLogicalClock clock;
+  for (size_t i = 0; i < n; ++i) {
+    m.set(kReplicaA, "k" + std::to_string(i), int64_t(i % 100), clock.now(syntheticMillis(i)));
+  }
+  return m;
+}
+
+template <typename T>
+kj::Array<kj::byte> framed(const T& x) {
+  capnp::MallocMessageBuilder mb;
+  encodeCausal(x, mb.initRoot<wire::CausalState>());
+  return frame(mb);
+}
+
+template <typename T>
+size_t packedSize(const T& x) {
+  capnp::MallocMessageBuilder mb;
+  encodeCausal(x, mb.initRoot<wire::CausalState>());
+  kj::VectorOutputStream out;
+  capnp::writePackedMessage(out, mb);
+  return out.getArray().size();
+}
+
+size_t zlibSize(kj::ArrayPtr<const kj::byte> bytes) {
+  uLongf n = compressBound(bytes.size());
+  std::vector<Bytef> out(n);
+  if (compress2(out.data(), &n, bytes.begin(), bytes.size(), 6) != Z_OK) return 0;
+  return n;
+}
+
+template <typename T>
+void sizeRow(const char* what, const T& x, size_t elements) {
+  auto bytes = framed(x);
+  size_t packed = packedSize(x);
+  size_t z = zlibSize(bytes);
+  std::printf("| %-44s | %9zu | %10zu | %7.2f | %10zu | %7.2f | %10zu | %7.2f |\n", what, elements,
+              bytes.size(), double(bytes.size()) / double(elements), packed,
+              double(packed) / double(elements), z, double(z) / double(elements));
+}
+
+int sizes() {
+  std::printf("| value | elements | framed B | B/elem | packed B | B/elem | zlib B | B/elem |\n");
+  std::printf("|---|---|---|---|---|---|---|---|\n");
+  sizeRow("ORSet<int64_t>, 0..1e6-1, one writer", makeSet(1'000'000), 1'000'000);
+  Map big = makeMap(1'000'000);
+  sizeRow("AWLWWMap<string,int64_t>, k0..k999999", big, 1'000'000);
+  // One-key update delta against a 1e5-key state.
+  Map state = makeMap(100'000);
+  HybridLogicalClock clock;
+  Map delta = state.set(kReplicaA, "newkey", 42, clock.now(syntheticMillis(100'000)));
+  sizeRow("one-key delta (\"newkey\", 42) on a 1e5-key map", delta, 1);
+  return 0;
+}
+
+// --- Throughput ---
+
+const Map& benchMap() {
+  static const Map m = makeMap(100'000);
+  return m;
+}
+
+void BM_Encode(benchmark::State& st) {
+  const Map& m = benchMap();
+  size_t bytes = 0;
+  for (auto _ : st) {
+    auto b = framed(m);
+    bytes = b.size();
+    benchmark::DoNotOptimize(b.begin());
+  }
+  st.SetBytesProcessed(int64_t(st.iterations() * bytes));
+  st.SetItemsProcessed(int64_t(st.iterations() * m.size()));
+}
+BENCHMARK(BM_Encode)->Name("wire/encode/AWLWWMap-1e5")->Unit(benchmark::kMillisecond);
+
+void BM_Decode(benchmark::State& st) {
+  auto bytes = framed(benchMap());
+  Limits limits;
+  for (auto _ : st) {
+    IncomingMessage in(bytes, limits);
+    Map m = in.decodeRoot<wire::CausalState>([&](wire::CausalState::Reader r) {
+      return decodeCausal<Map>(r, limits);
+    });
+    benchmark::DoNotOptimize(m.size());
+  }
+  st.SetBytesProcessed(int64_t(st.iterations() * bytes.size()));
+  st.SetItemsProcessed(int64_t(st.iterations() * benchMap().size()));
+}
+BENCHMARK(BM_Decode)->Name("wire/decode/AWLWWMap-1e5")->Unit(benchmark::kMillisecond);
+
+void BM_Memcpy(benchmark::State& st) {
+  auto bytes = framed(benchMap());
+  std::vector<kj::byte> dst(bytes.size());
+  for (auto _ : st) {
+    std::memcpy(dst.data(), bytes.begin(), bytes.size());
+    benchmark::ClobberMemory();
+  }
+  st.SetBytesProcessed(int64_t(st.iterations() * bytes.size()));
+}
+BENCHMARK(BM_Memcpy)->Name("wire/memcpy-baseline")->Unit(benchmark::kMillisecond);
+
+}  // namespace
+}  // namespace deltasync::bench
+
+int main(int argc, char** argv) {
+  if (argc == 2 && std::strcmp(argv[1], "--sizes") == 0) return deltasync::bench::sizes();
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  return 0;
+}
