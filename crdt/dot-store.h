@@ -523,7 +523,17 @@ class DotStore {
     } else if (byKey_.wantsShrink(n)) {
       rebuildIndexes(_::FlatIndex::capacityFor(n));
     }
-    if (entries_.capacity() > 16 && n < entries_.capacity() / 4) entries_.shrink_to_fit();
+    // Same hysteresis as the indexes: below 3/8 load, shrink to the capacity a fresh vector
+    // growing to n would have (the next power of two), so a store that shrank looks like one
+    // built fresh; regrowing needs ~n/8 more inserts, so erase stays amortised O(1).
+    if (entries_.capacity() > 16 && n < entries_.capacity() / 8 * 3) {
+      size_t cap = 1;
+      while (cap < n) cap *= 2;
+      InlineVector<Entry> smaller;
+      smaller.reserve(cap);
+      for (Entry& e : entries_) smaller.push_back(std::move(e));
+      entries_.swap(smaller);
+    }
   }
 };
 
