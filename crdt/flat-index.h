@@ -63,12 +63,7 @@ class FlatIndex {
   }
 
   // Caller guarantees !needsGrow(size + 1) (see rebuild).
-  void insert(uint64_t h, uint32_t pos) {
-    size_t mask = slots_.size() - 1;
-    size_t i = h & mask;
-    while (slots_[i] != kNone) i = (i + 1) & mask;
-    slots_[i] = pos;
-  }
+  void insert(uint64_t h, uint32_t pos) { insertAtHome(h & (slots_.size() - 1), pos); }
 
   // Replaces position `from` (hashed at h) by `to`, for entries that moved in the dense array.
   void relabel(uint64_t h, uint32_t from, uint32_t to) {
@@ -101,14 +96,46 @@ class FlatIndex {
   }
 
   // Rebuilds for positions 0..n-1 at the given capacity (a power of two).
+  //
+  // Inserting positions in order would write to random slots of a table that no longer fits in
+  // cache. For large tables the positions are first partitioned by the top bits of their home
+  // slot (a counting sort, sequential passes), then inserted bucket by bucket, so the writes of
+  // each bucket stay inside one small region of the table. Transient memory: 8 bytes per entry.
   template <typename HashOf>
   void rebuild(size_t capacity, uint32_t n, HashOf&& hashOf) {
     std::vector<uint32_t>(capacity, kNone).swap(slots_);
-    for (uint32_t p = 0; p < n; ++p) insert(hashOf(p), p);
+    const size_t mask = capacity - 1;
+    if (n < kPartitionFrom) {
+      for (uint32_t p = 0; p < n; ++p) insertAtHome(hashOf(p) & mask, p);
+      return;
+    }
+    unsigned capBits = 0;
+    while ((size_t{1} << capBits) < capacity) ++capBits;
+    const unsigned bucketBits = capBits < kBucketBits ? capBits : kBucketBits;
+    const unsigned shift = capBits - bucketBits;
+    std::vector<uint32_t> homes(n);
+    std::vector<uint32_t> start((size_t{1} << bucketBits) + 1, 0);
+    for (uint32_t p = 0; p < n; ++p) {
+      homes[p] = static_cast<uint32_t>(hashOf(p) & mask);
+      ++start[(homes[p] >> shift) + 1];
+    }
+    for (size_t b = 1; b < start.size(); ++b) start[b] += start[b - 1];
+    std::vector<uint32_t> order(n);
+    for (uint32_t p = 0; p < n; ++p) order[start[homes[p] >> shift]++] = p;
+    for (uint32_t p : order) insertAtHome(homes[p], p);
   }
 
  private:
+  static constexpr uint32_t kPartitionFrom = 1u << 14;  // below: the table fits in cache anyway
+  static constexpr unsigned kBucketBits = 10;
+
   std::vector<uint32_t> slots_;
+
+  void insertAtHome(size_t i, uint32_t pos) {
+    size_t mask = slots_.size() - 1;
+    while (slots_[i] != kNone) i = (i + 1) & mask;
+    slots_[i] = pos;
+  }
 };
 
 }  // namespace deltasync::crdt::_
