@@ -216,8 +216,10 @@ crdt::DotStore<K, V> decodeStore(wire::DotStore::Reader in, const Limits& limits
   uint64_t prevTs = 0;
   crdt::DotStore<K, V> store;
   // Pre-size for the entries the dots column can actually hold (>= 2 bytes each), never for the
-  // claimed count alone: a lying count must not make us allocate.
-  store.reserve(std::min<size_t>(in.getCount(), in.getDots().size() / 2));
+  // claimed count alone, and at most kMaxReserve: garbage must not make us allocate much before
+  // validation rejects it (larger stores grow by doubling as they decode).
+  constexpr size_t kMaxReserve = size_t{1} << 20;
+  store.reserve(std::min<size_t>({in.getCount(), in.getDots().size() / 2, kMaxReserve}));
   for (uint32_t i = 0; i < in.getCount(); ++i) {
     uint64_t w = dots.varint();
     if (w >= writers.size()) dots.fail("writer index out of range");
