@@ -7,6 +7,7 @@
 #include <cstdlib>
 
 #include "gossip/codec.h"
+#include "gossip/compression.h"
 #include "gossip/message.h"
 
 namespace {
@@ -96,6 +97,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   check<wire::LWWRegister, LWWRegister<std::string>>(
       bytes, [](wire::LWWRegister::Reader r) { return decodeLWWRegister<std::string>(r, kLimits); },
       [](const LWWRegister<std::string>& x, wire::LWWRegister::Builder b) { encode(x, b); });
+#elif FUZZ_ENTRY == 10
+  // A compressed state chunk: inflate under the message limit, then decode as an ORSet.
+  kj::Array<kj::byte> inflated;
+  try {
+    inflated = zlibDecompress(bytes, kLimits.maxMessageBytes);
+  } catch (const DecodeError&) {
+    return 0;
+  }
+  require(inflated.size() <= kLimits.maxMessageBytes);
+  checkCausal<ORSet<int64_t>>(inflated);
 #else
 #error "FUZZ_ENTRY must name a decoder entry point"
 #endif

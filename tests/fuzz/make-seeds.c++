@@ -7,6 +7,7 @@
 #include <string>
 
 #include "gossip/codec.h"
+#include "gossip/compression.h"
 #include "gossip/message.h"
 
 using namespace deltasync::crdt;
@@ -83,6 +84,17 @@ int main(int argc, char** argv) {
       if (k % 3) f.enable(k % 2 ? a : b); else f.disable();
     }
   });
+  for (int i = 0; i < 4; ++i) {
+    ORSet<int64_t> s;
+    for (int k = 0; k < i * 200; ++k) s.add(k % 2 ? a : b, int64_t(k));
+    capnp::MallocMessageBuilder mb;
+    encodeCausal(s, mb.initRoot<wire::CausalState>());
+    auto z = zlibCompress(frame(mb));
+    auto dir = root / "zlib-chunk";
+    std::filesystem::create_directories(dir);
+    std::ofstream(dir / ("seed-" + std::to_string(i)), std::ios::binary)
+        .write(reinterpret_cast<const char*>(z.begin()), static_cast<std::streamsize>(z.size()));
+  }
   using Nested = ORMap<std::string, ORMap<int64_t, ORSet<std::string>>>;
   for (int i = 0; i < 4; ++i) {
     Nested m;
