@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "crdt/dot.h"
+#include "crdt/replica-entries.h"
 
 namespace deltasync::crdt {
 
@@ -105,21 +106,9 @@ class GCounter {
   // Pointwise maximum.
   void join(const GCounter& other) {
     if (other.entries_.empty()) return;
-    std::vector<Entry> out;
-    out.reserve(entries_.size() + other.entries_.size());
-    auto a = entries_.cbegin(), b = other.entries_.cbegin();
-    while (a != entries_.cend() || b != other.entries_.end()) {
-      if (b == other.entries_.end() || (a != entries_.cend() && a->replica < b->replica)) {
-        out.push_back(*a++);
-      } else if (a == entries_.cend() || b->replica < a->replica) {
-        out.push_back(*b++);
-      } else {
-        out.push_back(Entry{a->replica, std::max(a->count, b->count)});
-        ++a;
-        ++b;
-      }
-    }
-    entries_ = std::move(out);
+    entries_ = _::mergeByReplica(entries_, other.entries_, [](const Entry& a, const Entry& b) {
+      return Entry{a.replica, std::max(a.count, b.count)};
+    });
   }
 
   // Non-zero entries in replica order, for the wire codec.
@@ -136,14 +125,8 @@ class GCounter {
 
   friend GCounter strip(const GCounter& delta, const GCounter& state);
 
-  std::vector<Entry>::iterator lowerBound(ReplicaId r) {
-    return std::lower_bound(entries_.begin(), entries_.end(), r,
-                            [](const Entry& e, ReplicaId id) { return e.replica < id; });
-  }
-  const_iterator lowerBound(ReplicaId r) const {
-    return std::lower_bound(entries_.begin(), entries_.end(), r,
-                            [](const Entry& e, ReplicaId id) { return e.replica < id; });
-  }
+  std::vector<Entry>::iterator lowerBound(ReplicaId r) { return _::lowerBoundByReplica(entries_, r); }
+  const_iterator lowerBound(ReplicaId r) const { return _::lowerBoundByReplica(entries_, r); }
 };
 
 // The entries of `delta` greater than the corresponding entries of `state`.

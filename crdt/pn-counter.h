@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "crdt/dot.h"
+#include "crdt/replica-entries.h"
 #include "crdt/g-counter.h"  // UInt128, Int128
 
 namespace deltasync::crdt {
@@ -103,22 +104,10 @@ class PNCounter {
   // Pointwise maximum of both halves.
   void join(const PNCounter& other) {
     if (other.entries_.empty()) return;
-    std::vector<Entry> out;
-    out.reserve(entries_.size() + other.entries_.size());
-    auto a = entries_.cbegin(), b = other.entries_.cbegin();
-    while (a != entries_.cend() || b != other.entries_.end()) {
-      if (b == other.entries_.end() || (a != entries_.cend() && a->replica < b->replica)) {
-        out.push_back(*a++);
-      } else if (a == entries_.cend() || b->replica < a->replica) {
-        out.push_back(*b++);
-      } else {
-        out.push_back(Entry{a->replica, std::max(a->increments, b->increments),
-                            std::max(a->decrements, b->decrements)});
-        ++a;
-        ++b;
-      }
-    }
-    entries_ = std::move(out);
+    entries_ = _::mergeByReplica(entries_, other.entries_, [](const Entry& a, const Entry& b) {
+      return Entry{a.replica, std::max(a.increments, b.increments),
+                   std::max(a.decrements, b.decrements)};
+    });
   }
 
   // Entries in replica order, for the wire codec.
@@ -154,14 +143,8 @@ class PNCounter {
     return delta;
   }
 
-  std::vector<Entry>::iterator lowerBound(ReplicaId r) {
-    return std::lower_bound(entries_.begin(), entries_.end(), r,
-                            [](const Entry& e, ReplicaId id) { return e.replica < id; });
-  }
-  const_iterator lowerBound(ReplicaId r) const {
-    return std::lower_bound(entries_.begin(), entries_.end(), r,
-                            [](const Entry& e, ReplicaId id) { return e.replica < id; });
-  }
+  std::vector<Entry>::iterator lowerBound(ReplicaId r) { return _::lowerBoundByReplica(entries_, r); }
+  const_iterator lowerBound(ReplicaId r) const { return _::lowerBoundByReplica(entries_, r); }
 };
 
 // The halves of `delta`'s entries that exceed `state`'s; a half that does not is zeroed, and an
