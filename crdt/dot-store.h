@@ -221,8 +221,9 @@ class DotStore {
   // Limits are checked before anything changes, so a LimitError leaves *this unchanged (and the
   // store-dots-in-context invariant intact).
   void joinFrom(const CausalContext& ca, const DotStore& b, const CausalContext& cb) {
-    // Per slot of b: the intervals of ca for that replica (nullptr: ca has none).
-    std::vector<const Intervals*> seen(b.replicas_.slotCount(), nullptr);
+    // Per slot of b: the intervals of ca for that replica (nullptr: ca has none). Inline vectors:
+    // a delta from one writer (the common join) allocates nothing here.
+    InlineVector<const Intervals*> seen(b.replicas_.slotCount(), nullptr);
     b.replicas_.forEach([&](ReplicaId r, uint32_t s) {
       if (const auto* o = ca.find(r)) seen[s] = &o->intervals;
     });
@@ -239,7 +240,7 @@ class DotStore {
       reserve(entries_.size() + unseen);
     }
     // b's replica slots -> ours, acquired on first use (checkJoinLimits made that safe).
-    std::vector<uint32_t> mine(b.replicas_.slotCount(), _::ReplicaTable::kNone);
+    InlineVector<uint32_t> mine(b.replicas_.slotCount(), _::ReplicaTable::kNone);
     for (uint32_t p = 0; p < b.entries_.size(); ++p) {
       const Entry& e = b.entries_[p];
       uint32_t s = slotOf(e.dot);
@@ -259,7 +260,7 @@ class DotStore {
   // Throws LimitError if inserting b's unseen entries could exceed the entry or replica limits.
   // Exact only when it matters: the common case is decided from the sizes alone.
   void checkJoinLimits(const DotStore& b,
-                       const std::vector<const Intervals*>& seen) const {
+                       const InlineVector<const Intervals*>& seen) const {
     if (entries_.size() + b.entries_.size() >= UINT32_MAX - 1) {
       throw LimitError("joined dot store would hold 2^32 - 2 entries");
     }
