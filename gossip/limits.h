@@ -20,7 +20,13 @@ struct Limits {
   uint32_t maxIntervalsPerOrigin = 1u << 20;
   size_t maxKeyBytes = 64 << 10;
   size_t maxValueBytes = 1 << 20;
-  size_t maxNameBytes = 1024;
+  size_t maxNameBytes = 1024;             // object names
+  // Per envelope (gossip/envelope.h).
+  uint32_t maxObjectsPerMessage = 1u << 16;  // objects of a push or chunk, names of a digest
+  uint32_t maxChunksPerTransfer = 1u << 20;  // StateChunk.total
+  uint32_t maxMemberUpdates = 1024;          // piggybacked membership updates per message
+  size_t maxAddressBytes = 255;              // MemberUpdate.address
+  size_t maxClusterNameBytes = 255;          // Hello.cluster
 };
 
 }  // namespace deltasync::gossip

@@ -149,11 +149,17 @@ struct Object {
 }
 
 struct DeltaPush {
-  # Almeida et al. Algorithm 2: the delta-interval D[from..to) of the sender's delta log.
+  # Almeida et al. Algorithm 2: the delta-interval D[fromSeq..toSeq) of the sender's delta log
+  # (minus what came from the receiver, BP), joined per object.
   sender @0 :UInt64;
   fromSeq @1 :UInt64;
   toSeq @2 :UInt64;
   objects @3 :List(Object);
+  # At most one entry per name.
+  base @4 :UInt64;
+  # The sender's record of the receiver's last ack (base <= fromSeq < toSeq): the receiver is
+  # known to hold everything of the sender's log below base, so it may count [fromSeq, toSeq)
+  # as contiguous when fromSeq <= max(base, what it has already received).
 }
 
 struct Ack {
@@ -163,13 +169,26 @@ struct Ack {
 }
 
 struct Digest {
-  # Per-object hashes, so a peer far behind receives only the objects that differ.
+  # Catch-up for a peer whose ack is below the sender's garbage-collected log: per-object
+  # content hashes of the sender's state at sequence seq. The receiver asks (StateRequest) for
+  # the objects that differ, or acks seq when none does.
   sender @0 :UInt64;
   entries @1 :List(Entry);
+  # Strictly increasing names.
   struct Entry {
     name @0 :Text;
     hash @1 :UInt64;
   }
+  seq @2 :UInt64;
+}
+
+struct StateRequest {
+  # Reply to a Digest: the names whose state differs; the sender of the digest answers with
+  # StateChunks (transfer = seq).
+  sender @0 :UInt64;
+  seq @1 :UInt64;
+  names @2 :List(Text);
+  # Strictly increasing.
 }
 
 enum Compression {
@@ -181,9 +200,106 @@ struct StateChunk {
   # One bounded piece of a state transfer; chunks decode and join independently.
   sender @0 :UInt64;
   transfer @1 :UInt64;
+  # The sequence number of the Digest this transfer answers; the receiver acks it once all
+  # `total` chunks have arrived.
   index @2 :UInt32;
   total @3 :UInt32;
   compression @4 :Compression;
   payload @5 :Data;
-  # A serialized List(Object) message (unpacked capnp framing), compressed as stated.
+  # A framed ObjectList message (unpacked capnp framing), compressed as stated.
+}
+
+struct ObjectList {
+  objects @0 :List(Object);
+}
+
+# ---------------------------------------------------------------------------------------------
+# Membership and failure detection (SWIM with suspicion, incarnations and piggybacked updates)
+
+enum MemberState {
+  alive @0;
+  suspect @1;
+  down @2;
+  # Declared dead by the failure detector (may come back with a higher incarnation).
+  left @3;
+  # Left voluntarily or removed by an operator.
+}
+
+struct MemberUpdate {
+  replica @0 :UInt64;
+  incarnation @1 :UInt64;
+  state @2 :MemberState;
+  address @3 :Text;
+  # Where the member listens (host:port); empty inside the simulator. At most 255 bytes.
+}
+
+struct Ping {
+  sender @0 :UInt64;
+  seq @1 :UInt64;
+  updates @2 :List(MemberUpdate);
+  # Piggybacked membership updates (at most limits.maxMemberUpdates).
+}
+
+struct PingReq {
+  # Ask the receiver to probe `target` on the sender's behalf (SWIM indirect probe).
+  sender @0 :UInt64;
+  seq @1 :UInt64;
+  target @2 :UInt64;
+  updates @3 :List(MemberUpdate);
+}
+
+struct PingAck {
+  sender @0 :UInt64;
+  seq @1 :UInt64;
+  target @2 :UInt64;
+  # The member that answered (the sender itself for a direct ping, else the probed target).
+  updates @3 :List(MemberUpdate);
+}
+
+# ---------------------------------------------------------------------------------------------
+# Authentication handshake (mutual HMAC-SHA256 challenge-response over the cluster secret)
+#
+#   client -> server  Hello        {replica, cluster, nonce_c}
+#   server -> client  HelloReply   {replica, nonce_s, proof_s = HMAC(secret, "ds-auth-v1 server"
+#                                   || nonce_c || nonce_s || id_s || id_c)}
+#   client -> server  AuthProof    {proof_c = HMAC(secret, "ds-auth-v1 client" || nonce_s
+#                                   || nonce_c || id_c || id_s)}
+# Nonces and proofs are exactly 32 bytes. Only after verifying proof_c does the server hand out
+# the replication capability, bound to id_c.
+
+struct Hello {
+  replica @0 :UInt64;
+  cluster @1 :Text;
+  # The cluster's name (at most 255 bytes): peers of another cluster are refused early.
+  nonce @2 :Data;
+  protocolVersion @3 :UInt32;
+}
+
+struct HelloReply {
+  replica @0 :UInt64;
+  nonce @1 :Data;
+  proof @2 :Data;
+}
+
+struct AuthProof {
+  proof @0 :Data;
+}
+
+# ---------------------------------------------------------------------------------------------
+# One message between peers
+
+struct Envelope {
+  union {
+    push @0 :DeltaPush;
+    ack @1 :Ack;
+    digest @2 :Digest;
+    stateRequest @3 :StateRequest;
+    stateChunk @4 :StateChunk;
+    ping @5 :Ping;
+    pingReq @6 :PingReq;
+    pingAck @7 :PingAck;
+    hello @8 :Hello;
+    helloReply @9 :HelloReply;
+    authProof @10 :AuthProof;
+  }
 }

@@ -1,0 +1,255 @@
+#include "gossip/engine.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "gossip/envelope.h"
+
+namespace deltasync::gossip {
+
+size_t encodedSize(const Value& v) { return encodeValue(v).size(); }
+
+Engine::Engine(ReplicaId self, EngineConfig config) : self_(self), config_(config) {
+  if (self.value == 0) throw std::invalid_argument("Engine: replica id 0 is reserved");
+}
+
+Value& Engine::objectOfKind(const std::string& name, size_t kind) {
+  auto it = objects_.find(name);
+  if (it == objects_.end()) return objects_.emplace(name, bottomOf(kind)).first->second;
+  if (it->second.index() != kind) {
+    throw KindMismatch("object '" + name + "' is a " + kindName(it->second) + ", not a " + kindName(kind));
+  }
+  return it->second;
+}
+
+void Engine::append(ReplicaId origin, const std::string& name, Value delta) {
+  size_t bytes = encodedSize(delta) + name.size();
+  log_.push_back(LogEntry{seq_++, origin, name, std::move(delta), bytes});
+  if (log_.size() > config_.maxLogEntries) {
+    log_.pop_front();
+    ++logStart_;
+  }
+}
+
+void Engine::applyLocal(const std::string& name, const Value& delta) {
+  Value& v = objectOfKind(name, delta.index());
+  joinInto(v, delta);
+  if (!isBottom(delta)) append(ReplicaId{}, name, delta);
+}
+
+void Engine::applyRemote(ReplicaId origin, const std::vector<NamedValue>& objects) {
+  for (const auto& o : objects) {
+    auto it = objects_.find(o.name);
+    if (it != objects_.end() && it->second.index() != o.value.index()) {
+      throw ProtocolError("object '" + o.name + "' is a " + kindName(it->second) + " here, the peer sent a " +
+                          kindName(o.value));
+    }
+  }
+  for (const auto& o : objects) {
+    auto it = objects_.find(o.name);
+    if (it == objects_.end()) {
+      if (isBottom(o.value)) continue;
+      objects_.emplace(o.name, o.value);
+      append(origin, o.name, o.value);
+      ++stats_.deltasJoined;
+      continue;
+    }
+    Value news = strip(o.value, it->second);
+    if (isBottom(news)) {
+      ++stats_.deltasRedundant;
+      continue;
+    }
+    joinInto(it->second, news);
+    ++stats_.deltasJoined;
+    append(origin, o.name, config_.removeRedundant ? std::move(news) : o.value);
+  }
+}
+
+void Engine::setNeighbors(std::vector<ReplicaId> neighbors) {
+  std::sort(neighbors.begin(), neighbors.end());
+  neighbors.erase(std::unique(neighbors.begin(), neighbors.end()), neighbors.end());
+  std::erase(neighbors, self_);
+  // Receive-side tracking of former neighbours is kept only while they are neighbours: it is
+  // rebuilt from the next push's base, so forgetting it loses nothing.
+  for (auto it = peers_.begin(); it != peers_.end();) {
+    it = std::binary_search(neighbors.begin(), neighbors.end(), it->first) ? std::next(it) : peers_.erase(it);
+  }
+  for (ReplicaId j : neighbors) peers_.try_emplace(j);
+  neighbors_ = std::move(neighbors);
+  collectGarbage();
+}
+
+bool Engine::isNeighbor(ReplicaId j) const {
+  return std::binary_search(neighbors_.begin(), neighbors_.end(), j);
+}
+
+uint64_t Engine::ackedBy(ReplicaId peer) const {
+  auto it = peers_.find(peer);
+  return it == peers_.end() ? 0 : it->second.acked;
+}
+
+const Value* Engine::find(const std::string& name) const {
+  auto it = objects_.find(name);
+  return it == objects_.end() ? nullptr : &it->second;
+}
+
+void Engine::tick(std::vector<Outgoing>& out) {
+  ++tick_;
+  for (ReplicaId j : neighbors_) {
+    Peer& p = peers_[j];
+    if (config_.backPropagation && p.known) {
+      // Entries that came from j are known to j: step over them without sending (BP).
+      while (p.acked < seq_ && p.acked >= logStart_ && log_[p.acked - logStart_].origin == j) ++p.acked;
+    }
+    if (p.acked >= seq_) continue;
+    if (!p.known || p.acked < logStart_) {
+      if (!p.digestSent || tick_ - p.digestAt >= config_.catchupRetryTicks) sendDigest(j, p, out);
+      continue;
+    }
+    sendPush(j, p, out);
+  }
+  collectGarbage();
+}
+
+void Engine::sendPush(ReplicaId j, Peer& p, std::vector<Outgoing>& out) {
+  const bool inFlight = p.sentTo > p.acked && tick_ - p.sentAt < config_.retransmitTicks;
+  uint64_t from = inFlight ? p.sentTo : p.acked;
+  if (from >= seq_) return;
+  std::map<std::string, Value> joined;
+  size_t bytes = 0;
+  uint64_t to = from;
+  while (to < seq_) {
+    const LogEntry& e = log_[to - logStart_];
+    if (bytes > 0 && bytes + e.bytes > config_.maxPushBytes) break;
+    ++to;
+    if (config_.backPropagation && e.origin == j) continue;
+    bytes += e.bytes;
+    auto [it, fresh] = joined.try_emplace(e.name, e.delta);
+    if (!fresh) joinInto(it->second, e.delta);
+  }
+  DeltaPushMsg m{self_, p.acked, from, to, {}};
+  m.objects.reserve(joined.size());
+  for (auto& [name, v] : joined) m.objects.push_back({name, std::move(v)});
+  p.sentTo = to;
+  p.sentAt = tick_;
+  ++stats_.pushesSent;
+  out.push_back({j, std::move(m)});
+}
+
+void Engine::sendDigest(ReplicaId j, Peer& p, std::vector<Outgoing>& out) {
+  DigestMsg m{self_, seq_, {}};
+  m.entries.reserve(objects_.size());
+  for (const auto& [name, v] : objects_) m.entries.emplace_back(name, contentHash(v));
+  p.digestSeq = seq_;
+  p.digestAt = tick_;
+  p.digestSent = true;
+  p.served = false;
+  ++stats_.digestsSent;
+  out.push_back({j, std::move(m)});
+}
+
+void Engine::serveRequest(ReplicaId j, const StateRequestMsg& m, std::vector<Outgoing>& out) {
+  auto it = peers_.find(j);
+  // Serve only the answer to our latest digest, once: a peer cannot make us send our state
+  // again and again by repeating requests.
+  if (it == peers_.end() || !it->second.digestSent || m.seq != it->second.digestSeq || it->second.served) return;
+  it->second.served = true;
+  std::vector<std::vector<NamedValue>> chunks(1);
+  size_t bytes = 0;
+  for (const std::string& name : m.names) {
+    const Value* v = find(name);
+    if (v == nullptr) continue;  // never ours (a confused or hostile peer): nothing to send
+    size_t size = encodedSize(*v) + name.size();
+    if (!chunks.back().empty() && bytes + size > config_.maxChunkBytes) {
+      chunks.emplace_back();
+      bytes = 0;
+    }
+    bytes += size;
+    chunks.back().push_back({name, *v});
+  }
+  const auto total = static_cast<uint32_t>(chunks.size());
+  for (uint32_t i = 0; i < total; ++i) {
+    ++stats_.chunksSent;
+    out.push_back({j, StateChunkMsg{self_, m.seq, i, total, std::move(chunks[i])}});
+  }
+}
+
+void Engine::receive(ReplicaId from, const Message& message, std::vector<Outgoing>& out) {
+  std::visit(
+      [&](const auto& m) {
+        using M = std::decay_t<decltype(m)>;
+        if constexpr (requires { m.sender; }) {
+          if (m.sender != from) throw ProtocolError("message sender differs from the peer it came from");
+        }
+        if constexpr (std::is_same_v<M, DeltaPushMsg>) {
+          applyRemote(from, m.objects);
+          Peer& p = peers_[from];
+          p.recv = std::max(p.recv, m.base);
+          if (m.fromSeq <= p.recv) p.recv = std::max(p.recv, m.toSeq);
+          ++stats_.acksSent;
+          out.push_back({from, AckMsg{self_, p.recv}});
+        } else if constexpr (std::is_same_v<M, AckMsg>) {
+          if (m.seq > seq_) throw ProtocolError("ack beyond our log's end");
+          auto it = peers_.find(from);
+          if (it == peers_.end()) return;  // no longer a neighbour
+          Peer& p = it->second;
+          p.known = true;
+          p.acked = std::max(p.acked, m.seq);
+          if (p.acked >= p.digestSeq) p.digestSent = false;
+          collectGarbage();
+        } else if constexpr (std::is_same_v<M, DigestMsg>) {
+          StateRequestMsg req{self_, m.seq, {}};
+          for (const auto& [name, hash] : m.entries) {
+            const Value* v = find(name);
+            if (v == nullptr || contentHash(*v) != hash) req.names.push_back(name);
+          }
+          Peer& p = peers_[from];
+          if (req.names.empty()) {
+            p.recv = std::max(p.recv, m.seq);
+            ++stats_.acksSent;
+            out.push_back({from, AckMsg{self_, p.recv}});
+          } else {
+            p.inTransfer = m.seq;
+            p.inChunks.clear();
+            ++stats_.requestsSent;
+            out.push_back({from, std::move(req)});
+          }
+        } else if constexpr (std::is_same_v<M, StateRequestMsg>) {
+          serveRequest(from, m, out);
+        } else if constexpr (std::is_same_v<M, StateChunkMsg>) {
+          applyRemote(from, m.objects);
+          Peer& p = peers_[from];
+          if (m.transfer != p.inTransfer) return;  // a stale transfer: joined, but not counted
+          if (p.inChunks.size() != m.total) {
+            p.inChunks.assign(m.total, false);
+            p.inMissing = m.total;
+          }
+          if (!p.inChunks[m.index]) {
+            p.inChunks[m.index] = true;
+            --p.inMissing;
+          }
+          if (p.inMissing == 0) {
+            p.recv = std::max(p.recv, m.transfer);
+            p.inChunks.clear();
+            ++stats_.acksSent;
+            out.push_back({from, AckMsg{self_, p.recv}});
+          }
+        } else {
+          // Membership and handshake messages are not the engine's.
+          throw ProtocolError("not an anti-entropy message");
+        }
+      },
+      message);
+}
+
+void Engine::collectGarbage() {
+  if (neighbors_.empty()) return;  // nobody to serve: keep the log (bounded by maxLogEntries)
+  uint64_t low = seq_;
+  for (ReplicaId j : neighbors_) low = std::min(low, peers_[j].acked);
+  while (logStart_ < low && !log_.empty()) {
+    log_.pop_front();
+    ++logStart_;
+  }
+}
+
+}  // namespace deltasync::gossip

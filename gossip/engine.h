@@ -1,0 +1,175 @@
+// The anti-entropy engine: causal delta-state replication of one node's objects.
+//
+// Pure: inputs in (local updates, messages received, ticks, the current neighbour set), messages
+// out. No sockets, threads or clocks: time is the count of tick() calls. lib/ drives it over
+// Cap'n Proto RPC; tests/sim drives the very same engine over a simulated network.
+//
+// Algorithm: Almeida, Shoker, Baquero, "Delta state replicated data types" (JPDC 2018),
+// Algorithm 2 (delta-intervals with acks), run once over the node's whole lattice
+// name -> (kind, CRDT), with Enes et al. (ICDE 2019)'s two refinements:
+//   BP  never send a peer the log entries that came from it;
+//   RR  on receipt, strip from a delta what the state already has (crdt strip()); join and log
+//       only the rest, so what a node forwards is only what was news to it.
+//
+// State:
+//   objects_  name -> Value (one kind per name, for ever);
+//   log_      entries (seq, origin, name, delta) with consecutive seqs logStart_ .. seq_-1; a
+//             local update and every inflating part of a received delta is one entry;
+//   per peer  acked: the peer has joined everything of our log below it (its acks, plus entries
+//             that came from it: BP); recv: everything of *its* log below recv has been joined
+//             here (what we ack).
+//
+// Protocol (messages in gossip/messages.h, wire in wire.capnp):
+//   tick: to each neighbour j with acked(j) < seq_, a DeltaPush of D[from, to) joined per
+//         object, minus j's own entries (BP), bounded by maxPushBytes (a longer interval goes
+//         in several pushes, pipelined; an unacked push is resent after retransmitTicks). The
+//         push carries base = acked(j), what j has acked, so j may count [from, to) as
+//         contiguous when from <= max(base, recv): acks stay exact under loss and reordering.
+//   catch-up: when j has never acked, or acked(j) < logStart_ (the log was collected), a Digest
+//         of per-object content hashes instead; j answers StateRequest(names that differ) or,
+//         when nothing differs, Ack(seq); the request is served with StateChunks of at most
+//         maxChunkBytes (estimated) holding the current state of those objects; j acks the
+//         digest's seq once it holds every chunk. Lost pieces: the digest is resent after
+//         catchupRetryTicks; each round sends only what still differs.
+//   GC:   log entries below min(acked(j)) over the neighbours are dropped; the log never holds
+//         more than maxLogEntries (neighbours left behind catch up by digest).
+//
+// Invariants (checked by tests/sim): every delta joined here is logged (unless RR found it
+// redundant) until every neighbour acked it; acked(j) <= seq_; recv(j) only counts contiguous
+// intervals; an object's kind never changes.
+//
+// Errors: a message that contradicts the local state (an object of another kind) throws
+// ProtocolError before anything from it is applied.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "gossip/messages.h"
+
+namespace deltasync::gossip {
+
+struct EngineConfig {
+  size_t maxPushBytes = 64 << 10;   // estimated encoded bytes of one DeltaPush's objects
+  size_t maxChunkBytes = 64 << 10;  // estimated encoded bytes of one StateChunk's objects
+  uint32_t retransmitTicks = 3;     // resend an unacked push after this many ticks
+  uint32_t catchupRetryTicks = 6;   // resend a digest after this many ticks without progress
+  size_t maxLogEntries = 1 << 16;   // oldest entries beyond this are dropped
+  bool backPropagation = true;      // BP (off only for comparison experiments)
+  bool removeRedundant = true;      // RR (off only for comparison experiments)
+};
+
+struct Outgoing {
+  ReplicaId to;
+  Message message;
+};
+
+class ProtocolError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct EngineStats {
+  uint64_t pushesSent = 0, acksSent = 0, digestsSent = 0, requestsSent = 0, chunksSent = 0;
+  uint64_t deltasJoined = 0;     // received object deltas that inflated the state
+  uint64_t deltasRedundant = 0;  // received object deltas RR found fully known
+};
+
+class Engine {
+ public:
+  explicit Engine(ReplicaId self, EngineConfig config = {});
+
+  ReplicaId self() const { return self_; }
+  const EngineConfig& config() const { return config_; }
+
+  // Runs mutator(T& state) -> T delta on object `name` (created as bottom of kind T if absent)
+  // and logs the delta. Throws KindMismatch if the object exists with another kind (nothing
+  // changes), and whatever the mutator throws (the mutators of crdt/ leave state unchanged).
+  template <typename T, typename F>
+  T update(const std::string& name, F&& mutator) {
+    Value& v = objectOfKind(name, Value(std::in_place_type<T>).index());
+    T delta = mutator(std::get<T>(v));
+    if (!delta.empty()) append(ReplicaId{}, name, Value(delta));
+    return delta;
+  }
+
+  // Joins a delta produced elsewhere on this node's behalf (e.g. restored or batched by lib/)
+  // and logs it. Same errors as update().
+  void applyLocal(const std::string& name, const Value& delta);
+
+  // The neighbours this node pushes to (a partial view chosen by membership). Peers that leave
+  // the set stop holding back log GC; peers that join it are caught up by digest.
+  void setNeighbors(std::vector<ReplicaId> neighbors);
+  const std::vector<ReplicaId>& neighbors() const { return neighbors_; }
+
+  // One gossip round: appends the messages to send.
+  void tick(std::vector<Outgoing>& out);
+
+  // A message from `from` (the transport's authenticated peer). Throws ProtocolError when the
+  // message's sender is not `from` or it contradicts local state; nothing is applied then.
+  void receive(ReplicaId from, const Message& message, std::vector<Outgoing>& out);
+
+  const Value* find(const std::string& name) const;
+  const std::map<std::string, Value>& objects() const { return objects_; }
+  uint64_t seq() const { return seq_; }
+  uint64_t logStart() const { return logStart_; }
+  size_t logSize() const { return log_.size(); }
+  uint64_t ackedBy(ReplicaId peer) const;
+  const EngineStats& stats() const { return stats_; }
+
+ private:
+  struct LogEntry {
+    uint64_t seq;
+    ReplicaId origin;  // 0: local
+    std::string name;
+    Value delta;
+    size_t bytes;  // estimated encoded size
+  };
+  struct Peer {
+    bool known = false;       // has acked at least once
+    uint64_t acked = 0;
+    uint64_t sentTo = 0;      // end of the last push sent
+    uint64_t sentAt = 0;      // tick of that push
+    uint64_t recv = 0;
+    // catch-up, as sender
+    uint64_t digestSeq = 0;
+    uint64_t digestAt = 0;
+    bool digestSent = false;
+    bool served = false;      // digestSeq's request already answered
+    // catch-up, as receiver
+    uint64_t inTransfer = 0;
+    std::vector<bool> inChunks;
+    uint32_t inMissing = 0;
+  };
+
+  Value& objectOfKind(const std::string& name, size_t kind);
+  void append(ReplicaId origin, const std::string& name, Value delta);
+  // Validates kinds of all objects first, then strips/joins/logs each. Returns nothing.
+  void applyRemote(ReplicaId origin, const std::vector<NamedValue>& objects);
+  void sendPush(ReplicaId j, Peer& p, std::vector<Outgoing>& out);
+  void sendDigest(ReplicaId j, Peer& p, std::vector<Outgoing>& out);
+  void serveRequest(ReplicaId j, const StateRequestMsg& m, std::vector<Outgoing>& out);
+  void collectGarbage();
+  bool isNeighbor(ReplicaId j) const;
+
+  ReplicaId self_;
+  EngineConfig config_;
+  std::map<std::string, Value> objects_;
+  std::deque<LogEntry> log_;
+  uint64_t logStart_ = 0;
+  uint64_t seq_ = 0;
+  uint64_t tick_ = 0;
+  std::vector<ReplicaId> neighbors_;  // sorted, unique
+  std::map<ReplicaId, Peer> peers_;
+  EngineStats stats_;
+};
+
+// Estimated encoded size of a value (exact framed wire size of the value alone).
+size_t encodedSize(const Value& v);
+
+}  // namespace deltasync::gossip

@@ -1,0 +1,361 @@
+#include "gossip/envelope.h"
+
+#include <capnp/message.h>
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "gossip/codec.h"
+#include "gossip/compression.h"
+#include "gossip/message.h"
+
+namespace deltasync::gossip {
+
+namespace {
+
+// ---- values ------------------------------------------------------------------------------
+
+void encodeValueInto(const Value& v, wire::Crdt::Builder out) {
+  std::visit(
+      [&](const auto& x) {
+        using T = std::decay_t<decltype(x)>;
+        if constexpr (std::is_same_v<T, crdt::GCounter>) {
+          encode(x, out.initGCounter());
+        } else if constexpr (std::is_same_v<T, crdt::PNCounter>) {
+          encode(x, out.initPnCounter());
+        } else if constexpr (std::is_same_v<T, crdt::LWWRegister<std::string>>) {
+          encode(x, out.initLwwRegister());
+        } else if constexpr (std::is_same_v<T, crdt::MVRegister<std::string>>) {
+          encodeCausal(x, out.initMvRegister());
+        } else if constexpr (std::is_same_v<T, crdt::EWFlag>) {
+          encodeCausal(x, out.initEwFlag());
+        } else if constexpr (std::is_same_v<T, crdt::ORSet<std::string>>) {
+          encodeCausal(x, out.initOrSet());
+        } else if constexpr (std::is_same_v<T, Map>) {
+          encodeCausal(x, out.initAwLwwMap());
+        } else {
+          static_assert(std::is_same_v<T, crdt::ORMap<std::string, Map>>);
+          encode(x, out.initOrMap());
+        }
+      },
+      v);
+}
+
+Value decodeValueFrom(wire::Crdt::Reader in, const Limits& limits) {
+  switch (in.which()) {
+    case wire::Crdt::G_COUNTER: return decode(in.getGCounter(), limits);
+    case wire::Crdt::PN_COUNTER: return decode(in.getPnCounter(), limits);
+    case wire::Crdt::LWW_REGISTER: return decodeLWWRegister<std::string>(in.getLwwRegister(), limits);
+    case wire::Crdt::MV_REGISTER: return decodeCausal<crdt::MVRegister<std::string>>(in.getMvRegister(), limits);
+    case wire::Crdt::EW_FLAG: return decodeCausal<crdt::EWFlag>(in.getEwFlag(), limits);
+    case wire::Crdt::OR_SET: return decodeCausal<crdt::ORSet<std::string>>(in.getOrSet(), limits);
+    case wire::Crdt::AW_LWW_MAP: return decodeCausal<Map>(in.getAwLwwMap(), limits);
+    case wire::Crdt::OR_MAP: return decodeORMap<crdt::ORMap<std::string, Map>>(in.getOrMap(), limits);
+  }
+  throw DecodeError("object: unknown CRDT kind " + std::to_string(static_cast<unsigned>(in.which())));
+}
+
+std::string checkedName(capnp::Text::Reader t, const Limits& limits, const char* what) {
+  if (t.size() == 0) throw DecodeError(std::string(what) + ": empty object name");
+  if (t.size() > limits.maxNameBytes) throw DecodeError(std::string(what) + ": object name longer than limits.maxNameBytes");
+  return std::string(t.cStr(), t.size());
+}
+
+void encodeObjects(const std::vector<NamedValue>& objects, capnp::List<wire::Object>::Builder out) {
+  for (unsigned i = 0; i < objects.size(); ++i) {
+    out[i].setName(objects[i].name);
+    encodeValueInto(objects[i].value, out[i].initValue());
+  }
+}
+
+std::vector<NamedValue> decodeObjects(capnp::List<wire::Object>::Reader in, const Limits& limits, const char* what) {
+  if (in.size() > limits.maxObjectsPerMessage) {
+    throw DecodeError(std::string(what) + ": more than limits.maxObjectsPerMessage objects");
+  }
+  std::vector<NamedValue> out;
+  out.reserve(in.size());
+  for (auto o : in) {
+    std::string name = checkedName(o.getName(), limits, what);
+    out.push_back({std::move(name), decodeValueFrom(o.getValue(), limits)});
+  }
+  std::vector<const std::string*> names;
+  names.reserve(out.size());
+  for (const auto& o : out) names.push_back(&o.name);
+  std::sort(names.begin(), names.end(), [](auto* a, auto* b) { return *a < *b; });
+  for (size_t i = 1; i < names.size(); ++i) {
+    if (*names[i - 1] == *names[i]) throw DecodeError(std::string(what) + ": object '" + *names[i] + "' appears twice");
+  }
+  return out;
+}
+
+ReplicaId checkedId(uint64_t v, const char* what) {
+  if (v == 0) throw DecodeError(std::string(what) + " is 0 (no such replica)");
+  return ReplicaId{v};
+}
+
+// ---- membership --------------------------------------------------------------------------
+
+void encodeUpdates(const std::vector<MemberUpdate>& us, capnp::List<wire::MemberUpdate>::Builder out) {
+  for (unsigned i = 0; i < us.size(); ++i) {
+    out[i].setReplica(us[i].replica.value);
+    out[i].setIncarnation(us[i].incarnation);
+    out[i].setState(static_cast<wire::MemberState>(us[i].state));
+    out[i].setAddress(us[i].address);
+  }
+}
+
+std::vector<MemberUpdate> decodeUpdates(capnp::List<wire::MemberUpdate>::Reader in, const Limits& limits) {
+  if (in.size() > limits.maxMemberUpdates) throw DecodeError("membership: more than limits.maxMemberUpdates updates");
+  std::vector<MemberUpdate> out;
+  out.reserve(in.size());
+  for (auto u : in) {
+    auto state = static_cast<uint16_t>(u.getState());
+    if (state > static_cast<uint16_t>(MemberState::left)) {
+      throw DecodeError("membership: unknown member state " + std::to_string(state));
+    }
+    if (u.getAddress().size() > limits.maxAddressBytes) {
+      throw DecodeError("membership: address longer than limits.maxAddressBytes");
+    }
+    out.push_back({checkedId(u.getReplica(), "membership: member id"), u.getIncarnation(),
+                   static_cast<MemberState>(state), std::string(u.getAddress().cStr(), u.getAddress().size())});
+  }
+  return out;
+}
+
+// ---- handshake ---------------------------------------------------------------------------
+
+template <size_t N>
+std::array<uint8_t, N> fixedBytes(capnp::Data::Reader d, const char* what) {
+  if (d.size() != N) {
+    throw DecodeError(std::string(what) + " must be " + std::to_string(N) + " bytes, got " + std::to_string(d.size()));
+  }
+  std::array<uint8_t, N> out;
+  std::memcpy(out.data(), d.begin(), N);
+  return out;
+}
+template <size_t N>
+capnp::Data::Reader dataOf(const std::array<uint8_t, N>& a) {
+  return capnp::Data::Reader(a.data(), N);
+}
+
+template <typename Names>
+void requireIncreasing(const Names& names, const char* what) {
+  for (size_t i = 1; i < names.size(); ++i) {
+    if (!(names[i - 1] < names[i])) throw DecodeError(std::string(what) + ": names not strictly increasing");
+  }
+}
+
+Bytes toBytes(kj::ArrayPtr<const kj::byte> a) { return Bytes(a.begin(), a.end()); }
+
+// ---- envelopes ---------------------------------------------------------------------------
+
+struct Encoder {
+  wire::Envelope::Builder env;
+
+  void operator()(const DeltaPushMsg& m) {
+    auto p = env.initPush();
+    p.setSender(m.sender.value);
+    p.setBase(m.base);
+    p.setFromSeq(m.fromSeq);
+    p.setToSeq(m.toSeq);
+    encodeObjects(m.objects, p.initObjects(static_cast<unsigned>(m.objects.size())));
+  }
+  void operator()(const AckMsg& m) {
+    auto a = env.initAck();
+    a.setSender(m.sender.value);
+    a.setSeq(m.seq);
+  }
+  void operator()(const DigestMsg& m) {
+    auto d = env.initDigest();
+    d.setSender(m.sender.value);
+    d.setSeq(m.seq);
+    auto es = d.initEntries(static_cast<unsigned>(m.entries.size()));
+    for (unsigned i = 0; i < m.entries.size(); ++i) {
+      es[i].setName(m.entries[i].first);
+      es[i].setHash(m.entries[i].second);
+    }
+  }
+  void operator()(const StateRequestMsg& m) {
+    auto r = env.initStateRequest();
+    r.setSender(m.sender.value);
+    r.setSeq(m.seq);
+    auto ns = r.initNames(static_cast<unsigned>(m.names.size()));
+    for (unsigned i = 0; i < m.names.size(); ++i) ns.set(i, m.names[i]);
+  }
+  void operator()(const StateChunkMsg& m) {
+    capnp::MallocMessageBuilder inner;
+    auto list = inner.initRoot<wire::ObjectList>();
+    encodeObjects(m.objects, list.initObjects(static_cast<unsigned>(m.objects.size())));
+    auto payload = frame(inner);
+    auto c = env.initStateChunk();
+    c.setSender(m.sender.value);
+    c.setTransfer(m.transfer);
+    c.setIndex(m.index);
+    c.setTotal(m.total);
+    if (payload.size() >= kCompressChunkAbove) {
+      auto z = zlibCompress(payload);
+      if (z.size() < payload.size()) {
+        c.setCompression(wire::Compression::ZLIB);
+        c.setPayload(z);
+        return;
+      }
+    }
+    c.setCompression(wire::Compression::NONE);
+    c.setPayload(payload);
+  }
+  void operator()(const PingMsg& m) {
+    auto p = env.initPing();
+    p.setSender(m.sender.value);
+    p.setSeq(m.seq);
+    encodeUpdates(m.updates, p.initUpdates(static_cast<unsigned>(m.updates.size())));
+  }
+  void operator()(const PingReqMsg& m) {
+    auto p = env.initPingReq();
+    p.setSender(m.sender.value);
+    p.setSeq(m.seq);
+    p.setTarget(m.target.value);
+    encodeUpdates(m.updates, p.initUpdates(static_cast<unsigned>(m.updates.size())));
+  }
+  void operator()(const PingAckMsg& m) {
+    auto p = env.initPingAck();
+    p.setSender(m.sender.value);
+    p.setSeq(m.seq);
+    p.setTarget(m.target.value);
+    encodeUpdates(m.updates, p.initUpdates(static_cast<unsigned>(m.updates.size())));
+  }
+  void operator()(const HelloMsg& m) {
+    auto h = env.initHello();
+    h.setReplica(m.replica.value);
+    h.setCluster(m.cluster);
+    h.setNonce(dataOf(m.nonce));
+    h.setProtocolVersion(m.protocolVersion);
+  }
+  void operator()(const HelloReplyMsg& m) {
+    auto h = env.initHelloReply();
+    h.setReplica(m.replica.value);
+    h.setNonce(dataOf(m.nonce));
+    h.setProof(dataOf(m.proof));
+  }
+  void operator()(const AuthProofMsg& m) { env.initAuthProof().setProof(dataOf(m.proof)); }
+};
+
+Message decodeEnvelope(wire::Envelope::Reader env, const Limits& limits) {
+  switch (env.which()) {
+    case wire::Envelope::PUSH: {
+      auto p = env.getPush();
+      DeltaPushMsg m{checkedId(p.getSender(), "push: sender"), p.getBase(), p.getFromSeq(), p.getToSeq(), {}};
+      if (!(m.base <= m.fromSeq && m.fromSeq < m.toSeq)) {
+        throw DecodeError("push: sequence numbers must satisfy base <= fromSeq < toSeq");
+      }
+      m.objects = decodeObjects(p.getObjects(), limits, "push");
+      return m;
+    }
+    case wire::Envelope::ACK: {
+      auto a = env.getAck();
+      return AckMsg{checkedId(a.getSender(), "ack: sender"), a.getSeq()};
+    }
+    case wire::Envelope::DIGEST: {
+      auto d = env.getDigest();
+      DigestMsg m{checkedId(d.getSender(), "digest: sender"), d.getSeq(), {}};
+      auto es = d.getEntries();
+      if (es.size() > limits.maxObjectsPerMessage) throw DecodeError("digest: more than limits.maxObjectsPerMessage entries");
+      m.entries.reserve(es.size());
+      for (auto e : es) m.entries.emplace_back(checkedName(e.getName(), limits, "digest"), e.getHash());
+      std::vector<std::string_view> names;
+      for (auto& e : m.entries) names.push_back(e.first);
+      requireIncreasing(names, "digest");
+      return m;
+    }
+    case wire::Envelope::STATE_REQUEST: {
+      auto r = env.getStateRequest();
+      StateRequestMsg m{checkedId(r.getSender(), "state request: sender"), r.getSeq(), {}};
+      auto ns = r.getNames();
+      if (ns.size() > limits.maxObjectsPerMessage) throw DecodeError("state request: more than limits.maxObjectsPerMessage names");
+      m.names.reserve(ns.size());
+      for (auto n : ns) m.names.push_back(checkedName(n, limits, "state request"));
+      requireIncreasing(m.names, "state request");
+      return m;
+    }
+    case wire::Envelope::STATE_CHUNK: {
+      auto c = env.getStateChunk();
+      StateChunkMsg m{checkedId(c.getSender(), "state chunk: sender"), c.getTransfer(), c.getIndex(), c.getTotal(), {}};
+      if (m.total == 0 || m.total > limits.maxChunksPerTransfer) {
+        throw DecodeError("state chunk: total outside 1..limits.maxChunksPerTransfer");
+      }
+      if (m.index >= m.total) throw DecodeError("state chunk: index >= total");
+      kj::Array<kj::byte> inflated;
+      kj::ArrayPtr<const kj::byte> payload = c.getPayload();
+      switch (c.getCompression()) {
+        case wire::Compression::NONE: break;
+        case wire::Compression::ZLIB:
+          inflated = zlibDecompress(payload, limits.maxMessageBytes);
+          payload = inflated;
+          break;
+        default: throw DecodeError("state chunk: unknown compression");
+      }
+      IncomingMessage inner(payload, limits);
+      m.objects = inner.decodeRoot<wire::ObjectList>(
+          [&](wire::ObjectList::Reader r) { return decodeObjects(r.getObjects(), limits, "state chunk"); });
+      return m;
+    }
+    case wire::Envelope::PING: {
+      auto p = env.getPing();
+      return PingMsg{checkedId(p.getSender(), "ping: sender"), p.getSeq(), decodeUpdates(p.getUpdates(), limits)};
+    }
+    case wire::Envelope::PING_REQ: {
+      auto p = env.getPingReq();
+      return PingReqMsg{checkedId(p.getSender(), "ping-req: sender"), p.getSeq(),
+                        checkedId(p.getTarget(), "ping-req: target"), decodeUpdates(p.getUpdates(), limits)};
+    }
+    case wire::Envelope::PING_ACK: {
+      auto p = env.getPingAck();
+      return PingAckMsg{checkedId(p.getSender(), "ping-ack: sender"), p.getSeq(),
+                        checkedId(p.getTarget(), "ping-ack: target"), decodeUpdates(p.getUpdates(), limits)};
+    }
+    case wire::Envelope::HELLO: {
+      auto h = env.getHello();
+      if (h.getCluster().size() > limits.maxClusterNameBytes) {
+        throw DecodeError("hello: cluster name longer than limits.maxClusterNameBytes");
+      }
+      return HelloMsg{checkedId(h.getReplica(), "hello: replica"),
+                      std::string(h.getCluster().cStr(), h.getCluster().size()),
+                      fixedBytes<kNonceBytes>(h.getNonce(), "hello: nonce"), h.getProtocolVersion()};
+    }
+    case wire::Envelope::HELLO_REPLY: {
+      auto h = env.getHelloReply();
+      return HelloReplyMsg{checkedId(h.getReplica(), "hello reply: replica"),
+                           fixedBytes<kNonceBytes>(h.getNonce(), "hello reply: nonce"),
+                           fixedBytes<kProofBytes>(h.getProof(), "hello reply: proof")};
+    }
+    case wire::Envelope::AUTH_PROOF:
+      return AuthProofMsg{fixedBytes<kProofBytes>(env.getAuthProof().getProof(), "auth proof: proof")};
+  }
+  throw DecodeError("envelope: unknown message kind " + std::to_string(static_cast<unsigned>(env.which())));
+}
+
+}  // namespace
+
+Bytes encodeMessage(const Message& m) {
+  capnp::MallocMessageBuilder mb;
+  std::visit(Encoder{mb.initRoot<wire::Envelope>()}, m);
+  return toBytes(frame(mb));
+}
+
+Message decodeMessage(const unsigned char* data, size_t size, const Limits& limits) {
+  IncomingMessage in(kj::ArrayPtr<const kj::byte>(data, size), limits);
+  return in.decodeRoot<wire::Envelope>([&](wire::Envelope::Reader r) { return decodeEnvelope(r, limits); });
+}
+
+Bytes encodeValue(const Value& v) {
+  capnp::MallocMessageBuilder mb;
+  encodeValueInto(v, mb.initRoot<wire::Crdt>());
+  return toBytes(frame(mb));
+}
+
+Value decodeValue(const unsigned char* data, size_t size, const Limits& limits) {
+  IncomingMessage in(kj::ArrayPtr<const kj::byte>(data, size), limits);
+  return in.decodeRoot<wire::Crdt>([&](wire::Crdt::Reader r) { return decodeValueFrom(r, limits); });
+}
+
+}  // namespace deltasync::gossip

@@ -1,0 +1,38 @@
+// Message <-> wire.capnp Envelope, framed (capnp standard framing, unpacked), validating on
+// decode. Everything gossip/codec.h checks for CRDT values applies to the objects inside; on top
+// of that, decodeMessage() checks:
+//   - replica ids (sender, target, members) are nonzero (0 means "nobody");
+//   - push: base <= fromSeq < toSeq; object names unique, non-empty, <= limits.maxNameBytes;
+//   - digest / state request: names strictly increasing; counts <= limits.maxObjectsPerMessage;
+//   - state chunk: 1 <= total <= limits.maxChunksPerTransfer, index < total, known compression,
+//     the payload (decompressed at most to limits.maxMessageBytes) a valid ObjectList;
+//   - membership: known member states, addresses <= limits.maxAddressBytes, at most
+//     limits.maxMemberUpdates updates;
+//   - handshake: nonces and proofs exactly 32 bytes, cluster names <= maxClusterNameBytes.
+// A violation throws DecodeError naming what was wrong; nothing partial is returned.
+#pragma once
+
+#include <cstddef>
+#include <vector>
+
+#include "gossip/limits.h"
+#include "gossip/messages.h"
+
+namespace deltasync::gossip {
+
+using Bytes = std::vector<unsigned char>;
+
+// State-chunk payloads at least this large are zlib-compressed when that makes them smaller.
+inline constexpr size_t kCompressChunkAbove = 512;
+
+Bytes encodeMessage(const Message& m);
+Message decodeMessage(const unsigned char* data, size_t size, const Limits& limits);
+inline Message decodeMessage(const Bytes& b, const Limits& limits) {
+  return decodeMessage(b.data(), b.size(), limits);
+}
+
+// One object value alone, framed as a wire Crdt (for sizes, tests and fuzzing).
+Bytes encodeValue(const Value& v);
+Value decodeValue(const unsigned char* data, size_t size, const Limits& limits);
+
+}  // namespace deltasync::gossip

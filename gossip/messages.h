@@ -1,0 +1,129 @@
+// The messages peers exchange, as plain C++ values: what the gossip engine and membership
+// produce and consume. gossip/envelope.h maps them to and from wire.capnp's Envelope (validating
+// on decode); field meanings are documented there, in the schema.
+//
+// No capnp here: the engine, membership and simulator include this header cheaply.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "crdt/dot.h"
+#include "gossip/object.h"
+
+namespace deltasync::gossip {
+
+using crdt::ReplicaId;
+
+struct NamedValue {
+  std::string name;
+  Value value;
+  bool operator==(const NamedValue&) const = default;
+};
+
+struct DeltaPushMsg {
+  ReplicaId sender;
+  uint64_t base = 0;
+  uint64_t fromSeq = 0;
+  uint64_t toSeq = 0;
+  std::vector<NamedValue> objects;  // names unique
+  bool operator==(const DeltaPushMsg&) const = default;
+};
+
+struct AckMsg {
+  ReplicaId sender;
+  uint64_t seq = 0;
+  bool operator==(const AckMsg&) const = default;
+};
+
+struct DigestMsg {
+  ReplicaId sender;
+  uint64_t seq = 0;
+  std::vector<std::pair<std::string, uint64_t>> entries;  // strictly increasing names
+  bool operator==(const DigestMsg&) const = default;
+};
+
+struct StateRequestMsg {
+  ReplicaId sender;
+  uint64_t seq = 0;
+  std::vector<std::string> names;  // strictly increasing
+  bool operator==(const StateRequestMsg&) const = default;
+};
+
+struct StateChunkMsg {
+  ReplicaId sender;
+  uint64_t transfer = 0;
+  uint32_t index = 0;
+  uint32_t total = 0;
+  std::vector<NamedValue> objects;  // names unique within the chunk
+  bool operator==(const StateChunkMsg&) const = default;
+};
+
+enum class MemberState : uint8_t { alive = 0, suspect = 1, down = 2, left = 3 };
+
+struct MemberUpdate {
+  ReplicaId replica;
+  uint64_t incarnation = 0;
+  MemberState state = MemberState::alive;
+  std::string address;
+  bool operator==(const MemberUpdate&) const = default;
+};
+
+struct PingMsg {
+  ReplicaId sender;
+  uint64_t seq = 0;
+  std::vector<MemberUpdate> updates;
+  bool operator==(const PingMsg&) const = default;
+};
+
+struct PingReqMsg {
+  ReplicaId sender;
+  uint64_t seq = 0;
+  ReplicaId target;
+  std::vector<MemberUpdate> updates;
+  bool operator==(const PingReqMsg&) const = default;
+};
+
+struct PingAckMsg {
+  ReplicaId sender;
+  uint64_t seq = 0;
+  ReplicaId target;
+  std::vector<MemberUpdate> updates;
+  bool operator==(const PingAckMsg&) const = default;
+};
+
+inline constexpr size_t kNonceBytes = 32;
+inline constexpr size_t kProofBytes = 32;
+using Nonce = std::array<uint8_t, kNonceBytes>;
+using Proof = std::array<uint8_t, kProofBytes>;
+
+struct HelloMsg {
+  ReplicaId replica;
+  std::string cluster;
+  Nonce nonce{};
+  uint32_t protocolVersion = 1;
+  bool operator==(const HelloMsg&) const = default;
+};
+
+struct HelloReplyMsg {
+  ReplicaId replica;
+  Nonce nonce{};
+  Proof proof{};
+  bool operator==(const HelloReplyMsg&) const = default;
+};
+
+struct AuthProofMsg {
+  Proof proof{};
+  bool operator==(const AuthProofMsg&) const = default;
+};
+
+// Alternatives in the order of wire.capnp's Envelope union.
+using Message = std::variant<DeltaPushMsg, AckMsg, DigestMsg, StateRequestMsg, StateChunkMsg,
+                             PingMsg, PingReqMsg, PingAckMsg, HelloMsg, HelloReplyMsg,
+                             AuthProofMsg>;
+
+}  // namespace deltasync::gossip

@@ -1,0 +1,120 @@
+#include "gossip/object.h"
+
+#include <string_view>
+#include <utility>
+
+namespace deltasync::gossip {
+
+namespace {
+
+constexpr const char* kNames[] = {"g-counter", "pn-counter", "lww-register", "mv-register",
+                                  "ew-flag",   "or-set",     "aw-lww-map",   "or-map"};
+static_assert(std::size(kNames) == kKindCount);
+
+template <size_t... I>
+Value bottomOfImpl(size_t kind, std::index_sequence<I...>) {
+  Value out;
+  ((kind == I ? (out.emplace<I>(), 0) : 0), ...);
+  return out;
+}
+
+void requireSameKind(const Value& a, const Value& b) {
+  if (a.index() != b.index()) {
+    throw KindMismatch(std::string("object kinds differ: ") + kindName(a) + " vs " + kindName(b));
+  }
+}
+
+// FNV-1a over bytes, finished by mix64: stable across platforms and standard libraries.
+uint64_t hashBytes(std::string_view s) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (unsigned char c : s) h = (h ^ c) * 0x100000001b3ULL;
+  return crdt::mix64(h);
+}
+uint64_t combine(uint64_t a, uint64_t b) { return crdt::mix64(a * 0x9e3779b97f4a7c15ULL + b); }
+
+uint64_t hashScalar(std::string_view s) { return hashBytes(s); }
+uint64_t hashScalar(const std::monostate&) { return 0x5151; }
+uint64_t hashScalar(const crdt::Empty&) { return 0x6161; }
+template <typename V>
+uint64_t hashScalar(const crdt::Stamped<V>& s) {
+  return combine(s.ts.value, hashScalar(s.value));
+}
+
+uint64_t hashContext(const crdt::CausalContext& c) {
+  uint64_t h = 0x1234;  // intervals are canonical (sorted, maximal), so a running hash is fine
+  c.forEachInterval([&](crdt::ReplicaId r, crdt::Interval i) {
+    h = combine(h, combine(r.value, combine(i.lo, i.hi)));
+  });
+  return h;
+}
+
+// Entries are unordered: a sum of per-entry hashes (dots are unique, so no entry cancels).
+template <typename K, typename V>
+uint64_t hashStore(const crdt::DotStore<K, V>& s) {
+  uint64_t sum = 0;
+  s.forEach([&](const auto& k, crdt::Dot d, const V& v) {
+    sum += combine(combine(hashScalar(k), combine(d.replica.value, d.counter)), hashScalar(v));
+  });
+  return combine(s.size(), sum);
+}
+template <typename K, typename T>
+uint64_t hashStore(const crdt::ORMapStore<K, T>& s) {
+  uint64_t sum = 0;
+  s.forEach([&](const K& k, const auto& inner) { sum += combine(hashScalar(k), hashStore(inner)); });
+  return combine(s.size(), sum);
+}
+
+}  // namespace
+
+const char* kindName(size_t kind) { return kind < kKindCount ? kNames[kind] : "unknown"; }
+
+Value bottomOf(size_t kind) { return bottomOfImpl(kind, std::make_index_sequence<kKindCount>{}); }
+
+bool isBottom(const Value& v) {
+  return std::visit([](const auto& x) { return x.empty(); }, v);
+}
+
+void joinInto(Value& state, const Value& delta) {
+  requireSameKind(state, delta);
+  std::visit(
+      [&](auto& s) {
+        using T = std::decay_t<decltype(s)>;
+        s.join(std::get<T>(delta));
+      },
+      state);
+}
+
+Value strip(const Value& delta, const Value& state) {
+  requireSameKind(delta, state);
+  return std::visit(
+      [&](const auto& d) -> Value {
+        using T = std::decay_t<decltype(d)>;
+        return strip(d, std::get<T>(state));
+      },
+      delta);
+}
+
+uint64_t contentHash(const Value& v) {
+  return std::visit(
+      [&](const auto& x) -> uint64_t {
+        using T = std::decay_t<decltype(x)>;
+        uint64_t h = v.index() + 1;
+        if constexpr (std::is_same_v<T, crdt::GCounter>) {
+          for (const auto& e : x) h = combine(h, combine(e.replica.value, e.count));
+        } else if constexpr (std::is_same_v<T, crdt::PNCounter>) {
+          for (const auto& e : x) {
+            h = combine(h, combine(e.replica.value, combine(e.increments, e.decrements)));
+          }
+        } else if constexpr (std::is_same_v<T, crdt::LWWRegister<std::string>>) {
+          if (x.get() != nullptr) {
+            h = combine(h, combine(x.timestamp().value, combine(x.writer().value, hashBytes(*x.get()))));
+          }
+        } else {
+          h = combine(h, combine(hashContext(x.context()), hashStore(x.store())));
+        }
+        return h;
+      },
+      v);
+}
+
+}  // namespace deltasync::gossip

@@ -1,0 +1,71 @@
+// The replicated objects of a node: one lattice, name -> (kind, CRDT).
+//
+// A node's state is a map from object name to one of the CRDT kinds below; the gossip engine
+// runs one anti-entropy instance over the whole map (DESIGN.md). Value is the closed set of
+// kinds the engine and the wire carry; keys, elements and values are byte strings (std::string),
+// which is what a replicated key-value library exposes (applications encode their own types).
+//
+// The variant's alternative index is the kind tag, in the order of wire.capnp's Crdt union, so
+// the codec maps one to the other without a table. Never reorder; append new kinds at the end.
+//
+// Invariants the engine relies on:
+//   - an object's kind never changes: joining values of different kinds is a KindMismatch;
+//   - contentHash(a) == contentHash(b) whenever a == b (semantic equality), on every platform:
+//     it hashes canonical content (sorted or order-independent), never memory layout.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <variant>
+
+#include "crdt/aw-lww-map.h"
+#include "crdt/ew-flag.h"
+#include "crdt/g-counter.h"
+#include "crdt/lww-register.h"
+#include "crdt/mv-register.h"
+#include "crdt/or-map.h"
+#include "crdt/or-set.h"
+#include "crdt/pn-counter.h"
+
+namespace deltasync::gossip {
+
+using Map = crdt::AWLWWMap<std::string, std::string>;
+using Value = std::variant<crdt::GCounter,                          // 0 gCounter
+                           crdt::PNCounter,                         // 1 pnCounter
+                           crdt::LWWRegister<std::string>,          // 2 lwwRegister
+                           crdt::MVRegister<std::string>,           // 3 mvRegister
+                           crdt::EWFlag,                            // 4 ewFlag
+                           crdt::ORSet<std::string>,                // 5 orSet
+                           Map,                                     // 6 awLwwMap
+                           crdt::ORMap<std::string, Map>>;          // 7 orMap (of maps)
+
+inline constexpr size_t kKindCount = std::variant_size_v<Value>;
+
+// "g-counter", "pn-counter", ..., "or-map": for errors and logs.
+const char* kindName(size_t kind);
+inline const char* kindName(const Value& v) { return kindName(v.index()); }
+
+class KindMismatch : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Bottom of the given kind (kind < kKindCount).
+Value bottomOf(size_t kind);
+
+bool isBottom(const Value& v);
+
+// state ⊔= delta. Throws KindMismatch (state unchanged) when the kinds differ, and whatever the
+// CRDT's join throws (crdt::LimitError, state unchanged).
+void joinInto(Value& state, const Value& delta);
+
+// The part of delta that would inflate state (RR); bottom when delta adds nothing. Same kinds
+// required (KindMismatch otherwise).
+Value strip(const Value& delta, const Value& state);
+
+// Order-independent hash of the value's content (see the invariant above).
+uint64_t contentHash(const Value& v);
+
+}  // namespace deltasync::gossip

@@ -1,0 +1,302 @@
+// A deterministic network simulator that runs the real gossip engine (tests/sim, bench/).
+//
+// Single-threaded, seeded, on simulated milliseconds. Every message an engine emits is encoded
+// with the real codec (gossip/envelope.h), so byte counts are real wire sizes, and decoded with
+// validation on delivery, exactly as a transport would. Faults: i.i.d. loss, duplication,
+// reordering (extra random delay), per-link delay, partitions (groups; one-way blocks),
+// crash and restart (with durable state, or as a fresh replica with a new id), slow nodes.
+//
+// Determinism: one std::mt19937_64 (its output is fixed by the standard) drawn through our own
+// integer and real mappings (the standard distributions are implementation-defined); events are
+// ordered by (time, insertion number). The trace hash folds in every send, drop and delivery, so
+// two runs with the same seed and the same calls produce the same hash, which a test checks.
+//
+// Neighbours: a fixed random graph (a ring for connectivity plus random chords, made symmetric)
+// until membership drives the views; a node that restarts with a new id is swapped in its
+// neighbours' views, as membership would announce.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <queue>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "gossip/engine.h"
+#include "gossip/envelope.h"
+#include "gossip/errors.h"
+
+namespace deltasync::sim {
+
+using gossip::Bytes;
+using gossip::ReplicaId;
+
+struct Faults {
+  double loss = 0;         // probability a message is dropped
+  double duplicate = 0;    // probability a message is delivered twice
+  double reorder = 0;      // probability a message gets an extra delay of up to reorderMs
+  uint32_t minDelayMs = 1;
+  uint32_t maxDelayMs = 20;
+  uint32_t reorderMs = 300;
+};
+
+struct SimConfig {
+  size_t nodes = 10;
+  uint64_t seed = 1;
+  uint32_t tickMs = 100;  // gossip period (one round)
+  size_t chords = 1;      // random extra neighbours per node, besides the ring
+  Faults faults;
+  gossip::EngineConfig engine;
+  gossip::Limits limits;
+};
+
+struct SimStats {
+  uint64_t messages = 0, bytes = 0, dropped = 0, delivered = 0, errors = 0;
+  std::map<size_t, uint64_t> bytesByKind;  // Message alternative index -> bytes sent
+  std::string lastError;
+};
+
+class Simulator {
+ public:
+  explicit Simulator(SimConfig config) : config_(std::move(config)), rng_(config_.seed) {
+    const size_t n = config_.nodes;
+    nodes_.resize(n);
+    for (size_t i = 0; i < n; ++i) {
+      nodes_[i].engine = std::make_unique<gossip::Engine>(ReplicaId{i + 1}, config_.engine);
+      nodes_[i].tickMs = config_.tickMs;
+    }
+    adjacency_.assign(n, {});
+    auto link = [&](size_t a, size_t b) {
+      if (a == b) return;
+      adjacency_[a].insert(b);
+      adjacency_[b].insert(a);
+    };
+    for (size_t i = 0; n > 1 && i < n; ++i) link(i, (i + 1) % n);
+    for (size_t i = 0; n > 2 && i < n; ++i) {
+      for (size_t c = 0; c < config_.chords; ++c) link(i, below(n));
+    }
+    for (size_t i = 0; i < n; ++i) {
+      refreshNeighbors(i);
+      schedule(below(config_.tickMs), Event::kTick, i, 0, nullptr);
+    }
+    group_.assign(n, 0);
+  }
+
+  size_t size() const { return nodes_.size(); }
+  gossip::Engine& engine(size_t i) { return *nodes_[i].engine; }
+  const gossip::Engine& engine(size_t i) const { return *nodes_[i].engine; }
+  bool alive(size_t i) const { return nodes_[i].alive; }
+  ReplicaId id(size_t i) const { return nodes_[i].engine->self(); }
+  uint64_t now() const { return now_; }
+  const SimStats& stats() const { return stats_; }
+  uint64_t traceHash() const { return trace_; }
+  const std::set<size_t>& adjacent(size_t i) const { return adjacency_[i]; }
+
+  // Random numbers for workloads, from the same seeded stream (keeps runs reproducible).
+  uint64_t below(uint64_t n) { return n == 0 ? 0 : rng_() % n; }
+  double real() { return static_cast<double>(rng_() >> 11) * 0x1.0p-53; }
+  bool chance(double p) { return real() < p; }
+
+  void setFaults(const Faults& f) { config_.faults = f; }
+  // Messages between nodes of different groups are dropped.
+  void partition(std::vector<int> groupOf) { group_ = std::move(groupOf); }
+  void blockOneWay(size_t from, size_t to) { blocked_.insert({from, to}); }
+  void heal() {
+    std::fill(group_.begin(), group_.end(), 0);
+    blocked_.clear();
+    config_.faults = Faults{};
+  }
+  void setSlow(size_t i, uint32_t factor) { nodes_[i].tickMs = config_.tickMs * std::max<uint32_t>(1, factor); }
+
+  void crash(size_t i) {
+    nodes_[i].alive = false;
+    fold(0xC0, i, 0, 0);
+  }
+  // durable: the node comes back with its state, log and acks (as persisted by lib/).
+  // Otherwise it comes back empty, as a new replica (a new id: dots are never reused).
+  void restart(size_t i, bool durable) {
+    nodes_[i].alive = true;
+    fold(0xC1, i, durable, 0);
+    if (durable) return;
+    ReplicaId old = id(i);
+    nodes_[i].engine = std::make_unique<gossip::Engine>(ReplicaId{nextId_++}, config_.engine);
+    idToIndex_.erase(old.value);
+    refreshNeighbors(i);
+    for (size_t j : adjacency_[i]) refreshNeighbors(j);
+  }
+
+  // Runs f(engine) at node i now (a local operation), folding it into the trace.
+  template <typename F>
+  void at(size_t i, F&& f) {
+    fold(0xA0, i, engine(i).seq(), 0);
+    f(engine(i));
+  }
+
+  // Processes events up to now + ms.
+  void runFor(uint64_t ms) {
+    const uint64_t end = now_ + ms;
+    while (!queue_.empty() && queue_.top().time <= end) {
+      Event e = queue_.top();
+      queue_.pop();
+      now_ = e.time;
+      handle(e);
+    }
+    now_ = end;
+  }
+
+  // Runs until a window passes in which nothing was sent and nothing is in flight; false if that
+  // does not happen within maxMs. The window outlasts every engine timer (retransmission,
+  // catch-up retry) of the slowest node, so a quiet window means nothing is pending.
+  bool runUntilQuiet(uint64_t maxMs) {
+    const uint64_t end = now_ + maxMs;
+    const uint64_t rounds = std::max(config_.engine.retransmitTicks, config_.engine.catchupRetryTicks) + 1;
+    uint64_t window = 0;
+    for (const Node& n : nodes_) window = std::max<uint64_t>(window, rounds * n.tickMs);
+    while (now_ < end) {
+      uint64_t before = stats_.messages;
+      runFor(window);
+      if (stats_.messages == before && inFlight_ == 0) return true;
+    }
+    return false;
+  }
+
+  // "" when every live node holds the same objects; else which object differs where.
+  std::string divergence() const {
+    size_t first = size();
+    for (size_t i = 0; i < size(); ++i) {
+      if (!alive(i)) continue;
+      if (first == size()) {
+        first = i;
+        continue;
+      }
+      const auto& a = engine(first).objects();
+      const auto& b = engine(i).objects();
+      if (a == b) continue;
+      std::string what = "node " + std::to_string(first) + " and node " + std::to_string(i) + " differ";
+      for (const auto& [name, v] : a) {
+        auto it = b.find(name);
+        if (it == b.end()) return what + ": '" + name + "' missing at the second";
+        if (!(it->second == v)) return what + " in '" + name + "'";
+      }
+      return what + ": the second has more objects";
+    }
+    return "";
+  }
+  bool converged() const { return divergence().empty(); }
+
+ private:
+  struct Event {
+    enum Kind : uint8_t { kTick, kDeliver };
+    uint64_t time;
+    uint64_t order;
+    Kind kind;
+    size_t node;
+    size_t from;
+    uint64_t fromId, toId;  // the incarnations at send time (a restart makes a new id)
+    std::shared_ptr<const Bytes> bytes;
+    bool operator>(const Event& o) const { return time != o.time ? time > o.time : order > o.order; }
+  };
+  struct Node {
+    std::unique_ptr<gossip::Engine> engine;
+    bool alive = true;
+    uint32_t tickMs = 100;
+  };
+
+  void schedule(uint64_t delay, Event::Kind kind, size_t node, size_t from, std::shared_ptr<const Bytes> bytes) {
+    uint64_t fromId = bytes ? id(from).value : 0, toId = bytes ? id(node).value : 0;
+    queue_.push(Event{now_ + delay, order_++, kind, node, from, fromId, toId, std::move(bytes)});
+  }
+
+  void fold(uint64_t a, uint64_t b, uint64_t c, uint64_t d) {
+    trace_ = crdt::mix64(trace_ ^ crdt::mix64(a + 0x9e3779b97f4a7c15ULL * (b + 1)) ^ crdt::mix64(c * 31 + d));
+  }
+
+  void refreshNeighbors(size_t i) {
+    idToIndex_[id(i).value] = i;
+    std::vector<ReplicaId> ids;
+    for (size_t j : adjacency_[i]) ids.push_back(id(j));
+    nodes_[i].engine->setNeighbors(std::move(ids));
+  }
+
+  void handle(const Event& e) {
+    Node& node = nodes_[e.node];
+    if (e.kind == Event::kTick) {
+      schedule(node.tickMs, Event::kTick, e.node, 0, nullptr);
+      if (!node.alive) return;
+      out_.clear();
+      node.engine->tick(out_);
+      sendAll(e.node);
+      return;
+    }
+    --inFlight_;
+    if (!node.alive || id(e.node).value != e.toId) return;  // down, or addressed to a former self
+    fold(0xD0, e.node, e.from, hashBytes(*e.bytes));
+    ++stats_.delivered;
+    out_.clear();
+    try {
+      gossip::Message m = gossip::decodeMessage(*e.bytes, config_.limits);
+      node.engine->receive(ReplicaId{e.fromId}, m, out_);
+    } catch (const std::exception& ex) {
+      ++stats_.errors;
+      stats_.lastError = ex.what();
+    }
+    sendAll(e.node);
+  }
+
+  void sendAll(size_t from) {
+    std::vector<gossip::Outgoing> out = std::move(out_);
+    for (auto& o : out) {
+      auto it = idToIndex_.find(o.to.value);
+      if (it == idToIndex_.end()) continue;  // an id that no longer exists
+      send(from, it->second, o.message);
+    }
+  }
+
+  void send(size_t from, size_t to, const gossip::Message& m) {
+    auto bytes = std::make_shared<const Bytes>(gossip::encodeMessage(m));
+    ++stats_.messages;
+    stats_.bytes += bytes->size();
+    stats_.bytesByKind[m.index()] += bytes->size();
+    const Faults& f = config_.faults;
+    if (group_[from] != group_[to] || blocked_.count({from, to}) != 0 || chance(f.loss)) {
+      ++stats_.dropped;
+      fold(0xE0, from, to, bytes->size());
+      return;
+    }
+    int copies = chance(f.duplicate) ? 2 : 1;
+    for (int c = 0; c < copies; ++c) {
+      uint64_t delay = f.minDelayMs + below(f.maxDelayMs - f.minDelayMs + 1);
+      if (chance(f.reorder)) delay += below(f.reorderMs + 1);
+      fold(0xF0, from, to, delay);
+      ++inFlight_;
+      schedule(delay, Event::kDeliver, to, from, bytes);
+    }
+  }
+
+  static uint64_t hashBytes(const Bytes& b) {
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (unsigned char c : b) h = (h ^ c) * 0x100000001b3ULL;
+    return h;
+  }
+
+  SimConfig config_;
+  std::mt19937_64 rng_;
+  std::vector<Node> nodes_;
+  std::vector<std::set<size_t>> adjacency_;
+  std::map<uint64_t, size_t> idToIndex_;
+  std::vector<int> group_;
+  std::set<std::pair<size_t, size_t>> blocked_;
+  std::priority_queue<Event, std::vector<Event>, std::greater<Event>> queue_;
+  std::vector<gossip::Outgoing> out_;
+  uint64_t now_ = 0, order_ = 0, trace_ = 0, inFlight_ = 0;
+  uint64_t nextId_ = 1u << 20;
+  SimStats stats_;
+};
+
+}  // namespace deltasync::sim
