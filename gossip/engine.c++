@@ -71,10 +71,8 @@ void Engine::setNeighbors(std::vector<ReplicaId> neighbors) {
   std::erase(neighbors, self_);
   // Receive-side tracking of former neighbours is kept only while they are neighbours: it is
   // rebuilt from the next push's base, so forgetting it loses nothing.
-  for (auto it = peers_.begin(); it != peers_.end();) {
-    it = std::binary_search(neighbors.begin(), neighbors.end(), it->first) ? std::next(it) : peers_.erase(it);
-  }
-  for (ReplicaId j : neighbors) peers_.try_emplace(j);
+  std::erase_if(peers_, [&](const auto& e) { return !std::binary_search(neighbors.begin(), neighbors.end(), e.first); });
+  for (ReplicaId j : neighbors) peer(j).neighbor = true;
   neighbors_ = std::move(neighbors);
   collectGarbage();
 }
@@ -83,9 +81,22 @@ bool Engine::isNeighbor(ReplicaId j) const {
   return std::binary_search(neighbors_.begin(), neighbors_.end(), j);
 }
 
-uint64_t Engine::ackedBy(ReplicaId peer) const {
-  auto it = peers_.find(peer);
-  return it == peers_.end() ? 0 : it->second.acked;
+Engine::Peer* Engine::findPeer(ReplicaId j) {
+  auto it = std::lower_bound(peers_.begin(), peers_.end(), j, [](const auto& e, ReplicaId id) { return e.first < id; });
+  return it != peers_.end() && it->first == j ? &it->second : nullptr;
+}
+
+Engine::Peer& Engine::peer(ReplicaId j) {
+  auto it = std::lower_bound(peers_.begin(), peers_.end(), j, [](const auto& e, ReplicaId id) { return e.first < id; });
+  if (it == peers_.end() || it->first != j) it = peers_.insert(it, {j, Peer{}});
+  return it->second;
+}
+
+uint64_t Engine::ackedBy(ReplicaId j) const {
+  for (const auto& [id, p] : peers_) {
+    if (id == j) return p.acked;
+  }
+  return 0;
 }
 
 const Value* Engine::find(const std::string& name) const {
@@ -95,8 +106,8 @@ const Value* Engine::find(const std::string& name) const {
 
 void Engine::tick(std::vector<Outgoing>& out) {
   ++tick_;
-  for (ReplicaId j : neighbors_) {
-    Peer& p = peers_[j];
+  for (auto& [j, p] : peers_) {
+    if (!p.neighbor) continue;
     if (config_.backPropagation && p.known) {
       // Entries that came from j are known to j: step over them without sending (BP).
       while (p.acked < seq_ && p.acked >= logStart_ && log_[p.acked - logStart_].origin == j) ++p.acked;
@@ -149,11 +160,11 @@ void Engine::sendDigest(ReplicaId j, Peer& p, std::vector<Outgoing>& out) {
 }
 
 void Engine::serveRequest(ReplicaId j, const StateRequestMsg& m, std::vector<Outgoing>& out) {
-  auto it = peers_.find(j);
+  Peer* p = findPeer(j);
   // Serve only the answer to our latest digest, once: a peer cannot make us send our state
   // again and again by repeating requests.
-  if (it == peers_.end() || !it->second.digestSent || m.seq != it->second.digestSeq || it->second.served) return;
-  it->second.served = true;
+  if (p == nullptr || !p->digestSent || m.seq != p->digestSeq || p->served) return;
+  p->served = true;
   std::vector<std::vector<NamedValue>> chunks(1);
   size_t bytes = 0;
   for (const std::string& name : m.names) {
@@ -183,16 +194,16 @@ void Engine::receive(ReplicaId from, const Message& message, std::vector<Outgoin
         }
         if constexpr (std::is_same_v<M, DeltaPushMsg>) {
           applyRemote(from, m.objects);
-          Peer& p = peers_[from];
+          Peer& p = peer(from);
           p.recv = std::max(p.recv, m.base);
           if (m.fromSeq <= p.recv) p.recv = std::max(p.recv, m.toSeq);
           ++stats_.acksSent;
           out.push_back({from, AckMsg{self_, p.recv}});
         } else if constexpr (std::is_same_v<M, AckMsg>) {
           if (m.seq > seq_) throw ProtocolError("ack beyond our log's end");
-          auto it = peers_.find(from);
-          if (it == peers_.end()) return;  // no longer a neighbour
-          Peer& p = it->second;
+          Peer* found = findPeer(from);
+          if (found == nullptr) return;  // no longer a neighbour
+          Peer& p = *found;
           p.known = true;
           p.acked = std::max(p.acked, m.seq);
           if (p.acked >= p.digestSeq) p.digestSent = false;
@@ -203,7 +214,7 @@ void Engine::receive(ReplicaId from, const Message& message, std::vector<Outgoin
             const Value* v = find(name);
             if (v == nullptr || contentHash(*v) != hash) req.names.push_back(name);
           }
-          Peer& p = peers_[from];
+          Peer& p = peer(from);
           if (req.names.empty()) {
             p.recv = std::max(p.recv, m.seq);
             ++stats_.acksSent;
@@ -218,7 +229,7 @@ void Engine::receive(ReplicaId from, const Message& message, std::vector<Outgoin
           serveRequest(from, m, out);
         } else if constexpr (std::is_same_v<M, StateChunkMsg>) {
           applyRemote(from, m.objects);
-          Peer& p = peers_[from];
+          Peer& p = peer(from);
           if (m.transfer != p.inTransfer) return;  // a stale transfer: joined, but not counted
           if (p.inChunks.size() != m.total) {
             p.inChunks.assign(m.total, false);
@@ -245,7 +256,9 @@ void Engine::receive(ReplicaId from, const Message& message, std::vector<Outgoin
 void Engine::collectGarbage() {
   if (neighbors_.empty()) return;  // nobody to serve: keep the log (bounded by maxLogEntries)
   uint64_t low = seq_;
-  for (ReplicaId j : neighbors_) low = std::min(low, peers_[j].acked);
+  for (const auto& [j, p] : peers_) {
+    if (p.neighbor) low = std::min(low, p.acked);
+  }
   while (logStart_ < low && !log_.empty()) {
     log_.pop_front();
     ++logStart_;

@@ -131,6 +131,7 @@ class Engine {
     size_t bytes;  // estimated encoded size
   };
   struct Peer {
+    bool neighbor = false;    // in neighbors_ (others are senders we only track receipt for)
     bool known = false;       // has acked at least once
     uint64_t acked = 0;
     uint64_t sentTo = 0;      // end of the last push sent
@@ -156,6 +157,8 @@ class Engine {
   void serveRequest(ReplicaId j, const StateRequestMsg& m, std::vector<Outgoing>& out);
   void collectGarbage();
   bool isNeighbor(ReplicaId j) const;
+  Peer* findPeer(ReplicaId j);
+  Peer& peer(ReplicaId j);  // inserted if absent
 
   ReplicaId self_;
   EngineConfig config_;
@@ -165,7 +168,7 @@ class Engine {
   uint64_t seq_ = 0;
   uint64_t tick_ = 0;
   std::vector<ReplicaId> neighbors_;  // sorted, unique
-  std::map<ReplicaId, Peer> peers_;
+  std::vector<std::pair<ReplicaId, Peer>> peers_;  // sorted by id; small (a view)
   EngineStats stats_;
 };
 

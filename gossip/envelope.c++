@@ -102,6 +102,7 @@ void encodeUpdates(const std::vector<MemberUpdate>& us, capnp::List<wire::Member
     out[i].setIncarnation(us[i].incarnation);
     out[i].setState(static_cast<wire::MemberState>(us[i].state));
     out[i].setAddress(us[i].address);
+    out[i].setReporter(us[i].reporter.value);
   }
 }
 
@@ -118,7 +119,8 @@ std::vector<MemberUpdate> decodeUpdates(capnp::List<wire::MemberUpdate>::Reader 
       throw DecodeError("membership: address longer than limits.maxAddressBytes");
     }
     out.push_back({checkedId(u.getReplica(), "membership: member id"), u.getIncarnation(),
-                   static_cast<MemberState>(state), std::string(u.getAddress().cStr(), u.getAddress().size())});
+                   static_cast<MemberState>(state), std::string(u.getAddress().cStr(), u.getAddress().size()),
+                   ReplicaId{u.getReporter()}});
   }
   return out;
 }
@@ -208,6 +210,8 @@ struct Encoder {
     auto p = env.initPing();
     p.setSender(m.sender.value);
     p.setSeq(m.seq);
+    p.setTableHash(m.tableHash);
+    p.setOutView(m.outView);
     encodeUpdates(m.updates, p.initUpdates(static_cast<unsigned>(m.updates.size())));
   }
   void operator()(const PingReqMsg& m) {
@@ -222,7 +226,9 @@ struct Encoder {
     p.setSender(m.sender.value);
     p.setSeq(m.seq);
     p.setTarget(m.target.value);
+    p.setTableHash(m.tableHash);
     encodeUpdates(m.updates, p.initUpdates(static_cast<unsigned>(m.updates.size())));
+    if (!m.sample.empty()) encodeUpdates(m.sample, p.initSample(static_cast<unsigned>(m.sample.size())));
   }
   void operator()(const HelloMsg& m) {
     auto h = env.initHello();
@@ -301,7 +307,8 @@ Message decodeEnvelope(wire::Envelope::Reader env, const Limits& limits) {
     }
     case wire::Envelope::PING: {
       auto p = env.getPing();
-      return PingMsg{checkedId(p.getSender(), "ping: sender"), p.getSeq(), decodeUpdates(p.getUpdates(), limits)};
+      return PingMsg{checkedId(p.getSender(), "ping: sender"), p.getSeq(), decodeUpdates(p.getUpdates(), limits),
+                     p.getTableHash(), p.getOutView()};
     }
     case wire::Envelope::PING_REQ: {
       auto p = env.getPingReq();
@@ -311,7 +318,8 @@ Message decodeEnvelope(wire::Envelope::Reader env, const Limits& limits) {
     case wire::Envelope::PING_ACK: {
       auto p = env.getPingAck();
       return PingAckMsg{checkedId(p.getSender(), "ping-ack: sender"), p.getSeq(),
-                        checkedId(p.getTarget(), "ping-ack: target"), decodeUpdates(p.getUpdates(), limits)};
+                        checkedId(p.getTarget(), "ping-ack: target"), decodeUpdates(p.getUpdates(), limits),
+                        p.getTableHash(), decodeUpdates(p.getSample(), limits)};
     }
     case wire::Envelope::HELLO: {
       auto h = env.getHello();

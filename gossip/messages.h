@@ -70,6 +70,7 @@ struct MemberUpdate {
   uint64_t incarnation = 0;
   MemberState state = MemberState::alive;
   std::string address;
+  ReplicaId reporter;  // suspect / down: who raised it; 0 otherwise
   bool operator==(const MemberUpdate&) const = default;
 };
 
@@ -77,6 +78,8 @@ struct PingMsg {
   ReplicaId sender;
   uint64_t seq = 0;
   std::vector<MemberUpdate> updates;
+  uint64_t tableHash = 0;
+  bool outView = false;
   bool operator==(const PingMsg&) const = default;
 };
 
@@ -93,6 +96,8 @@ struct PingAckMsg {
   uint64_t seq = 0;
   ReplicaId target;
   std::vector<MemberUpdate> updates;
+  uint64_t tableHash = 0;
+  std::vector<MemberUpdate> sample;
   bool operator==(const PingAckMsg&) const = default;
 };
 

@@ -231,6 +231,9 @@ struct MemberUpdate {
   state @2 :MemberState;
   address @3 :Text;
   # Where the member listens (host:port); empty inside the simulator. At most 255 bytes.
+  reporter @4 :UInt64;
+  # suspect / down: the member whose failed probe raised it (0 otherwise). Suspicions from
+  # distinct reporters are the independent confirmations that shorten the suspicion timeout.
 }
 
 struct Ping {
@@ -238,6 +241,11 @@ struct Ping {
   seq @1 :UInt64;
   updates @2 :List(MemberUpdate);
   # Piggybacked membership updates (at most limits.maxMemberUpdates).
+  tableHash @3 :UInt64;
+  # Order-independent hash of the ids the sender holds alive or suspect (itself included); a
+  # receiver whose hash differs answers with a sample of its table (push-pull sync).
+  outView @4 :Bool;
+  # The receiver is in the sender's out-view: the receiver adds the sender to its in-view.
 }
 
 struct PingReq {
@@ -251,9 +259,14 @@ struct PingReq {
 struct PingAck {
   sender @0 :UInt64;
   seq @1 :UInt64;
+  # 0: not an answer (a flood of down/left updates, or the pull half of a sync).
   target @2 :UInt64;
   # The member that answered (the sender itself for a direct ping, else the probed target).
   updates @3 :List(MemberUpdate);
+  tableHash @4 :UInt64;
+  sample @5 :List(MemberUpdate);
+  # Table sync: live members of the sender's table (at most limits.maxMemberUpdates), applied
+  # but not re-gossiped.
 }
 
 # ---------------------------------------------------------------------------------------------

@@ -13,87 +13,10 @@
 #include <string>
 
 #include "tests/sim/simulator.h"
+#include "tests/sim/workload.h"
 
 namespace deltasync::sim {
 namespace {
-
-using gossip::Engine;
-using Set = crdt::ORSet<std::string>;
-
-uint64_t envOr(const char* name, uint64_t fallback) {
-  const char* v = std::getenv(name);
-  return v != nullptr && *v != '\0' ? std::strtoull(v, nullptr, 10) : fallback;
-}
-
-struct Expected {
-  std::set<std::string> added, removed;
-  uint64_t hits = 0;
-  int64_t balance = 0;
-  size_t nextElement = 0;
-};
-
-// One random local operation at a live node.
-void randomOp(Simulator& sim, Expected& ex) {
-  size_t i = sim.below(sim.size());
-  if (!sim.alive(i)) return;
-  ReplicaId self = sim.id(i);
-  uint64_t kind = sim.below(10);
-  sim.at(i, [&](Engine& e) {
-    if (kind < 4) {
-      std::string el = "e" + std::to_string(ex.nextElement++);
-      e.update<Set>("set", [&](Set& s) { return s.add(self, el); });
-      ex.added.insert(el);
-    } else if (kind < 6) {
-      const auto* v = e.find("set");
-      if (v == nullptr) return;
-      const Set& s = std::get<Set>(*v);
-      if (s.size() == 0) return;
-      std::vector<std::string> present;
-      s.forEach([&](std::string_view el) { present.emplace_back(el); });
-      std::string victim = present[sim.below(present.size())];
-      e.update<Set>("set", [&](Set& st) { return st.remove(victim); });
-      ex.removed.insert(victim);
-    } else if (kind < 8) {
-      uint64_t n = 1 + sim.below(5);
-      e.update<crdt::GCounter>("hits", [&](crdt::GCounter& c) { return c.increment(self, n); });
-      ex.hits += n;
-    } else if (kind < 9) {
-      uint64_t n = 1 + sim.below(3);
-      bool up = sim.chance(0.5);
-      e.update<crdt::PNCounter>("balance", [&](crdt::PNCounter& c) { return up ? c.increment(self, n) : c.decrement(self, n); });
-      ex.balance += up ? static_cast<int64_t>(n) : -static_cast<int64_t>(n);
-    } else {
-      std::string key = "k" + std::to_string(sim.below(20));
-      crdt::Timestamp ts{(sim.now() << 16) | sim.below(1 << 16)};
-      e.update<gossip::Map>("kv", [&](gossip::Map& m) { return m.set(self, key, "v" + std::to_string(ex.nextElement), ts); });
-    }
-  });
-}
-
-// Checks the end state; returns an empty string or what is wrong.
-std::string check(const Simulator& sim, const Expected& ex) {
-  if (sim.stats().errors != 0) return "engine/codec errors: " + sim.stats().lastError;
-  if (std::string d = sim.divergence(); !d.empty()) return d;
-  size_t i = 0;
-  while (!sim.alive(i)) ++i;
-  const Engine& e = sim.engine(i);
-  std::set<std::string> want;
-  for (const auto& el : ex.added) {
-    if (ex.removed.count(el) == 0) want.insert(el);
-  }
-  std::set<std::string> have;
-  if (const auto* v = e.find("set")) std::get<Set>(*v).forEach([&](std::string_view el) { have.emplace(el); });
-  if (have != want) {
-    return "set: " + std::to_string(have.size()) + " elements, expected " + std::to_string(want.size());
-  }
-  uint64_t hits = 0;
-  if (const auto* v = e.find("hits")) hits = std::get<crdt::GCounter>(*v).value();
-  if (hits != ex.hits) return "hits " + std::to_string(hits) + ", expected " + std::to_string(ex.hits);
-  int64_t balance = 0;
-  if (const auto* v = e.find("balance")) balance = std::get<crdt::PNCounter>(*v).value();
-  if (balance != ex.balance) return "balance " + std::to_string(balance) + ", expected " + std::to_string(ex.balance);
-  return "";
-}
 
 // Setup / random operations with faults / heal and check, for one seed.
 std::string runFaultySeed(uint64_t seed, gossip::EngineConfig engine = {}) {

@@ -31,6 +31,7 @@
 #include "gossip/engine.h"
 #include "gossip/envelope.h"
 #include "gossip/errors.h"
+#include "gossip/membership.h"
 
 namespace deltasync::sim {
 
@@ -54,12 +55,24 @@ struct SimConfig {
   Faults faults;
   gossip::EngineConfig engine;
   gossip::Limits limits;
+  // With membership, views come from gossip/membership (SWIM) instead of the fixed graph: node
+  // i joins through node 0 and one random earlier node.
+  bool membership = false;
+  gossip::MembershipConfig membershipConfig;
+};
+
+// A membership event as observed by one node at one time.
+struct ObservedEvent {
+  uint64_t timeMs;
+  size_t observer;
+  gossip::MemberEvent event;
 };
 
 struct SimStats {
   uint64_t messages = 0, bytes = 0, dropped = 0, delivered = 0, errors = 0;
   std::map<size_t, uint64_t> bytesByKind;  // Message alternative index -> bytes sent
   std::string lastError;
+  uint64_t suspicions = 0;  // suspect events observed (membership)
 };
 
 class Simulator {
@@ -71,6 +84,7 @@ class Simulator {
       nodes_[i].engine = std::make_unique<gossip::Engine>(ReplicaId{i + 1}, config_.engine);
       nodes_[i].tickMs = config_.tickMs;
     }
+    for (size_t i = 0; i < n && config_.membership; ++i) startMembership(i);
     adjacency_.assign(n, {});
     auto link = [&](size_t a, size_t b) {
       if (a == b) return;
@@ -82,7 +96,8 @@ class Simulator {
       for (size_t c = 0; c < config_.chords; ++c) link(i, below(n));
     }
     for (size_t i = 0; i < n; ++i) {
-      refreshNeighbors(i);
+      idToIndex_[id(i).value] = i;
+      if (!config_.membership) refreshNeighbors(i);
       schedule(below(config_.tickMs), Event::kTick, i, 0, nullptr);
     }
     group_.assign(n, 0);
@@ -127,9 +142,24 @@ class Simulator {
     ReplicaId old = id(i);
     nodes_[i].engine = std::make_unique<gossip::Engine>(ReplicaId{nextId_++}, config_.engine);
     idToIndex_.erase(old.value);
+    idToIndex_[id(i).value] = i;
+    if (config_.membership) {
+      startMembership(i);
+      return;
+    }
     refreshNeighbors(i);
     for (size_t j : adjacency_[i]) refreshNeighbors(j);
   }
+
+  gossip::Membership& membership(size_t i) { return *nodes_[i].membership; }
+
+  // Sends messages node i produced outside a tick or delivery (e.g. Membership::leave).
+  void sendFrom(size_t i, std::vector<gossip::Outgoing> out) {
+    out_ = std::move(out);
+    sendAll(i);
+  }
+  // Membership events (all but suspicions, which are counted in stats) in time order.
+  const std::vector<ObservedEvent>& events() const { return events_; }
 
   // Runs f(engine) at node i now (a local operation), folding it into the trace.
   template <typename F>
@@ -204,6 +234,8 @@ class Simulator {
   };
   struct Node {
     std::unique_ptr<gossip::Engine> engine;
+    std::unique_ptr<gossip::Membership> membership;
+    std::vector<ReplicaId> view;
     bool alive = true;
     uint32_t tickMs = 100;
   };
@@ -215,6 +247,35 @@ class Simulator {
 
   void fold(uint64_t a, uint64_t b, uint64_t c, uint64_t d) {
     trace_ = crdt::mix64(trace_ ^ crdt::mix64(a + 0x9e3779b97f4a7c15ULL * (b + 1)) ^ crdt::mix64(c * 31 + d));
+  }
+
+  void startMembership(size_t i) {
+    auto cfg = config_.membershipConfig;
+    cfg.seed = config_.seed * 1000003 + id(i).value;
+    nodes_[i].membership = std::make_unique<gossip::Membership>(id(i), "", cfg);
+    if (i != 0) {
+      nodes_[i].membership->addSeed(id(0), "", now_);
+      size_t other = below(i);
+      if (other != 0) nodes_[i].membership->addSeed(id(other), "", now_);
+    }
+    collectEvents(i);
+  }
+
+  // Takes node i's membership events and hands its view to its engine when it changed.
+  void collectEvents(size_t i) {
+    Node& node = nodes_[i];
+    for (auto& e : node.membership->takeEvents()) {
+      if (e.state == gossip::MemberState::suspect && !e.removed) {
+        ++stats_.suspicions;
+      } else {
+        events_.push_back(ObservedEvent{now_, i, e});
+      }
+    }
+    const auto& v = node.membership->view();
+    if (v != node.view) {
+      node.view = v;
+      node.engine->setNeighbors(v);
+    }
   }
 
   void refreshNeighbors(size_t i) {
@@ -230,6 +291,10 @@ class Simulator {
       schedule(node.tickMs, Event::kTick, e.node, 0, nullptr);
       if (!node.alive) return;
       out_.clear();
+      if (node.membership) {
+        node.membership->tick(now_, out_);
+        collectEvents(e.node);
+      }
       node.engine->tick(out_);
       sendAll(e.node);
       return;
@@ -241,7 +306,14 @@ class Simulator {
     out_.clear();
     try {
       gossip::Message m = gossip::decodeMessage(*e.bytes, config_.limits);
-      node.engine->receive(ReplicaId{e.fromId}, m, out_);
+      if (std::holds_alternative<gossip::PingMsg>(m) || std::holds_alternative<gossip::PingReqMsg>(m) ||
+          std::holds_alternative<gossip::PingAckMsg>(m)) {
+        if (!node.membership) throw gossip::ProtocolError("membership message without membership");
+        node.membership->receive(ReplicaId{e.fromId}, m, now_, out_);
+        collectEvents(e.node);
+      } else {
+        node.engine->receive(ReplicaId{e.fromId}, m, out_);
+      }
     } catch (const std::exception& ex) {
       ++stats_.errors;
       stats_.lastError = ex.what();
@@ -297,6 +369,7 @@ class Simulator {
   uint64_t now_ = 0, order_ = 0, trace_ = 0, inFlight_ = 0;
   uint64_t nextId_ = 1u << 20;
   SimStats stats_;
+  std::vector<ObservedEvent> events_;
 };
 
 }  // namespace deltasync::sim

@@ -1,0 +1,167 @@
+// Membership and failure detection (gossip/membership.h) under the deterministic simulator.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "tests/sim/simulator.h"
+#include "tests/sim/workload.h"
+
+namespace deltasync::sim {
+namespace {
+
+using gossip::MemberState;
+
+SimConfig clusterConfig(size_t n, uint64_t seed) {
+  SimConfig cfg;
+  cfg.nodes = n;
+  cfg.seed = seed;
+  cfg.membership = true;
+  return cfg;
+}
+
+size_t nodesKnowingAll(Simulator& sim) {
+  size_t live = 0;
+  for (size_t i = 0; i < sim.size(); ++i) live += sim.alive(i) ? 1 : 0;
+  size_t full = 0;
+  for (size_t i = 0; i < sim.size(); ++i) {
+    if (sim.alive(i) && sim.membership(i).liveMembers().size() == live) ++full;
+  }
+  return full;
+}
+
+// How many live observers saw `target` go to `state` (not removal) at or after `since`.
+size_t observers(const Simulator& sim, ReplicaId target, MemberState state, uint64_t since) {
+  std::vector<size_t> seen;
+  for (const auto& e : sim.events()) {
+    if (e.timeMs >= since && e.event.id == target && e.event.state == state && !e.event.removed) seen.push_back(e.observer);
+  }
+  std::sort(seen.begin(), seen.end());
+  return static_cast<size_t>(std::unique(seen.begin(), seen.end()) - seen.begin());
+}
+
+size_t downEventsAbout(const Simulator& sim, size_t node, uint64_t since) {
+  size_t n = 0;
+  for (const auto& e : sim.events()) {
+    if (e.timeMs >= since && e.event.id == sim.id(node) && e.event.state == MemberState::down && !e.event.removed) ++n;
+  }
+  return n;
+}
+
+TEST_CASE("membership: 50 nodes joining through seeds all learn each other; views stay small") {
+  Simulator sim(clusterConfig(50, 1));
+  sim.runFor(60000);
+  CHECK(nodesKnowingAll(sim) == 50);
+  size_t maxView = 0;
+  for (size_t i = 0; i < sim.size(); ++i) maxView = std::max(maxView, sim.membership(i).view().size());
+  CHECK(maxView <= 4 * gossip::MembershipConfig{}.viewSize);
+  CHECK(sim.stats().suspicions == 0);  // no faults, no suspicion
+  CHECK(sim.stats().errors == 0);
+}
+
+TEST_CASE("membership: a crashed node is declared down at every live node, then removed") {
+  Simulator sim(clusterConfig(40, 2));
+  sim.runFor(60000);
+  REQUIRE(nodesKnowingAll(sim) == 40);
+  const uint64_t t = sim.now();
+  sim.crash(7);
+  sim.runFor(30000);
+  CHECK(observers(sim, sim.id(7), MemberState::down, t) == 39);
+  sim.runFor(gossip::MembershipConfig{}.removeAfterMs);
+  size_t removed = 0;
+  for (const auto& e : sim.events()) removed += e.event.id == sim.id(7) && e.event.removed ? 1 : 0;
+  CHECK(removed == 39);
+  for (size_t i = 0; i < sim.size(); ++i) {
+    if (i != 7) CHECK(std::find(sim.membership(i).view().begin(), sim.membership(i).view().end(), sim.id(7)) == sim.membership(i).view().end());
+  }
+}
+
+TEST_CASE("membership: a node cut off briefly is suspected, refutes, and is never declared down") {
+  Simulator sim(clusterConfig(30, 3));
+  sim.runFor(60000);
+  REQUIRE(nodesKnowingAll(sim) == 30);
+  const uint64_t t = sim.now();
+  std::vector<int> groups(30, 0);
+  groups[4] = 1;
+  // Long enough to be suspected, far shorter than the unconfirmed suspicion timeout.
+  sim.partition(groups);
+  sim.runFor(2500);
+  sim.heal();
+  sim.runFor(60000);
+  CHECK(sim.stats().suspicions > 0);
+  CHECK(downEventsAbout(sim, 4, t) == 0);
+  CHECK(sim.membership(4).incarnation() > 0);  // it refuted
+  CHECK(nodesKnowingAll(sim) == 30);
+}
+
+TEST_CASE("membership: after a long partition both sides declare each other down, then rejoin when it heals") {
+  Simulator sim(clusterConfig(30, 4));
+  sim.runFor(60000);
+  REQUIRE(nodesKnowingAll(sim) == 30);
+  std::vector<int> groups(30);
+  for (size_t i = 0; i < groups.size(); ++i) groups[i] = i < 12 ? 0 : 1;
+  sim.partition(groups);
+  sim.runFor(90000);
+  // Node 0 (side 0) sees every node of side 1 down.
+  CHECK(sim.membership(0).liveMembers().size() == 12);
+  sim.heal();
+  sim.runFor(120000);
+  CHECK(nodesKnowingAll(sim) == 30);
+}
+
+TEST_CASE("membership: a leaving node is reported left everywhere") {
+  Simulator sim(clusterConfig(20, 5));
+  sim.runFor(60000);
+  REQUIRE(nodesKnowingAll(sim) == 20);
+  const uint64_t t = sim.now();
+  std::vector<gossip::Outgoing> out;
+  sim.membership(9).leave(out);
+  REQUIRE(!out.empty());
+  sim.sendFrom(9, std::move(out));
+  sim.runFor(20000);
+  sim.crash(9);  // it stops after announcing
+  sim.runFor(20000);
+  CHECK(observers(sim, sim.id(9), MemberState::left, t) == 19);
+  CHECK(observers(sim, sim.id(9), MemberState::down, t) == 0);
+}
+
+TEST_CASE("membership: the engine replicates over membership views, through loss and a crash") {
+  SimConfig cfg = clusterConfig(40, 6);
+  Simulator sim(cfg);
+  Expected ex;
+  sim.runFor(20000);
+  sim.setFaults(Faults{.loss = 0.2, .duplicate = 0.05, .reorder = 0.1});
+  for (int r = 0; r < 100; ++r) {
+    for (int k = 0; k < 3; ++k) randomOp(sim, ex);
+    if (r == 40) sim.crash(11);
+    if (r == 70) sim.restart(11, true);
+    sim.runFor(cfg.tickMs);
+  }
+  sim.heal();
+  REQUIRE(sim.runUntilQuiet(600000));
+  CHECK(check(sim, ex) == "");
+}
+
+TEST_CASE("membership: N = 1000 at 10% loss, no healthy node declared down; a crash is detected everywhere") {
+  // DELTASYNC_SIM_FD_SECONDS sets the lossy period (default one simulated hour).
+  const uint64_t seconds = envOr("DELTASYNC_SIM_FD_SECONDS", 3600);
+  Simulator sim(clusterConfig(1000, 7));
+  sim.runFor(60000);
+  REQUIRE(nodesKnowingAll(sim) == 1000);
+  const uint64_t t = sim.now();
+  sim.setFaults(Faults{.loss = 0.1});
+  sim.runFor(seconds * 1000);
+  size_t falseDowns = 0;
+  for (const auto& e : sim.events()) falseDowns += e.timeMs >= t && e.event.state == MemberState::down ? 1 : 0;
+  MESSAGE(seconds << " s at 10% loss: " << sim.stats().suspicions << " suspicion events, " << falseDowns
+                  << " down events");
+  CHECK(falseDowns == 0);
+  const uint64_t c = sim.now();
+  sim.crash(123);
+  sim.runFor(30000);
+  CHECK(observers(sim, sim.id(123), MemberState::down, c) == 999);
+}
+
+}  // namespace
+}  // namespace deltasync::sim
