@@ -9,7 +9,7 @@ namespace deltasync::gossip {
 
 size_t encodedSize(const Value& v) { return encodeValue(v).size(); }
 
-Engine::Engine(ReplicaId self, EngineConfig config) : self_(self), config_(config) {
+Engine::Engine(ReplicaId self, EngineConfig config) : self_(self), config_(config), rng_(crdt::mix64(self.value)) {
   if (self.value == 0) throw std::invalid_argument("Engine: replica id 0 is reserved");
 }
 
@@ -106,8 +106,32 @@ const Value* Engine::find(const std::string& name) const {
 
 void Engine::tick(std::vector<Outgoing>& out) {
   ++tick_;
-  for (auto& [j, p] : peers_) {
-    if (!p.neighbor) continue;
+  // The neighbours contacted this tick: all of them, or `fanout` drawn at random.
+  std::vector<bool> contact;
+  if (config_.fanout != 0 && config_.fanout < neighbors_.size()) {
+    contact.assign(peers_.size(), false);
+    std::vector<size_t> idx;
+    for (size_t i = 0; i < peers_.size(); ++i) {
+      if (peers_[i].second.neighbor) idx.push_back(i);
+    }
+    for (uint32_t k = 0; k < config_.fanout; ++k) {
+      rng_ += 0x9e3779b97f4a7c15ULL;
+      size_t pick = crdt::mix64(rng_) % (idx.size() - k);
+      contact[idx[pick]] = true;
+      std::swap(idx[pick], idx[idx.size() - 1 - k]);
+    }
+  }
+  for (size_t i = 0; i < peers_.size(); ++i) {
+    auto& [j, p] = peers_[i];
+    if (!p.neighbor || (!contact.empty() && !contact[i])) continue;
+    if (config_.shipState) {
+      if (objects_.empty()) continue;
+      DeltaPushMsg m{self_, 0, 0, 1, {}};
+      for (const auto& [name, v] : objects_) m.objects.push_back({name, v});
+      ++stats_.pushesSent;
+      out.push_back({j, std::move(m)});
+      continue;
+    }
     if (config_.backPropagation && p.known) {
       // Entries that came from j are known to j: step over them without sending (BP).
       while (p.acked < seq_ && p.acked >= logStart_ && log_[p.acked - logStart_].origin == j) ++p.acked;

@@ -62,6 +62,12 @@ struct EngineConfig {
   size_t maxLogEntries = 1 << 16;   // oldest entries beyond this are dropped
   bool backPropagation = true;      // BP (off only for comparison experiments)
   bool removeRedundant = true;      // RR (off only for comparison experiments)
+  // Peers contacted per tick: 0 = every neighbour; k = k neighbours drawn at random each tick
+  // (classic gossip fan-out; acks are still kept for every neighbour).
+  uint32_t fanout = 0;
+  // Baseline for experiments only: state-based anti-entropy (every tick, the whole state to the
+  // contacted neighbours; never quiet). Not a mode to deploy.
+  bool shipState = false;
 };
 
 struct Outgoing {
@@ -167,6 +173,7 @@ class Engine {
   uint64_t logStart_ = 0;
   uint64_t seq_ = 0;
   uint64_t tick_ = 0;
+  uint64_t rng_;  // splitmix64 state for the fan-out draw
   std::vector<ReplicaId> neighbors_;  // sorted, unique
   std::vector<std::pair<ReplicaId, Peer>> peers_;  // sorted by id; small (a view)
   EngineStats stats_;

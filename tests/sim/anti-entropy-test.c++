@@ -116,6 +116,15 @@ TEST_CASE("anti-entropy: classic delta propagation (BP and RR off) converges too
   }
 }
 
+TEST_CASE("anti-entropy: gossip to 2 random neighbours per round (fan-out) converges too") {
+  gossip::EngineConfig fanout;
+  fanout.fanout = 2;
+  for (uint64_t seed = 21; seed <= 30; ++seed) {
+    std::string problem = runFaultySeed(seed, fanout);
+    CHECK_MESSAGE(problem.empty(), "seed " << seed << ": " << problem);
+  }
+}
+
 TEST_CASE("anti-entropy: a node that restarts empty, as a new replica, catches up by digest") {
   SimConfig cfg;
   cfg.seed = 42;

@@ -59,6 +59,9 @@ struct SimConfig {
   // i joins through node 0 and one random earlier node.
   bool membership = false;
   gossip::MembershipConfig membershipConfig;
+  // Also count the encoded bytes of the CRDT values inside pushes and chunks (costs a second
+  // encoding of each; for experiments).
+  bool countPayload = false;
 };
 
 // A membership event as observed by one node at one time.
@@ -73,6 +76,8 @@ struct SimStats {
   std::map<size_t, uint64_t> bytesByKind;  // Message alternative index -> bytes sent
   std::string lastError;
   uint64_t suspicions = 0;  // suspect events observed (membership)
+  uint64_t payload = 0;     // with countPayload: value bytes inside pushes and chunks
+  uint64_t elements = 0;    // with countPayload: entries (dot-store entries, counter entries) in them
 };
 
 class Simulator {
@@ -335,6 +340,20 @@ class Simulator {
     ++stats_.messages;
     stats_.bytes += bytes->size();
     stats_.bytesByKind[m.index()] += bytes->size();
+    if (config_.countPayload) {
+      auto count = [&](const std::vector<gossip::NamedValue>& objects) {
+        for (const auto& o : objects) {
+          stats_.payload += gossip::encodedSize(o.value) + o.name.size();
+          stats_.elements += std::visit([](const auto& x) -> uint64_t {
+            if constexpr (requires { x.store().size(); }) return x.store().size();
+            else if constexpr (requires { x.size(); }) return x.size();
+            else return x.get() != nullptr ? 1 : 0;
+          }, o.value);
+        }
+      };
+      if (auto* p = std::get_if<gossip::DeltaPushMsg>(&m)) count(p->objects);
+      if (auto* c = std::get_if<gossip::StateChunkMsg>(&m)) count(c->objects);
+    }
     const Faults& f = config_.faults;
     if (group_[from] != group_[to] || blocked_.count({from, to}) != 0 || chance(f.loss)) {
       ++stats_.dropped;

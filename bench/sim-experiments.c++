@@ -1,0 +1,319 @@
+// The gossip experiments of bench/RESULTS.md, run on the deterministic simulator (tests/sim):
+// the real engine, membership and codec; byte counts are real encoded message sizes. Results
+// depend only on the seeds, never on the machine's load.
+//
+//   sim-experiments rounds  [--nodes=10,100,1000] [--loss=0,0.1] [--trials=50] [--static]
+//   sim-experiments mesh    15-node partial mesh: BP+RR vs classic delta vs state shipping
+//   sim-experiments sets    [--ops-per-round=100]  8 replicas, 10,000 sets over 1,000 keys,
+//                           fan-out 2: bytes per operation until converged
+//   sim-experiments detect  [--nodes=1000] [--crashes=20]  time until a crash is down everywhere
+//   sim-experiments idle    [--nodes=1000]  bytes per second per node of an idle cluster
+//   sim-experiments all     everything above with defaults (rounds also at N = 10000, static)
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "tests/sim/simulator.h"
+
+namespace ds = deltasync;
+using ds::sim::Faults;
+using ds::sim::SimConfig;
+using ds::sim::Simulator;
+
+namespace {
+
+struct Args {
+  std::map<std::string, std::string> opts;
+  std::string get(const std::string& k, const std::string& d) const {
+    auto it = opts.find(k);
+    return it == opts.end() ? d : it->second;
+  }
+  bool has(const std::string& k) const { return opts.count(k) != 0; }
+};
+
+std::vector<double> numbers(const std::string& csv) {
+  std::vector<double> out;
+  std::stringstream ss(csv);
+  for (std::string item; std::getline(ss, item, ',');) out.push_back(std::stod(item));
+  return out;
+}
+
+double percentile(std::vector<double> v, double p) {
+  if (v.empty()) return NAN;
+  std::sort(v.begin(), v.end());
+  size_t i = static_cast<size_t>(std::ceil(p / 100.0 * static_cast<double>(v.size()))) - 1;
+  return v[std::min(i, v.size() - 1)];
+}
+
+// ---- rounds for one update to reach every node ------------------------------------------
+
+void rounds(const Args& a) {
+  const auto trials = static_cast<size_t>(std::stoul(a.get("trials", "50")));
+  const bool fixedGraph = a.has("static");
+  std::printf("## rounds for one update to reach all N nodes (%s views, %zu updates each)\n\n",
+              fixedGraph ? "static random graph (ring + 3 chords per node)" : "membership", trials);
+  std::printf("| N | loss | p50 rounds | p99 rounds | max | target p99 |\n|---|---|---|---|---|---|\n");
+  for (double nd : numbers(a.get("nodes", "10,100,1000"))) {
+    for (double loss : numbers(a.get("loss", "0,0.1"))) {
+      const auto n = static_cast<size_t>(nd);
+      SimConfig cfg;
+      cfg.nodes = n;
+      cfg.seed = 11 + n;
+      cfg.membership = !fixedGraph;
+      cfg.chords = 3;
+      Simulator sim(cfg);
+      sim.runFor(fixedGraph ? 1000 : 60000);  // membership: let the cluster form
+      sim.setFaults(Faults{.loss = loss});
+      std::vector<double> r;
+      for (size_t k = 0; k < trials; ++k) {
+        size_t origin = sim.below(n);
+        std::string name = "r" + std::to_string(k);
+        sim.at(origin, [&](ds::gossip::Engine& e) {
+          e.update<ds::crdt::GCounter>(name, [&](ds::crdt::GCounter& c) { return c.increment(sim.id(origin)); });
+        });
+        const uint64_t t0 = sim.now();
+        bool all = false;
+        while (!all && sim.now() - t0 < 200 * cfg.tickMs) {
+          sim.runFor(5);
+          all = true;
+          for (size_t i = 0; i < n && all; ++i) all = sim.engine(i).find(name) != nullptr;
+        }
+        r.push_back(std::ceil(static_cast<double>(sim.now() - t0) / cfg.tickMs));
+        sim.runFor(3 * cfg.tickMs);  // let acks settle before the next update
+      }
+      double bound = std::ceil((loss > 0 ? 1.4 : 1.2) * std::log2(static_cast<double>(n)));
+      std::printf("| %zu | %.0f%% | %.0f | %.0f | %.0f | <= %.0f |\n", n, loss * 100, percentile(r, 50),
+                  percentile(r, 99), percentile(r, 100), bound);
+      std::fflush(stdout);
+    }
+  }
+  std::printf("\n");
+}
+
+// ---- bytes against the optimum on a partial mesh ------------------------------------------
+
+struct MeshResult {
+  uint64_t wire = 0, payload = 0, elements = 0, rounds = 0;
+  bool converged = false;
+};
+
+MeshResult meshRun(ds::gossip::EngineConfig engine, uint64_t& optimum) {
+  SimConfig cfg;
+  cfg.nodes = 15;
+  cfg.seed = 77;
+  cfg.chords = 1;  // ring + one chord per node, made symmetric: ~4 neighbours each
+  cfg.engine = engine;
+  cfg.countPayload = true;
+  Simulator sim(cfg);
+  optimum = 0;
+  size_t next = 0;
+  for (int round = 0; round < 20; ++round) {  // every node adds an element every round
+    for (size_t i = 0; i < sim.size(); ++i) {
+      sim.at(i, [&](ds::gossip::Engine& e) {
+        auto d = e.update<ds::crdt::ORSet<std::string>>("s", [&](auto& s) {
+          return s.add(sim.id(i), "e" + std::to_string(next++));
+        });
+        optimum += (ds::gossip::encodedSize(ds::gossip::Value(d)) + 1) * (sim.size() - 1);
+      });
+    }
+    sim.runFor(cfg.tickMs);
+  }
+  MeshResult r;
+  if (engine.shipState) {
+    // State shipping never falls quiet: count until every replica holds the same state.
+    uint64_t start = sim.now();
+    while (!sim.converged() && sim.now() - start < 1000 * cfg.tickMs) sim.runFor(cfg.tickMs);
+    r.converged = sim.converged();
+  } else {
+    r.converged = sim.runUntilQuiet(1000 * cfg.tickMs) && sim.converged();
+  }
+  r.wire = sim.stats().bytes;
+  r.payload = sim.stats().payload;
+  r.elements = sim.stats().elements;
+  r.rounds = sim.now() / cfg.tickMs;
+  return r;
+}
+
+void mesh(const Args&) {
+  std::printf("## bytes against the optimum: 15-node partial mesh (~4 neighbours), every node adds an\n"
+              "## OR-set element every round for 20 rounds (300 deltas), then runs until converged\n\n");
+  std::printf("| protocol | elements sent | x optimum | CRDT payload bytes | x optimum | all wire bytes | x optimum | converged |\n"
+              "|---|---|---|---|---|---|---|---|\n");
+  struct Mode {
+    const char* name;
+    ds::gossip::EngineConfig cfg;
+  };
+  ds::gossip::EngineConfig bprr, classic, state;
+  classic.backPropagation = false;
+  classic.removeRedundant = false;
+  state.shipState = true;
+  uint64_t optimum = 0;
+  for (const Mode& m : {Mode{"delta, BP + RR", bprr}, Mode{"classic delta (BP, RR off)", classic},
+                        Mode{"state shipping", state}}) {
+    MeshResult r = meshRun(m.cfg, optimum);
+    const double optElements = 300.0 * 14;
+    std::printf("| %s | %lu | %.2f | %lu | %.2f | %lu | %.2f | %s |\n", m.name, static_cast<unsigned long>(r.elements),
+                static_cast<double>(r.elements) / optElements, static_cast<unsigned long>(r.payload),
+                static_cast<double>(r.payload) / static_cast<double>(optimum), static_cast<unsigned long>(r.wire),
+                static_cast<double>(r.wire) / static_cast<double>(optimum), r.converged ? "yes" : "NO");
+    std::fflush(stdout);
+  }
+  std::printf("\noptimum: each of the 300 deltas delivered once to each of the 14 others: 4200 elements;\n"
+              "%lu bytes when each delta travels in its own encoding (batching joins deltas, so it can beat this)\n\n",
+              static_cast<unsigned long>(optimum));
+}
+
+// ---- bytes per operation: 8 replicas, 10,000 sets over 1,000 keys -----------------------------
+
+void sets(const Args& a) {
+  const auto perRound = static_cast<size_t>(std::stoul(a.get("ops-per-round", "100")));
+  SimConfig cfg;
+  cfg.nodes = 8;
+  cfg.seed = 88;
+  cfg.chords = 8;  // with 8 nodes: (nearly) a full mesh
+  cfg.engine.fanout = 2;
+  Simulator sim(cfg);
+  const size_t ops = 10000;
+  uint64_t counter = 0;
+  for (size_t done = 0; done < ops;) {
+    for (size_t k = 0; k < perRound && done < ops; ++k, ++done) {
+      size_t i = sim.below(sim.size());
+      std::string key = "k" + std::to_string(sim.below(1000));
+      std::string value = std::to_string(sim.below(10000));
+      ds::crdt::Timestamp ts{(sim.now() << 16) | (++counter & 0xffff)};
+      sim.at(i, [&](ds::gossip::Engine& e) {
+        e.update<ds::gossip::Map>("kv", [&](ds::gossip::Map& m) { return m.set(sim.id(i), key, value, ts); });
+      });
+    }
+    sim.runFor(cfg.tickMs);
+  }
+  bool quiet = sim.runUntilQuiet(10000 * cfg.tickMs);
+  const auto& st = sim.stats();
+  size_t degree = 0;
+  for (size_t i = 0; i < sim.size(); ++i) degree += sim.adjacent(i).size();
+  std::printf("## bytes per operation: 8 replicas (avg %.1f neighbours), 10,000 random sets over 1,000 keys,\n"
+              "## %zu sets per round, each replica pushing to 2 random neighbours per round\n\n",
+              static_cast<double>(degree) / 8, perRound);
+  std::printf("| measure | value |\n|---|---|\n");
+  std::printf("| all wire bytes per op | %.1f |\n", static_cast<double>(st.bytes) / ops);
+  std::printf("| push bytes per op | %.1f |\n", static_cast<double>(st.bytesByKind.count(0) ? st.bytesByKind.at(0) : 0) / ops);
+  std::printf("| ack bytes per op | %.1f |\n", static_cast<double>(st.bytesByKind.count(1) ? st.bytesByKind.at(1) : 0) / ops);
+  std::printf("| messages | %lu |\n", static_cast<unsigned long>(st.messages));
+  std::printf("| converged and quiet | %s |\n\n", quiet && sim.converged() ? "yes" : "NO");
+}
+
+// ---- failure detection and idle traffic at N = 1000 -----------------------------------------
+
+void detect(const Args& a) {
+  const auto n = static_cast<size_t>(std::stoul(a.get("nodes", "1000")));
+  const auto crashes = static_cast<size_t>(std::stoul(a.get("crashes", "20")));
+  SimConfig cfg;
+  cfg.nodes = n;
+  cfg.seed = 99;
+  cfg.membership = true;
+  Simulator sim(cfg);
+  sim.runFor(120000);
+  std::vector<double> everywhere, each;
+  size_t undetected = 0;
+  for (size_t c = 0; c < crashes; ++c) {
+    size_t victim;
+    do victim = sim.below(n); while (!sim.alive(victim));
+    const size_t before = sim.events().size();
+    const uint64_t t0 = sim.now();
+    sim.crash(victim);
+    sim.runFor(60000);
+    std::map<size_t, double> seen;
+    for (size_t k = before; k < sim.events().size(); ++k) {
+      const auto& e = sim.events()[k];
+      if (e.event.id == sim.id(victim) && e.event.state == ds::gossip::MemberState::down && !e.event.removed) {
+        seen.emplace(e.observer, static_cast<double>(e.timeMs - t0) / 1000.0);
+      }
+    }
+    size_t live = 0;
+    for (size_t i = 0; i < n; ++i) live += sim.alive(i) ? 1 : 0;
+    if (seen.size() < live) ++undetected;
+    double last = 0;
+    for (auto& [o, t] : seen) {
+      each.push_back(t);
+      last = std::max(last, t);
+    }
+    everywhere.push_back(last);
+  }
+  std::printf("## failure detection, N = %zu, default parameters, %zu crashes one after another\n\n", n, crashes);
+  std::printf("| measure | p50 | p99 | max |\n|---|---|---|---|\n");
+  std::printf("| seconds until down at every live node | %.1f | %.1f | %.1f |\n", percentile(everywhere, 50),
+              percentile(everywhere, 99), percentile(everywhere, 100));
+  std::printf("| seconds until down at one observer | %.1f | %.1f | %.1f |\n", percentile(each, 50),
+              percentile(each, 99), percentile(each, 100));
+  std::printf("\ncrashes not seen by every live node within 60 s: %zu\n\n", undetected);
+}
+
+void idle(const Args& a) {
+  const auto n = static_cast<size_t>(std::stoul(a.get("nodes", "1000")));
+  SimConfig cfg;
+  cfg.nodes = n;
+  cfg.seed = 5;
+  cfg.membership = true;
+  Simulator sim(cfg);
+  sim.runFor(300000);  // join news drained
+  const auto b0 = sim.stats().bytes, m0 = sim.stats().messages;
+  const uint64_t seconds = 60;
+  sim.runFor(seconds * 1000);
+  std::printf("## idle traffic, N = %zu, after 300 s of formation, over %lu s\n\n", n, static_cast<unsigned long>(seconds));
+  std::printf("| measure | value |\n|---|---|\n");
+  std::printf("| bytes per second per node (sent) | %.0f |\n",
+              static_cast<double>(sim.stats().bytes - b0) / static_cast<double>(n * seconds));
+  std::printf("| messages per second per node | %.2f |\n\n",
+              static_cast<double>(sim.stats().messages - m0) / static_cast<double>(n * seconds));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0) {
+    std::printf("usage: sim-experiments rounds|mesh|sets|detect|idle|all [--key=value ...]\n"
+                "see the top of bench/sim-experiments.c++ for the options\n");
+    return argc < 2 ? 2 : 0;
+  }
+  Args a;
+  for (int i = 2; i < argc; ++i) {
+    std::string s = argv[i];
+    if (s.rfind("--", 0) != 0) {
+      std::fprintf(stderr, "sim-experiments: unexpected argument '%s'\n", argv[i]);
+      return 2;
+    }
+    auto eq = s.find('=');
+    a.opts[s.substr(2, eq == std::string::npos ? std::string::npos : eq - 2)] = eq == std::string::npos ? "" : s.substr(eq + 1);
+  }
+  const std::string what = argv[1];
+  try {
+    if (what == "rounds") rounds(a);
+    else if (what == "mesh") mesh(a);
+    else if (what == "sets") sets(a);
+    else if (what == "detect") detect(a);
+    else if (what == "idle") idle(a);
+    else if (what == "all") {
+      rounds(a);
+      Args big;
+      big.opts = {{"nodes", "10000"}, {"static", ""}, {"trials", "20"}};
+      rounds(big);
+      mesh(a);
+      sets(a);
+      detect(a);
+      idle(a);
+    } else {
+      std::fprintf(stderr, "sim-experiments: unknown experiment '%s' (try --help)\n", what.c_str());
+      return 2;
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "sim-experiments: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
