@@ -31,6 +31,7 @@ crdt::CausalContext decode(wire::CausalContext::Reader in, const Limits& limits)
     }
     first = false;
     prevReplica = o.getReplica();
+    if (prevReplica == 0) throw DecodeError("context: origin replica id 0 (no such replica)");
     ColumnReader runs = _::reader(o.getRuns(), "context runs");
     if (runs.atEnd()) runs.fail("origin without intervals");
     uint64_t next = 1;
@@ -70,6 +71,7 @@ crdt::GCounter decode(wire::GCounter::Reader in, const Limits& limits) {
     if (!out.empty() && !(out.back().replica.value < e.getReplica())) {
       throw DecodeError("g-counter: replica ids not strictly increasing");
     }
+    if (e.getReplica() == 0) throw DecodeError("g-counter: replica id 0 (no such replica)");
     if (e.getCount() == 0) throw DecodeError("g-counter: zero count (zero entries are never sent)");
     out.push_back({crdt::ReplicaId{e.getReplica()}, e.getCount()});
   }
@@ -96,6 +98,7 @@ crdt::PNCounter decode(wire::PNCounter::Reader in, const Limits& limits) {
     if (!out.empty() && !(out.back().replica.value < e.getReplica())) {
       throw DecodeError("pn-counter: replica ids not strictly increasing");
     }
+    if (e.getReplica() == 0) throw DecodeError("pn-counter: replica id 0 (no such replica)");
     if (e.getIncrements() == 0 && e.getDecrements() == 0) {
       throw DecodeError("pn-counter: all-zero entry (zero entries are never sent)");
     }

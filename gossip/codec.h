@@ -1,6 +1,6 @@
 // crdt/ values <-> gossip/wire.capnp, validating on decode.
 //
-// Decoders treat their input as hostile: every count, length, id and dot is checked against
+// Decoders treat their input as hostile: every count, length, id (never 0) and dot is checked against
 // gossip/limits.h and against the CRDT's invariants (a store's dots lie inside its context, no
 // dot twice, counters in 1..2^48-1, ids strictly increasing, column kinds as expected, columns
 // consumed exactly) before the value is returned. A violation throws DecodeError naming what was
@@ -198,6 +198,7 @@ crdt::DotStore<K, V> decodeStore(wire::DotStore::Reader in, const Limits& limits
   std::vector<crdt::ReplicaId> writers;
   writers.reserve(ws.size());
   for (uint64_t id : ws) {
+    if (id == 0) throw DecodeError("dot store: writer id 0 (no such replica)");
     if (!writers.empty() && !(writers.back().value < id)) {
       throw DecodeError("dot store: writer ids not strictly increasing");
     }
@@ -353,6 +354,7 @@ crdt::LWWRegister<V> decodeLWWRegister(wire::LWWRegister::Reader in, const Limit
   crdt::LWWRegister<V> r;
   if (!in.getHasValue()) return r;
   if (in.getValueKind() != _::Scalar<V>::kKind) throw DecodeError("lww-register: unexpected value kind");
+  if (in.getWriter() == 0) throw DecodeError("lww-register: writer id 0 (no such replica)");
   ColumnReader value = _::reader(in.getValue(), "lww-register value");
   V v = _::Scalar<V>::readValue(value, limits);
   value.expectEnd();

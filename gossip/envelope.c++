@@ -56,15 +56,27 @@ Value decodeValueFrom(wire::Crdt::Reader in, const Limits& limits) {
   throw DecodeError("object: unknown CRDT kind " + std::to_string(static_cast<unsigned>(in.which())));
 }
 
+// Text travels with its exact length (capnp's std::string conversion would stop at a NUL), and
+// every text field is NUL-free by rule: the decoder rejects NUL, so what decodes re-encodes
+// byte for byte.
+capnp::Text::Reader text(const std::string& s) { return capnp::Text::Reader(s.data(), s.size()); }
+
+std::string checkedText(capnp::Text::Reader t, size_t maxBytes, const char* what, const char* field) {
+  if (t.size() > maxBytes) throw DecodeError(std::string(what) + ": " + field + " longer than its limit");
+  std::string out(t.begin(), t.size());
+  if (out.find('\0') != std::string::npos) throw DecodeError(std::string(what) + ": " + field + " contains a NUL byte");
+  return out;
+}
+
 std::string checkedName(capnp::Text::Reader t, const Limits& limits, const char* what) {
   if (t.size() == 0) throw DecodeError(std::string(what) + ": empty object name");
   if (t.size() > limits.maxNameBytes) throw DecodeError(std::string(what) + ": object name longer than limits.maxNameBytes");
-  return std::string(t.cStr(), t.size());
+  return checkedText(t, limits.maxNameBytes, what, "object name");
 }
 
 void encodeObjects(const std::vector<NamedValue>& objects, capnp::List<wire::Object>::Builder out) {
   for (unsigned i = 0; i < objects.size(); ++i) {
-    out[i].setName(objects[i].name);
+    out[i].setName(text(objects[i].name));
     encodeValueInto(objects[i].value, out[i].initValue());
   }
 }
@@ -101,13 +113,16 @@ void encodeUpdates(const std::vector<MemberUpdate>& us, capnp::List<wire::Member
     out[i].setReplica(us[i].replica.value);
     out[i].setIncarnation(us[i].incarnation);
     out[i].setState(static_cast<wire::MemberState>(us[i].state));
-    out[i].setAddress(us[i].address);
+    out[i].setAddress(text(us[i].address));
     out[i].setReporter(us[i].reporter.value);
   }
 }
 
-std::vector<MemberUpdate> decodeUpdates(capnp::List<wire::MemberUpdate>::Reader in, const Limits& limits) {
-  if (in.size() > limits.maxMemberUpdates) throw DecodeError("membership: more than limits.maxMemberUpdates updates");
+std::vector<MemberUpdate> decodeUpdates(capnp::List<wire::MemberUpdate>::Reader in, const Limits& limits,
+                                        const char* what = "membership: updates") {
+  if (in.size() > limits.maxMemberUpdates) {
+    throw DecodeError(std::string(what) + ": more than limits.maxMemberUpdates updates");
+  }
   std::vector<MemberUpdate> out;
   out.reserve(in.size());
   for (auto u : in) {
@@ -119,8 +134,16 @@ std::vector<MemberUpdate> decodeUpdates(capnp::List<wire::MemberUpdate>::Reader 
       throw DecodeError("membership: address longer than limits.maxAddressBytes");
     }
     out.push_back({checkedId(u.getReplica(), "membership: member id"), u.getIncarnation(),
-                   static_cast<MemberState>(state), std::string(u.getAddress().cStr(), u.getAddress().size()),
+                   static_cast<MemberState>(state),
+                   checkedText(u.getAddress(), limits.maxAddressBytes, "membership", "address"),
                    ReplicaId{u.getReporter()}});
+  }
+  std::vector<uint64_t> ids;
+  ids.reserve(out.size());
+  for (const auto& u : out) ids.push_back(u.replica.value);
+  std::sort(ids.begin(), ids.end());
+  if (std::adjacent_find(ids.begin(), ids.end()) != ids.end()) {
+    throw DecodeError(std::string(what) + ": the same member appears twice");
   }
   return out;
 }
@@ -174,7 +197,7 @@ struct Encoder {
     d.setSeq(m.seq);
     auto es = d.initEntries(static_cast<unsigned>(m.entries.size()));
     for (unsigned i = 0; i < m.entries.size(); ++i) {
-      es[i].setName(m.entries[i].first);
+      es[i].setName(text(m.entries[i].first));
       es[i].setHash(m.entries[i].second);
     }
   }
@@ -183,7 +206,7 @@ struct Encoder {
     r.setSender(m.sender.value);
     r.setSeq(m.seq);
     auto ns = r.initNames(static_cast<unsigned>(m.names.size()));
-    for (unsigned i = 0; i < m.names.size(); ++i) ns.set(i, m.names[i]);
+    for (unsigned i = 0; i < m.names.size(); ++i) ns.set(i, text(m.names[i]));
   }
   void operator()(const StateChunkMsg& m) {
     capnp::MallocMessageBuilder inner;
@@ -233,7 +256,7 @@ struct Encoder {
   void operator()(const HelloMsg& m) {
     auto h = env.initHello();
     h.setReplica(m.replica.value);
-    h.setCluster(m.cluster);
+    h.setCluster(text(m.cluster));
     h.setNonce(dataOf(m.nonce));
     h.setProtocolVersion(m.protocolVersion);
   }
@@ -312,6 +335,7 @@ Message decodeEnvelope(wire::Envelope::Reader env, const Limits& limits) {
     }
     case wire::Envelope::PING_REQ: {
       auto p = env.getPingReq();
+      if (p.getTarget() == p.getSender()) throw DecodeError("ping-req: target is the sender itself");
       return PingReqMsg{checkedId(p.getSender(), "ping-req: sender"), p.getSeq(),
                         checkedId(p.getTarget(), "ping-req: target"), decodeUpdates(p.getUpdates(), limits)};
     }
@@ -319,15 +343,17 @@ Message decodeEnvelope(wire::Envelope::Reader env, const Limits& limits) {
       auto p = env.getPingAck();
       return PingAckMsg{checkedId(p.getSender(), "ping-ack: sender"), p.getSeq(),
                         checkedId(p.getTarget(), "ping-ack: target"), decodeUpdates(p.getUpdates(), limits),
-                        p.getTableHash(), decodeUpdates(p.getSample(), limits)};
+                        p.getTableHash(), decodeUpdates(p.getSample(), limits, "membership: sample")};
     }
     case wire::Envelope::HELLO: {
       auto h = env.getHello();
       if (h.getCluster().size() > limits.maxClusterNameBytes) {
         throw DecodeError("hello: cluster name longer than limits.maxClusterNameBytes");
       }
+      if (h.getCluster().size() == 0) throw DecodeError("hello: empty cluster name");
+      if (h.getProtocolVersion() == 0) throw DecodeError("hello: protocol version 0 does not exist");
       return HelloMsg{checkedId(h.getReplica(), "hello: replica"),
-                      std::string(h.getCluster().cStr(), h.getCluster().size()),
+                      checkedText(h.getCluster(), limits.maxClusterNameBytes, "hello", "cluster name"),
                       fixedBytes<kNonceBytes>(h.getNonce(), "hello: nonce"), h.getProtocolVersion()};
     }
     case wire::Envelope::HELLO_REPLY: {

@@ -6,15 +6,19 @@
 //   - digest / state request: names strictly increasing; counts <= limits.maxObjectsPerMessage;
 //   - state chunk: 1 <= total <= limits.maxChunksPerTransfer, index < total, known compression,
 //     the payload (decompressed at most to limits.maxMessageBytes) a valid ObjectList;
+//   - text (names, addresses, cluster): no NUL byte (and text is encoded with its exact length);
 //   - membership: known member states, addresses <= limits.maxAddressBytes, at most
-//     limits.maxMemberUpdates updates;
-//   - handshake: nonces and proofs exactly 32 bytes, cluster names <= maxClusterNameBytes.
+//     limits.maxMemberUpdates updates and as many sample records (PingAck.sample), no member
+//     twice in one list, a ping-req's target is not its sender;
+//   - handshake: nonces and proofs exactly 32 bytes, a non-empty cluster name <=
+//     maxClusterNameBytes, protocol version >= 1.
 // A violation throws DecodeError naming what was wrong; nothing partial is returned.
 #pragma once
 
 #include <cstddef>
 #include <vector>
 
+#include "gossip/errors.h"
 #include "gossip/limits.h"
 #include "gossip/messages.h"
 

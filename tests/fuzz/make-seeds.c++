@@ -8,6 +8,7 @@
 
 #include "gossip/codec.h"
 #include "gossip/compression.h"
+#include "gossip/envelope.h"
 #include "gossip/message.h"
 
 using namespace deltasync::crdt;
@@ -18,12 +19,16 @@ namespace {
 
 std::filesystem::path root;
 
-void write(const std::string& target, int i, capnp::MallocMessageBuilder& mb) {
+void writeBytes(const std::string& target, int i, const unsigned char* data, size_t size) {
   auto dir = root / target;
   std::filesystem::create_directories(dir);
-  auto bytes = frame(mb);
   std::ofstream(dir / ("seed-" + std::to_string(i)), std::ios::binary)
-      .write(reinterpret_cast<const char*>(bytes.begin()), static_cast<std::streamsize>(bytes.size()));
+      .write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));
+}
+
+void write(const std::string& target, int i, capnp::MallocMessageBuilder& mb) {
+  auto bytes = frame(mb);
+  writeBytes(target, i, bytes.begin(), bytes.size());
 }
 
 template <typename T, typename Fill>
@@ -34,6 +39,84 @@ void causal(const std::string& target, Fill fill) {
     capnp::MallocMessageBuilder mb;
     encodeCausal(x, mb.initRoot<wire::CausalState>());
     write(target, i, mb);
+  }
+}
+
+// One object of every kind, each with about n entries (n = 0: one entry), named "<prefix><kind>".
+std::vector<NamedValue> everyKind(const std::string& prefix, int n, ReplicaId a, ReplicaId b) {
+  GCounter g;
+  PNCounter p;
+  LWWRegister<std::string> r;
+  MVRegister<std::string> mv;
+  EWFlag f;
+  ORSet<std::string> s;
+  Map m;
+  ORMap<std::string, Map> om;
+  for (int k = 0; k <= n; ++k) {
+    ReplicaId w = k % 2 ? a : b;
+    g.increment(w, uint64_t(k) + 1);
+    p.decrement(w, uint64_t(k) + 2);
+    r.set(w, "value-" + std::to_string(k), Timestamp{uint64_t(k + 1) << 16});
+    mv.write(w, std::string(size_t(k % 7), 'v'));
+    if (k % 3 == 2) f.disable(); else f.enable(w);
+    s.add(w, "element-" + std::to_string(k));
+    if (k % 4 == 3) s.remove("element-" + std::to_string(k - 2));
+    m.set(w, "key-" + std::to_string(k % 10), std::string(size_t(k % 30), 'x'),
+          Timestamp{uint64_t(k) << 16});
+    om.update("room-" + std::to_string(k % 3), [&](Map& in) {
+      return in.set(w, "user-" + std::to_string(k), "here", Timestamp{uint64_t(k)});
+    });
+    if (k % 5 == 4) om.remove("room-" + std::to_string(k % 2));
+  }
+  std::vector<NamedValue> out;
+  std::vector<Value> values{g, p, r, mv, f, s, m, om};
+  for (size_t kind = 0; kind < values.size(); ++kind) {
+    out.push_back({prefix + kindName(kind), std::move(values[kind])});
+  }
+  return out;
+}
+
+// Valid envelopes of every kind, a few of each, from empty to a compressed state chunk.
+void envelopes(ReplicaId a, ReplicaId b) {
+  std::vector<Message> ms;
+  ms.push_back(DeltaPushMsg{a, 0, 0, 1, {}});
+  ms.push_back(DeltaPushMsg{a, 3, 5, 9, {{"counter", GCounter{}.increment(b, 42)}}});
+  ms.push_back(DeltaPushMsg{b, 10, 12, 13, everyKind("obj/", 3, a, b)});
+  ms.push_back(AckMsg{a, 0});
+  ms.push_back(AckMsg{b, 1234567});
+  DigestMsg digest{a, 77, {}};
+  ms.push_back(digest);
+  for (int k = 0; k < 20; ++k) {
+    digest.entries.emplace_back("name-" + std::to_string(100 + k), 0x9e3779b97f4a7c15u * uint64_t(k));
+  }
+  ms.push_back(digest);
+  ms.push_back(StateRequestMsg{b, 77, {"name-100"}});
+  ms.push_back(StateRequestMsg{b, 78, {"a", "b", "name-105", "name-119", "z"}});
+  ms.push_back(StateChunkMsg{a, 77, 0, 1, {}});
+  ms.push_back(StateChunkMsg{a, 77, 1, 3, everyKind("", 0, a, b)});
+  ms.push_back(StateChunkMsg{a, 78, 2, 3, everyKind("big/", 60, a, b)});  // zlib-compressed
+  std::vector<MemberUpdate> updates{{a, 1, MemberState::alive, "10.0.0.1:7946", {}},
+                                    {b, 4, MemberState::suspect, "[fe80::1]:7946", a},
+                                    {ReplicaId{3}, 2, MemberState::down, "", b},
+                                    {ReplicaId{4}, 9, MemberState::left, "node-4.example:7946", {}}};
+  ms.push_back(PingMsg{a, 1, {}, 0, false});
+  ms.push_back(PingMsg{a, 2, updates, 0x0123456789abcdef, true});
+  ms.push_back(PingReqMsg{a, 3, b, {}});
+  ms.push_back(PingReqMsg{a, 4, b, updates});
+  ms.push_back(PingAckMsg{b, 3, b, {}, 0, {}});
+  ms.push_back(PingAckMsg{b, 4, ReplicaId{3}, updates, 0x0123456789abcdef, {}});
+  ms.push_back(PingAckMsg{b, 0, b, {updates[0]}, 0xfedcba9876543210, updates});  // a table-sync sample
+  Nonce nonce;
+  Proof proof;
+  for (size_t k = 0; k < nonce.size(); ++k) nonce[k] = uint8_t(k * 7 + 1);
+  for (size_t k = 0; k < proof.size(); ++k) proof[k] = uint8_t(255 - k * 3);
+  ms.push_back(HelloMsg{a, "", nonce, 1});
+  ms.push_back(HelloMsg{b, "prod-eu", nonce, 2});
+  ms.push_back(HelloReplyMsg{b, nonce, proof});
+  ms.push_back(AuthProofMsg{proof});
+  for (size_t i = 0; i < ms.size(); ++i) {
+    auto bytes = encodeMessage(ms[i]);
+    writeBytes("envelope", int(i), bytes.data(), bytes.size());
   }
 }
 
@@ -90,10 +173,7 @@ int main(int argc, char** argv) {
     capnp::MallocMessageBuilder mb;
     encodeCausal(s, mb.initRoot<wire::CausalState>());
     auto z = zlibCompress(frame(mb));
-    auto dir = root / "zlib-chunk";
-    std::filesystem::create_directories(dir);
-    std::ofstream(dir / ("seed-" + std::to_string(i)), std::ios::binary)
-        .write(reinterpret_cast<const char*>(z.begin()), static_cast<std::streamsize>(z.size()));
+    writeBytes("zlib-chunk", i, z.begin(), z.size());
   }
   using Nested = ORMap<std::string, ORMap<int64_t, ORSet<std::string>>>;
   for (int i = 0; i < 4; ++i) {
@@ -114,5 +194,6 @@ int main(int argc, char** argv) {
     encode(r, mr.initRoot<wire::LWWRegister>());
     write("lww-register", i, mr);
   }
+  envelopes(a, b);
   return 0;
 }

@@ -1,0 +1,98 @@
+// Peer authentication: mutual HMAC-SHA256 challenge-response over the cluster secret, as pure
+// state machines (the transport in lib/ carries the three messages; wire.capnp documents them).
+//
+//   client -> server  Hello       {id_c, cluster, nonce_c, version}
+//   server -> client  HelloReply  {id_s, nonce_s, proof_s = HMAC(K, "ds-auth-v1 server" | nonce_c |
+//                                   nonce_s | id_s | id_c)}
+//   client -> server  AuthProof   {proof_c = HMAC(K, "ds-auth-v1 client" | nonce_s | nonce_c |
+//                                   id_c | id_s)}
+//
+// Each side proves knowledge of K over a nonce the other side chose fresh for this connection,
+// so a recorded exchange cannot be replayed (the server's nonce differs), a proof cannot be
+// reflected (the labels differ by role), and both ids are bound into it (a peer authenticates
+// as exactly one replica id, the one lib/ then lets it publish dots under). Proofs are compared
+// in constant time. The secret is held in a Secret, which never prints its bytes.
+//
+// Errors: AuthError with a message that says what failed and never contains secret material.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+#include "gossip/messages.h"
+
+namespace deltasync::gossip {
+
+class AuthError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+inline constexpr uint32_t kProtocolVersion = 1;
+inline constexpr size_t kMinSecretBytes = 32;
+
+// The cluster secret: at least kMinSecretBytes bytes (AuthError otherwise). Not printable.
+class Secret {
+ public:
+  explicit Secret(std::string bytes);
+  // Reads the secret from a file (trailing newlines stripped). AuthError if unreadable or short.
+  static Secret fromFile(const std::string& path);
+  const std::string& bytes() const { return bytes_; }
+
+ private:
+  std::string bytes_;
+};
+
+// A source of nonces (lib/: the OS's random generator; tests: a seeded one).
+using NonceSource = std::function<Nonce()>;
+Nonce randomNonce();  // from the OS (getrandom); throws AuthError if that fails
+
+Proof authProof(const Secret& secret, std::string_view label, const Nonce& first, const Nonce& second,
+                ReplicaId a, ReplicaId b);
+
+// Constant-time comparison.
+bool proofsEqual(const Proof& a, const Proof& b);
+
+class AuthClient {
+ public:
+  AuthClient(Secret secret, ReplicaId self, std::string cluster, NonceSource nonces = randomNonce);
+  HelloMsg hello();
+  // Verifies the server's proof; returns our proof. Throws AuthError on a bad proof or when
+  // called out of order.
+  AuthProofMsg onReply(const HelloReplyMsg& reply);
+  // The server's id, once its proof was verified.
+  std::optional<ReplicaId> peer() const { return peer_; }
+
+ private:
+  Secret secret_;
+  ReplicaId self_;
+  std::string cluster_;
+  NonceSource nonces_;
+  std::optional<Nonce> nonce_;
+  std::optional<ReplicaId> peer_;
+};
+
+class AuthServer {
+ public:
+  AuthServer(Secret secret, ReplicaId self, std::string cluster, NonceSource nonces = randomNonce);
+  // Throws AuthError for another cluster, an unsupported version, our own id, or out of order.
+  HelloReplyMsg onHello(const HelloMsg& hello);
+  // Verifies the client's proof; returns the client's authenticated id. AuthError otherwise.
+  ReplicaId onProof(const AuthProofMsg& proof);
+  std::optional<ReplicaId> peer() const { return peer_; }
+
+ private:
+  Secret secret_;
+  ReplicaId self_;
+  std::string cluster_;
+  NonceSource nonces_;
+  std::optional<HelloMsg> hello_;
+  std::optional<Nonce> nonce_;
+  std::optional<ReplicaId> peer_;
+};
+
+}  // namespace deltasync::gossip
