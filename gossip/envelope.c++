@@ -1,4 +1,5 @@
 #include "gossip/envelope.h"
+#include "gossip/envelope-wire.h"
 
 #include <capnp/message.h>
 
@@ -173,7 +174,49 @@ void requireIncreasing(const Names& names, const char* what) {
 
 Bytes toBytes(kj::ArrayPtr<const kj::byte> a) { return Bytes(a.begin(), a.end()); }
 
+}  // namespace
+
+// ---- handshake messages (also RPC parameters of their own, see gossip/rpc.h) ----------------
+
+void encodeHello(const HelloMsg& m, wire::Hello::Builder h) {
+  h.setReplica(m.replica.value);
+  h.setCluster(text(m.cluster));
+  h.setNonce(dataOf(m.nonce));
+  h.setProtocolVersion(m.protocolVersion);
+}
+
+void encodeHelloReply(const HelloReplyMsg& m, wire::HelloReply::Builder h) {
+  h.setReplica(m.replica.value);
+  h.setNonce(dataOf(m.nonce));
+  h.setProof(dataOf(m.proof));
+}
+
+void encodeAuthProof(const AuthProofMsg& m, wire::AuthProof::Builder a) { a.setProof(dataOf(m.proof)); }
+
+HelloMsg decodeHello(wire::Hello::Reader h, const Limits& limits) {
+  if (h.getCluster().size() > limits.maxClusterNameBytes) {
+    throw DecodeError("hello: cluster name longer than limits.maxClusterNameBytes");
+  }
+  if (h.getCluster().size() == 0) throw DecodeError("hello: empty cluster name");
+  if (h.getProtocolVersion() == 0) throw DecodeError("hello: protocol version 0 does not exist");
+  return HelloMsg{checkedId(h.getReplica(), "hello: replica"),
+                  checkedText(h.getCluster(), limits.maxClusterNameBytes, "hello", "cluster name"),
+                  fixedBytes<kNonceBytes>(h.getNonce(), "hello: nonce"), h.getProtocolVersion()};
+}
+
+HelloReplyMsg decodeHelloReply(wire::HelloReply::Reader h, const Limits&) {
+  return HelloReplyMsg{checkedId(h.getReplica(), "hello reply: replica"),
+                       fixedBytes<kNonceBytes>(h.getNonce(), "hello reply: nonce"),
+                       fixedBytes<kProofBytes>(h.getProof(), "hello reply: proof")};
+}
+
+AuthProofMsg decodeAuthProof(wire::AuthProof::Reader a, const Limits&) {
+  return AuthProofMsg{fixedBytes<kProofBytes>(a.getProof(), "auth proof: proof")};
+}
+
 // ---- envelopes ---------------------------------------------------------------------------
+
+namespace {
 
 struct Encoder {
   wire::Envelope::Builder env;
@@ -253,21 +296,12 @@ struct Encoder {
     encodeUpdates(m.updates, p.initUpdates(static_cast<unsigned>(m.updates.size())));
     if (!m.sample.empty()) encodeUpdates(m.sample, p.initSample(static_cast<unsigned>(m.sample.size())));
   }
-  void operator()(const HelloMsg& m) {
-    auto h = env.initHello();
-    h.setReplica(m.replica.value);
-    h.setCluster(text(m.cluster));
-    h.setNonce(dataOf(m.nonce));
-    h.setProtocolVersion(m.protocolVersion);
-  }
-  void operator()(const HelloReplyMsg& m) {
-    auto h = env.initHelloReply();
-    h.setReplica(m.replica.value);
-    h.setNonce(dataOf(m.nonce));
-    h.setProof(dataOf(m.proof));
-  }
-  void operator()(const AuthProofMsg& m) { env.initAuthProof().setProof(dataOf(m.proof)); }
+  void operator()(const HelloMsg& m) { encodeHello(m, env.initHello()); }
+  void operator()(const HelloReplyMsg& m) { encodeHelloReply(m, env.initHelloReply()); }
+  void operator()(const AuthProofMsg& m) { encodeAuthProof(m, env.initAuthProof()); }
 };
+
+}  // namespace
 
 Message decodeEnvelope(wire::Envelope::Reader env, const Limits& limits) {
   switch (env.which()) {
@@ -345,34 +379,18 @@ Message decodeEnvelope(wire::Envelope::Reader env, const Limits& limits) {
                         checkedId(p.getTarget(), "ping-ack: target"), decodeUpdates(p.getUpdates(), limits),
                         p.getTableHash(), decodeUpdates(p.getSample(), limits, "membership: sample")};
     }
-    case wire::Envelope::HELLO: {
-      auto h = env.getHello();
-      if (h.getCluster().size() > limits.maxClusterNameBytes) {
-        throw DecodeError("hello: cluster name longer than limits.maxClusterNameBytes");
-      }
-      if (h.getCluster().size() == 0) throw DecodeError("hello: empty cluster name");
-      if (h.getProtocolVersion() == 0) throw DecodeError("hello: protocol version 0 does not exist");
-      return HelloMsg{checkedId(h.getReplica(), "hello: replica"),
-                      checkedText(h.getCluster(), limits.maxClusterNameBytes, "hello", "cluster name"),
-                      fixedBytes<kNonceBytes>(h.getNonce(), "hello: nonce"), h.getProtocolVersion()};
-    }
-    case wire::Envelope::HELLO_REPLY: {
-      auto h = env.getHelloReply();
-      return HelloReplyMsg{checkedId(h.getReplica(), "hello reply: replica"),
-                           fixedBytes<kNonceBytes>(h.getNonce(), "hello reply: nonce"),
-                           fixedBytes<kProofBytes>(h.getProof(), "hello reply: proof")};
-    }
-    case wire::Envelope::AUTH_PROOF:
-      return AuthProofMsg{fixedBytes<kProofBytes>(env.getAuthProof().getProof(), "auth proof: proof")};
+    case wire::Envelope::HELLO: return decodeHello(env.getHello(), limits);
+    case wire::Envelope::HELLO_REPLY: return decodeHelloReply(env.getHelloReply(), limits);
+    case wire::Envelope::AUTH_PROOF: return decodeAuthProof(env.getAuthProof(), limits);
   }
   throw DecodeError("envelope: unknown message kind " + std::to_string(static_cast<unsigned>(env.which())));
 }
 
-}  // namespace
+void encodeEnvelope(const Message& m, wire::Envelope::Builder out) { std::visit(Encoder{out}, m); }
 
 Bytes encodeMessage(const Message& m) {
   capnp::MallocMessageBuilder mb;
-  std::visit(Encoder{mb.initRoot<wire::Envelope>()}, m);
+  encodeEnvelope(m, mb.initRoot<wire::Envelope>());
   return toBytes(frame(mb));
 }
 

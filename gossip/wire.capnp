@@ -316,3 +316,26 @@ struct Envelope {
     authProof @10 :AuthProof;
   }
 }
+
+# ---------------------------------------------------------------------------------------------
+# RPC: how peers reach each other (gossip/rpc.h)
+#
+# A node's bootstrap capability is its Gatekeeper: the only thing an unauthenticated connection
+# can call. hello() answers with the server's proof and a Handshake for this connection; the
+# client proves itself through it and only then receives a Replicator, bound to the replica id
+# it authenticated as. Every Envelope delivered through that Replicator is validated
+# (gossip/envelope.h) and must name that id as its sender.
+
+interface Gatekeeper {
+  hello @0 (hello :Hello) -> (reply :HelloReply, handshake :Handshake);
+}
+
+interface Handshake {
+  prove @0 (proof :AuthProof) -> (replicator :Replicator);
+}
+
+interface Replicator {
+  deliver @0 (envelope :Envelope) -> ();
+  # Fails (a remote exception naming the problem) when the envelope is invalid; nothing of it is
+  # applied then, and the connection stays usable.
+}

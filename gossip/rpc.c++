@@ -1,0 +1,169 @@
+#include "gossip/rpc.h"
+
+#include <capnp/message.h>
+
+#include <optional>
+#include <utility>
+
+#include "gossip/envelope-wire.h"
+#include "gossip/errors.h"
+
+namespace deltasync::gossip {
+
+namespace {
+
+kj::Exception failed(const std::string& what) {
+  return kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__, kj::heapString(what.data(), what.size()));
+}
+
+std::optional<ReplicaId> senderOf(const Message& m) {
+  return std::visit(
+      [](const auto& x) -> std::optional<ReplicaId> {
+        if constexpr (requires { x.sender; }) {
+          return x.sender;
+        } else {
+          return std::nullopt;
+        }
+      },
+      m);
+}
+
+}  // namespace
+
+// Delivers validated envelopes from one authenticated peer.
+class ReplicatorImpl final : public wire::Replicator::Server {
+ public:
+  ReplicatorImpl(std::shared_ptr<Gatekeeper::Shared> shared, std::shared_ptr<GatekeeperStats> stats, ReplicaId peer)
+      : shared_(std::move(shared)), stats_(std::move(stats)), peer_(peer) {}
+
+ protected:
+  kj::Promise<void> deliver(DeliverContext context) override {
+    Message m;
+    try {
+      m = decodeEnvelope(context.getParams().getEnvelope(), shared_->limits);
+    } catch (const DecodeError& e) {
+      return reject(std::string("invalid envelope: ") + e.what());
+    } catch (const kj::Exception& e) {
+      return reject(std::string("invalid envelope: ") + e.getDescription().cStr());
+    }
+    if (std::holds_alternative<HelloMsg>(m) || std::holds_alternative<HelloReplyMsg>(m) ||
+        std::holds_alternative<AuthProofMsg>(m)) {
+      return reject("handshake messages are not delivered after authentication");
+    }
+    if (auto s = senderOf(m); s && *s != peer_) {
+      return reject("envelope names sender " + std::to_string(s->value) + ", the peer authenticated as " +
+                    std::to_string(peer_.value));
+    }
+    try {
+      shared_->deliver(peer_, std::move(m));
+    } catch (const std::exception& e) {
+      return reject(std::string("rejected: ") + e.what());
+    }
+    return kj::READY_NOW;
+  }
+
+ private:
+  kj::Promise<void> reject(const std::string& why) {
+    ++stats_->envelopesRejected;
+    return failed(why);
+  }
+
+  std::shared_ptr<Gatekeeper::Shared> shared_;
+  std::shared_ptr<GatekeeperStats> stats_;
+  ReplicaId peer_;
+};
+
+// The second step of one connection's handshake.
+class HandshakeImpl final : public wire::Handshake::Server {
+ public:
+  HandshakeImpl(std::shared_ptr<Gatekeeper::Shared> shared, std::shared_ptr<GatekeeperStats> stats,
+                std::unique_ptr<AuthServer> auth)
+      : shared_(std::move(shared)), stats_(std::move(stats)), auth_(std::move(auth)) {}
+
+ protected:
+  kj::Promise<void> prove(ProveContext context) override {
+    ReplicaId peer;
+    try {
+      peer = auth_->onProof(decodeAuthProof(context.getParams().getProof(), shared_->limits));
+    } catch (const std::exception&) {
+      ++stats_->proofRejected;
+      // One attempt per handshake: a failed proof ends it (a new hello gets a new nonce).
+      return failed("authentication failed");
+    }
+    ++stats_->authenticated;
+    context.getResults().setReplicator(kj::heap<ReplicatorImpl>(shared_, stats_, peer));
+    return kj::READY_NOW;
+  }
+
+ private:
+  std::shared_ptr<Gatekeeper::Shared> shared_;
+  std::shared_ptr<GatekeeperStats> stats_;
+  std::unique_ptr<AuthServer> auth_;
+};
+
+Gatekeeper::Gatekeeper(Secret secret, ReplicaId self, std::string cluster, Limits limits, DeliverFn deliver,
+                       NonceSource nonces)
+    : shared_(std::make_shared<Shared>(
+          Shared{std::move(secret), self, std::move(cluster), limits, std::move(deliver), std::move(nonces)})),
+      stats_(std::make_shared<GatekeeperStats>()) {}
+
+kj::Promise<void> Gatekeeper::hello(HelloContext context) {
+  auto auth = std::make_unique<AuthServer>(shared_->secret, shared_->self, shared_->cluster, shared_->nonces);
+  HelloReplyMsg reply;
+  try {
+    reply = auth->onHello(decodeHello(context.getParams().getHello(), shared_->limits));
+  } catch (const std::exception& e) {
+    ++stats_->helloRejected;
+    return failed(e.what());  // wrong cluster/version or a malformed hello: no secret involved
+  }
+  auto results = context.getResults();
+  encodeHelloReply(reply, results.initReply());
+  results.setHandshake(kj::heap<HandshakeImpl>(shared_, stats_, std::move(auth)));
+  return kj::READY_NOW;
+}
+
+kj::Promise<Authenticated> authenticate(wire::Gatekeeper::Client gatekeeper, Secret secret, ReplicaId self,
+                                        std::string cluster, NonceSource nonces) {
+  auto auth = kj::heap<AuthClient>(std::move(secret), self, std::move(cluster), std::move(nonces));
+  auto request = gatekeeper.helloRequest();
+  encodeHello(auth->hello(), request.initHello());
+  return request.send().then([auth = kj::mv(auth)](capnp::Response<wire::Gatekeeper::HelloResults>&& response) mutable {
+    // Throws (and so fails the promise) when the server cannot prove the secret.
+    AuthProofMsg proof = auth->onReply(decodeHelloReply(response.getReply(), Limits{}));
+    ReplicaId peer = *auth->peer();
+    auto prove = response.getHandshake().proveRequest();
+    encodeAuthProof(proof, prove.initProof());
+    return prove.send().then([peer](capnp::Response<wire::Handshake::ProveResults>&& r) {
+      return Authenticated{r.getReplicator(), peer};
+    });
+  });
+}
+
+kj::Promise<void> deliver(wire::Replicator::Client& replicator, const Message& message) {
+  auto request = replicator.deliverRequest();
+  encodeEnvelope(message, request.initEnvelope());
+  return request.send().ignoreResult();
+}
+
+capnp::ReaderOptions RpcConnection::options(const Limits& limits) {
+  capnp::ReaderOptions o;
+  o.traversalLimitInWords = limits.traversalLimitWords;  // also bounds each message's size
+  o.nestingLimit = limits.nestingLimit;
+  return o;
+}
+
+RpcConnection::RpcConnection(kj::AsyncIoStream& stream, capnp::Capability::Client bootstrap, const Limits& limits)
+    : network_(stream, capnp::rpc::twoparty::Side::SERVER, options(limits)),
+      rpc_(capnp::makeRpcServer(network_, kj::mv(bootstrap))) {}
+
+RpcConnection::RpcConnection(kj::AsyncIoStream& stream, const Limits& limits)
+    : network_(stream, capnp::rpc::twoparty::Side::CLIENT, options(limits)), rpc_(capnp::makeRpcClient(network_)) {}
+
+wire::Gatekeeper::Client RpcConnection::gatekeeper() {
+  capnp::MallocMessageBuilder message(8);
+  auto vat = message.initRoot<capnp::rpc::twoparty::VatId>();
+  vat.setSide(capnp::rpc::twoparty::Side::SERVER);
+  return rpc_.bootstrap(vat).castAs<wire::Gatekeeper>();
+}
+
+}  // namespace deltasync::gossip

@@ -1,0 +1,104 @@
+// The Cap'n Proto RPC transport: authenticated peer connections that carry Envelopes.
+//
+// Server side: a Gatekeeper is a node's bootstrap capability. hello() runs the server half of
+// the HMAC handshake (gossip/auth.h) and hands out a Handshake for that connection; a correct
+// prove() returns a Replicator bound to the client's authenticated id. Replicator::deliver
+// validates the Envelope (gossip/envelope-wire.h), checks that its sender is that id, and passes
+// the message to the node. An invalid envelope fails that call only, with a message naming the
+// problem; the connection and every other peer are unaffected. Authentication failures are
+// counted (and the caller of a failed prove() learns nothing but "authentication failed").
+//
+// Client side: authenticate() runs the client half over a Gatekeeper capability and yields the
+// Replicator to deliver() to; it rejects a server that cannot prove the secret.
+//
+// Connection limits: RpcConnection applies gossip/limits.h to everything Cap'n Proto reads from
+// the stream (traversal limit, which also bounds a message's size, and nesting limit) before
+// any of our code sees it. A message over the limit makes Cap'n Proto drop that connection (the
+// peer has to reconnect); other connections are unaffected.
+//
+// Include only in transport code: this header pulls in capnp RPC.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <capnp/rpc-twoparty.h>
+#include <capnp/rpc.h>
+#include <kj/async-io.h>
+
+#include "gossip/auth.h"
+#include "gossip/limits.h"
+#include "gossip/messages.h"
+#include "gossip/wire.capnp.h"
+
+namespace deltasync::gossip {
+
+// What a node does with a validated message from an authenticated peer. May throw (e.g. the
+// engine's ProtocolError): the peer's deliver() call then fails with that message.
+using DeliverFn = std::function<void(ReplicaId from, Message message)>;
+
+struct GatekeeperStats {
+  uint64_t helloRejected = 0;   // wrong cluster or version, a claim of our own id
+  uint64_t proofRejected = 0;   // wrong secret or a replay
+  uint64_t authenticated = 0;
+  uint64_t envelopesRejected = 0;
+};
+
+class Gatekeeper final : public wire::Gatekeeper::Server {
+ public:
+  Gatekeeper(Secret secret, ReplicaId self, std::string cluster, Limits limits, DeliverFn deliver,
+             NonceSource nonces = randomNonce);
+
+  const GatekeeperStats& stats() const { return *stats_; }
+
+ protected:
+  kj::Promise<void> hello(HelloContext context) override;
+
+ private:
+  struct Shared {
+    Secret secret;
+    ReplicaId self;
+    std::string cluster;
+    Limits limits;
+    DeliverFn deliver;
+    NonceSource nonces;
+  };
+  std::shared_ptr<Shared> shared_;
+  std::shared_ptr<GatekeeperStats> stats_;
+
+  friend class HandshakeImpl;
+  friend class ReplicatorImpl;
+};
+
+// Runs the client half of the handshake; the promise yields the peer's Replicator and the id it
+// proved, or fails with AuthError-derived text when the server's proof is wrong.
+struct Authenticated {
+  wire::Replicator::Client replicator;
+  ReplicaId peer;
+};
+kj::Promise<Authenticated> authenticate(wire::Gatekeeper::Client gatekeeper, Secret secret, ReplicaId self,
+                                        std::string cluster, NonceSource nonces = randomNonce);
+
+// Sends one message; the promise fails if the peer rejected it.
+kj::Promise<void> deliver(wire::Replicator::Client& replicator, const Message& message);
+
+// One two-party RPC connection over a stream, with our limits applied to what it reads.
+class RpcConnection {
+ public:
+  // Server side: `bootstrap` is what the other end gets (our Gatekeeper).
+  RpcConnection(kj::AsyncIoStream& stream, capnp::Capability::Client bootstrap, const Limits& limits);
+  // Client side.
+  RpcConnection(kj::AsyncIoStream& stream, const Limits& limits);
+
+  wire::Gatekeeper::Client gatekeeper();  // the other end's bootstrap
+  kj::Promise<void> onDisconnect() { return network_.onDisconnect(); }
+
+ private:
+  static capnp::ReaderOptions options(const Limits& limits);
+  capnp::TwoPartyVatNetwork network_;
+  capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpc_;
+};
+
+}  // namespace deltasync::gossip
