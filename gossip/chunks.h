@@ -1,14 +1,5 @@
-// Chunked state transfer: a large causal state split into framed messages of bounded size that
-// decode and join independently, in any order.
-//
-// Why each chunk is itself a valid delta below the state: a chunk that carried the whole context
-// but only some entries would, joined alone, remove every entry it does not carry (their dots are
-// in its context). So chunks are of two kinds:
-//   entry chunks:   some entries, with a context of exactly their dots;
-//   context chunks: no entries, a slice of (state context minus the dots of the state's entries),
-//                   i.e. the knowledge of what was removed.
-// Each chunk c satisfies state ⊔ c == state, and the join of all chunks is the state. A chunk is
-// larger than maxChunkBytes only when one entry alone is.
+// Chunked state transfer of one causal value: the parts of gossip/split.h, each framed as its own
+// CausalState message of bounded size, decoding and joining independently, in any order.
 #pragma once
 
 #include <capnp/message.h>
@@ -20,6 +11,7 @@
 
 #include "gossip/codec.h"
 #include "gossip/message.h"
+#include "gossip/split.h"
 
 namespace deltasync::gossip {
 
@@ -34,56 +26,15 @@ kj::Array<kj::byte> frameCausal(const T& x) {
   return frame(mb);
 }
 
-// Emits pieces built by make(first, count) over items [0, n), each framed within maxBytes if at
-// all possible: a batch that comes out too large is halved and retried; after a success the next
-// batch may double again.
-template <typename Make>
-void emitBatches(size_t n, size_t maxBytes, Make&& make, std::vector<kj::Array<kj::byte>>& out) {
-  size_t batch = 64;
-  for (size_t first = 0; first < n;) {
-    size_t count = std::min(batch, n - first);
-    auto bytes = make(first, count);
-    if (bytes.size() > maxBytes && count > 1) {
-      batch = std::max<size_t>(1, count / 2);
-      continue;
-    }
-    out.push_back(std::move(bytes));
-    first += count;
-    if (count == batch) batch *= 2;
-  }
-}
-
 }  // namespace _
 
 // Causal dot-store types: ORSet, AWLWWMap, MVRegister, EWFlag.
 template <typename T>
 std::vector<kj::Array<kj::byte>> encodeChunks(const T& x, size_t maxChunkBytes = kDefaultChunkBytes) {
   std::vector<kj::Array<kj::byte>> out;
-  const auto& store = x.store();
-  _::emitBatches(store.size(), maxChunkBytes, [&](size_t first, size_t count) {
-    typename T::Store part;
-    crdt::CausalContext ctx;
-    for (size_t p = first; p < first + count; ++p) {
-      uint32_t pos = static_cast<uint32_t>(p);
-      crdt::Dot d = store.dotAt(pos);
-      part.insertNew(store.keyAt(pos), d, store.valueAt(pos));
-      ctx.add(d);
-    }
-    return _::frameCausal(T::fromParts(std::move(part), std::move(ctx)));
-  }, out);
-
-  crdt::CausalContext live;
-  store.collectDots(live);
-  crdt::CausalContext removed = x.context().minus(live);
-  std::vector<std::pair<crdt::ReplicaId, crdt::Interval>> intervals;
-  removed.forEachInterval([&](crdt::ReplicaId r, crdt::Interval i) { intervals.push_back({r, i}); });
-  _::emitBatches(intervals.size(), maxChunkBytes, [&](size_t first, size_t count) {
-    crdt::CausalContext ctx;
-    for (size_t i = first; i < first + count; ++i) {
-      ctx.addRange(intervals[i].first, intervals[i].second.lo, intervals[i].second.hi);
-    }
-    return _::frameCausal(T::fromParts(typename T::Store(), std::move(ctx)));
-  }, out);
+  for (const T& part : splitCausal(x, maxChunkBytes, [](const T& p) { return _::frameCausal(p).size(); })) {
+    out.push_back(_::frameCausal(part));
+  }
   return out;
 }
 

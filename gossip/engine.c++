@@ -4,10 +4,29 @@
 #include <utility>
 
 #include "gossip/envelope.h"
+#include "gossip/split.h"
 
 namespace deltasync::gossip {
 
 size_t encodedSize(const Value& v) { return encodeValue(v).size(); }
+
+std::vector<Value> partsOf(const Value& v, size_t maxBytes) {
+  return std::visit(
+      [&](const auto& x) -> std::vector<Value> {
+        using T = std::decay_t<decltype(x)>;
+        if constexpr (requires { x.store().dotAt(0); }) {  // the dot-store kinds
+          if (encodedSize(v) > maxBytes) {
+            std::vector<Value> out;
+            for (T& part : splitCausal(x, maxBytes, [](const T& p) { return encodedSize(Value(p)); })) {
+              out.emplace_back(std::move(part));
+            }
+            return out;
+          }
+        }
+        return {v};
+      },
+      v);
+}
 
 Engine::Engine(ReplicaId self, EngineConfig config) : self_(self), config_(config), rng_(crdt::mix64(self.value)) {
   if (self.value == 0) throw std::invalid_argument("Engine: replica id 0 is reserved");
@@ -189,18 +208,25 @@ void Engine::serveRequest(ReplicaId j, const StateRequestMsg& m, std::vector<Out
   // again and again by repeating requests.
   if (p == nullptr || !p->digestSent || m.seq != p->digestSeq || p->served) return;
   p->served = true;
+  // Pack whole objects into chunks of at most maxChunkBytes (estimated); an object larger than
+  // that is split into parts that join independently (gossip/split.h), one part per chunk at
+  // most, since a chunk names each object once.
   std::vector<std::vector<NamedValue>> chunks(1);
   size_t bytes = 0;
   for (const std::string& name : m.names) {
     const Value* v = find(name);
     if (v == nullptr) continue;  // never ours (a confused or hostile peer): nothing to send
-    size_t size = encodedSize(*v) + name.size();
-    if (!chunks.back().empty() && bytes + size > config_.maxChunkBytes) {
-      chunks.emplace_back();
-      bytes = 0;
+    for (Value& part : partsOf(*v, config_.maxChunkBytes)) {
+      size_t size = encodedSize(part) + name.size();
+      bool named = std::any_of(chunks.back().begin(), chunks.back().end(),
+                               [&](const NamedValue& o) { return o.name == name; });
+      if (!chunks.back().empty() && (named || bytes + size > config_.maxChunkBytes)) {
+        chunks.emplace_back();
+        bytes = 0;
+      }
+      bytes += size;
+      chunks.back().push_back({name, std::move(part)});
     }
-    bytes += size;
-    chunks.back().push_back({name, *v});
   }
   const auto total = static_cast<uint32_t>(chunks.size());
   for (uint32_t i = 0; i < total; ++i) {

@@ -28,7 +28,8 @@
 //   catch-up: when j has never acked, or acked(j) < logStart_ (the log was collected), a Digest
 //         of per-object content hashes instead; j answers StateRequest(names that differ) or,
 //         when nothing differs, Ack(seq); the request is served with StateChunks of at most
-//         maxChunkBytes (estimated) holding the current state of those objects; j acks the
+//         maxChunkBytes (estimated) holding the current state of those objects (a larger
+//         object split into independently joinable parts, gossip/split.h); j acks the
 //         digest's seq once it holds every chunk. Lost pieces: the digest is resent after
 //         catchupRetryTicks; each round sends only what still differs.
 //   GC:   log entries below min(acked(j)) over the neighbours are dropped; the log never holds
@@ -181,5 +182,10 @@ class Engine {
 
 // Estimated encoded size of a value (exact framed wire size of the value alone).
 size_t encodedSize(const Value& v);
+
+// v itself, or (a dot-store kind encoding to more than maxBytes) parts of at most maxBytes each
+// that join to v and each join independently (gossip/split.h). Counters, registers and or-maps
+// are never split.
+std::vector<Value> partsOf(const Value& v, size_t maxBytes);
 
 }  // namespace deltasync::gossip

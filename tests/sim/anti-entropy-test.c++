@@ -149,6 +149,38 @@ TEST_CASE("anti-entropy: a node that restarts empty, as a new replica, catches u
   CHECK(sim.engine(3).stats().requestsSent > 0);
 }
 
+TEST_CASE("anti-entropy: catching up on a large object goes in bounded chunks") {
+  SimConfig cfg;
+  cfg.seed = 43;
+  cfg.nodes = 4;
+  cfg.engine.maxLogEntries = 8;      // the newcomer cannot be served from the log
+  cfg.engine.maxChunkBytes = 4096;
+  Simulator sim(cfg);
+  Expected ex;
+  for (int k = 0; k < 3000; ++k) {  // ~30 KB of OR-set, with removals (context-only parts)
+    sim.at(0, [&](Engine& e) {
+      std::string el = "element-" + std::to_string(k);
+      e.update<Set>("set", [&](Set& s) { return s.add(sim.id(0), el); });
+      ex.added.insert(el);
+      if (k % 3 == 0) {
+        e.update<Set>("set", [&](Set& s) { return s.remove(el); });
+        ex.removed.insert(el);
+      }
+    });
+  }
+  REQUIRE(sim.runUntilQuiet(500 * cfg.tickMs));
+  sim.crash(2);
+  sim.restart(2, false);  // empty, new id: needs the whole state
+  REQUIRE(sim.runUntilQuiet(500 * cfg.tickMs));
+  CHECK(check(sim, ex) == "");
+  constexpr size_t kChunk = 4;
+  static_assert(std::is_same_v<std::variant_alternative_t<kChunk, gossip::Message>, gossip::StateChunkMsg>);
+  CHECK(sim.stats().largestByKind.at(kChunk) <= 2 * cfg.engine.maxChunkBytes);
+  uint64_t chunks = 0;
+  for (size_t i = 0; i < sim.size(); ++i) chunks += sim.engine(i).stats().chunksSent;
+  CHECK(chunks >= 10);
+}
+
 TEST_CASE("anti-entropy: the log is collected once every neighbour has acked") {
   SimConfig cfg;
   cfg.seed = 5;

@@ -74,6 +74,7 @@ struct ObservedEvent {
 struct SimStats {
   uint64_t messages = 0, bytes = 0, dropped = 0, delivered = 0, errors = 0;
   std::map<size_t, uint64_t> bytesByKind;  // Message alternative index -> bytes sent
+  std::map<size_t, uint64_t> largestByKind;  // Message alternative index -> largest message
   std::string lastError;
   uint64_t suspicions = 0;  // suspect events observed (membership)
   uint64_t payload = 0;     // with countPayload: value bytes inside pushes and chunks
@@ -340,6 +341,7 @@ class Simulator {
     ++stats_.messages;
     stats_.bytes += bytes->size();
     stats_.bytesByKind[m.index()] += bytes->size();
+    stats_.largestByKind[m.index()] = std::max<uint64_t>(stats_.largestByKind[m.index()], bytes->size());
     if (config_.countPayload) {
       auto count = [&](const std::vector<gossip::NamedValue>& objects) {
         for (const auto& o : objects) {
