@@ -20,6 +20,7 @@
 #include "bench/bench-inputs.h"
 #include "crdt/hlc.h"
 #include "gossip/codec.h"
+#include "gossip/envelope.h"
 #include "gossip/message.h"
 
 namespace deltasync::bench {
@@ -91,6 +92,18 @@ int sizes() {
   HybridLogicalClock clock;
   Map delta = state.set(kReplicaA, "newkey", 42, clock.now(syntheticMillis(100'000)));
   sizeRow("one-key delta (\"newkey\", 42) on a 1e5-key map", delta, 1);
+
+  // The same update as the gossip engine sends it: a DeltaPush envelope carrying object "m" of
+  // kind aw-lww-map<string, string> (value "42"), the delta-interval of one log entry.
+  gossip::Map sstate;
+  for (int i = 0; i < 100'000; ++i) {
+    sstate.set(kReplicaA, "k" + std::to_string(i), std::to_string(i), clock.now(syntheticMillis(i)));
+  }
+  gossip::Map sdelta = sstate.set(kReplicaA, "newkey", "42", clock.now(syntheticMillis(100'000)));
+  DeltaPushMsg push{kReplicaA, 100'000, 100'000, 100'001, {{"m", gossip::Value(sdelta)}}};
+  std::printf("\none-key delta inside a DeltaPush envelope (object \"m\", sequence numbers ~1e5): "
+              "%zu B framed; the value alone (encodeValue): %zu B\n",
+              encodeMessage(push).size(), encodeValue(gossip::Value(sdelta)).size());
   return 0;
 }
 
