@@ -345,7 +345,12 @@ void Membership::tick(uint64_t nowMs, std::vector<Outgoing>& out) {
       }
     }
   }
-  // Next probe.
+  // Next probe. The first one comes at a random point of the first period, so that nodes
+  // started together do not probe in lockstep (bursts of traffic every period).
+  if (!started_) {
+    started_ = true;
+    nextProbeAtMs_ = nowMs + random() % std::max<uint64_t>(1, config_.probeIntervalMs);
+  }
   if (!probe_.active && nowMs >= nextProbeAtMs_) {
     nextProbeAtMs_ = nowMs + config_.probeIntervalMs;
     if (probeNext_ >= probeOrder_.size()) {

@@ -191,6 +191,7 @@ class Membership {
   std::vector<ReplicaId> probeOrder_;
   size_t probeNext_ = 0;
   uint64_t nextProbeAtMs_ = 0;
+  bool started_ = false;
   uint64_t nextSyncAtMs_ = 0;
   uint64_t seq_ = 0;
   struct Probe {

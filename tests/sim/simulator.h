@@ -73,6 +73,7 @@ struct ObservedEvent {
 
 struct SimStats {
   uint64_t messages = 0, bytes = 0, dropped = 0, delivered = 0, errors = 0;
+  uint64_t engineMessages = 0;  // messages other than membership's
   std::map<size_t, uint64_t> bytesByKind;  // Message alternative index -> bytes sent
   std::map<size_t, uint64_t> largestByKind;  // Message alternative index -> largest message
   std::string lastError;
@@ -186,18 +187,19 @@ class Simulator {
     now_ = end;
   }
 
-  // Runs until a window passes in which nothing was sent and nothing is in flight; false if that
-  // does not happen within maxMs. The window outlasts every engine timer (retransmission,
-  // catch-up retry) of the slowest node, so a quiet window means nothing is pending.
+  // Runs until a window passes in which the engines sent nothing and none of their messages is
+  // in flight (membership never falls quiet: it probes for ever); false if that does not happen
+  // within maxMs. The window outlasts every engine timer (retransmission, catch-up retry) of the
+  // slowest node, so a quiet window means nothing is pending.
   bool runUntilQuiet(uint64_t maxMs) {
     const uint64_t end = now_ + maxMs;
     const uint64_t rounds = std::max(config_.engine.retransmitTicks, config_.engine.catchupRetryTicks) + 1;
     uint64_t window = 0;
     for (const Node& n : nodes_) window = std::max<uint64_t>(window, rounds * n.tickMs);
     while (now_ < end) {
-      uint64_t before = stats_.messages;
+      uint64_t before = stats_.engineMessages;
       runFor(window);
-      if (stats_.messages == before && inFlight_ == 0) return true;
+      if (stats_.engineMessages == before && inFlightEngine_ == 0) return true;
     }
     return false;
   }
@@ -235,6 +237,7 @@ class Simulator {
     size_t node;
     size_t from;
     uint64_t fromId, toId;  // the incarnations at send time (a restart makes a new id)
+    bool engine;            // an engine message (not membership)
     std::shared_ptr<const Bytes> bytes;
     bool operator>(const Event& o) const { return time != o.time ? time > o.time : order > o.order; }
   };
@@ -248,7 +251,7 @@ class Simulator {
 
   void schedule(uint64_t delay, Event::Kind kind, size_t node, size_t from, std::shared_ptr<const Bytes> bytes) {
     uint64_t fromId = bytes ? id(from).value : 0, toId = bytes ? id(node).value : 0;
-    queue_.push(Event{now_ + delay, order_++, kind, node, from, fromId, toId, std::move(bytes)});
+    queue_.push(Event{now_ + delay, order_++, kind, node, from, fromId, toId, nextIsEngine_, std::move(bytes)});
   }
 
   void fold(uint64_t a, uint64_t b, uint64_t c, uint64_t d) {
@@ -306,6 +309,7 @@ class Simulator {
       return;
     }
     --inFlight_;
+    if (e.engine) --inFlightEngine_;
     if (!node.alive || id(e.node).value != e.toId) return;  // down, or addressed to a former self
     fold(0xD0, e.node, e.from, hashBytes(*e.bytes));
     ++stats_.delivered;
@@ -338,7 +342,10 @@ class Simulator {
 
   void send(size_t from, size_t to, const gossip::Message& m) {
     auto bytes = std::make_shared<const Bytes>(gossip::encodeMessage(m));
+    const bool engine = !std::holds_alternative<gossip::PingMsg>(m) && !std::holds_alternative<gossip::PingReqMsg>(m) &&
+                        !std::holds_alternative<gossip::PingAckMsg>(m);
     ++stats_.messages;
+    stats_.engineMessages += engine ? 1 : 0;
     stats_.bytes += bytes->size();
     stats_.bytesByKind[m.index()] += bytes->size();
     stats_.largestByKind[m.index()] = std::max<uint64_t>(stats_.largestByKind[m.index()], bytes->size());
@@ -368,7 +375,10 @@ class Simulator {
       if (chance(f.reorder)) delay += below(f.reorderMs + 1);
       fold(0xF0, from, to, delay);
       ++inFlight_;
+      inFlightEngine_ += engine ? 1 : 0;
+      nextIsEngine_ = engine;
       schedule(delay, Event::kDeliver, to, from, bytes);
+      nextIsEngine_ = false;
     }
   }
 
@@ -387,7 +397,8 @@ class Simulator {
   std::set<std::pair<size_t, size_t>> blocked_;
   std::priority_queue<Event, std::vector<Event>, std::greater<Event>> queue_;
   std::vector<gossip::Outgoing> out_;
-  uint64_t now_ = 0, order_ = 0, trace_ = 0, inFlight_ = 0;
+  uint64_t now_ = 0, order_ = 0, trace_ = 0, inFlight_ = 0, inFlightEngine_ = 0;
+  bool nextIsEngine_ = false;
   uint64_t nextId_ = 1u << 20;
   SimStats stats_;
   std::vector<ObservedEvent> events_;
