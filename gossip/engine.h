@@ -97,11 +97,24 @@ class Engine {
   // Runs mutator(T& state) -> T delta on object `name` (created as bottom of kind T if absent)
   // and logs the delta. Throws KindMismatch if the object exists with another kind (nothing
   // changes), and whatever the mutator throws (the mutators of crdt/ leave state unchanged).
+  // An object the call created stays only if the mutator changed something: a no-op (say,
+  // removing an absent element) or a throwing mutator leaves no bottom object behind.
   template <typename T, typename F>
   T update(const std::string& name, F&& mutator) {
+    const bool existed = objects_.count(name) != 0;
     Value& v = objectOfKind(name, Value(std::in_place_type<T>).index());
-    T delta = mutator(std::get<T>(v));
-    if (!delta.empty()) append(ReplicaId{}, name, Value(delta));
+    T delta;
+    try {
+      delta = mutator(std::get<T>(v));
+    } catch (...) {
+      if (!existed) objects_.erase(name);
+      throw;
+    }
+    if (!delta.empty()) {
+      append(ReplicaId{}, name, Value(delta));
+    } else if (!existed && isBottom(v)) {
+      objects_.erase(name);
+    }
     return delta;
   }
 

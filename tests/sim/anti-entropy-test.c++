@@ -181,6 +181,20 @@ TEST_CASE("anti-entropy: catching up on a large object goes in bounded chunks") 
   CHECK(chunks >= 10);
 }
 
+TEST_CASE("anti-entropy: a local update that changes nothing creates no object") {
+  gossip::Engine e(ReplicaId{1});
+  auto d = e.update<Set>("tags", [](Set& s) { return s.remove("absent"); });
+  CHECK(d.empty());
+  CHECK(e.find("tags") == nullptr);
+  CHECK(e.seq() == 0);
+  CHECK_THROWS_AS(e.update<Set>("tags", [](Set&) -> Set { throw std::runtime_error("boom"); }), std::runtime_error);
+  CHECK(e.find("tags") == nullptr);
+  e.update<Set>("tags", [](Set& s) { return s.add(ReplicaId{1}, "x"); });
+  CHECK(e.find("tags") != nullptr);
+  CHECK_THROWS_AS(e.update<crdt::GCounter>("tags", [](crdt::GCounter& c) { return c.increment(ReplicaId{1}); }),
+                  gossip::KindMismatch);
+}
+
 TEST_CASE("anti-entropy: the log is collected once every neighbour has acked") {
   SimConfig cfg;
   cfg.seed = 5;
