@@ -78,9 +78,6 @@ bool proofsEqual(const Proof& a, const Proof& b) { return CRYPTO_memcmp(a.data()
 constexpr std::string_view kServerLabel = "ds-auth-v1 server";
 constexpr std::string_view kClientLabel = "ds-auth-v1 client";
 
-AuthClient::AuthClient(Secret secret, ReplicaId self, std::string cluster, NonceSource nonces)
-    : secret_(std::move(secret)), self_(self), cluster_(std::move(cluster)), nonces_(std::move(nonces)) {}
-
 HelloMsg AuthClient::hello() {
   if (nonce_) throw AuthError("auth: hello sent twice on one connection");
   nonce_ = nonces_();
@@ -97,9 +94,6 @@ AuthProofMsg AuthClient::onReply(const HelloReplyMsg& reply) {
   peer_ = reply.replica;
   return AuthProofMsg{authProof(secret_, kClientLabel, reply.nonce, *nonce_, self_, reply.replica)};
 }
-
-AuthServer::AuthServer(Secret secret, ReplicaId self, std::string cluster, NonceSource nonces)
-    : secret_(std::move(secret)), self_(self), cluster_(std::move(cluster)), nonces_(std::move(nonces)) {}
 
 HelloReplyMsg AuthServer::onHello(const HelloMsg& hello) {
   if (hello_) throw AuthError("auth: hello received twice on one connection");

@@ -22,6 +22,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "gossip/messages.h"
 
@@ -57,42 +58,45 @@ Proof authProof(const Secret& secret, std::string_view label, const Nonce& first
 // Constant-time comparison.
 bool proofsEqual(const Proof& a, const Proof& b);
 
-class AuthClient {
+// What both ends of a handshake hold: the secret, their own id, the cluster, a nonce source, and
+// (once the other side's proof checked out) the peer's id.
+class AuthParty {
  public:
-  AuthClient(Secret secret, ReplicaId self, std::string cluster, NonceSource nonces = randomNonce);
+  AuthParty(Secret secret, ReplicaId self, std::string cluster, NonceSource nonces)
+      : secret_(std::move(secret)), self_(self), cluster_(std::move(cluster)), nonces_(std::move(nonces)) {}
+  // The other side's id, once its proof was verified.
+  std::optional<ReplicaId> peer() const { return peer_; }
+
+ protected:
+  Secret secret_;
+  ReplicaId self_;
+  std::string cluster_;
+  NonceSource nonces_;
+  std::optional<Nonce> nonce_;  // ours, for this connection
+  std::optional<ReplicaId> peer_;
+};
+
+class AuthClient : public AuthParty {
+ public:
+  AuthClient(Secret secret, ReplicaId self, std::string cluster, NonceSource nonces = randomNonce)
+      : AuthParty(std::move(secret), self, std::move(cluster), std::move(nonces)) {}
   HelloMsg hello();
   // Verifies the server's proof; returns our proof. Throws AuthError on a bad proof or when
   // called out of order.
   AuthProofMsg onReply(const HelloReplyMsg& reply);
-  // The server's id, once its proof was verified.
-  std::optional<ReplicaId> peer() const { return peer_; }
-
- private:
-  Secret secret_;
-  ReplicaId self_;
-  std::string cluster_;
-  NonceSource nonces_;
-  std::optional<Nonce> nonce_;
-  std::optional<ReplicaId> peer_;
 };
 
-class AuthServer {
+class AuthServer : public AuthParty {
  public:
-  AuthServer(Secret secret, ReplicaId self, std::string cluster, NonceSource nonces = randomNonce);
+  AuthServer(Secret secret, ReplicaId self, std::string cluster, NonceSource nonces = randomNonce)
+      : AuthParty(std::move(secret), self, std::move(cluster), std::move(nonces)) {}
   // Throws AuthError for another cluster, an unsupported version, our own id, or out of order.
   HelloReplyMsg onHello(const HelloMsg& hello);
   // Verifies the client's proof; returns the client's authenticated id. AuthError otherwise.
   ReplicaId onProof(const AuthProofMsg& proof);
-  std::optional<ReplicaId> peer() const { return peer_; }
 
  private:
-  Secret secret_;
-  ReplicaId self_;
-  std::string cluster_;
-  NonceSource nonces_;
   std::optional<HelloMsg> hello_;
-  std::optional<Nonce> nonce_;
-  std::optional<ReplicaId> peer_;
 };
 
 }  // namespace deltasync::gossip
