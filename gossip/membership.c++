@@ -173,7 +173,9 @@ std::vector<MemberUpdate> Membership::piggyback(ReplicaId to) {
   bool spent = false;
   for (size_t i = 0; i < n; ++i) {
     Broadcast& b = queue_[order[i]];
-    if (!(b.update.replica == self_ && ups.front() == b.update)) ups.push_back(b.update);  // else it leads already
+    // Our own record leads already, always the newest (a queued one may be older): a message
+    // names each member once (envelope validation refuses duplicates).
+    if (b.update.replica != self_) ups.push_back(b.update);
     spent = ++b.sent >= limit || spent;
   }
   if (spent) std::erase_if(queue_, [&](const Broadcast& b) { return b.sent >= limit; });
@@ -183,7 +185,9 @@ std::vector<MemberUpdate> Membership::piggyback(ReplicaId to) {
 void Membership::flood(const MemberUpdate& u, std::vector<Outgoing>& out) {
   for (ReplicaId v : view()) {
     if (v == u.replica) continue;
-    out.push_back({v, PingAckMsg{self_, 0, self_, {selfRecord(), u}, tableHash_, {}}});
+    std::vector<MemberUpdate> ups{selfRecord()};
+    if (u.replica != self_) ups.push_back(u);  // a leave floods our own record: once
+    out.push_back({v, PingAckMsg{self_, 0, self_, std::move(ups), tableHash_, {}}});
   }
 }
 
@@ -269,6 +273,14 @@ std::vector<ReplicaId> Membership::liveMembers() const {
     if (isLive(m.info.state)) out.push_back(id);
   }
   std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::vector<MemberInfo> Membership::members() const {
+  std::vector<MemberInfo> out;
+  out.reserve(members_.size());
+  for (const auto& [id, m] : members_) out.push_back(m.info);
+  std::sort(out.begin(), out.end(), [](const MemberInfo& a, const MemberInfo& b) { return a.id < b.id; });
   return out;
 }
 

@@ -93,6 +93,7 @@ TEST_CASE("membership: a node cut off briefly is suspected, refutes, and is neve
   CHECK(downEventsAbout(sim, 4, t) == 0);
   CHECK(sim.membership(4).incarnation() > 0);  // it refuted
   CHECK(nodesKnowingAll(sim) == 30);
+  CHECK(sim.stats().errors == 0);  // every message decodes and is accepted
 }
 
 TEST_CASE("membership: after a long partition both sides declare each other down, then rejoin when it heals") {
@@ -108,6 +109,7 @@ TEST_CASE("membership: after a long partition both sides declare each other down
   sim.heal();
   sim.runFor(120000);
   CHECK(nodesKnowingAll(sim) == 30);
+  CHECK(sim.stats().errors == 0);  // every message decodes and is accepted
 }
 
 TEST_CASE("membership: a leaving node is reported left everywhere") {
@@ -124,6 +126,7 @@ TEST_CASE("membership: a leaving node is reported left everywhere") {
   sim.runFor(20000);
   CHECK(observers(sim, sim.id(9), MemberState::left, t) == 19);
   CHECK(observers(sim, sim.id(9), MemberState::down, t) == 0);
+  CHECK(sim.stats().errors == 0);  // every message decodes and is accepted
 }
 
 TEST_CASE("membership: the engine replicates over membership views, through loss and a crash") {
