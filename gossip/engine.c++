@@ -42,6 +42,7 @@ Value& Engine::objectOfKind(const std::string& name, size_t kind) {
 }
 
 void Engine::append(ReplicaId origin, const std::string& name, Value delta) {
+  if (onChange_) onChange_(name);
   size_t bytes = encodedSize(delta) + name.size();
   log_.push_back(LogEntry{seq_++, origin, name, std::move(delta), bytes});
   if (log_.size() > config_.maxLogEntries) {

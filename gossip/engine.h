@@ -46,6 +46,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <stdexcept>
 #include <string>
@@ -134,6 +135,11 @@ class Engine {
   // message's sender is not `from` or it contradicts local state; nothing is applied then.
   void receive(ReplicaId from, const Message& message, std::vector<Outgoing>& out);
 
+  // Called with an object's name whenever it changes (a local update or a joined remote delta:
+  // exactly when a log entry is appended), from inside the engine call that changed it. For
+  // lib/'s subscriptions; must not call back into the engine.
+  void setChangeListener(std::function<void(const std::string&)> listener) { onChange_ = std::move(listener); }
+
   const Value* find(const std::string& name) const;
   const std::map<std::string, Value>& objects() const { return objects_; }
   uint64_t seq() const { return seq_; }
@@ -191,6 +197,7 @@ class Engine {
   std::vector<ReplicaId> neighbors_;  // sorted, unique
   std::vector<std::pair<ReplicaId, Peer>> peers_;  // sorted by id; small (a view)
   EngineStats stats_;
+  std::function<void(const std::string&)> onChange_;
 };
 
 // Estimated encoded size of a value (exact framed wire size of the value alone).

@@ -119,6 +119,8 @@ class Membership {
   // Alive or suspect members, self included, sorted by id.
   std::vector<ReplicaId> liveMembers() const;
   const MemberInfo* member(ReplicaId id) const;
+  // Every member this node knows of (self excluded), removed ones included, sorted by id.
+  std::vector<MemberInfo> members() const;
   size_t memberCount() const { return members_.size(); }
   // Events since the last call.
   std::vector<MemberEvent> takeEvents() { return std::exchange(events_, {}); }

@@ -62,6 +62,12 @@ class ReplicatorImpl final : public wire::Replicator::Server {
     return kj::READY_NOW;
   }
 
+  kj::Promise<void> control(ControlContext context) override {
+    if (!shared_->control) return failed("this node serves no control interface");
+    context.getResults().setControl(shared_->control(peer_));
+    return kj::READY_NOW;
+  }
+
  private:
   kj::Promise<void> reject(const std::string& why) {
     ++stats_->envelopesRejected;
@@ -102,9 +108,9 @@ class HandshakeImpl final : public wire::Handshake::Server {
 };
 
 Gatekeeper::Gatekeeper(Secret secret, ReplicaId self, std::string cluster, Limits limits, DeliverFn deliver,
-                       NonceSource nonces)
-    : shared_(std::make_shared<Shared>(
-          Shared{std::move(secret), self, std::move(cluster), limits, std::move(deliver), std::move(nonces)})),
+                       NonceSource nonces, ControlFn control)
+    : shared_(std::make_shared<Shared>(Shared{std::move(secret), self, std::move(cluster), limits, std::move(deliver),
+                                              std::move(nonces), std::move(control)})),
       stats_(std::make_shared<GatekeeperStats>()) {}
 
 kj::Promise<void> Gatekeeper::hello(HelloContext context) {

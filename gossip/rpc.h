@@ -39,6 +39,10 @@ namespace deltasync::gossip {
 // engine's ProtocolError): the peer's deliver() call then fails with that message.
 using DeliverFn = std::function<void(ReplicaId from, Message message)>;
 
+// The administration capability (wire.capnp's Control) handed to an authenticated peer that asks
+// for it (Replicator.control); empty: the node serves none.
+using ControlFn = std::function<wire::Control::Client(ReplicaId peer)>;
+
 struct GatekeeperStats {
   uint64_t helloRejected = 0;   // wrong cluster or version, a claim of our own id
   uint64_t proofRejected = 0;   // wrong secret or a replay
@@ -49,7 +53,7 @@ struct GatekeeperStats {
 class Gatekeeper final : public wire::Gatekeeper::Server {
  public:
   Gatekeeper(Secret secret, ReplicaId self, std::string cluster, Limits limits, DeliverFn deliver,
-             NonceSource nonces = randomNonce);
+             NonceSource nonces = randomNonce, ControlFn control = {});
 
   const GatekeeperStats& stats() const { return *stats_; }
 
@@ -64,6 +68,7 @@ class Gatekeeper final : public wire::Gatekeeper::Server {
     Limits limits;
     DeliverFn deliver;
     NonceSource nonces;
+    ControlFn control;
   };
   std::shared_ptr<Shared> shared_;
   std::shared_ptr<GatekeeperStats> stats_;

@@ -338,4 +338,44 @@ interface Replicator {
   deliver @0 (envelope :Envelope) -> ();
   # Fails (a remote exception naming the problem) when the envelope is invalid; nothing of it is
   # applied then, and the connection stays usable.
+
+  control @1 () -> (control :Control);
+  # The node's administration interface (lib/control.h; `deltasync ctl`), for the same
+  # authenticated peer. Fails when the node does not serve one.
 }
+
+# ---------------------------------------------------------------------------------------------
+# Administration: what `deltasync ctl` calls (lib/control.h). Values travel as text: a counter as
+# its decimal value, a set as its elements, a map as "key=value" lines, sorted.
+
+interface Control {
+  get @0 (name :Text) -> (kind :Text, lines :List(Text));
+  # kind is "" when the object does not exist here (yet).
+  put @1 (name :Text, key :Text, value :Text);
+  # A map entry (the map is created if absent).
+  add @2 (name :Text, element :Text);
+  # A set element (the set is created if absent).
+  remove @3 (name :Text, element :Text);
+  # A set element or a map key, whichever `name` is.
+  incr @4 (name :Text, by :Int64);
+  # A counter (created if absent); a negative `by` decrements.
+  members @5 () -> (members :List(Member));
+  stats @6 () -> (text :Text);
+  # The node's metrics, as Prometheus text.
+  watch @7 (name :Text, watcher :Watcher) -> (subscription :Subscription);
+  # Calls watcher.changed() with the object's lines now and after every (coalesced) change,
+  # until the subscription is dropped or a call to the watcher fails.
+
+  struct Member {
+    id @0 :UInt64;
+    address @1 :Text;
+    state @2 :Text;
+    incarnation @3 :UInt64;
+  }
+}
+
+interface Watcher {
+  changed @0 (kind :Text, lines :List(Text)) -> ();
+}
+
+interface Subscription {}
