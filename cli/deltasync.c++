@@ -1,0 +1,367 @@
+// deltasync: run a node, or administer one.
+//
+//   deltasync node --listen HOST:PORT [--seed HOST:PORT]... --secret-file PATH [options]
+//   deltasync ctl HOST:PORT [--secret-file PATH] get|put|add|remove|incr|watch|members|stats ...
+//
+// The cluster secret (>= 32 bytes) comes from --secret-file or the DELTASYNC_SECRET environment
+// variable; there is no default, and it is never printed. Exit codes: 0 success, 1 failure
+// (a message on stderr), 2 usage error.
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <capnp/rpc-twoparty.h>
+#include <kj/async-io.h>
+#include <kj/async-unix.h>
+
+#include "gossip/auth.h"
+#include "gossip/rpc.h"
+#include "lib/log.h"
+#include "lib/node.h"
+
+namespace {
+
+using deltasync::ReplicaId;
+
+struct Usage : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+const char* kMainHelp =
+    "usage: deltasync <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  node   run a replica: deltasync node --listen HOST:PORT [--seed HOST:PORT]... --secret-file PATH\n"
+    "  ctl    administer a running replica: deltasync ctl HOST:PORT <verb> ...\n"
+    "\n"
+    "Run 'deltasync <command> --help' for the options of a command.\n";
+
+const char* kNodeHelp =
+    "usage: deltasync node --listen HOST:PORT [options]\n"
+    "\n"
+    "Runs one replica until SIGINT or SIGTERM, then announces its leave and exits.\n"
+    "Prints 'listening on ADDRESS as replica ID' on stdout once it accepts peers.\n"
+    "\n"
+    "options:\n"
+    "  --listen HOST:PORT      address to accept peers on (port 0: any free port)\n"
+    "  --advertise HOST:PORT   address peers should dial (default: the bound listen address;\n"
+    "                          required when listening on a wildcard address)\n"
+    "  --seed HOST:PORT        a member to join through (repeatable)\n"
+    "  --secret-file PATH      the cluster secret, >= 32 bytes (or DELTASYNC_SECRET)\n"
+    "  --cluster NAME          cluster name; peers of other clusters are refused (default deltasync)\n"
+    "  --id N                  this replica's id, a nonzero 64-bit integer (default: random)\n"
+    "  --gossip-interval MS    one gossip round (default 100)\n"
+    "  --probe-interval MS     one failure-detector probe period (default 1000)\n"
+    "  --metrics HOST:PORT     serve Prometheus metrics over HTTP at /metrics\n"
+    "  --log-level LEVEL       debug, info, warn, error or off (default info)\n"
+    "  --help                  this text\n";
+
+const char* kCtlHelp =
+    "usage: deltasync ctl HOST:PORT [--secret-file PATH] [--cluster NAME] <verb> [args]\n"
+    "\n"
+    "verbs:\n"
+    "  get NAME                 print an object (a counter's value, a set's elements, a map's\n"
+    "                           key=value lines); nothing if it does not exist\n"
+    "  put NAME KEY VALUE       set a map entry\n"
+    "  add NAME ELEMENT         add a set element\n"
+    "  remove NAME ITEM         remove a set element or a map key\n"
+    "  incr NAME [BY]           add BY (default 1; negative decrements) to a counter\n"
+    "  watch NAME               print the object now and after every change, until interrupted\n"
+    "  members                  print the member table: id, address, state, incarnation\n"
+    "  stats                    print the node's metrics (Prometheus text)\n"
+    "\n"
+    "The secret comes from --secret-file or DELTASYNC_SECRET. 'deltasync ctl <verb> --help' shows\n"
+    "this text too.\n";
+
+bool wantsHelp(const std::vector<std::string>& args) {
+  for (const auto& a : args) {
+    if (a == "--help" || a == "-h") return true;
+  }
+  return false;
+}
+
+// Options of the form --name VALUE; positional arguments in order.
+struct Parsed {
+  std::multimap<std::string, std::string> options;
+  std::vector<std::string> positional;
+  std::optional<std::string> one(const std::string& name) const {
+    auto range = options.equal_range(name);
+    if (range.first == range.second) return std::nullopt;
+    if (std::next(range.first) != range.second) throw Usage("--" + name + " given more than once");
+    return range.first->second;
+  }
+};
+
+Parsed parse(const std::vector<std::string>& args, const std::vector<std::string>& known) {
+  Parsed p;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a.rfind("--", 0) == 0) {
+      std::string name = a.substr(2);
+      std::string value;
+      if (auto eq = name.find('='); eq != std::string::npos) {
+        value = name.substr(eq + 1);
+        name = name.substr(0, eq);
+      } else {
+        if (i + 1 >= args.size()) throw Usage("--" + name + " needs a value");
+        value = args[++i];
+      }
+      if (std::find(known.begin(), known.end(), name) == known.end()) throw Usage("unknown option --" + name);
+      p.options.emplace(name, value);
+    } else {
+      p.positional.push_back(a);
+    }
+  }
+  return p;
+}
+
+uint64_t parseNumber(const std::string& what, const std::string& text) {
+  try {
+    size_t used = 0;
+    unsigned long long v = std::stoull(text, &used, 10);
+    if (used != text.size() || text.empty() || text[0] == '-') throw std::invalid_argument("");
+    return v;
+  } catch (const std::exception&) {
+    throw Usage(what + " must be a non-negative integer, not '" + text + "'");
+  }
+}
+
+deltasync::gossip::Secret secretFrom(const Parsed& p) {
+  if (auto file = p.one("secret-file")) return deltasync::gossip::Secret::fromFile(*file);
+  if (const char* env = std::getenv("DELTASYNC_SECRET"); env != nullptr && *env != '\0') {
+    return deltasync::gossip::Secret(env);
+  }
+  throw Usage("no cluster secret: pass --secret-file PATH or set DELTASYNC_SECRET");
+}
+
+// ---- node ---------------------------------------------------------------------------------
+
+int runNode(const std::vector<std::string>& args) {
+  if (wantsHelp(args)) {
+    std::fputs(kNodeHelp, stdout);
+    return 0;
+  }
+  Parsed p = parse(args, {"listen", "advertise", "seed", "secret-file", "cluster", "id", "gossip-interval",
+                          "probe-interval", "metrics", "log-level"});
+  if (!p.positional.empty()) throw Usage("unexpected argument '" + p.positional[0] + "'");
+  if (auto level = p.one("log-level")) {
+    try {
+      deltasync::log::setLevel(deltasync::log::parseLevel(*level));
+    } catch (const std::invalid_argument& e) {
+      throw Usage(e.what());
+    }
+  }
+  deltasync::NodeConfig config;
+  auto listen = p.one("listen");
+  if (!listen) throw Usage("--listen HOST:PORT is required");
+  config.listen = *listen;
+  if (auto a = p.one("advertise")) config.advertise = *a;
+  if (config.advertise.empty() && (config.listen.rfind("0.0.0.0:", 0) == 0 || config.listen.rfind("*:", 0) == 0 ||
+                                   config.listen.rfind("[::]:", 0) == 0)) {
+    throw Usage("--advertise HOST:PORT is required when listening on a wildcard address");
+  }
+  auto seeds = p.options.equal_range("seed");
+  for (auto it = seeds.first; it != seeds.second; ++it) config.seeds.push_back(it->second);
+  if (auto c = p.one("cluster")) config.cluster = *c;
+  if (auto id = p.one("id")) {
+    config.id = ReplicaId{parseNumber("--id", *id)};
+    if (config.id.value == 0) throw Usage("--id must be nonzero");
+  }
+  if (auto g = p.one("gossip-interval")) {
+    config.gossipIntervalMs = parseNumber("--gossip-interval", *g);
+    if (config.gossipIntervalMs == 0) throw Usage("--gossip-interval must be > 0");
+  }
+  if (auto g = p.one("probe-interval")) {
+    config.membership.probeIntervalMs = parseNumber("--probe-interval", *g);
+    if (config.membership.probeIntervalMs < 10) throw Usage("--probe-interval must be >= 10");
+    config.membership.probeTimeoutMs = std::max<uint64_t>(5, config.membership.probeIntervalMs * 2 / 5);
+  }
+  if (auto m = p.one("metrics")) config.metricsListen = *m;
+  config.secret = secretFrom(p);
+
+  // Block the stop signals in every thread (the node's threads inherit this mask); wait here.
+  sigset_t stopSignals;
+  sigemptyset(&stopSignals);
+  sigaddset(&stopSignals, SIGINT);
+  sigaddset(&stopSignals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stopSignals, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  deltasync::Node node(std::move(config));
+  std::printf("listening on %s as replica %llu\n", node.address().c_str(),
+              static_cast<unsigned long long>(node.id().value));
+  if (!node.metricsAddress().empty()) std::printf("metrics on http://%s/metrics\n", node.metricsAddress().c_str());
+  std::fflush(stdout);
+  int signal = 0;
+  sigwait(&stopSignals, &signal);
+  deltasync::log::info("signal {}: leaving", signal);
+  node.close();
+  return 0;
+}
+
+// ---- ctl ----------------------------------------------------------------------------------
+
+class PrintingWatcher final : public deltasync::wire::Watcher::Server {
+ protected:
+  kj::Promise<void> changed(ChangedContext context) override {
+    auto p = context.getParams();
+    std::string out;
+    for (auto line : p.getLines()) {
+      out.append(line.cStr(), line.size());
+      out += '\n';
+    }
+    out += "--\n";
+    std::fwrite(out.data(), 1, out.size(), stdout);
+    std::fflush(stdout);
+    return kj::READY_NOW;
+  }
+};
+
+void printLines(capnp::List<capnp::Text>::Reader lines) {
+  for (auto line : lines) {
+    std::fwrite(line.cStr(), 1, line.size(), stdout);
+    std::fputc('\n', stdout);
+  }
+}
+
+int runCtl(const std::vector<std::string>& args) {
+  if (wantsHelp(args) || args.empty()) {
+    std::fputs(kCtlHelp, stdout);
+    return args.empty() ? 2 : 0;
+  }
+  Parsed p = parse(args, {"secret-file", "cluster"});
+  if (p.positional.size() < 2) throw Usage("ctl needs an address and a verb (deltasync ctl --help)");
+  const std::string address = p.positional[0];
+  const std::string verb = p.positional[1];
+  const std::vector<std::string> rest(p.positional.begin() + 2, p.positional.end());
+  auto need = [&](size_t n, const char* shape) {
+    if (rest.size() != n) throw Usage("usage: deltasync ctl ADDRESS " + verb + " " + shape);
+  };
+  static const std::vector<std::string> verbs{"get", "put", "add", "remove", "incr", "watch", "members", "stats"};
+  if (std::find(verbs.begin(), verbs.end(), verb) == verbs.end()) {
+    throw Usage("unknown verb '" + verb + "' (get, put, add, remove, incr, watch, members, stats)");
+  }
+  if (verb == "get" || verb == "watch") need(1, "NAME");
+  if (verb == "put") need(3, "NAME KEY VALUE");
+  if (verb == "add") need(2, "NAME ELEMENT");
+  if (verb == "remove") need(2, "NAME ITEM");
+  if (verb == "incr" && rest.size() != 1 && rest.size() != 2) need(1, "NAME [BY]");
+  if (verb == "members" || verb == "stats") need(0, "");
+  int64_t by = 1;
+  if (verb == "incr" && rest.size() == 2) {
+    try {
+      size_t used = 0;
+      by = std::stoll(rest[1], &used, 10);
+      if (used != rest[1].size()) throw std::invalid_argument("");
+    } catch (const std::exception&) {
+      throw Usage("incr: BY must be an integer, not '" + rest[1] + "'");
+    }
+  }
+  auto secret = secretFrom(p);
+  const std::string cluster = p.one("cluster").value_or("deltasync");
+
+  kj::UnixEventPort::captureSignal(SIGINT);
+  kj::UnixEventPort::captureSignal(SIGTERM);
+  auto io = kj::setupAsyncIo();
+  kj::Own<kj::AsyncIoStream> stream;
+  try {
+    stream = io.provider->getNetwork().parseAddress(address).wait(io.waitScope)->connect().wait(io.waitScope);
+  } catch (const kj::Exception& e) {
+    throw std::runtime_error("cannot connect to " + address + ": " + e.getDescription().cStr());
+  }
+  deltasync::gossip::RpcConnection connection(*stream, deltasync::gossip::Limits{});
+  // ctl authenticates under a fresh random id: it never publishes anything under it.
+  deltasync::gossip::Nonce n = deltasync::gossip::randomNonce();
+  uint64_t id = 0;
+  for (size_t i = 0; i < 8; ++i) id = (id << 8) | n[i];
+  auto auth = deltasync::gossip::authenticate(connection.gatekeeper(), secret, ReplicaId{id | 1}, cluster)
+                  .wait(io.waitScope);
+  auto control = auth.replicator.controlRequest().send().wait(io.waitScope).getControl();
+  auto text = [](const std::string& s) { return capnp::Text::Reader(s.data(), s.size()); };
+
+  if (verb == "get") {
+    auto req = control.getRequest();
+    req.setName(text(rest[0]));
+    auto r = req.send().wait(io.waitScope);
+    printLines(r.getLines());
+  } else if (verb == "put") {
+    auto req = control.putRequest();
+    req.setName(text(rest[0]));
+    req.setKey(text(rest[1]));
+    req.setValue(text(rest[2]));
+    req.send().wait(io.waitScope);
+  } else if (verb == "add" || verb == "remove") {
+    if (verb == "add") {
+      auto req = control.addRequest();
+      req.setName(text(rest[0]));
+      req.setElement(text(rest[1]));
+      req.send().wait(io.waitScope);
+    } else {
+      auto req = control.removeRequest();
+      req.setName(text(rest[0]));
+      req.setElement(text(rest[1]));
+      req.send().wait(io.waitScope);
+    }
+  } else if (verb == "incr") {
+    auto req = control.incrRequest();
+    req.setName(text(rest[0]));
+    req.setBy(by);
+    req.send().wait(io.waitScope);
+  } else if (verb == "members") {
+    auto r = control.membersRequest().send().wait(io.waitScope);
+    for (auto m : r.getMembers()) {
+      std::printf("%llu %s %s %llu\n", static_cast<unsigned long long>(m.getId()), m.getAddress().cStr(),
+                  m.getState().cStr(), static_cast<unsigned long long>(m.getIncarnation()));
+    }
+  } else if (verb == "stats") {
+    auto r = control.statsRequest().send().wait(io.waitScope);
+    std::fwrite(r.getText().cStr(), 1, r.getText().size(), stdout);
+  } else if (verb == "watch") {
+    auto req = control.watchRequest();
+    req.setName(text(rest[0]));
+    req.setWatcher(kj::heap<PrintingWatcher>());
+    auto subscription = req.send().wait(io.waitScope).getSubscription();
+    auto stop = io.unixEventPort.onSignal(SIGINT)
+                    .ignoreResult()
+                    .exclusiveJoin(io.unixEventPort.onSignal(SIGTERM).ignoreResult());
+    stop.exclusiveJoin(connection.onDisconnect()).wait(io.waitScope);
+  }
+  std::fflush(stdout);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  try {
+    if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
+      std::fputs(kMainHelp, args.empty() ? stderr : stdout);
+      return args.empty() ? 2 : 0;
+    }
+    const std::string command = args[0];
+    args.erase(args.begin());
+    if (command == "node") return runNode(args);
+    if (command == "ctl") return runCtl(args);
+    throw Usage("unknown command '" + command + "' (node, ctl)");
+  } catch (const Usage& e) {
+    std::fprintf(stderr, "deltasync: %s\n", e.what());
+    return 2;
+  } catch (const kj::Exception& e) {
+    // A remote failure reads "remote exception: <what the node said>".
+    std::string what = e.getDescription().cStr();
+    const std::string remote = "remote exception: ";
+    if (what.rfind(remote, 0) == 0) what = what.substr(remote.size());
+    std::fprintf(stderr, "deltasync: %s\n", what.c_str());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "deltasync: %s\n", e.what());
+    return 1;
+  }
+}

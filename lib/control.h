@@ -1,0 +1,64 @@
+// The node's administration interface (wire.capnp's Control), what `deltasync ctl` talks to.
+// Served to authenticated peers only (gossip/rpc.h: Replicator.control). Runs on the loop
+// thread; every write goes through lib/objects.h like the handles' writes do.
+//
+// Watches: watch(name, watcher) sends the object's lines now and after every change, coalesced:
+// at most one changed() call per watcher in flight; changes meanwhile are sent once it returns.
+// A watch ends when its Subscription capability is dropped (ctl exits or disconnects) or a call
+// to the watcher fails.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+
+#include <kj/async.h>
+
+#include "gossip/wire.capnp.h"
+#include "lib/objects.h"
+
+namespace deltasync {
+
+class Runtime;
+
+class ControlService {
+ public:
+  // `rt` is set later (the service is made before the runtime and outlives it).
+  ControlService(objects::Clock& clock, std::function<std::string()> metrics);
+  ~ControlService();
+  void attach(Runtime* rt) { rt_ = rt; }
+
+  wire::Control::Client client();
+  // From the node's change listener: `name` changed.
+  void changed(const std::string& name);
+  size_t watchCount() const { return watches_.size(); }
+
+ private:
+  class Impl;
+  class SubscriptionImpl;
+  struct Watch {
+    std::string name;
+    wire::Watcher::Client watcher;
+    bool inflight = false;
+    bool dirty = false;
+  };
+  class ErrorHandler : public kj::TaskSet::ErrorHandler {
+   public:
+    void taskFailed(kj::Exception&&) override {}
+  };
+
+  uint64_t addWatch(std::string name, wire::Watcher::Client watcher);
+  void removeWatch(uint64_t id) { watches_.erase(id); }
+  void flush(uint64_t id);
+
+  Runtime* rt_ = nullptr;
+  objects::Clock& clock_;
+  std::function<std::string()> metrics_;
+  std::map<uint64_t, Watch> watches_;
+  uint64_t nextWatch_ = 1;
+  ErrorHandler errors_;
+  kj::TaskSet tasks_;
+};
+
+}  // namespace deltasync

@@ -1,0 +1,115 @@
+#include "lib/metrics.h"
+
+#include <kj/compat/http.h>
+
+#include <fmt/format.h>
+
+#include "lib/runtime.h"
+
+namespace deltasync {
+
+void Histogram::observe(double seconds) {
+  for (size_t i = 0; i < kBounds.size(); ++i) {
+    if (seconds <= kBounds[i]) {
+      ++counts_[i];
+      break;
+    }
+  }
+  ++count_;
+  sum_ += seconds;
+}
+
+void Histogram::render(std::string& out, const std::string& name, const std::string& help) const {
+  out += fmt::format("# HELP {} {}\n# TYPE {} histogram\n", name, help, name);
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i < kBounds.size(); ++i) {
+    cumulative += counts_[i];
+    out += fmt::format("{}_bucket{{le=\"{}\"}} {}\n", name, kBounds[i], cumulative);
+  }
+  out += fmt::format("{}_bucket{{le=\"+Inf\"}} {}\n{}_sum {}\n{}_count {}\n", name, count_, name, sum_, name, count_);
+}
+
+namespace {
+
+void metric(std::string& out, const char* type, const std::string& name, const std::string& help, uint64_t value) {
+  out += fmt::format("# HELP deltasync_{} {}\n# TYPE deltasync_{} {}\ndeltasync_{} {}\n", name, help, name, type, name,
+                     value);
+}
+
+}  // namespace
+
+std::string prometheusText(const Runtime& rt, const NodeCounters& node) {
+  std::string out;
+  const RuntimeStats s = rt.stats();
+  const gossip::EngineStats& e = rt.engine().stats();
+  const gossip::GatekeeperStats& g = rt.gatekeeperStats();
+  auto counter = [&](const std::string& name, const std::string& help, uint64_t v) { metric(out, "counter", name, help, v); };
+  auto gauge = [&](const std::string& name, const std::string& help, uint64_t v) { metric(out, "gauge", name, help, v); };
+  counter("local_updates_total", "Local updates applied.", s.localUpdates);
+  counter("deltas_joined_total", "Received deltas that changed the state.", e.deltasJoined);
+  counter("deltas_redundant_total", "Received deltas the state already held.", e.deltasRedundant);
+  counter("pushes_sent_total", "Delta-interval pushes sent.", e.pushesSent);
+  counter("messages_sent_total", "Messages delivered to peers.", s.messagesSent);
+  counter("messages_received_total", "Messages accepted from peers.", s.messagesReceived);
+  counter("messages_rejected_total", "Messages from peers refused as invalid.", s.messagesRejected);
+  counter("sends_rejected_total", "Messages peers refused.", s.sendsRejected);
+  counter("messages_dropped_total", "Messages dropped (full queue, broken link, unknown address).", s.messagesDropped);
+  counter("bytes_sent_total", "Encoded bytes of messages delivered to peers.", s.bytesSent);
+  counter("connects_total", "Outbound peer connections established.", s.connects);
+  counter("connect_failures_total", "Failed dials or handshakes.", s.connectFailures);
+  counter("disconnects_total", "Established peer connections that broke.", s.disconnects);
+  counter("inbound_refused_total", "Inbound connections refused (over the limit).", s.inboundRefused);
+  counter("auth_failures_total", "Failed peer authentications (bad hello or proof).", g.helloRejected + g.proofRejected);
+  counter("auth_successes_total", "Successful peer authentications.", g.authenticated);
+  counter("envelopes_rejected_total", "Invalid envelopes from authenticated peers.", g.envelopesRejected);
+  counter("suspicions_total", "Members this node saw become suspect.", s.suspicions);
+  counter("notifications_total", "Subscription callbacks delivered.", node.notifications);
+  size_t live = 0;
+  for (const auto& m : rt.members()) live += !m.self && (m.state == gossip::MemberState::alive || m.state == gossip::MemberState::suspect);
+  gauge("members_live", "Live members known, self excluded.", live);
+  gauge("peers_connected", "Outbound peer links ready.", rt.readyLinks());
+  gauge("inbound_connections", "Inbound connections held.", rt.inboundConnections());
+  gauge("objects", "Replicated objects held.", rt.engine().objects().size());
+  gauge("log_entries", "Delta-log entries held.", rt.engine().logSize());
+  gauge("replication_lag_entries", "Log entries the slowest neighbour has not acked.", rt.replicationLag());
+  gauge("subscriptions", "Live subscriptions.", node.subscriptions);
+  rt.deliverLatency().render(out, "deltasync_deliver_seconds", "Round trip of one message to a peer.");
+  return out;
+}
+
+namespace {
+
+class MetricsService final : public kj::HttpService {
+ public:
+  MetricsService(const kj::HttpHeaderTable& table, std::function<std::string()> render)
+      : table_(table), render_(std::move(render)) {}
+
+  kj::Promise<void> request(kj::HttpMethod method, kj::StringPtr url, const kj::HttpHeaders&, kj::AsyncInputStream&,
+                            Response& response) override {
+    if (method != kj::HttpMethod::GET || (url != "/metrics" && url != "/")) {
+      return response.sendError(404, "Not Found", table_);
+    }
+    auto text = kj::heapString(render_());
+    kj::HttpHeaders headers(table_);
+    headers.set(kj::HttpHeaderId::CONTENT_TYPE, "text/plain; version=0.0.4");
+    auto body = response.send(200, "OK", headers, text.size());
+    auto write = body->write(text.begin(), text.size());
+    return write.attach(kj::mv(body), kj::mv(text));
+  }
+
+ private:
+  const kj::HttpHeaderTable& table_;
+  std::function<std::string()> render_;
+};
+
+}  // namespace
+
+kj::Promise<void> serveMetrics(kj::Timer& timer, kj::ConnectionReceiver& port, std::function<std::string()> render) {
+  auto table = kj::heap<kj::HttpHeaderTable>();
+  auto service = kj::heap<MetricsService>(*table, std::move(render));
+  auto server = kj::heap<kj::HttpServer>(timer, *table, *service);
+  auto listening = server->listenHttp(port);
+  return listening.attach(kj::mv(server), kj::mv(service), kj::mv(table));
+}
+
+}  // namespace deltasync

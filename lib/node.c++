@@ -1,0 +1,624 @@
+#include "lib/node.h"
+
+#include <algorithm>
+#include <condition_variable>
+#include <exception>
+#include <future>
+#include <map>
+#include <mutex>
+#include <set>
+#include <shared_mutex>
+#include <thread>
+
+#include <kj/async-io.h>
+
+#include "gossip/auth.h"
+#include "lib/control.h"
+#include "lib/log.h"
+#include "lib/metrics.h"
+#include "lib/objects.h"
+#include "lib/runtime.h"
+
+namespace deltasync {
+
+namespace {
+
+class TcpDialer final : public Dialer {
+ public:
+  explicit TcpDialer(kj::Network& network) : network_(network) {}
+  kj::Promise<kj::Own<kj::AsyncIoStream>> connect(const std::string& address) override {
+    return network_.parseAddress(address).then([](kj::Own<kj::NetworkAddress> a) {
+      auto connecting = a->connect();
+      return connecting.attach(kj::mv(a));
+    });
+  }
+
+ private:
+  kj::Network& network_;
+};
+
+ReplicaId randomId() {
+  for (;;) {
+    gossip::Nonce n = gossip::randomNonce();
+    uint64_t v = 0;
+    for (size_t i = 0; i < 8; ++i) v = (v << 8) | n[i];
+    if (v != 0) return ReplicaId{v};
+  }
+}
+
+std::string hostOf(const std::string& address) {
+  auto colon = address.rfind(':');
+  return colon == std::string::npos ? address : address.substr(0, colon);
+}
+
+}  // namespace
+
+namespace detail {
+
+// Shared by the Node and its handles; owns the loop and notifier threads.
+class NodeCore : public std::enable_shared_from_this<NodeCore> {
+ public:
+  explicit NodeCore(NodeConfig config) : config_(std::move(config)) {
+    if (!config_.secret) throw std::invalid_argument("NodeConfig: a cluster secret is required (no default)");
+    if (config_.gossipIntervalMs == 0) throw std::invalid_argument("NodeConfig: gossipIntervalMs must be > 0");
+    id_ = config_.id.value != 0 ? config_.id : randomId();
+    std::promise<void> ready;
+    auto started = ready.get_future();
+    loop_ = std::thread([this, &ready] { run(ready); });
+    try {
+      started.get();
+    } catch (...) {
+      loop_.join();
+      throw;
+    }
+    notifier_ = std::thread([this] { notify(); });
+  }
+
+  ~NodeCore() { close(); }
+
+  void close() {
+    std::call_once(closeOnce_, [this] {
+      if (std::this_thread::get_id() == notifier_.get_id() || std::this_thread::get_id() == loop_.get_id()) {
+        throw std::logic_error("Node::close() from a subscription callback or the node's own thread");
+      }
+      try {
+        executor_->executeSync([this] { KJ_IF_MAYBE(f, stop_) { (*f)->fulfill(); } });
+      } catch (const kj::Exception&) {
+        // The loop already ended.
+      }
+      loop_.join();
+      {
+        std::lock_guard lock(notifyMutex_);
+        stopping_ = true;
+      }
+      notifyCv_.notify_all();
+      if (notifier_.joinable()) notifier_.join();
+    });
+  }
+
+  ReplicaId id() const { return id_; }
+  const std::string& address() const { return address_; }
+  const std::string& metricsAddress() const { return metricsAddress_; }
+
+  // Runs f(Runtime&) on the loop thread and waits for it; rethrows what f threw.
+  template <typename F>
+  auto onLoop(F&& f) -> decltype(f(std::declval<Runtime&>())) {
+    using R = decltype(f(std::declval<Runtime&>()));
+    std::exception_ptr error;
+    std::optional<std::conditional_t<std::is_void_v<R>, int, R>> result;
+    try {
+      executor_->executeSync([&] {
+        if (runtime_ == nullptr) {
+          error = std::make_exception_ptr(NodeClosed());
+          return;
+        }
+        try {
+          if constexpr (std::is_void_v<R>) {
+            f(*runtime_);
+            result.emplace(0);
+          } else {
+            result.emplace(f(*runtime_));
+          }
+        } catch (...) {
+          error = std::current_exception();
+        }
+      });
+    } catch (const kj::Exception&) {
+      throw NodeClosed();  // the loop has ended
+    }
+    if (error) std::rethrow_exception(error);
+    if constexpr (!std::is_void_v<R>) return std::move(*result);
+  }
+
+  // Runs f(const gossip::Value* object) with the object (nullptr if absent) under the shared
+  // state lock: never waits behind more than one join on the loop thread.
+  template <typename F>
+  auto read(const std::string& name, F&& f) const {
+    std::shared_lock lock(stateMutex_);
+    if (runtime_ == nullptr) throw NodeClosed();
+    return f(runtime_->engine().find(name));
+  }
+
+  objects::Clock& clock() { return clock_; }
+
+  Subscription subscribe(std::string name, std::function<void(const gossip::Value*)> deliver) {
+    auto sub = std::make_shared<Sub>();
+    sub->name = std::move(name);
+    sub->deliver = std::move(deliver);
+    return add(std::move(sub));
+  }
+  Subscription subscribeMembers(std::function<void(const gossip::MemberEvent&)> deliver) {
+    auto sub = std::make_shared<Sub>();
+    sub->members = true;
+    sub->onMember = std::move(deliver);
+    return add(std::move(sub));
+  }
+  void unsubscribe(uint64_t id) {
+    std::unique_lock lock(notifyMutex_);
+    auto it = subs_.find(id);
+    if (it == subs_.end()) return;
+    if (!it->second->members) {
+      if (--watched_[it->second->name] == 0) watched_.erase(it->second->name);
+    } else {
+      --memberSubs_;
+    }
+    subs_.erase(it);
+    --counters_.subscriptions;
+    if (std::this_thread::get_id() != notifier_.get_id()) {
+      idleCv_.wait(lock, [&] { return calling_ != id; });
+    }
+  }
+
+  std::string metrics() {
+    return onLoop([this](Runtime& rt) { return metricsText(rt); });
+  }
+
+ private:
+  struct Sub {
+    std::string name;
+    bool members = false;
+    std::function<void(const gossip::Value*)> deliver;
+    std::function<void(const gossip::MemberEvent&)> onMember;
+  };
+
+  Subscription add(std::shared_ptr<Sub> sub) {
+    std::lock_guard lock(notifyMutex_);
+    uint64_t id = nextSub_++;
+    if (sub->members) {
+      ++memberSubs_;
+    } else {
+      ++watched_[sub->name];
+    }
+    subs_.emplace(id, std::move(sub));
+    ++counters_.subscriptions;
+    return Subscription(shared_from_this(), id);
+  }
+
+  std::string metricsText(Runtime& rt) {
+    NodeCounters c;
+    {
+      std::lock_guard lock(notifyMutex_);
+      c = counters_;
+    }
+    return prometheusText(rt, c);
+  }
+
+  // Loop thread: an object changed.
+  void changed(const std::string& name) {
+    if (control_) control_->changed(name);
+    std::lock_guard lock(notifyMutex_);
+    if (watched_.count(name) == 0) return;
+    dirty_.insert(name);
+    notifyCv_.notify_one();
+  }
+  // Loop thread: a membership event.
+  void memberEvent(const gossip::MemberEvent& e) {
+    std::lock_guard lock(notifyMutex_);
+    if (memberSubs_ == 0) return;
+    memberEvents_.push_back(e);
+    notifyCv_.notify_one();
+  }
+
+  // The notifier thread: coalesced changes -> callbacks.
+  void notify() {
+    std::unique_lock lock(notifyMutex_);
+    for (;;) {
+      notifyCv_.wait(lock, [&] { return stopping_ || !dirty_.empty() || !memberEvents_.empty(); });
+      if (stopping_) return;
+      auto dirty = std::exchange(dirty_, {});
+      auto events = std::exchange(memberEvents_, {});
+      lock.unlock();
+      std::map<std::string, std::optional<gossip::Value>> snapshots;
+      for (const auto& name : dirty) {
+        std::shared_lock state(stateMutex_);
+        if (runtime_ == nullptr) break;
+        const gossip::Value* v = runtime_->engine().find(name);
+        snapshots[name] = v ? std::optional<gossip::Value>(*v) : std::nullopt;
+      }
+      lock.lock();
+      std::vector<std::pair<uint64_t, std::shared_ptr<Sub>>> targets(subs_.begin(), subs_.end());
+      for (auto& [id, sub] : targets) {
+        if (subs_.count(id) == 0) continue;  // cancelled meanwhile
+        const bool wanted = sub->members ? !events.empty() : snapshots.count(sub->name) != 0;
+        if (!wanted) continue;
+        calling_ = id;
+        lock.unlock();
+        try {
+          if (sub->members) {
+            for (const auto& e : events) sub->onMember(e);
+          } else {
+            const auto& snap = snapshots[sub->name];
+            sub->deliver(snap ? &*snap : nullptr);
+          }
+        } catch (const std::exception& e) {
+          log::error("a subscription callback threw: {}", e.what());
+        }
+        lock.lock();
+        calling_ = 0;
+        ++counters_.notifications;
+        idleCv_.notify_all();
+      }
+    }
+  }
+
+  // The loop thread.
+  void run(std::promise<void>& ready) {
+    bool started = false;
+    try {
+      auto io = kj::setupAsyncIo();
+      auto& network = io.provider->getNetwork();
+      auto& timer = io.provider->getTimer();
+      kj::Own<kj::ConnectionReceiver> listener;
+      try {
+        listener = network.parseAddress(config_.listen).wait(io.waitScope)->listen();
+      } catch (const kj::Exception& e) {
+        throw std::runtime_error("cannot listen on '" + config_.listen + "': " + e.getDescription().cStr());
+      }
+      address_ = config_.advertise.empty() ? hostOf(config_.listen) + ":" + std::to_string(listener->getPort())
+                                           : config_.advertise;
+      kj::Own<kj::ConnectionReceiver> metricsListener;
+      if (!config_.metricsListen.empty()) {
+        try {
+          metricsListener = network.parseAddress(config_.metricsListen).wait(io.waitScope)->listen();
+        } catch (const kj::Exception& e) {
+          throw std::runtime_error("cannot listen on '" + config_.metricsListen + "' (metrics): " +
+                                   e.getDescription().cStr());
+        }
+        metricsAddress_ = hostOf(config_.metricsListen) + ":" + std::to_string(metricsListener->getPort());
+      }
+
+      TcpDialer dialer(network);
+      RuntimeConfig rc;
+      rc.id = id_;
+      rc.address = address_;
+      rc.cluster = config_.cluster;
+      rc.seeds = config_.seeds;
+      rc.gossipIntervalMs = config_.gossipIntervalMs;
+      rc.engine = config_.engine;
+      rc.membership = config_.membership;
+      rc.limits = config_.limits;
+      auto metricsNow = [this] {
+        if (runtime_ == nullptr) throw std::runtime_error("the node is stopping");
+        return metricsText(*runtime_);
+      };
+      ControlService control(clock_, metricsNow);
+      auto rt = kj::heap<Runtime>(rc, *config_.secret, timer, dialer, stateMutex_);
+      control.attach(rt.get());
+      control_ = &control;
+      rt->setControl([&control](ReplicaId) { return control.client(); });
+      rt->setChangeListener([this](const std::string& name) { changed(name); });
+      rt->setMemberListener([this](const gossip::MemberEvent& e) { memberEvent(e); });
+      {
+        std::unique_lock lock(stateMutex_);
+        runtime_ = rt.get();
+      }
+      auto stop = kj::newPromiseAndFulfiller<void>();
+      stop_ = kj::mv(stop.fulfiller);
+      executor_ = kj::getCurrentThreadExecutor().addRef();
+
+      struct Errors : kj::TaskSet::ErrorHandler {
+        void taskFailed(kj::Exception&& e) override { log::warn("node task failed: {}", e.getDescription().cStr()); }
+      } errors;
+      kj::TaskSet tasks(errors);
+      tasks.add(acceptLoop(*listener, *rt));
+      if (metricsListener) {
+        tasks.add(serveMetrics(timer, *metricsListener, metricsNow));
+      }
+      rt->start();
+      log::info("replica {} listening on {} (cluster '{}')", id_.value, address_, config_.cluster);
+      started = true;
+      ready.set_value();
+
+      stop.promise.wait(io.waitScope);
+      rt->leave(config_.leaveGraceMs).wait(io.waitScope);
+      control.attach(nullptr);
+      {
+        std::unique_lock lock(stateMutex_);
+        runtime_ = nullptr;
+      }
+      stop_ = nullptr;
+      control_ = nullptr;
+      // tasks, the runtime (its connections), then the control service go, in that order.
+    } catch (...) {
+      if (!started) {
+        ready.set_exception(std::current_exception());
+      } else {
+        try {
+          throw;
+        } catch (const std::exception& e) {
+          log::error("the node's loop failed: {}", e.what());
+        } catch (const kj::Exception& e) {
+          log::error("the node's loop failed: {}", e.getDescription().cStr());
+        }
+        std::unique_lock lock(stateMutex_);
+        runtime_ = nullptr;
+      }
+    }
+  }
+
+  static kj::Promise<void> acceptLoop(kj::ConnectionReceiver& listener, Runtime& rt) {
+    return listener.accept().then([&listener, &rt](kj::Own<kj::AsyncIoStream> stream) {
+      rt.accept(kj::mv(stream));
+      return acceptLoop(listener, rt);
+    });
+  }
+
+  NodeConfig config_;
+  ReplicaId id_;
+  std::string address_;
+  std::string metricsAddress_;
+  std::thread loop_;
+  std::thread notifier_;
+  std::once_flag closeOnce_;
+  kj::Own<const kj::Executor> executor_;
+  kj::Maybe<kj::Own<kj::PromiseFulfiller<void>>> stop_;  // loop thread only
+  mutable std::shared_mutex stateMutex_;
+  Runtime* runtime_ = nullptr;         // written under the unique state lock
+  ControlService* control_ = nullptr;  // loop thread only
+  objects::Clock clock_;               // loop thread only
+
+  std::mutex notifyMutex_;
+  std::condition_variable notifyCv_;
+  std::condition_variable idleCv_;
+  std::map<uint64_t, std::shared_ptr<Sub>> subs_;
+  std::map<std::string, int> watched_;
+  size_t memberSubs_ = 0;
+  std::set<std::string> dirty_;
+  std::vector<gossip::MemberEvent> memberEvents_;
+  uint64_t nextSub_ = 1;
+  uint64_t calling_ = 0;
+  bool stopping_ = false;
+  NodeCounters counters_;
+};
+
+}  // namespace detail
+
+// ---- Subscription -------------------------------------------------------------------------
+
+Subscription::Subscription(Subscription&& other) noexcept
+    : core_(std::move(other.core_)), id_(std::exchange(other.id_, 0)) {}
+
+Subscription& Subscription::operator=(Subscription&& other) noexcept {
+  if (this != &other) {
+    cancel();
+    core_ = std::move(other.core_);
+    id_ = std::exchange(other.id_, 0);
+  }
+  return *this;
+}
+
+Subscription::~Subscription() { cancel(); }
+
+void Subscription::cancel() {
+  if (core_ && id_ != 0) core_->unsubscribe(id_);
+  core_.reset();
+  id_ = 0;
+}
+
+// ---- handles ------------------------------------------------------------------------------
+
+namespace {
+
+template <typename T>
+const T* as(const gossip::Value* v, const std::string& name) {
+  if (v == nullptr) return nullptr;
+  if (const T* x = std::get_if<T>(v)) return x;
+  throw gossip::KindMismatch("object '" + name + "' is a " + gossip::kindName(*v) + ", not a " +
+                             gossip::kindName(gossip::Value(std::in_place_type<T>)));
+}
+
+// Loop-side checks shared by the handle writes: the kind must match before anything changes.
+std::vector<std::string> sortedElements(const crdt::ORSet<std::string>* s) {
+  std::vector<std::string> out = s ? s->elements() : std::vector<std::string>{};
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::vector<std::pair<std::string, std::string>> sortedEntries(const gossip::Map* m) {
+  std::vector<std::pair<std::string, std::string>> out;
+  if (m) {
+    out.reserve(m->size());
+    m->forEach([&](std::string_view k, const std::string& v) { out.emplace_back(std::string(k), v); });
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace
+
+void Counter::increment(uint64_t n) {
+  if (n > static_cast<uint64_t>(INT64_MAX)) throw std::invalid_argument("Counter::increment: n > INT64_MAX");
+  core_->onLoop([&](Runtime& rt) { objects::increment(rt, name_, static_cast<int64_t>(n)); });
+}
+
+void Counter::decrement(uint64_t n) {
+  if (n > static_cast<uint64_t>(INT64_MAX)) throw std::invalid_argument("Counter::decrement: n > INT64_MAX");
+  core_->onLoop([&](Runtime& rt) { objects::increment(rt, name_, -static_cast<int64_t>(n)); });
+}
+
+int64_t Counter::value() const {
+  return core_->read(name_, [&](const gossip::Value* v) {
+    const auto* c = as<crdt::PNCounter>(v, name_);
+    return c ? c->value() : int64_t{0};
+  });
+}
+
+Subscription Counter::subscribe(std::function<void(const CounterChange&)> callback) {
+  auto last = std::make_shared<int64_t>(value());
+  return core_->subscribe(name_, [last, callback = std::move(callback), name = name_](const gossip::Value* v) {
+    if (v != nullptr && !std::holds_alternative<crdt::PNCounter>(*v)) return;
+    int64_t now = v ? std::get<crdt::PNCounter>(*v).value() : 0;
+    if (now == *last) return;
+    CounterChange change{*last, now};
+    *last = now;
+    callback(change);
+  });
+}
+
+template <typename E>
+void Set<E>::add(const E& element) {
+  core_->onLoop([&](Runtime& rt) { objects::add(rt, name_, element); });
+}
+
+template <typename E>
+void Set<E>::remove(const E& element) {
+  core_->onLoop([&](Runtime& rt) { objects::remove(rt, name_, element); });
+}
+
+template <typename E>
+bool Set<E>::contains(const E& element) const {
+  return core_->read(name_, [&](const gossip::Value* v) {
+    const auto* s = as<crdt::ORSet<std::string>>(v, name_);
+    return s != nullptr && s->contains(element);
+  });
+}
+
+template <typename E>
+std::vector<E> Set<E>::elements() const {
+  return core_->read(name_, [&](const gossip::Value* v) { return sortedElements(as<crdt::ORSet<std::string>>(v, name_)); });
+}
+
+template <typename E>
+size_t Set<E>::size() const {
+  return core_->read(name_, [&](const gossip::Value* v) {
+    const auto* s = as<crdt::ORSet<std::string>>(v, name_);
+    return s ? s->size() : size_t{0};
+  });
+}
+
+template <typename E>
+Subscription Set<E>::subscribe(std::function<void(const SetChange<E>&)> callback) {
+  auto last = std::make_shared<std::vector<E>>(elements());
+  return core_->subscribe(name_, [last, callback = std::move(callback)](const gossip::Value* v) {
+    if (v != nullptr && !std::holds_alternative<crdt::ORSet<std::string>>(*v)) return;
+    auto now = sortedElements(v ? &std::get<crdt::ORSet<std::string>>(*v) : nullptr);
+    SetChange<E> change;
+    std::set_difference(now.begin(), now.end(), last->begin(), last->end(), std::back_inserter(change.added));
+    std::set_difference(last->begin(), last->end(), now.begin(), now.end(), std::back_inserter(change.removed));
+    *last = std::move(now);
+    if (!change.added.empty() || !change.removed.empty()) callback(change);
+  });
+}
+
+template <typename K, typename V>
+void Map<K, V>::put(const K& key, const V& value) {
+  core_->onLoop([&, core = core_.get()](Runtime& rt) { objects::put(rt, core->clock(), name_, key, value); });
+}
+
+template <typename K, typename V>
+void Map<K, V>::remove(const K& key) {
+  core_->onLoop([&](Runtime& rt) { objects::removeKey(rt, name_, key); });
+}
+
+template <typename K, typename V>
+std::optional<V> Map<K, V>::get(const K& key) const {
+  return core_->read(name_, [&](const gossip::Value* v) -> std::optional<V> {
+    const auto* m = as<gossip::Map>(v, name_);
+    if (m == nullptr) return std::nullopt;
+    const V* x = m->get(key);
+    return x ? std::optional<V>(*x) : std::nullopt;
+  });
+}
+
+template <typename K, typename V>
+std::vector<std::pair<K, V>> Map<K, V>::entries() const {
+  return core_->read(name_, [&](const gossip::Value* v) { return sortedEntries(as<gossip::Map>(v, name_)); });
+}
+
+template <typename K, typename V>
+size_t Map<K, V>::size() const {
+  return core_->read(name_, [&](const gossip::Value* v) {
+    const auto* m = as<gossip::Map>(v, name_);
+    return m ? m->size() : size_t{0};
+  });
+}
+
+template <typename K, typename V>
+Subscription Map<K, V>::subscribe(std::function<void(const MapChangeOf<K, V>&)> callback) {
+  auto last = std::make_shared<std::vector<std::pair<K, V>>>(entries());
+  return core_->subscribe(name_, [last, callback = std::move(callback)](const gossip::Value* v) {
+    if (v != nullptr && !std::holds_alternative<gossip::Map>(*v)) return;
+    auto now = sortedEntries(v ? &std::get<gossip::Map>(*v) : nullptr);
+    MapChangeOf<K, V> change;
+    std::set_difference(now.begin(), now.end(), last->begin(), last->end(), std::back_inserter(change.put));
+    auto key = [](const auto& a, const auto& b) { return a.first < b.first; };
+    std::vector<std::pair<K, V>> gone;
+    std::set_difference(last->begin(), last->end(), now.begin(), now.end(), std::back_inserter(gone), key);
+    for (auto& [k, value] : gone) change.removed.push_back(std::move(k));
+    *last = std::move(now);
+    if (!change.put.empty() || !change.removed.empty()) callback(change);
+  });
+}
+
+template class Set<std::string>;
+template class Map<std::string, std::string>;
+
+// ---- Node ---------------------------------------------------------------------------------
+
+Node::Node(NodeConfig config) : core_(std::make_shared<detail::NodeCore>(std::move(config))) {}
+
+Node::~Node() {
+  try {
+    close();
+  } catch (const std::exception& e) {
+    log::error("closing the node: {}", e.what());
+  }
+}
+
+ReplicaId Node::id() const { return core_->id(); }
+std::string Node::address() const { return core_->address(); }
+std::string Node::metricsAddress() const { return core_->metricsAddress(); }
+
+void Node::checkKind(const std::string& name, Kind kind) {
+  core_->read(name, [&](const gossip::Value* v) {
+    switch (kind) {
+      case Kind::counter: as<crdt::PNCounter>(v, name); break;
+      case Kind::set: as<crdt::ORSet<std::string>>(v, name); break;
+      case Kind::map: as<gossip::Map>(v, name); break;
+    }
+    return 0;
+  });
+}
+
+Counter Node::counter(const std::string& name) {
+  checkKind(name, Kind::counter);
+  return Counter(core_, name);
+}
+
+std::vector<Member> Node::members() const {
+  return core_->onLoop([](Runtime& rt) {
+    std::vector<Member> out;
+    for (const auto& r : rt.members()) out.push_back(Member{r.id, r.address, r.state, r.incarnation, r.self});
+    return out;
+  });
+}
+
+Subscription Node::onMembers(std::function<void(const gossip::MemberEvent&)> callback) {
+  return core_->subscribeMembers(std::move(callback));
+}
+
+std::string Node::metrics() const { return core_->metrics(); }
+
+void Node::close() { core_->close(); }
+
+}  // namespace deltasync

@@ -1,0 +1,223 @@
+// deltasync::Node: what an application embeds. One replica of the cluster's state, replicated
+// by gossip over authenticated Cap'n Proto RPC (TCP).
+//
+//   deltasync::NodeConfig config;
+//   config.listen = "127.0.0.1:7000";
+//   config.seeds = {"127.0.0.2:7000"};
+//   config.secret = deltasync::gossip::Secret::fromFile("cluster.secret");
+//   deltasync::Node node(config);
+//   auto hits = node.counter("hits");                           hits.increment(3); hits.value();
+//   auto tags = node.set<std::string>("tags");                  tags.add("x"); tags.contains("x");
+//   auto users = node.map<std::string, std::string>("users");   users.put("alice", "online");
+//   auto sub = users.subscribe([](const deltasync::MapChange& c) { ... });
+//
+// Threads: the node runs one KJ event loop thread (lib/runtime.h: engine, membership, peers) and
+// one notifier thread (subscriptions). Handles are cheap to copy and safe to use from any thread.
+//   writes  run on the loop thread (posted to it and waited for): when increment()/add()/put()
+//           return, the update is in the node's state and its delta in the log that gossip
+//           sends to peers;
+//   reads   never wait behind gossip: they read the state under a shared lock that the loop
+//           thread takes exclusively only while it joins one update or one received message;
+//   subscriptions are coalesced (several changes in between give one callback with their net
+//           effect) and run on the notifier thread, off the replication path. A callback may call
+//           the node's handles; it must not block for long (it delays later notifications).
+//
+// Objects: one kind per name for ever, across the cluster. A handle of another kind for an
+// existing name throws gossip::KindMismatch (at creation, or at use if a peer created the name
+// first with another kind). Calls on a closed node throw NodeClosed.
+//
+// Limits: a subscription diffs the whole object against its previous copy per notification
+// (O(object size) per coalesced batch); fine for the presence-sized objects this is for.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "crdt/dot.h"
+#include "gossip/auth.h"
+#include "gossip/engine.h"
+#include "gossip/limits.h"
+#include "gossip/membership.h"
+
+namespace deltasync {
+
+using crdt::ReplicaId;
+
+struct NodeConfig {
+  std::string listen = "127.0.0.1:0";  // host:port to accept peers on; port 0 picks a free one
+  std::string advertise;                // the address peers dial; "" = the bound listen address
+  std::vector<std::string> seeds;       // addresses of members to join through
+  std::string cluster = "deltasync";    // nodes of other clusters are refused at the handshake
+  std::optional<gossip::Secret> secret; // required (>= 32 bytes); no default
+  ReplicaId id{};                       // 0: a random id
+  uint64_t gossipIntervalMs = 100;
+  std::string metricsListen;            // host:port for Prometheus text over HTTP; "" = off
+  uint64_t leaveGraceMs = 500;          // how long close() waits to announce the leave
+  gossip::EngineConfig engine;
+  gossip::MembershipConfig membership;
+  gossip::Limits limits;
+};
+
+class NodeClosed : public std::runtime_error {
+ public:
+  NodeClosed() : std::runtime_error("the node is closed") {}
+};
+
+struct Member {
+  ReplicaId id;
+  std::string address;
+  gossip::MemberState state;
+  uint64_t incarnation;
+  bool self;
+};
+
+struct CounterChange {
+  int64_t before;
+  int64_t after;
+};
+template <typename E>
+struct SetChange {
+  std::vector<E> added;    // sorted
+  std::vector<E> removed;  // sorted
+};
+template <typename K, typename V>
+struct MapChangeOf {
+  std::vector<std::pair<K, V>> put;  // new keys and changed values, sorted by key
+  std::vector<K> removed;            // sorted
+};
+using MapChange = MapChangeOf<std::string, std::string>;
+
+namespace detail {
+class NodeCore;
+}
+
+// Ends its subscription when destroyed (or by cancel()). After cancel() returns, the callback is
+// not running and will not run again (unless cancel() is called from inside the callback).
+class Subscription {
+ public:
+  Subscription() = default;
+  Subscription(Subscription&& other) noexcept;
+  Subscription& operator=(Subscription&& other) noexcept;
+  ~Subscription();
+  void cancel();
+
+ private:
+  friend class detail::NodeCore;
+  Subscription(std::shared_ptr<detail::NodeCore> core, uint64_t id) : core_(std::move(core)), id_(id) {}
+  std::shared_ptr<detail::NodeCore> core_;
+  uint64_t id_ = 0;
+};
+
+// A PN-counter.
+class Counter {
+ public:
+  void increment(uint64_t n = 1);
+  void decrement(uint64_t n = 1);
+  int64_t value() const;
+  Subscription subscribe(std::function<void(const CounterChange&)> callback);
+  const std::string& name() const { return name_; }
+
+ private:
+  friend class Node;
+  Counter(std::shared_ptr<detail::NodeCore> core, std::string name) : core_(std::move(core)), name_(std::move(name)) {}
+  std::shared_ptr<detail::NodeCore> core_;
+  std::string name_;
+};
+
+// An add-wins set. Elements are strings (the wire has one element kind).
+template <typename E>
+class Set {
+  static_assert(std::is_same_v<E, std::string>, "deltasync::Set holds std::string elements");
+
+ public:
+  void add(const E& element);
+  void remove(const E& element);
+  bool contains(const E& element) const;
+  std::vector<E> elements() const;  // sorted
+  size_t size() const;
+  Subscription subscribe(std::function<void(const SetChange<E>&)> callback);
+  const std::string& name() const { return name_; }
+
+ private:
+  friend class Node;
+  Set(std::shared_ptr<detail::NodeCore> core, std::string name) : core_(std::move(core)), name_(std::move(name)) {}
+  std::shared_ptr<detail::NodeCore> core_;
+  std::string name_;
+};
+
+// An add-wins map with last-writer-wins values (hybrid logical clock timestamps; a put always
+// wins over the value it replaced here, whatever the clocks say).
+template <typename K, typename V>
+class Map {
+  static_assert(std::is_same_v<K, std::string> && std::is_same_v<V, std::string>,
+                "deltasync::Map maps std::string keys to std::string values");
+
+ public:
+  void put(const K& key, const V& value);
+  void remove(const K& key);
+  std::optional<V> get(const K& key) const;
+  std::vector<std::pair<K, V>> entries() const;  // sorted by key
+  size_t size() const;
+  Subscription subscribe(std::function<void(const MapChangeOf<K, V>&)> callback);
+  const std::string& name() const { return name_; }
+
+ private:
+  friend class Node;
+  Map(std::shared_ptr<detail::NodeCore> core, std::string name) : core_(std::move(core)), name_(std::move(name)) {}
+  std::shared_ptr<detail::NodeCore> core_;
+  std::string name_;
+};
+
+extern template class Set<std::string>;
+extern template class Map<std::string, std::string>;
+
+class Node {
+ public:
+  // Binds the listen address and starts; throws std::invalid_argument for a bad configuration
+  // (no secret, bad address) and std::runtime_error when the address cannot be bound.
+  explicit Node(NodeConfig config);
+  // close()s.
+  ~Node();
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+
+  ReplicaId id() const;
+  std::string address() const;          // as advertised to peers
+  std::string metricsAddress() const;   // "" when off
+
+  Counter counter(const std::string& name);
+  template <typename E>
+  Set<E> set(const std::string& name) {
+    checkKind(name, Kind::set);
+    return Set<E>(core_, name);
+  }
+  template <typename K, typename V>
+  Map<K, V> map(const std::string& name) {
+    checkKind(name, Kind::map);
+    return Map<K, V>(core_, name);
+  }
+
+  std::vector<Member> members() const;
+  // Member events (up, suspect, down, left, removed) on the notifier thread.
+  Subscription onMembers(std::function<void(const gossip::MemberEvent&)> callback);
+  // The node's metrics as Prometheus text.
+  std::string metrics() const;
+
+  // Announces the leave to the view (waiting at most leaveGraceMs), then stops both threads.
+  // Idempotent. Handles then throw NodeClosed.
+  void close();
+
+ private:
+  enum class Kind { counter, set, map };
+  void checkKind(const std::string& name, Kind kind);
+  std::shared_ptr<detail::NodeCore> core_;
+};
+
+}  // namespace deltasync

@@ -1,0 +1,103 @@
+#include "lib/objects.h"
+
+#include <algorithm>
+#include <chrono>
+#include <stdexcept>
+
+#include "lib/runtime.h"
+
+namespace deltasync::objects {
+
+using gossip::Value;
+
+namespace {
+
+uint64_t wallMillis() {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count());
+}
+
+}  // namespace
+
+crdt::Timestamp Clock::after(crdt::Timestamp replaced) {
+  try {
+    return hlc_.update(replaced, wallMillis());
+  } catch (const crdt::ClockSkewError&) {
+    // The replaced stamp is further ahead of our clock than the HLC accepts: do not let it drag
+    // our clock along; the write gets our own time (and may lose to that value).
+    return hlc_.now(wallMillis());
+  }
+}
+
+void increment(Runtime& rt, const std::string& name, int64_t by) {
+  const ReplicaId self = rt.id();
+  if (by == 0) return;
+  const uint64_t n = by > 0 ? static_cast<uint64_t>(by) : uint64_t{0} - static_cast<uint64_t>(by);
+  rt.update<crdt::PNCounter>(name, [&](crdt::PNCounter& c) { return by > 0 ? c.increment(self, n) : c.decrement(self, n); });
+}
+
+void add(Runtime& rt, const std::string& name, const std::string& element) {
+  const ReplicaId self = rt.id();
+  rt.update<crdt::ORSet<std::string>>(name, [&](crdt::ORSet<std::string>& s) { return s.add(self, element); });
+}
+
+void remove(Runtime& rt, const std::string& name, const std::string& element) {
+  rt.update<crdt::ORSet<std::string>>(name, [&](crdt::ORSet<std::string>& s) { return s.remove(element); });
+}
+
+void put(Runtime& rt, Clock& clock, const std::string& name, const std::string& key, const std::string& value) {
+  const ReplicaId self = rt.id();
+  rt.update<gossip::Map>(name, [&](gossip::Map& m) {
+    const crdt::Timestamp replaced = m.contains(key) ? m.stampOf(key).first : crdt::Timestamp{};
+    return m.set(self, key, value, clock.after(replaced));
+  });
+}
+
+void removeKey(Runtime& rt, const std::string& name, const std::string& key) {
+  rt.update<gossip::Map>(name, [&](gossip::Map& m) { return m.remove(key); });
+}
+
+void removeAny(Runtime& rt, const std::string& name, const std::string& item) {
+  const Value* v = rt.engine().find(name);
+  if (v == nullptr) throw std::invalid_argument("no object named '" + name + "'");
+  if (std::holds_alternative<crdt::ORSet<std::string>>(*v)) {
+    remove(rt, name, item);
+  } else if (std::holds_alternative<gossip::Map>(*v)) {
+    removeKey(rt, name, item);
+  } else {
+    throw std::invalid_argument("'" + name + "' is a " + gossip::kindName(*v) + ": remove takes a set or a map");
+  }
+}
+
+std::vector<std::string> render(const Value& value) {
+  std::vector<std::string> lines;
+  std::visit(
+      [&](const auto& x) {
+        using T = std::decay_t<decltype(x)>;
+        if constexpr (std::is_same_v<T, crdt::GCounter> || std::is_same_v<T, crdt::PNCounter>) {
+          lines.push_back(std::to_string(x.value()));
+        } else if constexpr (std::is_same_v<T, crdt::LWWRegister<std::string>>) {
+          if (const auto* s = x.get()) lines.push_back(*s);
+        } else if constexpr (std::is_same_v<T, crdt::MVRegister<std::string>>) {
+          lines = x.values();
+        } else if constexpr (std::is_same_v<T, crdt::EWFlag>) {
+          lines.push_back(x.read() ? "true" : "false");
+        } else if constexpr (std::is_same_v<T, crdt::ORSet<std::string>>) {
+          x.forEach([&](std::string_view e) { lines.emplace_back(e); });
+        } else if constexpr (std::is_same_v<T, gossip::Map>) {
+          x.forEach([&](std::string_view k, const std::string& v) { lines.push_back(std::string(k) + "=" + v); });
+        } else {
+          x.forEachKey([&](const std::string& k) {
+            x.get(k).forEach([&](std::string_view f, const std::string& v) {
+              lines.push_back(k + "." + std::string(f) + "=" + v);
+            });
+          });
+        }
+      },
+      value);
+  std::sort(lines.begin(), lines.end());
+  return lines;
+}
+
+}  // namespace deltasync::objects

@@ -1,0 +1,47 @@
+// Operations on a node's named objects, run on the loop thread: the one place that turns "add x
+// to set s" into a CRDT mutation for both the handles (lib/node.h) and `deltasync ctl`
+// (lib/control.h), and renders an object as text.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "crdt/hlc.h"
+#include "gossip/object.h"
+
+namespace deltasync {
+
+class Runtime;
+
+namespace objects {
+
+// Timestamps for last-writer-wins writes: a hybrid logical clock over the wall clock, and never
+// below the stamp the write replaces, so a put always wins over the value this node saw (even
+// when the writer of that value had a clock ahead of ours, within the HLC's skew bound).
+class Clock {
+ public:
+  crdt::Timestamp after(crdt::Timestamp replaced);
+
+ private:
+  crdt::HybridLogicalClock hlc_;
+};
+
+// A PN-counter: by > 0 increments, by < 0 decrements.
+void increment(Runtime& rt, const std::string& name, int64_t by);
+// An OR-set element.
+void add(Runtime& rt, const std::string& name, const std::string& element);
+void remove(Runtime& rt, const std::string& name, const std::string& element);
+// An AW-LWW-map entry.
+void put(Runtime& rt, Clock& clock, const std::string& name, const std::string& key, const std::string& value);
+void removeKey(Runtime& rt, const std::string& name, const std::string& key);
+// A set element or a map key, whichever kind `name` has; std::invalid_argument for other kinds
+// or an absent name.
+void removeAny(Runtime& rt, const std::string& name, const std::string& item);
+
+// The object as text lines: a counter's value; a set's elements; a map's "key=value" entries;
+// a register's value(s); a flag's "true"/"false"; an or-map's "key.field=value" entries. Sorted.
+std::vector<std::string> render(const gossip::Value& value);
+
+}  // namespace objects
+}  // namespace deltasync

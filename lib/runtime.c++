@@ -1,0 +1,451 @@
+#include "lib/runtime.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "gossip/envelope-wire.h"
+#include "lib/log.h"
+
+namespace deltasync {
+
+using gossip::Message;
+
+namespace {
+
+bool isMembershipMessage(const Message& m) {
+  return std::holds_alternative<gossip::PingMsg>(m) || std::holds_alternative<gossip::PingReqMsg>(m) ||
+         std::holds_alternative<gossip::PingAckMsg>(m);
+}
+
+bool isBulk(const Message& m) {
+  return std::holds_alternative<gossip::DeltaPushMsg>(m) || std::holds_alternative<gossip::StateChunkMsg>(m);
+}
+
+std::string describe(const kj::Exception* e) {
+  return e == nullptr ? std::string("disconnected") : std::string(e->getDescription().cStr());
+}
+
+// Rate limits for the log, per process (the loop is single-threaded, but tests run several
+// runtimes in one loop: sharing is harmless).
+log::RateLimit linkLog(1000);
+log::RateLimit rejectLog(1000);
+
+}  // namespace
+
+struct Runtime::Connection {
+  kj::Own<kj::AsyncIoStream> stream;
+  gossip::RpcConnection rpc;  // after stream: destroyed first
+
+  Connection(kj::Own<kj::AsyncIoStream> s, capnp::Capability::Client bootstrap, const gossip::Limits& limits)
+      : stream(kj::mv(s)), rpc(*stream, kj::mv(bootstrap), limits) {}
+  Connection(kj::Own<kj::AsyncIoStream> s, const gossip::Limits& limits) : stream(kj::mv(s)), rpc(*stream, limits) {}
+};
+
+struct Runtime::Link {
+  enum class State { idle, connecting, ready };
+  ReplicaId id;
+  std::string address;
+  State state = State::idle;
+  uint64_t generation = 0;  // bumped whenever a connection attempt starts or ends
+  kj::Own<Connection> conn;
+  kj::Maybe<wire::Replicator::Client> replicator;
+  std::deque<Message> urgent;
+  std::deque<Message> bulk;
+  uint32_t urgentInflight = 0;
+  uint32_t bulkInflight = 0;
+  uint64_t backoffMs = 0;
+  uint64_t retryAtMs = 0;
+};
+
+void Runtime::ErrorHandler::taskFailed(kj::Exception&& e) {
+  log::debug("background task failed: {}", e.getDescription().cStr());
+}
+
+Runtime::Runtime(RuntimeConfig config, gossip::Secret secret, kj::Timer& timer, Dialer& dialer,
+                 std::shared_mutex& stateMutex)
+    : config_(std::move(config)),
+      secret_(std::move(secret)),
+      timer_(timer),
+      dialer_(dialer),
+      start_(timer.now()),
+      rng_(config_.id.value * 0x9E3779B97F4A7C15ull + 1),
+      stateMutex_(stateMutex),
+      engine_(config_.id, config_.engine),
+      membership_(config_.id, config_.address, [&] {
+        auto m = config_.membership;
+        m.seed ^= config_.id.value;
+        return m;
+      }()),
+      gatekeeper_(nullptr),
+      gatekeeperCap_(nullptr),
+      tasks_(errors_) {
+  if (config_.id.value == 0) throw std::invalid_argument("Runtime: replica id must be nonzero");
+  auto gk = kj::heap<gossip::Gatekeeper>(
+      secret_, config_.id, config_.cluster, config_.limits,
+      [this](ReplicaId from, Message m) { onMessage(from, std::move(m)); }, gossip::randomNonce,
+      [this](ReplicaId peer) -> wire::Control::Client {
+        if (!control_) throw std::runtime_error("this node serves no control interface");
+        return control_(peer);
+      });
+  gatekeeper_ = gk.get();
+  gatekeeperCap_ = kj::mv(gk);
+  for (const auto& s : config_.seeds) {
+    if (s != config_.address) seeds_.push_back(Seed{s});
+  }
+}
+
+Runtime::~Runtime() = default;
+
+uint64_t Runtime::nowMs() const { return (timer_.now() - start_) / kj::MILLISECONDS; }
+
+uint64_t Runtime::jitter(uint64_t ms) {
+  rng_ += 0x9E3779B97F4A7C15ull;
+  uint64_t z = rng_;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  z ^= z >> 31;
+  return ms / 2 + (ms > 1 ? z % (ms / 2 + 1) : 0);  // [ms/2, ms]
+}
+
+void Runtime::setChangeListener(std::function<void(const std::string&)> f) { engine_.setChangeListener(std::move(f)); }
+
+void Runtime::start() {
+  tasks_.add(gossipLoop());
+  tasks_.add(membershipLoop());
+  for (size_t i = 0; i < seeds_.size(); ++i) dialSeed(i);
+}
+
+void Runtime::accept(kj::Own<kj::AsyncIoStream> stream) {
+  if (stopped_ || inbound_.size() >= config_.maxInbound) {
+    ++stats_.inboundRefused;
+    return;  // the stream closes as it goes out of scope
+  }
+  uint64_t serial = nextSerial_++;
+  auto conn = kj::heap<Connection>(kj::mv(stream), gatekeeperCap_, config_.limits);
+  auto disconnected = conn->rpc.onDisconnect();
+  inbound_.emplace(serial, kj::mv(conn));
+  tasks_.add(disconnected.then([this, serial]() {
+    auto it = inbound_.find(serial);
+    if (it == inbound_.end()) return;
+    dropLater(kj::mv(it->second));
+    inbound_.erase(it);
+  }));
+}
+
+void Runtime::dropLater(kj::Own<Connection> connection) {
+  if (connection.get() == nullptr) return;
+  tasks_.add(kj::evalLater([c = kj::mv(connection)]() mutable { c = nullptr; }));
+}
+
+// ---- inbound messages ---------------------------------------------------------------------
+
+void Runtime::onMessage(ReplicaId from, Message message) {
+  if (stopped_) throw gossip::ProtocolError("this node is leaving");
+  out_.clear();
+  try {
+    if (isMembershipMessage(message)) {
+      membership_.receive(from, message, nowMs(), out_);
+    } else {
+      std::unique_lock lock(stateMutex_);
+      engine_.receive(from, message, out_);
+    }
+  } catch (const std::exception& e) {
+    ++stats_.messagesRejected;
+    out_.clear();
+    if (rejectLog.allow(nowMs())) {
+      log::warn("rejected a message from {}: {} ({} similar suppressed)", from.value, e.what(), rejectLog.suppressed());
+    }
+    throw;
+  }
+  ++stats_.messagesReceived;
+  send(out_);
+  afterStep();
+}
+
+void Runtime::afterStep() {
+  for (const auto& e : membership_.takeEvents()) {
+    if (e.removed) {
+      if (auto it = links_.find(e.id); it != links_.end()) {
+        dropLater(kj::mv(it->second->conn));
+        links_.erase(it);
+      }
+    }
+    if (e.state == gossip::MemberState::suspect && !e.removed) ++stats_.suspicions;
+    if (onMember_) onMember_(e);
+  }
+  const auto& view = membership_.view();
+  if (view != view_) {
+    view_ = view;
+    engine_.setNeighbors(view_);
+  }
+}
+
+// ---- timers -------------------------------------------------------------------------------
+
+kj::Promise<void> Runtime::gossipLoop() {
+  return timer_.afterDelay(config_.gossipIntervalMs * kj::MILLISECONDS).then([this]() -> kj::Promise<void> {
+    if (stopped_) return kj::READY_NOW;
+    out_.clear();
+    engine_.tick(out_);
+    send(out_);
+    return gossipLoop();
+  });
+}
+
+kj::Promise<void> Runtime::membershipLoop() {
+  return timer_.afterDelay(config_.membershipTickMs * kj::MILLISECONDS).then([this]() -> kj::Promise<void> {
+    if (stopped_) return kj::READY_NOW;
+    uint64_t now = nowMs();
+    out_.clear();
+    membership_.tick(now, out_);
+    send(out_);
+    afterStep();
+    // Seeds not answered yet; and again when this node knows no live member (say, it started
+    // before every seed, or all its members were removed while it was cut off).
+    bool alone = membership_.liveMembers().size() <= 1;
+    for (size_t i = 0; i < seeds_.size(); ++i) {
+      Seed& s = seeds_[i];
+      if (alone && s.answered && now >= s.retryAtMs) s.answered = false;
+      if (!s.answered && !s.dialing && now >= s.retryAtMs) dialSeed(i);
+    }
+    // Links that hold messages and whose backoff is over.
+    for (auto& [id, link] : links_) {
+      if (link->state == Link::State::idle && (!link->urgent.empty() || !link->bulk.empty())) pump(*link);
+    }
+    return membershipLoop();
+  });
+}
+
+// ---- seeds --------------------------------------------------------------------------------
+
+void Runtime::dialSeed(size_t index) {
+  Seed& seed = seeds_[index];
+  seed.dialing = true;
+  auto conn = std::make_shared<kj::Own<Connection>>();
+  auto attempt = dialer_.connect(seed.address).then([this, conn](kj::Own<kj::AsyncIoStream> stream) {
+    *conn = kj::heap<Connection>(kj::mv(stream), config_.limits);
+    return gossip::authenticate((*conn)->rpc.gatekeeper(), secret_, config_.id, config_.cluster);
+  });
+  tasks_.add(timer_.timeoutAfter(config_.handshakeTimeoutMs * kj::MILLISECONDS, kj::mv(attempt))
+                 .then(
+                     [this, index, conn](gossip::Authenticated a) {
+                       Seed& s = seeds_[index];
+                       s.dialing = false;
+                       s.answered = true;
+                       s.backoffMs = 0;
+                       s.retryAtMs = nowMs() + config_.reconnectMaxMs;  // re-seed no sooner when alone
+                       dropLater(kj::mv(*conn));  // membership dials the member itself
+                       if (a.peer == config_.id) return;
+                       log::debug("seed {} is replica {}", s.address, a.peer.value);
+                       membership_.addSeed(a.peer, s.address, nowMs());
+                       afterStep();
+                     },
+                     [this, index, conn](kj::Exception&& e) {
+                       Seed& s = seeds_[index];
+                       s.dialing = false;
+                       s.backoffMs = s.backoffMs == 0 ? config_.reconnectMinMs
+                                                      : std::min(2 * s.backoffMs, config_.reconnectMaxMs);
+                       s.retryAtMs = nowMs() + jitter(s.backoffMs);
+                       dropLater(kj::mv(*conn));
+                       if (linkLog.allow(nowMs())) {
+                         log::info("seed {}: {} (retrying; {} similar suppressed)", s.address,
+                                   e.getDescription().cStr(), linkLog.suppressed());
+                       }
+                     }));
+}
+
+// ---- outbound links -----------------------------------------------------------------------
+
+Runtime::Link* Runtime::linkFor(ReplicaId id) {
+  const gossip::MemberInfo* member = membership_.member(id);
+  auto it = links_.find(id);
+  if (it != links_.end()) {
+    Link& link = *it->second;
+    if (member != nullptr && !member->address.empty() && member->address != link.address &&
+        link.state == Link::State::idle) {
+      link.address = member->address;  // the member moved (restarted elsewhere with its id)
+    }
+    return &link;
+  }
+  if (member == nullptr || member->address.empty()) return nullptr;
+  auto link = std::make_unique<Link>();
+  link->id = id;
+  link->address = member->address;
+  return links_.emplace(id, std::move(link)).first->second.get();
+}
+
+void Runtime::send(std::vector<gossip::Outgoing>& out) {
+  for (auto& o : out) enqueue(o.to, std::move(o.message));
+  out.clear();
+}
+
+void Runtime::enqueue(ReplicaId to, Message message) {
+  Link* link = linkFor(to);
+  if (link == nullptr) {
+    ++stats_.messagesDropped;  // no address known (yet): the protocols retry
+    return;
+  }
+  auto& queue = isBulk(message) ? link->bulk : link->urgent;
+  if (queue.size() >= config_.maxQueuedPerPeer) {
+    ++stats_.messagesDropped;
+    return;
+  }
+  queue.push_back(std::move(message));
+  pump(*link);
+}
+
+void Runtime::pump(Link& link) {
+  if (link.state == Link::State::idle) {
+    if ((!link.urgent.empty() || !link.bulk.empty()) && nowMs() >= link.retryAtMs) dial(link);
+    return;
+  }
+  if (link.state != Link::State::ready) return;
+  auto& replicator = KJ_ASSERT_NONNULL(link.replicator);
+  for (;;) {
+    const bool urgent = !link.urgent.empty() && link.urgentInflight < config_.maxUrgentInflight;
+    const bool bulk = !urgent && !link.bulk.empty() && link.bulkInflight < config_.maxBulkInflight;
+    if (!urgent && !bulk) return;
+    auto& queue = urgent ? link.urgent : link.bulk;
+    auto request = replicator.deliverRequest();
+    gossip::encodeEnvelope(queue.front(), request.initEnvelope());
+    queue.pop_front();
+    const uint64_t bytes = request.totalSize().wordCount * 8;
+    (urgent ? link.urgentInflight : link.bulkInflight)++;
+    const ReplicaId id = link.id;
+    const uint64_t generation = link.generation;
+    auto done = [this, id, generation, urgent]() -> Link* {
+      auto it = links_.find(id);
+      if (it == links_.end() || it->second->generation != generation) return nullptr;
+      Link& l = *it->second;
+      (urgent ? l.urgentInflight : l.bulkInflight)--;
+      return &l;
+    };
+    const kj::TimePoint sentAt = timer_.now();
+    tasks_.add(request.send().then(
+        [this, done, bytes, sentAt](capnp::Response<wire::Replicator::DeliverResults>&&) {
+          deliverLatency_.observe(static_cast<double>((timer_.now() - sentAt) / kj::MICROSECONDS) / 1e6);
+          ++stats_.messagesSent;
+          stats_.bytesSent += bytes;
+          if (Link* l = done()) pump(*l);
+        },
+        [this, done, id, generation](kj::Exception&& e) {
+          if (e.getType() == kj::Exception::Type::DISCONNECTED) {
+            broken(id, generation, &e);
+            return;
+          }
+          ++stats_.sendsRejected;
+          if (rejectLog.allow(nowMs())) {
+            log::warn("peer {} refused a message: {} ({} similar suppressed)", id.value, e.getDescription().cStr(),
+                      rejectLog.suppressed());
+          }
+          if (Link* l = done()) pump(*l);
+        }));
+  }
+}
+
+void Runtime::dial(Link& link) {
+  link.state = Link::State::connecting;
+  const uint64_t generation = ++link.generation;
+  const ReplicaId id = link.id;
+  auto attempt = dialer_.connect(link.address).then([this, id, generation](kj::Own<kj::AsyncIoStream> stream) {
+    auto it = links_.find(id);
+    if (it == links_.end() || it->second->generation != generation) {
+      return kj::Promise<void>(KJ_EXCEPTION(DISCONNECTED, "link superseded"));
+    }
+    Link& l = *it->second;
+    l.conn = kj::heap<Connection>(kj::mv(stream), config_.limits);
+    return gossip::authenticate(l.conn->rpc.gatekeeper(), secret_, config_.id, config_.cluster)
+        .then([this, id, generation](gossip::Authenticated a) {
+          auto it = links_.find(id);
+          if (it == links_.end() || it->second->generation != generation) return;
+          Link& l = *it->second;
+          if (a.peer != id) {
+            KJ_FAIL_REQUIRE("the address answered as another replica", l.address, a.peer.value, id.value);
+          }
+          l.replicator = kj::mv(a.replicator);
+          l.state = Link::State::ready;
+          l.backoffMs = 0;
+          ++stats_.connects;
+          log::debug("connected to {} at {}", id.value, l.address);
+          tasks_.add(l.conn->rpc.onDisconnect().then([this, id, generation]() { broken(id, generation, nullptr); }));
+          pump(l);
+        });
+  });
+  tasks_.add(timer_.timeoutAfter(config_.handshakeTimeoutMs * kj::MILLISECONDS, kj::mv(attempt))
+                 .catch_([this, id, generation](kj::Exception&& e) { broken(id, generation, &e); }));
+}
+
+void Runtime::broken(ReplicaId id, uint64_t generation, const kj::Exception* why) {
+  auto it = links_.find(id);
+  if (it == links_.end() || it->second->generation != generation) return;
+  Link& link = *it->second;
+  if (link.state == Link::State::ready) {
+    ++stats_.disconnects;
+  } else {
+    ++stats_.connectFailures;
+  }
+  stats_.messagesDropped += link.urgent.size() + link.bulk.size();
+  link.urgent.clear();
+  link.bulk.clear();
+  link.urgentInflight = 0;
+  link.bulkInflight = 0;
+  link.replicator = nullptr;
+  dropLater(kj::mv(link.conn));
+  link.state = Link::State::idle;
+  ++link.generation;  // completions of the old attempt are ignored from now on
+  link.backoffMs = link.backoffMs == 0 ? config_.reconnectMinMs : std::min(2 * link.backoffMs, config_.reconnectMaxMs);
+  link.retryAtMs = nowMs() + jitter(link.backoffMs);
+  if (linkLog.allow(nowMs())) {
+    log::info("link to {} at {}: {} ({} similar suppressed)", id.value, link.address, describe(why),
+              linkLog.suppressed());
+  }
+}
+
+size_t Runtime::readyLinks() const {
+  size_t n = 0;
+  for (const auto& [id, link] : links_) n += link->state == Link::State::ready;
+  return n;
+}
+
+uint64_t Runtime::replicationLag() const {
+  uint64_t lag = 0;
+  for (ReplicaId j : engine_.neighbors()) lag = std::max(lag, engine_.seq() - std::min(engine_.seq(), engine_.ackedBy(j)));
+  return lag;
+}
+
+// ---- leaving ------------------------------------------------------------------------------
+
+kj::Promise<void> Runtime::leave(uint64_t graceMs) {
+  if (stopped_) return kj::READY_NOW;
+  out_.clear();
+  membership_.leave(out_);
+  send(out_);
+  stopped_ = true;
+  const uint64_t deadline = nowMs() + graceMs;
+  // Wait until every link has handed over its urgent messages (the announcement), or the grace
+  // period ends.
+  struct Waiter {
+    static kj::Promise<void> loop(Runtime& rt, uint64_t deadline) {
+      bool flushed = true;
+      for (const auto& [id, link] : rt.links_) {
+        if (link->state != Link::State::idle && (!link->urgent.empty() || link->urgentInflight > 0)) flushed = false;
+      }
+      if (flushed || rt.nowMs() >= deadline) return kj::READY_NOW;
+      return rt.timer_.afterDelay(5 * kj::MILLISECONDS).then([&rt, deadline]() { return loop(rt, deadline); });
+    }
+  };
+  return Waiter::loop(*this, deadline);
+}
+
+std::vector<MemberRow> Runtime::members() const {
+  std::vector<MemberRow> rows;
+  rows.push_back(MemberRow{config_.id, config_.address, gossip::MemberState::alive, membership_.incarnation(), true});
+  for (const auto& m : membership_.members()) {
+    if (m.removed) continue;
+    rows.push_back(MemberRow{m.id, m.address, m.state, m.incarnation, false});
+  }
+  std::sort(rows.begin(), rows.end(), [](const MemberRow& a, const MemberRow& b) { return a.id < b.id; });
+  return rows;
+}
+
+}  // namespace deltasync

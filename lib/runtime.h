@@ -1,0 +1,220 @@
+// The node's protocol driver: the gossip engine and membership of one replica, wired to peers
+// over authenticated Cap'n Proto RPC, on one KJ event loop.
+//
+// Everything here runs on the loop's thread (lib/node.h owns that thread and hands work to it).
+// Time and the network come in from outside: a kj::Timer (a real one, or a kj::TimerImpl a test
+// advances by hand) and a Dialer that opens streams to addresses (TCP, or in tests pipes between
+// runtimes in one loop). So the same code runs in the in-process tests and in `deltasync node`.
+//
+// Data flow:
+//   local update  -> update<T>() -> Engine::update (under the state lock) -> pushed on the next
+//                    gossip tick;
+//   tick          -> every gossipIntervalMs Engine::tick, every membershipTickMs Membership::tick
+//                    -> Outgoing messages -> per-peer queues -> Replicator.deliver();
+//   inbound       -> Gatekeeper (handshake; gossip/rpc.h) -> validated Message from the
+//                    authenticated id -> Membership (Ping/PingReq/PingAck) or Engine (the rest),
+//                    under the state lock; a ProtocolError fails that call only.
+//   views         -> Membership::view() is the engine's neighbour set (refreshed after each step).
+//
+// Peer links (one per remote id we send to; inbound connections only carry what peers send us):
+//   idle -> connecting (dial, handshake; the peer must prove the id we expect) -> ready.
+//   A failed dial, handshake or delivery, or a disconnect, returns the link to idle; it retries
+//   when it has something to send, after a backoff that doubles from reconnectMinMs to
+//   reconnectMaxMs (with jitter) and resets on success. Queues are bounded (maxQueuedPerPeer
+//   messages each) and cleared when a link breaks: the engine resends unacknowledged intervals
+//   and membership probes again, so dropping is safe and keeps a dead peer from holding memory.
+//   Two lanes: urgent (probes, acks, digests, requests) and bulk (pushes, state chunks). Urgent
+//   messages go first and have their own in-flight budget, so a probe never waits behind more
+//   than maxBulkInflight bulk messages (each at most maxPushBytes / maxChunkBytes).
+//
+// Seeds are addresses: the runtime dials each, learns its id from the handshake and hands it to
+// membership (Membership::addSeed); a seed is retried (with backoff) until it answered once.
+//
+// State lock: the engine's objects are read by other threads (lib/node.h snapshots reads under
+// a shared lock). Every engine call that may change objects runs under the unique lock here;
+// calls that only read them (tick) do not need it on this thread.
+//
+// Include only in lib/ sources: this header pulls in capnp RPC.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <vector>
+
+#include <kj/async-io.h>
+#include <kj/timer.h>
+
+#include "gossip/auth.h"
+#include "gossip/engine.h"
+#include "gossip/limits.h"
+#include "gossip/membership.h"
+#include "gossip/rpc.h"
+#include "lib/metrics.h"
+
+namespace deltasync {
+
+using crdt::ReplicaId;
+
+// Opens a byte stream to a peer's address ("host:port" for TCP).
+class Dialer {
+ public:
+  virtual ~Dialer() = default;
+  virtual kj::Promise<kj::Own<kj::AsyncIoStream>> connect(const std::string& address) = 0;
+};
+
+struct RuntimeConfig {
+  ReplicaId id;               // nonzero
+  std::string address;        // where peers reach this node (told to them through membership)
+  std::string cluster = "deltasync";
+  std::vector<std::string> seeds;
+  uint64_t gossipIntervalMs = 100;   // one engine round
+  uint64_t membershipTickMs = 50;    // resolution of probe timeouts
+  gossip::EngineConfig engine;
+  gossip::MembershipConfig membership;
+  gossip::Limits limits;
+  uint32_t maxQueuedPerPeer = 4096;  // messages per lane
+  uint32_t maxUrgentInflight = 16;
+  uint32_t maxBulkInflight = 2;
+  uint64_t reconnectMinMs = 100;
+  uint64_t reconnectMaxMs = 10000;
+  uint64_t handshakeTimeoutMs = 5000;  // dial + handshake, outbound
+  uint32_t maxInbound = 512;           // inbound connections held at once; more are closed
+};
+
+struct RuntimeStats {
+  uint64_t messagesSent = 0;       // delivered and accepted by the peer
+  uint64_t messagesReceived = 0;   // accepted from peers
+  uint64_t messagesRejected = 0;   // peers' messages we refused (ProtocolError)
+  uint64_t sendsRejected = 0;      // our messages a peer refused
+  uint64_t messagesDropped = 0;    // full queues, broken links, unknown addresses
+  uint64_t bytesSent = 0;          // encoded envelope bytes of delivered messages
+  uint64_t bytesReceived = 0;
+  uint64_t connects = 0;           // outbound links that reached ready
+  uint64_t connectFailures = 0;    // failed dials or handshakes
+  uint64_t disconnects = 0;        // ready links that broke
+  uint64_t inboundRefused = 0;     // over maxInbound
+  uint64_t localUpdates = 0;
+  uint64_t suspicions = 0;         // members seen becoming suspect
+};
+
+// One row of the member table, for lib/ and `deltasync ctl members`.
+struct MemberRow {
+  ReplicaId id;
+  std::string address;
+  gossip::MemberState state;
+  uint64_t incarnation;
+  bool self;
+};
+
+class Runtime {
+ public:
+  // `stateMutex` guards the engine's objects against readers on other threads (see above).
+  Runtime(RuntimeConfig config, gossip::Secret secret, kj::Timer& timer, Dialer& dialer,
+          std::shared_mutex& stateMutex);
+  ~Runtime();
+  Runtime(const Runtime&) = delete;
+  Runtime& operator=(const Runtime&) = delete;
+
+  // Starts the timers and dials the seeds.
+  void start();
+  // Serves one inbound connection (its other end sees our Gatekeeper).
+  void accept(kj::Own<kj::AsyncIoStream> stream);
+  // Announces that this node leaves (membership "left"), then stops gossiping. The promise
+  // resolves once the announcement was delivered or after `graceMs`.
+  kj::Promise<void> leave(uint64_t graceMs);
+
+  // A local update (see Engine::update), under the state lock.
+  template <typename T, typename F>
+  T update(const std::string& name, F&& mutator) {
+    std::unique_lock lock(stateMutex_);
+    T delta = engine_.update<T>(name, std::forward<F>(mutator));
+    ++stats_.localUpdates;
+    return delta;
+  }
+
+  const RuntimeConfig& config() const { return config_; }
+  ReplicaId id() const { return config_.id; }
+  uint64_t nowMs() const;
+  const gossip::Engine& engine() const { return engine_; }
+  const gossip::Membership& membership() const { return membership_; }
+  std::shared_mutex& stateMutex() { return stateMutex_; }
+  std::vector<MemberRow> members() const;
+  RuntimeStats stats() const { return stats_; }
+  const gossip::GatekeeperStats& gatekeeperStats() const { return gatekeeper_->stats(); }
+  size_t readyLinks() const;
+  // Log entries the slowest neighbour has not acknowledged.
+  uint64_t replicationLag() const;
+  const Histogram& deliverLatency() const { return deliverLatency_; }
+  size_t inboundConnections() const { return inbound_.size(); }
+
+  // Called with a changed object's name (on this thread, inside the change; see
+  // Engine::setChangeListener).
+  void setChangeListener(std::function<void(const std::string&)> f);
+  // Called with each membership event (on this thread).
+  void setMemberListener(std::function<void(const gossip::MemberEvent&)> f) { onMember_ = std::move(f); }
+  // The administration capability served to authenticated peers (lib/control.h).
+  void setControl(gossip::ControlFn control) { control_ = std::move(control); }
+
+ private:
+  struct Connection;
+  struct Link;
+  class ErrorHandler : public kj::TaskSet::ErrorHandler {
+   public:
+    void taskFailed(kj::Exception&& e) override;
+  };
+
+  void onMessage(ReplicaId from, gossip::Message message);
+  void send(std::vector<gossip::Outgoing>& out);
+  void enqueue(ReplicaId to, gossip::Message message);
+  Link* linkFor(ReplicaId id);
+  void pump(Link& link);
+  void dial(Link& link);
+  void broken(ReplicaId id, uint64_t generation, const kj::Exception* why);
+  void dialSeed(size_t index);
+  void afterStep();  // membership events, view -> engine neighbours
+  kj::Promise<void> gossipLoop();
+  kj::Promise<void> membershipLoop();
+  uint64_t jitter(uint64_t ms);
+  void dropLater(kj::Own<Connection> connection);
+
+  RuntimeConfig config_;
+  gossip::Secret secret_;
+  kj::Timer& timer_;
+  Dialer& dialer_;
+  kj::TimePoint start_;
+  uint64_t rng_;
+  std::shared_mutex& stateMutex_;
+  gossip::Engine engine_;
+  gossip::Membership membership_;
+  gossip::Gatekeeper* gatekeeper_;  // owned by gatekeeperCap_
+  capnp::Capability::Client gatekeeperCap_;
+  gossip::ControlFn control_;
+  std::map<ReplicaId, std::unique_ptr<Link>> links_;
+  struct Seed {
+    std::string address;
+    bool dialing = false;
+    bool answered = false;
+    uint64_t retryAtMs = 0;
+    uint64_t backoffMs = 0;
+  };
+  std::vector<Seed> seeds_;
+  std::map<uint64_t, kj::Own<Connection>> inbound_;  // by serial
+  uint64_t nextSerial_ = 1;
+  std::vector<ReplicaId> view_;
+  std::vector<gossip::Outgoing> out_;  // scratch
+  bool stopped_ = false;
+  RuntimeStats stats_;
+  Histogram deliverLatency_;
+  std::function<void(const gossip::MemberEvent&)> onMember_;
+  ErrorHandler errors_;
+  kj::TaskSet tasks_;
+};
+
+}  // namespace deltasync

@@ -1,0 +1,329 @@
+#!/usr/bin/env python3
+"""Multi-process cluster tests: real `deltasync node` processes, driven by `deltasync ctl`.
+
+  cluster-test.py --deltasync PATH loopback
+      5 nodes on 127.0.0.1..127.0.0.5. Concurrent writes on every node converge; a node killed
+      with SIGKILL is declared down, the others keep writing, it restarts (same address, empty
+      state, so a new replica id) and catches up; nothing acknowledged is lost.
+
+  cluster-test.py --deltasync PATH partition
+      5 nodes, each in a network namespace of its own (veth pairs on a bridge in a sixth
+      namespace; all created here and deleted afterwards). A 3|2 partition made with iptables in
+      the nodes' namespaces, writes on both sides, heal: converged, 0 acknowledged writes lost;
+      the convergence latency after the heal is reported. Needs root (exit 77 = skipped
+      otherwise).
+
+A write counts as acknowledged when `deltasync ctl` returned 0 for it. The check (as Jepsen's set
+checker): every node ends with exactly the set of acknowledged elements, and the counter with
+the sum of acknowledged increments. Liveness waits give up after generous bounds; they are not
+timing assertions. Output ends with a summary line; exit 0 on success, 1 on failure.
+"""
+import argparse
+import concurrent.futures
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+NODES = 5
+SKIP = 77
+
+
+class Failure(Exception):
+    pass
+
+
+class Cluster:
+    def __init__(self, binary, workdir, addresses, wrappers=None):
+        self.binary = binary
+        self.workdir = workdir
+        self.addresses = addresses          # node index -> "host:port"
+        self.wrappers = wrappers or [[] for _ in addresses]  # e.g. ["ip", "netns", "exec", ns]
+        self.secret = os.path.join(workdir, "secret")
+        with open(self.secret, "wb") as f:
+            f.write(os.urandom(24).hex().encode())  # 48 bytes
+        os.chmod(self.secret, 0o600)
+        self.procs = [None] * len(addresses)
+
+    def start(self, i, seed=0, ident=None):
+        args = self.wrappers[i] + [
+            self.binary, "node", "--listen", self.addresses[i], "--secret-file", self.secret,
+            "--id", str(ident or i + 1), "--gossip-interval", "50", "--probe-interval", "200", "--log-level", "warn"]
+        if i != seed:
+            args += ["--seed", self.addresses[seed]]
+        log = open(os.path.join(self.workdir, f"node{i + 1}.log"), "ab")
+        p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, text=True)
+        line = p.stdout.readline()
+        if not line.startswith("listening on"):
+            p.kill()
+            raise Failure(f"node {i + 1} did not start: {line!r} (see {log.name})")
+        self.procs[i] = p
+
+    def kill(self, i, sig=signal.SIGKILL):
+        p = self.procs[i]
+        if p is None:
+            return
+        p.send_signal(sig)
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+        self.procs[i] = None
+
+    def stop_all(self):
+        for i in range(len(self.procs)):
+            self.kill(i, signal.SIGTERM)
+
+    def ctl(self, i, *args, timeout=10):
+        cmd = self.wrappers[i] + [self.binary, "ctl", self.addresses[i], "--secret-file", self.secret, *args]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        if r.returncode != 0:
+            raise Failure(f"ctl {' '.join(args)} on node {i + 1}: {r.stderr.strip()}")
+        return r.stdout.splitlines()
+
+    def live(self, i):
+        return [l for l in self.ctl(i, "members") if l.split()[2] in ("alive", "self")]
+
+
+def wait_for(what, pred, limit):
+    start = time.monotonic()
+    last = None
+    while time.monotonic() - start < limit:
+        try:
+            if pred():
+                return time.monotonic() - start
+        except (Failure, subprocess.TimeoutExpired) as e:
+            last = e
+        time.sleep(0.05)
+    raise Failure(f"timed out after {limit} s waiting for {what}" + (f" (last error: {last})" if last else ""))
+
+
+class Writes:
+    """Acknowledged writes: elements added to set 's' and increments of counter 'hits'."""
+
+    def __init__(self):
+        self.elements = set()
+        self.hits = 0
+
+    def write(self, cluster, node, tag, count):
+        done = set()
+        hits = 0
+        for k in range(count):
+            e = f"{tag}-n{node + 1}-{k}"
+            cluster.ctl(node, "add", "s", e)
+            done.add(e)
+            cluster.ctl(node, "incr", "hits", "2")
+            hits += 2
+        return done, hits
+
+    def concurrently(self, cluster, nodes, tag, count):
+        with concurrent.futures.ThreadPoolExecutor(len(nodes)) as pool:
+            for done, hits in pool.map(lambda n: self.write(cluster, n, tag, count), nodes):
+                self.elements |= done
+                self.hits += hits
+
+    def converged_on(self, cluster, nodes):
+        expected = sorted(self.elements)
+        for n in nodes:
+            if cluster.ctl(n, "get", "s") != expected:
+                return False
+            if cluster.ctl(n, "get", "hits") != [str(self.hits)]:
+                return False
+        return True
+
+    def check(self, cluster, nodes):
+        """Exactly the acknowledged writes, on every node (a diagnosis on failure)."""
+        for n in nodes:
+            got = set(cluster.ctl(n, "get", "s"))
+            lost = self.elements - got
+            extra = got - self.elements
+            if lost or extra:
+                raise Failure(f"node {n + 1}: {len(lost)} acknowledged elements lost {sorted(lost)[:5]}, "
+                              f"{len(extra)} unexpected {sorted(extra)[:5]}")
+            hits = cluster.ctl(n, "get", "hits")
+            if hits != [str(self.hits)]:
+                raise Failure(f"node {n + 1}: counter {hits}, expected {self.hits}")
+
+
+def free_port(hosts):
+    for _ in range(100):
+        port = random.randint(20000, 60000)
+        try:
+            for h in hosts:
+                with socket.socket() as s:
+                    s.bind((h, port))
+            return port
+        except OSError:
+            continue
+    raise Failure("no free port")
+
+
+def loopback(binary, workdir):
+    hosts = [f"127.0.0.{i + 1}" for i in range(NODES)]
+    port = free_port(hosts)
+    c = Cluster(binary, workdir, [f"{h}:{port}" for h in hosts])
+    try:
+        for i in range(NODES):
+            c.start(i)
+        t = wait_for("all 5 members alive at every node", lambda: all(len(c.live(i)) == NODES for i in range(NODES)), 60)
+        print(f"membership formed in {t:.2f} s")
+
+        w = Writes()
+        w.concurrently(c, range(NODES), "a", 20)
+        t = wait_for("convergence of concurrent writes", lambda: w.converged_on(c, range(NODES)), 60)
+        print(f"{len(w.elements)} concurrent adds + increments on 5 nodes converged {t:.2f} s after the last ack")
+        w.check(c, range(NODES))
+
+        # kill -9 node 3; the others declare it down and keep writing.
+        c.kill(2)
+        others = [0, 1, 3, 4]
+        t = wait_for("node 3 down at node 1",
+                     lambda: any(l.split()[0] == "3" and l.split()[2] == "down" for l in c.ctl(0, "members")), 60)
+        print(f"node 3 (SIGKILL) declared down at node 1 after {t:.2f} s")
+        w.concurrently(c, others, "b", 10)
+        # Restart it at the same address with empty state (durability comes with storage), so
+        # under a new replica id (reusing an id without its state would mint dots the cluster has
+        # seen): it must catch up on everything, including what was written while it was down.
+        c.start(2, seed=0, ident=NODES + 1)
+        t = wait_for("restarted node 3 caught up", lambda: w.converged_on(c, range(NODES)), 60)
+        print(f"restarted node 3 caught up in {t:.2f} s")
+        w.concurrently(c, [2], "c", 5)
+        wait_for("convergence after restart", lambda: w.converged_on(c, range(NODES)), 60)
+        w.check(c, range(NODES))
+
+        # Propagation latency, write on one node -> visible on all (polled with ctl, so coarse).
+        samples = []
+        for k in range(10):
+            src = k % NODES
+            e = f"lat-{k}"
+            c.ctl(src, "add", "s", e)
+            w.elements.add(e)
+            start = time.monotonic()
+            pending = set(range(NODES)) - {src}
+            while pending:
+                pending = {n for n in pending if e not in c.ctl(n, "get", "s")}
+                if time.monotonic() - start > 30:
+                    raise Failure(f"{e} not visible everywhere after 30 s")
+            samples.append(time.monotonic() - start)
+        samples.sort()
+        print(f"write -> visible on all 5 (polled by ctl): median {samples[len(samples) // 2] * 1000:.0f} ms, "
+              f"max {samples[-1] * 1000:.0f} ms (gossip interval 50 ms)")
+        w.check(c, range(NODES))
+    finally:
+        c.stop_all()
+    return f"loopback: {len(w.elements)} acknowledged elements, {w.hits} increments, 0 lost, 5 nodes equal"
+
+
+def run(cmd):
+    subprocess.run(cmd, check=True, capture_output=True)
+
+
+def partition(binary, workdir):
+    if os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("iptables") is None:
+        print("skipped: needs root, ip (iproute2) and iptables")
+        return None
+    tag = f"{os.getpid() % 100000}"
+    switch = f"dsw{tag}"
+    spaces = [f"dsn{i + 1}-{tag}" for i in range(NODES)]
+    subnet = f"10.{random.randint(64, 127)}.{random.randint(0, 255)}"
+    ips = [f"{subnet}.{i + 1}" for i in range(NODES)]
+    created = []
+    c = None
+    try:
+        run(["ip", "netns", "add", switch])
+        created.append(switch)
+        run(["ip", "-n", switch, "link", "add", "br0", "type", "bridge"])
+        run(["ip", "-n", switch, "link", "set", "br0", "up"])
+        for i, ns in enumerate(spaces):
+            run(["ip", "netns", "add", ns])
+            created.append(ns)
+            run(["ip", "-n", switch, "link", "add", f"v{i}", "type", "veth", "peer", "name", "eth0", "netns", ns])
+            run(["ip", "-n", switch, "link", "set", f"v{i}", "master", "br0", "up"])
+            run(["ip", "-n", ns, "addr", "add", f"{ips[i]}/24", "dev", "eth0"])
+            run(["ip", "-n", ns, "link", "set", "eth0", "up"])
+            run(["ip", "-n", ns, "link", "set", "lo", "up"])
+        c = Cluster(binary, workdir, [f"{ip}:7000" for ip in ips], [["ip", "netns", "exec", ns] for ns in spaces])
+        for i in range(NODES):
+            c.start(i)
+        wait_for("all 5 members alive at every node", lambda: all(len(c.live(i)) == NODES for i in range(NODES)), 60)
+        w = Writes()
+        w.concurrently(c, range(NODES), "pre", 5)
+        wait_for("convergence before the partition", lambda: w.converged_on(c, range(NODES)), 60)
+
+        side_a, side_b = [0, 1, 2], [3, 4]
+
+        def cut(group, other):
+            for n in group:
+                for m in other:
+                    run(["ip", "netns", "exec", spaces[n], "iptables", "-A", "INPUT", "-s", ips[m], "-j", "DROP"])
+                    run(["ip", "netns", "exec", spaces[n], "iptables", "-A", "OUTPUT", "-d", ips[m], "-j", "DROP"])
+
+        cut(side_a, side_b)
+        cut(side_b, side_a)
+        t = wait_for("each side sees the other down",
+                     lambda: len(c.live(0)) == 3 and len(c.live(3)) == 2, 60)
+        print(f"3|2 partition: each side sees the other down after {t:.2f} s")
+        w_a, w_b = Writes(), Writes()
+        w_a.concurrently(c, side_a, "side-a", 10)
+        w_b.concurrently(c, side_b, "side-b", 10)
+        # Each side converges on its own writes (plus everything from before).
+        both = Writes()
+        both.elements = w.elements | w_a.elements | w_b.elements
+        both.hits = w.hits + w_a.hits + w_b.hits
+        inside_a = Writes()
+        inside_a.elements, inside_a.hits = w.elements | w_a.elements, w.hits + w_a.hits
+        inside_b = Writes()
+        inside_b.elements, inside_b.hits = w.elements | w_b.elements, w.hits + w_b.hits
+        wait_for("side A converged on its writes", lambda: inside_a.converged_on(c, side_a), 60)
+        wait_for("side B converged on its writes", lambda: inside_b.converged_on(c, side_b), 60)
+
+        heal_at = time.monotonic()
+        for ns in spaces:
+            run(["ip", "netns", "exec", ns, "iptables", "-F"])
+        wait_for("convergence after the heal", lambda: both.converged_on(c, range(NODES)), 120)
+        latency = time.monotonic() - heal_at
+        both.check(c, range(NODES))
+        t = wait_for("all 5 members alive again", lambda: all(len(c.live(i)) == NODES for i in range(NODES)), 120)
+        print(f"healed: converged {latency:.2f} s after the heal (membership whole {t:.2f} s later)")
+    finally:
+        if c is not None:
+            c.stop_all()
+        for ns in reversed(created):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    return (f"partition: {len(both.elements)} acknowledged elements, 0 lost; converged {latency:.2f} s "
+            f"after the heal")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--deltasync", required=True, help="the deltasync binary")
+    ap.add_argument("scenario", choices=["loopback", "partition"])
+    args = ap.parse_args()
+    workdir = tempfile.mkdtemp(prefix="deltasync-cluster-")
+    try:
+        summary = (loopback if args.scenario == "loopback" else partition)(os.path.abspath(args.deltasync), workdir)
+    except (Failure, subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
+        print(f"FAIL: {e}")
+        for name in sorted(os.listdir(workdir)):
+            if name.endswith(".log"):
+                with open(os.path.join(workdir, name), errors="replace") as f:
+                    tail = f.read()[-2000:]
+                if tail:
+                    print(f"--- {name} (tail)\n{tail}")
+        shutil.rmtree(workdir, ignore_errors=True)
+        return 1
+    shutil.rmtree(workdir, ignore_errors=True)
+    if summary is None:
+        return SKIP
+    print(summary)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,203 @@
+// deltasync::Node (lib/node.h) for real: nodes in this process on 127.0.0.1 (ephemeral ports),
+// each with its own loop and notifier threads, over TCP. Convergence, handles from many threads,
+// subscriptions, kind misuse, closed nodes and the metrics endpoint.
+//
+// Waits are liveness bounds (poll until true, give up after seconds), never timing assertions.
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gossip/object.h"
+#include "lib/log.h"
+#include "lib/node.h"
+
+namespace deltasync {
+namespace {
+
+NodeConfig config(std::vector<std::string> seeds = {}) {
+  NodeConfig c;
+  c.listen = "127.0.0.1:0";
+  c.seeds = std::move(seeds);
+  c.secret = gossip::Secret(std::string(40, 'n'));
+  c.gossipIntervalMs = 20;
+  c.membership.probeIntervalMs = 100;
+  c.membership.probeTimeoutMs = 40;
+  c.leaveGraceMs = 200;
+  return c;
+}
+
+template <typename P>
+bool eventually(P pred, int seconds = 20) {
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+  while (std::chrono::steady_clock::now() < until) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return pred();
+}
+
+size_t alive(const Node& n) {
+  size_t k = 0;
+  for (const auto& m : n.members()) k += m.state == gossip::MemberState::alive;
+  return k;
+}
+
+struct Quiet {
+  Quiet() { log::setLevel(log::Level::warn); }
+};
+
+TEST_CASE("node: three nodes over TCP converge; writes from many threads are all kept") {
+  Quiet q;
+  Node a(config());
+  Node b(config({a.address()}));
+  Node c(config({a.address()}));
+  REQUIRE(eventually([&] { return alive(a) == 3 && alive(b) == 3 && alive(c) == 3; }));
+
+  // 3 threads per node, each adding its own elements and counting.
+  std::vector<std::thread> writers;
+  Node* nodes[] = {&a, &b, &c};
+  for (int n = 0; n < 3; ++n) {
+    for (int t = 0; t < 3; ++t) {
+      writers.emplace_back([&, n, t] {
+        auto set = nodes[n]->set<std::string>("s");
+        auto hits = nodes[n]->counter("hits");
+        for (int i = 0; i < 50; ++i) {
+          set.add("n" + std::to_string(n) + "t" + std::to_string(t) + "i" + std::to_string(i));
+          hits.increment();
+        }
+      });
+    }
+  }
+  for (auto& w : writers) w.join();
+  for (Node* n : nodes) {
+    CHECK(eventually([&] { return n->set<std::string>("s").size() == 450 && n->counter("hits").value() == 450; }));
+  }
+  auto users = a.map<std::string, std::string>("users");
+  users.put("alice", "online");
+  b.map<std::string, std::string>("users").put("bob", "away");
+  CHECK(eventually([&] { return c.map<std::string, std::string>("users").size() == 2; }));
+  CHECK(c.map<std::string, std::string>("users").get("alice") == std::optional<std::string>("online"));
+  users.remove("alice");
+  CHECK(eventually([&] { return !c.map<std::string, std::string>("users").get("alice").has_value(); }));
+  CHECK(a.metrics().find("deltasync_local_updates_total") != std::string::npos);
+}
+
+TEST_CASE("node: subscriptions report coalesced net changes off the writer's thread") {
+  Quiet q;
+  Node a(config());
+  Node b(config({a.address()}));
+  auto tags = b.set<std::string>("tags");
+  std::mutex m;
+  std::condition_variable cv;
+  std::vector<std::string> added, removed;
+  std::thread::id callbackThread;
+  auto sub = tags.subscribe([&](const SetChange<std::string>& ch) {
+    std::lock_guard lock(m);
+    added.insert(added.end(), ch.added.begin(), ch.added.end());
+    removed.insert(removed.end(), ch.removed.begin(), ch.removed.end());
+    callbackThread = std::this_thread::get_id();
+    cv.notify_all();
+  });
+  auto remote = a.set<std::string>("tags");
+  remote.add("x");
+  remote.add("y");
+  {
+    std::unique_lock lock(m);
+    REQUIRE(cv.wait_for(lock, std::chrono::seconds(20), [&] { return added.size() == 2; }));
+    CHECK(callbackThread != std::this_thread::get_id());
+  }
+  remote.remove("x");
+  {
+    std::unique_lock lock(m);
+    REQUIRE(cv.wait_for(lock, std::chrono::seconds(20), [&] { return removed.size() == 1; }));
+    CHECK(removed == std::vector<std::string>{"x"});
+    std::sort(added.begin(), added.end());
+    CHECK(added == std::vector<std::string>{"x", "y"});
+  }
+  // After cancel(), no more callbacks.
+  sub.cancel();
+  size_t before = added.size();
+  remote.add("z");
+  CHECK(eventually([&] { return tags.contains("z"); }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  std::lock_guard lock(m);
+  CHECK(added.size() == before);
+
+  // Counter and map subscriptions report before/after and put/removed.
+  std::atomic<int64_t> last{0};
+  auto csub = b.counter("c").subscribe([&](const CounterChange& ch) { last = ch.after; });
+  a.counter("c").increment(7);
+  CHECK(eventually([&] { return last.load() == 7; }));
+  std::vector<std::string> puts;
+  std::mutex pm;
+  auto msub = b.map<std::string, std::string>("m").subscribe([&](const MapChange& ch) {
+    std::lock_guard l(pm);
+    for (const auto& [k, v] : ch.put) puts.push_back(k + "=" + v);
+  });
+  a.map<std::string, std::string>("m").put("k", "v1");
+  CHECK(eventually([&] { std::lock_guard l(pm); return !puts.empty() && puts.back() == "k=v1"; }));
+  a.map<std::string, std::string>("m").put("k", "v2");
+  CHECK(eventually([&] { std::lock_guard l(pm); return puts.back() == "k=v2"; }));
+}
+
+TEST_CASE("node: misuse gets clear errors") {
+  Quiet q;
+  NodeConfig noSecret = config();
+  noSecret.secret.reset();
+  CHECK_THROWS_WITH_AS(Node{noSecret}, doctest::Contains("secret is required"), std::invalid_argument);
+  NodeConfig badAddress = config();
+  badAddress.listen = "not an address:x";
+  CHECK_THROWS_WITH_AS(Node{badAddress}, doctest::Contains("cannot listen"), std::runtime_error);
+
+  Node a(config());
+  a.counter("hits").increment(2);
+  CHECK_THROWS_WITH_AS(a.set<std::string>("hits"), doctest::Contains("pn-counter"), gossip::KindMismatch);
+  auto hits = a.counter("hits");
+  auto tags = a.set<std::string>("tags");
+  a.close();
+  CHECK_THROWS_AS(hits.increment(), NodeClosed);
+  CHECK_THROWS_AS(hits.value(), NodeClosed);
+  CHECK_THROWS_AS(tags.add("x"), NodeClosed);
+  CHECK_THROWS_AS(a.members(), NodeClosed);
+  a.close();  // idempotent
+}
+
+TEST_CASE("node: a leaving node is seen as left, a removed one stops being listed") {
+  Quiet q;
+  Node a(config());
+  std::mutex m;
+  std::vector<gossip::MemberEvent> events;
+  auto sub = a.onMembers([&](const gossip::MemberEvent& e) {
+    std::lock_guard lock(m);
+    events.push_back(e);
+  });
+  ReplicaId bid;
+  {
+    Node b(config({a.address()}));
+    bid = b.id();
+    REQUIRE(eventually([&] { return alive(a) == 2; }));
+  }  // b closes: announces its leave
+  CHECK(eventually([&] {
+    for (const auto& mem : a.members()) {
+      if (mem.id == bid) return mem.state == gossip::MemberState::left;
+    }
+    return false;
+  }));
+  std::lock_guard lock(m);
+  bool sawUp = false, sawLeft = false;
+  for (const auto& e : events) {
+    sawUp |= e.id == bid && e.state == gossip::MemberState::alive;
+    sawLeft |= e.id == bid && e.state == gossip::MemberState::left;
+  }
+  CHECK(sawUp);
+  CHECK(sawLeft);
+}
+
+}  // namespace
+}  // namespace deltasync
