@@ -64,6 +64,12 @@ void Engine::applyRemote(ReplicaId origin, const std::vector<NamedValue>& object
       throw ProtocolError("object '" + o.name + "' is a " + kindName(it->second) + " here, the peer sent a " +
                           kindName(o.value));
     }
+    if (claimsUnminted(o.value, it == objects_.end() ? nullptr : &it->second, self_)) {
+      throw ProtocolError("object '" + o.name + "' carries writes under this replica's id (" +
+                          std::to_string(self_.value) +
+                          ") that it never made: forged, or this replica restarted without its state under its "
+                          "old id (start it under a new id)");
+    }
   }
   for (const auto& o : objects) {
     auto it = objects_.find(o.name);

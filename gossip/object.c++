@@ -66,6 +66,26 @@ uint64_t hashStore(const crdt::ORMapStore<K, T>& s) {
 
 }  // namespace
 
+bool claimsUnminted(const Value& delta, const Value* state, crdt::ReplicaId self) {
+  return std::visit(
+      [&](const auto& d) {
+        using T = std::decay_t<decltype(d)>;
+        const T* s = state ? std::get_if<T>(state) : nullptr;
+        if constexpr (std::is_same_v<T, crdt::GCounter>) {
+          return d.get(self) > (s ? s->get(self) : 0);
+        } else if constexpr (std::is_same_v<T, crdt::PNCounter>) {
+          const auto mine = s ? s->get(self) : crdt::PNCounter::Entry{self, 0, 0};
+          const auto theirs = d.get(self);
+          return theirs.increments > mine.increments || theirs.decrements > mine.decrements;
+        } else if constexpr (std::is_same_v<T, crdt::LWWRegister<std::string>>) {
+          return false;
+        } else {
+          return d.context().max(self) > (s ? s->context().max(self) : 0);
+        }
+      },
+      delta);
+}
+
 const char* kindName(size_t kind) { return kind < kKindCount ? kNames[kind] : "unknown"; }
 
 Value bottomOf(size_t kind) { return bottomOfImpl(kind, std::make_index_sequence<kKindCount>{}); }

@@ -44,6 +44,14 @@ using Value = std::variant<crdt::GCounter,                          // 0 gCounte
 inline constexpr size_t kKindCount = std::variant_size_v<Value>;
 
 // "g-counter", "pn-counter", ..., "or-map": for errors and logs.
+// True when `delta` holds a write under `self` that `state` (this replica's object of the same
+// kind; nullptr when absent) lacks: a dot or a counter increment this replica never made. Only
+// this replica mints under its id, so such a delta is forged, or this replica lost state it once
+// had (restarted under its old id without it; its next writes would reuse dots the cluster has
+// seen). Either way joining it would corrupt, so the engine refuses it. Registers' writer ids are
+// not checked (an overwritten write of ours may legitimately come back later).
+bool claimsUnminted(const Value& delta, const Value* state, crdt::ReplicaId self);
+
 const char* kindName(size_t kind);
 inline const char* kindName(const Value& v) { return kindName(v.index()); }
 

@@ -63,8 +63,8 @@ class ReplicatorImpl final : public wire::Replicator::Server {
   }
 
   kj::Promise<void> control(ControlContext context) override {
-    if (!shared_->control) return failed("this node serves no control interface");
-    context.getResults().setControl(shared_->control(peer_));
+    if (!shared_->options.control) return failed("this node serves no control interface");
+    context.getResults().setControl(shared_->options.control(peer_));
     return kj::READY_NOW;
   }
 
@@ -97,6 +97,7 @@ class HandshakeImpl final : public wire::Handshake::Server {
       return failed("authentication failed");
     }
     ++stats_->authenticated;
+    if (shared_->options.onAuthenticated) shared_->options.onAuthenticated(peer);
     context.getResults().setReplicator(kj::heap<ReplicatorImpl>(shared_, stats_, peer));
     return kj::READY_NOW;
   }
@@ -108,13 +109,14 @@ class HandshakeImpl final : public wire::Handshake::Server {
 };
 
 Gatekeeper::Gatekeeper(Secret secret, ReplicaId self, std::string cluster, Limits limits, DeliverFn deliver,
-                       NonceSource nonces, ControlFn control)
-    : shared_(std::make_shared<Shared>(Shared{std::move(secret), self, std::move(cluster), limits, std::move(deliver),
-                                              std::move(nonces), std::move(control)})),
-      stats_(std::make_shared<GatekeeperStats>()) {}
+                       GatekeeperOptions options)
+    : stats_(options.stats ? options.stats : std::make_shared<GatekeeperStats>()) {
+  shared_ = std::make_shared<Shared>(
+      Shared{std::move(secret), self, std::move(cluster), limits, std::move(deliver), std::move(options)});
+}
 
 kj::Promise<void> Gatekeeper::hello(HelloContext context) {
-  auto auth = std::make_unique<AuthServer>(shared_->secret, shared_->self, shared_->cluster, shared_->nonces);
+  auto auth = std::make_unique<AuthServer>(shared_->secret, shared_->self, shared_->cluster, shared_->options.nonces);
   HelloReplyMsg reply;
   try {
     reply = auth->onHello(decodeHello(context.getParams().getHello(), shared_->limits));

@@ -50,10 +50,20 @@ struct GatekeeperStats {
   uint64_t envelopesRejected = 0;
 };
 
+// Optional parts of a Gatekeeper.
+struct GatekeeperOptions {
+  NonceSource nonces = randomNonce;
+  ControlFn control;  // empty: no administration interface
+  // Counts shared with other gatekeepers (lib/ makes one per inbound connection); null: its own.
+  std::shared_ptr<GatekeeperStats> stats;
+  // Called when a client proved the secret (lib/ closes connections that never do).
+  std::function<void(ReplicaId peer)> onAuthenticated;
+};
+
 class Gatekeeper final : public wire::Gatekeeper::Server {
  public:
   Gatekeeper(Secret secret, ReplicaId self, std::string cluster, Limits limits, DeliverFn deliver,
-             NonceSource nonces = randomNonce, ControlFn control = {});
+             GatekeeperOptions options = {});
 
   const GatekeeperStats& stats() const { return *stats_; }
 
@@ -67,8 +77,7 @@ class Gatekeeper final : public wire::Gatekeeper::Server {
     std::string cluster;
     Limits limits;
     DeliverFn deliver;
-    NonceSource nonces;
-    ControlFn control;
+    GatekeeperOptions options;
   };
   std::shared_ptr<Shared> shared_;
   std::shared_ptr<GatekeeperStats> stats_;

@@ -59,6 +59,8 @@ std::string prometheusText(const Runtime& rt, const NodeCounters& node) {
   counter("connect_failures_total", "Failed dials or handshakes.", s.connectFailures);
   counter("disconnects_total", "Established peer connections that broke.", s.disconnects);
   counter("inbound_refused_total", "Inbound connections refused (over the limit).", s.inboundRefused);
+  counter("handshake_timeouts_total", "Inbound connections closed for not authenticating in time.",
+          s.handshakeTimeouts);
   counter("auth_failures_total", "Failed peer authentications (bad hello or proof).", g.helloRejected + g.proofRejected);
   counter("auth_successes_total", "Successful peer authentications.", g.authenticated);
   counter("envelopes_rejected_total", "Invalid envelopes from authenticated peers.", g.envelopesRejected);

@@ -29,6 +29,7 @@ std::string describe(const kj::Exception* e) {
 // runtimes in one loop: sharing is harmless).
 log::RateLimit linkLog(1000);
 log::RateLimit rejectLog(1000);
+log::RateLimit authLog(10000);
 
 }  // namespace
 
@@ -76,19 +77,9 @@ Runtime::Runtime(RuntimeConfig config, gossip::Secret secret, kj::Timer& timer, 
         m.seed ^= config_.id.value;
         return m;
       }()),
-      gatekeeper_(nullptr),
-      gatekeeperCap_(nullptr),
+      gatekeeperStats_(std::make_shared<gossip::GatekeeperStats>()),
       tasks_(errors_) {
   if (config_.id.value == 0) throw std::invalid_argument("Runtime: replica id must be nonzero");
-  auto gk = kj::heap<gossip::Gatekeeper>(
-      secret_, config_.id, config_.cluster, config_.limits,
-      [this](ReplicaId from, Message m) { onMessage(from, std::move(m)); }, gossip::randomNonce,
-      [this](ReplicaId peer) -> wire::Control::Client {
-        if (!control_) throw std::runtime_error("this node serves no control interface");
-        return control_(peer);
-      });
-  gatekeeper_ = gk.get();
-  gatekeeperCap_ = kj::mv(gk);
   for (const auto& s : config_.seeds) {
     if (s != config_.address) seeds_.push_back(Seed{s});
   }
@@ -120,15 +111,35 @@ void Runtime::accept(kj::Own<kj::AsyncIoStream> stream) {
     ++stats_.inboundRefused;
     return;  // the stream closes as it goes out of scope
   }
-  uint64_t serial = nextSerial_++;
-  auto conn = kj::heap<Connection>(kj::mv(stream), gatekeeperCap_, config_.limits);
+  const uint64_t serial = nextSerial_++;
+  gossip::GatekeeperOptions options;
+  options.control = [this](ReplicaId peer) -> wire::Control::Client {
+    if (!control_) throw std::runtime_error("this node serves no control interface");
+    return control_(peer);
+  };
+  options.stats = gatekeeperStats_;
+  options.onAuthenticated = [this, serial](ReplicaId) {
+    if (auto it = inbound_.find(serial); it != inbound_.end()) it->second.authenticated = true;
+  };
+  auto gatekeeper = kj::heap<gossip::Gatekeeper>(
+      secret_, config_.id, config_.cluster, config_.limits,
+      [this](ReplicaId from, Message m) { onMessage(from, std::move(m)); }, std::move(options));
+  auto conn = kj::heap<Connection>(kj::mv(stream), kj::mv(gatekeeper), config_.limits);
   auto disconnected = conn->rpc.onDisconnect();
-  inbound_.emplace(serial, kj::mv(conn));
-  tasks_.add(disconnected.then([this, serial]() {
+  inbound_.emplace(serial, Inbound{kj::mv(conn)});
+  auto close = [this, serial]() {
     auto it = inbound_.find(serial);
     if (it == inbound_.end()) return;
-    dropLater(kj::mv(it->second));
+    dropLater(kj::mv(it->second.conn));
     inbound_.erase(it);
+  };
+  tasks_.add(disconnected.then([close]() { close(); }));  // (then() keeps an lvalue functor by reference)
+  // A connection that does not authenticate in time is closed (it holds a slot of maxInbound).
+  tasks_.add(timer_.afterDelay(config_.handshakeTimeoutMs * kj::MILLISECONDS).then([this, serial, close]() {
+    auto it = inbound_.find(serial);
+    if (it == inbound_.end() || it->second.authenticated) return;
+    ++stats_.handshakeTimeouts;
+    close();
   }));
 }
 
@@ -207,6 +218,13 @@ kj::Promise<void> Runtime::membershipLoop() {
       Seed& s = seeds_[i];
       if (alone && s.answered && now >= s.retryAtMs) s.answered = false;
       if (!s.answered && !s.dialing && now >= s.retryAtMs) dialSeed(i);
+    }
+    // Failed authentications: one line per period at most, never anything secret.
+    const uint64_t failures = gatekeeperStats_->helloRejected + gatekeeperStats_->proofRejected;
+    if (failures > authFailuresLogged_ && authLog.allow(now)) {
+      log::warn("{} failed peer authentication(s) (wrong secret or cluster, or a replayed proof)",
+                failures - authFailuresLogged_);
+      authFailuresLogged_ = failures;
     }
     // Links that hold messages and whose backoff is over.
     for (auto& [id, link] : links_) {

@@ -11,7 +11,9 @@
 //                    gossip tick;
 //   tick          -> every gossipIntervalMs Engine::tick, every membershipTickMs Membership::tick
 //                    -> Outgoing messages -> per-peer queues -> Replicator.deliver();
-//   inbound       -> Gatekeeper (handshake; gossip/rpc.h) -> validated Message from the
+//   inbound       -> a Gatekeeper per connection (handshake; gossip/rpc.h; a connection that has
+//                    not authenticated within handshakeTimeoutMs is closed, at most maxInbound
+//                    are held) -> validated Message from the
 //                    authenticated id -> Membership (Ping/PingReq/PingAck) or Engine (the rest),
 //                    under the state lock; a ProtocolError fails that call only.
 //   views         -> Membership::view() is the engine's neighbour set (refreshed after each step).
@@ -84,7 +86,7 @@ struct RuntimeConfig {
   uint32_t maxBulkInflight = 2;
   uint64_t reconnectMinMs = 100;
   uint64_t reconnectMaxMs = 10000;
-  uint64_t handshakeTimeoutMs = 5000;  // dial + handshake, outbound
+  uint64_t handshakeTimeoutMs = 5000;  // dial + handshake (outbound); to authenticate (inbound)
   uint32_t maxInbound = 512;           // inbound connections held at once; more are closed
 };
 
@@ -100,6 +102,7 @@ struct RuntimeStats {
   uint64_t connectFailures = 0;    // failed dials or handshakes
   uint64_t disconnects = 0;        // ready links that broke
   uint64_t inboundRefused = 0;     // over maxInbound
+  uint64_t handshakeTimeouts = 0;  // inbound connections closed for not authenticating in time
   uint64_t localUpdates = 0;
   uint64_t suspicions = 0;         // members seen becoming suspect
 };
@@ -147,7 +150,7 @@ class Runtime {
   std::shared_mutex& stateMutex() { return stateMutex_; }
   std::vector<MemberRow> members() const;
   RuntimeStats stats() const { return stats_; }
-  const gossip::GatekeeperStats& gatekeeperStats() const { return gatekeeper_->stats(); }
+  const gossip::GatekeeperStats& gatekeeperStats() const { return *gatekeeperStats_; }
   size_t readyLinks() const;
   // Log entries the slowest neighbour has not acknowledged.
   uint64_t replicationLag() const;
@@ -193,8 +196,8 @@ class Runtime {
   std::shared_mutex& stateMutex_;
   gossip::Engine engine_;
   gossip::Membership membership_;
-  gossip::Gatekeeper* gatekeeper_;  // owned by gatekeeperCap_
-  capnp::Capability::Client gatekeeperCap_;
+  std::shared_ptr<gossip::GatekeeperStats> gatekeeperStats_;  // of every inbound connection's gatekeeper
+  uint64_t authFailuresLogged_ = 0;
   gossip::ControlFn control_;
   std::map<ReplicaId, std::unique_ptr<Link>> links_;
   struct Seed {
@@ -205,7 +208,11 @@ class Runtime {
     uint64_t backoffMs = 0;
   };
   std::vector<Seed> seeds_;
-  std::map<uint64_t, kj::Own<Connection>> inbound_;  // by serial
+  struct Inbound {
+    kj::Own<Connection> conn;
+    bool authenticated = false;
+  };
+  std::map<uint64_t, Inbound> inbound_;  // by serial
   uint64_t nextSerial_ = 1;
   std::vector<ReplicaId> view_;
   std::vector<gossip::Outgoing> out_;  // scratch

@@ -4,108 +4,17 @@
 // peers, crash and restart, reconnect with backoff, and the administration interface.
 #include <doctest/doctest.h>
 
-#include <kj/async-io.h>
-#include <kj/timer.h>
-
-#include <map>
-#include <memory>
-#include <set>
-#include <shared_mutex>
 #include <string>
 #include <vector>
 
 #include "lib/control.h"
-#include "lib/objects.h"
-#include "lib/runtime.h"
+#include "tests/lib/pipe-cluster.h"
 
 namespace deltasync {
 namespace {
 
-const std::string kSecret(40, 's');
-
-// Addresses -> runtimes; a dial creates a pipe and hands the far end to the target's accept().
-class PipeNet final : public Dialer {
- public:
-  std::map<std::string, Runtime*> nodes;
-  std::set<std::string> refusing;  // addresses whose dials fail
-  uint64_t dials = 0;
-
-  kj::Promise<kj::Own<kj::AsyncIoStream>> connect(const std::string& address) override {
-    ++dials;
-    auto it = nodes.find(address);
-    if (it == nodes.end() || refusing.count(address) != 0) {
-      return KJ_EXCEPTION(DISCONNECTED, "connection refused", address);
-    }
-    auto pipe = kj::newTwoWayPipe();
-    it->second->accept(kj::mv(pipe.ends[1]));
-    return kj::mv(pipe.ends[0]);
-  }
-};
-
-struct Cluster {
-  kj::EventLoop loop;
-  kj::WaitScope ws{loop};
-  kj::TimerImpl timer{kj::origin<kj::TimePoint>()};
-  PipeNet net;
-  struct Slot {
-    std::shared_mutex mutex;
-    std::unique_ptr<Runtime> rt;
-    std::vector<std::string> changes;
-  };
-  std::map<std::string, std::unique_ptr<Slot>> slots;  // by address
-
-  Runtime& start(uint64_t id, const std::string& address, std::vector<std::string> seeds,
-                 const std::string& secret = kSecret) {
-    auto& slot = slots[address];
-    if (!slot) slot = std::make_unique<Slot>();
-    RuntimeConfig c;
-    c.id = ReplicaId{id};
-    c.address = address;
-    c.seeds = std::move(seeds);
-    c.gossipIntervalMs = 100;
-    c.membership.probeIntervalMs = 200;
-    c.membership.probeTimeoutMs = 80;
-    c.membership.removeAfterMs = 3000;
-    slot->rt = std::make_unique<Runtime>(c, gossip::Secret(secret), timer, net, slot->mutex);
-    Slot* s = slot.get();
-    slot->rt->setChangeListener([s](const std::string& name) { s->changes.push_back(name); });
-    net.nodes[address] = slot->rt.get();
-    slot->rt->start();
-    return *slot->rt;
-  }
-
-  void crash(const std::string& address) {
-    net.nodes.erase(address);
-    slots[address]->rt.reset();  // its connections close: peers see disconnects
-  }
-
-  Runtime& at(const std::string& address) { return *slots.at(address)->rt; }
-
-  // Advances simulated time in 5 ms steps, running everything that became ready.
-  void run(uint64_t ms) {
-    for (uint64_t t = 0; t < ms; t += 5) {
-      timer.advanceTo(timer.now() + 5 * kj::MILLISECONDS);
-      loop.run();
-    }
-  }
-
-  // Runs until pred() holds (checked every 50 ms), at most `limitMs`; returns whether it held.
-  template <typename P>
-  bool runUntil(P pred, uint64_t limitMs = 30000) {
-    for (uint64_t t = 0; t <= limitMs; t += 50) {
-      if (pred()) return true;
-      run(50);
-    }
-    return pred();
-  }
-
-  std::vector<std::string> render(const std::string& address, const std::string& name) {
-    const gossip::Value* v = at(address).engine().find(name);
-    return v ? objects::render(*v) : std::vector<std::string>{};
-  }
-
-  size_t liveMembers(const std::string& address) { return at(address).membership().liveMembers().size(); }
-};
+using testing::Cluster;
+using testing::kSecret;
 
 TEST_CASE("runtime: three replicas join through a seed and converge") {
   Cluster c;
