@@ -24,6 +24,7 @@
 #include "gossip/rpc.h"
 #include "lib/log.h"
 #include "lib/node.h"
+#include "lib/tls.h"
 
 namespace {
 
@@ -54,8 +55,14 @@ const char* kNodeHelp =
     "                          required when listening on a wildcard address)\n"
     "  --seed HOST:PORT        a member to join through (repeatable)\n"
     "  --secret-file PATH      the cluster secret, >= 32 bytes (or DELTASYNC_SECRET)\n"
+    "  --tls-cert PATH         mutual TLS instead of the secret: this node's certificate (PEM; CN\n"
+    "                          replica-<id>, DNS subjectAltName = the cluster name)\n"
+    "  --tls-key PATH          its private key (PEM)\n"
+    "  --tls-ca PATH           the cluster CA's certificate (PEM); the three go together\n"
     "  --cluster NAME          cluster name; peers of other clusters are refused (default deltasync)\n"
-    "  --id N                  this replica's id, a nonzero 64-bit integer (default: random)\n"
+    "  --id N                  this replica's id, a nonzero 64-bit integer (default: random; with\n"
+    "                          TLS, the certificate's). Reuse an id only with the replica's state:\n"
+    "                          a node that lost it must start under a new id\n"
     "  --gossip-interval MS    one gossip round (default 100)\n"
     "  --probe-interval MS     one failure-detector probe period (default 1000)\n"
     "  --metrics HOST:PORT     serve Prometheus metrics over HTTP at /metrics\n"
@@ -63,7 +70,8 @@ const char* kNodeHelp =
     "  --help                  this text\n";
 
 const char* kCtlHelp =
-    "usage: deltasync ctl HOST:PORT [--secret-file PATH] [--cluster NAME] <verb> [args]\n"
+    "usage: deltasync ctl HOST:PORT [--secret-file PATH | --tls-cert PATH --tls-key PATH --tls-ca PATH]\n"
+    "                     [--cluster NAME] <verb> [args]\n"
     "\n"
     "verbs:\n"
     "  get NAME                 print an object (a counter's value, a set's elements, a map's\n"
@@ -76,8 +84,9 @@ const char* kCtlHelp =
     "  members                  print the member table: id, address, state, incarnation\n"
     "  stats                    print the node's metrics (Prometheus text)\n"
     "\n"
-    "The secret comes from --secret-file or DELTASYNC_SECRET. 'deltasync ctl <verb> --help' shows\n"
-    "this text too.\n";
+    "The secret comes from --secret-file or DELTASYNC_SECRET; a node under mutual TLS takes a client\n"
+    "certificate of the cluster CA instead (any replica-<id> name). 'deltasync ctl <verb> --help'\n"
+    "shows this text too.\n";
 
 bool wantsHelp(const std::vector<std::string>& args) {
   for (const auto& a : args) {
@@ -132,6 +141,15 @@ uint64_t parseNumber(const std::string& what, const std::string& text) {
   }
 }
 
+std::optional<deltasync::TlsFiles> tlsFrom(const Parsed& p) {
+  auto cert = p.one("tls-cert");
+  auto key = p.one("tls-key");
+  auto ca = p.one("tls-ca");
+  if (!cert && !key && !ca) return std::nullopt;
+  if (!cert || !key || !ca) throw Usage("--tls-cert, --tls-key and --tls-ca go together");
+  return deltasync::TlsFiles{*cert, *key, *ca};
+}
+
 deltasync::gossip::Secret secretFrom(const Parsed& p) {
   if (auto file = p.one("secret-file")) return deltasync::gossip::Secret::fromFile(*file);
   if (const char* env = std::getenv("DELTASYNC_SECRET"); env != nullptr && *env != '\0') {
@@ -148,7 +166,7 @@ int runNode(const std::vector<std::string>& args) {
     return 0;
   }
   Parsed p = parse(args, {"listen", "advertise", "seed", "secret-file", "cluster", "id", "gossip-interval",
-                          "probe-interval", "metrics", "log-level"});
+                          "probe-interval", "metrics", "log-level", "tls-cert", "tls-key", "tls-ca"});
   if (!p.positional.empty()) throw Usage("unexpected argument '" + p.positional[0] + "'");
   if (auto level = p.one("log-level")) {
     try {
@@ -183,7 +201,8 @@ int runNode(const std::vector<std::string>& args) {
     config.membership.probeTimeoutMs = std::max<uint64_t>(5, config.membership.probeIntervalMs * 2 / 5);
   }
   if (auto m = p.one("metrics")) config.metricsListen = *m;
-  config.secret = secretFrom(p);
+  config.tls = tlsFrom(p);
+  if (!config.tls || p.one("secret-file") || std::getenv("DELTASYNC_SECRET") != nullptr) config.secret = secretFrom(p);
 
   // Block the stop signals in every thread (the node's threads inherit this mask); wait here.
   sigset_t stopSignals;
@@ -235,7 +254,7 @@ int runCtl(const std::vector<std::string>& args) {
     std::fputs(kCtlHelp, stdout);
     return args.empty() ? 2 : 0;
   }
-  Parsed p = parse(args, {"secret-file", "cluster"});
+  Parsed p = parse(args, {"secret-file", "cluster", "tls-cert", "tls-key", "tls-ca"});
   if (p.positional.size() < 2) throw Usage("ctl needs an address and a verb (deltasync ctl --help)");
   const std::string address = p.positional[0];
   const std::string verb = p.positional[1];
@@ -263,7 +282,9 @@ int runCtl(const std::vector<std::string>& args) {
       throw Usage("incr: BY must be an integer, not '" + rest[1] + "'");
     }
   }
-  auto secret = secretFrom(p);
+  const auto tls = tlsFrom(p);
+  std::optional<deltasync::gossip::Secret> secret;
+  if (!tls) secret = secretFrom(p);
   const std::string cluster = p.one("cluster").value_or("deltasync");
 
   kj::UnixEventPort::captureSignal(SIGINT);
@@ -275,13 +296,24 @@ int runCtl(const std::vector<std::string>& args) {
   } catch (const kj::Exception& e) {
     throw std::runtime_error("cannot connect to " + address + ": " + e.getDescription().cStr());
   }
+  std::unique_ptr<deltasync::Tls> tlsContext;
+  ReplicaId server{};
+  if (tls) {
+    tlsContext = std::make_unique<deltasync::Tls>(*tls, cluster, io.provider->getTimer(), 10000);
+    auto secured = tlsContext->connect(kj::mv(stream)).wait(io.waitScope);
+    stream = kj::mv(secured.stream);
+    server = secured.peer;
+  }
   deltasync::gossip::RpcConnection connection(*stream, deltasync::gossip::Limits{});
-  // ctl authenticates under a fresh random id: it never publishes anything under it.
-  deltasync::gossip::Nonce n = deltasync::gossip::randomNonce();
-  uint64_t id = 0;
-  for (size_t i = 0; i < 8; ++i) id = (id << 8) | n[i];
-  auto auth = deltasync::gossip::authenticate(connection.gatekeeper(), secret, ReplicaId{id | 1}, cluster)
-                  .wait(io.waitScope);
+  deltasync::gossip::Authenticated auth = [&] {
+    if (tls) return deltasync::gossip::attach(connection.gatekeeper(), server).wait(io.waitScope);
+    // ctl authenticates under a fresh random id: it never publishes anything under it.
+    deltasync::gossip::Nonce n = deltasync::gossip::randomNonce();
+    uint64_t id = 0;
+    for (size_t i = 0; i < 8; ++i) id = (id << 8) | n[i];
+    return deltasync::gossip::authenticate(connection.gatekeeper(), *secret, ReplicaId{id | 1}, cluster)
+        .wait(io.waitScope);
+  }();
   auto control = auth.replicator.controlRequest().send().wait(io.waitScope).getControl();
   auto text = [](const std::string& s) { return capnp::Text::Reader(s.data(), s.size()); };
 

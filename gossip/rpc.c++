@@ -108,15 +108,29 @@ class HandshakeImpl final : public wire::Handshake::Server {
   std::unique_ptr<AuthServer> auth_;
 };
 
-Gatekeeper::Gatekeeper(Secret secret, ReplicaId self, std::string cluster, Limits limits, DeliverFn deliver,
+Gatekeeper::Gatekeeper(std::optional<Secret> secret, ReplicaId self, std::string cluster, Limits limits, DeliverFn deliver,
                        GatekeeperOptions options)
     : stats_(options.stats ? options.stats : std::make_shared<GatekeeperStats>()) {
   shared_ = std::make_shared<Shared>(
       Shared{std::move(secret), self, std::move(cluster), limits, std::move(deliver), std::move(options)});
 }
 
+kj::Promise<void> Gatekeeper::attach(AttachContext context) {
+  const auto& peer = shared_->options.tlsPeer;
+  if (!peer) return failed("attach needs a connection under mutual TLS with a client certificate");
+  if (*peer == shared_->self) return failed("the client's certificate names this node's own id");
+  ++stats_->authenticated;
+  if (shared_->options.onAuthenticated) shared_->options.onAuthenticated(*peer);
+  context.getResults().setReplicator(kj::heap<ReplicatorImpl>(shared_, stats_, *peer));
+  return kj::READY_NOW;
+}
+
 kj::Promise<void> Gatekeeper::hello(HelloContext context) {
-  auto auth = std::make_unique<AuthServer>(shared_->secret, shared_->self, shared_->cluster, shared_->options.nonces);
+  if (!shared_->secret) {
+    ++stats_->helloRejected;
+    return failed("this node authenticates peers by TLS certificates only");
+  }
+  auto auth = std::make_unique<AuthServer>(*shared_->secret, shared_->self, shared_->cluster, shared_->options.nonces);
   HelloReplyMsg reply;
   try {
     reply = auth->onHello(decodeHello(context.getParams().getHello(), shared_->limits));
@@ -144,6 +158,12 @@ kj::Promise<Authenticated> authenticate(wire::Gatekeeper::Client gatekeeper, Sec
     return prove.send().then([peer](capnp::Response<wire::Handshake::ProveResults>&& r) {
       return Authenticated{r.getReplicator(), peer};
     });
+  });
+}
+
+kj::Promise<Authenticated> attach(wire::Gatekeeper::Client gatekeeper, ReplicaId server) {
+  return gatekeeper.attachRequest().send().then([server](capnp::Response<wire::Gatekeeper::AttachResults>&& r) {
+    return Authenticated{r.getReplicator(), server};
   });
 }
 

@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <capnp/rpc-twoparty.h>
@@ -56,23 +57,28 @@ struct GatekeeperOptions {
   ControlFn control;  // empty: no administration interface
   // Counts shared with other gatekeepers (lib/ makes one per inbound connection); null: its own.
   std::shared_ptr<GatekeeperStats> stats;
-  // Called when a client proved the secret (lib/ closes connections that never do).
+  // Called when a client authenticated (lib/ closes connections that never do).
   std::function<void(ReplicaId peer)> onAuthenticated;
+  // Set when the connection runs under mutual TLS and the client's certificate proved this id:
+  // attach() then hands out its Replicator (no secret needed).
+  std::optional<ReplicaId> tlsPeer;
 };
 
 class Gatekeeper final : public wire::Gatekeeper::Server {
  public:
-  Gatekeeper(Secret secret, ReplicaId self, std::string cluster, Limits limits, DeliverFn deliver,
+  // Without a secret, hello() is refused (a node that authenticates by TLS certificates only).
+  Gatekeeper(std::optional<Secret> secret, ReplicaId self, std::string cluster, Limits limits, DeliverFn deliver,
              GatekeeperOptions options = {});
 
   const GatekeeperStats& stats() const { return *stats_; }
 
  protected:
   kj::Promise<void> hello(HelloContext context) override;
+  kj::Promise<void> attach(AttachContext context) override;
 
  private:
   struct Shared {
-    Secret secret;
+    std::optional<Secret> secret;
     ReplicaId self;
     std::string cluster;
     Limits limits;
@@ -94,6 +100,10 @@ struct Authenticated {
 };
 kj::Promise<Authenticated> authenticate(wire::Gatekeeper::Client gatekeeper, Secret secret, ReplicaId self,
                                         std::string cluster, NonceSource nonces = randomNonce);
+
+// The client side of attach() on a mutual-TLS connection whose server certificate proved
+// `server` (lib/tls.h).
+kj::Promise<Authenticated> attach(wire::Gatekeeper::Client gatekeeper, ReplicaId server);
 
 // Sends one message; the promise fails if the peer rejected it.
 kj::Promise<void> deliver(wire::Replicator::Client& replicator, const Message& message);

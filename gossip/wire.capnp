@@ -328,6 +328,10 @@ struct Envelope {
 
 interface Gatekeeper {
   hello @0 (hello :Hello) -> (reply :HelloReply, handshake :Handshake);
+  attach @1 () -> (replicator :Replicator);
+  # For connections under mutual TLS (lib/tls.h): the client's certificate already proved its
+  # replica id, so it gets a Replicator bound to that id without the HMAC handshake. Fails on
+  # a connection without a verified client certificate.
 }
 
 interface Handshake {

@@ -18,6 +18,7 @@
 #include "lib/metrics.h"
 #include "lib/objects.h"
 #include "lib/runtime.h"
+#include "lib/tls.h"
 
 namespace deltasync {
 
@@ -59,9 +60,19 @@ namespace detail {
 class NodeCore : public std::enable_shared_from_this<NodeCore> {
  public:
   explicit NodeCore(NodeConfig config) : config_(std::move(config)) {
-    if (!config_.secret) throw std::invalid_argument("NodeConfig: a cluster secret is required (no default)");
+    if (!config_.secret && !config_.tls) {
+      throw std::invalid_argument("NodeConfig: a cluster secret (or TLS certificates) is required; there is no default");
+    }
     if (config_.gossipIntervalMs == 0) throw std::invalid_argument("NodeConfig: gossipIntervalMs must be > 0");
     id_ = config_.id.value != 0 ? config_.id : randomId();
+    if (config_.tls) {
+      const ReplicaId certified = Tls::idOfCertificateFile(config_.tls->certificate);
+      if (config_.id.value != 0 && config_.id != certified) {
+        throw std::invalid_argument("NodeConfig: id " + std::to_string(config_.id.value) +
+                                    " differs from the certificate's replica-" + std::to_string(certified.value));
+      }
+      id_ = certified;
+    }
     std::promise<void> ready;
     auto started = ready.get_future();
     loop_ = std::thread([this, &ready] { run(ready); });
@@ -297,12 +308,13 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
       rc.engine = config_.engine;
       rc.membership = config_.membership;
       rc.limits = config_.limits;
+      if (config_.tls) rc.tls = std::make_shared<Tls>(*config_.tls, config_.cluster, timer, rc.handshakeTimeoutMs);
       auto metricsNow = [this] {
         if (runtime_ == nullptr) throw std::runtime_error("the node is stopping");
         return metricsText(*runtime_);
       };
       ControlService control(clock_, metricsNow);
-      auto rt = kj::heap<Runtime>(rc, *config_.secret, timer, dialer, stateMutex_);
+      auto rt = kj::heap<Runtime>(rc, config_.secret, timer, dialer, stateMutex_);
       control.attach(rt.get());
       control_ = &control;
       rt->setControl([&control](ReplicaId) { return control.client(); });

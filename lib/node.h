@@ -50,13 +50,22 @@ namespace deltasync {
 
 using crdt::ReplicaId;
 
+// Mutual TLS between nodes instead of the shared secret (lib/tls.h has the certificate rules:
+// CN "replica-<id>", a DNS subjectAltName equal to the cluster name, signed by the cluster CA).
+struct TlsFiles {
+  std::string certificate;  // PEM file: this node's certificate (then any intermediates)
+  std::string privateKey;   // PEM file: its private key
+  std::string ca;           // PEM file: the cluster CA's certificate
+};
+
 struct NodeConfig {
   std::string listen = "127.0.0.1:0";  // host:port to accept peers on; port 0 picks a free one
   std::string advertise;                // the address peers dial; "" = the bound listen address
   std::vector<std::string> seeds;       // addresses of members to join through
   std::string cluster = "deltasync";    // nodes of other clusters are refused at the handshake
-  std::optional<gossip::Secret> secret; // required (>= 32 bytes); no default
-  ReplicaId id{};                       // 0: a random id
+  std::optional<gossip::Secret> secret; // >= 32 bytes; no default; required unless tls is set
+  std::optional<TlsFiles> tls;          // mutual TLS; the id then comes from the certificate
+  ReplicaId id{};                       // 0: a random id (with tls: must match the certificate)
   uint64_t gossipIntervalMs = 100;
   std::string metricsListen;            // host:port for Prometheus text over HTTP; "" = off
   uint64_t leaveGraceMs = 500;          // how long close() waits to announce the leave

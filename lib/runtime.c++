@@ -62,7 +62,7 @@ void Runtime::ErrorHandler::taskFailed(kj::Exception&& e) {
   log::debug("background task failed: {}", e.getDescription().cStr());
 }
 
-Runtime::Runtime(RuntimeConfig config, gossip::Secret secret, kj::Timer& timer, Dialer& dialer,
+Runtime::Runtime(RuntimeConfig config, std::optional<gossip::Secret> secret, kj::Timer& timer, Dialer& dialer,
                  std::shared_mutex& stateMutex)
     : config_(std::move(config)),
       secret_(std::move(secret)),
@@ -80,6 +80,7 @@ Runtime::Runtime(RuntimeConfig config, gossip::Secret secret, kj::Timer& timer, 
       gatekeeperStats_(std::make_shared<gossip::GatekeeperStats>()),
       tasks_(errors_) {
   if (config_.id.value == 0) throw std::invalid_argument("Runtime: replica id must be nonzero");
+  if (!secret_ && !config_.tls) throw std::invalid_argument("Runtime: a secret or TLS certificates are required");
   for (const auto& s : config_.seeds) {
     if (s != config_.address) seeds_.push_back(Seed{s});
   }
@@ -111,6 +112,24 @@ void Runtime::accept(kj::Own<kj::AsyncIoStream> stream) {
     ++stats_.inboundRefused;
     return;  // the stream closes as it goes out of scope
   }
+  if (!config_.tls) {
+    serve(kj::mv(stream), std::nullopt);
+    return;
+  }
+  // The TLS handshake first (bounded by the TLS context's accept timeout).
+  tasks_.add(config_.tls->accept(kj::mv(stream))
+                 .then([this](TlsStream s) { serve(kj::mv(s.stream), s.peer); },
+                       [this](kj::Exception&& e) {
+                         ++gatekeeperStats_->proofRejected;  // counted and logged as a failed authentication
+                         log::debug("TLS handshake refused: {}", e.getDescription().cStr());
+                       }));
+}
+
+void Runtime::serve(kj::Own<kj::AsyncIoStream> stream, std::optional<ReplicaId> tlsPeer) {
+  if (stopped_ || inbound_.size() >= config_.maxInbound) {
+    ++stats_.inboundRefused;
+    return;
+  }
   const uint64_t serial = nextSerial_++;
   gossip::GatekeeperOptions options;
   options.control = [this](ReplicaId peer) -> wire::Control::Client {
@@ -118,11 +137,12 @@ void Runtime::accept(kj::Own<kj::AsyncIoStream> stream) {
     return control_(peer);
   };
   options.stats = gatekeeperStats_;
+  options.tlsPeer = tlsPeer;
   options.onAuthenticated = [this, serial](ReplicaId) {
     if (auto it = inbound_.find(serial); it != inbound_.end()) it->second.authenticated = true;
   };
   auto gatekeeper = kj::heap<gossip::Gatekeeper>(
-      secret_, config_.id, config_.cluster, config_.limits,
+      config_.tls ? std::nullopt : secret_, config_.id, config_.cluster, config_.limits,
       [this](ReplicaId from, Message m) { onMessage(from, std::move(m)); }, std::move(options));
   auto conn = kj::heap<Connection>(kj::mv(stream), kj::mv(gatekeeper), config_.limits);
   auto disconnected = conn->rpc.onDisconnect();
@@ -240,10 +260,12 @@ void Runtime::dialSeed(size_t index) {
   Seed& seed = seeds_[index];
   seed.dialing = true;
   auto conn = std::make_shared<kj::Own<Connection>>();
-  auto attempt = dialer_.connect(seed.address).then([this, conn](kj::Own<kj::AsyncIoStream> stream) {
-    *conn = kj::heap<Connection>(kj::mv(stream), config_.limits);
-    return gossip::authenticate((*conn)->rpc.gatekeeper(), secret_, config_.id, config_.cluster);
-  });
+  auto attempt = dialer_.connect(seed.address)
+                     .then([this](kj::Own<kj::AsyncIoStream> stream) { return secure(kj::mv(stream)); })
+                     .then([this, conn](TlsStream s) {
+                       *conn = kj::heap<Connection>(kj::mv(s.stream), config_.limits);
+                       return authenticateOn(**conn, s.peer);
+                     });
   tasks_.add(timer_.timeoutAfter(config_.handshakeTimeoutMs * kj::MILLISECONDS, kj::mv(attempt))
                  .then(
                      [this, index, conn](gossip::Authenticated a) {
@@ -365,14 +387,16 @@ void Runtime::dial(Link& link) {
   link.state = Link::State::connecting;
   const uint64_t generation = ++link.generation;
   const ReplicaId id = link.id;
-  auto attempt = dialer_.connect(link.address).then([this, id, generation](kj::Own<kj::AsyncIoStream> stream) {
+  auto attempt = dialer_.connect(link.address)
+                     .then([this](kj::Own<kj::AsyncIoStream> stream) { return secure(kj::mv(stream)); })
+                     .then([this, id, generation](TlsStream s) {
     auto it = links_.find(id);
     if (it == links_.end() || it->second->generation != generation) {
       return kj::Promise<void>(KJ_EXCEPTION(DISCONNECTED, "link superseded"));
     }
     Link& l = *it->second;
-    l.conn = kj::heap<Connection>(kj::mv(stream), config_.limits);
-    return gossip::authenticate(l.conn->rpc.gatekeeper(), secret_, config_.id, config_.cluster)
+    l.conn = kj::heap<Connection>(kj::mv(s.stream), config_.limits);
+    return authenticateOn(*l.conn, s.peer)
         .then([this, id, generation](gossip::Authenticated a) {
           auto it = links_.find(id);
           if (it == links_.end() || it->second->generation != generation) return;
@@ -391,6 +415,17 @@ void Runtime::dial(Link& link) {
   });
   tasks_.add(timer_.timeoutAfter(config_.handshakeTimeoutMs * kj::MILLISECONDS, kj::mv(attempt))
                  .catch_([this, id, generation](kj::Exception&& e) { broken(id, generation, &e); }));
+}
+
+kj::Promise<TlsStream> Runtime::secure(kj::Own<kj::AsyncIoStream> stream) {
+  if (config_.tls) return config_.tls->connect(kj::mv(stream));
+  return TlsStream{kj::mv(stream), ReplicaId{}};
+}
+
+kj::Promise<gossip::Authenticated> Runtime::authenticateOn(Connection& conn, ReplicaId tlsPeer) {
+  if (tlsPeer.value != 0) return gossip::attach(conn.rpc.gatekeeper(), tlsPeer);
+  if (!secret_) return KJ_EXCEPTION(FAILED, "no cluster secret, and the connection is not under TLS");
+  return gossip::authenticate(conn.rpc.gatekeeper(), *secret_, config_.id, config_.cluster);
 }
 
 void Runtime::broken(ReplicaId id, uint64_t generation, const kj::Exception* why) {

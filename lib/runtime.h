@@ -20,6 +20,8 @@
 //
 // Peer links (one per remote id we send to; inbound connections only carry what peers send us):
 //   idle -> connecting (dial, handshake; the peer must prove the id we expect) -> ready.
+//   Under mutual TLS (config.tls) each stream is wrapped first and the certificates prove both
+//   ids (Gatekeeper.attach); otherwise the HMAC handshake does.
 //   A failed dial, handshake or delivery, or a disconnect, returns the link to idle; it retries
 //   when it has something to send, after a backoff that doubles from reconnectMinMs to
 //   reconnectMaxMs (with jitter) and resets on success. Queues are bounded (maxQueuedPerPeer
@@ -59,6 +61,7 @@
 #include "gossip/membership.h"
 #include "gossip/rpc.h"
 #include "lib/metrics.h"
+#include "lib/tls.h"
 
 namespace deltasync {
 
@@ -88,6 +91,9 @@ struct RuntimeConfig {
   uint64_t reconnectMaxMs = 10000;
   uint64_t handshakeTimeoutMs = 5000;  // dial + handshake (outbound); to authenticate (inbound)
   uint32_t maxInbound = 512;           // inbound connections held at once; more are closed
+  // Mutual TLS (lib/tls.h) for every connection, instead of the shared-secret handshake; null:
+  // plain TCP with the HMAC handshake.
+  std::shared_ptr<Tls> tls;
 };
 
 struct RuntimeStats {
@@ -119,7 +125,9 @@ struct MemberRow {
 class Runtime {
  public:
   // `stateMutex` guards the engine's objects against readers on other threads (see above).
-  Runtime(RuntimeConfig config, gossip::Secret secret, kj::Timer& timer, Dialer& dialer,
+  // Peers authenticate by `secret` (HMAC), or by certificates when config.tls is set (then the
+  // secret is optional: without it, peers without certificates are refused).
+  Runtime(RuntimeConfig config, std::optional<gossip::Secret> secret, kj::Timer& timer, Dialer& dialer,
           std::shared_mutex& stateMutex);
   ~Runtime();
   Runtime(const Runtime&) = delete;
@@ -173,6 +181,12 @@ class Runtime {
     void taskFailed(kj::Exception&& e) override;
   };
 
+  void serve(kj::Own<kj::AsyncIoStream> stream, std::optional<ReplicaId> tlsPeer);
+  // The stream under TLS (and the peer's id from its certificate) when configured; as is (id 0)
+  // otherwise.
+  kj::Promise<TlsStream> secure(kj::Own<kj::AsyncIoStream> stream);
+  // The client half of authentication on `conn`: attach (TLS, peer known) or the HMAC handshake.
+  kj::Promise<gossip::Authenticated> authenticateOn(Connection& conn, ReplicaId tlsPeer);
   void onMessage(ReplicaId from, gossip::Message message);
   void send(std::vector<gossip::Outgoing>& out);
   void enqueue(ReplicaId to, gossip::Message message);
@@ -188,7 +202,7 @@ class Runtime {
   void dropLater(kj::Own<Connection> connection);
 
   RuntimeConfig config_;
-  gossip::Secret secret_;
+  std::optional<gossip::Secret> secret_;
   kj::Timer& timer_;
   Dialer& dialer_;
   kj::TimePoint start_;
