@@ -5,6 +5,11 @@
 // Waits are liveness bounds (poll until true, give up after seconds), never timing assertions.
 #include <doctest/doctest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -46,6 +51,25 @@ size_t alive(const Node& n) {
   size_t k = 0;
   for (const auto& m : n.members()) k += m.state == gossip::MemberState::alive;
   return k;
+}
+
+// A minimal HTTP/1.1 GET over a plain socket; returns the whole response.
+std::string httpGet(const std::string& address, const std::string& path) {
+  auto colon = address.rfind(':');
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(static_cast<uint16_t>(std::stoi(address.substr(colon + 1))));
+  inet_pton(AF_INET, address.substr(0, colon).c_str(), &sa.sin_addr);
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(fd >= 0);
+  REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
+  std::string request = "GET " + path + " HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n";
+  REQUIRE(write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size()));
+  std::string response;
+  char buf[4096];
+  for (ssize_t n; (n = read(fd, buf, sizeof buf)) > 0;) response.append(buf, static_cast<size_t>(n));
+  close(fd);
+  return response;
 }
 
 struct Quiet {
@@ -150,7 +174,7 @@ TEST_CASE("node: misuse gets clear errors") {
   Quiet q;
   NodeConfig noSecret = config();
   noSecret.secret.reset();
-  CHECK_THROWS_WITH_AS(Node{noSecret}, doctest::Contains("secret is required"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(Node{noSecret}, doctest::Contains("cluster secret (or TLS certificates) is required"), std::invalid_argument);
   NodeConfig badAddress = config();
   badAddress.listen = "not an address:x";
   CHECK_THROWS_WITH_AS(Node{badAddress}, doctest::Contains("cannot listen"), std::runtime_error);
@@ -197,6 +221,29 @@ TEST_CASE("node: a leaving node is seen as left, a removed one stops being liste
   }
   CHECK(sawUp);
   CHECK(sawLeft);
+}
+
+}  // namespace
+}  // namespace deltasync
+
+namespace deltasync {
+namespace {
+
+TEST_CASE("node: metrics are served as Prometheus text over HTTP") {
+  Quiet q;
+  NodeConfig c = config();
+  c.metricsListen = "127.0.0.1:0";
+  Node a(c);
+  REQUIRE(!a.metricsAddress().empty());
+  a.counter("hits").increment(3);
+  a.counter("hits").increment(4);
+  std::string r = httpGet(a.metricsAddress(), "/metrics");
+  CHECK(r.rfind("HTTP/1.1 200", 0) == 0);
+  CHECK(r.find("text/plain; version=0.0.4") != std::string::npos);
+  CHECK(r.find("# TYPE deltasync_local_updates_total counter\ndeltasync_local_updates_total 2\n") != std::string::npos);
+  CHECK(r.find("deltasync_deliver_seconds_bucket{le=\"+Inf\"}") != std::string::npos);
+  CHECK(r.find("deltasync_objects 1\n") != std::string::npos);
+  CHECK(httpGet(a.metricsAddress(), "/other").rfind("HTTP/1.1 404", 0) == 0);
 }
 
 }  // namespace
