@@ -85,6 +85,13 @@ class CausalContext {
   Dot nextDot(ReplicaId r) const;
 
   void add(Dot d) {
+    // Fast path: the first dot of an empty context (every mutator's delta).
+    if (origins_.empty() && d.counter != 0 && d.counter <= kMaxDotCounter) {
+      Origin& o = origins_.emplace_back();  // built in place: moving an Origin is not cheap
+      o.replica = d.replica;
+      o.intervals.push_back(Interval{d.counter, d.counter});
+      return;
+    }
     // Fast path: the next dot of an origin already present (a replica's own writes).
     if (Origin* o = findMutable(d.replica)) {
       Interval& last = o->intervals.back();

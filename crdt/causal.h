@@ -86,6 +86,7 @@ class Causal {
   Derived writeKey(ReplicaId self, typename St::KeyView k, typename St::Value v) {
     Dot d = ctx_.nextDot(self);
     const uint64_t h = St::hashKey(k);  // one hash serves the probe and both inserts
+    store_.prefetchWrite(h, d);         // overlaps the index misses with building the delta
     Derived delta;
     delta.store_.insertNew(k, d, v, true, h);
     delta.ctx_.add(d);

@@ -3,7 +3,8 @@
 // std::string is 32 bytes in libstdc++ even for short keys. Map and set keys are mostly short
 // (ids, names), so the dot stores keep std::string keys as CompactString: up to 15 bytes inline,
 // longer ones on the heap. Layout invariant: bytes_[15] is the inline length (0..15), or kHeapTag
-// when the string lives at heap_.ptr with length heap_.size.
+// when the string lives at heap_.ptr with length heap_.size. An inline string's unused bytes are
+// zero, so its 16 bytes are a canonical form that hashes without a byte loop (inlineBytes()).
 #pragma once
 
 #include <cstdint>
@@ -17,12 +18,12 @@ namespace deltasync::crdt {
 
 class CompactString {
  public:
-  CompactString() { bytes_[15] = 0; }
+  CompactString() { clearBytes(); }
   explicit CompactString(std::string_view s) { assign(s); }
   CompactString(const CompactString& o) { assign(o.view()); }
   CompactString(CompactString&& o) noexcept {
     std::memcpy(bytes_, o.bytes_, sizeof(bytes_));
-    o.bytes_[15] = 0;
+    o.clearBytes();
   }
   CompactString& operator=(const CompactString& o) {
     if (this != &o) {
@@ -35,7 +36,7 @@ class CompactString {
     if (this != &o) {
       release();
       std::memcpy(bytes_, o.bytes_, sizeof(bytes_));
-      o.bytes_[15] = 0;
+      o.clearBytes();
     }
     return *this;
   }
@@ -53,6 +54,31 @@ class CompactString {
   }
   size_t heapBytes() const { return isHeap() ? view().size() : 0; }
 
+  // Strings of up to 15 bytes are stored inline; their canonical 16 bytes are the string, zero
+  // padding, and the length in the last byte.
+  bool isInline() const { return !isHeap(); }
+  const unsigned char* inlineBytes() const { return bytes_; }
+  // Writes the canonical inline form of s (s.size() <= 15) to out[0..16). Keys are copied and
+  // hashed once per write, and a call to memcpy with a variable size costs more than these
+  // few overlapping fixed-size moves.
+  static void inlineForm(std::string_view s, unsigned char* out) {
+    const size_t n = s.size();
+    const char* p = s.data();
+    std::memset(out, 0, 16);
+    if (n >= 8) {
+      std::memcpy(out, p, 8);
+      std::memcpy(out + n - 8, p + n - 8, 8);
+    } else if (n >= 4) {
+      std::memcpy(out, p, 4);
+      std::memcpy(out + n - 4, p + n - 4, 4);
+    } else if (n > 0) {
+      out[0] = static_cast<unsigned char>(p[0]);
+      out[n / 2] = static_cast<unsigned char>(p[n / 2]);
+      out[n - 1] = static_cast<unsigned char>(p[n - 1]);
+    }
+    out[15] = static_cast<unsigned char>(n);
+  }
+
   void swap(CompactString& o) noexcept {
     unsigned char t[16];
     std::memcpy(t, bytes_, 16);
@@ -65,10 +91,10 @@ class CompactString {
   alignas(8) unsigned char bytes_[16];
 
   bool isHeap() const { return bytes_[15] == kHeapTag; }
+  void clearBytes() { std::memset(bytes_, 0, sizeof(bytes_)); }
   void assign(std::string_view s) {
     if (s.size() <= 15) {
-      std::memcpy(bytes_, s.data(), s.size());
-      bytes_[15] = static_cast<unsigned char>(s.size());
+      inlineForm(s, bytes_);
       return;
     }
     if (s.size() > UINT32_MAX) throw LimitError("key longer than 4 GiB");
@@ -84,7 +110,7 @@ class CompactString {
       char* p;
       std::memcpy(&p, bytes_, sizeof(p));
       delete[] p;
-      bytes_[15] = 0;
+      clearBytes();
     }
   }
 };

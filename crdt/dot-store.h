@@ -56,6 +56,7 @@ struct KeyStorage {
   static Stored make(View k) { return k; }
   static View view(const Stored& s) { return s; }
   static uint64_t hash(View k) { return mix64(std::hash<K>{}(k)); }
+  static uint64_t hashStored(const Stored& s) { return hash(s); }
   static size_t heapBytes(const Stored&) { return 0; }
 };
 
@@ -65,15 +66,24 @@ struct KeyStorage<std::string> {
   using View = std::string_view;
   static Stored make(View k) { return CompactString(k); }
   static View view(const Stored& s) { return s.view(); }
-  // Keys of up to 15 bytes (the inline ones) hash as two zero-padded words: a few instructions
-  // instead of a byte loop.
+  // Keys of up to 15 bytes (the inline ones) hash as the two words of CompactString's canonical
+  // inline form: a few instructions instead of a byte loop, and for a stored key (index
+  // rebuilds, joins) not even a copy.
   static uint64_t hash(View k) {
     if (k.size() <= 15) {
-      uint64_t w[2] = {0, 0};
-      std::memcpy(w, k.data(), k.size());
-      return mix64(w[0] * 0x9e3779b97f4a7c15ULL ^ mix64(w[1] + k.size()));
+      unsigned char b[16];
+      CompactString::inlineForm(k, b);
+      return hashInline(b);
     }
     return mix64(std::hash<std::string_view>{}(k));
+  }
+  static uint64_t hashStored(const Stored& s) {
+    return s.isInline() ? hashInline(s.inlineBytes()) : hash(s.view());
+  }
+  static uint64_t hashInline(const unsigned char* b) {
+    uint64_t w[2];
+    std::memcpy(w, b, sizeof(w));
+    return mix64(w[0] * 0x9e3779b97f4a7c15ULL ^ mix64(w[1]));
   }
   static size_t heapBytes(const Stored& s) { return s.heapBytes(); }
 };
@@ -139,6 +149,16 @@ class DotStore {
   // re-hashing (string keys).
   static uint64_t hashKey(KeyView k) { return KS::hash(k); }
 
+  // Starts loading the index slots that a write of a key hashed at keyHash with dot d will
+  // probe, so their cache misses overlap with the caller's other work (a write into a large
+  // store misses in both indexes; see bench/RESULTS.md). Changes nothing.
+  void prefetchWrite(uint64_t keyHash, Dot d) const {
+    if (!byKey_.active()) return;
+    byKey_.prefetch(keyHash);
+    uint32_t s = replicas_.find(d.replica);
+    if (s != _::ReplicaTable::kNone) byDot_.prefetch(mix64(pack(s, d.counter)));
+  }
+
   // insertNew() for callers that already know whether k is new to the store and its hashKey().
   void insertNew(KeyView k, Dot d, V v, bool newKey, uint64_t keyHash) {
     if (d.counter == 0 || d.counter > kMaxDotCounter) {
@@ -185,9 +205,7 @@ class DotStore {
   // Makes room for n entries in total (storage and indexes), as a fresh store growing to n would.
   void reserve(size_t n) {
     if (n <= entries_.size()) return;
-    size_t cap = entries_.capacity();
-    while (cap < n) cap = cap < 8 ? 8 : cap * 2;
-    entries_.reserve(cap);
+    reserveEntries(n);
     if (n > kSmall && (!byKey_.active() || byKey_.needsGrow(n))) {
       rebuildIndexes(_::FlatIndex::capacityFor(n));
     }
@@ -232,29 +250,103 @@ class DotStore {
     if (b.entries_.empty()) return;
     if (b.entries_.size() > kSmall) {
       // A bulk join: size storage and indexes once for what will be added, not by doubling.
-      size_t unseen = 0;
-      for (const Entry& e : b.entries_) {
-        uint32_t s = slotOf(e.dot);
-        unseen += seen[s] == nullptr || !CausalContext::containsCounter(*seen[s], counterOf(e.dot));
+      size_t fresh = 0;
+      for (const Entry& e : b.entries_) fresh += unseen(seen, e.dot);
+      const size_t total = entries_.size() + fresh;
+      // When the indexes must be rebuilt anyway (or most entries are new), building them once
+      // over everything costs less than a rebuild followed by one insert per new entry.
+      if (fresh > kSmall &&
+          (!byKey_.active() || byKey_.needsGrow(total) || fresh >= entries_.size())) {
+        appendAndReindex(b, seen, total);
+        return;
       }
-      reserve(entries_.size() + unseen);
+      reserve(total);
     }
-    // b's replica slots -> ours, acquired on first use (checkJoinLimits made that safe).
-    InlineVector<uint32_t> mine(b.replicas_.slotCount(), _::ReplicaTable::kNone);
-    for (uint32_t p = 0; p < b.entries_.size(); ++p) {
+    InlineVector<uint32_t> mine(b.replicas_.slotCount(), _::ReplicaTable::kNone);  // see refIfUnseen
+    // Key hashes run kAhead entries ahead of the inserts, and each is prefetched into the key
+    // index when computed: a bulk join's probes then overlap their cache misses instead of
+    // waiting for each in turn (the home-slot load was over half of a join's time).
+    constexpr uint32_t kAhead = 16;
+    uint64_t ahead[kAhead];
+    const uint32_t nb = static_cast<uint32_t>(b.entries_.size());
+    auto hashAhead = [&](uint32_t q) {
+      const Entry& e = b.entries_[q];
+      uint64_t h = KS::hashStored(e.key);
+      byKey_.prefetch(h);
+      if (uint32_t m = mine[slotOf(e.dot)]; m != _::ReplicaTable::kNone) {
+        byDot_.prefetch(mix64(pack(m, counterOf(e.dot))));
+      }
+      ahead[q % kAhead] = h;
+    };
+    for (uint32_t q = 0; q < std::min(nb, kAhead); ++q) hashAhead(q);
+    for (uint32_t p = 0; p < nb; ++p) {
       const Entry& e = b.entries_[p];
-      uint32_t s = slotOf(e.dot);
-      uint64_t c = counterOf(e.dot);
-      if (seen[s] != nullptr && CausalContext::containsCounter(*seen[s], c)) continue;
-      if (mine[s] == _::ReplicaTable::kNone) {
-        mine[s] = replicas_.acquire(b.replicas_.id(s));
-      } else {
-        replicas_.addRef(mine[s]);
-      }
+      uint64_t h = ahead[p % kAhead];
+      if (p + kAhead < nb) hashAhead(p + kAhead);
+      uint32_t slot = refIfUnseen(b, e.dot, seen, mine);
+      if (slot == _::ReplicaTable::kNone) continue;
       KeyView k = KS::view(e.key);
-      uint64_t h = KS::hash(k);
-      insertAtSlot(k, mine[s], c, e.value, firstOfKey(k, h) == kNone, h);
+      insertAtSlot(k, slot, counterOf(e.dot), e.value, firstOfKey(k, h) == kNone, h);
     }
+  }
+
+  // joinFrom's bulk path: appends b's entries unseen by ca (`seen`, as in joinFrom; `total`
+  // entries afterwards) without indexing them, then builds both indexes once over all entries,
+  // counting distinct keys on the way. Every allocation happens before the state changes and a
+  // failed append is undone, so an exception leaves *this as it was (spare capacity aside).
+  void appendAndReindex(const DotStore& b, const InlineVector<const Intervals*>& seen,
+                        size_t total) {
+    const size_t capacity = _::FlatIndex::capacityFor(total);
+    std::vector<uint32_t> keySlots = _::FlatIndex::emptySlots(capacity);
+    std::vector<uint32_t> dotSlots = _::FlatIndex::emptySlots(capacity);
+    reserveEntries(total);
+    const size_t before = entries_.size();
+    InlineVector<uint32_t> mine(b.replicas_.slotCount(), _::ReplicaTable::kNone);
+    try {
+      for (const Entry& e : b.entries_) {
+        uint32_t slot = refIfUnseen(b, e.dot, seen, mine);
+        if (slot == _::ReplicaTable::kNone) continue;
+        try {
+          entries_.push_back(Entry{e.key, e.value, pack(slot, counterOf(e.dot))});
+        } catch (...) {
+          replicas_.release(slot);
+          throw;
+        }
+      }
+    } catch (...) {
+      for (; entries_.size() > before; entries_.pop_back()) {
+        replicas_.release(slotOf(entries_.back().dot));
+      }
+      throw;
+    }
+    const auto n = static_cast<uint32_t>(entries_.size());
+    keyCount_ = byKey_.rebuild(
+        std::move(keySlots), n, [&](uint32_t p) { return keyHashAt(p); },
+        [&](uint32_t p, uint32_t q) { return KS::view(entries_[p].key) == KS::view(entries_[q].key); });
+    byDot_.rebuild(std::move(dotSlots), n, [&](uint32_t p) { return dotHashAt(p); },
+                   _::FlatIndex::NoSame{});
+  }
+
+  // Whether the context whose intervals per slot of b are `seen` (as in joinFrom) lacks b's
+  // packed dot.
+  static bool unseen(const InlineVector<const Intervals*>& seen, uint64_t dot) {
+    const Intervals* iv = seen[slotOf(dot)];
+    return iv == nullptr || !CausalContext::containsCounter(*iv, counterOf(dot));
+  }
+
+  // For b's packed dot: kNone if `seen` contains it, else our slot for its replica with one
+  // more reference taken. `mine` maps b's slots to ours, filled on first use
+  // (checkJoinLimits made acquiring safe).
+  uint32_t refIfUnseen(const DotStore& b, uint64_t dot, const InlineVector<const Intervals*>& seen,
+                       InlineVector<uint32_t>& mine) {
+    if (!unseen(seen, dot)) return _::ReplicaTable::kNone;
+    uint32_t& m = mine[slotOf(dot)];
+    if (m == _::ReplicaTable::kNone) {
+      m = replicas_.acquire(b.replicas_.id(slotOf(dot)));
+    } else {
+      replicas_.addRef(m);
+    }
+    return m;
   }
 
   // Throws LimitError if inserting b's unseen entries could exceed the entry or replica limits.
@@ -267,10 +359,7 @@ class DotStore {
     if (replicas_.usedCount() + b.replicas_.usedCount() <= _::ReplicaTable::kMaxSlots) return;
     std::vector<bool> adds(b.replicas_.slotCount(), false);
     for (const Entry& e : b.entries_) {
-      uint32_t s = slotOf(e.dot);
-      if (seen[s] == nullptr || !CausalContext::containsCounter(*seen[s], counterOf(e.dot))) {
-        adds[s] = true;
-      }
+      if (unseen(seen, e.dot)) adds[slotOf(e.dot)] = true;
     }
     size_t fresh = 0;
     b.replicas_.forEach([&](ReplicaId r, uint32_t s) {
@@ -437,7 +526,14 @@ class DotStore {
     indexNewLast(keyHash);
   }
 
-  uint64_t keyHashAt(uint32_t p) const { return KS::hash(KS::view(entries_[p].key)); }
+  // Capacity for n entries, as a vector growing to n by doubling would have.
+  void reserveEntries(size_t n) {
+    size_t cap = entries_.capacity();
+    while (cap < n) cap = cap < 8 ? 8 : cap * 2;
+    entries_.reserve(cap);
+  }
+
+  uint64_t keyHashAt(uint32_t p) const { return KS::hashStored(entries_[p].key); }
   uint64_t dotHashAt(uint32_t p) const { return mix64(entries_[p].dot); }
 
   uint32_t findPacked(uint64_t packed) const {

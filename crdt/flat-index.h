@@ -1,17 +1,27 @@
 // FlatIndex: an open-addressing hash index of uint32 positions into a caller-owned dense array.
 //
 // The dot stores keep their entries in one dense vector and index them twice (by key, by dot).
-// Storing only 4-byte positions keeps each index at ~4/load bytes per entry; the caller supplies
+// Storing only 4-byte slots keeps each index at ~4/load bytes per entry; the caller supplies
 // hashes and equality by position, so the index never owns or copies keys.
+//
+// A slot holds a position in its low bits and, in the bits a position cannot reach, a tag: hash
+// bits that the home slot does not use. With capacity 2^b, positions (< capacity * 3/4) need b
+// bits, leaving 32 - b bits of tag (11 at 2^21 slots, none from 2^32). Probes compare tags
+// first and call the caller's equality only on a tag match, so a probe that passes other keys'
+// slots does not load their entries (at 1e6 entries those loads were the largest cost of a
+// write: random cache misses into the dense array).
 //
 // Invariants: capacity is 0 or a power of two >= kMinCapacity; size <= capacity * 3/4 after every
 // insert; linear probing with backward-shift deletion, so there are no tombstones and every
-// present position is reachable from its home slot without crossing an empty slot. Positions may
-// repeat hashes (a multi-index: one key with several dots) but each position appears once.
+// present position is reachable from its home slot without crossing an empty slot; the tag of a
+// present slot is tagOf(its hash). Positions may repeat hashes (a multi-index: one key with
+// several dots) but each position appears once. An empty slot is kNone, which no (tag, position)
+// pair equals because a position never has all of its bits set.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 namespace deltasync::crdt::_ {
@@ -24,7 +34,10 @@ class FlatIndex {
   bool active() const { return !slots_.empty(); }
   size_t capacity() const { return slots_.size(); }
   size_t memoryBytes() const { return slots_.capacity() * sizeof(uint32_t); }
-  void reset() { std::vector<uint32_t>().swap(slots_); }
+  void reset() {
+    std::vector<uint32_t>().swap(slots_);
+    posMask_ = 0;
+  }
 
   // The capacity a fresh index holding n positions would have (so shrinking restores the
   // footprint of a freshly built state of the same size).
@@ -40,37 +53,45 @@ class FlatIndex {
     return slots_.size() > kMinCapacity && n < slots_.size() / 16 * 3;
   }
 
-  // First position in h's probe sequence for which match(pos) holds, else kNone.
+  // Starts loading h's home slot into cache, so that a later probe of h overlaps its miss with
+  // other work. No effect on an inactive index.
+  void prefetch(uint64_t h) const {
+    if (!slots_.empty()) __builtin_prefetch(&slots_[h & (slots_.size() - 1)]);
+  }
+
+  // First position in h's probe sequence for which match(pos) holds, else kNone. match is only
+  // called for positions whose tag equals h's.
   template <typename Match>
   uint32_t find(uint64_t h, Match&& match) const {
     size_t mask = slots_.size() - 1;
+    const uint32_t tag = tagOf(h);
     for (size_t i = h & mask;; i = (i + 1) & mask) {
-      uint32_t p = slots_[i];
-      if (p == kNone) return kNone;
-      if (match(p)) return p;
+      uint32_t s = slots_[i];
+      if (s == kNone) return kNone;
+      if ((s & ~posMask_) == tag && match(s & posMask_)) return s & posMask_;
     }
   }
 
-  // Calls f(pos) for every position in h's cluster (callers filter by equality).
+  // Calls f(pos) for every position in h's cluster whose tag equals h's: a superset of the
+  // positions hashed at h (callers filter by equality).
   template <typename F>
   void forEachInCluster(uint64_t h, F&& f) const {
     size_t mask = slots_.size() - 1;
+    const uint32_t tag = tagOf(h);
     for (size_t i = h & mask;; i = (i + 1) & mask) {
-      uint32_t p = slots_[i];
-      if (p == kNone) return;
-      f(p);
+      uint32_t s = slots_[i];
+      if (s == kNone) return;
+      if ((s & ~posMask_) == tag) f(s & posMask_);
     }
   }
 
   // Caller guarantees !needsGrow(size + 1) (see rebuild).
-  void insert(uint64_t h, uint32_t pos) { insertAtHome(h & (slots_.size() - 1), pos); }
+  void insert(uint64_t h, uint32_t pos) { insertAtHome(h & (slots_.size() - 1), tagOf(h) | pos); }
 
   // Replaces position `from` (hashed at h) by `to`, for entries that moved in the dense array.
   void relabel(uint64_t h, uint32_t from, uint32_t to) {
-    size_t mask = slots_.size() - 1;
-    size_t i = h & mask;
-    while (slots_[i] != from) i = (i + 1) & mask;
-    slots_[i] = to;
+    size_t i = slotOf(h, from);
+    slots_[i] = (slots_[i] & ~posMask_) | to;
   }
 
   // Removes position `pos` (hashed at h). hashOf(pos) must return the hash of any present
@@ -78,63 +99,105 @@ class FlatIndex {
   template <typename HashOf>
   void erase(uint64_t h, uint32_t pos, HashOf&& hashOf) {
     size_t mask = slots_.size() - 1;
-    size_t i = h & mask;
-    while (slots_[i] != pos) i = (i + 1) & mask;
+    size_t i = slotOf(h, pos);
     size_t j = i;
     for (;;) {
       j = (j + 1) & mask;
-      uint32_t p = slots_[j];
-      if (p == kNone) break;
-      size_t home = hashOf(p) & mask;
-      // p stays if its home lies cyclically in (i, j].
+      uint32_t s = slots_[j];
+      if (s == kNone) break;
+      size_t home = hashOf(s & posMask_) & mask;
+      // s stays if its home lies cyclically in (i, j].
       bool stays = (i <= j) ? (i < home && home <= j) : (i < home || home <= j);
       if (stays) continue;
-      slots_[i] = p;
+      slots_[i] = s;
       i = j;
     }
     slots_[i] = kNone;
   }
 
-  // Rebuilds for positions 0..n-1 at the given capacity (a power of two).
-  //
-  // Inserting positions in order would write to random slots of a table that no longer fits in
-  // cache. For large tables the positions are first partitioned by the top bits of their home
-  // slot (a counting sort, sequential passes), then inserted bucket by bucket, so the writes of
-  // each bucket stay inside one small region of the table. Transient memory: 8 bytes per entry.
+  // The slot array of an empty index of the given capacity (a power of two), for the rebuild
+  // below; allocating it first lets a caller get every allocation done before it changes state.
+  static std::vector<uint32_t> emptySlots(size_t capacity) {
+    return std::vector<uint32_t>(capacity, kNone);
+  }
+
+  // Passed as `same` to rebuild when duplicates need not be counted.
+  struct NoSame {};
+
+  // Rebuilds for positions 0..n-1 at the given capacity (a power of two, with
+  // n <= capacity * 3/4).
   template <typename HashOf>
   void rebuild(size_t capacity, uint32_t n, HashOf&& hashOf) {
-    std::vector<uint32_t>(capacity, kNone).swap(slots_);
-    const size_t mask = capacity - 1;
-    if (n < kPartitionFrom) {
-      for (uint32_t p = 0; p < n; ++p) insertAtHome(hashOf(p) & mask, p);
-      return;
+    rebuild(emptySlots(capacity), n, hashOf, NoSame{});
+  }
+
+  // Rebuilds into `fresh` (from emptySlots) for positions 0..n-1; allocates nothing, so it
+  // cannot fail. Returns how many positions p have no earlier-inserted position q with p's
+  // hash for which same(p, q) holds: with `same` an equality of keys, the number of distinct
+  // keys (with NoSame, n).
+  //
+  // Positions go in in order, so the writes land on random slots of a table that may be far
+  // larger than the cache. Each home slot is prefetched kAhead positions before its insert, so
+  // those misses overlap instead of being paid one after another. (This replaced partitioning
+  // the positions by home slot with a counting sort: four passes and 8 bytes of scratch per
+  // entry, and slower in bench/.)
+  template <typename HashOf, typename Same>
+  size_t rebuild(std::vector<uint32_t>&& fresh, uint32_t n, HashOf&& hashOf, Same&& same) {
+    slots_.swap(fresh);
+    const size_t mask = slots_.size() - 1;
+    posMask_ = static_cast<uint32_t>(mask < UINT32_MAX ? mask : UINT32_MAX);
+    uint64_t ahead[kAhead];
+    for (uint32_t p = 0; p < n && p < kAhead; ++p) {
+      ahead[p] = hashOf(p);
+      prefetch(ahead[p]);
     }
-    unsigned capBits = 0;
-    while ((size_t{1} << capBits) < capacity) ++capBits;
-    const unsigned bucketBits = capBits < kBucketBits ? capBits : kBucketBits;
-    const unsigned shift = capBits - bucketBits;
-    std::vector<uint32_t> homes(n);
-    std::vector<uint32_t> start((size_t{1} << bucketBits) + 1, 0);
+    size_t firsts = 0;
     for (uint32_t p = 0; p < n; ++p) {
-      homes[p] = static_cast<uint32_t>(hashOf(p) & mask);
-      ++start[(homes[p] >> shift) + 1];
+      uint64_t h = ahead[p % kAhead];
+      if (p + kAhead < n) {
+        ahead[p % kAhead] = hashOf(p + kAhead);
+        prefetch(ahead[p % kAhead]);
+      }
+      firsts += insertAtHome(h & mask, tagOf(h) | p, same);
     }
-    for (size_t b = 1; b < start.size(); ++b) start[b] += start[b - 1];
-    std::vector<uint32_t> order(n);
-    for (uint32_t p = 0; p < n; ++p) order[start[homes[p] >> shift]++] = p;
-    for (uint32_t p : order) insertAtHome(homes[p], p);
+    return firsts;
   }
 
  private:
-  static constexpr uint32_t kPartitionFrom = 1u << 14;  // below: the table fits in cache anyway
-  static constexpr unsigned kBucketBits = 10;
+  static constexpr uint32_t kAhead = 16;  // prefetch distance of rebuild, in positions
 
   std::vector<uint32_t> slots_;
+  uint32_t posMask_ = 0;  // low bits of a slot that hold the position; the rest is the tag
 
-  void insertAtHome(size_t i, uint32_t pos) {
+  uint32_t tagOf(uint64_t h) const { return static_cast<uint32_t>(h >> 32) & ~posMask_; }
+
+  // The slot holding position pos (present, hashed at h).
+  size_t slotOf(uint64_t h, uint32_t pos) const {
     size_t mask = slots_.size() - 1;
-    while (slots_[i] != kNone) i = (i + 1) & mask;
-    slots_[i] = pos;
+    size_t i = h & mask;
+    while ((slots_[i] & posMask_) != pos) i = (i + 1) & mask;  // kNone never matches
+    return i;
+  }
+
+  void insertAtHome(size_t i, uint32_t slot) { insertAtHome(i, slot, NoSame{}); }
+
+  // Stores slot at the first free slot from i. Returns false iff same(its position, q) held
+  // for a position q with the same tag passed on the way (every earlier position with the same
+  // hash is passed: no deletions happen during a rebuild).
+  template <typename Same>
+  bool insertAtHome(size_t i, uint32_t slot, Same&& same) {
+    const size_t mask = slots_.size() - 1;
+    bool first = true;
+    for (; slots_[i] != kNone; i = (i + 1) & mask) {
+      if constexpr (!std::is_same_v<std::decay_t<Same>, NoSame>) {
+        uint32_t s = slots_[i];
+        if (first && ((s ^ slot) & ~posMask_) == 0 && same(slot & posMask_, s & posMask_)) {
+          first = false;
+        }
+      }
+    }
+    slots_[i] = slot;
+    return first;
   }
 };
 

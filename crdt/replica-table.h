@@ -41,9 +41,15 @@ class ReplicaTable {
   // Finds or allocates r's slot and counts one more reference to it. Throws LimitError (no
   // change) when 65535 replicas already have live dots here.
   uint32_t acquire(ReplicaId r) {
+    // Fast path: the slot of the previous acquire (a store's writes mostly come from one replica).
+    if (last_ < slots_.size() && slots_[last_].id == r && slots_[last_].refs != 0) {
+      ++slots_[last_].refs;
+      return last_;
+    }
     uint32_t s = find(r);
     if (s != kNone) {
       ++slots_[s].refs;
+      last_ = s;
       return s;
     }
     // A new replica is rare (once per writer per store): a linear search for a free slot is fine.
@@ -65,6 +71,7 @@ class ReplicaTable {
       }
       std::sort(byId_.begin(), byId_.end());
     }
+    last_ = s;
     return s;
   }
 
@@ -103,6 +110,7 @@ class ReplicaTable {
   };
   InlineVector<Slot> slots_;
   std::vector<std::pair<ReplicaId, uint16_t>> byId_;
+  uint32_t last_ = 0;  // the slot acquire() returned last (a hint; checked before use)
 
   std::vector<std::pair<ReplicaId, uint16_t>>::iterator lowerBound(ReplicaId r) {
     return std::lower_bound(byId_.begin(), byId_.end(), r,

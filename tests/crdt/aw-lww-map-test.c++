@@ -3,6 +3,7 @@
 #include <map>
 #include <string>
 #include <tuple>
+#include <vector>
 
 #include "tests/support/crdt-laws.h"
 #include "tests/support/model-sim.h"
@@ -126,6 +127,44 @@ TEST_CASE("AWLWWMap: a remove that saw one of two concurrent writes keeps the ot
   REQUIRE(x.get("k") != nullptr);
   CHECK(*x.get("k") == 2);  // the unseen write survives (add-wins), though its timestamp is older
   CHECK(x == y);
+}
+
+// See the ORSet test of the same name: the bulk join path must count keys, index entries and
+// pick winners as the entry-by-entry one does.
+TEST_CASE("AWLWWMap: a bulk join agrees with joining the same entries one delta at a time") {
+  ReplicaId a{1}, b{2}, c{3};
+  using Map = AWLWWMap<std::string, int64_t>;
+  auto key = [](int i) { return (i % 3 == 0 ? "a-much-longer-key-" : "k") + std::to_string(i); };
+  Map x, y, z;
+  std::vector<Map> ds;
+  for (int i = 0; i < 300; ++i) x.set(a, key(i), i, Timestamp{uint64_t(10 + i)});
+  for (int i = 150; i < 450; ++i) ds.push_back(y.set(b, key(i), -i, Timestamp{uint64_t(i)}));
+  for (int i = 400; i < 500; ++i) ds.push_back(z.set(c, key(i), 1000 + i, Timestamp{5}));
+  y.join(z);
+  ds.push_back(y.remove(key(200)));  // only b's write: x's survives (add-wins)
+  ds.push_back(y.remove(key(350)));  // gone everywhere
+
+  Map bulk = x, stepwise = x;
+  bulk.join(y);
+  for (const auto& d : ds) stepwise.join(d);
+  CHECK(bulk == stepwise);
+  CHECK(bulk.size() == 499);
+  CHECK(!bulk.contains(key(350)));
+  CHECK(*bulk.get(key(200)) == 200);
+  // Concurrent writes: the greatest (timestamp, replica) wins.
+  CHECK(*bulk.get(key(100)) == 100);
+  CHECK(*bulk.get(key(160)) == 160);    // a at ts 170 beats b at ts 160
+  CHECK(*bulk.get(key(299)) == 299);    // a at ts 309 beats b at ts 299
+  CHECK(*bulk.get(key(300)) == -300);
+  CHECK(*bulk.get(key(420)) == -420);   // b at ts 420 beats c at ts 5
+  CHECK(*bulk.get(key(470)) == 1470);
+  Map other = y;
+  other.join(x);
+  CHECK(other == bulk);
+  for (int i = 0; i < 500; i += 2) bulk.remove(key(i));
+  CHECK(bulk.size() == 250);
+  CHECK(bulk.get(key(420)) == nullptr);
+  CHECK(*bulk.get(key(421)) == -421);
 }
 
 TEST_CASE("AWLWWMap: copy, mutate the copy, join back: nothing lost") {

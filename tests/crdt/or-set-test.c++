@@ -5,6 +5,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "tests/support/crdt-laws.h"
 #include "tests/support/model-sim.h"
@@ -142,6 +143,45 @@ TEST_CASE("ORSet: joining a small delta into a large state does not scan the sta
   CHECK(CountedKey::comparisons < 100);
   CHECK(!big.contains(CountedKey{7}));
   CHECK(big.contains(CountedKey{-1}));
+}
+
+// A join that adds many entries appends them and builds the indexes once, counting distinct
+// keys on the way (DotStore::appendAndReindex); a small one inserts entry by entry. Both must
+// give the same state, also when keys repeat across the two sides and within one side.
+TEST_CASE("ORSet: a bulk join agrees with joining the same entries one delta at a time") {
+  ReplicaId a{1}, b{2}, c{3};
+  ORSet<int64_t> x, y, deltas;
+  std::vector<ORSet<int64_t>> ds;
+  for (int64_t i = 0; i < 300; ++i) x.add(a, i);
+  for (int64_t i = 150; i < 450; ++i) ds.push_back(y.add(b, i));
+  ORSet<int64_t> z;
+  for (int64_t i = 400; i < 500; ++i) ds.push_back(z.add(c, i));  // 400..449 twice in y
+  y.join(z);
+  ds.push_back(y.remove(int64_t(200)));  // only b's dot: x's add of 200 survives (add-wins)
+  ds.push_back(y.remove(int64_t(350)));  // gone everywhere
+  for (const auto& d : ds) deltas.join(d);
+  CHECK(deltas == y);
+
+  ORSet<int64_t> bulk = x, stepwise = x;
+  bulk.join(y);
+  for (const auto& d : ds) stepwise.join(d);
+  CHECK(bulk == stepwise);
+  CHECK(bulk.size() == 499);  // 0..499 without 350
+  CHECK(!bulk.contains(350));
+  for (int64_t i = 0; i < 500; ++i) {
+    if (i != 350) CHECK(bulk.contains(i));
+  }
+  ORSet<int64_t> other = y;
+  other.join(x);
+  CHECK(other == bulk);
+  CHECK(other.size() == 499);
+  // The rebuilt indexes serve removals and further joins.
+  for (int64_t i = 0; i < 500; i += 2) bulk.remove(i);
+  CHECK(bulk.size() == 250);
+  CHECK(!bulk.contains(420));
+  CHECK(bulk.contains(421));
+  bulk.join(stepwise);
+  CHECK(bulk.size() == 250);
 }
 
 TEST_CASE("ORSet: removing 90% leaves no tombstones") {
