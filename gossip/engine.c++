@@ -347,6 +347,7 @@ void Engine::receiveOffer(ReplicaId from, const OfferMsg& m, std::vector<Outgoin
   }
   p.offeredFrom = m.fromSeq;
   p.offeredTo = m.toSeq;
+  p.offeredAt = tick_;
   p.ackDeferred = false;
   p.claimed.clear();
   p.recv = std::max(p.recv, m.base);
@@ -442,6 +443,12 @@ void Engine::requestMissing(std::vector<Outgoing>& out) {
   std::vector<std::pair<size_t, DotsByName>> asks;
   for (size_t i = 0; i < peers_.size(); ++i) {
     auto& [k, q] = peers_[i];
+    if (!q.offered.empty() && tick_ - q.offeredAt > 4 * config_.retransmitTicks) {
+      // A live offerer offers again every retransmitTicks until we ack: this one stopped (we
+      // left its view, or it restarted). Stop asking; its next offer starts afresh.
+      q.offered.clear();
+      q.ackDeferred = false;
+    }
     if (q.offered.empty() || (!q.claimed.empty() && tick_ - q.claimedAt < config_.claimTicks)) continue;
     DotsByName want = missingOf(k, q.offered);
     if (!want.empty()) asks.emplace_back(i, std::move(want));

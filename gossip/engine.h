@@ -36,7 +36,8 @@
 //         nothing to announce is pushed at once. One interval per peer is in flight; the offer
 //         is resent after retransmitTicks without an ack, and its requests are answered at most
 //         once per tick. At each tick, j asks every peer that offered dots it still lacks once
-//         their claims expired (a lost request or push costs about one round, not a timeout).
+//         their claims expired (a lost request or push costs about one round, not a timeout);
+//         an offer not renewed for 4 x retransmitTicks is forgotten (its sender stopped).
 //         A peer that never acked is offered our log from the start while the log still holds
 //         it (logStart_ == 0) instead of a digest: it asks only for what it lacks.
 //         So each new entry crosses to each node about once, whatever the number of paths.
@@ -215,7 +216,7 @@ class Engine {
     uint64_t offerFrom = 0;
     DotsByName holds;         // store dots the peer is known to hold (its offers and pushes)
     // lazy push, as receiver
-    uint64_t offeredFrom = 0, offeredTo = 0;
+    uint64_t offeredFrom = 0, offeredTo = 0, offeredAt = 0;
     DotsByName offered;       // the dots of the peer's last offer; the ack waits until all are here
     DotsByName claimed;       // dots asked of this peer and not yet delivered
     uint64_t claimedAt = 0;   // tick of that request
