@@ -352,21 +352,23 @@ void Engine::receiveOffer(ReplicaId from, const OfferMsg& m, std::vector<Outgoin
   p.claimed.clear();
   p.recv = std::max(p.recv, m.base);
   DotsByName want = missingOf(from, p.offered);
-  if (m.complete && want.empty()) {
-    // Nothing to ask for and nothing else in the interval: ack it as its push would be acked,
-    // now or (dots asked of another peer) once they are here.
+  if (m.complete) {
+    // Nothing in the interval but the offered entries: we owe the ack as soon as we hold every
+    // offered dot, whoever delivers them (now, if we already do).
     const uint64_t upTo = m.fromSeq <= p.recv ? std::max(p.recv, m.toSeq) : p.recv;
-    if (holdsAll(p.offered)) {
+    if (want.empty() && holdsAll(p.offered)) {
       p.offered.clear();
       p.recv = upTo;
       ++stats_.acksSent;
       out.push_back({from, AckMsg{self_, p.recv}});
-    } else {
-      ++stats_.acksDeferred;
-      p.ackDeferred = true;
-      p.deferredRecv = upTo;
+      return;
     }
-    return;
+    p.ackDeferred = true;
+    p.deferredRecv = upTo;
+    if (want.empty()) {
+      ++stats_.acksDeferred;  // all asked of other peers
+      return;
+    }
   }
   sendRequest(from, p, std::move(want), out);
 }

@@ -31,8 +31,9 @@
 //         Request for the dots it lacks and has not asked another peer for within claimTicks
 //         (its "claims"); the push that answers it (partial) holds only the requested store
 //         entries plus everything of the interval that has no dots of its own (removal and
-//         superseded context, counters, registers). An offer marked complete (nothing but
-//         announced entries) that j wants nothing of is acked without a push. An interval with
+//         superseded context, counters, registers). For an offer marked complete (nothing but
+//         announced entries) j owes the ack as soon as it holds every offered dot, whoever
+//         delivered them: one it wants nothing of is acked without a push. An interval with
 //         nothing to announce is pushed at once. One interval per peer is in flight; the offer
 //         is resent after retransmitTicks without an ack, and its requests are answered at most
 //         once per tick. At each tick, j asks every peer that offered dots it still lacks once
@@ -60,9 +61,9 @@
 //   - an entry is left out for j only if j holds its dot (j offered or pushed it to us) or j's
 //     request did not ask for it (j holds it, or asked another peer); a receiver that holds a
 //     dot joins the delta with and without that entry to the same state;
-//   - j acks an offered interval (by the partial push that answers its request, or, for a
-//     complete offer it wanted nothing of, by the offer itself) only if that is the offer j
-//     tracks for us, and only once j's contexts contain every dot the offer named (when dots
+//   - j acks an offered interval (after the partial push that answers its request, or, for a
+//     complete offer, once it holds the dots) only if that is the offer j tracks for us, and
+//     only once j's contexts contain every dot the offer named (when dots
 //     were claimed from a third peer the ack waits for them: "deferred ack"); a stale answer
 //     is joined but not acked. So acked(j) still means "j holds all of our log below it", and
 //     log GC stays safe;
