@@ -101,9 +101,10 @@ struct EngineConfig {
   // only the entries the peer asks for. Off: the eager push of session 2 (for comparison).
   bool offers = true;
   // Dots asked of one peer are not asked of another until this many ticks have begun (the
-  // answer normally takes one round trip, a fraction of a tick). 1 re-asks sooner after a loss
-  // but also while answers are in flight (more requests); bench/RESULTS.md has both.
-  uint32_t claimTicks = 2;
+  // answer normally takes one round trip, a fraction of a tick). 1 re-asks soon after a loss,
+  // at the price of some requests sent while answers are still in flight; 2 sends fewer
+  // requests but spreads slower under loss (bench/RESULTS.md has both).
+  uint32_t claimTicks = 1;
   // Peers contacted per tick: 0 = every neighbour; k = k neighbours drawn at random each tick
   // (classic gossip fan-out; acks are still kept for every neighbour).
   uint32_t fanout = 0;
