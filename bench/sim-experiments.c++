@@ -3,9 +3,11 @@
 // depend only on the seeds, never on the machine's load.
 //
 //   sim-experiments rounds  [--nodes=10,100,1000] [--loss=0,0.1] [--trials=50] [--static]
-//   sim-experiments mesh    15-node partial mesh: BP+RR vs classic delta vs state shipping
-//   sim-experiments sets    [--ops-per-round=100]  8 replicas, 10,000 sets over 1,000 keys,
-//                           fan-out 2: bytes per operation until converged
+//                           [--kind=counter|set]  (a set add takes the offer/request path)
+//   sim-experiments mesh    15-node partial mesh: BP+RR with lazy offers, eager BP+RR, classic
+//                           delta, state shipping
+//   sim-experiments sets    [--ops-per-round=100] [--offers=1]  8 replicas, 10,000 sets over
+//                           1,000 keys, fan-out 2: bytes per operation until converged
 //   sim-experiments detect  [--nodes=1000] [--crashes=20]  time until a crash is down everywhere
 //   sim-experiments idle    [--nodes=1000]  bytes per second per node of an idle cluster
 //   sim-experiments all     everything above with defaults (rounds also at N = 10000, static)
@@ -51,13 +53,24 @@ double percentile(std::vector<double> v, double p) {
   return v[std::min(i, v.size() - 1)];
 }
 
+// Engine options every experiment takes: --offers=0|1, --claim-ticks=N.
+void engineOptions(const Args& a, ds::gossip::EngineConfig& e) {
+  if (a.has("offers")) e.offers = a.get("offers", "1") != "0";
+  if (a.has("claim-ticks")) e.claimTicks = static_cast<uint32_t>(std::stoul(a.get("claim-ticks", "1")));
+}
+
 // ---- rounds for one update to reach every node ------------------------------------------
 
 void rounds(const Args& a) {
   const auto trials = static_cast<size_t>(std::stoul(a.get("trials", "50")));
   const bool fixedGraph = a.has("static");
-  std::printf("## rounds for one update to reach all N nodes (%s views, %zu updates each)\n\n",
-              fixedGraph ? "static random graph (ring + 3 chords per node)" : "membership", trials);
+  const bool set = a.get("kind", "counter") == "set";
+  ds::gossip::EngineConfig engine;
+  engineOptions(a, engine);
+  std::printf("## rounds for one update to reach all N nodes (%s views, %zu updates each, %s)\n\n",
+              fixedGraph ? "static random graph (ring + 3 chords per node)" : "membership", trials,
+              !set ? "a counter increment: pushed directly"
+              : engine.offers ? "an OR-set add: offer, request, push per hop" : "an OR-set add, eager push");
   std::printf("| N | loss | p50 rounds | p99 rounds | max | target p99 |\n|---|---|---|---|---|---|\n");
   for (double nd : numbers(a.get("nodes", "10,100,1000"))) {
     for (double loss : numbers(a.get("loss", "0,0.1"))) {
@@ -67,6 +80,7 @@ void rounds(const Args& a) {
       cfg.seed = 11 + n;
       cfg.membership = !fixedGraph;
       cfg.chords = 3;
+      cfg.engine = engine;
       Simulator sim(cfg);
       sim.runFor(fixedGraph ? 1000 : 60000);  // membership: let the cluster form
       sim.setFaults(Faults{.loss = loss});
@@ -75,7 +89,11 @@ void rounds(const Args& a) {
         size_t origin = sim.below(n);
         std::string name = "r" + std::to_string(k);
         sim.at(origin, [&](ds::gossip::Engine& e) {
-          e.update<ds::crdt::GCounter>(name, [&](ds::crdt::GCounter& c) { return c.increment(sim.id(origin)); });
+          if (set) {
+            e.update<ds::crdt::ORSet<std::string>>(name, [&](auto& x) { return x.add(sim.id(origin), "x"); });
+          } else {
+            e.update<ds::crdt::GCounter>(name, [&](ds::crdt::GCounter& c) { return c.increment(sim.id(origin)); });
+          }
         });
         const uint64_t t0 = sim.now();
         bool all = false;
@@ -100,6 +118,7 @@ void rounds(const Args& a) {
 
 struct MeshResult {
   uint64_t wire = 0, payload = 0, elements = 0, rounds = 0;
+  std::map<size_t, uint64_t> byKind;  // Message alternative index -> wire bytes
   bool converged = false;
 };
 
@@ -136,11 +155,12 @@ MeshResult meshRun(ds::gossip::EngineConfig engine, uint64_t& optimum) {
   r.wire = sim.stats().bytes;
   r.payload = sim.stats().payload;
   r.elements = sim.stats().elements;
+  for (auto [k, b] : sim.stats().bytesByKind) r.byKind[k] = b;
   r.rounds = sim.now() / cfg.tickMs;
   return r;
 }
 
-void mesh(const Args&) {
+void mesh(const Args& a) {
   std::printf("## bytes against the optimum: 15-node partial mesh (~4 neighbours), every node adds an\n"
               "## OR-set element every round for 20 rounds (300 deltas), then runs until converged\n\n");
   std::printf("| protocol | elements sent | x optimum | CRDT payload bytes | x optimum | all wire bytes | x optimum | converged |\n"
@@ -149,13 +169,18 @@ void mesh(const Args&) {
     const char* name;
     ds::gossip::EngineConfig cfg;
   };
-  ds::gossip::EngineConfig bprr, classic, state;
+  ds::gossip::EngineConfig offers, eager, classic, state;
+  engineOptions(a, offers);
+  eager.offers = false;
+  classic.offers = false;
   classic.backPropagation = false;
   classic.removeRedundant = false;
+  state.offers = false;
   state.shipState = true;
   uint64_t optimum = 0;
-  for (const Mode& m : {Mode{"delta, BP + RR", bprr}, Mode{"classic delta (BP, RR off)", classic},
-                        Mode{"state shipping", state}}) {
+  std::vector<std::pair<const char*, MeshResult>> all;
+  for (const Mode& m : {Mode{"delta, BP + RR + lazy offers", offers}, Mode{"delta, BP + RR, eager push", eager},
+                        Mode{"classic delta (BP, RR off)", classic}, Mode{"state shipping", state}}) {
     MeshResult r = meshRun(m.cfg, optimum);
     const double optElements = 300.0 * 14;
     std::printf("| %s | %lu | %.2f | %lu | %.2f | %lu | %.2f | %s |\n", m.name, static_cast<unsigned long>(r.elements),
@@ -163,6 +188,13 @@ void mesh(const Args&) {
                 static_cast<double>(r.payload) / static_cast<double>(optimum), static_cast<unsigned long>(r.wire),
                 static_cast<double>(r.wire) / static_cast<double>(optimum), r.converged ? "yes" : "NO");
     std::fflush(stdout);
+    all.emplace_back(m.name, r);
+  }
+  std::printf("\nwire bytes by message kind:\n\n| protocol | pushes | acks | offers | requests | digests, chunks |\n"
+              "|---|---|---|---|---|---|\n");
+  for (auto& [name, r] : all) {
+    auto k = [&](size_t i) { return static_cast<unsigned long>(r.byKind.count(i) ? r.byKind.at(i) : 0); };
+    std::printf("| %s | %lu | %lu | %lu | %lu | %lu |\n", name, k(0), k(1), k(11), k(12), k(2) + k(3) + k(4));
   }
   std::printf("\noptimum: each of the 300 deltas delivered once to each of the 14 others: 4200 elements;\n"
               "%lu bytes when each delta travels in its own encoding (batching joins deltas, so it can beat this)\n\n",
@@ -178,6 +210,8 @@ void sets(const Args& a) {
   cfg.seed = 88;
   cfg.chords = 8;  // with 8 nodes: (nearly) a full mesh
   cfg.engine.fanout = 2;
+  engineOptions(a, cfg.engine);
+  cfg.countPayload = true;
   Simulator sim(cfg);
   const size_t ops = 10000;
   uint64_t counter = 0;
@@ -198,12 +232,17 @@ void sets(const Args& a) {
   size_t degree = 0;
   for (size_t i = 0; i < sim.size(); ++i) degree += sim.adjacent(i).size();
   std::printf("## bytes per operation: 8 replicas (avg %.1f neighbours), 10,000 random sets over 1,000 keys,\n"
-              "## %zu sets per round, each replica pushing to 2 random neighbours per round\n\n",
-              static_cast<double>(degree) / 8, perRound);
+              "## %zu sets per round, each replica pushing to 2 random neighbours per round, %s\n\n",
+              static_cast<double>(degree) / 8, perRound, cfg.engine.offers ? "lazy offers" : "eager push");
   std::printf("| measure | value |\n|---|---|\n");
   std::printf("| all wire bytes per op | %.1f |\n", static_cast<double>(st.bytes) / ops);
+  std::printf("| all wire bytes per op and receiving replica (/ 7) | %.1f |\n", static_cast<double>(st.bytes) / ops / 7);
   std::printf("| push bytes per op | %.1f |\n", static_cast<double>(st.bytesByKind.count(0) ? st.bytesByKind.at(0) : 0) / ops);
   std::printf("| ack bytes per op | %.1f |\n", static_cast<double>(st.bytesByKind.count(1) ? st.bytesByKind.at(1) : 0) / ops);
+  auto kindBytes = [&](size_t k) { return st.bytesByKind.count(k) ? st.bytesByKind.at(k) : 0; };
+  std::printf("| offer + request bytes per op | %.1f |\n", static_cast<double>(kindBytes(11) + kindBytes(12)) / ops);
+  std::printf("| map entries sent per op (7 = each op once to each other replica) | %.2f |\n",
+              static_cast<double>(st.elements) / ops);
   std::printf("| messages | %lu |\n", static_cast<unsigned long>(st.messages));
   std::printf("| converged and quiet | %s |\n\n", quiet && sim.converged() ? "yes" : "NO");
 }

@@ -2,17 +2,38 @@
 
 namespace deltasync::gossip {
 
+namespace {
+
+// An origin's intervals as (gap, span) varint pairs (wire.capnp, CausalContext.Origin.runs).
+void writeRuns(const crdt::Intervals& intervals, ColumnWriter& out) {
+  uint64_t next = 1;  // the lowest counter the next interval may start at
+  for (const crdt::Interval& iv : intervals) {
+    out.varint(iv.lo - next);
+    out.varint(iv.hi - iv.lo);
+    next = iv.hi + 2;
+  }
+}
+
+// Reads one (gap, span) pair into c; `next` as in writeRuns.
+void readRun(ColumnReader& in, crdt::ReplicaId replica, uint64_t& next, crdt::CausalContext& c) {
+  uint64_t gap = in.varint();
+  uint64_t span = in.varint();
+  if (gap > crdt::kMaxDotCounter || span > crdt::kMaxDotCounter || next + gap + span > crdt::kMaxDotCounter) {
+    in.fail("interval beyond 2^48-1");
+  }
+  uint64_t lo = next + gap;
+  c.addRange(replica, lo, lo + span);
+  next = lo + span + 2;
+}
+
+}  // namespace
+
 void encode(const crdt::CausalContext& c, wire::CausalContext::Builder out) {
   auto origins = out.initOrigins(static_cast<unsigned>(c.origins().size()));
   unsigned i = 0;
   for (const auto& o : c.origins()) {
     ColumnWriter runs;
-    uint64_t next = 1;  // the lowest counter the next interval may start at
-    for (const crdt::Interval& iv : o.intervals) {
-      runs.varint(iv.lo - next);
-      runs.varint(iv.hi - iv.lo);
-      next = iv.hi + 2;
-    }
+    writeRuns(o.intervals, runs);
     origins[i].setReplica(o.replica.value);
     origins[i].setRuns(_::asData(runs));
     ++i;
@@ -38,16 +59,40 @@ crdt::CausalContext decode(wire::CausalContext::Reader in, const Limits& limits)
     uint32_t count = 0;
     while (!runs.atEnd()) {
       if (++count > limits.maxIntervalsPerOrigin) runs.fail("more than limits.maxIntervalsPerOrigin intervals");
-      uint64_t gap = runs.varint();
-      uint64_t span = runs.varint();
-      if (gap > crdt::kMaxDotCounter || span > crdt::kMaxDotCounter ||
-          next + gap + span > crdt::kMaxDotCounter) {
-        runs.fail("interval beyond 2^48-1");
-      }
-      uint64_t lo = next + gap;
-      c.addRange(crdt::ReplicaId{o.getReplica()}, lo, lo + span);
-      next = lo + span + 2;
+      readRun(runs, crdt::ReplicaId{o.getReplica()}, next, c);
     }
+  }
+  return c;
+}
+
+void encodeDots(const crdt::CausalContext& c, ColumnWriter& out) {
+  for (const auto& o : c.origins()) {
+    char id[8];
+    for (int b = 0; b < 8; ++b) id[b] = static_cast<char>(o.replica.value >> (8 * b));
+    out.raw(std::string_view(id, 8));
+    out.varint(o.intervals.size());
+    writeRuns(o.intervals, out);
+  }
+}
+
+crdt::CausalContext decodeDots(const unsigned char* data, size_t size, const Limits& limits) {
+  ColumnReader in(data, size, "dots");
+  crdt::CausalContext c;
+  uint64_t prevReplica = 0;
+  uint32_t origins = 0;
+  while (!in.atEnd()) {
+    if (++origins > limits.maxOrigins) in.fail("more than limits.maxOrigins origins");
+    std::string_view id = in.raw(8);
+    uint64_t replica = 0;
+    for (int b = 0; b < 8; ++b) replica |= uint64_t(static_cast<unsigned char>(id[b])) << (8 * b);
+    if (replica == 0) in.fail("origin replica id 0 (no such replica)");
+    if (origins > 1 && !(prevReplica < replica)) in.fail("origin replica ids not strictly increasing");
+    prevReplica = replica;
+    uint64_t n = in.varint();
+    if (n == 0) in.fail("origin without intervals");
+    if (n > limits.maxIntervalsPerOrigin) in.fail("more than limits.maxIntervalsPerOrigin intervals");
+    uint64_t next = 1;
+    for (uint64_t k = 0; k < n; ++k) readRun(in, crdt::ReplicaId{replica}, next, c);
   }
   return c;
 }

@@ -36,6 +36,10 @@ namespace deltasync::gossip {
 void encode(const crdt::CausalContext& c, wire::CausalContext::Builder out);
 crdt::CausalContext decode(wire::CausalContext::Reader in, const Limits& limits);
 
+// The compact dot-set blob of wire.capnp's DotSummary.dots (offers and requests).
+void encodeDots(const crdt::CausalContext& c, ColumnWriter& out);
+crdt::CausalContext decodeDots(const unsigned char* data, size_t size, const Limits& limits);
+
 void encode(const crdt::GCounter& c, wire::GCounter::Builder out);
 crdt::GCounter decode(wire::GCounter::Reader in, const Limits& limits);
 

@@ -1,6 +1,7 @@
 #include "gossip/engine.h"
 
 #include <algorithm>
+#include <string_view>
 #include <utility>
 
 #include "gossip/envelope.h"
@@ -27,6 +28,52 @@ std::vector<Value> partsOf(const Value& v, size_t maxBytes) {
       },
       v);
 }
+
+namespace {
+
+// The causal context of a dot-store kind (sets, maps, registers, flags, or-maps); null for the
+// counters and the LWW register, which have no dots.
+const crdt::CausalContext* contextOf(const Value& v) {
+  return std::visit(
+      [](const auto& x) -> const crdt::CausalContext* {
+        if constexpr (requires { x.context(); x.store().collectDots(std::declval<crdt::CausalContext&>()); }) {
+          return &x.context();
+        } else {
+          return nullptr;
+        }
+      },
+      v);
+}
+
+// The dots of v's store entries (not its removal context); empty for kinds without dots.
+crdt::CausalContext storeDots(const Value& v) {
+  crdt::CausalContext out;
+  std::visit(
+      [&](const auto& x) {
+        if constexpr (requires { x.store().collectDots(out); }) x.store().collectDots(out);
+      },
+      v);
+  return out;
+}
+
+// v without the store entries whose dots are in `drop`, and without those dots in its context;
+// every other context dot (removals, superseded writes) stays. Precondition: drop holds only
+// store dots of v. A receiver that has seen a dropped dot joins v and the result to the same
+// state: its join keeps or discards that entry by its own context either way.
+Value dropEntries(const Value& v, const crdt::CausalContext& drop) {
+  return std::visit(
+      [&](const auto& x) -> Value {
+        using T = std::decay_t<decltype(x)>;
+        if constexpr (requires { x.store().unseenBy(drop); T::fromParts(x.store().unseenBy(drop), drop); }) {
+          return T::fromParts(x.store().unseenBy(drop), x.context().minus(drop));
+        } else {
+          return x;
+        }
+      },
+      v);
+}
+
+}  // namespace
 
 Engine::Engine(ReplicaId self, EngineConfig config) : self_(self), config_(config), rng_(crdt::mix64(self.value)) {
   if (self.value == 0) throw std::invalid_argument("Engine: replica id 0 is reserved");
@@ -132,6 +179,7 @@ const Value* Engine::find(const std::string& name) const {
 
 void Engine::tick(std::vector<Outgoing>& out) {
   ++tick_;
+  if (config_.offers) requestMissing(out);
   // The neighbours contacted this tick: all of them, or `fanout` drawn at random.
   std::vector<bool> contact;
   if (config_.fanout != 0 && config_.fanout < neighbors_.size()) {
@@ -162,32 +210,51 @@ void Engine::tick(std::vector<Outgoing>& out) {
       // Entries that came from j are known to j: step over them without sending (BP).
       while (p.acked < seq_ && p.acked >= logStart_ && log_[p.acked - logStart_].origin == j) ++p.acked;
     }
-    if (p.acked >= seq_) continue;
-    if (!p.known || p.acked < logStart_) {
+    if (p.acked >= seq_) {
+      p.holds.clear();  // only entries of the log not yet acked are ever filtered by it
+      continue;
+    }
+    // A peer that never acked is caught up by digest, unless (lazy push) our log still holds
+    // everything from the start: then the offer of it costs dots, and j asks only for what it
+    // lacks.
+    const bool fromStart = config_.offers && logStart_ == 0;
+    if ((!p.known && !fromStart) || p.acked < logStart_) {
       if (!p.digestSent || tick_ - p.digestAt >= config_.catchupRetryTicks) sendDigest(j, p, out);
       continue;
     }
-    sendPush(j, p, out);
+    if (config_.offers) {
+      sendOffer(j, p, out);
+    } else {
+      sendPush(j, p, out);
+    }
   }
   collectGarbage();
 }
 
-void Engine::sendPush(ReplicaId j, Peer& p, std::vector<Outgoing>& out) {
-  const bool inFlight = p.sentTo > p.acked && tick_ - p.sentAt < config_.retransmitTicks;
-  uint64_t from = inFlight ? p.sentTo : p.acked;
-  if (from >= seq_) return;
+std::map<std::string, Value> Engine::interval(ReplicaId j, uint64_t from, uint64_t& to) const {
+  const bool bounded = to == 0;
+  const uint64_t end = bounded ? seq_ : to;
   std::map<std::string, Value> joined;
   size_t bytes = 0;
-  uint64_t to = from;
-  while (to < seq_) {
+  to = from;
+  while (to < end) {
     const LogEntry& e = log_[to - logStart_];
-    if (bytes > 0 && bytes + e.bytes > config_.maxPushBytes) break;
+    if (bounded && bytes > 0 && bytes + e.bytes > config_.maxPushBytes) break;
     ++to;
     if (config_.backPropagation && e.origin == j) continue;
     bytes += e.bytes;
     auto [it, fresh] = joined.try_emplace(e.name, e.delta);
     if (!fresh) joinInto(it->second, e.delta);
   }
+  return joined;
+}
+
+void Engine::sendPush(ReplicaId j, Peer& p, std::vector<Outgoing>& out) {
+  const bool inFlight = p.sentTo > p.acked && tick_ - p.sentAt < config_.retransmitTicks;
+  uint64_t from = inFlight ? p.sentTo : p.acked;
+  if (from >= seq_) return;
+  uint64_t to = 0;
+  std::map<std::string, Value> joined = interval(j, from, to);
   DeltaPushMsg m{self_, p.acked, from, to, {}};
   m.objects.reserve(joined.size());
   for (auto& [name, v] : joined) m.objects.push_back({name, std::move(v)});
@@ -195,6 +262,227 @@ void Engine::sendPush(ReplicaId j, Peer& p, std::vector<Outgoing>& out) {
   p.sentAt = tick_;
   ++stats_.pushesSent;
   out.push_back({j, std::move(m)});
+}
+
+void Engine::sendOffer(ReplicaId j, Peer& p, std::vector<Outgoing>& out) {
+  // One interval at a time: the next offer waits for the ack (or the retransmission timeout).
+  if (p.sentTo > p.acked && tick_ - p.sentAt < config_.retransmitTicks) return;
+  const uint64_t from = p.acked;
+  uint64_t to = 0;
+  std::map<std::string, Value> joined = interval(j, from, to);
+  // What j holds matters only for the objects of the interval: forget the rest (it keeps the
+  // knowledge bounded; losing it costs at most bytes of an offer, never an entry).
+  std::erase_if(p.holds, [&](const auto& h) { return joined.count(h.first) == 0; });
+  OfferMsg offer{self_, from, to, {}, p.acked, true};
+  for (auto& [name, v] : joined) {
+    crdt::CausalContext dots = storeDots(v);
+    // Complete: without its store entries the object is nothing (no removal or superseded
+    // context, not a counter or register).
+    if (offer.complete && !isBottom(dots.empty() ? v : dropEntries(v, dots))) offer.complete = false;
+    if (dots.empty()) continue;
+    auto h = p.holds.find(name);
+    if (h != p.holds.end()) dots = dots.minus(h->second);
+    if (!dots.empty()) offer.objects.push_back({name, std::move(dots)});
+  }
+  p.sentTo = to;
+  p.sentAt = tick_;
+  if (offer.objects.empty()) {
+    // Nothing to announce (counters, registers, removals, or dots j holds): push at once, less
+    // the entries j is known to hold.
+    DeltaPushMsg m{self_, p.acked, from, to, {}};
+    for (auto& [name, v] : joined) {
+      auto h = p.holds.find(name);
+      if (h != p.holds.end()) {
+        crdt::CausalContext drop = storeDots(v).intersect(h->second);
+        if (!drop.empty()) v = dropEntries(v, drop);
+      }
+      if (!isBottom(v)) m.objects.push_back({name, std::move(v)});
+    }
+    p.offerOpen = false;
+    ++stats_.pushesSent;
+    out.push_back({j, std::move(m)});
+    return;
+  }
+  p.offerOpen = true;
+  p.offerFrom = from;
+  p.offerServed = false;
+  ++stats_.offersSent;
+  out.push_back({j, std::move(offer)});
+}
+
+void Engine::serveOfferRequest(ReplicaId j, const RequestMsg& m, std::vector<Outgoing>& out) {
+  Peer* p = findPeer(j);
+  // Answer only requests for the open offer, at most one per tick: a duplicate is ignored, and a
+  // peer cannot make us send more than it asks for once per round. A lost push is asked for
+  // again (the requester's tick) or offered again (our retransmission).
+  if (p == nullptr || !p->offerOpen || m.fromSeq != p->offerFrom || m.toSeq != p->sentTo) return;
+  if (p->offerServed && p->offerServedAt == tick_) return;
+  p->offerServed = true;
+  p->offerServedAt = tick_;
+  if (m.fromSeq < logStart_) return;  // collected meanwhile (maxLogEntries): j catches up by digest
+  uint64_t to = m.toSeq;
+  std::map<std::string, Value> joined = interval(j, m.fromSeq, to);
+  std::map<std::string_view, const crdt::CausalContext*> want;
+  for (const auto& o : m.objects) want.emplace(o.name, &o.dots);
+  DeltaPushMsg push{self_, std::min(p->acked, m.fromSeq), m.fromSeq, m.toSeq, {}, true};
+  for (auto& [name, v] : joined) {
+    // Store entries j did not ask for: it holds them, or has asked another peer (and acks this
+    // push only once they are there). Everything else of the interval travels.
+    crdt::CausalContext drop = storeDots(v);
+    auto w = want.find(name);
+    if (w != want.end()) drop = drop.minus(*w->second);
+    if (!drop.empty()) v = dropEntries(v, drop);
+    if (!isBottom(v)) push.objects.push_back({name, std::move(v)});
+  }
+  p->sentAt = tick_;
+  ++stats_.pushesSent;
+  out.push_back({j, std::move(push)});
+}
+
+void Engine::receiveOffer(ReplicaId from, const OfferMsg& m, std::vector<Outgoing>& out) {
+  for (const auto& o : m.objects) {
+    const Value* v = find(o.name);
+    if (v != nullptr && contextOf(*v) == nullptr) {
+      throw ProtocolError("offer of dots for object '" + o.name + "', a " + kindName(*v) + " here (no dots)");
+    }
+  }
+  Peer& p = peer(from);
+  p.offered.clear();
+  for (const auto& o : m.objects) {
+    if (p.neighbor) p.holds[o.name].join(o.dots);  // the offerer holds them (kept if we offer to it)
+    p.offered[o.name] = o.dots;
+  }
+  p.offeredFrom = m.fromSeq;
+  p.offeredTo = m.toSeq;
+  p.offeredAt = tick_;
+  p.ackDeferred = false;
+  p.claimed.clear();
+  p.recv = std::max(p.recv, m.base);
+  DotsByName want = missingOf(from, p.offered);
+  if (m.complete) {
+    // Nothing in the interval but the offered entries: we owe the ack as soon as we hold every
+    // offered dot, whoever delivers them (now, if we already do).
+    const uint64_t upTo = m.fromSeq <= p.recv ? std::max(p.recv, m.toSeq) : p.recv;
+    if (want.empty() && holdsAll(p.offered)) {
+      p.offered.clear();
+      p.recv = upTo;
+      ++stats_.acksSent;
+      out.push_back({from, AckMsg{self_, p.recv}});
+      return;
+    }
+    p.ackDeferred = true;
+    p.deferredRecv = upTo;
+    if (want.empty()) {
+      ++stats_.acksDeferred;  // all asked of other peers
+      return;
+    }
+  }
+  sendRequest(from, p, std::move(want), out);
+}
+
+void Engine::receivePush(ReplicaId from, const DeltaPushMsg& m, std::vector<Outgoing>& out) {
+  applyRemote(from, m.objects);
+  Peer& p = peer(from);
+  if (config_.offers && p.neighbor) {
+    for (const auto& o : m.objects) {
+      crdt::CausalContext dots = storeDots(o.value);
+      if (!dots.empty()) p.holds[o.name].join(dots);
+    }
+  }
+  p.recv = std::max(p.recv, m.base);
+  const uint64_t upTo = m.fromSeq <= p.recv ? std::max(p.recv, m.toSeq) : p.recv;
+  if (m.partial) {
+    // The answer to a request: it left out the offered entries we did not ask for. Ack it only
+    // if it answers the offer we track (a stale answer is joined, not acked: the sender offers
+    // again), and only once we hold every dot of that offer.
+    if (p.offered.empty() || m.fromSeq != p.offeredFrom || m.toSeq != p.offeredTo) {
+      releaseDeferredAcks(out);
+      return;
+    }
+    p.claimed.clear();  // whatever it lacks will be asked again
+    if (!holdsAll(p.offered)) {
+      // Some offered dots were asked of another peer: ack once they are here (the ack says we
+      // hold all of [fromSeq, toSeq), and the push left those entries out).
+      if (!p.ackDeferred) ++stats_.acksDeferred;
+      p.ackDeferred = true;
+      p.deferredRecv = std::max(p.deferredRecv, upTo);
+      releaseDeferredAcks(out);
+      return;
+    }
+    p.offered.clear();
+    p.ackDeferred = false;
+  }
+  p.recv = upTo;
+  ++stats_.acksSent;
+  out.push_back({from, AckMsg{self_, p.recv}});
+  releaseDeferredAcks(out);
+}
+
+Engine::DotsByName Engine::missingOf(ReplicaId from, const DotsByName& offered) const {
+  DotsByName want;
+  for (const auto& [name, dots] : offered) {
+    const Value* v = find(name);
+    const crdt::CausalContext* ctx = v != nullptr ? contextOf(*v) : nullptr;
+    crdt::CausalContext missing = ctx != nullptr ? dots.minus(*ctx) : dots;
+    // Not what another peer was asked for a moment ago: that is on its way.
+    for (const auto& [k, q] : peers_) {
+      if (missing.empty()) break;
+      if (k == from || q.claimed.empty() || tick_ - q.claimedAt >= config_.claimTicks) continue;
+      auto c = q.claimed.find(name);
+      if (c != q.claimed.end()) missing = missing.minus(c->second);
+    }
+    if (!missing.empty()) want.emplace(name, std::move(missing));
+  }
+  return want;
+}
+
+void Engine::sendRequest(ReplicaId to, Peer& p, DotsByName want, std::vector<Outgoing>& out) {
+  RequestMsg req{self_, p.offeredFrom, p.offeredTo, {}};
+  for (const auto& [name, dots] : want) req.objects.push_back({name, dots});
+  p.claimed = std::move(want);
+  p.claimedAt = tick_;
+  ++stats_.offerRequestsSent;
+  out.push_back({to, std::move(req)});
+}
+
+void Engine::requestMissing(std::vector<Outgoing>& out) {
+  // Dots offered to us that are still missing once the claims on them expired (a request or
+  // its push was lost): ask every peer that offered them, at once, rather than one after another
+  // or after the offerers' retransmission timeouts. Duplicates happen only after a loss.
+  std::vector<std::pair<size_t, DotsByName>> asks;
+  for (size_t i = 0; i < peers_.size(); ++i) {
+    auto& [k, q] = peers_[i];
+    if (!q.offered.empty() && tick_ - q.offeredAt > 4 * config_.retransmitTicks) {
+      // A live offerer offers again every retransmitTicks until we ack: this one stopped (we
+      // left its view, or it restarted). Stop asking; its next offer starts afresh.
+      q.offered.clear();
+      q.ackDeferred = false;
+    }
+    if (q.offered.empty() || (!q.claimed.empty() && tick_ - q.claimedAt < config_.claimTicks)) continue;
+    DotsByName want = missingOf(k, q.offered);
+    if (!want.empty()) asks.emplace_back(i, std::move(want));
+  }
+  for (auto& [i, want] : asks) sendRequest(peers_[i].first, peers_[i].second, std::move(want), out);
+}
+
+bool Engine::holdsAll(const DotsByName& dots) const {
+  for (const auto& [name, d] : dots) {
+    const Value* v = find(name);
+    const crdt::CausalContext* ctx = v != nullptr ? contextOf(*v) : nullptr;
+    if (ctx == nullptr || !ctx->includes(d)) return false;
+  }
+  return true;
+}
+
+void Engine::releaseDeferredAcks(std::vector<Outgoing>& out) {
+  for (auto& [k, q] : peers_) {
+    if (!q.ackDeferred || !holdsAll(q.offered)) continue;
+    q.ackDeferred = false;
+    q.offered.clear();
+    q.recv = std::max(q.recv, q.deferredRecv);
+    ++stats_.acksSent;
+    out.push_back({k, AckMsg{self_, q.recv}});
+  }
 }
 
 void Engine::sendDigest(ReplicaId j, Peer& p, std::vector<Outgoing>& out) {
@@ -250,12 +538,11 @@ void Engine::receive(ReplicaId from, const Message& message, std::vector<Outgoin
           if (m.sender != from) throw ProtocolError("message sender differs from the peer it came from");
         }
         if constexpr (std::is_same_v<M, DeltaPushMsg>) {
-          applyRemote(from, m.objects);
-          Peer& p = peer(from);
-          p.recv = std::max(p.recv, m.base);
-          if (m.fromSeq <= p.recv) p.recv = std::max(p.recv, m.toSeq);
-          ++stats_.acksSent;
-          out.push_back({from, AckMsg{self_, p.recv}});
+          receivePush(from, m, out);
+        } else if constexpr (std::is_same_v<M, OfferMsg>) {
+          receiveOffer(from, m, out);
+        } else if constexpr (std::is_same_v<M, RequestMsg>) {
+          serveOfferRequest(from, m, out);
         } else if constexpr (std::is_same_v<M, AckMsg>) {
           if (m.seq > seq_) throw ProtocolError("ack beyond our log's end");
           Peer* found = findPeer(from);
@@ -263,6 +550,7 @@ void Engine::receive(ReplicaId from, const Message& message, std::vector<Outgoin
           Peer& p = *found;
           p.known = true;
           p.acked = std::max(p.acked, m.seq);
+          if (p.acked >= p.sentTo) p.offerOpen = false;
           if (p.acked >= p.digestSeq) p.digestSent = false;
           collectGarbage();
         } else if constexpr (std::is_same_v<M, DigestMsg>) {
@@ -286,6 +574,7 @@ void Engine::receive(ReplicaId from, const Message& message, std::vector<Outgoin
           serveRequest(from, m, out);
         } else if constexpr (std::is_same_v<M, StateChunkMsg>) {
           applyRemote(from, m.objects);
+          releaseDeferredAcks(out);
           Peer& p = peer(from);
           if (m.transfer != p.inTransfer) return;  // a stale transfer: joined, but not counted
           if (p.inChunks.size() != m.total) {

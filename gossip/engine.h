@@ -25,6 +25,23 @@
 //         in several pushes, pipelined; an unacked push is resent after retransmitTicks). The
 //         push carries base = acked(j), what j has acked, so j may count [from, to) as
 //         contiguous when from <= max(base, recv): acks stay exact under loss and reordering.
+//   lazy push (EngineConfig::offers, the default): instead of the push, an Offer of
+//         [from, to) naming, per object, the store dots of the interval (entries' own dots;
+//         minus BP, minus dots j is known to hold), with base = acked(j). j answers with a
+//         Request for the dots it lacks and has not asked another peer for within claimTicks
+//         (its "claims"); the push that answers it (partial) holds only the requested store
+//         entries plus everything of the interval that has no dots of its own (removal and
+//         superseded context, counters, registers). For an offer marked complete (nothing but
+//         announced entries) j owes the ack as soon as it holds every offered dot, whoever
+//         delivered them: one it wants nothing of is acked without a push. An interval with
+//         nothing to announce is pushed at once. One interval per peer is in flight; the offer
+//         is resent after retransmitTicks without an ack, and its requests are answered at most
+//         once per tick. At each tick, j asks every peer that offered dots it still lacks once
+//         their claims expired (a lost request or push costs about one round, not a timeout);
+//         an offer not renewed for 4 x retransmitTicks is forgotten (its sender stopped).
+//         A peer that never acked is offered our log from the start while the log still holds
+//         it (logStart_ == 0) instead of a digest: it asks only for what it lacks.
+//         So each new entry crosses to each node about once, whatever the number of paths.
 //   catch-up: when j has never acked, or acked(j) < logStart_ (the log was collected), a Digest
 //         of per-object content hashes instead; j answers StateRequest(names that differ) or,
 //         when nothing differs, Ack(seq); the request is served with StateChunks of at most
@@ -37,7 +54,24 @@
 //
 // Invariants (checked by tests/sim): every delta joined here is logged (unless RR found it
 // redundant) until every neighbour acked it; acked(j) <= seq_; recv(j) only counts contiguous
-// intervals; an object's kind never changes.
+// intervals; an object's kind never changes. With lazy push, also:
+//   - only store entries are ever left out of a push, each together with its own dot and
+//     nothing else: a removal or superseded dot in the context always travels (a receiver that
+//     has *seen* a dot may still hold its entry, which that context dot removes);
+//   - an entry is left out for j only if j holds its dot (j offered or pushed it to us) or j's
+//     request did not ask for it (j holds it, or asked another peer); a receiver that holds a
+//     dot joins the delta with and without that entry to the same state;
+//   - j acks an offered interval (after the partial push that answers its request, or, for a
+//     complete offer, once it holds the dots) only if that is the offer j tracks for us, and
+//     only once j's contexts contain every dot the offer named (when dots
+//     were claimed from a third peer the ack waits for them: "deferred ack"); a stale answer
+//     is joined but not acked. So acked(j) still means "j holds all of our log below it", and
+//     log GC stays safe;
+//   - a request is answered only for the open offer (its [from, to)), at most once per tick,
+//     with at most the entries it names plus the interval's dot-less parts.
+//   - knowledge of what j holds (kept for neighbours only) grows only from j's own offers and
+//     pushes; it is forgotten (never wrong, only less useful) for objects outside the interval
+//     being offered and once j has acked our whole log, so it stays bounded.
 //
 // Errors: a message that contradicts the local state (an object of another kind) throws
 // ProtocolError before anything from it is applied.
@@ -64,6 +98,14 @@ struct EngineConfig {
   size_t maxLogEntries = 1 << 16;   // oldest entries beyond this are dropped
   bool backPropagation = true;      // BP (off only for comparison experiments)
   bool removeRedundant = true;      // RR (off only for comparison experiments)
+  // Lazy push (Offer -> Request -> DeltaPush): announce the interval's store dots first and send
+  // only the entries the peer asks for. Off: the eager push of session 2 (for comparison).
+  bool offers = true;
+  // Dots asked of one peer are not asked of another until this many ticks have begun (the
+  // answer normally takes one round trip, a fraction of a tick). 1 re-asks soon after a loss,
+  // at the price of some requests sent while answers are still in flight; 2 sends fewer
+  // requests but spreads slower under loss (bench/RESULTS.md has both).
+  uint32_t claimTicks = 1;
   // Peers contacted per tick: 0 = every neighbour; k = k neighbours drawn at random each tick
   // (classic gossip fan-out; acks are still kept for every neighbour).
   uint32_t fanout = 0;
@@ -86,6 +128,8 @@ struct EngineStats {
   uint64_t pushesSent = 0, acksSent = 0, digestsSent = 0, requestsSent = 0, chunksSent = 0;
   uint64_t deltasJoined = 0;     // received object deltas that inflated the state
   uint64_t deltasRedundant = 0;  // received object deltas RR found fully known
+  uint64_t offersSent = 0, offerRequestsSent = 0;
+  uint64_t acksDeferred = 0;     // pushes whose ack waited for dots asked of another peer
 };
 
 class Engine {
@@ -156,6 +200,7 @@ class Engine {
     Value delta;
     size_t bytes;  // estimated encoded size
   };
+  using DotsByName = std::map<std::string, crdt::CausalContext>;
   struct Peer {
     bool neighbor = false;    // in neighbors_ (others are senders we only track receipt for)
     bool known = false;       // has acked at least once
@@ -172,6 +217,19 @@ class Engine {
     uint64_t inTransfer = 0;
     std::vector<bool> inChunks;
     uint32_t inMissing = 0;
+    // lazy push, as sender
+    bool offerOpen = false;   // the offer of [offerFrom, sentTo) awaits its ack
+    bool offerServed = false;  // a request for it was answered, at tick offerServedAt
+    uint64_t offerServedAt = 0;
+    uint64_t offerFrom = 0;
+    DotsByName holds;         // store dots the peer is known to hold (its offers and pushes)
+    // lazy push, as receiver
+    uint64_t offeredFrom = 0, offeredTo = 0, offeredAt = 0;
+    DotsByName offered;       // the dots of the peer's last offer; the ack waits until all are here
+    DotsByName claimed;       // dots asked of this peer and not yet delivered
+    uint64_t claimedAt = 0;   // tick of that request
+    bool ackDeferred = false;
+    uint64_t deferredRecv = 0;
   };
 
   Value& objectOfKind(const std::string& name, size_t kind);
@@ -179,6 +237,19 @@ class Engine {
   // Validates kinds of all objects first, then strips/joins/logs each. Returns nothing.
   void applyRemote(ReplicaId origin, const std::vector<NamedValue>& objects);
   void sendPush(ReplicaId j, Peer& p, std::vector<Outgoing>& out);
+  void sendOffer(ReplicaId j, Peer& p, std::vector<Outgoing>& out);
+  // D[from, to) minus j's entries (BP), joined per object. With to == 0: as far as
+  // maxPushBytes allows from `from`; the end reached is returned in `to`.
+  std::map<std::string, Value> interval(ReplicaId j, uint64_t from, uint64_t& to) const;
+  void receiveOffer(ReplicaId from, const OfferMsg& m, std::vector<Outgoing>& out);
+  void serveOfferRequest(ReplicaId j, const RequestMsg& m, std::vector<Outgoing>& out);
+  void receivePush(ReplicaId from, const DeltaPushMsg& m, std::vector<Outgoing>& out);
+  bool holdsAll(const DotsByName& dots) const;
+  // The offered dots we lack and have not asked another peer for within claimTicks.
+  DotsByName missingOf(ReplicaId from, const DotsByName& offered) const;
+  void sendRequest(ReplicaId to, Peer& p, DotsByName want, std::vector<Outgoing>& out);
+  void requestMissing(std::vector<Outgoing>& out);
+  void releaseDeferredAcks(std::vector<Outgoing>& out);
   void sendDigest(ReplicaId j, Peer& p, std::vector<Outgoing>& out);
   void serveRequest(ReplicaId j, const StateRequestMsg& m, std::vector<Outgoing>& out);
   void collectGarbage();

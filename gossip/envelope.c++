@@ -172,6 +172,36 @@ void requireIncreasing(const Names& names, const char* what) {
   }
 }
 
+void encodeSummaries(const std::vector<NamedDots>& objects, capnp::List<wire::DotSummary>::Builder out) {
+  for (unsigned i = 0; i < objects.size(); ++i) {
+    out[i].setName(text(objects[i].name));
+    ColumnWriter dots;
+    encodeDots(objects[i].dots, dots);
+    out[i].setDots(capnp::Data::Reader(dots.bytes().data(), dots.size()));
+  }
+}
+
+// Offers and requests: names strictly increasing, every context valid and non-empty.
+std::vector<NamedDots> decodeSummaries(capnp::List<wire::DotSummary>::Reader in, const Limits& limits,
+                                       const char* what) {
+  if (in.size() > limits.maxObjectsPerMessage) {
+    throw DecodeError(std::string(what) + ": more than limits.maxObjectsPerMessage objects");
+  }
+  std::vector<NamedDots> out;
+  out.reserve(in.size());
+  for (auto o : in) {
+    std::string name = checkedName(o.getName(), limits, what);
+    crdt::CausalContext dots = decodeDots(o.getDots().begin(), o.getDots().size(), limits);
+    if (dots.empty()) throw DecodeError(std::string(what) + ": object '" + name + "' with no dots");
+    out.push_back({std::move(name), std::move(dots)});
+  }
+  std::vector<std::string_view> names;
+  names.reserve(out.size());
+  for (const auto& o : out) names.push_back(o.name);
+  requireIncreasing(names, what);
+  return out;
+}
+
 Bytes toBytes(kj::ArrayPtr<const kj::byte> a) { return Bytes(a.begin(), a.end()); }
 
 }  // namespace
@@ -227,6 +257,7 @@ struct Encoder {
     p.setBase(m.base);
     p.setFromSeq(m.fromSeq);
     p.setToSeq(m.toSeq);
+    p.setPartial(m.partial);
     encodeObjects(m.objects, p.initObjects(static_cast<unsigned>(m.objects.size())));
   }
   void operator()(const AckMsg& m) {
@@ -296,6 +327,22 @@ struct Encoder {
     encodeUpdates(m.updates, p.initUpdates(static_cast<unsigned>(m.updates.size())));
     if (!m.sample.empty()) encodeUpdates(m.sample, p.initSample(static_cast<unsigned>(m.sample.size())));
   }
+  void operator()(const OfferMsg& m) {
+    auto o = env.initOffer();
+    o.setSender(m.sender.value);
+    o.setBase(m.base);
+    o.setComplete(m.complete);
+    o.setFromSeq(m.fromSeq);
+    o.setToSeq(m.toSeq);
+    encodeSummaries(m.objects, o.initObjects(static_cast<unsigned>(m.objects.size())));
+  }
+  void operator()(const RequestMsg& m) {
+    auto r = env.initRequest();
+    r.setSender(m.sender.value);
+    r.setFromSeq(m.fromSeq);
+    r.setToSeq(m.toSeq);
+    encodeSummaries(m.objects, r.initObjects(static_cast<unsigned>(m.objects.size())));
+  }
   void operator()(const HelloMsg& m) { encodeHello(m, env.initHello()); }
   void operator()(const HelloReplyMsg& m) { encodeHelloReply(m, env.initHelloReply()); }
   void operator()(const AuthProofMsg& m) { encodeAuthProof(m, env.initAuthProof()); }
@@ -312,6 +359,7 @@ Message decodeEnvelope(wire::Envelope::Reader env, const Limits& limits) {
         throw DecodeError("push: sequence numbers must satisfy base <= fromSeq < toSeq");
       }
       m.objects = decodeObjects(p.getObjects(), limits, "push");
+      m.partial = p.getPartial();
       return m;
     }
     case wire::Envelope::ACK: {
@@ -378,6 +426,23 @@ Message decodeEnvelope(wire::Envelope::Reader env, const Limits& limits) {
       return PingAckMsg{checkedId(p.getSender(), "ping-ack: sender"), p.getSeq(),
                         checkedId(p.getTarget(), "ping-ack: target"), decodeUpdates(p.getUpdates(), limits),
                         p.getTableHash(), decodeUpdates(p.getSample(), limits, "membership: sample")};
+    }
+    case wire::Envelope::OFFER: {
+      auto o = env.getOffer();
+      OfferMsg m{checkedId(o.getSender(), "offer: sender"), o.getFromSeq(), o.getToSeq(), {}, o.getBase(),
+                 o.getComplete()};
+      if (!(m.base <= m.fromSeq && m.fromSeq < m.toSeq)) {
+        throw DecodeError("offer: sequence numbers must satisfy base <= fromSeq < toSeq");
+      }
+      m.objects = decodeSummaries(o.getObjects(), limits, "offer");
+      return m;
+    }
+    case wire::Envelope::REQUEST: {
+      auto r = env.getRequest();
+      RequestMsg m{checkedId(r.getSender(), "request: sender"), r.getFromSeq(), r.getToSeq(), {}};
+      if (!(m.fromSeq < m.toSeq)) throw DecodeError("request: sequence numbers must satisfy fromSeq < toSeq");
+      m.objects = decodeSummaries(r.getObjects(), limits, "request");
+      return m;
     }
     case wire::Envelope::HELLO: return decodeHello(env.getHello(), limits);
     case wire::Envelope::HELLO_REPLY: return decodeHelloReply(env.getHelloReply(), limits);

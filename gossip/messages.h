@@ -12,6 +12,7 @@
 #include <variant>
 #include <vector>
 
+#include "crdt/causal-context.h"
 #include "crdt/dot.h"
 #include "gossip/object.h"
 
@@ -31,6 +32,7 @@ struct DeltaPushMsg {
   uint64_t fromSeq = 0;
   uint64_t toSeq = 0;
   std::vector<NamedValue> objects;  // names unique
+  bool partial = false;             // answers a Request (see wire.capnp)
   bool operator==(const DeltaPushMsg&) const = default;
 };
 
@@ -38,6 +40,31 @@ struct AckMsg {
   ReplicaId sender;
   uint64_t seq = 0;
   bool operator==(const AckMsg&) const = default;
+};
+
+// Store dots of one object: the entries an offer announces or a request asks for.
+struct NamedDots {
+  std::string name;
+  crdt::CausalContext dots;  // never empty
+  bool operator==(const NamedDots&) const = default;
+};
+
+struct OfferMsg {
+  ReplicaId sender;
+  uint64_t fromSeq = 0;
+  uint64_t toSeq = 0;
+  std::vector<NamedDots> objects;  // strictly increasing names
+  uint64_t base = 0;               // <= fromSeq
+  bool complete = false;           // nothing in the interval but the announced entries
+  bool operator==(const OfferMsg&) const = default;
+};
+
+struct RequestMsg {
+  ReplicaId sender;
+  uint64_t fromSeq = 0;
+  uint64_t toSeq = 0;
+  std::vector<NamedDots> objects;  // strictly increasing names
+  bool operator==(const RequestMsg&) const = default;
 };
 
 struct DigestMsg {
@@ -129,6 +156,6 @@ struct AuthProofMsg {
 // Alternatives in the order of wire.capnp's Envelope union.
 using Message = std::variant<DeltaPushMsg, AckMsg, DigestMsg, StateRequestMsg, StateChunkMsg,
                              PingMsg, PingReqMsg, PingAckMsg, HelloMsg, HelloReplyMsg,
-                             AuthProofMsg>;
+                             AuthProofMsg, OfferMsg, RequestMsg>;
 
 }  // namespace deltasync::gossip

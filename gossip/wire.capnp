@@ -160,12 +160,59 @@ struct DeltaPush {
   # The sender's record of the receiver's last ack (base <= fromSeq < toSeq): the receiver is
   # known to hold everything of the sender's log below base, so it may count [fromSeq, toSeq)
   # as contiguous when fromSeq <= max(base, what it has already received).
+  partial @5 :Bool;
+  # The answer to a Request (lazy push): it leaves out the store entries of the Offer for
+  # [fromSeq, toSeq) that were not requested. The receiver acks it only once it holds every
+  # dot of that offer, and not at all when it answers an offer the receiver no longer tracks
+  # (the sender offers again after its retransmission timeout).
 }
 
 struct Ack {
   sender @0 :UInt64;
   seq @1 :UInt64;
   # The receiver has joined everything of the sender's log below seq.
+}
+
+struct DotSummary {
+  # Store dots of one object (the entries' own dots, not removal context).
+  name @0 :Text;
+  dots @1 :Data;
+  # A set of dots, compact (a CausalContext costs ~24 bytes per origin, this ~11): per origin,
+  # in strictly increasing replica order: the replica id as 8 bytes little-endian (nonzero),
+  # varint n >= 1 (at most limits.maxIntervalsPerOrigin), then n (gap, span) varint pairs as in
+  # CausalContext.Origin.runs. At most limits.maxOrigins origins; never empty.
+}
+
+struct Offer {
+  # Lazy push, step 1: the store dots of the delta-interval D[fromSeq..toSeq) (minus BP, minus
+  # dots the receiver is known to hold). The receiver answers with a Request for the dots it
+  # lacks and has not already asked another peer for; entries without dots (counters,
+  # registers, removals) are not announced and always travel in the push.
+  sender @0 :UInt64;
+  fromSeq @1 :UInt64;
+  toSeq @2 :UInt64;
+  # fromSeq < toSeq.
+  objects @3 :List(DotSummary);
+  # Strictly increasing names.
+  base @4 :UInt64;
+  # As in DeltaPush: the sender's record of the receiver's last ack; base <= fromSeq.
+  complete @5 :Bool;
+  # The interval holds nothing but the announced entries (and entries the receiver is known to
+  # hold): no removal or superseded context, no counters or registers. A receiver that wants
+  # none of the dots then acks (as for the push) instead of requesting.
+}
+
+struct Request {
+  # Lazy push, step 2: the offered dots the receiver wants. The offerer answers with the
+  # DeltaPush of [fromSeq, toSeq) holding only those store entries (and every removal and
+  # non-dot value of the interval). The requester acks that push once it holds every offered
+  # dot, whoever delivered it.
+  sender @0 :UInt64;
+  fromSeq @1 :UInt64;
+  toSeq @2 :UInt64;
+  # Those of the Offer answered; fromSeq < toSeq.
+  objects @3 :List(DotSummary);
+  # Strictly increasing names; may be empty (nothing wanted).
 }
 
 struct Digest {
@@ -314,6 +361,8 @@ struct Envelope {
     hello @8 :Hello;
     helloReply @9 :HelloReply;
     authProof @10 :AuthProof;
+    offer @11 :Offer;
+    request @12 :Request;
   }
 }
 

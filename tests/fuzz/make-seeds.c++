@@ -114,6 +114,17 @@ void envelopes(ReplicaId a, ReplicaId b) {
   ms.push_back(HelloMsg{b, "prod-eu", nonce, 2});
   ms.push_back(HelloReplyMsg{b, nonce, proof});
   ms.push_back(AuthProofMsg{proof});
+  // Lazy push: an offer, the request answering it, the partial push answering that.
+  CausalContext dots;
+  dots.addRange(a, 1, 40);
+  dots.add(Dot{b, 7});
+  dots.add(Dot{b, 9});
+  CausalContext few;
+  few.add(Dot{b, 9});
+  ms.push_back(OfferMsg{a, 12, 20, {{"obj/1", dots}, {"obj/2", few}}, 10, true});
+  ms.push_back(RequestMsg{b, 12, 20, {{"obj/1", few}}});
+  ms.push_back(RequestMsg{b, 12, 20, {}});
+  ms.push_back(DeltaPushMsg{a, 10, 12, 20, everyKind("obj/", 2, a, b), true});
   for (size_t i = 0; i < ms.size(); ++i) {
     auto bytes = encodeMessage(ms[i]);
     writeBytes("envelope", int(i), bytes.data(), bytes.size());

@@ -185,6 +185,21 @@ std::vector<std::string> genSortedNames() {
   return std::vector<std::string>(s.begin(), s.end());
 }
 
+// Offer/request summaries: strictly increasing names, each with a non-empty set of dots.
+std::vector<NamedDots> genSummaries() {
+  std::vector<NamedDots> out;
+  for (auto& n : genSortedNames()) {
+    CausalContext c;
+    const int k = *rc::gen::inRange(1, 6);
+    for (int i = 0; i < k; ++i) {
+      uint64_t lo = *rc::gen::inRange<uint64_t>(1, 1000);
+      c.addRange(writer(*rc::gen::inRange<size_t>(0, 3)), lo, lo + *rc::gen::inRange<uint64_t>(0, 5));
+    }
+    out.push_back({n, c});
+  }
+  return out;
+}
+
 std::vector<MemberUpdate> genUpdates() {
   // Distinct member ids (a list naming a member twice is rejected).
   auto ids = *rc::gen::unique<std::vector<uint64_t>>(rc::gen::inRange<uint64_t>(1, 1000));
@@ -249,6 +264,7 @@ TEST_CASE("envelope: decodeMessage(encodeMessage(m)) == m for every message kind
     m.base = *rc::gen::oneOf(rc::gen::just(m.fromSeq), rc::gen::just(uint64_t{0}),
                              rc::gen::inRange<uint64_t>(0, m.fromSeq + 1));
     m.objects = genObjects(6);
+    m.partial = *rc::gen::arbitrary<bool>();
     roundTrips(m);
   });
   PROPERTY("AckMsg", [] { roundTrips(AckMsg{genId(), *rc::gen::arbitrary<uint64_t>()}); });
@@ -310,6 +326,16 @@ TEST_CASE("envelope: decodeMessage(encodeMessage(m)) == m for every message kind
     roundTrips(HelloReplyMsg{genId(), genArray<kNonceBytes>(), genArray<kProofBytes>()});
   });
   PROPERTY("AuthProofMsg", [] { roundTrips(AuthProofMsg{genArray<kProofBytes>()}); });
+  PROPERTY("OfferMsg", [] {
+    uint64_t to = genNonzero();
+    uint64_t from = *rc::gen::inRange<uint64_t>(0, to);
+    roundTrips(OfferMsg{genId(), from, to, genSummaries(), *rc::gen::inRange<uint64_t>(0, from + 1),
+                        *rc::gen::arbitrary<bool>()});
+  });
+  PROPERTY("RequestMsg", [] {
+    uint64_t to = genNonzero();
+    roundTrips(RequestMsg{genId(), *rc::gen::inRange<uint64_t>(0, to), to, genSummaries()});
+  });
 }
 
 TEST_CASE("envelope: state chunks are compressed only when that pays") {
@@ -476,6 +502,54 @@ auto authProof = [](wire::Envelope::Builder env) {
   return a;
 };
 
+// Offers and requests: objects "a", "b" with dots of replica 9 and 10.
+void fillSummaries(capnp::List<wire::DotSummary>::Builder list, std::initializer_list<const char*> names) {
+  unsigned i = 0;
+  for (const char* n : names) {
+    list[i].setName(n);
+    CausalContext c;
+    c.addRange(ReplicaId{9}, 1, 3);
+    c.add(Dot{ReplicaId{10}, 7 + i});
+    ColumnWriter w;
+    encodeDots(c, w);
+    list[i].setDots(capnp::Data::Reader(w.bytes().data(), w.size()));
+    ++i;
+  }
+}
+
+// A raw dots blob: per origin the 8-byte id, then the varints given (run count, gap, span...).
+std::vector<unsigned char> dotsBlob(std::initializer_list<std::pair<uint64_t, std::vector<uint64_t>>> origins) {
+  ColumnWriter w;
+  for (const auto& [id, varints] : origins) {
+    char b[8];
+    for (int k = 0; k < 8; ++k) b[k] = static_cast<char>(id >> (8 * k));
+    w.raw(std::string_view(b, 8));
+    for (uint64_t v : varints) w.varint(v);
+  }
+  return w.bytes();
+}
+void setDots(wire::DotSummary::Builder d, const std::vector<unsigned char>& blob) {
+  d.setDots(capnp::Data::Reader(blob.data(), blob.size()));
+}
+auto offer = [](wire::Envelope::Builder env) {
+  auto o = env.initOffer();
+  o.setSender(7);
+  o.setBase(1);
+  o.setFromSeq(2);
+  o.setToSeq(5);
+  o.setComplete(true);
+  fillSummaries(o.initObjects(2), {"a", "b"});
+  return o;
+};
+auto request = [](wire::Envelope::Builder env) {
+  auto r = env.initRequest();
+  r.setSender(7);
+  r.setFromSeq(2);
+  r.setToSeq(5);
+  fillSummaries(r.initObjects(2), {"a", "b"});
+  return r;
+};
+
 Message decodeBuilt(capnp::MallocMessageBuilder& mb, const Limits& limits) {
   auto bytes = frame(mb);
   return decodeMessage(bytes.begin(), bytes.size(), limits);
@@ -536,6 +610,12 @@ TEST_CASE("envelope: the valid baselines decode to what was built") {
   CHECK(std::get<HelloMsg>(expectAccepted(hello, none)).cluster == "prod-eu");
   CHECK(std::get<HelloReplyMsg>(expectAccepted(helloReply, none)).replica == ReplicaId{7});
   CHECK(std::get<AuthProofMsg>(expectAccepted(authProof, none)) == AuthProofMsg{});
+  auto o = std::get<OfferMsg>(expectAccepted(offer, none));
+  REQUIRE(o.objects.size() == 2);
+  CHECK((o.base == 1 && o.fromSeq == 2 && o.toSeq == 5 && o.complete && o.objects[1].name == "b"));
+  CHECK(o.objects[1].dots.contains(Dot{ReplicaId{10}, 8}));
+  CHECK(o.objects[0].dots.dotCount() == 4);
+  CHECK(std::get<RequestMsg>(expectAccepted(request, none)).objects == o.objects);
 }
 
 TEST_CASE("envelope: replica ids must be nonzero") {
@@ -550,6 +630,8 @@ TEST_CASE("envelope: replica ids must be nonzero") {
   expectRejected(pingAck, [](auto p) { p.setSender(0); }, "ping-ack: sender is 0");
   expectRejected(pingAck, [](auto p) { p.setTarget(0); }, "ping-ack: target is 0");
   expectRejected(hello, [](auto h) { h.setReplica(0); }, "hello: replica is 0");
+  expectRejected(offer, [](auto o) { o.setSender(0); }, "offer: sender is 0");
+  expectRejected(request, [](auto r) { r.setSender(0); }, "request: sender is 0");
   expectRejected(helloReply, [](auto h) { h.setReplica(0); }, "hello reply: replica is 0");
   // Member ids, in each message that carries updates.
   expectRejected(ping, [](auto p) { p.getUpdates()[1].setReplica(0); }, "membership: member id is 0");
@@ -567,6 +649,78 @@ TEST_CASE("envelope: push sequence numbers satisfy base <= fromSeq < toSeq") {
   // The edges that are allowed: base == fromSeq, toSeq == fromSeq + 1.
   auto m = std::get<DeltaPushMsg>(expectAccepted(push, [](auto p) { p.setBase(2); p.setToSeq(3); }));
   CHECK((m.base == 2 && m.fromSeq == 2 && m.toSeq == 3));
+}
+
+TEST_CASE("envelope: offer and request sequence numbers satisfy (base <=) fromSeq < toSeq") {
+  const char* offerRule = "offer: sequence numbers must satisfy base <= fromSeq < toSeq";
+  expectRejected(offer, [](auto o) { o.setFromSeq(5); }, offerRule);
+  expectRejected(offer, [](auto o) { o.setToSeq(2); }, offerRule);
+  expectRejected(offer, [](auto o) { o.setBase(3); }, offerRule);
+  expectAccepted(offer, [](auto o) { o.setBase(2); });
+  expectRejected(request, [](auto r) { r.setFromSeq(5); }, "request: sequence numbers must satisfy fromSeq < toSeq");
+  expectRejected(request, [](auto r) { r.setToSeq(0); r.setFromSeq(0); },
+                 "request: sequence numbers must satisfy fromSeq < toSeq");
+  auto m = std::get<OfferMsg>(expectAccepted(offer, [](auto o) { o.setBase(0); o.setFromSeq(0); o.setToSeq(1); }));
+  CHECK((m.fromSeq == 0 && m.toSeq == 1));
+}
+
+TEST_CASE("envelope: offer and request summaries") {
+  // Names: non-empty, within limits.maxNameBytes, strictly increasing.
+  expectRejected(offer, [](auto o) { o.getObjects()[0].setName(""); }, "offer: empty object name");
+  expectRejected(request, [](auto r) { r.getObjects()[1].setName(""); }, "request: empty object name");
+  expectRejected(offer, [](auto o) { o.getObjects()[1].setName("a"); }, "offer: names not strictly increasing");
+  expectRejected(request, [](auto r) { fillSummaries(r.initObjects(2), {"b", "a"}); },
+                 "request: names not strictly increasing");
+  Limits one = kLimits;
+  one.maxNameBytes = 1;
+  expectRejected(request, [](auto r) { r.getObjects()[1].setName("bb"); },
+                 "request: object name longer than limits.maxNameBytes", one);
+  expectRejected(offer, [](auto o) { o.getObjects()[1].setName("bb"); },
+                 "offer: object name longer than limits.maxNameBytes", one);
+  // Counts.
+  Limits two = kLimits;
+  two.maxObjectsPerMessage = 2;
+  expectRejected(offer, [](auto o) { fillSummaries(o.initObjects(3), {"a", "b", "c"}); },
+                 "offer: more than limits.maxObjectsPerMessage objects", two);
+  expectRejected(request, [](auto r) { fillSummaries(r.initObjects(3), {"a", "b", "c"}); },
+                 "request: more than limits.maxObjectsPerMessage objects", two);
+  // Every summary names at least one dot.
+  expectRejected(offer, [](auto o) { o.getObjects()[1].initDots(0); }, "offer: object 'b' with no dots");
+  expectRejected(request, [](auto r) { r.getObjects()[0].initDots(0); }, "request: object 'a' with no dots");
+  // The dots blob: what decodes, and each of its rules.
+  auto m = std::get<OfferMsg>(expectAccepted(offer, [](auto o) {
+    setDots(o.getObjects()[0], dotsBlob({{5, {2, 0, 1, 1, 0}}, {1ull << 63, {1, 6, 0}}}));
+  }));
+  CausalContext want;
+  want.addRange(ReplicaId{5}, 1, 2);
+  want.add(Dot{ReplicaId{5}, 5});  // lo = previous hi + 2 + gap
+  want.add(Dot{ReplicaId{1ull << 63}, 7});
+  CHECK(m.objects[0].dots == want);
+  expectRejected(offer, [](auto o) { setDots(o.getObjects()[0], dotsBlob({{0, {1, 0, 0}}})); },
+                 "column 'dots': origin replica id 0");
+  expectRejected(request, [](auto r) { setDots(r.getObjects()[1], dotsBlob({{9, {1, 0, 0}}, {9, {1, 3, 0}}})); },
+                 "column 'dots': origin replica ids not strictly increasing");
+  expectRejected(offer, [](auto o) { setDots(o.getObjects()[0], dotsBlob({{9, {0}}})); },
+                 "column 'dots': origin without intervals");
+  expectRejected(offer, [](auto o) { setDots(o.getObjects()[0], dotsBlob({{9, {2, 0, 0}}})); },
+                 "column 'dots': truncated varint");
+  expectRejected(offer, [](auto o) { setDots(o.getObjects()[0], dotsBlob({{9, {1, 0, 0, 0x7f}}})); },
+                 "column 'dots': length runs past the end");  // a fourth byte: the start of a cut id
+  expectRejected(offer, [](auto o) { setDots(o.getObjects()[0], dotsBlob({{9, {1, 1ull << 48, 0}}})); },
+                 "column 'dots': interval beyond 2^48-1");
+  Limits small = kLimits;
+  small.maxOrigins = 2;  // the baseline's
+  expectRejected(offer, [](auto o) {
+    setDots(o.getObjects()[0], dotsBlob({{9, {1, 0, 0}}, {10, {1, 0, 0}}, {11, {1, 0, 0}}}));
+  },
+                 "column 'dots': more than limits.maxOrigins origins", small);
+  small = kLimits;
+  small.maxIntervalsPerOrigin = 1;
+  expectRejected(offer, [](auto o) { setDots(o.getObjects()[0], dotsBlob({{9, {2, 0, 0, 0, 0}}})); },
+                 "column 'dots': more than limits.maxIntervalsPerOrigin intervals", small);
+  // A request may want nothing.
+  auto r = std::get<RequestMsg>(expectAccepted(request, [](auto r) { r.initObjects(0); }));
+  CHECK(r.objects.empty());
 }
 
 TEST_CASE("envelope: object names in a push and a state chunk") {
@@ -787,7 +941,7 @@ void setRawWhich(Builder b, uint16_t which) {
 
 TEST_CASE("envelope: unknown message and CRDT kinds (a newer peer's) are rejected") {
   expectRejected([](wire::Envelope::Builder env) { ack(env); return env; },
-                 [](auto env) { setRawWhich(env, 11); }, "envelope: unknown message kind 11");
+                 [](auto env) { setRawWhich(env, 13); }, "envelope: unknown message kind 13");
   expectRejected(push, [](auto p) { setRawWhich(p.getObjects()[0].getValue(), 8); },
                  "object: unknown CRDT kind 8");
   capnp::MallocMessageBuilder mb;
