@@ -108,7 +108,7 @@ void Runtime::start() {
 }
 
 void Runtime::accept(kj::Own<kj::AsyncIoStream> stream) {
-  if (stopped_ || inbound_.size() >= config_.maxInbound) {
+  if (stopped_ || inbound_.size() + pendingTls_ >= config_.maxInbound) {
     ++stats_.inboundRefused;
     return;  // the stream closes as it goes out of scope
   }
@@ -116,11 +116,18 @@ void Runtime::accept(kj::Own<kj::AsyncIoStream> stream) {
     serve(kj::mv(stream), std::nullopt);
     return;
   }
-  // The TLS handshake first (bounded by the TLS context's accept timeout).
+  // The TLS handshake first (bounded by the TLS context's accept timeout; handshakes in flight
+  // count against maxInbound).
+  ++pendingTls_;
   tasks_.add(config_.tls->accept(kj::mv(stream))
-                 .then([this](TlsStream s) { serve(kj::mv(s.stream), s.peer); },
-                       [this](kj::Exception&& e) {
-                         ++gatekeeperStats_->proofRejected;  // counted and logged as a failed authentication
+                 .then(
+                     [this](TlsStream s) {
+                       --pendingTls_;
+                       serve(kj::mv(s.stream), s.peer);
+                     },
+                     [this](kj::Exception&& e) {
+                       --pendingTls_;
+                       ++gatekeeperStats_->proofRejected;  // counted and logged as a failed authentication
                          log::debug("TLS handshake refused: {}", e.getDescription().cStr());
                        }));
 }

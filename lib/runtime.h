@@ -227,6 +227,7 @@ class Runtime {
     bool authenticated = false;
   };
   std::map<uint64_t, Inbound> inbound_;  // by serial
+  size_t pendingTls_ = 0;                 // inbound TLS handshakes in flight
   uint64_t nextSerial_ = 1;
   std::vector<ReplicaId> view_;
   std::vector<gossip::Outgoing> out_;  // scratch

@@ -13,6 +13,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstring>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -65,9 +66,25 @@ std::string httpGet(const std::string& address, const std::string& path) {
   REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
   std::string request = "GET " + path + " HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n";
   REQUIRE(write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size()));
+  // Read the head, then Content-Length bytes of body (the server may keep the connection open).
   std::string response;
   char buf[4096];
-  for (ssize_t n; (n = read(fd, buf, sizeof buf)) > 0;) response.append(buf, static_cast<size_t>(n));
+  size_t want = std::string::npos;
+  while (want == std::string::npos || response.size() < want) {
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n <= 0) break;
+    response.append(buf, static_cast<size_t>(n));
+    const size_t head = response.find("\r\n\r\n");
+    if (want == std::string::npos && head != std::string::npos) {
+      size_t length = 0;
+      for (const char* name : {"Content-Length: ", "content-length: "}) {
+        if (auto at = response.find(name); at != std::string::npos && at < head) {
+          length = std::stoul(response.substr(at + std::strlen(name)));
+        }
+      }
+      want = head + 4 + length;
+    }
+  }
   close(fd);
   return response;
 }
