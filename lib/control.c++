@@ -128,12 +128,12 @@ void ControlService::changed(const std::string& name) {
   for (auto& [id, w] : watches_) {
     if (w.name != name) continue;
     w.dirty = true;
-    if (!w.inflight) {
+    if (!w.busy) {
       // After the current step: several changes in one message make one call.
-      w.inflight = true;
+      w.busy = true;
       tasks_.add(kj::evalLater([this, id = id]() {
         if (auto it = watches_.find(id); it != watches_.end()) {
-          it->second.inflight = false;
+          it->second.busy = false;
           flush(id);
         }
       }));
@@ -143,10 +143,10 @@ void ControlService::changed(const std::string& name) {
 
 void ControlService::flush(uint64_t id) {
   auto it = watches_.find(id);
-  if (it == watches_.end() || it->second.inflight || !it->second.dirty || rt_ == nullptr) return;
+  if (it == watches_.end() || it->second.busy || !it->second.dirty || rt_ == nullptr) return;
   Watch& w = it->second;
   w.dirty = false;
-  w.inflight = true;
+  w.busy = true;
   auto request = w.watcher.changedRequest();
   if (const gossip::Value* v = rt_->engine().find(w.name)) {
     request.setKind(gossip::kindName(*v));
@@ -156,7 +156,7 @@ void ControlService::flush(uint64_t id) {
   tasks_.add(request.send().then(
       [this, id](auto&&) {
         if (auto it = watches_.find(id); it != watches_.end()) {
-          it->second.inflight = false;
+          it->second.busy = false;
           flush(id);
         }
       },

@@ -40,8 +40,10 @@ class ControlService {
   struct Watch {
     std::string name;
     wire::Watcher::Client watcher;
-    bool inflight = false;
-    bool dirty = false;
+    // A flush is scheduled (after the current step) or a call to the watcher is outstanding;
+    // changes meanwhile only set `dirty`, and the end of either flushes again.
+    bool busy = false;
+    bool dirty = false;  // changed since the last call
   };
   class ErrorHandler : public kj::TaskSet::ErrorHandler {
    public:

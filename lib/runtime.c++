@@ -267,12 +267,10 @@ void Runtime::dialSeed(size_t index) {
   Seed& seed = seeds_[index];
   seed.dialing = true;
   auto conn = std::make_shared<kj::Own<Connection>>();
-  auto attempt = dialer_.connect(seed.address)
-                     .then([this](kj::Own<kj::AsyncIoStream> stream) { return secure(kj::mv(stream)); })
-                     .then([this, conn](TlsStream s) {
-                       *conn = kj::heap<Connection>(kj::mv(s.stream), config_.limits);
-                       return authenticateOn(**conn, s.peer);
-                     });
+  auto attempt = connectSecure(seed.address).then([this, conn](TlsStream s) {
+    *conn = kj::heap<Connection>(kj::mv(s.stream), config_.limits);
+    return authenticateOn(**conn, s.peer);
+  });
   tasks_.add(timer_.timeoutAfter(config_.handshakeTimeoutMs * kj::MILLISECONDS, kj::mv(attempt))
                  .then(
                      [this, index, conn](gossip::Authenticated a) {
@@ -394,9 +392,7 @@ void Runtime::dial(Link& link) {
   link.state = Link::State::connecting;
   const uint64_t generation = ++link.generation;
   const ReplicaId id = link.id;
-  auto attempt = dialer_.connect(link.address)
-                     .then([this](kj::Own<kj::AsyncIoStream> stream) { return secure(kj::mv(stream)); })
-                     .then([this, id, generation](TlsStream s) {
+  auto attempt = connectSecure(link.address).then([this, id, generation](TlsStream s) {
     auto it = links_.find(id);
     if (it == links_.end() || it->second->generation != generation) {
       return kj::Promise<void>(KJ_EXCEPTION(DISCONNECTED, "link superseded"));
@@ -422,6 +418,10 @@ void Runtime::dial(Link& link) {
   });
   tasks_.add(timer_.timeoutAfter(config_.handshakeTimeoutMs * kj::MILLISECONDS, kj::mv(attempt))
                  .catch_([this, id, generation](kj::Exception&& e) { broken(id, generation, &e); }));
+}
+
+kj::Promise<TlsStream> Runtime::connectSecure(const std::string& address) {
+  return dialer_.connect(address).then([this](kj::Own<kj::AsyncIoStream> stream) { return secure(kj::mv(stream)); });
 }
 
 kj::Promise<TlsStream> Runtime::secure(kj::Own<kj::AsyncIoStream> stream) {

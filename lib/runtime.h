@@ -184,6 +184,8 @@ class Runtime {
   void serve(kj::Own<kj::AsyncIoStream> stream, std::optional<ReplicaId> tlsPeer);
   // The stream under TLS (and the peer's id from its certificate) when configured; as is (id 0)
   // otherwise.
+  // Dials address and, under TLS, runs the handshake (a seed and a member link open alike).
+  kj::Promise<TlsStream> connectSecure(const std::string& address);
   kj::Promise<TlsStream> secure(kj::Own<kj::AsyncIoStream> stream);
   // The client half of authentication on `conn`: attach (TLS, peer known) or the HMAC handshake.
   kj::Promise<gossip::Authenticated> authenticateOn(Connection& conn, ReplicaId tlsPeer);
