@@ -33,7 +33,9 @@ class AuthError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-inline constexpr uint32_t kProtocolVersion = 1;
+// The wire protocol a node speaks; the handshake refuses any other. 2: pushes carry values in the
+// compact encoding (wire.capnp Crdt.compact), which version-1 nodes cannot read.
+inline constexpr uint32_t kProtocolVersion = 2;
 inline constexpr size_t kMinSecretBytes = 32;
 
 // The cluster secret: at least kMinSecretBytes bytes (AuthError otherwise). Not printable.

@@ -2,9 +2,8 @@
 
 namespace deltasync::gossip {
 
-namespace {
+namespace _ {
 
-// An origin's intervals as (gap, span) varint pairs (wire.capnp, CausalContext.Origin.runs).
 void writeRuns(const crdt::Intervals& intervals, ColumnWriter& out) {
   uint64_t next = 1;  // the lowest counter the next interval may start at
   for (const crdt::Interval& iv : intervals) {
@@ -14,7 +13,6 @@ void writeRuns(const crdt::Intervals& intervals, ColumnWriter& out) {
   }
 }
 
-// Reads one (gap, span) pair into c; `next` as in writeRuns.
 void readRun(ColumnReader& in, crdt::ReplicaId replica, uint64_t& next, crdt::CausalContext& c) {
   uint64_t gap = in.varint();
   uint64_t span = in.varint();
@@ -26,7 +24,10 @@ void readRun(ColumnReader& in, crdt::ReplicaId replica, uint64_t& next, crdt::Ca
   next = lo + span + 2;
 }
 
-}  // namespace
+}  // namespace _
+
+using _::readRun;
+using _::writeRuns;
 
 void encode(const crdt::CausalContext& c, wire::CausalContext::Builder out) {
   auto origins = out.initOrigins(static_cast<unsigned>(c.origins().size()));
@@ -67,9 +68,7 @@ crdt::CausalContext decode(wire::CausalContext::Reader in, const Limits& limits)
 
 void encodeDots(const crdt::CausalContext& c, ColumnWriter& out) {
   for (const auto& o : c.origins()) {
-    char id[8];
-    for (int b = 0; b < 8; ++b) id[b] = static_cast<char>(o.replica.value >> (8 * b));
-    out.raw(std::string_view(id, 8));
+    out.fixed64(o.replica.value);
     out.varint(o.intervals.size());
     writeRuns(o.intervals, out);
   }
@@ -82,9 +81,7 @@ crdt::CausalContext decodeDots(const unsigned char* data, size_t size, const Lim
   uint32_t origins = 0;
   while (!in.atEnd()) {
     if (++origins > limits.maxOrigins) in.fail("more than limits.maxOrigins origins");
-    std::string_view id = in.raw(8);
-    uint64_t replica = 0;
-    for (int b = 0; b < 8; ++b) replica |= uint64_t(static_cast<unsigned char>(id[b])) << (8 * b);
+    uint64_t replica = in.fixed64();
     if (replica == 0) in.fail("origin replica id 0 (no such replica)");
     if (origins > 1 && !(prevReplica < replica)) in.fail("origin replica ids not strictly increasing");
     prevReplica = replica;

@@ -48,6 +48,12 @@ crdt::PNCounter decode(wire::PNCounter::Reader in, const Limits& limits);
 
 namespace _ {
 
+// An origin's intervals as (gap, span) varint pairs (wire.capnp, CausalContext.Origin.runs).
+void writeRuns(const crdt::Intervals& intervals, ColumnWriter& out);
+// Reads one (gap, span) pair into c; `next` (the lowest counter the interval may start at,
+// 1 for an origin's first) as in writeRuns. Validates the bounds.
+void readRun(ColumnReader& in, crdt::ReplicaId replica, uint64_t& next, crdt::CausalContext& c);
+
 inline capnp::Data::Reader asData(const ColumnWriter& w) {
   return capnp::Data::Reader(w.bytes().data(), w.bytes().size());
 }

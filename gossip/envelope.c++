@@ -8,6 +8,7 @@
 #include <string>
 
 #include "gossip/codec.h"
+#include "gossip/compact.h"
 #include "gossip/compression.h"
 #include "gossip/message.h"
 
@@ -17,7 +18,15 @@ namespace {
 
 // ---- values ------------------------------------------------------------------------------
 
-void encodeValueInto(const Value& v, wire::Crdt::Builder out) {
+// compactWriter nonzero: use the compact encoding (gossip/compact.h) where the kind has one,
+// with references 0 standing for compactWriter (the message's sender).
+void encodeValueInto(const Value& v, wire::Crdt::Builder out, ReplicaId compactWriter = ReplicaId{}) {
+  if (compactWriter.value != 0 && compactable(v)) {
+    ColumnWriter bytes;
+    encodeCompact(v, compactWriter, bytes);
+    out.setCompact(_::asData(bytes));
+    return;
+  }
   std::visit(
       [&](const auto& x) {
         using T = std::decay_t<decltype(x)>;
@@ -43,8 +52,13 @@ void encodeValueInto(const Value& v, wire::Crdt::Builder out) {
       v);
 }
 
-Value decodeValueFrom(wire::Crdt::Reader in, const Limits& limits) {
+// sender: the message's sender, which compact values may refer to (0: none).
+Value decodeValueFrom(wire::Crdt::Reader in, const Limits& limits, ReplicaId sender = ReplicaId{}) {
   switch (in.which()) {
+    case wire::Crdt::COMPACT: {
+      auto bytes = in.getCompact();
+      return decodeCompact(bytes.begin(), bytes.size(), sender, limits);
+    }
     case wire::Crdt::G_COUNTER: return decode(in.getGCounter(), limits);
     case wire::Crdt::PN_COUNTER: return decode(in.getPnCounter(), limits);
     case wire::Crdt::LWW_REGISTER: return decodeLWWRegister<std::string>(in.getLwwRegister(), limits);
@@ -75,14 +89,16 @@ std::string checkedName(capnp::Text::Reader t, const Limits& limits, const char*
   return checkedText(t, limits.maxNameBytes, what, "object name");
 }
 
-void encodeObjects(const std::vector<NamedValue>& objects, capnp::List<wire::Object>::Builder out) {
+void encodeObjects(const std::vector<NamedValue>& objects, capnp::List<wire::Object>::Builder out,
+                   ReplicaId compactWriter = ReplicaId{}) {
   for (unsigned i = 0; i < objects.size(); ++i) {
     out[i].setName(text(objects[i].name));
-    encodeValueInto(objects[i].value, out[i].initValue());
+    encodeValueInto(objects[i].value, out[i].initValue(), compactWriter);
   }
 }
 
-std::vector<NamedValue> decodeObjects(capnp::List<wire::Object>::Reader in, const Limits& limits, const char* what) {
+std::vector<NamedValue> decodeObjects(capnp::List<wire::Object>::Reader in, const Limits& limits, const char* what,
+                                      ReplicaId sender) {
   if (in.size() > limits.maxObjectsPerMessage) {
     throw DecodeError(std::string(what) + ": more than limits.maxObjectsPerMessage objects");
   }
@@ -90,7 +106,7 @@ std::vector<NamedValue> decodeObjects(capnp::List<wire::Object>::Reader in, cons
   out.reserve(in.size());
   for (auto o : in) {
     std::string name = checkedName(o.getName(), limits, what);
-    out.push_back({std::move(name), decodeValueFrom(o.getValue(), limits)});
+    out.push_back({std::move(name), decodeValueFrom(o.getValue(), limits, sender)});
   }
   std::vector<const std::string*> names;
   names.reserve(out.size());
@@ -258,7 +274,7 @@ struct Encoder {
     p.setFromSeq(m.fromSeq);
     p.setToSeq(m.toSeq);
     p.setPartial(m.partial);
-    encodeObjects(m.objects, p.initObjects(static_cast<unsigned>(m.objects.size())));
+    encodeObjects(m.objects, p.initObjects(static_cast<unsigned>(m.objects.size())), m.sender);
   }
   void operator()(const AckMsg& m) {
     auto a = env.initAck();
@@ -358,7 +374,7 @@ Message decodeEnvelope(wire::Envelope::Reader env, const Limits& limits) {
       if (!(m.base <= m.fromSeq && m.fromSeq < m.toSeq)) {
         throw DecodeError("push: sequence numbers must satisfy base <= fromSeq < toSeq");
       }
-      m.objects = decodeObjects(p.getObjects(), limits, "push");
+      m.objects = decodeObjects(p.getObjects(), limits, "push", m.sender);
       m.partial = p.getPartial();
       return m;
     }
@@ -407,7 +423,7 @@ Message decodeEnvelope(wire::Envelope::Reader env, const Limits& limits) {
       }
       IncomingMessage inner(payload, limits);
       m.objects = inner.decodeRoot<wire::ObjectList>(
-          [&](wire::ObjectList::Reader r) { return decodeObjects(r.getObjects(), limits, "state chunk"); });
+          [&](wire::ObjectList::Reader r) { return decodeObjects(r.getObjects(), limits, "state chunk", m.sender); });
       return m;
     }
     case wire::Envelope::PING: {

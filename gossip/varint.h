@@ -28,6 +28,11 @@ class ColumnWriter {
   }
   void signedVarint(int64_t v) { varint(zigzag(v)); }
   void raw(std::string_view s) { bytes_.insert(bytes_.end(), s.begin(), s.end()); }
+  void byte(unsigned char b) { bytes_.push_back(b); }
+  // 8 bytes, little-endian (replica ids: random, so a varint would only be longer).
+  void fixed64(uint64_t v) {
+    for (int b = 0; b < 8; ++b) bytes_.push_back(static_cast<unsigned char>(v >> (8 * b)));
+  }
   const std::vector<unsigned char>& bytes() const { return bytes_; }
   size_t size() const { return bytes_.size(); }
 
@@ -59,6 +64,18 @@ class ColumnReader {
     p_ += n;
     return s;
   }
+  unsigned char byte() {
+    if (p_ == end_) fail("truncated");
+    return *p_++;
+  }
+  uint64_t fixed64() {
+    if (end_ - p_ < 8) fail("truncated 8-byte value");
+    uint64_t v = 0;
+    for (int b = 0; b < 8; ++b) v |= uint64_t(p_[b]) << (8 * b);
+    p_ += 8;
+    return v;
+  }
+  size_t remaining() const { return static_cast<size_t>(end_ - p_); }
   bool atEnd() const { return p_ == end_; }
   void expectEnd() const {
     if (p_ != end_) fail("trailing bytes after the last value");

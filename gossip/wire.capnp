@@ -139,6 +139,11 @@ struct Crdt {
     orSet @5 :CausalState;
     awLwwMap @6 :CausalState;
     orMap @7 :ORMapState;
+    compact @8 :Data;
+    # Any kind but orMap as one byte string (gossip/compact.h documents the format). Pushes
+    # carry their objects this way: a small delta costs a few bytes instead of the ~150 bytes of
+    # structure of a CausalState. Writer references 0 in it stand for the message's sender;
+    # state chunks (large states) keep the column encodings above.
   }
 }
 

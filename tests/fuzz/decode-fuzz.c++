@@ -7,6 +7,7 @@
 #include <cstdlib>
 
 #include "gossip/codec.h"
+#include "gossip/compact.h"
 #include "gossip/compression.h"
 #include "gossip/envelope.h"
 #include "gossip/message.h"
@@ -136,6 +137,26 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   Message back = decodeMessage(encodeMessage(m), limits);  // must not throw: we encoded it
   require(back == m);
+#elif FUZZ_ENTRY == 12
+  // A compact value (raw bytes, no framing), with replica 1 as the implicit writer.
+  const ReplicaId implicit{1};
+  Value v;
+  try {
+    v = decodeCompact(data, size, implicit, kLimits);
+  } catch (const DecodeError&) {
+    return 0;
+  }
+  std::visit(
+      [](const auto& x) {
+        if constexpr (requires { x.context(); }) {
+          require(x.context().valid());
+          x.store().forEachDot([&](Dot d) { require(x.context().contains(d)); });
+        }
+      },
+      v);
+  ColumnWriter again;
+  encodeCompact(v, implicit, again);
+  require(decodeCompact(again.bytes().data(), again.size(), implicit, kLimits) == v);
 #else
 #error "FUZZ_ENTRY must name a decoder entry point"
 #endif

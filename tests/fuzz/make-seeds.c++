@@ -8,6 +8,7 @@
 
 #include "gossip/codec.h"
 #include "gossip/compression.h"
+#include "gossip/compact.h"
 #include "gossip/envelope.h"
 #include "gossip/message.h"
 
@@ -206,5 +207,16 @@ int main(int argc, char** argv) {
     write("lww-register", i, mr);
   }
   envelopes(a, b);
+  // Compact values (gossip/compact.h), implicit writer 1 (= a): every kind but the or-map, as
+  // the writer's own delta and relayed (b's writes, listed in the table).
+  int n = 0;
+  for (int size : {1, 3, 20}) {
+    for (const auto& o : everyKind("", size, a, b)) {
+      if (!compactable(o.value)) continue;
+      ColumnWriter w;
+      encodeCompact(o.value, a, w);
+      writeBytes("compact", n++, w.bytes().data(), w.size());
+    }
+  }
   return 0;
 }

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "gossip/codec.h"
+#include "gossip/compact.h"
 #include "gossip/compression.h"
 #include "gossip/message.h"
 #include "tests/support/property.h"
@@ -258,7 +259,8 @@ TEST_CASE("envelope: decodeValue(encodeValue(v)) == v for every kind") {
 TEST_CASE("envelope: decodeMessage(encodeMessage(m)) == m for every message kind") {
   PROPERTY("DeltaPushMsg", [] {
     DeltaPushMsg m;
-    m.sender = genId();
+    // Often one of the values' writers: compact values then refer to it implicitly.
+    m.sender = *rc::gen::arbitrary<bool>() ? writer(*rc::gen::inRange<size_t>(0, 3)) : genId();
     m.toSeq = genNonzero();
     m.fromSeq = *rc::gen::oneOf(rc::gen::just(m.toSeq - 1), rc::gen::inRange<uint64_t>(0, m.toSeq));
     m.base = *rc::gen::oneOf(rc::gen::just(m.fromSeq), rc::gen::just(uint64_t{0}),
@@ -705,7 +707,7 @@ TEST_CASE("envelope: offer and request summaries") {
   expectRejected(offer, [](auto o) { setDots(o.getObjects()[0], dotsBlob({{9, {2, 0, 0}}})); },
                  "column 'dots': truncated varint");
   expectRejected(offer, [](auto o) { setDots(o.getObjects()[0], dotsBlob({{9, {1, 0, 0, 0x7f}}})); },
-                 "column 'dots': length runs past the end");  // a fourth byte: the start of a cut id
+                 "column 'dots': truncated 8-byte value");  // a fourth byte: the start of a cut id
   expectRejected(offer, [](auto o) { setDots(o.getObjects()[0], dotsBlob({{9, {1, 1ull << 48, 0}}})); },
                  "column 'dots': interval beyond 2^48-1");
   Limits small = kLimits;
@@ -942,13 +944,13 @@ void setRawWhich(Builder b, uint16_t which) {
 TEST_CASE("envelope: unknown message and CRDT kinds (a newer peer's) are rejected") {
   expectRejected([](wire::Envelope::Builder env) { ack(env); return env; },
                  [](auto env) { setRawWhich(env, 13); }, "envelope: unknown message kind 13");
-  expectRejected(push, [](auto p) { setRawWhich(p.getObjects()[0].getValue(), 8); },
-                 "object: unknown CRDT kind 8");
+  expectRejected(push, [](auto p) { setRawWhich(p.getObjects()[0].getValue(), 9); },
+                 "object: unknown CRDT kind 9");
   capnp::MallocMessageBuilder mb;
-  setRawWhich(mb.initRoot<wire::Crdt>(), 8);
+  setRawWhich(mb.initRoot<wire::Crdt>(), 9);
   auto framed = frame(mb);
   CHECK_THROWS_WITH_AS(decodeValue(framed.begin(), framed.size(), kLimits),
-                       doctest::Contains("object: unknown CRDT kind 8"), DecodeError);
+                       doctest::Contains("object: unknown CRDT kind 9"), DecodeError);
 }
 
 TEST_CASE("envelope: membership updates") {
@@ -1050,6 +1052,253 @@ TEST_CASE("envelope: no member twice in one list; a ping-req never targets its s
 TEST_CASE("envelope: a hello names a cluster and a protocol version >= 1") {
   expectRejected(hello, [](auto h) { h.setCluster(""); }, "hello: empty cluster name");
   expectRejected(hello, [](auto h) { h.setProtocolVersion(0); }, "hello: protocol version 0 does not exist");
+}
+
+// ---- the compact value encoding (gossip/compact.h) ------------------------------------------
+
+Bytes compactOf(const Value& v, ReplicaId implicit) {
+  ColumnWriter w;
+  encodeCompact(v, implicit, w);
+  return w.bytes();
+}
+Value fromCompact(const Bytes& b, ReplicaId implicit, const Limits& limits = kLimits) {
+  return decodeCompact(b.data(), b.size(), implicit, limits);
+}
+
+TEST_CASE("compact: decodeCompact(encodeCompact(v)) == v for every kind but the or-map") {
+  for (size_t kind = 0; kind + 1 < kKindCount; ++kind) {
+    INFO(kindName(kind));
+    CHECK(compactable(bottomOf(kind)));
+    CHECK(fromCompact(compactOf(bottomOf(kind), writer(0)), writer(0)) == bottomOf(kind));
+    PROPERTY(std::string("compact round trip: ") + kindName(kind), [kind] {
+      Value v = genValue(kind);
+      // The implicit writer: one of the value's writers, or a stranger (then every id is listed).
+      ReplicaId implicit = *rc::gen::arbitrary<bool>() ? writer(*rc::gen::inRange<size_t>(0, 3)) : genId();
+      RC_ASSERT(fromCompact(compactOf(v, implicit), implicit) == v);
+    });
+  }
+  CHECK_FALSE(compactable(bottomOf(kKindCount - 1)));
+}
+
+TEST_CASE("compact: a one-key map update on a 1e5-key map takes 21 bytes") {
+  Map state;
+  for (int i = 0; i < 100000; ++i) state.set(writer(0), "k" + std::to_string(i), "v", Timestamp{uint64_t(i)});
+  const uint64_t ms = 1795000000000;  // a wall clock in 2026, in milliseconds
+  Map delta = state.set(writer(0), "newkey", "42", Timestamp{ms << 16});
+  Bytes b = compactOf(delta, writer(0));
+  // header (kind 6, one entry), dot counter 100001, key, value, timestamp (ms, logical).
+  ColumnWriter expected;
+  expected.byte(0x26);
+  expected.varint(100001);
+  expected.varint(6);
+  expected.raw("newkey");
+  expected.varint(2);
+  expected.raw("42");
+  expected.varint(ms);
+  expected.varint(0);
+  CHECK(b == expected.bytes());
+  CHECK(b.size() == 21);
+  CHECK(fromCompact(b, writer(0)) == Value(delta));
+  // Relayed by another replica, the writer is listed: 10 more bytes (count, id, reference).
+  CHECK(compactOf(delta, writer(1)).size() == 31);
+  // An overwrite carries the superseded dot as extra context.
+  Map over = state.set(writer(0), "k5", "x", Timestamp{(ms << 16) + 1});
+  Bytes ob = compactOf(over, writer(0));
+  CHECK(fromCompact(ob, writer(0)) == Value(over));
+  CHECK(ob.size() < 30);
+}
+
+// One hand-built compact value per rule; the error must name the rule.
+void expectCompactRejected(const ColumnWriter& w, const char* rule, ReplicaId implicit = ReplicaId{7},
+                           const Limits& limits = kLimits) {
+  INFO("rule: ", rule);
+  CHECK_THROWS_WITH_AS(fromCompact(w.bytes(), implicit, limits), doctest::Contains(rule), DecodeError);
+}
+
+// An OR-set value with one entry (implicit writer, counter 1, key "a"), to start rules from.
+ColumnWriter oneElement(unsigned extraHeader = 0) {
+  ColumnWriter w;
+  w.byte(static_cast<unsigned char>(0x25 | extraHeader));
+  w.varint(1);
+  w.varint(1);
+  w.raw("a");
+  return w;
+}
+
+TEST_CASE("compact: validation rules") {
+  CHECK(std::get<ORSet<std::string>>(fromCompact(oneElement().bytes(), ReplicaId{7})).contains("a"));
+  {
+    ColumnWriter w = oneElement(0x40);
+    expectCompactRejected(w, "reserved header bits set");
+  }
+  {
+    ColumnWriter w;
+    w.byte(0x07);
+    w.varint(0);
+    expectCompactRejected(w, "the or-map has no compact form");
+  }
+  {
+    ColumnWriter w;
+    w.byte(0x10);  // gCounter with an extra context
+    w.varint(0);
+    expectCompactRejected(w, "extra context on a kind without a causal context");
+  }
+  {
+    ColumnWriter w;
+    w.byte(0x25);
+    expectCompactRejected(w, "truncated");
+  }
+  {
+    ColumnWriter w = oneElement();
+    w.byte(0);
+    expectCompactRejected(w, "trailing bytes");
+  }
+  // Writer tables and references.
+  auto withTable = [](std::vector<uint64_t> ids, unsigned header = 0x2d) {
+    ColumnWriter w;
+    w.byte(static_cast<unsigned char>(header));
+    w.varint(ids.size());
+    for (uint64_t id : ids) w.fixed64(id);
+    return w;
+  };
+  {
+    ColumnWriter w = withTable({});
+    expectCompactRejected(w, "empty writer table");
+  }
+  {
+    ColumnWriter w = withTable({0});
+    expectCompactRejected(w, "writer id 0");
+  }
+  {
+    ColumnWriter w = withTable({7});
+    expectCompactRejected(w, "the implicit writer listed in the writer table");
+  }
+  {
+    ColumnWriter w = withTable({9, 9});
+    expectCompactRejected(w, "writer ids not strictly increasing");
+  }
+  {
+    ColumnWriter w = withTable({9});
+    w.varint(2);  // reference 2: only 0 and 1 exist
+    expectCompactRejected(w, "writer reference out of range");
+  }
+  {
+    ColumnWriter w = withTable({9});
+    w.varint(0);  // the entry is the implicit writer's: 9 is listed for nothing
+    w.varint(1);
+    w.varint(1);
+    w.raw("a");
+    expectCompactRejected(w, "a listed writer is never referenced");
+    ColumnWriter table = withTable({9});
+    table.varint(1);
+    table.varint(1);
+    table.varint(1);
+    table.raw("a");
+    CHECK(std::get<ORSet<std::string>>(fromCompact(table.bytes(), ReplicaId{7})).contains("a"));
+  }
+  {
+    ColumnWriter w;  // claims 1000 writers, holds none: refused before anything is allocated
+    w.byte(0x2d);
+    w.varint(1000);
+    expectCompactRejected(w, "writer table runs past the end");
+  }
+  expectCompactRejected(oneElement(), "writer reference to the sender, but the message has none", ReplicaId{});
+  // Dots, keys and values.
+  {
+    ColumnWriter w;
+    w.byte(0x25);
+    w.varint(0);
+    w.varint(1);
+    w.raw("a");
+    expectCompactRejected(w, "dot counter outside 1..2^48-1");
+    ColumnWriter big;
+    big.byte(0x25);
+    big.varint(uint64_t{1} << 48);
+    big.varint(1);
+    big.raw("a");
+    expectCompactRejected(big, "dot counter outside 1..2^48-1");
+  }
+  {
+    ColumnWriter w;
+    w.byte(0x05);
+    w.varint(2);
+    w.varint(3);
+    w.varint(1);
+    w.raw("a");
+    w.varint(zigzag(0));  // the same counter again
+    w.varint(1);
+    w.raw("b");
+    expectCompactRejected(w, "the same dot appears twice");
+  }
+  {
+    Limits tight;
+    tight.maxKeyBytes = 0;
+    expectCompactRejected(oneElement(), "key longer than its limit", ReplicaId{7}, tight);
+    Limits few;
+    few.maxEntries = 0;
+    expectCompactRejected(oneElement(), "more than limits.maxEntries entries", ReplicaId{7}, few);
+  }
+  {
+    ColumnWriter w;  // a map entry with value "v" and a timestamp past 2^64
+    w.byte(0x26);
+    w.varint(1);
+    w.varint(1);
+    w.raw("k");
+    w.varint(1);
+    w.raw("v");
+    w.varint(uint64_t{1} << 48);
+    w.varint(0);
+    expectCompactRejected(w, "timestamp out of range");
+  }
+  // The extra context.
+  auto withContext = [](std::vector<std::vector<uint64_t>> origins) {
+    ColumnWriter w = oneElement(0x10);
+    w.varint(origins.size());
+    for (auto& runs : origins) {
+      for (uint64_t v : runs) w.varint(v);
+    }
+    return w;
+  };
+  CHECK(std::get<ORSet<std::string>>(fromCompact(withContext({{1, 0, 3}}).bytes(), ReplicaId{7}))
+            .context()
+            .contains(Dot{ReplicaId{7}, 4}));  // dot 1 from the entry, gap 2 -> 4
+  expectCompactRejected(withContext({}), "empty extra context");
+  expectCompactRejected(withContext({{0}}), "context origin without intervals");
+  expectCompactRejected(withContext({{1, 0, 3}, {1, 0, 5}}), "context origins not strictly increasing");
+  expectCompactRejected(withContext({{1, uint64_t{1} << 48, 0}}), "interval beyond 2^48-1");
+  // Counters and the register.
+  {
+    ColumnWriter w;
+    w.byte(0x20);
+    w.varint(0);
+    expectCompactRejected(w, "zero count");
+    ColumnWriter pn;
+    pn.byte(0x21);
+    pn.varint(0);
+    pn.varint(0);
+    expectCompactRejected(pn, "all-zero counter entry");
+    ColumnWriter twice = withTable({9}, 0x08);
+    twice.varint(2);
+    twice.varint(1);
+    twice.varint(5);
+    twice.varint(1);
+    twice.varint(6);
+    expectCompactRejected(twice, "counter replica ids not strictly increasing");
+    ColumnWriter reg;
+    reg.byte(0x02);
+    reg.varint(2);
+    expectCompactRejected(reg, "a register holds at most one value");
+  }
+}
+
+TEST_CASE("envelope: a push's compact values are validated with the push") {
+  expectRejected(push, [](auto p) { p.getObjects()[0].initValue().setCompact(kj::heapArray<kj::byte>({0x07, 0x00})); },
+                 "the or-map has no compact form");
+  // References 0 stand for the push's sender.
+  auto m = std::get<DeltaPushMsg>(expectAccepted(push, [](auto p) {
+    p.getObjects()[0].initValue().setCompact(kj::heapArray<kj::byte>({0x25, 0x01, 0x01, 'a'}));
+  }));
+  CHECK(std::get<ORSet<std::string>>(m.objects[0].value).store().containsDot(Dot{ReplicaId{7}, 1}));
 }
 
 }  // namespace

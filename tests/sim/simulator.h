@@ -28,6 +28,7 @@
 #include <string>
 #include <vector>
 
+#include "gossip/compact.h"
 #include "gossip/engine.h"
 #include "gossip/envelope.h"
 #include "gossip/errors.h"
@@ -350,9 +351,11 @@ class Simulator {
     stats_.bytesByKind[m.index()] += bytes->size();
     stats_.largestByKind[m.index()] = std::max<uint64_t>(stats_.largestByKind[m.index()], bytes->size());
     if (config_.countPayload) {
-      auto count = [&](const std::vector<gossip::NamedValue>& objects) {
+      // Value bytes as they travel: pushes use the compact encoding (the sender implied),
+      // state chunks the column encoding.
+      auto count = [&](const std::vector<gossip::NamedValue>& objects, gossip::ReplicaId compactWriter) {
         for (const auto& o : objects) {
-          stats_.payload += gossip::encodedSize(o.value) + o.name.size();
+          stats_.payload += gossip::wireSize(o.value, compactWriter) + o.name.size();
           stats_.elements += std::visit([](const auto& x) -> uint64_t {
             if constexpr (requires { x.store().size(); }) return x.store().size();
             else if constexpr (requires { x.size(); }) return x.size();
@@ -360,8 +363,8 @@ class Simulator {
           }, o.value);
         }
       };
-      if (auto* p = std::get_if<gossip::DeltaPushMsg>(&m)) count(p->objects);
-      if (auto* c = std::get_if<gossip::StateChunkMsg>(&m)) count(c->objects);
+      if (auto* p = std::get_if<gossip::DeltaPushMsg>(&m)) count(p->objects, p->sender);
+      if (auto* c = std::get_if<gossip::StateChunkMsg>(&m)) count(c->objects, gossip::ReplicaId{});
     }
     const Faults& f = config_.faults;
     if (group_[from] != group_[to] || blocked_.count({from, to}) != 0 || chance(f.loss)) {

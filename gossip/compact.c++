@@ -1,0 +1,403 @@
+#include "gossip/compact.h"
+
+#include <algorithm>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <vector>
+
+#include "gossip/codec.h"  // writeRuns, readRun
+#include "gossip/envelope.h"
+
+namespace deltasync::gossip {
+
+namespace {
+
+constexpr unsigned kKindBits = 0x07;
+constexpr unsigned kHasWriters = 0x08;
+constexpr unsigned kHasContext = 0x10;
+constexpr unsigned kOne = 0x20;
+constexpr unsigned kReserved = 0xc0;
+constexpr size_t kFirstCausalKind = 3;  // mvRegister
+constexpr size_t kOrMapKind = 7;
+
+// ---- writers -----------------------------------------------------------------------------
+
+// The writer table of one value: every id the value names except the implicit writer.
+class WriterTable {
+ public:
+  explicit WriterTable(crdt::ReplicaId implicit) : implicit_(implicit) {}
+
+  void collect(crdt::ReplicaId r) {
+    if (r != implicit_) ids_.push_back(r);
+  }
+  void finish() {
+    std::sort(ids_.begin(), ids_.end());
+    ids_.erase(std::unique(ids_.begin(), ids_.end()), ids_.end());
+  }
+  bool present() const { return !ids_.empty(); }
+  void write(ColumnWriter& out) const {
+    if (!present()) return;
+    out.varint(ids_.size());
+    for (crdt::ReplicaId r : ids_) out.fixed64(r.value);
+  }
+  // The reference of r (0 for the implicit writer; r must have been collected).
+  size_t index(crdt::ReplicaId r) const {
+    if (r == implicit_) return 0;
+    return 1 + static_cast<size_t>(std::lower_bound(ids_.begin(), ids_.end(), r) - ids_.begin());
+  }
+  // Writes r's reference (only when the table is present) and returns it.
+  size_t ref(ColumnWriter& out, crdt::ReplicaId r) const {
+    size_t i = index(r);
+    if (present()) out.varint(i);
+    return i;
+  }
+  size_t size() const { return ids_.size() + 1; }  // references 0..size()-1
+
+ private:
+  crdt::ReplicaId implicit_;
+  std::vector<crdt::ReplicaId> ids_;
+};
+
+// The decoder's view: resolves references and checks that every listed id is used.
+class WriterRefs {
+ public:
+  WriterRefs(ColumnReader& in, bool present, crdt::ReplicaId implicit, const Limits& limits)
+      : implicit_(implicit), present_(present) {
+    if (!present) return;
+    uint64_t n = in.varint();
+    if (n == 0) in.fail("empty writer table (the flag says there is one)");
+    if (n > limits.maxOrigins) in.fail("more than limits.maxOrigins writers");
+    if (n * 8 > in.remaining()) in.fail("writer table runs past the end");
+    ids_.reserve(n);
+    for (uint64_t i = 0; i < n; ++i) {
+      uint64_t id = in.fixed64();
+      if (id == 0) in.fail("writer id 0 (no such replica)");
+      if (id == implicit.value) in.fail("the implicit writer listed in the writer table");
+      if (!ids_.empty() && !(ids_.back().value < id)) in.fail("writer ids not strictly increasing");
+      ids_.push_back(crdt::ReplicaId{id});
+    }
+    used_.assign(n, false);
+  }
+
+  size_t size() const { return ids_.size() + 1; }
+
+  // Reads a reference (or takes 0 when there is no table); returns the reference.
+  size_t read(ColumnReader& in) {
+    uint64_t r = present_ ? in.varint() : 0;
+    if (r > ids_.size()) in.fail("writer reference out of range");
+    if (r == 0 && implicit_.value == 0) in.fail("writer reference to the sender, but the message has none");
+    if (r > 0) used_[r - 1] = true;
+    return r;
+  }
+  crdt::ReplicaId id(size_t ref) const { return ref == 0 ? implicit_ : ids_[ref - 1]; }
+
+  void requireAllUsed(ColumnReader& in) const {
+    if (std::find(used_.begin(), used_.end(), false) != used_.end()) in.fail("a listed writer is never referenced");
+  }
+
+ private:
+  crdt::ReplicaId implicit_;
+  bool present_;
+  std::vector<crdt::ReplicaId> ids_;
+  std::vector<bool> used_;
+};
+
+void writeHeader(ColumnWriter& out, size_t kind, const WriterTable& w, bool extraContext, size_t count) {
+  out.byte(static_cast<unsigned char>(kind | (w.present() ? kHasWriters : 0) | (extraContext ? kHasContext : 0) |
+                                      (count == 1 ? kOne : 0)));
+  w.write(out);
+  if (count != 1) out.varint(count);
+}
+
+// ---- scalars -----------------------------------------------------------------------------
+
+void writeBytes(ColumnWriter& out, std::string_view s) {
+  out.varint(s.size());
+  out.raw(s);
+}
+std::string_view readBytes(ColumnReader& in, size_t max, const char* what) {
+  uint64_t n = in.varint();
+  if (n > max) in.fail(std::string(what) + " longer than its limit");
+  return in.raw(n);
+}
+
+// Keys and values of the causal kinds: bytes, or nothing (std::monostate, crdt::Empty).
+void writeScalar(ColumnWriter& out, std::string_view s) { writeBytes(out, s); }
+void writeScalar(ColumnWriter&, std::monostate) {}
+void writeScalar(ColumnWriter&, crdt::Empty) {}
+
+template <typename T>
+T readScalar(ColumnReader& in, size_t max, const char* what) {
+  if constexpr (std::is_same_v<T, std::string>) {
+    return std::string(readBytes(in, max, what));
+  } else {
+    static_assert(std::is_same_v<T, std::monostate> || std::is_same_v<T, crdt::Empty>);
+    return T{};
+  }
+}
+
+// Timestamps: the first as (ts >> 16, ts & 0xffff), later ones relative to the previous.
+class TimestampWriter {
+ public:
+  void write(ColumnWriter& out, crdt::Timestamp ts) {
+    if (first_) {
+      out.varint(ts.value >> 16);
+      out.varint(ts.value & 0xffff);
+      first_ = false;
+    } else {
+      out.varint(zigzag(static_cast<int64_t>(ts.value - prev_)));
+    }
+    prev_ = ts.value;
+  }
+
+ private:
+  bool first_ = true;
+  uint64_t prev_ = 0;
+};
+
+class TimestampReader {
+ public:
+  crdt::Timestamp read(ColumnReader& in) {
+    if (first_) {
+      uint64_t high = in.varint();
+      uint64_t low = in.varint();
+      if (high >> 48 != 0 || low > 0xffff) in.fail("timestamp out of range");
+      prev_ = high << 16 | low;
+      first_ = false;
+    } else {
+      prev_ += static_cast<uint64_t>(in.signedVarint());
+    }
+    return crdt::Timestamp{prev_};
+  }
+
+ private:
+  bool first_ = true;
+  uint64_t prev_ = 0;
+};
+
+// Dot counters: per writer reference, the first absolute, later ones relative.
+class CounterColumn {
+ public:
+  explicit CounterColumn(size_t refs) : prev_(refs, 0) {}
+
+  void write(ColumnWriter& out, size_t ref, uint64_t counter) {
+    if (prev_[ref] == 0) {
+      out.varint(counter);
+    } else {
+      out.varint(zigzag(static_cast<int64_t>(counter - prev_[ref])));
+    }
+    prev_[ref] = counter;
+  }
+  uint64_t read(ColumnReader& in, size_t ref) {
+    uint64_t c = prev_[ref] == 0 ? in.varint() : prev_[ref] + static_cast<uint64_t>(in.signedVarint());
+    if (c == 0 || c > crdt::kMaxDotCounter) in.fail("dot counter outside 1..2^48-1");
+    prev_[ref] = c;
+    return c;
+  }
+
+ private:
+  std::vector<uint64_t> prev_;
+};
+
+// ---- causal kinds ------------------------------------------------------------------------
+
+template <typename T>
+void encodeCausal(const T& x, size_t kind, crdt::ReplicaId implicit, ColumnWriter& out) {
+  const auto& store = x.store();
+  WriterTable w(implicit);
+  crdt::CausalContext carried;  // the dots the entries carry
+  store.forEachDot([&](crdt::Dot d) {
+    w.collect(d.replica);
+    carried.add(d);
+  });
+  crdt::CausalContext extra = x.context().minus(carried);
+  for (const auto& o : extra.origins()) w.collect(o.replica);
+  w.finish();
+  writeHeader(out, kind, w, !extra.empty(), store.size());
+
+  CounterColumn counters(w.size());
+  TimestampWriter stamps;
+  store.forEach([&](auto key, crdt::Dot d, const auto& v) {
+    size_t ref = w.ref(out, d.replica);
+    counters.write(out, ref, d.counter);
+    writeScalar(out, key);
+    using V = std::decay_t<decltype(v)>;
+    if constexpr (std::is_same_v<V, crdt::Stamped<std::string>>) {
+      writeScalar(out, v.value);
+      stamps.write(out, v.ts);
+    } else {
+      writeScalar(out, v);
+    }
+  });
+  if (extra.empty()) return;
+  out.varint(extra.origins().size());
+  for (const auto& o : extra.origins()) {
+    w.ref(out, o.replica);
+    out.varint(o.intervals.size());
+    _::writeRuns(o.intervals, out);
+  }
+}
+
+template <typename T>
+T decodeCausal(ColumnReader& in, WriterRefs& w, uint64_t count, bool hasContext, const Limits& limits) {
+  using K = typename T::Store::Key;
+  using StoreValue = typename T::Store::Value;
+  crdt::DotStore<K, StoreValue> store;
+  crdt::CausalContext ctx;
+  // Every entry takes at least one byte, so the bytes bound what may be reserved.
+  store.reserve(std::min<size_t>(count, in.remaining()));
+  CounterColumn counters(w.size());
+  TimestampReader stamps;
+  for (uint64_t i = 0; i < count; ++i) {
+    size_t ref = w.read(in);
+    crdt::Dot d{w.id(ref), counters.read(in, ref)};
+    K key = readScalar<K>(in, limits.maxKeyBytes, "key");
+    StoreValue value;
+    if constexpr (std::is_same_v<StoreValue, crdt::Stamped<std::string>>) {
+      value.value = readScalar<std::string>(in, limits.maxValueBytes, "value");
+      value.ts = stamps.read(in);
+    } else {
+      value = readScalar<StoreValue>(in, limits.maxValueBytes, "value");
+    }
+    if (store.containsDot(d)) in.fail("the same dot appears twice");
+    store.insertNew(key, d, std::move(value));
+    ctx.add(d);
+  }
+  if (hasContext) {
+    uint64_t origins = in.varint();
+    if (origins == 0) in.fail("empty extra context (the flag says there is one)");
+    if (origins > limits.maxOrigins) in.fail("more than limits.maxOrigins context origins");
+    uint64_t prev = 0;
+    for (uint64_t k = 0; k < origins; ++k) {
+      crdt::ReplicaId r = w.id(w.read(in));
+      if (k > 0 && !(prev < r.value)) in.fail("context origins not strictly increasing");
+      prev = r.value;
+      uint64_t n = in.varint();
+      if (n == 0) in.fail("context origin without intervals");
+      if (n > limits.maxIntervalsPerOrigin) in.fail("more than limits.maxIntervalsPerOrigin intervals");
+      uint64_t next = 1;
+      for (uint64_t j = 0; j < n; ++j) _::readRun(in, r, next, ctx);
+    }
+  }
+  return T::fromParts(std::move(store), std::move(ctx));
+}
+
+// ---- counters and the register -----------------------------------------------------------
+
+template <typename C>
+void encodeCounter(const C& c, size_t kind, crdt::ReplicaId implicit, ColumnWriter& out) {
+  WriterTable w(implicit);
+  for (const auto& e : c) w.collect(e.replica);
+  w.finish();
+  writeHeader(out, kind, w, false, c.size());
+  for (const auto& e : c) {
+    w.ref(out, e.replica);
+    if constexpr (std::is_same_v<C, crdt::GCounter>) {
+      out.varint(e.count);
+    } else {
+      out.varint(e.increments);
+      out.varint(e.decrements);
+    }
+  }
+}
+
+template <typename C>
+C decodeCounter(ColumnReader& in, WriterRefs& w, uint64_t count) {
+  std::vector<typename C::Entry> entries;
+  entries.reserve(std::min<size_t>(count, in.remaining()));
+  for (uint64_t i = 0; i < count; ++i) {
+    crdt::ReplicaId r = w.id(w.read(in));
+    if (!entries.empty() && !(entries.back().replica < r)) in.fail("counter replica ids not strictly increasing");
+    if constexpr (std::is_same_v<C, crdt::GCounter>) {
+      uint64_t n = in.varint();
+      if (n == 0) in.fail("zero count (zero entries are never sent)");
+      entries.push_back({r, n});
+    } else {
+      uint64_t inc = in.varint();
+      uint64_t dec = in.varint();
+      if (inc == 0 && dec == 0) in.fail("all-zero counter entry (zero entries are never sent)");
+      entries.push_back({r, inc, dec});
+    }
+  }
+  return C::fromEntries(entries);
+}
+
+void encodeRegister(const crdt::LWWRegister<std::string>& r, crdt::ReplicaId implicit, ColumnWriter& out) {
+  WriterTable w(implicit);
+  if (r.get() != nullptr) w.collect(r.writer());
+  w.finish();
+  writeHeader(out, 2, w, false, r.get() != nullptr ? 1 : 0);
+  if (r.get() == nullptr) return;
+  w.ref(out, r.writer());
+  TimestampWriter().write(out, r.timestamp());
+  writeBytes(out, *r.get());
+}
+
+crdt::LWWRegister<std::string> decodeRegister(ColumnReader& in, WriterRefs& w, uint64_t count, const Limits& limits) {
+  crdt::LWWRegister<std::string> r;
+  if (count > 1) in.fail("a register holds at most one value");
+  if (count == 0) return r;
+  crdt::ReplicaId writer = w.id(w.read(in));
+  crdt::Timestamp ts = TimestampReader().read(in);
+  r.set(writer, std::string(readBytes(in, limits.maxValueBytes, "value")), ts);
+  return r;
+}
+
+}  // namespace
+
+bool compactable(const Value& v) { return v.index() != kOrMapKind; }
+
+void encodeCompact(const Value& v, crdt::ReplicaId implicitWriter, ColumnWriter& out) {
+  const size_t kind = v.index();
+  std::visit(
+      [&](const auto& x) {
+        using T = std::decay_t<decltype(x)>;
+        if constexpr (std::is_same_v<T, crdt::GCounter> || std::is_same_v<T, crdt::PNCounter>) {
+          encodeCounter(x, kind, implicitWriter, out);
+        } else if constexpr (std::is_same_v<T, crdt::LWWRegister<std::string>>) {
+          encodeRegister(x, implicitWriter, out);
+        } else if constexpr (std::is_same_v<T, crdt::ORMap<std::string, Map>>) {
+          throw std::invalid_argument("encodeCompact: the or-map has no compact form");
+        } else {
+          encodeCausal(x, kind, implicitWriter, out);
+        }
+      },
+      v);
+}
+
+Value decodeCompact(const unsigned char* data, size_t size, crdt::ReplicaId implicitWriter, const Limits& limits) {
+  ColumnReader in(data, size, "compact value");
+  const unsigned header = in.byte();
+  if ((header & kReserved) != 0) in.fail("reserved header bits set");
+  const size_t kind = header & kKindBits;
+  if (kind == kOrMapKind) in.fail("the or-map has no compact form");
+  const bool hasContext = (header & kHasContext) != 0;
+  if (hasContext && kind < kFirstCausalKind) in.fail("extra context on a kind without a causal context");
+  WriterRefs w(in, (header & kHasWriters) != 0, implicitWriter, limits);
+  const uint64_t count = (header & kOne) != 0 ? 1 : in.varint();
+  if (count > limits.maxEntries) in.fail("more than limits.maxEntries entries");
+  Value out = [&]() -> Value {
+    switch (kind) {
+      case 0: return decodeCounter<crdt::GCounter>(in, w, count);
+      case 1: return decodeCounter<crdt::PNCounter>(in, w, count);
+      case 2: return decodeRegister(in, w, count, limits);
+      case 3: return decodeCausal<crdt::MVRegister<std::string>>(in, w, count, hasContext, limits);
+      case 4: return decodeCausal<crdt::EWFlag>(in, w, count, hasContext, limits);
+      case 5: return decodeCausal<crdt::ORSet<std::string>>(in, w, count, hasContext, limits);
+      default: return decodeCausal<Map>(in, w, count, hasContext, limits);
+    }
+  }();
+  in.expectEnd();
+  w.requireAllUsed(in);
+  return out;
+}
+
+size_t wireSize(const Value& v, crdt::ReplicaId compactWriter) {
+  if (compactWriter.value == 0 || !compactable(v)) return encodeValue(v).size();
+  ColumnWriter w;
+  encodeCompact(v, compactWriter, w);
+  return w.size();
+}
+
+}  // namespace deltasync::gossip
