@@ -66,22 +66,39 @@ crdt::CausalContext decode(wire::CausalContext::Reader in, const Limits& limits)
   return c;
 }
 
-void encodeDots(const crdt::CausalContext& c, ColumnWriter& out) {
+void encodeDots(const crdt::CausalContext& c, ColumnWriter& out, crdt::ReplicaId implicit) {
   for (const auto& o : c.origins()) {
-    out.fixed64(o.replica.value);
+    if (implicit.value == 0) {
+      out.fixed64(o.replica.value);
+    } else if (o.replica == implicit) {
+      out.byte(0);
+    } else {
+      out.byte(1);
+      out.fixed64(o.replica.value);
+    }
     out.varint(o.intervals.size());
     writeRuns(o.intervals, out);
   }
 }
 
-crdt::CausalContext decodeDots(const unsigned char* data, size_t size, const Limits& limits) {
+crdt::CausalContext decodeDots(const unsigned char* data, size_t size, const Limits& limits, crdt::ReplicaId implicit) {
   ColumnReader in(data, size, "dots");
   crdt::CausalContext c;
   uint64_t prevReplica = 0;
   uint32_t origins = 0;
   while (!in.atEnd()) {
     if (++origins > limits.maxOrigins) in.fail("more than limits.maxOrigins origins");
-    uint64_t replica = in.fixed64();
+    uint64_t replica = implicit.value;
+    if (implicit.value != 0) {
+      unsigned char marker = in.byte();
+      if (marker > 1) in.fail("origin marker neither 0 (the sender) nor 1 (an id follows)");
+      if (marker == 1) {
+        replica = in.fixed64();
+        if (replica == implicit.value) in.fail("the sender's id written out (marker 0 stands for it)");
+      }
+    } else {
+      replica = in.fixed64();
+    }
     if (replica == 0) in.fail("origin replica id 0 (no such replica)");
     if (origins > 1 && !(prevReplica < replica)) in.fail("origin replica ids not strictly increasing");
     prevReplica = replica;

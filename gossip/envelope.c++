@@ -76,17 +76,34 @@ Value decodeValueFrom(wire::Crdt::Reader in, const Limits& limits, ReplicaId sen
 // byte for byte.
 capnp::Text::Reader text(const std::string& s) { return capnp::Text::Reader(s.data(), s.size()); }
 
-std::string checkedText(capnp::Text::Reader t, size_t maxBytes, const char* what, const char* field) {
+std::string checkedText(std::string_view t, size_t maxBytes, const char* what, const char* field) {
   if (t.size() > maxBytes) throw DecodeError(std::string(what) + ": " + field + " longer than its limit");
-  std::string out(t.begin(), t.size());
+  std::string out(t);
   if (out.find('\0') != std::string::npos) throw DecodeError(std::string(what) + ": " + field + " contains a NUL byte");
   return out;
 }
+std::string checkedText(capnp::Text::Reader t, size_t maxBytes, const char* what, const char* field) {
+  return checkedText(std::string_view(t.begin(), t.size()), maxBytes, what, field);
+}
 
-std::string checkedName(capnp::Text::Reader t, const Limits& limits, const char* what) {
+std::string checkedName(std::string_view t, const Limits& limits, const char* what) {
   if (t.size() == 0) throw DecodeError(std::string(what) + ": empty object name");
   if (t.size() > limits.maxNameBytes) throw DecodeError(std::string(what) + ": object name longer than limits.maxNameBytes");
   return checkedText(t, limits.maxNameBytes, what, "object name");
+}
+std::string checkedName(capnp::Text::Reader t, const Limits& limits, const char* what) {
+  return checkedName(std::string_view(t.begin(), t.size()), limits, what);
+}
+
+// Object names of a push or chunk: no name twice.
+void requireUnique(const std::vector<NamedValue>& objects, const char* what) {
+  std::vector<const std::string*> names;
+  names.reserve(objects.size());
+  for (const auto& o : objects) names.push_back(&o.name);
+  std::sort(names.begin(), names.end(), [](auto* a, auto* b) { return *a < *b; });
+  for (size_t i = 1; i < names.size(); ++i) {
+    if (*names[i - 1] == *names[i]) throw DecodeError(std::string(what) + ": object '" + *names[i] + "' appears twice");
+  }
 }
 
 void encodeObjects(const std::vector<NamedValue>& objects, capnp::List<wire::Object>::Builder out,
@@ -108,13 +125,7 @@ std::vector<NamedValue> decodeObjects(capnp::List<wire::Object>::Reader in, cons
     std::string name = checkedName(o.getName(), limits, what);
     out.push_back({std::move(name), decodeValueFrom(o.getValue(), limits, sender)});
   }
-  std::vector<const std::string*> names;
-  names.reserve(out.size());
-  for (const auto& o : out) names.push_back(&o.name);
-  std::sort(names.begin(), names.end(), [](auto* a, auto* b) { return *a < *b; });
-  for (size_t i = 1; i < names.size(); ++i) {
-    if (*names[i - 1] == *names[i]) throw DecodeError(std::string(what) + ": object '" + *names[i] + "' appears twice");
-  }
+  requireUnique(out, what);
   return out;
 }
 
@@ -219,6 +230,179 @@ std::vector<NamedDots> decodeSummaries(capnp::List<wire::DotSummary>::Reader in,
 }
 
 Bytes toBytes(kj::ArrayPtr<const kj::byte> a) { return Bytes(a.begin(), a.end()); }
+
+// ---- the compact envelope (wire.capnp Envelope.compact) ---------------------------------------
+
+enum : unsigned char { kCompactPush = 0, kCompactAck = 1, kCompactOffer = 11, kCompactRequest = 12 };
+
+// Push (when every object has a compact form), ack, offer and request travel compact.
+bool travelsCompact(const Message& m) {
+  if (const auto* p = std::get_if<DeltaPushMsg>(&m)) {
+    return std::all_of(p->objects.begin(), p->objects.end(), [](const NamedValue& o) { return compactable(o.value); });
+  }
+  return std::holds_alternative<AckMsg>(m) || std::holds_alternative<OfferMsg>(m) ||
+         std::holds_alternative<RequestMsg>(m);
+}
+
+void writeName(ColumnWriter& w, const std::string& name) {
+  w.varint(name.size());
+  w.raw(name);
+}
+std::string readName(ColumnReader& r, const Limits& limits, const char* what) {
+  uint64_t n = r.varint();
+  if (n > limits.maxNameBytes) throw DecodeError(std::string(what) + ": object name longer than limits.maxNameBytes");
+  return checkedName(r.raw(n), limits, what);
+}
+
+// A nested byte string: varint length, bytes.
+void writeBlob(ColumnWriter& w, const ColumnWriter& blob) {
+  w.varint(blob.size());
+  w.raw(std::string_view(reinterpret_cast<const char*>(blob.bytes().data()), blob.size()));
+}
+
+// base, fromSeq - base, toSeq - fromSeq: base <= fromSeq < toSeq holds by construction.
+void writeSeqs(ColumnWriter& w, uint64_t base, uint64_t fromSeq, uint64_t toSeq) {
+  w.varint(base);
+  w.varint(fromSeq - base);
+  w.varint(toSeq - fromSeq);
+}
+void readSeqs(ColumnReader& r, uint64_t& base, uint64_t& fromSeq, uint64_t& toSeq, const char* rule) {
+  base = r.varint();
+  uint64_t toFrom = r.varint();
+  uint64_t span = r.varint();
+  if (toFrom > UINT64_MAX - base || span == 0 || span > UINT64_MAX - (base + toFrom)) throw DecodeError(rule);
+  fromSeq = base + toFrom;
+  toSeq = fromSeq + span;
+}
+
+struct CompactEncoder {
+  ColumnWriter& w;
+
+  void header(unsigned char kind, ReplicaId sender) {
+    w.byte(kind);
+    w.fixed64(sender.value);
+  }
+  void objects(const std::vector<NamedDots>& os, ReplicaId sender) {
+    w.varint(os.size());
+    for (const auto& o : os) {
+      writeName(w, o.name);
+      ColumnWriter dots;
+      encodeDots(o.dots, dots, sender);
+      writeBlob(w, dots);
+    }
+  }
+  void operator()(const DeltaPushMsg& m) {
+    header(kCompactPush, m.sender);
+    w.byte(m.partial ? 1 : 0);
+    writeSeqs(w, m.base, m.fromSeq, m.toSeq);
+    w.varint(m.objects.size());
+    for (const auto& o : m.objects) {
+      writeName(w, o.name);
+      ColumnWriter value;
+      encodeCompact(o.value, m.sender, value);
+      writeBlob(w, value);
+    }
+  }
+  void operator()(const AckMsg& m) {
+    header(kCompactAck, m.sender);
+    w.varint(m.seq);
+  }
+  void operator()(const OfferMsg& m) {
+    header(kCompactOffer, m.sender);
+    w.byte(m.complete ? 1 : 0);
+    writeSeqs(w, m.base, m.fromSeq, m.toSeq);
+    objects(m.objects, m.sender);
+  }
+  void operator()(const RequestMsg& m) {
+    header(kCompactRequest, m.sender);
+    writeSeqs(w, m.fromSeq, m.fromSeq, m.toSeq);
+    objects(m.objects, m.sender);
+  }
+  template <typename Other>
+  void operator()(const Other&) {
+    throw std::logic_error("this message kind has no compact envelope");
+  }
+};
+
+unsigned char readFlag(ColumnReader& r, const char* what) {
+  unsigned char f = r.byte();
+  if (f > 1) throw DecodeError(std::string(what) + ": unknown flags");
+  return f;
+}
+
+std::vector<NamedDots> readSummaries(ColumnReader& r, const Limits& limits, ReplicaId sender, const char* what) {
+  uint64_t n = r.varint();
+  if (n > limits.maxObjectsPerMessage) throw DecodeError(std::string(what) + ": more than limits.maxObjectsPerMessage objects");
+  std::vector<NamedDots> out;
+  out.reserve(std::min<size_t>(n, r.remaining()));
+  for (uint64_t i = 0; i < n; ++i) {
+    std::string name = readName(r, limits, what);
+    std::string_view dots = r.raw(r.varint());
+    crdt::CausalContext c =
+        decodeDots(reinterpret_cast<const unsigned char*>(dots.data()), dots.size(), limits, sender);
+    if (c.empty()) throw DecodeError(std::string(what) + ": object '" + name + "' with no dots");
+    out.push_back({std::move(name), std::move(c)});
+  }
+  std::vector<std::string_view> names;
+  names.reserve(out.size());
+  for (const auto& o : out) names.push_back(o.name);
+  requireIncreasing(names, what);
+  return out;
+}
+
+Message decodeCompactEnvelope(const unsigned char* data, size_t size, const Limits& limits) {
+  ColumnReader r(data, size, "compact envelope");
+  const unsigned char kind = r.byte();
+  auto sender = [&](const char* what) { return checkedId(r.fixed64(), what); };
+  Message out;
+  switch (kind) {
+    case kCompactPush: {
+      DeltaPushMsg m;
+      m.sender = sender("push: sender");
+      m.partial = readFlag(r, "push") != 0;
+      readSeqs(r, m.base, m.fromSeq, m.toSeq, "push: sequence numbers must satisfy base <= fromSeq < toSeq");
+      uint64_t n = r.varint();
+      if (n > limits.maxObjectsPerMessage) throw DecodeError("push: more than limits.maxObjectsPerMessage objects");
+      m.objects.reserve(std::min<size_t>(n, r.remaining()));
+      for (uint64_t i = 0; i < n; ++i) {
+        std::string name = readName(r, limits, "push");
+        std::string_view value = r.raw(r.varint());
+        m.objects.push_back({std::move(name), decodeCompact(reinterpret_cast<const unsigned char*>(value.data()),
+                                                            value.size(), m.sender, limits)});
+      }
+      requireUnique(m.objects, "push");
+      out = std::move(m);
+      break;
+    }
+    case kCompactAck: {
+      ReplicaId from = sender("ack: sender");
+      out = AckMsg{from, r.varint()};
+      break;
+    }
+    case kCompactOffer: {
+      OfferMsg m;
+      m.sender = sender("offer: sender");
+      m.complete = readFlag(r, "offer") != 0;
+      readSeqs(r, m.base, m.fromSeq, m.toSeq, "offer: sequence numbers must satisfy base <= fromSeq < toSeq");
+      m.objects = readSummaries(r, limits, m.sender, "offer");
+      out = std::move(m);
+      break;
+    }
+    case kCompactRequest: {
+      RequestMsg m;
+      m.sender = sender("request: sender");
+      uint64_t base = 0;
+      readSeqs(r, base, m.fromSeq, m.toSeq, "request: sequence numbers must satisfy fromSeq < toSeq");
+      if (base != m.fromSeq) throw DecodeError("request: sequence numbers: no base (fromSeq written twice)");
+      m.objects = readSummaries(r, limits, m.sender, "request");
+      out = std::move(m);
+      break;
+    }
+    default: throw DecodeError("compact envelope: unknown message kind " + std::to_string(kind));
+  }
+  r.expectEnd();
+  return out;
+}
 
 }  // namespace
 
@@ -368,6 +552,10 @@ struct Encoder {
 
 Message decodeEnvelope(wire::Envelope::Reader env, const Limits& limits) {
   switch (env.which()) {
+    case wire::Envelope::COMPACT: {
+      auto bytes = env.getCompact();
+      return decodeCompactEnvelope(bytes.begin(), bytes.size(), limits);
+    }
     case wire::Envelope::PUSH: {
       auto p = env.getPush();
       DeltaPushMsg m{checkedId(p.getSender(), "push: sender"), p.getBase(), p.getFromSeq(), p.getToSeq(), {}};
@@ -467,7 +655,15 @@ Message decodeEnvelope(wire::Envelope::Reader env, const Limits& limits) {
   throw DecodeError("envelope: unknown message kind " + std::to_string(static_cast<unsigned>(env.which())));
 }
 
-void encodeEnvelope(const Message& m, wire::Envelope::Builder out) { std::visit(Encoder{out}, m); }
+void encodeEnvelope(const Message& m, wire::Envelope::Builder out) {
+  if (travelsCompact(m)) {
+    ColumnWriter bytes;
+    std::visit(CompactEncoder{bytes}, m);
+    out.setCompact(_::asData(bytes));
+    return;
+  }
+  std::visit(Encoder{out}, m);
+}
 
 Bytes encodeMessage(const Message& m) {
   capnp::MallocMessageBuilder mb;

@@ -368,6 +368,21 @@ struct Envelope {
     authProof @10 :AuthProof;
     offer @11 :Offer;
     request @12 :Request;
+    compact @13 :Data;
+    # A push, ack, offer or request as one byte string: the messages of every gossip round,
+    # at about half the size of their structs. Senders use it for those four kinds (a push
+    # only when every object has a compact value, i.e. holds no orMap). Format (varint and
+    # zigzag as above; names are varint length + bytes, with the rules of object names):
+    #   u8 kind (0 push, 1 ack, 11 offer, 12 request: the tags above), 8-byte sender (LE)
+    #   push     u8 flags (bit 0: partial), varint base, varint fromSeq - base,
+    #            varint toSeq - fromSeq (>= 1), varint n, n x (name, varint length,
+    #            compact value: Crdt.compact's format, references 0 = the sender)
+    #   ack      varint seq
+    #   offer    u8 flags (bit 0: complete), the three sequence varints as for a push,
+    #            varint n, n x (name, varint length, dots: DotSummary.dots' format except
+    #            that each origin's id is a byte, 0 = the sender, or 1 and the 8-byte id)
+    #   request  varint fromSeq, varint 0, varint toSeq - fromSeq (>= 1), then as an offer
+    # Every field means what it means in the struct of the same kind, with the same rules.
   }
 }
 
