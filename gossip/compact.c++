@@ -20,6 +20,7 @@ constexpr unsigned kOne = 0x20;
 constexpr unsigned kReserved = 0xc0;
 constexpr size_t kFirstCausalKind = 3;  // mvRegister
 constexpr size_t kOrMapKind = 7;
+constexpr size_t kMaxReserve = size_t{1} << 20;  // entries reserved before they are read
 
 // ---- writers -----------------------------------------------------------------------------
 
@@ -244,9 +245,12 @@ T decodeCausal(ColumnReader& in, WriterRefs& w, uint64_t count, bool hasContext,
   using K = typename T::Store::Key;
   using StoreValue = typename T::Store::Value;
   crdt::DotStore<K, StoreValue> store;
-  crdt::CausalContext ctx;
-  // Every entry takes at least one byte, so the bytes bound what may be reserved.
-  store.reserve(std::min<size_t>(count, in.remaining()));
+  // Every entry takes at least one byte, so the bytes bound what may be reserved; and never
+  // more than kMaxReserve for a count nobody has checked yet.
+  const size_t reserve = std::min<size_t>({count, in.remaining(), kMaxReserve});
+  store.reserve(reserve);
+  std::vector<crdt::Dot> dots;
+  dots.reserve(reserve);
   CounterColumn counters(w.size());
   TimestampReader stamps;
   for (uint64_t i = 0; i < count; ++i) {
@@ -262,9 +266,17 @@ T decodeCausal(ColumnReader& in, WriterRefs& w, uint64_t count, bool hasContext,
     }
     if (store.containsDot(d)) in.fail("the same dot appears twice");
     store.insertNew(key, d, std::move(value));
-    ctx.add(d);
+    dots.push_back(d);
   }
+  // The context from the entries' dots, added in dot order: entries may come in any order, and
+  // adding out of order would shift intervals (quadratic in the entries).
+  std::sort(dots.begin(), dots.end(), [](crdt::Dot a, crdt::Dot b) {
+    return a.replica != b.replica ? a.replica < b.replica : a.counter < b.counter;
+  });
+  crdt::CausalContext ctx;
+  for (crdt::Dot d : dots) ctx.add(d);
   if (hasContext) {
+    crdt::CausalContext extra;
     uint64_t origins = in.varint();
     if (origins == 0) in.fail("empty extra context (the flag says there is one)");
     if (origins > limits.maxOrigins) in.fail("more than limits.maxOrigins context origins");
@@ -277,7 +289,16 @@ T decodeCausal(ColumnReader& in, WriterRefs& w, uint64_t count, bool hasContext,
       if (n == 0) in.fail("context origin without intervals");
       if (n > limits.maxIntervalsPerOrigin) in.fail("more than limits.maxIntervalsPerOrigin intervals");
       uint64_t next = 1;
-      for (uint64_t j = 0; j < n; ++j) _::readRun(in, r, next, ctx);
+      for (uint64_t j = 0; j < n; ++j) _::readRun(in, r, next, extra);
+    }
+    ctx.join(extra);
+  }
+  // The limits of the column decoder, on the context as a whole (entries' dots included), so
+  // that whatever is accepted here also travels in state chunks.
+  if (ctx.origins().size() > limits.maxOrigins) in.fail("more than limits.maxOrigins origins in the context");
+  for (const auto& o : ctx.origins()) {
+    if (o.intervals.size() > limits.maxIntervalsPerOrigin) {
+      in.fail("more than limits.maxIntervalsPerOrigin intervals in the context");
     }
   }
   return T::fromParts(std::move(store), std::move(ctx));
@@ -305,7 +326,7 @@ void encodeCounter(const C& c, size_t kind, crdt::ReplicaId implicit, ColumnWrit
 template <typename C>
 C decodeCounter(ColumnReader& in, WriterRefs& w, uint64_t count) {
   std::vector<typename C::Entry> entries;
-  entries.reserve(std::min<size_t>(count, in.remaining()));
+  entries.reserve(std::min<size_t>({count, in.remaining(), kMaxReserve}));
   for (uint64_t i = 0; i < count; ++i) {
     crdt::ReplicaId r = w.id(w.read(in));
     if (!entries.empty() && !(entries.back().replica < r)) in.fail("counter replica ids not strictly increasing");

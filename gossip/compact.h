@@ -36,7 +36,9 @@
 //           (gap, span) pairs as in wire.capnp's CausalContext.Origin.runs.
 //   The value's context is that extra context plus every entry's dot, so "every dot of the
 //   store lies in the context" holds by construction.
-// The bytes must be consumed exactly. Limits (gossip/limits.h) apply as in the column encoding.
+// The bytes must be consumed exactly. Limits (gossip/limits.h) apply as in the column encoding:
+// maxOrigins and maxIntervalsPerOrigin to the whole context (the entries' dots included), so a
+// value accepted here is also accepted in a state chunk.
 //
 // Include cost: no capnp here.
 #pragma once

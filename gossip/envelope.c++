@@ -52,10 +52,12 @@ void encodeValueInto(const Value& v, wire::Crdt::Builder out, ReplicaId compactW
       v);
 }
 
-// sender: the message's sender, which compact values may refer to (0: none).
+// sender: the push's sender, which compact values refer to; 0 where compact values are not
+// allowed (state chunks, a value alone).
 Value decodeValueFrom(wire::Crdt::Reader in, const Limits& limits, ReplicaId sender = ReplicaId{}) {
   switch (in.which()) {
     case wire::Crdt::COMPACT: {
+      if (sender.value == 0) throw DecodeError("object: a compact value outside a push (state chunks use columns)");
       auto bytes = in.getCompact();
       return decodeCompact(bytes.begin(), bytes.size(), sender, limits);
     }
@@ -611,7 +613,7 @@ Message decodeEnvelope(wire::Envelope::Reader env, const Limits& limits) {
       }
       IncomingMessage inner(payload, limits);
       m.objects = inner.decodeRoot<wire::ObjectList>(
-          [&](wire::ObjectList::Reader r) { return decodeObjects(r.getObjects(), limits, "state chunk", m.sender); });
+          [&](wire::ObjectList::Reader r) { return decodeObjects(r.getObjects(), limits, "state chunk", ReplicaId{}); });
       return m;
     }
     case wire::Envelope::PING: {

@@ -1298,6 +1298,72 @@ TEST_CASE("compact: validation rules") {
   }
 }
 
+TEST_CASE("compact: entries in any dot order; the context's limits count every dot and origin") {
+  // An OR-set of the sender (7) with n entries whose dots run downwards: 2n-1, 2n-3, ..., 1.
+  auto descending = [](uint64_t n) {
+    ColumnWriter w;
+    w.byte(0x05);
+    w.varint(n);
+    for (uint64_t i = 0; i < n; ++i) {
+      if (i == 0) {
+        w.varint(2 * n - 1);
+      } else {
+        w.varint(zigzag(-2));
+      }
+      std::string k = std::to_string(i);
+      w.varint(k.size());
+      w.raw(k);
+    }
+    return w;
+  };
+  auto s = std::get<ORSet<std::string>>(fromCompact(descending(1000).bytes(), ReplicaId{7}));
+  CHECK(s.context().dotCount() == 1000);
+  CHECK(s.context().intervalCount() == 1000);
+  CHECK(s.context().contains(Dot{ReplicaId{7}, 1}));
+  CHECK(s.context().contains(Dot{ReplicaId{7}, 1999}));
+  CHECK_FALSE(s.context().contains(Dot{ReplicaId{7}, 2}));
+  // Whatever is accepted compact is accepted in columns (state chunks): the same limits.
+  Limits fewIntervals;
+  fewIntervals.maxIntervalsPerOrigin = 999;
+  expectCompactRejected(descending(1000), "more than limits.maxIntervalsPerOrigin intervals in the context",
+                        ReplicaId{7}, fewIntervals);
+  Bytes columns = encodeValue(Value(s));
+  CHECK_THROWS_WITH_AS(decodeValue(columns.data(), columns.size(), fewIntervals),
+                       doctest::Contains("more than limits.maxIntervalsPerOrigin"), DecodeError);
+  // Three writers (7 implicit, 8 and 9 listed) are three origins: over a limit of two.
+  ColumnWriter three;
+  three.byte(0x05 | 0x08);
+  three.varint(2);
+  three.fixed64(8);
+  three.fixed64(9);
+  three.varint(3);
+  for (uint64_t ref = 0; ref < 3; ++ref) {
+    three.varint(ref);
+    three.varint(1);
+    three.varint(1);
+    three.raw("k");
+  }
+  CHECK(std::get<ORSet<std::string>>(fromCompact(three.bytes(), ReplicaId{7})).context().origins().size() == 3);
+  Limits twoOrigins;
+  twoOrigins.maxOrigins = 2;
+  expectCompactRejected(three, "more than limits.maxOrigins origins in the context", ReplicaId{7}, twoOrigins);
+}
+
+TEST_CASE("envelope: compact values travel only in pushes") {
+  expectRejected(stateChunk, [](auto c) {
+    c.setPayload(objectList({"alpha"}, [](auto os) {
+      os[0].initValue().setCompact(kj::heapArray<kj::byte>({0x25, 0x01, 0x01, 'a'}));
+    }));
+  }, "object: a compact value outside a push");
+  ColumnWriter w;
+  encodeCompact(Value(GCounter{}.increment(ReplicaId{7}, 3)), ReplicaId{7}, w);
+  capnp::MallocMessageBuilder mb;
+  mb.initRoot<wire::Crdt>().setCompact(kj::arrayPtr(w.bytes().data(), w.size()));
+  auto framed = frame(mb);
+  CHECK_THROWS_WITH_AS(decodeValue(framed.begin(), framed.size(), kLimits),
+                       doctest::Contains("a compact value outside a push"), DecodeError);
+}
+
 TEST_CASE("envelope: a push's compact values are validated with the push") {
   expectRejected(push, [](auto p) { p.getObjects()[0].initValue().setCompact(kj::heapArray<kj::byte>({0x07, 0x00})); },
                  "the or-map has no compact form");
