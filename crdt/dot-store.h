@@ -25,6 +25,8 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <new>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -326,6 +328,93 @@ class DotStore {
     byDot_.rebuild(std::move(dotSlots), n, [&](uint32_t p) { return dotHashAt(p); },
                    _::FlatIndex::NoSame{});
   }
+
+  // Bulk construction, for decoders: entries are appended unindexed, then finish() builds both
+  // indexes once over all of them (as joinFrom's bulk path does) and checks that no dot repeats.
+  // One probe per entry into a growing table cost several times more (random misses and
+  // rehashes). Until finish() the store is not observable, so its invariants are not needed.
+  //
+  //   Loader l(expected);  uint32_t w = l.writer(r);  l.add(w, counter, key, value); ...
+  //   std::optional<DotStore> s = std::move(l).finish();  // nullopt: some dot was added twice
+  class Loader {
+   public:
+    // Makes room for `expected` entries (more still fit: storage grows by doubling). Callers
+    // decoding untrusted input should bound it by what the input can actually hold.
+    explicit Loader(size_t expected) { s_.reserveEntries(expected); }
+
+    // The handle of replica r's slot, for add(). Throws LimitError beyond 65535 replicas.
+    uint32_t writer(ReplicaId r) {
+      uint32_t slot = s_.replicas_.acquire(r);  // held until finish(): a writer with no entry
+      held_.push_back(slot);                    // leaves a free slot, as an erase would
+      return slot;
+    }
+
+    // Appends (k, (writer's replica, counter), v). Throws std::invalid_argument for a counter
+    // outside 1..kMaxDotCounter; a repeated dot is found by finish().
+    // (Always inlined: the decode loop calls it once per entry, and out of line it cost ~10%.)
+    [[gnu::always_inline]] void add(uint32_t writer, uint64_t counter, KeyView k, V v) {
+      if (counter == 0 || counter > kMaxDotCounter || s_.entries_.size() >= UINT32_MAX - 1) {
+        badAdd(counter);
+      }
+      // The key is made in place: a temporary moved in would be reloaded right after its bytes
+      // were stored piecewise, and that store-forwarding stall cost ~10% of a decode.
+      Entry& e = s_.entries_.emplace_back();
+      e.key.~Stored();
+      try {
+        new (&e.key) Stored(KS::make(k));
+      } catch (...) {  // (a key too long, or no memory for a heap key)
+        new (&e.key) Stored();
+        s_.entries_.pop_back();
+        throw;
+      }
+      e.value = std::move(v);
+      e.dot = pack(writer, counter);
+      s_.replicas_.addRef(writer);
+    }
+
+    // The store, indexed (when larger than kSmall) with its distinct keys counted; nullopt if
+    // a dot was added twice.
+    std::optional<DotStore> finish() && {
+      for (uint32_t slot : held_) s_.replicas_.release(slot);
+      const auto n = static_cast<uint32_t>(s_.entries_.size());
+      const auto& e = s_.entries_;
+      auto sameKey = [&](uint32_t p, uint32_t q) { return KS::view(e[p].key) == KS::view(e[q].key); };
+      auto sameDot = [&](uint32_t p, uint32_t q) { return e[p].dot == e[q].dot; };
+      size_t dots = n;
+      if (n <= kSmall) {
+        s_.keyCount_ = 0;
+        for (uint32_t p = 0; p < n; ++p) {
+          bool newKey = true;
+          for (uint32_t q = 0; q < p; ++q) {
+            newKey = newKey && !sameKey(p, q);
+            if (sameDot(p, q)) return std::nullopt;
+          }
+          s_.keyCount_ += newKey;
+        }
+      } else {
+        const size_t capacity = _::FlatIndex::capacityFor(n);
+        s_.keyCount_ = s_.byKey_.rebuild(_::FlatIndex::emptySlots(capacity), n,
+                                         [&](uint32_t p) { return s_.keyHashAt(p); }, sameKey);
+        dots = s_.byDot_.rebuild(_::FlatIndex::emptySlots(capacity), n,
+                                 [&](uint32_t p) { return s_.dotHashAt(p); }, sameDot);
+      }
+      if (dots != n) return std::nullopt;
+      return std::move(s_);
+    }
+
+   private:
+    using Stored = typename KS::Stored;
+
+    [[noreturn, gnu::cold]] void badAdd(uint64_t counter) const {
+      if (counter == 0 || counter > kMaxDotCounter) {
+        throw std::invalid_argument("dot counter out of range: " + std::to_string(counter));
+      }
+      throw LimitError("dot store holds 2^32 - 2 entries");
+    }
+
+    DotStore s_;
+    InlineVector<uint32_t> held_;
+  };
 
   // Whether the context whose intervals per slot of b are `seen` (as in joinFrom) lacks b's
   // packed dot.

@@ -199,8 +199,17 @@ void encodeStore(const crdt::DotStore<K, V>& s, wire::DotStore::Builder out) {
   out.setTimestamps(asData(timestamps));
 }
 
+// A store dot that its context lacks (decodeStore, requireDotsInContext).
+[[noreturn]] inline void dotNotInContext(crdt::Dot d) {
+  throw DecodeError("causal state: dot (" + std::to_string(d.replica.value) + ", " +
+                    std::to_string(d.counter) + ") of the store is not in the context");
+}
+
+// With ctx, also checks that every dot lies in *ctx (decodeCausal), entry by entry while the
+// dot is at hand instead of in a second pass over the store.
 template <typename K, typename V>
-crdt::DotStore<K, V> decodeStore(wire::DotStore::Reader in, const Limits& limits) {
+crdt::DotStore<K, V> decodeStore(wire::DotStore::Reader in, const Limits& limits,
+                                 const crdt::CausalContext* ctx = nullptr) {
   using KS = Scalar<K>;
   using VC = ValueColumns<V>;
   if (in.getCount() > limits.maxEntries) throw DecodeError("dot store: more than limits.maxEntries entries");
@@ -208,59 +217,73 @@ crdt::DotStore<K, V> decodeStore(wire::DotStore::Reader in, const Limits& limits
   if (in.getValueKind() != VC::kKind) throw DecodeError("dot store: unexpected value kind");
   auto ws = in.getWriters();
   if (ws.size() > limits.maxOrigins) throw DecodeError("dot store: more than limits.maxOrigins writers");
-  std::vector<crdt::ReplicaId> writers;
+  if (!VC::kStamped && in.getTimestamps().size() != 0) {
+    throw DecodeError("dot store: timestamps column on a type without timestamps");
+  }
+  // Entries go into a Loader and are indexed once at the end. Pre-size for the entries the dots
+  // column can actually hold (>= 2 bytes each), never for the claimed count alone, and at most
+  // kMaxReserve: garbage must not make us allocate much before validation rejects it (larger
+  // stores grow by doubling as they decode; the indexes are sized for the entries decoded).
+  constexpr size_t kMaxReserve = size_t{1} << 20;
+  typename crdt::DotStore<K, V>::Loader load(
+      std::min<size_t>({in.getCount(), in.getDots().size() / 2, kMaxReserve}));
+  struct Writer {
+    crdt::ReplicaId id;
+    uint64_t prevCounter = 0;
+    const crdt::Intervals* seen = nullptr;  // ctx's intervals of id
+    uint32_t slot = 0;                      // load's handle
+    bool used = false;
+  };
+  std::vector<Writer> writers;
   writers.reserve(ws.size());
   for (uint64_t id : ws) {
     if (id == 0) throw DecodeError("dot store: writer id 0 (no such replica)");
-    if (!writers.empty() && !(writers.back().value < id)) {
+    if (!writers.empty() && !(writers.back().id.value < id)) {
       throw DecodeError("dot store: writer ids not strictly increasing");
     }
-    writers.push_back(crdt::ReplicaId{id});
-  }
-  if (!VC::kStamped && in.getTimestamps().size() != 0) {
-    throw DecodeError("dot store: timestamps column on a type without timestamps");
+    Writer w{crdt::ReplicaId{id}};
+    if (ctx != nullptr) {
+      if (const auto* o = ctx->find(w.id)) w.seen = &o->intervals;
+    }
+    w.slot = load.writer(w.id);
+    writers.push_back(w);
   }
   ColumnReader dots = reader(in.getDots(), "dots");
   ColumnReader keys = reader(in.getKeys(), "keys");
   ColumnReader values = reader(in.getValues(), "values");
   ColumnReader timestamps = reader(in.getTimestamps(), "timestamps");
-  std::vector<uint64_t> prevCounter(writers.size(), 0);
-  std::vector<bool> used(writers.size(), false);
   typename KS::KeyState keyState;
   uint64_t prevTs = 0;
-  crdt::DotStore<K, V> store;
-  // Pre-size for the entries the dots column can actually hold (>= 2 bytes each), never for the
-  // claimed count alone, and at most kMaxReserve: garbage must not make us allocate much before
-  // validation rejects it (larger stores grow by doubling as they decode).
-  constexpr size_t kMaxReserve = size_t{1} << 20;
-  store.reserve(std::min<size_t>({in.getCount(), in.getDots().size() / 2, kMaxReserve}));
   for (uint32_t i = 0; i < in.getCount(); ++i) {
-    uint64_t w = dots.varint();
-    if (w >= writers.size()) dots.fail("writer index out of range");
+    uint64_t wi = dots.varint();
+    if (wi >= writers.size()) dots.fail("writer index out of range");
+    Writer& w = writers[wi];
     int64_t delta = dots.signedVarint();
-    uint64_t counter = prevCounter[w] + static_cast<uint64_t>(delta);
-    if ((delta > 0 && counter < prevCounter[w]) || (delta < 0 && counter > prevCounter[w]) ||
+    uint64_t counter = w.prevCounter + static_cast<uint64_t>(delta);
+    if ((delta > 0 && counter < w.prevCounter) || (delta < 0 && counter > w.prevCounter) ||
         counter == 0 || counter > crdt::kMaxDotCounter) {
       dots.fail("dot counter outside 1..2^48-1");
     }
-    prevCounter[w] = counter;
-    used[w] = true;
+    w.prevCounter = counter;
+    w.used = true;
+    if (ctx != nullptr &&
+        (w.seen == nullptr || !crdt::CausalContext::containsCounter(*w.seen, counter))) {
+      dotNotInContext(crdt::Dot{w.id, counter});
+    }
     auto key = KS::readKey(keys, keyState, limits);
-    V value = VC::read(values, timestamps, prevTs, limits);
-    crdt::Dot d{writers[w], counter};
-    if (store.containsDot(d)) dots.fail("the same dot appears twice");
-    store.insertNew(key, d, std::move(value));  // (one key probe; reserve() avoided rehashing)
+    load.add(w.slot, counter, key, VC::read(values, timestamps, prevTs, limits));
   }
   dots.expectEnd();
   keys.expectEnd();
   values.expectEnd();
   timestamps.expectEnd();
-  if (std::find(used.begin(), used.end(), false) != used.end()) {
-    throw DecodeError("dot store: a listed writer has no entry");
+  for (const Writer& w : writers) {
+    if (!w.used) throw DecodeError("dot store: a listed writer has no entry");
   }
-  return store;
+  std::optional<crdt::DotStore<K, V>> store = std::move(load).finish();
+  if (!store) dots.fail("the same dot appears twice");
+  return std::move(*store);
 }
-
 
 // Nested stores of ORMap: a DotStore or another ORMapStore, chosen by the static type.
 template <typename S>
@@ -327,10 +350,7 @@ struct StoreCodec<crdt::ORMapStore<K, T>> {
 template <typename S>
 void requireDotsInContext(const S& store, const crdt::CausalContext& ctx) {
   store.forEachDot([&](crdt::Dot d) {
-    if (!ctx.contains(d)) {
-      throw DecodeError("causal state: dot (" + std::to_string(d.replica.value) + ", " +
-                        std::to_string(d.counter) + ") of the store is not in the context");
-    }
+    if (!ctx.contains(d)) dotNotInContext(d);
   });
 }
 
@@ -385,8 +405,8 @@ void encodeCausal(const T& x, wire::CausalState::Builder out) {
 template <typename T>
 T decodeCausal(wire::CausalState::Reader in, const Limits& limits) {
   crdt::CausalContext ctx = decode(in.getContext(), limits);
-  auto store = _::decodeStore<typename T::Store::Key, typename T::Store::Value>(in.getStore(), limits);
-  _::requireDotsInContext(store, ctx);
+  auto store =
+      _::decodeStore<typename T::Store::Key, typename T::Store::Value>(in.getStore(), limits, &ctx);
   return T::fromParts(std::move(store), std::move(ctx));
 }
 

@@ -47,15 +47,21 @@ class ColumnReader {
       : p_(data), end_(data + size), column_(column) {}
 
   uint64_t varint() {
-    uint64_t v = 0;
-    for (unsigned shift = 0; shift < 64; shift += 7) {
-      if (p_ == end_) fail("truncated varint");
-      unsigned char b = *p_++;
-      if (shift == 63 && (b & 0x7e) != 0) fail("varint overflows 64 bits");
-      v |= uint64_t(b & 0x7f) << shift;
-      if ((b & 0x80) == 0) return v;
+    // Most column values (indexes, small deltas, lengths) take one or two bytes: read those
+    // without the loop's per-byte checks; the loop decodes the rest (and every error).
+    if (end_ - p_ >= 2) {
+      const uint64_t b0 = p_[0];
+      if (b0 < 0x80) {
+        p_ += 1;
+        return b0;
+      }
+      const uint64_t b1 = p_[1];
+      if (b1 < 0x80) {
+        p_ += 2;
+        return (b0 & 0x7f) | (b1 << 7);
+      }
     }
-    fail("varint longer than 10 bytes");
+    return varintLoop();
   }
   int64_t signedVarint() { return unzigzag(varint()); }
   std::string_view raw(uint64_t n) {
@@ -88,6 +94,18 @@ class ColumnReader {
   const unsigned char* p_;
   const unsigned char* end_;
   const char* column_;
+
+  [[gnu::noinline]] uint64_t varintLoop() {  // kept out of line so that varint() inlines
+    uint64_t v = 0;
+    for (unsigned shift = 0; shift < 64; shift += 7) {
+      if (p_ == end_) fail("truncated varint");
+      unsigned char b = *p_++;
+      if (shift == 63 && (b & 0x7e) != 0) fail("varint overflows 64 bits");
+      v |= uint64_t(b & 0x7f) << shift;
+      if ((b & 0x80) == 0) return v;
+    }
+    fail("varint longer than 10 bytes");
+  }
 };
 
 }  // namespace deltasync::gossip

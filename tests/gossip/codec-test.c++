@@ -32,6 +32,12 @@ T roundTripCausal(const T& x) {
   });
 }
 
+// == looks the left side's entries up in the right side's indexes: check decoded values as both.
+template <typename T>
+bool equalBothWays(const T& a, const T& b) {
+  return a == b && b == a;
+}
+
 // A reachable state: 3 replicas run random operations and sometimes join each other.
 template <typename T, typename Op>
 T history(Op op) {
@@ -106,7 +112,7 @@ TEST_CASE("codec: decode(encode(x)) == x for every type") {
         s.add(self, e);
       }
     });
-    RC_ASSERT(roundTripCausal(x) == x);
+    RC_ASSERT(equalBothWays(roundTripCausal(x), x));
   });
   PROPERTY("ORSet<std::string>", [] {
     auto x = history<ORSet<std::string>>([](ORSet<std::string>& s, ReplicaId self) {
@@ -117,7 +123,7 @@ TEST_CASE("codec: decode(encode(x)) == x for every type") {
         s.add(self, e);
       }
     });
-    RC_ASSERT(roundTripCausal(x) == x);
+    RC_ASSERT(equalBothWays(roundTripCausal(x), x));
   });
   PROPERTY("AWLWWMap<std::string, int64_t>", [] {
     using M = AWLWWMap<std::string, int64_t>;
@@ -129,7 +135,7 @@ TEST_CASE("codec: decode(encode(x)) == x for every type") {
         m.set(self, k, *rc::gen::arbitrary<int64_t>(), Timestamp{*rc::gen::arbitrary<uint64_t>()});
       }
     });
-    RC_ASSERT(roundTripCausal(x) == x);
+    RC_ASSERT(equalBothWays(roundTripCausal(x), x));
   });
   PROPERTY("AWLWWMap<int64_t, std::string>", [] {
     using M = AWLWWMap<int64_t, std::string>;
@@ -141,7 +147,7 @@ TEST_CASE("codec: decode(encode(x)) == x for every type") {
         m.set(self, k, genText(), Timestamp{*rc::gen::inRange<uint64_t>(0, 10)});
       }
     });
-    RC_ASSERT(roundTripCausal(x) == x);
+    RC_ASSERT(equalBothWays(roundTripCausal(x), x));
   });
   PROPERTY("MVRegister<std::string> and EWFlag", [] {
     auto reg = history<MVRegister<std::string>>([](MVRegister<std::string>& r, ReplicaId self) {
@@ -151,7 +157,7 @@ TEST_CASE("codec: decode(encode(x)) == x for every type") {
         r.write(self, genText());
       }
     });
-    RC_ASSERT(roundTripCausal(reg) == reg);
+    RC_ASSERT(equalBothWays(roundTripCausal(reg), reg));
     auto flag = history<EWFlag>([](EWFlag& f, ReplicaId self) {
       if (*rc::gen::arbitrary<bool>()) {
         f.enable(self);
@@ -159,7 +165,7 @@ TEST_CASE("codec: decode(encode(x)) == x for every type") {
         f.disable();
       }
     });
-    RC_ASSERT(roundTripCausal(flag) == flag);
+    RC_ASSERT(equalBothWays(roundTripCausal(flag), flag));
   });
 }
 
@@ -269,7 +275,127 @@ TEST_CASE("codec: empty and large values") {
   CHECK(roundTripCausal(big) == big);
   AWLWWMap<std::string, int64_t> m;
   for (int64_t i = 0; i < 100000; ++i) m.set(ReplicaId{2}, "k" + std::to_string(i), i, Timestamp{uint64_t(i)});
-  CHECK(roundTripCausal(m) == m);
+  auto back = roundTripCausal(m);
+  CHECK(back == m);
+  CHECK(m == back);  // looks m's entries up in the decoded indexes
+  CHECK(back.size() == m.size());
+  CHECK(*back.get("k99999") == 99999);
+}
+
+// --- The bulk path: decoded stores are built by DotStore::Loader and indexed once. ---
+
+// One entry of a hand-built ORSet<int64_t> message: writer index (0 -> replica 5, 1 -> 6),
+// dot counter, element.
+struct SetEntry {
+  uint64_t writer;
+  uint64_t counter;
+  int64_t element;
+};
+
+// Decodes an ORSet<int64_t> message with these entries and a context of 1..ctxMax per writer.
+ORSet<int64_t> decodeSetEntries(const std::vector<SetEntry>& entries, uint64_t ctxMax) {
+  capnp::MallocMessageBuilder mb;
+  auto root = mb.initRoot<wire::CausalState>();
+  auto origins = root.initContext().initOrigins(2);
+  auto store = root.initStore();
+  auto writers = store.initWriters(2);
+  for (unsigned i = 0; i < 2; ++i) {
+    origins[i].setReplica(5 + i);
+    origins[i].setRuns(Bytes{0, ctxMax - 1}.data());
+    writers.set(i, 5 + i);
+  }
+  ColumnWriter dots, keys;
+  uint64_t prev[2] = {0, 0};
+  int64_t prevElement = 0;
+  for (const SetEntry& e : entries) {
+    dots.varint(e.writer);
+    dots.signedVarint(static_cast<int64_t>(e.counter - prev[e.writer]));
+    prev[e.writer] = e.counter;
+    keys.signedVarint(e.element - prevElement);
+    prevElement = e.element;
+  }
+  store.setCount(static_cast<uint32_t>(entries.size()));
+  store.setDots(_::asData(dots));
+  store.setKeyKind(wire::ScalarKind::INT64);
+  store.setKeys(_::asData(keys));
+  store.setValueKind(wire::ScalarKind::NONE);
+  auto words = capnp::messageToFlatArray(mb);
+  capnp::FlatArrayMessageReader reader(words);
+  return decodeCausal<ORSet<int64_t>>(reader.getRoot<wire::CausalState>(), kLimits);
+}
+
+// n entries alternating between the two writers (counters 1, 1, 2, 2, ...), element i % keys:
+// so elements repeat (concurrent adds of one element: valid) once n > keys.
+std::vector<SetEntry> setEntries(uint64_t n, int64_t keys) {
+  std::vector<SetEntry> out;
+  for (uint64_t i = 0; i < n; ++i) out.push_back({i % 2, i / 2 + 1, static_cast<int64_t>(i) % keys});
+  return out;
+}
+
+TEST_CASE("codec: decoded stores are fully indexed, on both sides of the small-store size") {
+  for (uint64_t n : {2, 3, 8, 9, 17, 100, 5000}) {
+    CAPTURE(n);
+    const int64_t keys = static_cast<int64_t>(n / 3 + 1);
+    ORSet<int64_t> s = decodeSetEntries(setEntries(n, keys), n);
+    // The same value built through the write path.
+    DotStore<int64_t> store;
+    for (const SetEntry& e : setEntries(n, keys)) store.insert(e.element, Dot{ReplicaId{5 + e.writer}, e.counter}, {});
+    CausalContext ctx;
+    ctx.addRange(ReplicaId{5}, 1, n);
+    ctx.addRange(ReplicaId{6}, 1, n);
+    ORSet<int64_t> expected = ORSet<int64_t>::fromParts(std::move(store), std::move(ctx));
+    // Both directions: == looks entries of its left side up in the index of its right side.
+    CHECK(s == expected);
+    CHECK(expected == s);
+    CHECK(s.size() == static_cast<size_t>(std::min<int64_t>(keys, static_cast<int64_t>(n))));
+    for (int64_t k = 0; k < keys && k < static_cast<int64_t>(n); ++k) CHECK(s.contains(k));
+    CHECK(!s.contains(keys));
+    // The decoded value keeps working as a state: removes and joins find entries by index.
+    ORSet<int64_t> joined = s;
+    joined.join(expected);
+    CHECK(joined == expected);
+    s.remove(0);
+    expected.remove(0);
+    CHECK(s == expected);
+    CHECK(!s.contains(0));
+    s.add(ReplicaId{5}, -1);
+    CHECK(s.contains(-1));
+  }
+}
+
+TEST_CASE("codec: the bulk path rejects what the entry-by-entry checks did") {
+  for (uint64_t n : {3, 8, 9, 100, 5000}) {
+    CAPTURE(n);
+    auto entries = setEntries(n, 7);
+    // A repeated dot, first and last, with the entries in between unchanged.
+    auto dup = entries;
+    dup.back() = dup[(n - 1) % 2];
+    dup.back().element = 3;
+    CHECK_THROWS_WITH_AS(decodeSetEntries(dup, n), doctest::Contains("the same dot appears twice"),
+                         DecodeError);
+    // Consecutive repeats: writer 0's counter does not move.
+    dup = entries;
+    dup[n - 1] = dup[n - 2];
+    CHECK_THROWS_WITH_AS(decodeSetEntries(dup, n), doctest::Contains("the same dot appears twice"),
+                         DecodeError);
+    // A dot beyond the context, at the end.
+    CHECK_THROWS_WITH_AS(decodeSetEntries(entries, (n - 1) / 2), doctest::Contains("not in the context"),
+                         DecodeError);
+  }
+  // A lying count: the claim is bounded by limits, the allocation by the bytes present.
+  capnp::MallocMessageBuilder mb;
+  auto root = mb.initRoot<wire::CausalState>();
+  root.initContext().initOrigins(1)[0].setReplica(5);
+  root.getContext().getOrigins()[0].setRuns(Bytes{0, 0}.data());
+  auto store = root.initStore();
+  store.setCount(kLimits.maxEntries);
+  store.initWriters(1).set(0, 5);
+  store.setDots(Bytes{0, zigzag(1)}.data());
+  store.setKeyKind(wire::ScalarKind::INT64);
+  store.setKeys(Bytes{zigzag(3)}.data());
+  store.setValueKind(wire::ScalarKind::NONE);
+  CHECK_THROWS_WITH_AS(decodeCausal<ORSet<int64_t>>(root.asReader(), kLimits),
+                       doctest::Contains("truncated varint"), DecodeError);
 }
 
 // --- Negative tests: one per validation rule, on hand-built messages. ---

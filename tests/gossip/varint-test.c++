@@ -25,6 +25,30 @@ TEST_CASE("varint and zigzag round-trip every value, and only consume what they 
   CHECK(zigzag(1) == 2);
 }
 
+TEST_CASE("one- and two-byte varints (the inline fast path) decode as the general loop does") {
+  // Every value around the 1/2/3-byte boundaries, alone (the last varint of a column takes the
+  // loop) and followed by another value (it takes the fast path).
+  for (uint64_t v = 0; v < (uint64_t{1} << 15) + 300; v += (v < 300 || v > (1 << 14) - 300) ? 1 : 97) {
+    ColumnWriter w;
+    w.varint(v);
+    ColumnReader alone(w.bytes().data(), w.size(), "test");
+    CHECK(alone.varint() == v);
+    CHECK(alone.atEnd());
+    w.varint(v);
+    ColumnReader two(w.bytes().data(), w.size(), "test");
+    CHECK(two.varint() == v);
+    CHECK(two.varint() == v);
+    CHECK(two.atEnd());
+  }
+  // Non-canonical (padded) encodings keep their value, and each byte is consumed once.
+  const unsigned char padded[] = {0x80, 0x00, 0x81, 0x00, 0x05};
+  ColumnReader r(padded, sizeof padded, "test");
+  CHECK(r.varint() == 0);
+  CHECK(r.varint() == 1);
+  CHECK(r.varint() == 5);
+  CHECK(r.atEnd());
+}
+
 TEST_CASE("malformed columns are rejected with the column's name") {
   const unsigned char truncated[] = {0x80, 0x80};
   ColumnReader a(truncated, sizeof truncated, "dots");
