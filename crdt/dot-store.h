@@ -5,12 +5,13 @@
 // for registers and flags, the key is std::monostate. A key with several entries is a key with
 // concurrent writes (several surviving dots).
 //
-// Layout: entries live in one dense vector (swap-remove on erase) and are indexed twice by
-// FlatIndex (key -> positions, dot -> position). Dots are packed into 64 bits as
-// (replica slot << 48 | counter) through a per-store ReplicaTable. With these, add, remove and
-// lookup cost O(1) expected, and joining a delta costs O(size of the delta), never a scan of the
-// state (see joinFrom). Stores of at most kSmall entries keep no index and scan linearly: a delta
-// is usually one entry, and three small vectors would cost more than they save.
+// Layout: entries live in one dense array (a ChunkedVector, which grows without copying;
+// swap-remove on erase) and are indexed twice by FlatIndex (key -> positions, dot -> position).
+// Dots are packed into 64 bits as (replica slot << 48 | counter) through a per-store
+// ReplicaTable. With these, add, remove and lookup cost O(1) expected, and joining a delta costs
+// O(size of the delta), never a scan of the state (see joinFrom). Stores of at most kSmall
+// entries keep no index and scan linearly: a delta is usually one entry, and three small vectors
+// would cost more than they save.
 //
 // Invariants:
 //   - every dot appears in at most one entry; keyCount_ == number of distinct keys;
@@ -32,6 +33,7 @@
 #include <vector>
 
 #include "crdt/causal-context.h"
+#include "crdt/chunked-vector.h"
 #include "crdt/compact-string.h"
 #include "crdt/dot.h"
 #include "crdt/errors.h"
@@ -205,7 +207,7 @@ class DotStore {
   // Makes room for n entries in total (storage and indexes), as a fresh store growing to n would.
   void reserve(size_t n) {
     if (n <= entries_.size()) return;
-    reserveEntries(n);
+    entries_.reserve(n);
     if (n > kSmall && (!byKey_.active() || byKey_.needsGrow(n))) {
       rebuildIndexes(_::FlatIndex::capacityFor(n));
     }
@@ -299,7 +301,7 @@ class DotStore {
     const size_t capacity = _::FlatIndex::capacityFor(total);
     std::vector<uint32_t> keySlots = _::FlatIndex::emptySlots(capacity);
     std::vector<uint32_t> dotSlots = _::FlatIndex::emptySlots(capacity);
-    reserveEntries(total);
+    entries_.reserve(total);
     const size_t before = entries_.size();
     InlineVector<uint32_t> mine(b.replicas_.slotCount(), _::ReplicaTable::kNone);
     try {
@@ -415,7 +417,7 @@ class DotStore {
   }
 
   size_t memoryBytes() const {
-    size_t n = sizeof(*this) + CausalContext::heapBytes(entries_) + byKey_.memoryBytes() +
+    size_t n = sizeof(*this) + entries_.heapBytes() + byKey_.memoryBytes() +
                byDot_.memoryBytes() + replicas_.memoryBytes();
     for (const Entry& e : entries_) n += KS::heapBytes(e.key);
     return n;
@@ -502,7 +504,7 @@ class DotStore {
     uint64_t dot;  // slot << 48 | counter
   };
 
-  InlineVector<Entry> entries_;  // a one-entry store (a typical delta) allocates nothing
+  _::ChunkedVector<Entry> entries_;  // a one-entry store (a typical delta) allocates nothing
   _::FlatIndex byKey_;
   _::FlatIndex byDot_;
   _::ReplicaTable replicas_;
@@ -524,13 +526,6 @@ class DotStore {
     }
     if (newKey) ++keyCount_;
     indexNewLast(keyHash);
-  }
-
-  // Capacity for n entries, as a vector growing to n by doubling would have.
-  void reserveEntries(size_t n) {
-    size_t cap = entries_.capacity();
-    while (cap < n) cap = cap < 8 ? 8 : cap * 2;
-    entries_.reserve(cap);
   }
 
   uint64_t keyHashAt(uint32_t p) const { return KS::hashStored(entries_[p].key); }
@@ -620,17 +615,7 @@ class DotStore {
     } else if (byKey_.wantsShrink(n)) {
       rebuildIndexes(_::FlatIndex::capacityFor(n));
     }
-    // Same hysteresis as the indexes: below 3/8 load, shrink to the capacity a fresh vector
-    // growing to n would have (the next power of two), so a store that shrank looks like one
-    // built fresh; regrowing needs ~n/8 more inserts, so erase stays amortised O(1).
-    if (entries_.capacity() > 16 && n < entries_.capacity() / 8 * 3) {
-      size_t cap = 1;
-      while (cap < n) cap *= 2;
-      InlineVector<Entry> smaller;
-      smaller.reserve(cap);
-      for (Entry& e : entries_) smaller.push_back(std::move(e));
-      entries_.swap(smaller);
-    }
+    // entries_.pop_back() released storage with the same hysteresis (see ChunkedVector).
   }
 };
 
