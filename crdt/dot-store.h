@@ -171,6 +171,15 @@ class DotStore {
     insertAtSlot(k, slot, d.counter, std::move(v), newKey, keyHash);
   }
 
+  // Makes an empty store hold the one entry (k, d, v), without the general insert path: a write
+  // builds its delta this way. Preconditions: empty() and no slot ever used (a fresh store); d
+  // comes from CausalContext::nextDot (so its counter is in range).
+  void assignOne(KeyView k, Dot d, V v) {
+    const uint32_t slot = replicas_.acquireFirst(d.replica);
+    entries_.emplace_back(Entry{KS::make(k), std::move(v), pack(slot, d.counter)});
+    keyCount_ = 1;
+  }
+
   // Removes the entry with dot d, if any. Returns whether one was removed.
   bool eraseDot(Dot d) {
     uint32_t p = findDot(d);
