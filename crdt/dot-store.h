@@ -330,12 +330,10 @@ class DotStore {
       }
       throw;
     }
-    const auto n = static_cast<uint32_t>(entries_.size());
-    keyCount_ = byKey_.rebuild(
-        std::move(keySlots), n, [&](uint32_t p) { return keyHashAt(p); },
-        [&](uint32_t p, uint32_t q) { return KS::view(entries_[p].key) == KS::view(entries_[q].key); });
-    byDot_.rebuild(std::move(dotSlots), n, [&](uint32_t p) { return dotHashAt(p); },
-                   _::FlatIndex::NoSame{});
+    keyCount_ = rebuildIndexes(std::move(keySlots), std::move(dotSlots),
+                               [&](uint32_t p, uint32_t q) {
+                                 return KS::view(entries_[p].key) == KS::view(entries_[q].key);
+                               });
   }
 
   // Whether the context whose intervals per slot of b are `seen` (as in joinFrom) lacks b's
@@ -564,9 +562,20 @@ class DotStore {
   }
 
   void rebuildIndexes(size_t capacity) {
-    uint32_t n = static_cast<uint32_t>(entries_.size());
-    byKey_.rebuild(capacity, n, [&](uint32_t p) { return keyHashAt(p); });
-    byDot_.rebuild(capacity, n, [&](uint32_t p) { return dotHashAt(p); });
+    rebuildIndexes(_::FlatIndex::emptySlots(capacity), _::FlatIndex::emptySlots(capacity),
+                   _::FlatIndex::NoSame{});
+  }
+  // Indexes every entry afresh into the given empty slot arrays; returns the distinct keys
+  // counted with sameKey (see FlatIndex::rebuildBoth). Cannot fail.
+  template <typename SameKey>
+  size_t rebuildIndexes(std::vector<uint32_t>&& keySlots, std::vector<uint32_t>&& dotSlots,
+                        SameKey&& sameKey) {
+    return _::FlatIndex::rebuildBoth(
+        byKey_, std::move(keySlots), sameKey, byDot_, std::move(dotSlots),
+        static_cast<uint32_t>(entries_.size()), [&](uint32_t p) {
+          const Entry& e = entries_[p];
+          return std::pair<uint64_t, uint64_t>{KS::hashStored(e.key), mix64(e.dot)};
+        });
   }
 
   // Indexes the entry just appended at the back.
