@@ -81,6 +81,17 @@ Dot CausalContext::nextDot(ReplicaId r) const {
   return Dot{r, m + 1};
 }
 
+void CausalContext::addOther(Dot d) {
+  // Fast path: the first dot of an empty context (every mutator's delta).
+  if (origins_.empty() && d.counter != 0 && d.counter <= kMaxDotCounter) {
+    Origin& o = origins_.emplace_back();  // built in place: moving an Origin is not cheap
+    o.replica = d.replica;
+    o.intervals.push_back(Interval{d.counter, d.counter});
+    return;
+  }
+  addRange(d.replica, d.counter, d.counter);
+}
+
 CausalContext::Origin& CausalContext::findOrInsert(ReplicaId r) {
   auto it = std::lower_bound(origins_.begin(), origins_.end(), r,
                              [](const Origin& o, ReplicaId id) { return o.replica < id; });

@@ -85,14 +85,7 @@ class CausalContext {
   Dot nextDot(ReplicaId r) const;
 
   void add(Dot d) {
-    // Fast path: the first dot of an empty context (every mutator's delta).
-    if (origins_.empty() && d.counter != 0 && d.counter <= kMaxDotCounter) {
-      Origin& o = origins_.emplace_back();  // built in place: moving an Origin is not cheap
-      o.replica = d.replica;
-      o.intervals.push_back(Interval{d.counter, d.counter});
-      return;
-    }
-    // Fast path: the next dot of an origin already present (a replica's own writes).
+    // Fast path, inline: the next dot of an origin already present (a replica's own writes).
     if (Origin* o = findMutable(d.replica)) {
       Interval& last = o->intervals.back();
       if (d.counter == last.hi + 1 && d.counter <= kMaxDotCounter) {
@@ -100,7 +93,7 @@ class CausalContext {
         return;
       }
     }
-    addRange(d.replica, d.counter, d.counter);
+    addOther(d);
   }
   // Adds lo..hi (inclusive). Throws std::invalid_argument unless 1 <= lo <= hi <= kMaxDotCounter.
   void addRange(ReplicaId r, uint64_t lo, uint64_t hi);
@@ -176,6 +169,7 @@ class CausalContext {
   InlineVector<Origin> origins_;
 
   Origin& findOrInsert(ReplicaId r);
+  void addOther(Dot d);  // add() past its inline fast path
   Origin* findMutable(ReplicaId r) { return const_cast<Origin*>(find(r)); }
 };
 

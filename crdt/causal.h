@@ -88,7 +88,7 @@ class Causal {
     const uint64_t h = St::hashKey(k);  // one hash serves the probe and both inserts
     store_.prefetchWrite(h, d);         // overlaps the index misses with building the delta
     Derived delta;
-    delta.store_.insertNew(k, d, v, true, h);
+    delta.store_.assignOne(k, d, v);
     delta.ctx_.add(d);
     // Positions of the entries this write supersedes (usually 0 or 1; more after concurrency).
     uint32_t few[Store::kSmall];

@@ -20,7 +20,13 @@ class CompactString {
  public:
   CompactString() { clearBytes(); }
   explicit CompactString(std::string_view s) { assign(s); }
-  CompactString(const CompactString& o) { assign(o.view()); }
+  CompactString(const CompactString& o) {
+    if (o.isInline()) {
+      std::memcpy(bytes_, o.bytes_, sizeof(bytes_));  // the canonical form: copy it as is
+    } else {
+      assign(o.view());
+    }
+  }
   CompactString(CompactString&& o) noexcept {
     std::memcpy(bytes_, o.bytes_, sizeof(bytes_));
     o.clearBytes();
@@ -95,8 +101,12 @@ class CompactString {
   void assign(std::string_view s) {
     if (s.size() <= 15) {
       inlineForm(s, bytes_);
-      return;
+    } else {
+      assignHeap(s);
     }
+  }
+  // Out of line: keeps assign() small enough to inline for the common short key.
+  [[gnu::noinline]] void assignHeap(std::string_view s) {
     if (s.size() > UINT32_MAX) throw LimitError("key longer than 4 GiB");
     char* p = new char[s.size()];
     std::memcpy(p, s.data(), s.size());

@@ -5,12 +5,13 @@
 // for registers and flags, the key is std::monostate. A key with several entries is a key with
 // concurrent writes (several surviving dots).
 //
-// Layout: entries live in one dense vector (swap-remove on erase) and are indexed twice by
-// FlatIndex (key -> positions, dot -> position). Dots are packed into 64 bits as
-// (replica slot << 48 | counter) through a per-store ReplicaTable. With these, add, remove and
-// lookup cost O(1) expected, and joining a delta costs O(size of the delta), never a scan of the
-// state (see joinFrom). Stores of at most kSmall entries keep no index and scan linearly: a delta
-// is usually one entry, and three small vectors would cost more than they save.
+// Layout: entries live in one dense array (a ChunkedVector, which grows without copying;
+// swap-remove on erase) and are indexed twice by FlatIndex (key -> positions, dot -> position).
+// Dots are packed into 64 bits as (replica slot << 48 | counter) through a per-store
+// ReplicaTable. With these, add, remove and lookup cost O(1) expected, and joining a delta costs
+// O(size of the delta), never a scan of the state (see joinFrom). Stores of at most kSmall
+// entries keep no index and scan linearly: a delta is usually one entry, and three small vectors
+// would cost more than they save.
 //
 // Invariants:
 //   - every dot appears in at most one entry; keyCount_ == number of distinct keys;
@@ -34,6 +35,7 @@
 #include <vector>
 
 #include "crdt/causal-context.h"
+#include "crdt/chunked-vector.h"
 #include "crdt/compact-string.h"
 #include "crdt/dot.h"
 #include "crdt/errors.h"
@@ -171,6 +173,15 @@ class DotStore {
     insertAtSlot(k, slot, d.counter, std::move(v), newKey, keyHash);
   }
 
+  // Makes an empty store hold the one entry (k, d, v), without the general insert path: a write
+  // builds its delta this way. Preconditions: empty() and no slot ever used (a fresh store); d
+  // comes from CausalContext::nextDot (so its counter is in range).
+  void assignOne(KeyView k, Dot d, V v) {
+    const uint32_t slot = replicas_.acquireFirst(d.replica);
+    entries_.emplace_back(Entry{KS::make(k), std::move(v), pack(slot, d.counter)});
+    keyCount_ = 1;
+  }
+
   // Removes the entry with dot d, if any. Returns whether one was removed.
   bool eraseDot(Dot d) {
     uint32_t p = findDot(d);
@@ -207,7 +218,7 @@ class DotStore {
   // Makes room for n entries in total (storage and indexes), as a fresh store growing to n would.
   void reserve(size_t n) {
     if (n <= entries_.size()) return;
-    reserveEntries(n);
+    entries_.reserve(n);
     if (n > kSmall && (!byKey_.active() || byKey_.needsGrow(n))) {
       rebuildIndexes(_::FlatIndex::capacityFor(n));
     }
@@ -301,7 +312,7 @@ class DotStore {
     const size_t capacity = _::FlatIndex::capacityFor(total);
     std::vector<uint32_t> keySlots = _::FlatIndex::emptySlots(capacity);
     std::vector<uint32_t> dotSlots = _::FlatIndex::emptySlots(capacity);
-    reserveEntries(total);
+    entries_.reserve(total);
     const size_t before = entries_.size();
     InlineVector<uint32_t> mine(b.replicas_.slotCount(), _::ReplicaTable::kNone);
     try {
@@ -321,12 +332,10 @@ class DotStore {
       }
       throw;
     }
-    const auto n = static_cast<uint32_t>(entries_.size());
-    keyCount_ = byKey_.rebuild(
-        std::move(keySlots), n, [&](uint32_t p) { return keyHashAt(p); },
-        [&](uint32_t p, uint32_t q) { return KS::view(entries_[p].key) == KS::view(entries_[q].key); });
-    byDot_.rebuild(std::move(dotSlots), n, [&](uint32_t p) { return dotHashAt(p); },
-                   _::FlatIndex::NoSame{});
+    keyCount_ = rebuildIndexes(std::move(keySlots), std::move(dotSlots),
+                               [&](uint32_t p, uint32_t q) {
+                                 return KS::view(entries_[p].key) == KS::view(entries_[q].key);
+                               });
   }
 
   // Bulk construction, for decoders: entries are appended unindexed, then finish() builds both
@@ -504,7 +513,7 @@ class DotStore {
   }
 
   size_t memoryBytes() const {
-    size_t n = sizeof(*this) + CausalContext::heapBytes(entries_) + byKey_.memoryBytes() +
+    size_t n = sizeof(*this) + entries_.heapBytes() + byKey_.memoryBytes() +
                byDot_.memoryBytes() + replicas_.memoryBytes();
     for (const Entry& e : entries_) n += KS::heapBytes(e.key);
     return n;
@@ -591,7 +600,7 @@ class DotStore {
     uint64_t dot;  // slot << 48 | counter
   };
 
-  InlineVector<Entry> entries_;  // a one-entry store (a typical delta) allocates nothing
+  _::ChunkedVector<Entry> entries_;  // a one-entry store (a typical delta) allocates nothing
   _::FlatIndex byKey_;
   _::FlatIndex byDot_;
   _::ReplicaTable replicas_;
@@ -613,13 +622,6 @@ class DotStore {
     }
     if (newKey) ++keyCount_;
     indexNewLast(keyHash);
-  }
-
-  // Capacity for n entries, as a vector growing to n by doubling would have.
-  void reserveEntries(size_t n) {
-    size_t cap = entries_.capacity();
-    while (cap < n) cap = cap < 8 ? 8 : cap * 2;
-    entries_.reserve(cap);
   }
 
   uint64_t keyHashAt(uint32_t p) const { return KS::hashStored(entries_[p].key); }
@@ -649,9 +651,20 @@ class DotStore {
   }
 
   void rebuildIndexes(size_t capacity) {
-    uint32_t n = static_cast<uint32_t>(entries_.size());
-    byKey_.rebuild(capacity, n, [&](uint32_t p) { return keyHashAt(p); });
-    byDot_.rebuild(capacity, n, [&](uint32_t p) { return dotHashAt(p); });
+    rebuildIndexes(_::FlatIndex::emptySlots(capacity), _::FlatIndex::emptySlots(capacity),
+                   _::FlatIndex::NoSame{});
+  }
+  // Indexes every entry afresh into the given empty slot arrays; returns the distinct keys
+  // counted with sameKey (see FlatIndex::rebuildBoth). Cannot fail.
+  template <typename SameKey>
+  size_t rebuildIndexes(std::vector<uint32_t>&& keySlots, std::vector<uint32_t>&& dotSlots,
+                        SameKey&& sameKey) {
+    return _::FlatIndex::rebuildBoth(
+        byKey_, std::move(keySlots), sameKey, byDot_, std::move(dotSlots),
+        static_cast<uint32_t>(entries_.size()), [&](uint32_t p) {
+          const Entry& e = entries_[p];
+          return std::pair<uint64_t, uint64_t>{KS::hashStored(e.key), mix64(e.dot)};
+        });
   }
 
   // Indexes the entry just appended at the back.
@@ -709,17 +722,7 @@ class DotStore {
     } else if (byKey_.wantsShrink(n)) {
       rebuildIndexes(_::FlatIndex::capacityFor(n));
     }
-    // Same hysteresis as the indexes: below 3/8 load, shrink to the capacity a fresh vector
-    // growing to n would have (the next power of two), so a store that shrank looks like one
-    // built fresh; regrowing needs ~n/8 more inserts, so erase stays amortised O(1).
-    if (entries_.capacity() > 16 && n < entries_.capacity() / 8 * 3) {
-      size_t cap = 1;
-      while (cap < n) cap *= 2;
-      InlineVector<Entry> smaller;
-      smaller.reserve(cap);
-      for (Entry& e : entries_) smaller.push_back(std::move(e));
-      entries_.swap(smaller);
-    }
+    // entries_.pop_back() released storage with the same hysteresis (see ChunkedVector).
   }
 };
 

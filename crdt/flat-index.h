@@ -85,7 +85,7 @@ class FlatIndex {
     }
   }
 
-  // Caller guarantees !needsGrow(size + 1) (see rebuild).
+  // Caller guarantees !needsGrow(size + 1) (see rebuildBoth).
   void insert(uint64_t h, uint32_t pos) { insertAtHome(h & (slots_.size() - 1), tagOf(h) | pos); }
 
   // Replaces position `from` (hashed at h) by `to`, for entries that moved in the dense array.
@@ -115,61 +115,67 @@ class FlatIndex {
     slots_[i] = kNone;
   }
 
-  // The slot array of an empty index of the given capacity (a power of two), for the rebuild
-  // below; allocating it first lets a caller get every allocation done before it changes state.
+  // The slot array of an empty index of the given capacity (a power of two), for rebuildBoth;
+  // allocating it first lets a caller get every allocation done before it changes state.
   static std::vector<uint32_t> emptySlots(size_t capacity) {
     return std::vector<uint32_t>(capacity, kNone);
   }
 
-  // Passed as `same` to rebuild when duplicates need not be counted.
+  // Passed as `same` to rebuildBoth when duplicates need not be counted.
   struct NoSame {};
 
-  // Rebuilds for positions 0..n-1 at the given capacity (a power of two, with
-  // n <= capacity * 3/4).
-  template <typename HashOf>
-  void rebuild(size_t capacity, uint32_t n, HashOf&& hashOf) {
-    rebuild(emptySlots(capacity), n, hashOf, NoSame{});
-  }
-
-  // Rebuilds into `fresh` (from emptySlots) for positions 0..n-1; allocates nothing, so it
-  // cannot fail. Returns how many positions p have no earlier-inserted position q with p's
-  // hash for which same(p, q) holds: with `same` an equality of keys, the number of distinct
-  // keys (with NoSame, n).
+  // Rebuilds two indexes over the same positions 0..n-1, into `freshA` and `freshB` (from
+  // emptySlots; capacities powers of two >= n * 4/3): the dot stores index every entry by key
+  // and by dot, and one pass reads each entry once for both hashes. hashesOf(p) returns
+  // {hash in a, hash in b}. Allocates nothing, so it cannot fail. Returns how many positions p
+  // have no earlier-inserted position q with p's hash in a for which sameA(p, q) holds: with
+  // sameA an equality of keys, the number of distinct keys (with NoSame, n).
   //
-  // Positions go in in order, so the writes land on random slots of a table that may be far
+  // Positions go in in order, so the writes land on random slots of tables that may be far
   // larger than the cache. Each home slot is prefetched kAhead positions before its insert, so
   // those misses overlap instead of being paid one after another. (This replaced partitioning
   // the positions by home slot with a counting sort: four passes and 8 bytes of scratch per
   // entry, and slower in bench/.)
-  template <typename HashOf, typename Same>
-  size_t rebuild(std::vector<uint32_t>&& fresh, uint32_t n, HashOf&& hashOf, Same&& same) {
-    slots_.swap(fresh);
-    const size_t mask = slots_.size() - 1;
-    posMask_ = static_cast<uint32_t>(mask < UINT32_MAX ? mask : UINT32_MAX);
-    uint64_t ahead[kAhead];
-    for (uint32_t p = 0; p < n && p < kAhead; ++p) {
-      ahead[p] = hashOf(p);
-      prefetch(ahead[p]);
-    }
+  template <typename HashesOf, typename SameA>
+  static size_t rebuildBoth(FlatIndex& a, std::vector<uint32_t>&& freshA, SameA&& sameA,
+                            FlatIndex& b, std::vector<uint32_t>&& freshB, uint32_t n,
+                            HashesOf&& hashesOf) {
+    a.adopt(std::move(freshA));
+    b.adopt(std::move(freshB));
+    const Raw ra = a.raw(), rb = b.raw();
+    uint64_t aheadA[kAhead], aheadB[kAhead];
+    auto load = [&](uint32_t p) {
+      auto [ha, hb] = hashesOf(p);
+      __builtin_prefetch(ra.slots + (ha & ra.mask));
+      __builtin_prefetch(rb.slots + (hb & rb.mask));
+      aheadA[p % kAhead] = ha;
+      aheadB[p % kAhead] = hb;
+    };
+    for (uint32_t p = 0; p < n && p < kAhead; ++p) load(p);
     size_t firsts = 0;
     for (uint32_t p = 0; p < n; ++p) {
-      uint64_t h = ahead[p % kAhead];
-      if (p + kAhead < n) {
-        ahead[p % kAhead] = hashOf(p + kAhead);
-        prefetch(ahead[p % kAhead]);
-      }
-      firsts += insertAtHome(h & mask, tagOf(h) | p, same);
+      const uint64_t ha = aheadA[p % kAhead], hb = aheadB[p % kAhead];
+      if (p + kAhead < n) load(p + kAhead);
+      firsts += ra.insert(ha, p, sameA);
+      rb.insert(hb, p, NoSame{});
     }
     return firsts;
   }
 
  private:
-  static constexpr uint32_t kAhead = 16;  // prefetch distance of rebuild, in positions
+  static constexpr uint32_t kAhead = 16;  // prefetch distance of rebuildBoth, in positions
 
   std::vector<uint32_t> slots_;
   uint32_t posMask_ = 0;  // low bits of a slot that hold the position; the rest is the tag
 
   uint32_t tagOf(uint64_t h) const { return static_cast<uint32_t>(h >> 32) & ~posMask_; }
+
+  // Takes `fresh` (from emptySlots) as the slot array, dropping every position.
+  void adopt(std::vector<uint32_t>&& fresh) {
+    slots_.swap(fresh);
+    const size_t mask = slots_.size() - 1;
+    posMask_ = static_cast<uint32_t>(mask < UINT32_MAX ? mask : UINT32_MAX);
+  }
 
   // The slot holding position pos (present, hashed at h).
   size_t slotOf(uint64_t h, uint32_t pos) const {
@@ -179,26 +185,40 @@ class FlatIndex {
     return i;
   }
 
-  void insertAtHome(size_t i, uint32_t slot) { insertAtHome(i, slot, NoSame{}); }
-
-  // Stores slot at the first free slot from i. Returns false iff same(its position, q) held
-  // for a position q with the same tag passed on the way (every earlier position with the same
-  // hash is passed: no deletions happen during a rebuild).
-  template <typename Same>
-  bool insertAtHome(size_t i, uint32_t slot, Same&& same) {
+  // Stores slot at the first free slot from i.
+  void insertAtHome(size_t i, uint32_t slot) {
     const size_t mask = slots_.size() - 1;
-    bool first = true;
-    for (; slots_[i] != kNone; i = (i + 1) & mask) {
-      if constexpr (!std::is_same_v<std::decay_t<Same>, NoSame>) {
-        uint32_t s = slots_[i];
-        if (first && ((s ^ slot) & ~posMask_) == 0 && same(slot & posMask_, s & posMask_)) {
-          first = false;
+    while (slots_[i] != kNone) i = (i + 1) & mask;
+    slots_[i] = slot;
+  }
+
+  // The slot array and masks as plain values, for rebuildBoth's loop: a store into the slots
+  // may alias posMask_ (both uint32_t), so through the members the compiler would reload them
+  // at every step.
+  struct Raw {
+    uint32_t* slots;
+    size_t mask;
+    uint32_t posMask;
+
+    // Stores pos (hashed at h) at the first free slot from its home. Returns false iff same(pos,
+    // q) held for a position q with the same tag passed on the way (every earlier position with
+    // the same hash is passed: no deletions happen during a rebuild).
+    template <typename Same>
+    bool insert(uint64_t h, uint32_t pos, Same&& same) const {
+      const uint32_t slot = (static_cast<uint32_t>(h >> 32) & ~posMask) | pos;
+      bool first = true;
+      size_t i = h & mask;
+      for (; slots[i] != kNone; i = (i + 1) & mask) {
+        if constexpr (!std::is_same_v<std::decay_t<Same>, NoSame>) {
+          uint32_t s = slots[i];
+          if (first && ((s ^ slot) & ~posMask) == 0 && same(pos, s & posMask)) first = false;
         }
       }
+      slots[i] = slot;
+      return first;
     }
-    slots_[i] = slot;
-    return first;
-  }
+  };
+  Raw raw() { return Raw{slots_.data(), slots_.size() - 1, posMask_}; }
 };
 
 }  // namespace deltasync::crdt::_

@@ -26,6 +26,7 @@ class ReplicaTable {
   static constexpr size_t kMaxSlots = 65535;
 
   uint32_t find(ReplicaId r) const {
+    if (isLast(r)) return last_;
     if (byId_.empty()) {
       for (uint32_t s = 0; s < slots_.size(); ++s) {
         if (slots_[s].id == r && slots_[s].refs != 0) return s;
@@ -42,7 +43,7 @@ class ReplicaTable {
   // change) when 65535 replicas already have live dots here.
   uint32_t acquire(ReplicaId r) {
     // Fast path: the slot of the previous acquire (a store's writes mostly come from one replica).
-    if (last_ < slots_.size() && slots_[last_].id == r && slots_[last_].refs != 0) {
+    if (isLast(r)) {
       ++slots_[last_].refs;
       return last_;
     }
@@ -73,6 +74,13 @@ class ReplicaTable {
     }
     last_ = s;
     return s;
+  }
+
+  // acquire() for a table that has no slot yet (a write's one-entry delta): returns slot 0.
+  uint32_t acquireFirst(ReplicaId r) {
+    slots_.push_back(Slot{r, 1});
+    last_ = 0;
+    return 0;
   }
 
   // One more reference to a used slot.
@@ -111,6 +119,10 @@ class ReplicaTable {
   InlineVector<Slot> slots_;
   std::vector<std::pair<ReplicaId, uint16_t>> byId_;
   uint32_t last_ = 0;  // the slot acquire() returned last (a hint; checked before use)
+
+  bool isLast(ReplicaId r) const {
+    return last_ < slots_.size() && slots_[last_].id == r && slots_[last_].refs != 0;
+  }
 
   std::vector<std::pair<ReplicaId, uint16_t>>::iterator lowerBound(ReplicaId r) {
     return std::lower_bound(byId_.begin(), byId_.end(), r,
