@@ -30,6 +30,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -347,9 +348,9 @@ class DotStore {
   //   std::optional<DotStore> s = std::move(l).finish();  // nullopt: some dot was added twice
   class Loader {
    public:
-    // Makes room for `expected` entries (more still fit: storage grows by doubling). Callers
+    // Makes room for `expected` entries (more still fit: storage grows as for any append). Callers
     // decoding untrusted input should bound it by what the input can actually hold.
-    explicit Loader(size_t expected) { s_.reserveEntries(expected); }
+    explicit Loader(size_t expected) { s_.entries_.reserve(expected); }
 
     // The handle of replica r's slot, for add(). Throws LimitError beyond 65535 replicas.
     uint32_t writer(ReplicaId r) {
@@ -367,7 +368,8 @@ class DotStore {
       }
       // The key is made in place: a temporary moved in would be reloaded right after its bytes
       // were stored piecewise, and that store-forwarding stall cost ~10% of a decode.
-      Entry& e = s_.entries_.emplace_back();
+      s_.entries_.emplace_back();
+      Entry& e = s_.entries_.back();
       e.key.~Stored();
       try {
         new (&e.key) Stored(KS::make(k));
@@ -402,10 +404,8 @@ class DotStore {
         }
       } else {
         const size_t capacity = _::FlatIndex::capacityFor(n);
-        s_.keyCount_ = s_.byKey_.rebuild(_::FlatIndex::emptySlots(capacity), n,
-                                         [&](uint32_t p) { return s_.keyHashAt(p); }, sameKey);
-        dots = s_.byDot_.rebuild(_::FlatIndex::emptySlots(capacity), n,
-                                 [&](uint32_t p) { return s_.dotHashAt(p); }, sameDot);
+        std::tie(s_.keyCount_, dots) = s_.rebuildIndexes(_::FlatIndex::emptySlots(capacity),
+                                                         _::FlatIndex::emptySlots(capacity), sameKey, sameDot);
       }
       if (dots != n) return std::nullopt;
       return std::move(s_);
@@ -659,8 +659,14 @@ class DotStore {
   template <typename SameKey>
   size_t rebuildIndexes(std::vector<uint32_t>&& keySlots, std::vector<uint32_t>&& dotSlots,
                         SameKey&& sameKey) {
+    return rebuildIndexes(std::move(keySlots), std::move(dotSlots), sameKey, _::FlatIndex::NoSame{}).first;
+  }
+  // The same, also counting distinct dots with sameDot: returns {distinct keys, distinct dots}.
+  template <typename SameKey, typename SameDot>
+  std::pair<size_t, size_t> rebuildIndexes(std::vector<uint32_t>&& keySlots, std::vector<uint32_t>&& dotSlots,
+                                           SameKey&& sameKey, SameDot&& sameDot) {
     return _::FlatIndex::rebuildBoth(
-        byKey_, std::move(keySlots), sameKey, byDot_, std::move(dotSlots),
+        byKey_, std::move(keySlots), sameKey, byDot_, std::move(dotSlots), sameDot,
         static_cast<uint32_t>(entries_.size()), [&](uint32_t p) {
           const Entry& e = entries_[p];
           return std::pair<uint64_t, uint64_t>{KS::hashStored(e.key), mix64(e.dot)};

@@ -22,6 +22,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace deltasync::crdt::_ {
@@ -127,19 +128,19 @@ class FlatIndex {
   // Rebuilds two indexes over the same positions 0..n-1, into `freshA` and `freshB` (from
   // emptySlots; capacities powers of two >= n * 4/3): the dot stores index every entry by key
   // and by dot, and one pass reads each entry once for both hashes. hashesOf(p) returns
-  // {hash in a, hash in b}. Allocates nothing, so it cannot fail. Returns how many positions p
-  // have no earlier-inserted position q with p's hash in a for which sameA(p, q) holds: with
-  // sameA an equality of keys, the number of distinct keys (with NoSame, n).
+  // {hash in a, hash in b}. Allocates nothing, so it cannot fail. Returns, for a and for b, how
+  // many positions p have no earlier-inserted position q with p's hash for which same(p, q)
+  // holds: with an equality of keys, the number of distinct keys (with NoSame, n).
   //
   // Positions go in in order, so the writes land on random slots of tables that may be far
   // larger than the cache. Each home slot is prefetched kAhead positions before its insert, so
   // those misses overlap instead of being paid one after another. (This replaced partitioning
   // the positions by home slot with a counting sort: four passes and 8 bytes of scratch per
   // entry, and slower in bench/.)
-  template <typename HashesOf, typename SameA>
-  static size_t rebuildBoth(FlatIndex& a, std::vector<uint32_t>&& freshA, SameA&& sameA,
-                            FlatIndex& b, std::vector<uint32_t>&& freshB, uint32_t n,
-                            HashesOf&& hashesOf) {
+  template <typename HashesOf, typename SameA, typename SameB>
+  static std::pair<size_t, size_t> rebuildBoth(FlatIndex& a, std::vector<uint32_t>&& freshA, SameA&& sameA,
+                                               FlatIndex& b, std::vector<uint32_t>&& freshB, SameB&& sameB,
+                                               uint32_t n, HashesOf&& hashesOf) {
     a.adopt(std::move(freshA));
     b.adopt(std::move(freshB));
     const Raw ra = a.raw(), rb = b.raw();
@@ -152,14 +153,14 @@ class FlatIndex {
       aheadB[p % kAhead] = hb;
     };
     for (uint32_t p = 0; p < n && p < kAhead; ++p) load(p);
-    size_t firsts = 0;
+    size_t firstsA = 0, firstsB = 0;
     for (uint32_t p = 0; p < n; ++p) {
       const uint64_t ha = aheadA[p % kAhead], hb = aheadB[p % kAhead];
       if (p + kAhead < n) load(p + kAhead);
-      firsts += ra.insert(ha, p, sameA);
-      rb.insert(hb, p, NoSame{});
+      firstsA += ra.insert(ha, p, sameA);
+      firstsB += rb.insert(hb, p, sameB);
     }
-    return firsts;
+    return {firstsA, firstsB};
   }
 
  private:
