@@ -108,6 +108,19 @@ void requireUnique(const std::vector<NamedValue>& objects, const char* what) {
   }
 }
 
+// The objects or summaries of one message, n of them, each made by next(): the count limit both
+// wire forms share. `reserve` bounds the allocation by what the input can hold.
+template <typename T, typename Next>
+std::vector<T> readObjectList(uint64_t n, size_t reserve, const Limits& limits, const char* what, Next&& next) {
+  if (n > limits.maxObjectsPerMessage) {
+    throw DecodeError(std::string(what) + ": more than limits.maxObjectsPerMessage objects");
+  }
+  std::vector<T> out;
+  out.reserve(std::min<size_t>(n, reserve));
+  for (uint64_t i = 0; i < n; ++i) out.push_back(next());
+  return out;
+}
+
 void encodeObjects(const std::vector<NamedValue>& objects, capnp::List<wire::Object>::Builder out,
                    ReplicaId compactWriter = ReplicaId{}) {
   for (unsigned i = 0; i < objects.size(); ++i) {
@@ -118,15 +131,12 @@ void encodeObjects(const std::vector<NamedValue>& objects, capnp::List<wire::Obj
 
 std::vector<NamedValue> decodeObjects(capnp::List<wire::Object>::Reader in, const Limits& limits, const char* what,
                                       ReplicaId sender) {
-  if (in.size() > limits.maxObjectsPerMessage) {
-    throw DecodeError(std::string(what) + ": more than limits.maxObjectsPerMessage objects");
-  }
-  std::vector<NamedValue> out;
-  out.reserve(in.size());
-  for (auto o : in) {
+  unsigned i = 0;
+  auto out = readObjectList<NamedValue>(in.size(), in.size(), limits, what, [&] {
+    auto o = in[i++];
     std::string name = checkedName(o.getName(), limits, what);
-    out.push_back({std::move(name), decodeValueFrom(o.getValue(), limits, sender)});
-  }
+    return NamedValue{std::move(name), decodeValueFrom(o.getValue(), limits, sender)};
+  });
   requireUnique(out, what);
   return out;
 }
@@ -211,23 +221,27 @@ void encodeSummaries(const std::vector<NamedDots>& objects, capnp::List<wire::Do
 }
 
 // Offers and requests: names strictly increasing, every context valid and non-empty.
+// An offer's or request's summary: a non-empty dot set (both wire forms).
+NamedDots checkedSummary(std::string name, crdt::CausalContext dots, const char* what) {
+  if (dots.empty()) throw DecodeError(std::string(what) + ": object '" + name + "' with no dots");
+  return {std::move(name), std::move(dots)};
+}
+void requireIncreasing(const std::vector<NamedDots>& objects, const char* what) {
+  std::vector<std::string_view> names;
+  names.reserve(objects.size());
+  for (const auto& o : objects) names.push_back(o.name);
+  requireIncreasing(names, what);
+}
+
 std::vector<NamedDots> decodeSummaries(capnp::List<wire::DotSummary>::Reader in, const Limits& limits,
                                        const char* what) {
-  if (in.size() > limits.maxObjectsPerMessage) {
-    throw DecodeError(std::string(what) + ": more than limits.maxObjectsPerMessage objects");
-  }
-  std::vector<NamedDots> out;
-  out.reserve(in.size());
-  for (auto o : in) {
+  unsigned i = 0;
+  auto out = readObjectList<NamedDots>(in.size(), in.size(), limits, what, [&] {
+    auto o = in[i++];
     std::string name = checkedName(o.getName(), limits, what);
-    crdt::CausalContext dots = decodeDots(o.getDots().begin(), o.getDots().size(), limits);
-    if (dots.empty()) throw DecodeError(std::string(what) + ": object '" + name + "' with no dots");
-    out.push_back({std::move(name), std::move(dots)});
-  }
-  std::vector<std::string_view> names;
-  names.reserve(out.size());
-  for (const auto& o : out) names.push_back(o.name);
-  requireIncreasing(names, what);
+    return checkedSummary(std::move(name), decodeDots(o.getDots().begin(), o.getDots().size(), limits), what);
+  });
+  requireIncreasing(out, what);
   return out;
 }
 
@@ -333,22 +347,15 @@ unsigned char readFlag(ColumnReader& r, const char* what) {
 }
 
 std::vector<NamedDots> readSummaries(ColumnReader& r, const Limits& limits, ReplicaId sender, const char* what) {
-  uint64_t n = r.varint();
-  if (n > limits.maxObjectsPerMessage) throw DecodeError(std::string(what) + ": more than limits.maxObjectsPerMessage objects");
-  std::vector<NamedDots> out;
-  out.reserve(std::min<size_t>(n, r.remaining()));
-  for (uint64_t i = 0; i < n; ++i) {
+  const uint64_t n = r.varint();
+  auto out = readObjectList<NamedDots>(n, r.remaining(), limits, what, [&] {
     std::string name = readName(r, limits, what);
     std::string_view dots = r.raw(r.varint());
-    crdt::CausalContext c =
-        decodeDots(reinterpret_cast<const unsigned char*>(dots.data()), dots.size(), limits, sender);
-    if (c.empty()) throw DecodeError(std::string(what) + ": object '" + name + "' with no dots");
-    out.push_back({std::move(name), std::move(c)});
-  }
-  std::vector<std::string_view> names;
-  names.reserve(out.size());
-  for (const auto& o : out) names.push_back(o.name);
-  requireIncreasing(names, what);
+    return checkedSummary(std::move(name),
+                          decodeDots(reinterpret_cast<const unsigned char*>(dots.data()), dots.size(), limits, sender),
+                          what);
+  });
+  requireIncreasing(out, what);
   return out;
 }
 
@@ -363,15 +370,13 @@ Message decodeCompactEnvelope(const unsigned char* data, size_t size, const Limi
       m.sender = sender("push: sender");
       m.partial = readFlag(r, "push") != 0;
       readSeqs(r, m.base, m.fromSeq, m.toSeq, "push: sequence numbers must satisfy base <= fromSeq < toSeq");
-      uint64_t n = r.varint();
-      if (n > limits.maxObjectsPerMessage) throw DecodeError("push: more than limits.maxObjectsPerMessage objects");
-      m.objects.reserve(std::min<size_t>(n, r.remaining()));
-      for (uint64_t i = 0; i < n; ++i) {
+      const uint64_t n = r.varint();
+      m.objects = readObjectList<NamedValue>(n, r.remaining(), limits, "push", [&] {
         std::string name = readName(r, limits, "push");
         std::string_view value = r.raw(r.varint());
-        m.objects.push_back({std::move(name), decodeCompact(reinterpret_cast<const unsigned char*>(value.data()),
-                                                            value.size(), m.sender, limits)});
-      }
+        return NamedValue{std::move(name), decodeCompact(reinterpret_cast<const unsigned char*>(value.data()),
+                                                         value.size(), m.sender, limits)};
+      });
       requireUnique(m.objects, "push");
       out = std::move(m);
       break;
