@@ -155,5 +155,39 @@ TEST_CASE("ChunkedVector: reserve matches what pushing would leave; memory accou
   CHECK(one.heapBytes() == 0);  // one element stays inline
 }
 
+TEST_CASE("ChunkedVector: a large reserve is one block; popping or shrinking frees it") {
+  using V = _::ChunkedVector<uint64_t, 4>;  // head up to 16, chunks of 16
+  V v;
+  v.reserve(16 + 5 * 16);  // five chunks, as one block: consecutive in memory
+  CHECK(v.capacity() == 96);
+  for (uint64_t i = 0; i < 96; ++i) v.push_back(i);
+  for (size_t p = 16; p + 1 < 96; ++p) CHECK(&v[p + 1] == &v[p] + 1);
+  // Past the block, chunks are separate; popping frees them with the usual hysteresis.
+  for (uint64_t i = 96; i < 120; ++i) v.push_back(i);
+  CHECK(v.capacity() == 128);
+  while (v.size() > 88) v.pop_back();
+  CHECK(v.capacity() == 96);
+  // Within the block nothing is freed until the size falls below half of its 80 positions ...
+  while (v.size() > 40) v.pop_back();
+  CHECK(v.capacity() == 96);
+  CHECK(&v[33] == &v[32] + 1);
+  // ... then the elements move to separate chunks, exactly as many as they need.
+  v.pop_back();  // 39
+  CHECK(v.capacity() == 48);
+  for (uint64_t i = 0; i < 39; ++i) CHECK(v[i] == i);
+  // shrink_to_fit() frees a block with a spare chunk at once.
+  V w;
+  w.reserve(100);
+  for (uint64_t i = 0; i < 70; ++i) w.push_back(i);
+  CHECK(w.capacity() == 112);
+  w.shrink_to_fit();
+  CHECK(w.capacity() == 80);
+  for (uint64_t i = 0; i < 70; ++i) CHECK(w[i] == i);
+  // A copy of a large vector is one block too.
+  V c = w;
+  CHECK(&c[64] == &c[63] + 1);
+  CHECK(c.capacity() == 80);
+}
+
 }  // namespace
 }  // namespace deltasync::crdt
