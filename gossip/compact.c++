@@ -217,20 +217,34 @@ void encodeCausal(const T& x, size_t kind, crdt::ReplicaId implicit, ColumnWrite
   w.finish();
   writeHeader(out, kind, w, !extra.empty(), store.size());
 
+  // Entries go out by (writer, counter): then each counter is 1-2 bytes after the writer's
+  // first, and timestamps, which grow with a writer's counter, differ little from the previous
+  // entry's (store order, which follows arrival and swap-removes, made them 3-4 bytes).
+  using Store = std::decay_t<decltype(store)>;
+  struct Item {
+    size_t ref;
+    uint64_t counter;
+    std::remove_cvref_t<typename Store::KeyView> key;  // a view for strings, else a copy
+    const typename Store::Value* value;
+  };
+  std::vector<Item> items;
+  items.reserve(store.size());
+  store.forEach([&](auto key, crdt::Dot d, const auto& v) { items.push_back({w.index(d.replica), d.counter, key, &v}); });
+  std::sort(items.begin(), items.end(),
+            [](const Item& a, const Item& b) { return a.ref != b.ref ? a.ref < b.ref : a.counter < b.counter; });
   CounterColumn counters(w.size());
   TimestampWriter stamps;
-  store.forEach([&](auto key, crdt::Dot d, const auto& v) {
-    size_t ref = w.ref(out, d.replica);
-    counters.write(out, ref, d.counter);
-    writeScalar(out, key);
-    using V = std::decay_t<decltype(v)>;
-    if constexpr (std::is_same_v<V, crdt::Stamped<std::string>>) {
-      writeScalar(out, v.value);
-      stamps.write(out, v.ts);
+  for (const Item& it : items) {
+    if (w.present()) out.varint(it.ref);
+    counters.write(out, it.ref, it.counter);
+    writeScalar(out, it.key);
+    if constexpr (std::is_same_v<typename Store::Value, crdt::Stamped<std::string>>) {
+      writeScalar(out, it.value->value);
+      stamps.write(out, it.value->ts);
     } else {
-      writeScalar(out, v);
+      writeScalar(out, *it.value);
     }
-  });
+  }
   if (extra.empty()) return;
   out.varint(extra.origins().size());
   for (const auto& o : extra.origins()) {

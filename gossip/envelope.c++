@@ -250,6 +250,11 @@ Bytes toBytes(kj::ArrayPtr<const kj::byte> a) { return Bytes(a.begin(), a.end())
 // ---- the compact envelope (wire.capnp Envelope.compact) ---------------------------------------
 
 enum : unsigned char { kCompactPush = 0, kCompactAck = 1, kCompactOffer = 11, kCompactRequest = 12 };
+// Kind-byte flag: every byte after the kind byte is raw deflate (gossip/compression.h) of what
+// would otherwise follow it. Senders set it when the envelope has at least kDeflateFrom bytes
+// and deflating makes it smaller (batched entries: repeated key prefixes, digit-only values).
+constexpr unsigned char kCompactDeflated = 0x80;
+constexpr size_t kDeflateFrom = 128;
 
 // Push (when every object has a compact form), ack, offer and request travel compact.
 bool travelsCompact(const Message& m) {
@@ -360,6 +365,14 @@ std::vector<NamedDots> readSummaries(ColumnReader& r, const Limits& limits, Repl
 }
 
 Message decodeCompactEnvelope(const unsigned char* data, size_t size, const Limits& limits) {
+  if (size > 0 && (data[0] & kCompactDeflated) != 0) {
+    // Inflated no further than any message may be; the result is read as if it came so.
+    auto rest = inflateRaw(kj::arrayPtr(data + 1, size - 1), limits.maxMessageBytes - 1);
+    std::vector<unsigned char> plain(1 + rest.size());
+    plain[0] = data[0] & ~kCompactDeflated;
+    std::copy(rest.begin(), rest.end(), plain.begin() + 1);
+    return decodeCompactEnvelope(plain.data(), plain.size(), limits);
+  }
   ColumnReader r(data, size, "compact envelope");
   const unsigned char kind = r.byte();
   auto sender = [&](const char* what) { return checkedId(r.fixed64(), what); };
@@ -666,6 +679,16 @@ void encodeEnvelope(const Message& m, wire::Envelope::Builder out) {
   if (travelsCompact(m)) {
     ColumnWriter bytes;
     std::visit(CompactEncoder{bytes}, m);
+    const auto& b = bytes.bytes();
+    if (b.size() >= kDeflateFrom) {
+      auto z = deflateRaw(kj::arrayPtr(b.data() + 1, b.size() - 1));
+      if (1 + z.size() < b.size()) {
+        auto d = out.initCompact(static_cast<unsigned>(1 + z.size()));
+        d[0] = static_cast<kj::byte>(b[0] | kCompactDeflated);
+        std::copy(z.begin(), z.end(), d.begin() + 1);
+        return;
+      }
+    }
     out.setCompact(_::asData(bytes));
     return;
   }

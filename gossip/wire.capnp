@@ -373,7 +373,9 @@ struct Envelope {
     # at about half the size of their structs. Senders use it for those four kinds (a push
     # only when every object has a compact value, i.e. holds no orMap). Format (varint and
     # zigzag as above; names are varint length + bytes, with the rules of object names):
-    #   u8 kind (0 push, 1 ack, 11 offer, 12 request: the tags above), 8-byte sender (LE)
+    #   u8 kind (0 push, 1 ack, 11 offer, 12 request: the tags above; bit 7 set: every
+    #      byte after this one is raw deflate, RFC 1951, of the bytes described below, inflated
+    #      no further than Limits.maxMessageBytes), 8-byte sender (LE)
     #   push     u8 flags (bit 0: partial), varint base, varint fromSeq - base,
     #            varint toSeq - fromSeq (>= 1), varint n, n x (name, varint length,
     #            compact value: Crdt.compact's format, references 0 = the sender)

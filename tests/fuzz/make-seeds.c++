@@ -126,6 +126,12 @@ void envelopes(ReplicaId a, ReplicaId b) {
   ms.push_back(RequestMsg{b, 12, 20, {{"obj/1", few}}});
   ms.push_back(RequestMsg{b, 12, 20, {}});
   ms.push_back(DeltaPushMsg{a, 10, 12, 20, everyKind("obj/", 2, a, b), true});
+  // A batch of map writes, large enough to travel deflated (compact envelope flag 0x80).
+  Map batch;
+  for (int k = 0; k < 120; ++k) {
+    batch.join(batch.set(k % 3 ? a : b, "k" + std::to_string(k * 7), std::to_string(k), Timestamp{uint64_t(k) << 16}));
+  }
+  ms.push_back(DeltaPushMsg{a, 20, 21, 22, {{"kv", batch}}});
   for (size_t i = 0; i < ms.size(); ++i) {
     auto bytes = encodeMessage(ms[i]);
     writeBytes("envelope", int(i), bytes.data(), bytes.size());

@@ -1559,5 +1559,53 @@ TEST_CASE("envelope: the compact envelope's rules") {
   }
 }
 
+
+TEST_CASE("envelope: a large compact envelope travels deflated") {
+  // 500 entries whose keys alone take 8,500 bytes: deflated, the whole message is smaller.
+  Map m;
+  for (int i = 0; i < 500; ++i) {
+    char key[32];
+    std::snprintf(key, sizeof key, "key-number-%06d", i);
+    m.join(m.set(ReplicaId{7}, key, std::to_string(i % 10), Timestamp{uint64_t(1000 + i)}));
+  }
+  DeltaPushMsg push{ReplicaId{7}, 0, 0, 1, {}};
+  push.objects.push_back(NamedValue{"kv", Value{m}});
+  Bytes bytes = encodeMessage(push);
+  CHECK(bytes.size() < 500 * 17);
+  CHECK(decodeMessage(bytes, kLimits) == Message{push});
+
+  // The flag on a hand-made message: what follows the kind byte, deflated, reads as before.
+  ColumnWriter plain = compactPush({"x", "y"}, 1);
+  auto deflated = [&](const ColumnWriter& w) {
+    auto z = deflateRaw(kj::arrayPtr(w.bytes().data() + 1, w.size() - 1));
+    ColumnWriter out;
+    out.byte(static_cast<unsigned char>(w.bytes()[0] | 0x80));
+    out.raw(std::string_view(reinterpret_cast<const char*>(z.begin()), z.size()));
+    return out;
+  };
+  CHECK(decodeCompactEnvelope(deflated(plain)) == decodeCompactEnvelope(plain));
+  // Its rules: the inflated bytes obey every rule of the plain form; corrupt or truncated
+  // deflate data, and data that inflates beyond the message limit, are refused.
+  expectCompactEnvelopeRejected(deflated(compactPush({"x", "x"})), "push: object 'x' appears twice");
+  ColumnWriter cut;
+  {
+    ColumnWriter d = deflated(plain);
+    cut.raw(std::string_view(reinterpret_cast<const char*>(d.bytes().data()), d.size() - 2));
+  }
+  expectCompactEnvelopeRejected(cut, "compact envelope");
+  ColumnWriter garbage;
+  garbage.byte(0x80);
+  garbage.raw("\xff\xff\xff\xff");
+  expectCompactEnvelopeRejected(garbage, "zlib: corrupt or truncated compact envelope");
+  std::vector<std::string> many;
+  for (int i = 0; i < 300; ++i) many.push_back("object-" + std::to_string(100000 + i));
+  ColumnWriter big = compactPush(many);
+  ColumnWriter bigDeflated = deflated(big);
+  Limits small;  // room for the deflated message, not for what it inflates to
+  small.maxMessageBytes = bigDeflated.size() + 256;
+  REQUIRE(small.maxMessageBytes < big.size());
+  expectCompactEnvelopeRejected(bigDeflated, "zlib: compact envelope inflates beyond", small);
+}
+
 }  // namespace
 }  // namespace deltasync::gossip
