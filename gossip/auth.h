@@ -35,7 +35,8 @@ class AuthError : public std::runtime_error {
 
 // The wire protocol a node speaks; the handshake refuses any other. 2: pushes carry values in the
 // compact encoding (wire.capnp Crdt.compact), which version-1 nodes cannot read. 3: compact
-// envelopes may be deflated (kind flag 0x80), which version-2 nodes refuse.
+// envelopes may be deflated (kind flag 0x80), which version-2 nodes refuse, and compact values
+// of several entries are laid out in columns.
 inline constexpr uint32_t kProtocolVersion = 3;
 inline constexpr size_t kMinSecretBytes = 32;
 

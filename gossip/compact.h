@@ -21,16 +21,20 @@
 //     ref     writer reference: 0 = the implicit writer (the sender of the message that carries
 //             the value), i >= 1 = the writer table's i-th id. Present only if W (without a
 //             table every reference is 0 and is not written).
-//     gCounter    ref, varint count >= 1                   (entries by strictly increasing id)
-//     pnCounter   ref, varint increments, varint decrements (not both 0; increasing ids)
-//     lwwRegister ref, timestamp, value
-//     causal      ref, dot counter, key, value, [timestamp for awLwwMap]
-//       dot counter: the writer's first entry: varint counter; later ones zigzag(counter -
-//       the writer's previous counter). Counters in 1..2^48-1; no dot twice.
-//       key (orSet, awLwwMap) and value (mvRegister, awLwwMap, lwwRegister): varint length,
-//       bytes; mvRegister and ewFlag have no key, ewFlag and orSet no value.
-//       timestamp: the first one of the value: varint (ts >> 16), varint (ts & 0xffff);
-//       later ones zigzag(ts - previous ts).
+//     gCounter    per entry: ref, varint count >= 1        (entries by strictly increasing id)
+//     pnCounter   per entry: ref, varint increments, varint decrements (not both 0; increasing ids)
+//     lwwRegister ref, timestamp, value (varint length, bytes)
+//     causal      in columns, each over all entries in the same order (for one entry the bytes
+//                 are those of ref, dot counter, key, value, timestamp in a row):
+//       1. per entry: ref, dot counter. The writer's first entry: varint counter; later ones
+//          zigzag(counter - the writer's previous counter). Counters in 1..2^48-1; no dot
+//          twice. (Encoders list entries by (writer, counter), so these are mostly 1 byte.)
+//       2. keys (orSet, awLwwMap): every varint length, then every key's bytes.
+//       3. values (mvRegister, awLwwMap): every varint length, then every value's bytes.
+//          mvRegister and ewFlag have no key, ewFlag and orSet no value.
+//       4. timestamps (awLwwMap): the first varint (ts >> 16), varint (ts & 0xffff); later
+//          ones zigzag(ts - previous ts).
+//       Lengths and bytes apart compress better under the envelope's deflate.
 //   if C    the dots of the context that no entry carries: varint origins >= 1, then per
 //           origin, by strictly increasing replica id: ref, varint n >= 1 intervals, n
 //           (gap, span) pairs as in wire.capnp's CausalContext.Origin.runs.
