@@ -1,10 +1,11 @@
 // ReplicaTable: maps the replica ids of a dot store's live dots to 16-bit local slots, so a dot
 // packs into 64 bits (slot << 48 | counter) inside entries.
 //
-// Invariants: slots_[s].refs counts the entries using slot s; a slot with refs == 0 is free;
+// Invariants: slots_[s].refs counts the entries using slot s; a slot with refs == 0 is free, and
+// none is below free_;
 // byId_ is either empty (lookups scan slots_; always so while there are at most kLinear slots)
-// or lists exactly the used slots sorted by id. So the 65535-replica limit applies to replicas with live
-// dots at the same time, not to every replica ever seen. A store with one writer (every delta)
+// or lists exactly the used slots sorted by id. So the 65535-replica limit applies to replicas with
+// live dots at the same time, not to every replica ever seen. A store with one writer (every delta)
 // keeps its single slot inline and allocates nothing.
 #pragma once
 
@@ -53,8 +54,11 @@ class ReplicaTable {
       last_ = s;
       return s;
     }
-    // A new replica is rare (once per writer per store): a linear search for a free slot is fine.
-    for (s = 0; s < slots_.size() && slots_[s].refs != 0; ++s) {
+    // A new replica: the first free slot, searched from free_ (every slot below it is used). A
+    // store may get tens of thousands of writers at once (a decoded flag, maxOrigins in gossip),
+    // and searching from 0 each time made that quadratic. The search passes each used slot once
+    // between releases, so its cost is amortized O(1).
+    for (s = free_; s < slots_.size() && slots_[s].refs != 0; ++s) {
     }
     if (s == slots_.size()) {
       if (slots_.size() >= kMaxSlots) {
@@ -64,6 +68,7 @@ class ReplicaTable {
       slots_.push_back(Slot{});
     }
     slots_[s] = Slot{r, 1};
+    free_ = s + 1;
     if (!byId_.empty()) {
       byId_.insert(lowerBound(r), {r, static_cast<uint16_t>(s)});
     } else if (slots_.size() > kLinear) {
@@ -79,7 +84,7 @@ class ReplicaTable {
   // acquire() for a table that has no slot yet (a write's one-entry delta): returns slot 0.
   uint32_t acquireFirst(ReplicaId r) {
     slots_.push_back(Slot{r, 1});
-    last_ = 0;
+    last_ = 0;  // (free_ stays 0, still a lower bound: a write's delta pays no store for it)
     return 0;
   }
 
@@ -87,7 +92,9 @@ class ReplicaTable {
   void addRef(uint32_t slot) { ++slots_[slot].refs; }
 
   void release(uint32_t slot) {
-    if (--slots_[slot].refs != 0 || byId_.empty()) return;
+    if (--slots_[slot].refs != 0) return;
+    free_ = std::min(free_, slot);
+    if (byId_.empty()) return;
     byId_.erase(lowerBound(slots_[slot].id));
   }
 
@@ -119,6 +126,7 @@ class ReplicaTable {
   InlineVector<Slot> slots_;
   std::vector<std::pair<ReplicaId, uint16_t>> byId_;
   uint32_t last_ = 0;  // the slot acquire() returned last (a hint; checked before use)
+  uint32_t free_ = 0;  // no free slot below it (a lower bound for acquire()'s search)
 
   bool isLast(ReplicaId r) const {
     return last_ < slots_.size() && slots_[last_].id == r && slots_[last_].refs != 0;
