@@ -74,6 +74,26 @@ TEST_CASE("ORSet: a concurrent add wins over a remove") {
   (void)b;
 }
 
+// One writer can have two live entries of one element in a reachable state: deltas may arrive
+// out of order (the model test above allows it), and a re-add after a remove supersedes only what
+// the writer's store still held. So "one entry per (key, writer)" is no invariant of received
+// states, and decoders must not reject it (see DotStore::Loader).
+TEST_CASE("ORSet: a re-add that overtakes its remove leaves two entries of one writer") {
+  ReplicaId a{1};
+  ORSet<std::string> x, y;
+  y.join(x.add(a, "k"));
+  auto rm = x.remove("k");
+  auto again = x.add(a, "k");
+  y.join(again);  // the remove is still in flight
+  CHECK(y.store().size() == 2);
+  size_t ofA = 0;
+  y.store().forEachOfKey("k", [&](Dot d, const Empty&) { ofA += d.replica == a; });
+  CHECK(ofA == 2);
+  y.join(rm);
+  CHECK(y.store().size() == 1);
+  CHECK(x == y);
+}
+
 TEST_CASE("ORSet: copying copies (no shared context; copy, mutate, join back loses nothing)") {
   ReplicaId a{1}, b{2};
   ORSet<int> x;
