@@ -340,14 +340,37 @@ class DotStore {
   }
 
   // Bulk construction, for decoders: entries are appended unindexed, then finish() builds both
-  // indexes once over all of them (as joinFrom's bulk path does) and checks that no dot repeats.
-  // One probe per entry into a growing table cost several times more (random misses and
-  // rehashes). Until finish() the store is not observable, so its invariants are not needed.
+  // indexes once over all of them (as joinFrom's bulk path does), checks that no dot repeats and
+  // that no key has more than a given number of entries. One probe per entry into a growing
+  // table cost several times more (random misses and rehashes). Until finish() the store is not
+  // observable, so its invariants are not needed.
   //
   //   Loader l(expected);  uint32_t w = l.writer(r);  l.add(w, counter, key, value); ...
-  //   std::optional<DotStore> s = std::move(l).finish();  // nullopt: some dot was added twice
+  //   auto s = std::move(l).finish(maxPerKey);  // a DotStore, or the Fault found
+  //
+  // finish() costs O(n + r log r) expected for n entries of which r share their key with an
+  // earlier one, whatever the input (decoders feed it hostile input):
+  //   - every entry of one key hashes alike, so a key's entries form one probe cluster, and
+  //     inserting them one by one walks that cluster once per entry: quadratic (40k entries
+  //     under one key took ~0.9 s to decode). finish() leaves a key's later entries out of the
+  //     first pass (FlatIndex::Defer) and inserts each key's group with one walk (insertRun);
+  //   - a repeated dot is left out the same way, so repeats cannot build a cluster either.
+  // The entries per key, and the sum over keys of m(m-1)/2 for m entries (what inserting them one
+  // by one costs beyond one step each), are bounded by the caller (gossip: Limits::
+  // maxEntriesPerKey, maxSameKeyPairs) because after decoding, local operations on the store
+  // (joins, strip, writes, index rebuilds) still walk a key's cluster per entry they insert.
+  // Several entries of one key from one writer are accepted: received states can hold them (a
+  // re-add that overtakes its remove; tests/crdt/or-set-test.c++), so they are no sign of a
+  // hostile peer, and rejecting them would reject honest states.
   class Loader {
    public:
+    // Why finish() returned no store.
+    enum class Fault {
+      kRepeatedDot,     // some dot was added twice
+      kKeyOverLimit,    // some key has more than maxPerKey entries
+      kPairsOverLimit,  // the keys' m(m-1)/2 for m entries sum to more than maxPairs
+    };
+
     // Makes room for `expected` entries (more still fit: storage grows as for any append). Callers
     // decoding untrusted input should bound it by what the input can actually hold.
     explicit Loader(size_t expected) { s_.entries_.reserve(expected); }
@@ -383,36 +406,63 @@ class DotStore {
       s_.replicas_.addRef(writer);
     }
 
-    // The store, indexed (when larger than kSmall) with its distinct keys counted; nullopt if
-    // a dot was added twice.
-    std::optional<DotStore> finish() && {
+    // The store, indexed (when larger than kSmall) with its distinct keys counted, or the first
+    // fault found.
+    std::variant<DotStore, Fault> finish(size_t maxPerKey = SIZE_MAX,
+                                         uint64_t maxPairs = UINT64_MAX) && {
       for (uint32_t slot : held_) s_.replicas_.release(slot);
       const auto n = static_cast<uint32_t>(s_.entries_.size());
       const auto& e = s_.entries_;
       auto sameKey = [&](uint32_t p, uint32_t q) { return KS::view(e[p].key) == KS::view(e[q].key); };
       auto sameDot = [&](uint32_t p, uint32_t q) { return e[p].dot == e[q].dot; };
-      size_t dots = n;
+      uint64_t pairs = 0;  // entries p, q < p of one key
       if (n <= kSmall) {
         s_.keyCount_ = 0;
         for (uint32_t p = 0; p < n; ++p) {
-          bool newKey = true;
+          size_t ofKey = 1;
           for (uint32_t q = 0; q < p; ++q) {
-            newKey = newKey && !sameKey(p, q);
-            if (sameDot(p, q)) return std::nullopt;
+            ofKey += sameKey(p, q);
+            if (sameDot(p, q)) return Fault::kRepeatedDot;
           }
-          s_.keyCount_ += newKey;
+          if (ofKey > maxPerKey) return Fault::kKeyOverLimit;
+          pairs += ofKey - 1;
+          s_.keyCount_ += ofKey == 1;
         }
-      } else {
-        const size_t capacity = _::FlatIndex::capacityFor(n);
-        std::tie(s_.keyCount_, dots) = s_.rebuildIndexes(_::FlatIndex::emptySlots(capacity),
-                                                         _::FlatIndex::emptySlots(capacity), sameKey, sameDot);
+        if (pairs > maxPairs) return Fault::kPairsOverLimit;
+        return std::move(s_);
       }
-      if (dots != n) return std::nullopt;
+      std::vector<std::pair<uint32_t, uint32_t>> later;  // (first entry of a key, later entry)
+      const size_t capacity = _::FlatIndex::capacityFor(n);
+      auto [keys, dots] = s_.rebuildIndexes(
+          _::FlatIndex::emptySlots(capacity), _::FlatIndex::emptySlots(capacity),
+          _::FlatIndex::defer(sameKey, [&](uint32_t p, uint32_t q) { noteLater(later, q, p); }),
+          _::FlatIndex::defer(sameDot, [](uint32_t, uint32_t) {}));
+      if (dots != n) return Fault::kRepeatedDot;
+      s_.keyCount_ = keys;
+      // Each key's later entries, in position order (as inserting them one by one would place
+      // them), after its first.
+      std::sort(later.begin(), later.end());
+      for (size_t g = 0, end; g < later.size(); g = end) {
+        for (end = g + 1; end < later.size() && later[end].first == later[g].first;) ++end;
+        const uint64_t m = end - g + 1;
+        if (m > maxPerKey) return Fault::kKeyOverLimit;
+        pairs += m * (m - 1) / 2;
+        if (pairs > maxPairs) return Fault::kPairsOverLimit;
+        s_.byKey_.insertRun(s_.keyHashAt(later[g].first), end - g,
+                            [&](size_t k) { return later[g + k].second; });
+      }
       return std::move(s_);
     }
 
    private:
     using Stored = typename KS::Stored;
+
+    // Out of line and cold: inlined into the index rebuild's probe loop, the vector's growth
+    // code cost ~4 instructions per entry of a decode that never calls it (callgrind).
+    [[gnu::cold, gnu::noinline]] static void noteLater(std::vector<std::pair<uint32_t, uint32_t>>& later,
+                                                        uint32_t first, uint32_t p) {
+      later.emplace_back(first, p);
+    }
 
     [[noreturn, gnu::cold]] void badAdd(uint64_t counter) const {
       if (counter == 0 || counter > kMaxDotCounter) {

@@ -125,12 +125,45 @@ class FlatIndex {
   // Passed as `same` to rebuildBoth when duplicates need not be counted.
   struct NoSame {};
 
+  // Passed as `same` to rebuildBoth to leave repeats out instead of inserting them: a position p
+  // for which same(p, q) holds for an earlier-inserted q with p's hash is not inserted, and
+  // repeat(p, q) is called with the first such q (the first of p's equals in probe order, since
+  // repeats are never inserted; with an equality of keys, the first entry of p's key). The
+  // caller inserts them afterwards with insertRun, grouped by q. Why: inserting m positions of one
+  // hash one by one walks their cluster m times (each walk ends past all earlier ones), which is
+  // quadratic for a key with many entries; a run walks it once. The walk of a left-out position
+  // also stops at q instead of at the cluster's end.
+  template <typename Same, typename Repeat>
+  struct Defer {
+    Same same;
+    Repeat repeat;
+  };
+  template <typename Same, typename Repeat>
+  static Defer<Same, Repeat> defer(Same same, Repeat repeat) {
+    return {std::move(same), std::move(repeat)};
+  }
+
+  // Inserts positions posAt(0), ..., posAt(count - 1), all hashed at h, with one walk from h's
+  // home slot: the k-th lands on the k-th free slot, as inserting them one by one would put them.
+  // Caller guarantees !needsGrow(size + count).
+  template <typename PosAt>
+  void insertRun(uint64_t h, size_t count, PosAt&& posAt) {
+    const size_t mask = slots_.size() - 1;
+    const uint32_t tag = tagOf(h);
+    size_t i = h & mask;
+    for (size_t k = 0; k < count; ++k) {
+      while (slots_[i] != kNone) i = (i + 1) & mask;
+      slots_[i] = tag | posAt(k);
+    }
+  }
+
   // Rebuilds two indexes over the same positions 0..n-1, into `freshA` and `freshB` (from
   // emptySlots; capacities powers of two >= n * 4/3): the dot stores index every entry by key
   // and by dot, and one pass reads each entry once for both hashes. hashesOf(p) returns
-  // {hash in a, hash in b}. Allocates nothing, so it cannot fail. Returns, for a and for b, how
-  // many positions p have no earlier-inserted position q with p's hash for which same(p, q)
-  // holds: with an equality of keys, the number of distinct keys (with NoSame, n).
+  // {hash in a, hash in b}. Allocates nothing itself, so it fails only if a Defer's repeat does.
+  // Returns, for a and for b, how many positions p have no earlier-inserted position q with p's
+  // hash for which same(p, q) holds: with an equality of keys, the number of distinct keys (with
+  // NoSame, n; with Defer, the positions inserted).
   //
   // Positions go in in order, so the writes land on random slots of tables that may be far
   // larger than the cache. Each home slot is prefetched kAhead positions before its insert, so
@@ -203,14 +236,21 @@ class FlatIndex {
 
     // Stores pos (hashed at h) at the first free slot from its home. Returns false iff same(pos,
     // q) held for a position q with the same tag passed on the way (every earlier position with
-    // the same hash is passed: no deletions happen during a rebuild).
+    // the same hash is passed: no deletions happen during a rebuild). With a Defer, such a pos is
+    // handed to its repeat instead of stored.
     template <typename Same>
     bool insert(uint64_t h, uint32_t pos, Same&& same) const {
       const uint32_t slot = (static_cast<uint32_t>(h >> 32) & ~posMask) | pos;
       bool first = true;
       size_t i = h & mask;
       for (; slots[i] != kNone; i = (i + 1) & mask) {
-        if constexpr (!std::is_same_v<std::decay_t<Same>, NoSame>) {
+        if constexpr (IsDefer<std::decay_t<Same>>::value) {
+          uint32_t s = slots[i];
+          if (__builtin_expect(((s ^ slot) & ~posMask) == 0 && same.same(pos, s & posMask), 0)) {
+            same.repeat(pos, s & posMask);
+            return false;
+          }
+        } else if constexpr (!std::is_same_v<std::decay_t<Same>, NoSame>) {
           uint32_t s = slots[i];
           if (first && ((s ^ slot) & ~posMask) == 0 && same(pos, s & posMask)) first = false;
         }
@@ -219,6 +259,10 @@ class FlatIndex {
       return first;
     }
   };
+  template <typename T>
+  struct IsDefer : std::false_type {};
+  template <typename Same, typename Repeat>
+  struct IsDefer<Defer<Same, Repeat>> : std::true_type {};
   Raw raw() { return Raw{slots_.data(), slots_.size() - 1, posMask_}; }
 };
 

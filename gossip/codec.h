@@ -1,10 +1,12 @@
 // crdt/ values <-> gossip/wire.capnp, validating on decode.
 //
-// Decoders treat their input as hostile: every count, length, id (never 0) and dot is checked against
-// gossip/limits.h and against the CRDT's invariants (a store's dots lie inside its context, no
-// dot twice, counters in 1..2^48-1, ids strictly increasing, column kinds as expected, columns
-// consumed exactly) before the value is returned. A violation throws DecodeError naming what was
-// wrong; the decoded value is built on the side, so nothing is applied to any state.
+// Decoders treat their input as hostile: every count, length, id (never 0) and dot is checked
+// against gossip/limits.h and against the CRDT's invariants (a store's dots lie inside its context,
+// no dot twice, counters in 1..2^48-1, ids strictly increasing, column kinds as expected, columns
+// consumed exactly; entries under one key within limits.maxEntriesPerKey and maxSameKeyPairs)
+// before the value is returned, in time linear in the input whatever its keys (see
+// DotStore::Loader). A violation throws DecodeError naming what was wrong; the decoded value is
+// built on the side, so nothing is applied to any state.
 //
 // Include this header only where messages are built or read: it pulls in generated capnp code.
 #pragma once
@@ -205,6 +207,25 @@ void encodeStore(const crdt::DotStore<K, V>& s, wire::DotStore::Builder out) {
                     std::to_string(d.counter) + ") of the store is not in the context");
 }
 
+// The store a Loader built, or a DecodeError (located by `at`) naming its fault. Both encodings
+// end a dot store's decoding here, so both enforce the same rules (see DotStore::Loader).
+template <typename K, typename V>
+crdt::DotStore<K, V> finishLoad(typename crdt::DotStore<K, V>::Loader&& load, const Limits& limits,
+                                const ColumnReader& at) {
+  using Fault = typename crdt::DotStore<K, V>::Loader::Fault;
+  auto r = std::move(load).finish(limits.maxEntriesPerKey, limits.maxSameKeyPairs);
+  if (auto* store = std::get_if<crdt::DotStore<K, V>>(&r)) return std::move(*store);
+  switch (std::get<Fault>(r)) {
+    case Fault::kRepeatedDot:
+      at.fail("the same dot appears twice");
+    case Fault::kKeyOverLimit:
+      at.fail("more than limits.maxEntriesPerKey entries under one key");
+    case Fault::kPairsOverLimit:
+      break;
+  }
+  at.fail("more than limits.maxSameKeyPairs pairs of entries under a shared key");
+}
+
 // With ctx, also checks that every dot lies in *ctx (decodeCausal), entry by entry while the
 // dot is at hand instead of in a second pass over the store.
 template <typename K, typename V>
@@ -280,9 +301,7 @@ crdt::DotStore<K, V> decodeStore(wire::DotStore::Reader in, const Limits& limits
   for (const Writer& w : writers) {
     if (!w.used) throw DecodeError("dot store: a listed writer has no entry");
   }
-  std::optional<crdt::DotStore<K, V>> store = std::move(load).finish();
-  if (!store) dots.fail("the same dot appears twice");
-  return std::move(*store);
+  return finishLoad<K, V>(std::move(load), limits, dots);
 }
 
 // Nested stores of ORMap: a DotStore or another ORMapStore, chosen by the static type.

@@ -288,17 +288,22 @@ template <typename T>
 T decodeCausal(ColumnReader& in, WriterRefs& w, uint64_t count, bool hasContext, const Limits& limits) {
   using K = typename T::Store::Key;
   using StoreValue = typename T::Store::Value;
-  crdt::DotStore<K, StoreValue> store;
   // Every entry takes at least one byte, so the bytes bound what may be reserved; and never
-  // more than kMaxReserve for a count nobody has checked yet.
+  // more than kMaxReserve for a count nobody has checked yet. Entries go into a Loader, as in
+  // the column decoder, so both encodings index them alike and enforce the same rules.
   const size_t reserve = std::min<size_t>({count, in.remaining(), kMaxReserve});
-  store.reserve(reserve);
+  typename T::Store::Loader load(reserve);
+  std::vector<uint32_t> slots(w.size(), UINT32_MAX);  // load's handle per writer reference
+  std::vector<uint32_t> writers;                      // load's handle per entry
+  writers.reserve(reserve);
   std::vector<crdt::Dot> dots;
   dots.reserve(reserve);
   CounterColumn counters(w.size());
   for (uint64_t i = 0; i < count; ++i) {
     size_t ref = w.read(in);
     dots.push_back(crdt::Dot{w.id(ref), counters.read(in, ref)});
+    if (slots[ref] == UINT32_MAX) slots[ref] = load.writer(dots.back().replica);
+    writers.push_back(slots[ref]);
   }
   const auto keys = readStrings<K>(in, count, reserve, limits.maxKeyBytes, "key");
   using Scalar = std::conditional_t<std::is_same_v<StoreValue, crdt::Stamped<std::string>>, std::string, StoreValue>;
@@ -312,9 +317,9 @@ T decodeCausal(ColumnReader& in, WriterRefs& w, uint64_t count, bool hasContext,
     } else {
       value = stringAt<StoreValue>(values, i);
     }
-    if (store.containsDot(dots[i])) in.fail("the same dot appears twice");
-    store.insertNew(stringAt<K>(keys, i), dots[i], std::move(value));
+    load.add(writers[i], dots[i].counter, stringAt<K>(keys, i), std::move(value));
   }
+  auto store = _::finishLoad<K, StoreValue>(std::move(load), limits, in);
   // The context from the entries' dots, added in dot order: entries may come in any order, and
   // adding out of order would shift intervals (quadratic in the entries).
   std::sort(dots.begin(), dots.end(), [](crdt::Dot a, crdt::Dot b) {

@@ -17,6 +17,17 @@ struct Limits {
   // Per decoded value.
   uint32_t maxEntries = 16u << 20;        // dot-store entries, counter entries
   uint32_t maxOrigins = 65535;            // origins of one causal context / writers of one store
+  // Entries under one key of one dot store (for flags and registers: of the whole store). A key
+  // has one entry per concurrent write not yet superseded, so real stores stay near their
+  // writer count: a presence flag enabled concurrently by every node of a 1000-node cluster has
+  // 1000. Decoding is linear whatever the keys, but afterwards local operations (joins, strip,
+  // writes) walk a key's entries, one probe cluster, once per entry of that key they insert:
+  // m entries under a key cost ~m^2/2 steps. So both the entries of one key and the sum of
+  // m(m-1)/2 over a store's keys are bounded: 4096 and 2^24 keep a joined value's cost within
+  // ~2e7 probe steps (at the defaults, a value can have two keys of 4096 entries, or any number of
+  // keys of two).
+  uint32_t maxEntriesPerKey = 4096;
+  uint64_t maxSameKeyPairs = uint64_t{1} << 24;
   uint32_t maxIntervalsPerOrigin = 1u << 20;
   size_t maxKeyBytes = 64 << 10;
   size_t maxValueBytes = 1 << 20;

@@ -26,10 +26,9 @@ T roundTrip(const T& x, void (*enc)(const T&, typename Wire::Builder), Dec dec) 
 }
 
 template <typename T>
-T roundTripCausal(const T& x) {
-  return roundTrip<wire::CausalState>(x, &encodeCausal<T>, [](wire::CausalState::Reader r) {
-    return decodeCausal<T>(r, kLimits);
-  });
+T roundTripCausal(const T& x, const Limits& limits = kLimits) {
+  return roundTrip<wire::CausalState>(
+      x, &encodeCausal<T>, [&](wire::CausalState::Reader r) { return decodeCausal<T>(r, limits); });
 }
 
 // == looks the left side's entries up in the right side's indexes: check decoded values as both.
@@ -396,6 +395,120 @@ TEST_CASE("codec: the bulk path rejects what the entry-by-entry checks did") {
   store.setValueKind(wire::ScalarKind::NONE);
   CHECK_THROWS_WITH_AS(decodeCausal<ORSet<int64_t>>(root.asReader(), kLimits),
                        doctest::Contains("truncated varint"), DecodeError);
+}
+
+// --- Keys with many entries (DotStore::Loader, Limits::maxEntriesPerKey). ---
+
+// The join of `writers` concurrent writes of one key, each by its own replica: a reachable state
+// with that many entries under the key (plus, for sets and maps, a second key of one entry).
+template <typename T, typename Write>
+T concurrentWrites(uint32_t writers, Write write) {
+  T all;
+  for (uint32_t i = 0; i < writers; ++i) {
+    T own;
+    all.join(write(own, ReplicaId{1000 + i}, i));
+  }
+  return all;
+}
+
+template <typename T, typename Write>
+void checkKeyLimit(Write write) {
+  // 2 and 20: below and above DotStore::kSmall (the unindexed and the indexed finish()).
+  for (uint32_t limit : {2u, 20u}) {
+    CAPTURE(limit);
+    Limits tight = kLimits;
+    tight.maxEntriesPerKey = limit;
+    const T at = concurrentWrites<T>(limit, write);
+    CHECK(equalBothWays(roundTripCausal(at, tight), at));
+    const T over = concurrentWrites<T>(limit + 1, write);
+    CHECK_THROWS_WITH_AS(
+        roundTripCausal(over, tight),
+        doctest::Contains("more than limits.maxEntriesPerKey entries under one key"), DecodeError);
+    CHECK(equalBothWays(roundTripCausal(over), over));
+    // The same by pairs: `at` has limit(limit-1)/2 pairs of entries under its key, `over` more.
+    Limits fewPairs = kLimits;
+    fewPairs.maxSameKeyPairs = uint64_t{limit} * (limit - 1) / 2;
+    CHECK(equalBothWays(roundTripCausal(at, fewPairs), at));
+    CHECK_THROWS_WITH_AS(roundTripCausal(over, fewPairs),
+                         doctest::Contains("more than limits.maxSameKeyPairs pairs"), DecodeError);
+  }
+}
+
+TEST_CASE(
+    "codec: a key with more than limits.maxEntriesPerKey entries is rejected, in every kind") {
+  checkKeyLimit<EWFlag>([](EWFlag& f, ReplicaId r, uint32_t) { return f.enable(r); });
+  checkKeyLimit<MVRegister<std::string>>([](MVRegister<std::string>& m, ReplicaId r, uint32_t i) {
+    return m.write(r, std::to_string(i));
+  });
+  checkKeyLimit<ORSet<int64_t>>([](ORSet<int64_t>& s, ReplicaId r, uint32_t i) {
+    auto d = s.add(r, 42);
+    if (i == 0) d.join(s.add(r, 43));
+    return d;
+  });
+  checkKeyLimit<AWLWWMap<std::string, int64_t>>(
+      [](AWLWWMap<std::string, int64_t>& m, ReplicaId r, uint32_t i) {
+        auto d = m.set(r, "k", i, Timestamp{i});
+        if (i == 0) d.join(m.set(r, "other", i, Timestamp{i}));
+        return d;
+      });
+}
+
+// A flag enabled by `writers` replicas concurrently, built with a Loader (joining that many
+// deltas one by one walks the flag's one probe cluster per delta).
+EWFlag flagOf(uint32_t writers) {
+  DotStore<std::monostate>::Loader load(writers);
+  CausalContext ctx;
+  for (uint32_t i = 0; i < writers; ++i) {
+    load.add(load.writer(ReplicaId{1000 + i}), 1, std::monostate{}, Empty{});
+    ctx.add(Dot{ReplicaId{1000 + i}, 1});
+  }
+  return EWFlag::fromParts(std::get<DotStore<std::monostate>>(std::move(load).finish()),
+                           std::move(ctx));
+}
+
+// A flag enabled concurrently by 1000 nodes (a presence flag of a 1000-node cluster) is far below
+// the default limits; one with an entry per writer the limits allow (maxOrigins) is above them.
+TEST_CASE("codec: the default limits admit a 1000-node flag and bound a 65535-writer one") {
+  const EWFlag thousand = flagOf(1000);
+  CHECK(thousand == concurrentWrites<EWFlag>(
+                        1000, [](EWFlag& f, ReplicaId r, uint32_t) { return f.enable(r); }));
+  CHECK(roundTripCausal(thousand) == thousand);
+  const EWFlag atLimit = flagOf(kLimits.maxEntriesPerKey);
+  CHECK(roundTripCausal(atLimit) == atLimit);
+  const EWFlag most = flagOf(kLimits.maxOrigins);
+  CHECK_THROWS_WITH_AS(roundTripCausal(most), doctest::Contains("limits.maxEntriesPerKey"),
+                       DecodeError);
+  // Raised deliberately, the limits admit it: decoding is linear either way (before the Loader
+  // grouped a key's entries, this decode walked a cluster of up to 65535 slots per entry).
+  Limits raised = kLimits;
+  raised.maxEntriesPerKey = kLimits.maxOrigins;
+  raised.maxSameKeyPairs = UINT64_MAX;
+  CHECK(roundTripCausal(most, raised) == most);
+}
+
+// One dot repeated many times: rejected without building a probe cluster of the repeats.
+TEST_CASE("codec: a dot repeated in every entry is rejected") {
+  capnp::MallocMessageBuilder mb;
+  auto root = mb.initRoot<wire::CausalState>();
+  auto origin = root.initContext().initOrigins(1)[0];
+  origin.setReplica(5);
+  origin.setRuns(Bytes{0, 0}.data());
+  auto store = root.initStore();
+  const uint32_t n = 50000;
+  store.setCount(n);
+  store.initWriters(1).set(0, 5);
+  ColumnWriter dots, keys;
+  for (uint32_t i = 0; i < n; ++i) {
+    dots.varint(0);
+    dots.varint(zigzag(i == 0 ? 1 : 0));
+    keys.varint(zigzag(1));  // elements 1, 2, 3, ...
+  }
+  store.setDots(_::asData(dots));
+  store.setKeyKind(wire::ScalarKind::INT64);
+  store.setKeys(_::asData(keys));
+  store.setValueKind(wire::ScalarKind::NONE);
+  CHECK_THROWS_WITH_AS(decodeCausal<ORSet<int64_t>>(root.asReader(), kLimits),
+                       doctest::Contains("the same dot appears twice"), DecodeError);
 }
 
 // --- Negative tests: one per validation rule, on hand-built messages. ---

@@ -1297,6 +1297,66 @@ TEST_CASE("compact: validation rules") {
   }
 }
 
+// A causal value of the given kind (3 mvRegister .. 6 awLwwMap) with `writers` entries under one
+// key, one per writer (ids 100, 101, ...; counter 1): concurrent writes, a reachable value.
+ColumnWriter compactOneKey(unsigned kind, uint32_t writers) {
+  ColumnWriter w;
+  w.byte(static_cast<unsigned char>(kind | 0x08));  // with a writer table
+  w.varint(writers);
+  for (uint32_t i = 0; i < writers; ++i) w.fixed64(100 + i);
+  w.varint(writers);
+  for (uint32_t i = 0; i < writers; ++i) {
+    w.varint(i + 1);  // writer reference
+    w.varint(1);      // dot counter
+  }
+  auto strings = [&](const char* s) {  // a column of `writers` copies of s
+    for (uint32_t i = 0; i < writers; ++i) w.varint(std::strlen(s));
+    for (uint32_t i = 0; i < writers; ++i) w.raw(s);
+  };
+  if (kind == 5 || kind == 6) strings("k");
+  if (kind == 3 || kind == 6) strings("v");
+  if (kind == 6) {
+    w.varint(1);
+    w.varint(0);
+    for (uint32_t i = 1; i < writers; ++i) w.varint(zigzag(0));
+  }
+  return w;
+}
+
+TEST_CASE("compact: too many entries under one key are rejected, in every kind") {
+  for (unsigned kind = 3; kind <= 6; ++kind) {
+    for (uint32_t limit : {2u, 20u}) {  // both sides of DotStore::kSmall
+      CAPTURE(kind);
+      CAPTURE(limit);
+      Limits tight = kLimits;
+      tight.maxEntriesPerKey = limit;
+      const Value at = fromCompact(compactOneKey(kind, limit).bytes(), ReplicaId{7}, tight);
+      CHECK(at.index() == kind);
+      expectCompactRejected(compactOneKey(kind, limit + 1),
+                            "more than limits.maxEntriesPerKey entries under one key", ReplicaId{7},
+                            tight);
+      Limits fewPairs = kLimits;
+      fewPairs.maxSameKeyPairs = uint64_t{limit} * (limit - 1) / 2;
+      CHECK(fromCompact(compactOneKey(kind, limit).bytes(), ReplicaId{7}, fewPairs) == at);
+      expectCompactRejected(compactOneKey(kind, limit + 1),
+                            "more than limits.maxSameKeyPairs pairs", ReplicaId{7}, fewPairs);
+    }
+  }
+  // At maxOrigins writers (the most one value may have), the default limit rejects.
+  expectCompactRejected(compactOneKey(4, kLimits.maxOrigins), "limits.maxEntriesPerKey");
+}
+
+TEST_CASE("compact: a dot repeated in every entry is rejected") {
+  ColumnWriter w;
+  w.byte(0x05);  // orSet, implicit writer only
+  const uint32_t n = 50000;
+  w.varint(n);
+  for (uint32_t i = 0; i < n; ++i) w.varint(i == 0 ? 1 : zigzag(0));  // counter 1, then again
+  for (uint32_t i = 0; i < n; ++i) w.varint(1 + (i >= 10) + (i >= 100) + (i >= 1000) + (i >= 10000));
+  for (uint32_t i = 0; i < n; ++i) w.raw(std::to_string(i));  // keys 0, 1, 2, ...
+  expectCompactRejected(w, "the same dot appears twice");
+}
+
 TEST_CASE("compact: entries in any dot order; the context's limits count every dot and origin") {
   // An OR-set of the sender (7) with n entries whose dots run downwards: 2n-1, 2n-3, ..., 1.
   auto descending = [](uint64_t n) {
