@@ -4,6 +4,7 @@
 #include <string_view>
 #include <utility>
 
+#include "gossip/compact.h"
 #include "gossip/envelope.h"
 #include "gossip/split.h"
 
@@ -90,7 +91,8 @@ Value& Engine::objectOfKind(const std::string& name, size_t kind) {
 
 void Engine::append(ReplicaId origin, const std::string& name, Value delta) {
   if (onChange_) onChange_(name);
-  size_t bytes = encodedSize(delta) + name.size();
+  // As the delta travels in our pushes: compact, with us as the implied writer.
+  size_t bytes = wireSize(delta, self_) + name.size();
   log_.push_back(LogEntry{seq_++, origin, name, std::move(delta), bytes});
   if (log_.size() > config_.maxLogEntries) {
     log_.pop_front();

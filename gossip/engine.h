@@ -198,7 +198,7 @@ class Engine {
     ReplicaId origin;  // 0: local
     std::string name;
     Value delta;
-    size_t bytes;  // estimated encoded size
+    size_t bytes;  // estimated size in a push: the compact encoding (wireSize) plus the name
   };
   using DotsByName = std::map<std::string, crdt::CausalContext>;
   struct Peer {
