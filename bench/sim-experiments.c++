@@ -6,8 +6,8 @@
 //                           [--kind=counter|set]  (a set add takes the offer/request path)
 //   sim-experiments mesh    15-node partial mesh: BP+RR with lazy offers, eager BP+RR, classic
 //                           delta, state shipping
-//   sim-experiments sets    [--ops-per-round=100] [--offers=1]  8 replicas, 10,000 sets over
-//                           1,000 keys, fan-out 2: bytes per operation until converged
+//   sim-experiments sets    [--ops-per-round=100] [--offers=1] [--seed=88]  8 replicas, 10,000
+//                           sets over 1,000 keys, fan-out 2: bytes per operation until converged
 //   sim-experiments detect  [--nodes=1000] [--crashes=20]  time until a crash is down everywhere
 //   sim-experiments idle    [--nodes=1000]  bytes per second per node of an idle cluster
 //   sim-experiments all     everything above with defaults (rounds also at N = 10000, static)
@@ -210,7 +210,7 @@ void sets(const Args& a) {
   const auto perRound = static_cast<size_t>(std::stoul(a.get("ops-per-round", "100")));
   SimConfig cfg;
   cfg.nodes = 8;
-  cfg.seed = 88;
+  cfg.seed = std::stoull(a.get("seed", "88"));
   cfg.chords = 8;  // with 8 nodes: (nearly) a full mesh
   cfg.engine.fanout = 2;
   engineOptions(a, cfg.engine);
