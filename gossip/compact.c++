@@ -157,11 +157,12 @@ std::vector<std::string_view> readStrings(ColumnReader& in, uint64_t count, size
   }
   return out;
 }
-// The i-th string of a readStrings column as T.
+// The i-th string of a readStrings column: a view for T = std::string (no copy: keys go
+// straight into the store's own key storage), else T's one value.
 template <typename T>
-T stringAt(const std::vector<std::string_view>& column, size_t i) {
+auto viewAt(const std::vector<std::string_view>& column, size_t i) {
   if constexpr (std::is_same_v<T, std::string>) {
-    return std::string(column[i]);
+    return column[i];
   } else {
     return T{};
   }
@@ -315,9 +316,9 @@ T decodeCausal(ColumnReader& in, WriterRefs& w, uint64_t count, bool hasContext,
       value.value = std::string(values[i]);
       value.ts = stamps.read(in);
     } else {
-      value = stringAt<StoreValue>(values, i);
+      value = StoreValue(viewAt<StoreValue>(values, i));
     }
-    load.add(writers[i], dots[i].counter, stringAt<K>(keys, i), std::move(value));
+    load.add(writers[i], dots[i].counter, viewAt<K>(keys, i), std::move(value));
   }
   auto store = _::finishLoad<K, StoreValue>(std::move(load), limits, in);
   // The context from the entries' dots, added in dot order: entries may come in any order, and
