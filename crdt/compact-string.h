@@ -85,6 +85,15 @@ class CompactString {
     out[15] = static_cast<unsigned char>(n);
   }
 
+  // Makes this the string whose canonical inline form (see inlineForm) is the little-endian words
+  // w0, w1 (the form's bytes 0..7 and 8..15). Precondition: they are such a form (length byte <=
+  // 15, bytes past the length zero). Decoders that build keys in registers store them this way.
+  void assignInlineWords(uint64_t w0, uint64_t w1) {
+    release();
+    std::memcpy(bytes_, &w0, 8);
+    std::memcpy(bytes_ + 8, &w1, 8);
+  }
+
   void swap(CompactString& o) noexcept {
     unsigned char t[16];
     std::memcpy(t, bytes_, 16);

@@ -364,6 +364,7 @@ class DotStore {
   // hostile peer, and rejecting them would reject honest states.
   class Loader {
    public:
+    using Stored = typename KS::Stored;
     // Why finish() returned no store.
     enum class Fault {
       kRepeatedDot,     // some dot was added twice
@@ -384,20 +385,33 @@ class DotStore {
 
     // Appends (k, (writer's replica, counter), v). Throws std::invalid_argument for a counter
     // outside 1..kMaxDotCounter; a repeated dot is found by finish().
-    // (Always inlined: the decode loop calls it once per entry, and out of line it cost ~10%.)
     [[gnu::always_inline]] void add(uint32_t writer, uint64_t counter, KeyView k, V v) {
+      // The key is made in place: a temporary moved in would be reloaded right after its bytes
+      // were stored piecewise, and that store-forwarding stall cost ~10% of a decode.
+      addWith(writer, counter, [&](Stored& key) {
+        key.~Stored();
+        try {
+          new (&key) Stored(KS::make(k));
+        } catch (...) {  // (a key too long, or no memory for a heap key)
+          new (&key) Stored();
+          throw;
+        }
+      }, std::move(v));
+    }
+
+    // add() whose key is written by makeKey(Stored& key) into the entry's (empty) key: a decoder
+    // that builds keys in registers stores them straight into the entry (gossip/codec.h).
+    // (Always inlined: the decode loop calls it once per entry, and out of line it cost ~10%.)
+    template <typename MakeKey>
+    [[gnu::always_inline]] void addWith(uint32_t writer, uint64_t counter, const MakeKey& makeKey, V v) {
       if (counter == 0 || counter > kMaxDotCounter || s_.entries_.size() >= UINT32_MAX - 1) {
         badAdd(counter);
       }
-      // The key is made in place: a temporary moved in would be reloaded right after its bytes
-      // were stored piecewise, and that store-forwarding stall cost ~10% of a decode.
       s_.entries_.emplace_back();
       Entry& e = s_.entries_.back();
-      e.key.~Stored();
       try {
-        new (&e.key) Stored(KS::make(k));
-      } catch (...) {  // (a key too long, or no memory for a heap key)
-        new (&e.key) Stored();
+        makeKey(e.key);
+      } catch (...) {
         s_.entries_.pop_back();
         throw;
       }
@@ -455,8 +469,6 @@ class DotStore {
     }
 
    private:
-    using Stored = typename KS::Stored;
-
     // Out of line and cold: inlined into the index rebuild's probe loop, the vector's growth
     // code cost ~4 instructions per entry of a decode that never calls it (callgrind).
     [[gnu::cold, gnu::noinline]] static void noteLater(std::vector<std::pair<uint32_t, uint32_t>>& later,

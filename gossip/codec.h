@@ -12,7 +12,10 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
+#include <bit>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -169,6 +172,122 @@ struct ValueColumns<crdt::Stamped<V>> {
   }
 };
 
+// Reads a dot store's keys column, as the Scalar<K> reader would, and writes each key into an
+// entry of the store (the key type the store keeps, DotStore<K, V>::Loader::Stored): read() per
+// entry, then the reader itself is the Loader::addWith maker that stores it.
+template <typename K>
+class StoreKeys {
+ public:
+  using Stored = typename crdt::DotStore<K, crdt::Empty>::Loader::Stored;
+  StoreKeys(const Limits& limits, std::string& /*scratch*/) : limits_(limits) {}
+  void read(ColumnReader& r) { key_ = Scalar<K>::readKey(r, state_, limits_); }
+  void operator()(Stored& key) const { key = Stored(key_); }
+
+ private:
+  typename Scalar<K>::KeyState state_;
+  K key_{};
+  const Limits& limits_;
+};
+
+// String keys (prefix-coded, as Scalar<std::string>) straight into crdt::CompactString. A key of
+// up to 15 bytes whose predecessor was one too, the common case, is built in registers as its
+// canonical inline form (two words): the previous key's first `shared` bytes, then the 16 column
+// bytes that start `shared` bytes before the suffix (so the suffix lands at its offset in the key
+// without a shift), masked to the key's length, and the length byte; the two words are then
+// stored into the entry as they are. Through a std::string and CompactString's byte-wise
+// constructor this cost about 50 instructions per key, with 128-bit shifts about as many, and a
+// CompactString temporary stalled on store forwarding (bench/RESULTS.md, session 6); so did the
+// two words when kept in memory (the compiler loaded them as one 16-byte value), which is why
+// nothing here takes the reader's address (longer keys live in the caller's `scratch`, and
+// slow() takes and returns values). Validation is exactly readKey's.
+template <>
+class StoreKeys<std::string> {
+ public:
+  using Stored = crdt::CompactString;
+  StoreKeys(const Limits& limits, std::string& scratch)
+      : long_(scratch), maxKeyBytes_(limits.maxKeyBytes) {}
+
+  void read(ColumnReader& r) {
+    const uint64_t shared = r.varint();
+    const uint64_t suffix = r.varint();
+    if (shared > len_) r.fail("shared prefix longer than the previous key");
+    if (suffix > maxKeyBytes_ || shared + suffix > maxKeyBytes_) {
+      r.fail("key longer than limits.maxKeyBytes");
+    }
+    const uint64_t n = shared + suffix;
+    if constexpr (std::endian::native == std::endian::little) {
+      // The 16 bytes read must lie inside the column. Before the suffix there are always at least
+      // `shared` bytes (every byte of the previous key came in some earlier suffix), and after it
+      // the check below.
+      if (n <= 15 && len_ <= 15 && r.consumed() >= shared && r.remaining() + shared >= 16) {
+        const char* at = r.raw(suffix).data() - shared;
+        uint64_t t0, t1;
+        std::memcpy(&t0, at, 8);
+        std::memcpy(&t1, at + 8, 8);
+        const auto& keep = kKeepBytes[shared];  // the bytes of the previous key kept
+        const auto& all = kKeepBytes[n];        // the bytes of the key
+        w0_ = (w0_ & keep[0]) | (t0 & all[0] & ~keep[0]);
+        w1_ = (w1_ & keep[1]) | (t1 & all[1] & ~keep[1]) | (n << 56);
+        len_ = n;
+        return;
+      }
+    }
+    const Form f = slow(long_, Form{w0_, w1_, len_}, r.raw(suffix), shared);
+    w0_ = f.w0;
+    w1_ = f.w1;
+    len_ = f.len;
+  }
+
+  void operator()(Stored& key) const {
+    if (len_ <= 15) {
+      key.assignInlineWords(w0_, w1_);
+    } else {
+      key = Stored(std::string_view(long_));
+    }
+  }
+
+ private:
+  // kKeepBytes[k]: the masks of a 16-byte little-endian form's bytes 0..k-1, as two words.
+  static constexpr auto kKeepBytes = [] {
+    std::array<std::array<uint64_t, 2>, 17> m{};
+    for (unsigned k = 0; k <= 16; ++k) {
+      m[k][0] = k >= 8 ? ~uint64_t{0} : (uint64_t{1} << (8 * k)) - 1;
+      m[k][1] = k <= 8 ? 0 : k == 16 ? ~uint64_t{0} : (uint64_t{1} << (8 * (k - 8))) - 1;
+    }
+    return m;
+  }();
+
+  // The current key: when len_ <= 15 its canonical inline form (w0_, w1_), else long_.
+  std::string& long_;
+  uint64_t w0_ = 0, w1_ = 0;
+  uint64_t len_ = 0;
+  uint64_t maxKeyBytes_;
+
+  struct Form {
+    uint64_t w0, w1, len;
+  };
+  // The key after `prev` (its form, or longKey) and a (shared, tail) pair, by way of longKey.
+  [[gnu::noinline]] static Form slow(std::string& longKey, Form prev, std::string_view tail,
+                                     uint64_t shared) {
+    if (prev.len <= 15) {
+      unsigned char b[16];
+      std::memcpy(b, &prev.w0, 8);
+      std::memcpy(b + 8, &prev.w1, 8);
+      longKey.assign(reinterpret_cast<const char*>(b), prev.len);
+    }
+    longKey.resize(shared);
+    longKey.append(tail);
+    Form next{0, 0, longKey.size()};
+    if (next.len <= 15) {
+      unsigned char b[16];
+      crdt::CompactString::inlineForm(longKey, b);
+      std::memcpy(&next.w0, b, 8);
+      std::memcpy(&next.w1, b + 8, 8);
+    }
+    return next;
+  }
+};
+
 template <typename K, typename V>
 void encodeStore(const crdt::DotStore<K, V>& s, wire::DotStore::Builder out) {
   using KS = Scalar<K>;
@@ -207,23 +326,24 @@ void encodeStore(const crdt::DotStore<K, V>& s, wire::DotStore::Builder out) {
                     std::to_string(d.counter) + ") of the store is not in the context");
 }
 
-// The store a Loader built, or a DecodeError (located by `at`) naming its fault. Both encodings
-// end a dot store's decoding here, so both enforce the same rules (see DotStore::Loader).
+// The store a Loader built, or a DecodeError (located in column `at`) naming its fault. Both
+// encodings end a dot store's decoding here, so both enforce the same rules (see
+// DotStore::Loader). (A column name, not the reader: see ColumnReader on taking its address.)
 template <typename K, typename V>
 crdt::DotStore<K, V> finishLoad(typename crdt::DotStore<K, V>::Loader&& load, const Limits& limits,
-                                const ColumnReader& at) {
+                                const char* at) {
   using Fault = typename crdt::DotStore<K, V>::Loader::Fault;
   auto r = std::move(load).finish(limits.maxEntriesPerKey, limits.maxSameKeyPairs);
   if (auto* store = std::get_if<crdt::DotStore<K, V>>(&r)) return std::move(*store);
   switch (std::get<Fault>(r)) {
     case Fault::kRepeatedDot:
-      at.fail("the same dot appears twice");
+      ColumnReader::failIn(at, "the same dot appears twice");
     case Fault::kKeyOverLimit:
-      at.fail("more than limits.maxEntriesPerKey entries under one key");
+      ColumnReader::failIn(at, "more than limits.maxEntriesPerKey entries under one key");
     case Fault::kPairsOverLimit:
       break;
   }
-  at.fail("more than limits.maxSameKeyPairs pairs of entries under a shared key");
+  ColumnReader::failIn(at, "more than limits.maxSameKeyPairs pairs of entries under a shared key");
 }
 
 // With ctx, also checks that every dot lies in *ctx (decodeCausal), entry by entry while the
@@ -273,7 +393,8 @@ crdt::DotStore<K, V> decodeStore(wire::DotStore::Reader in, const Limits& limits
   ColumnReader keys = reader(in.getKeys(), "keys");
   ColumnReader values = reader(in.getValues(), "values");
   ColumnReader timestamps = reader(in.getTimestamps(), "timestamps");
-  typename KS::KeyState keyState;
+  std::string longKey;  // StoreKeys' scratch
+  StoreKeys<K> storeKeys(limits, longKey);
   uint64_t prevTs = 0;
   for (uint32_t i = 0; i < in.getCount(); ++i) {
     uint64_t wi = dots.varint();
@@ -291,8 +412,8 @@ crdt::DotStore<K, V> decodeStore(wire::DotStore::Reader in, const Limits& limits
         (w.seen == nullptr || !crdt::CausalContext::containsCounter(*w.seen, counter))) {
       dotNotInContext(crdt::Dot{w.id, counter});
     }
-    auto key = KS::readKey(keys, keyState, limits);
-    load.add(w.slot, counter, key, VC::read(values, timestamps, prevTs, limits));
+    storeKeys.read(keys);
+    load.addWith(w.slot, counter, storeKeys, VC::read(values, timestamps, prevTs, limits));
   }
   dots.expectEnd();
   keys.expectEnd();
@@ -301,7 +422,7 @@ crdt::DotStore<K, V> decodeStore(wire::DotStore::Reader in, const Limits& limits
   for (const Writer& w : writers) {
     if (!w.used) throw DecodeError("dot store: a listed writer has no entry");
   }
-  return finishLoad<K, V>(std::move(load), limits, dots);
+  return finishLoad<K, V>(std::move(load), limits, dots.column());
 }
 
 // Nested stores of ORMap: a DotStore or another ORMapStore, chosen by the static type.

@@ -320,7 +320,7 @@ T decodeCausal(ColumnReader& in, WriterRefs& w, uint64_t count, bool hasContext,
     }
     load.add(writers[i], dots[i].counter, viewAt<K>(keys, i), std::move(value));
   }
-  auto store = _::finishLoad<K, StoreValue>(std::move(load), limits, in);
+  auto store = _::finishLoad<K, StoreValue>(std::move(load), limits, in.column());
   // The context from the entries' dots, added in dot order: entries may come in any order, and
   // adding out of order would shift intervals (quadratic in the entries).
   std::sort(dots.begin(), dots.end(), [](crdt::Dot a, crdt::Dot b) {

@@ -41,10 +41,16 @@ class ColumnWriter {
 };
 
 // Reads a column; every malformed input throws DecodeError naming the column.
+//
+// Every member that runs per value is inline, and nothing out of line takes the reader's address
+// (the slow varint path and the failures get plain values), so a reader that is a local variable
+// lives in registers. Decoders store bytes into what they build, and a store through a char
+// pointer may alias any object in memory: a reader kept in memory had its position reloaded
+// after every such store (about 5 instructions per varint of a decode; bench/RESULTS.md).
 class ColumnReader {
  public:
   ColumnReader(const unsigned char* data, size_t size, const char* column)
-      : p_(data), end_(data + size), column_(column) {}
+      : begin_(data), p_(data), end_(data + size), column_(column) {}
 
   uint64_t varint() {
     // Most column values (indexes, small deltas, lengths) take one or two bytes: read those
@@ -61,7 +67,9 @@ class ColumnReader {
         return (b0 & 0x7f) | (b1 << 7);
       }
     }
-    return varintLoop();
+    Slow r = varintLoop(p_, end_, column_);
+    p_ = r.p;
+    return r.v;
   }
   int64_t signedVarint() { return unzigzag(varint()); }
   std::string_view raw(uint64_t n) {
@@ -82,29 +90,40 @@ class ColumnReader {
     return v;
   }
   size_t remaining() const { return static_cast<size_t>(end_ - p_); }
+  size_t consumed() const { return static_cast<size_t>(p_ - begin_); }
   bool atEnd() const { return p_ == end_; }
   void expectEnd() const {
     if (p_ != end_) fail("trailing bytes after the last value");
   }
-  [[noreturn]] void fail(const std::string& what) const {
-    throw DecodeError(std::string("column '") + column_ + "': " + what);
+  const char* column() const { return column_; }
+  [[noreturn]] void fail(const std::string& what) const { failIn(column_, what); }
+  // Throws the DecodeError that a reader of `column` throws for `what`.
+  [[noreturn, gnu::cold, gnu::noinline]] static void failIn(const char* column, const std::string& what) {
+    throw DecodeError(std::string("column '") + column + "': " + what);
   }
 
  private:
+  const unsigned char* begin_;
   const unsigned char* p_;
   const unsigned char* end_;
   const char* column_;
 
-  [[gnu::noinline]] uint64_t varintLoop() {  // kept out of line so that varint() inlines
+  struct Slow {
+    uint64_t v;
+    const unsigned char* p;
+  };
+  // Out of line so that varint() inlines; takes and returns plain values (see the class comment).
+  [[gnu::noinline]] static Slow varintLoop(const unsigned char* p, const unsigned char* end,
+                                           const char* column) {
     uint64_t v = 0;
     for (unsigned shift = 0; shift < 64; shift += 7) {
-      if (p_ == end_) fail("truncated varint");
-      unsigned char b = *p_++;
-      if (shift == 63 && (b & 0x7e) != 0) fail("varint overflows 64 bits");
+      if (p == end) failIn(column, "truncated varint");
+      unsigned char b = *p++;
+      if (shift == 63 && (b & 0x7e) != 0) failIn(column, "varint overflows 64 bits");
       v |= uint64_t(b & 0x7f) << shift;
-      if ((b & 0x80) == 0) return v;
+      if ((b & 0x80) == 0) return {v, p};
     }
-    fail("varint longer than 10 bytes");
+    failIn(column, "varint longer than 10 bytes");
   }
 };
 

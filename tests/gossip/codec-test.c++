@@ -281,6 +281,43 @@ TEST_CASE("codec: empty and large values") {
   CHECK(*back.get("k99999") == 99999);
 }
 
+// The column decoder builds string keys of up to 15 bytes in registers from the previous key and
+// the suffix (gossip/codec.h, StoreKeys<std::string>), and longer ones through a std::string:
+// keys that share prefixes of every length, cross 15 bytes both ways, hold zero bytes, and end
+// the column (the last keys take the byte-wise path) come back equal, and canonical (a key
+// index lookup hashes the canonical form, so a non-canonical key would not be found).
+TEST_CASE("codec: string keys decode exactly around the 15-byte inline size") {
+  PROPERTY("prefix-sharing keys of 0..24 bytes", [] {
+    const auto base = *rc::gen::container<std::string>(24, rc::gen::element<char>('\0', 'a', 'b'));
+    const auto picks = *rc::gen::container<std::vector<std::pair<size_t, int>>>(
+        rc::gen::pair(rc::gen::inRange<size_t>(0, 25), rc::gen::inRange<int>(-1, 3)));
+    ORSet<std::string> x;
+    std::vector<std::string> added;
+    for (auto [len, change] : picks) {
+      std::string k = base.substr(0, len);
+      if (change >= 0 && !k.empty()) k[change % k.size()] = static_cast<char>('c' + change);
+      x.add(ReplicaId{7}, k);
+      added.push_back(k);
+    }
+    const ORSet<std::string> back = roundTripCausal(x);
+    RC_ASSERT(equalBothWays(back, x));
+    for (const std::string& k : added) RC_ASSERT(back.contains(k));
+    RC_ASSERT(!back.contains(base + "z"));
+  });
+  // A fixed sequence through every transition, in a store large enough to be indexed.
+  ORSet<std::string> x;
+  const std::vector<std::string> keys = {"", "a", "abcdefghijklmno", "abcdefghijklmnop",
+                                         "abcdefghijklmnopq", "abcdefgh", std::string("ab\0", 3),
+                                         std::string(15, '\0'), std::string(16, '\0'), "b",
+                                         "abcdefghijklmnoq", "abcdefghijklmnp", "abcdefghijklmn"};
+  for (const std::string& k : keys) x.add(ReplicaId{3}, k);
+  const ORSet<std::string> back = roundTripCausal(x);
+  CHECK(equalBothWays(back, x));
+  for (const std::string& k : keys) CHECK(back.contains(k));
+  CHECK(!back.contains("ab"));
+  CHECK(!back.contains(std::string(14, '\0')));
+}
+
 // --- The bulk path: decoded stores are built by DotStore::Loader and indexed once. ---
 
 // One entry of a hand-built ORSet<int64_t> message: writer index (0 -> replica 5, 1 -> 6),
