@@ -127,20 +127,23 @@ class ChunkedVector {
   // Strong guarantee: if allocating or constructing throws, nothing changed.
   void push_back(const T& v) { emplace_back(v); }
   void push_back(T&& v) { emplace_back(std::move(v)); }
+  // Returns the new element (as std::vector's does; saves a caller the position arithmetic of
+  // back()).
   template <typename... A>
-  void emplace_back(A&&... a) {
+  T& emplace_back(A&&... a) {
     // Inline: room in the head or in the last chunk; the rest (growth) out of line.
     if (size_ < kChunk ? head_.size() < head_.capacity() : (size_ & (kChunk - 1)) != 0) {
+      T* e;
       if (size_ < kChunk) {
-        head_.emplace_back(std::forward<A>(a)...);
+        e = &head_.emplace_back(std::forward<A>(a)...);
       } else {
-        ::new (static_cast<void*>(chunks_[(size_ >> kChunkBits) - 1] + (size_ & (kChunk - 1))))
+        e = ::new (static_cast<void*>(chunks_[(size_ >> kChunkBits) - 1] + (size_ & (kChunk - 1))))
             T(std::forward<A>(a)...);
       }
       ++size_;
-      return;
+      return *e;
     }
-    emplaceGrowing(std::forward<A>(a)...);
+    return emplaceGrowing(std::forward<A>(a)...);
   }
 
   // Removes the last element and releases storage as described at the top.
@@ -238,16 +241,18 @@ class ChunkedVector {
   size_t size_ = 0;
 
   template <typename... A>
-  [[gnu::noinline]] void emplaceGrowing(A&&... a) {
+  [[gnu::noinline]] T& emplaceGrowing(A&&... a) {
+    T* e;
     if (size_ < kChunk) {
       growHead(std::min(kChunk, 2 * head_.capacity()));
-      head_.emplace_back(std::forward<A>(a)...);
+      e = &head_.emplace_back(std::forward<A>(a)...);
     } else {
       const size_t c = (size_ >> kChunkBits) - 1;
       if (c == chunks_.size()) addChunk();  // else a spare chunk is there
-      ::new (static_cast<void*>(chunks_[c])) T(std::forward<A>(a)...);
+      e = ::new (static_cast<void*>(chunks_[c])) T(std::forward<A>(a)...);
     }
     ++size_;
+    return *e;
   }
 
   // Chunks that positions [kChunk, n) need.

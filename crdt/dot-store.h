@@ -407,8 +407,7 @@ class DotStore {
       if (counter == 0 || counter > kMaxDotCounter || s_.entries_.size() >= UINT32_MAX - 1) {
         badAdd(counter);
       }
-      s_.entries_.emplace_back();
-      Entry& e = s_.entries_.back();
+      Entry& e = s_.entries_.emplace_back();
       try {
         makeKey(e.key);
       } catch (...) {

@@ -50,9 +50,15 @@ TEST_CASE("ChunkedVector: agrees with std::vector across chunk boundaries") {
       const auto ops = *rc::gen::container<std::vector<int>>(rc::gen::inRange(0, 100));
       int next = 0;
       for (int op : ops) {
-        if (op < 45) {  // push
+        if (op < 40) {  // push
           std::string s = "v" + std::to_string(next++);
           v.push_back(Counted(s));
+          model.push_back(s);
+        } else if (op < 45) {  // emplace: returns the new element
+          std::string s = "e" + std::to_string(next++);
+          Counted& e = v.emplace_back(s);
+          RC_ASSERT(&e == &v.back());
+          RC_ASSERT(*e.s == s);
           model.push_back(s);
         } else if (op < 75) {  // pop
           if (!model.empty()) {
