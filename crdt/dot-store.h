@@ -60,7 +60,7 @@ struct KeyStorage {
   using View = const K&;
   static Stored make(View k) { return k; }
   static View view(const Stored& s) { return s; }
-  static uint64_t hash(View k) { return mix64(std::hash<K>{}(k)); }
+  static uint64_t hash(View k) { return mix64(std::hash<K>{}(k) ^ hashSeed()); }
   static uint64_t hashStored(const Stored& s) { return hash(s); }
   static size_t heapBytes(const Stored&) { return 0; }
 };
@@ -73,14 +73,17 @@ struct KeyStorage<std::string> {
   static View view(const Stored& s) { return s.view(); }
   // Keys of up to 15 bytes (the inline ones) hash as the two words of CompactString's canonical
   // inline form: a few instructions instead of a byte loop, and for a stored key (index
-  // rebuilds, joins) not even a copy.
+  // rebuilds, joins) not even a copy. Longer keys chain the same step over their 8-byte words.
+  // Both start from the secret seed (see hashSeed): each step mixes the state before the next
+  // word goes in, so which words collide depends on the seed (std::hash, MurmurHash, has
+  // collisions that hold for every seed).
   static uint64_t hash(View k) {
     if (k.size() <= 15) {
       unsigned char b[16];
       CompactString::inlineForm(k, b);
       return hashInline(b);
     }
-    return mix64(std::hash<std::string_view>{}(k));
+    return hashLong(k);
   }
   static uint64_t hashStored(const Stored& s) {
     return s.isInline() ? hashInline(s.inlineBytes()) : hash(s.view());
@@ -88,7 +91,19 @@ struct KeyStorage<std::string> {
   static uint64_t hashInline(const unsigned char* b) {
     uint64_t w[2];
     std::memcpy(w, b, sizeof(w));
-    return mix64(w[0] * 0x9e3779b97f4a7c15ULL ^ mix64(w[1]));
+    return mix64(mix64(w[0] ^ hashSeed()) ^ w[1]);
+  }
+  [[gnu::noinline]] static uint64_t hashLong(View k) {
+    uint64_t h = hashSeed() ^ (k.size() * 0x9e3779b97f4a7c15ULL);
+    size_t i = 0;
+    for (; i + 8 <= k.size(); i += 8) {
+      uint64_t w;
+      std::memcpy(&w, k.data() + i, 8);
+      h = mix64(h ^ w);
+    }
+    uint64_t w = 0;
+    std::memcpy(&w, k.data() + i, k.size() - i);
+    return mix64(h ^ w);
   }
   static size_t heapBytes(const Stored& s) { return s.heapBytes(); }
 };
@@ -161,7 +176,7 @@ class DotStore {
     if (!byKey_.active()) return;
     byKey_.prefetch(keyHash);
     uint32_t s = replicas_.find(d.replica);
-    if (s != _::ReplicaTable::kNone) byDot_.prefetch(mix64(pack(s, d.counter)));
+    if (s != _::ReplicaTable::kNone) byDot_.prefetch(dotHash(pack(s, d.counter)));
   }
 
   // insertNew() for callers that already know whether k is new to the store and its hashKey().
@@ -288,7 +303,7 @@ class DotStore {
       uint64_t h = KS::hashStored(e.key);
       byKey_.prefetch(h);
       if (uint32_t m = mine[slotOf(e.dot)]; m != _::ReplicaTable::kNone) {
-        byDot_.prefetch(mix64(pack(m, counterOf(e.dot))));
+        byDot_.prefetch(dotHash(pack(m, counterOf(e.dot))));
       }
       ahead[q % kAhead] = h;
     };
@@ -349,7 +364,8 @@ class DotStore {
   //   auto s = std::move(l).finish(maxPerKey);  // a DotStore, or the Fault found
   //
   // finish() costs O(n + r log r) expected for n entries of which r share their key with an
-  // earlier one, whatever the input (decoders feed it hostile input):
+  // earlier one, whatever the input (decoders feed it hostile input; the expectation is over the
+  // secret hash seed, so distinct keys or dots collide only by chance, see _::hashSeed):
   //   - every entry of one key hashes alike, so a key's entries form one probe cluster, and
   //     inserting them one by one walks that cluster once per entry: quadratic (40k entries
   //     under one key took ~0.9 s to decode). finish() leaves a key's later entries out of the
@@ -671,6 +687,8 @@ class DotStore {
     return (uint64_t{slot} << 48) | counter;
   }
   static uint32_t slotOf(uint64_t packed) { return static_cast<uint32_t>(packed >> 48); }
+  // The dot index's hash of a packed dot: seeded, since peers choose counters (see hashSeed).
+  static uint64_t dotHash(uint64_t packed) { return mix64(packed ^ _::hashSeed()); }
   static uint64_t counterOf(uint64_t packed) { return packed & kMaxDotCounter; }
 
   // Appends an entry whose replica slot reference the caller already holds.
@@ -686,7 +704,7 @@ class DotStore {
   }
 
   uint64_t keyHashAt(uint32_t p) const { return KS::hashStored(entries_[p].key); }
-  uint64_t dotHashAt(uint32_t p) const { return mix64(entries_[p].dot); }
+  uint64_t dotHashAt(uint32_t p) const { return dotHash(entries_[p].dot); }
 
   uint32_t findPacked(uint64_t packed) const {
     if (!byDot_.active()) {
@@ -695,7 +713,7 @@ class DotStore {
       }
       return kNone;
     }
-    return byDot_.find(mix64(packed), [&](uint32_t p) { return entries_[p].dot == packed; });
+    return byDot_.find(dotHash(packed), [&](uint32_t p) { return entries_[p].dot == packed; });
   }
 
   uint32_t firstOfKey(KeyView k) const {
@@ -730,7 +748,7 @@ class DotStore {
         byKey_, std::move(keySlots), sameKey, byDot_, std::move(dotSlots), sameDot,
         static_cast<uint32_t>(entries_.size()), [&](uint32_t p) {
           const Entry& e = entries_[p];
-          return std::pair<uint64_t, uint64_t>{KS::hashStored(e.key), mix64(e.dot)};
+          return std::pair<uint64_t, uint64_t>{KS::hashStored(e.key), dotHash(e.dot)};
         });
   }
 

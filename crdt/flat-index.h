@@ -27,6 +27,20 @@
 
 namespace deltasync::crdt::_ {
 
+// The secret seed of the hashes that the dot stores index keys and dots by: drawn once per
+// process from the OS's random source (crdt/flat-index.c++). Keys and dots come from peers, and
+// with a public hash a peer can compute values that collide: distinct keys of one hash share a
+// probe cluster, so n of them cost O(n^2) probes to index (hash flooding). Unseeded, 15-byte keys
+// with one 64-bit hash could be computed directly. With the seed unknown, collisions can only be
+// hit by chance. (Only index layout depends on it, never a result: positions found in a
+// cluster are always ordered or compared before use.)
+// It is a plain global, drawn by a constructor that runs before any ordinary static initialiser
+// (priority 101), so every store ever built sees one value. (A function with a static local
+// cost ~13 instructions per call with the spills around it, ~65 per map write; bench/RESULTS.md,
+// session 6.)
+extern uint64_t gHashSeed;
+inline uint64_t hashSeed() { return gHashSeed; }
+
 class FlatIndex {
  public:
   static constexpr uint32_t kNone = UINT32_MAX;

@@ -5,8 +5,9 @@
 // no dot twice, counters in 1..2^48-1, ids strictly increasing, column kinds as expected, columns
 // consumed exactly; entries under one key within limits.maxEntriesPerKey and maxSameKeyPairs)
 // before the value is returned, in time linear in the input whatever its keys (see
-// DotStore::Loader). A violation throws DecodeError naming what was wrong; the decoded value is
-// built on the side, so nothing is applied to any state.
+// DotStore::Loader; expected over the dot stores' secret hash seed, crdt/flat-index.h, which a
+// peer cannot choose keys or dots against). A violation throws DecodeError naming what was
+// wrong; the decoded value is built on the side, so nothing is applied to any state.
 //
 // Include this header only where messages are built or read: it pulls in generated capnp code.
 #pragma once
