@@ -34,6 +34,7 @@ namespace deltasync::crdt::_ {
 // with one 64-bit hash could be computed directly. With the seed unknown, collisions can only be
 // hit by chance. (Only index layout depends on it, never a result: positions found in a
 // cluster are always ordered or compared before use.)
+//
 // It is a plain global, drawn by a constructor that runs before any ordinary static initialiser
 // (priority 101), so every store ever built sees one value. (A function with a static local
 // cost ~13 instructions per call with the spills around it, ~65 per map write; bench/RESULTS.md,

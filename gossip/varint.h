@@ -45,8 +45,9 @@ class ColumnWriter {
 // Every member that runs per value is inline, and nothing out of line takes the reader's address
 // (the slow varint path and the failures get plain values), so a reader that is a local variable
 // lives in registers. Decoders store bytes into what they build, and a store through a char
-// pointer may alias any object in memory: a reader kept in memory had its position reloaded
-// after every such store (about 5 instructions per varint of a decode; bench/RESULTS.md).
+// pointer may alias any object in memory, so a reader kept in memory has its position reloaded
+// after every such store (and holds back whatever decodes next to it; bench/RESULTS.md,
+// session 6).
 class ColumnReader {
  public:
   ColumnReader(const unsigned char* data, size_t size, const char* column)
