@@ -88,7 +88,7 @@ void rounds(const Args& a) {
       for (size_t k = 0; k < trials; ++k) {
         size_t origin = sim.below(n);
         std::string name = "r" + std::to_string(k);
-        sim.at(origin, [&](ds::gossip::Engine& e) {
+        sim.at(origin, [&](ds::gossip::ObjectStore& e) {
           if (set) {
             e.update<ds::crdt::ORSet<std::string>>(name, [&](auto& x) { return x.add(sim.id(origin), "x"); });
           } else {
@@ -100,7 +100,7 @@ void rounds(const Args& a) {
         while (!all && sim.now() - t0 < 200 * cfg.tickMs) {
           sim.runFor(5);
           all = true;
-          for (size_t i = 0; i < n && all; ++i) all = sim.engine(i).find(name) != nullptr;
+          for (size_t i = 0; i < n && all; ++i) all = sim.store(i).find(name) != nullptr;
         }
         r.push_back(std::ceil(static_cast<double>(sim.now() - t0) / cfg.tickMs));
         sim.runFor(3 * cfg.tickMs);  // let acks settle before the next update
@@ -134,7 +134,7 @@ MeshResult meshRun(ds::gossip::EngineConfig engine, uint64_t& optimum) {
   size_t next = 0;
   for (int round = 0; round < 20; ++round) {  // every node adds an element every round
     for (size_t i = 0; i < sim.size(); ++i) {
-      sim.at(i, [&](ds::gossip::Engine& e) {
+      sim.at(i, [&](ds::gossip::ObjectStore& e) {
         auto d = e.update<ds::crdt::ORSet<std::string>>("s", [&](auto& s) {
           return s.add(sim.id(i), "e" + std::to_string(next++));
         });
@@ -224,7 +224,7 @@ void sets(const Args& a) {
       std::string key = "k" + std::to_string(sim.below(1000));
       std::string value = std::to_string(sim.below(10000));
       ds::crdt::Timestamp ts{(sim.now() << 16) | (++counter & 0xffff)};
-      sim.at(i, [&](ds::gossip::Engine& e) {
+      sim.at(i, [&](ds::gossip::ObjectStore& e) {
         e.update<ds::gossip::Map>("kv", [&](ds::gossip::Map& m) { return m.set(sim.id(i), key, value, ts); });
       });
     }

@@ -76,68 +76,26 @@ Value dropEntries(const Value& v, const crdt::CausalContext& drop) {
 
 }  // namespace
 
-Engine::Engine(ReplicaId self, EngineConfig config) : self_(self), config_(config), rng_(crdt::mix64(self.value)) {
-  if (self.value == 0) throw std::invalid_argument("Engine: replica id 0 is reserved");
+Engine::Engine(ObjectStore& store, EngineConfig config)
+    : store_(store), self_(store.self()), config_(config), rng_(crdt::mix64(store.self().value)) {
+  if (self_.value == 0) throw std::invalid_argument("Engine: replica id 0 is reserved");
+  store_.listen([this](const Change& c) { append(c.origin, c.name, config_.removeRedundant ? c.delta : c.received); });
 }
 
-Value& Engine::objectOfKind(const std::string& name, size_t kind) {
-  auto it = objects_.find(name);
-  if (it == objects_.end()) return objects_.emplace(name, bottomOf(kind)).first->second;
-  if (it->second.index() != kind) {
-    throw KindMismatch("object '" + name + "' is a " + kindName(it->second) + ", not a " + kindName(kind));
-  }
-  return it->second;
-}
-
-void Engine::append(ReplicaId origin, const std::string& name, Value delta) {
-  if (onChange_) onChange_(name);
+void Engine::append(ReplicaId origin, const std::string& name, const Value& delta) {
   // As the delta travels in our pushes: compact, with us as the implied writer.
   size_t bytes = wireSize(delta, self_) + name.size();
-  log_.push_back(LogEntry{seq_++, origin, name, std::move(delta), bytes});
+  log_.push_back(LogEntry{seq_++, origin, name, delta, bytes});
   if (log_.size() > config_.maxLogEntries) {
     log_.pop_front();
     ++logStart_;
   }
 }
 
-void Engine::applyLocal(const std::string& name, const Value& delta) {
-  Value& v = objectOfKind(name, delta.index());
-  joinInto(v, delta);
-  if (!isBottom(delta)) append(ReplicaId{}, name, delta);
-}
-
 void Engine::applyRemote(ReplicaId origin, const std::vector<NamedValue>& objects) {
-  for (const auto& o : objects) {
-    auto it = objects_.find(o.name);
-    if (it != objects_.end() && it->second.index() != o.value.index()) {
-      throw ProtocolError("object '" + o.name + "' is a " + kindName(it->second) + " here, the peer sent a " +
-                          kindName(o.value));
-    }
-    if (claimsUnminted(o.value, it == objects_.end() ? nullptr : &it->second, self_)) {
-      throw ProtocolError("object '" + o.name + "' carries writes under this replica's id (" +
-                          std::to_string(self_.value) +
-                          ") that it never made: forged, or this replica restarted without its state under its "
-                          "old id (start it under a new id)");
-    }
-  }
-  for (const auto& o : objects) {
-    auto it = objects_.find(o.name);
-    if (it == objects_.end()) {
-      if (isBottom(o.value)) continue;
-      objects_.emplace(o.name, o.value);
-      append(origin, o.name, o.value);
-      ++stats_.deltasJoined;
-      continue;
-    }
-    Value news = strip(o.value, it->second);
-    if (isBottom(news)) {
-      ++stats_.deltasRedundant;
-      continue;
-    }
-    joinInto(it->second, news);
-    ++stats_.deltasJoined;
-    append(origin, o.name, config_.removeRedundant ? std::move(news) : o.value);
-  }
+  JoinStats js = store_.joinRemote(origin, objects);
+  stats_.deltasJoined += js.joined;
+  stats_.deltasRedundant += js.redundant;
 }
 
 void Engine::setNeighbors(std::vector<ReplicaId> neighbors) {
@@ -174,11 +132,6 @@ uint64_t Engine::ackedBy(ReplicaId j) const {
   return 0;
 }
 
-const Value* Engine::find(const std::string& name) const {
-  auto it = objects_.find(name);
-  return it == objects_.end() ? nullptr : &it->second;
-}
-
 void Engine::tick(std::vector<Outgoing>& out) {
   ++tick_;
   if (config_.offers) requestMissing(out);
@@ -201,9 +154,9 @@ void Engine::tick(std::vector<Outgoing>& out) {
     auto& [j, p] = peers_[i];
     if (!p.neighbor || (!contact.empty() && !contact[i])) continue;
     if (config_.shipState) {
-      if (objects_.empty()) continue;
+      if (store_.size() == 0) continue;
       DeltaPushMsg m{self_, 0, 0, 1, {}};
-      for (const auto& [name, v] : objects_) m.objects.push_back({name, v});
+      for (const auto& [name, v] : store_.objects()) m.objects.push_back({name, v});
       ++stats_.pushesSent;
       out.push_back({j, std::move(m)});
       continue;
@@ -343,7 +296,7 @@ void Engine::serveOfferRequest(ReplicaId j, const RequestMsg& m, std::vector<Out
 
 void Engine::receiveOffer(ReplicaId from, const OfferMsg& m, std::vector<Outgoing>& out) {
   for (const auto& o : m.objects) {
-    const Value* v = find(o.name);
+    const Value* v = store_.find(o.name);
     if (v != nullptr && contextOf(*v) == nullptr) {
       throw ProtocolError("offer of dots for object '" + o.name + "', a " + kindName(*v) + " here (no dots)");
     }
@@ -423,7 +376,7 @@ void Engine::receivePush(ReplicaId from, const DeltaPushMsg& m, std::vector<Outg
 Engine::DotsByName Engine::missingOf(ReplicaId from, const DotsByName& offered) const {
   DotsByName want;
   for (const auto& [name, dots] : offered) {
-    const Value* v = find(name);
+    const Value* v = store_.find(name);
     const crdt::CausalContext* ctx = v != nullptr ? contextOf(*v) : nullptr;
     crdt::CausalContext missing = ctx != nullptr ? dots.minus(*ctx) : dots;
     // Not what another peer was asked for a moment ago: that is on its way.
@@ -469,7 +422,7 @@ void Engine::requestMissing(std::vector<Outgoing>& out) {
 
 bool Engine::holdsAll(const DotsByName& dots) const {
   for (const auto& [name, d] : dots) {
-    const Value* v = find(name);
+    const Value* v = store_.find(name);
     const crdt::CausalContext* ctx = v != nullptr ? contextOf(*v) : nullptr;
     if (ctx == nullptr || !ctx->includes(d)) return false;
   }
@@ -489,8 +442,8 @@ void Engine::releaseDeferredAcks(std::vector<Outgoing>& out) {
 
 void Engine::sendDigest(ReplicaId j, Peer& p, std::vector<Outgoing>& out) {
   DigestMsg m{self_, seq_, {}};
-  m.entries.reserve(objects_.size());
-  for (const auto& [name, v] : objects_) m.entries.emplace_back(name, contentHash(v));
+  m.entries.reserve(store_.size());
+  for (const auto& [name, v] : store_.objects()) m.entries.emplace_back(name, contentHash(v));
   p.digestSeq = seq_;
   p.digestAt = tick_;
   p.digestSent = true;
@@ -511,7 +464,7 @@ void Engine::serveRequest(ReplicaId j, const StateRequestMsg& m, std::vector<Out
   std::vector<std::vector<NamedValue>> chunks(1);
   size_t bytes = 0;
   for (const std::string& name : m.names) {
-    const Value* v = find(name);
+    const Value* v = store_.find(name);
     if (v == nullptr) continue;  // never ours (a confused or hostile peer): nothing to send
     for (Value& part : partsOf(*v, config_.maxChunkBytes)) {
       size_t size = encodedSize(part) + name.size();
@@ -558,7 +511,7 @@ void Engine::receive(ReplicaId from, const Message& message, std::vector<Outgoin
         } else if constexpr (std::is_same_v<M, DigestMsg>) {
           StateRequestMsg req{self_, m.seq, {}};
           for (const auto& [name, hash] : m.entries) {
-            const Value* v = find(name);
+            const Value* v = store_.find(name);
             if (v == nullptr || contentHash(*v) != hash) req.names.push_back(name);
           }
           Peer& p = peer(from);

@@ -12,7 +12,7 @@
 //       only the rest, so what a node forwards is only what was news to it.
 //
 // State:
-//   objects_  name -> Value (one kind per name, for ever);
+//   store_    name -> Value (one kind per name, for ever): gossip/store.h, shared with lib/;
 //   log_      entries (seq, origin, name, delta) with consecutive seqs logStart_ .. seq_-1; a
 //             local update and every inflating part of a received delta is one entry;
 //   per peer  acked: the peer has joined everything of our log below it (its acks, plus entries
@@ -86,7 +86,9 @@
 #include <string>
 #include <vector>
 
+#include "gossip/errors.h"
 #include "gossip/messages.h"
+#include "gossip/store.h"
 
 namespace deltasync::gossip {
 
@@ -114,16 +116,6 @@ struct EngineConfig {
   bool shipState = false;
 };
 
-struct Outgoing {
-  ReplicaId to;
-  Message message;
-};
-
-class ProtocolError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
-
 struct EngineStats {
   uint64_t pushesSent = 0, acksSent = 0, digestsSent = 0, requestsSent = 0, chunksSent = 0;
   uint64_t deltasJoined = 0;     // received object deltas that inflated the state
@@ -134,38 +126,15 @@ struct EngineStats {
 
 class Engine {
  public:
-  explicit Engine(ReplicaId self, EngineConfig config = {});
+  // Replicates `store`: logs every change the store reports (local or remote) and joins what
+  // peers send into it. The store must outlive the engine and not change after the engine is
+  // destroyed (its listener points here); the replica core (gossip/replica.h) owns both.
+  explicit Engine(ObjectStore& store, EngineConfig config = {});
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
 
   ReplicaId self() const { return self_; }
   const EngineConfig& config() const { return config_; }
-
-  // Runs mutator(T& state) -> T delta on object `name` (created as bottom of kind T if absent)
-  // and logs the delta. Throws KindMismatch if the object exists with another kind (nothing
-  // changes), and whatever the mutator throws (the mutators of crdt/ leave state unchanged).
-  // An object the call created stays only if the mutator changed something: a no-op (say,
-  // removing an absent element) or a throwing mutator leaves no bottom object behind.
-  template <typename T, typename F>
-  T update(const std::string& name, F&& mutator) {
-    const bool existed = objects_.count(name) != 0;
-    Value& v = objectOfKind(name, Value(std::in_place_type<T>).index());
-    T delta;
-    try {
-      delta = mutator(std::get<T>(v));
-    } catch (...) {
-      if (!existed) objects_.erase(name);
-      throw;
-    }
-    if (!delta.empty()) {
-      append(ReplicaId{}, name, Value(delta));
-    } else if (!existed && isBottom(v)) {
-      objects_.erase(name);
-    }
-    return delta;
-  }
-
-  // Joins a delta produced elsewhere on this node's behalf (e.g. restored or batched by lib/)
-  // and logs it. Same errors as update().
-  void applyLocal(const std::string& name, const Value& delta);
 
   // The neighbours this node pushes to (a partial view chosen by membership). Peers that leave
   // the set stop holding back log GC; peers that join it are caught up by digest.
@@ -179,13 +148,7 @@ class Engine {
   // message's sender is not `from` or it contradicts local state; nothing is applied then.
   void receive(ReplicaId from, const Message& message, std::vector<Outgoing>& out);
 
-  // Called with an object's name whenever it changes (a local update or a joined remote delta:
-  // exactly when a log entry is appended), from inside the engine call that changed it. For
-  // lib/'s subscriptions; must not call back into the engine.
-  void setChangeListener(std::function<void(const std::string&)> listener) { onChange_ = std::move(listener); }
-
-  const Value* find(const std::string& name) const;
-  const std::map<std::string, Value>& objects() const { return objects_; }
+  const ObjectStore& store() const { return store_; }
   uint64_t seq() const { return seq_; }
   uint64_t logStart() const { return logStart_; }
   size_t logSize() const { return log_.size(); }
@@ -232,9 +195,9 @@ class Engine {
     uint64_t deferredRecv = 0;
   };
 
-  Value& objectOfKind(const std::string& name, size_t kind);
-  void append(ReplicaId origin, const std::string& name, Value delta);
-  // Validates kinds of all objects first, then strips/joins/logs each. Returns nothing.
+  void append(ReplicaId origin, const std::string& name, const Value& delta);
+  // Joins a message's objects into the store (which validates them all first and reports what
+  // inflated it: append() logs that).
   void applyRemote(ReplicaId origin, const std::vector<NamedValue>& objects);
   void sendPush(ReplicaId j, Peer& p, std::vector<Outgoing>& out);
   void sendOffer(ReplicaId j, Peer& p, std::vector<Outgoing>& out);
@@ -257,9 +220,9 @@ class Engine {
   Peer* findPeer(ReplicaId j);
   Peer& peer(ReplicaId j);  // inserted if absent
 
+  ObjectStore& store_;
   ReplicaId self_;
   EngineConfig config_;
-  std::map<std::string, Value> objects_;
   std::deque<LogEntry> log_;
   uint64_t logStart_ = 0;
   uint64_t seq_ = 0;
@@ -268,7 +231,6 @@ class Engine {
   std::vector<ReplicaId> neighbors_;  // sorted, unique
   std::vector<std::pair<ReplicaId, Peer>> peers_;  // sorted by id; small (a view)
   EngineStats stats_;
-  std::function<void(const std::string&)> onChange_;
 };
 
 // Estimated encoded size of a value (exact framed wire size of the value alone).

@@ -1,5 +1,7 @@
-// Errors of gossip/. A DecodeError fails the one call that decoded the bad message; nothing of
-// that message has been applied when it is thrown.
+// Errors of gossip/. A DecodeError fails the one call that decoded the bad message; a
+// ProtocolError, a well-formed message that contradicts local state (an object of another kind,
+// a forged write, a sender that is not the authenticated peer). Nothing of the message has been
+// applied when either is thrown.
 #pragma once
 
 #include <stdexcept>
@@ -10,6 +12,11 @@ namespace deltasync::gossip {
 class DecodeError : public std::runtime_error {
  public:
   explicit DecodeError(const std::string& what) : std::runtime_error("malformed message: " + what) {}
+};
+
+class ProtocolError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
 };
 
 }  // namespace deltasync::gossip

@@ -58,7 +58,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "gossip/engine.h"
+#include "gossip/errors.h"
 #include "gossip/messages.h"
 
 namespace deltasync::gossip {

@@ -158,4 +158,16 @@ using Message = std::variant<DeltaPushMsg, AckMsg, DigestMsg, StateRequestMsg, S
                              PingMsg, PingReqMsg, PingAckMsg, HelloMsg, HelloReplyMsg,
                              AuthProofMsg, OfferMsg, RequestMsg>;
 
+// A message a protocol state machine wants sent to peer `to`.
+struct Outgoing {
+  ReplicaId to;
+  Message message;
+};
+
+// Ping, PingReq and PingAck: membership's; every other peer message is the engine's.
+inline bool isMembershipMessage(const Message& m) {
+  return std::holds_alternative<PingMsg>(m) || std::holds_alternative<PingReqMsg>(m) ||
+         std::holds_alternative<PingAckMsg>(m);
+}
+
 }  // namespace deltasync::gossip

@@ -54,7 +54,7 @@ class ControlService::Impl final : public wire::Control::Server {
  protected:
   kj::Promise<void> get(GetContext context) override {
     return guarded([&] {
-      const gossip::Value* v = rt().engine().find(text(context.getParams().getName()));
+      const gossip::Value* v = rt().store().find(text(context.getParams().getName()));
       auto results = context.getResults();
       if (v == nullptr) return;
       results.setKind(gossip::kindName(*v));
@@ -148,7 +148,7 @@ void ControlService::flush(uint64_t id) {
   w.dirty = false;
   w.busy = true;
   auto request = w.watcher.changedRequest();
-  if (const gossip::Value* v = rt_->engine().find(w.name)) {
+  if (const gossip::Value* v = rt_->store().find(w.name)) {
     request.setKind(gossip::kindName(*v));
     auto lines = objects::render(*v);
     setLines(request.initLines(lines.size()), lines);

@@ -71,7 +71,7 @@ std::string prometheusText(const Runtime& rt, const NodeCounters& node) {
   gauge("members_live", "Live members known, self excluded.", live);
   gauge("peers_connected", "Outbound peer links ready.", rt.readyLinks());
   gauge("inbound_connections", "Inbound connections held.", rt.inboundConnections());
-  gauge("objects", "Replicated objects held.", rt.engine().objects().size());
+  gauge("objects", "Replicated objects held.", rt.store().size());
   gauge("log_entries", "Delta-log entries held.", rt.engine().logSize());
   gauge("replication_lag_entries", "Log entries the slowest neighbour has not acked.", rt.replicationLag());
   gauge("subscriptions", "Live subscriptions.", node.subscriptions);

@@ -147,7 +147,7 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
   auto read(const std::string& name, F&& f) const {
     std::shared_lock lock(stateMutex_);
     if (runtime_ == nullptr) throw NodeClosed();
-    return f(runtime_->engine().find(name));
+    return f(runtime_->store().find(name));
   }
 
   objects::Clock& clock() { return clock_; }
@@ -243,7 +243,7 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
       for (const auto& name : dirty) {
         std::shared_lock state(stateMutex_);
         if (runtime_ == nullptr) break;
-        const gossip::Value* v = runtime_->engine().find(name);
+        const gossip::Value* v = runtime_->store().find(name);
         snapshots[name] = v ? std::optional<gossip::Value>(*v) : std::nullopt;
       }
       lock.lock();
@@ -318,7 +318,7 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
       control.attach(rt.get());
       control_ = &control;
       rt->setControl([&control](ReplicaId) { return control.client(); });
-      rt->setChangeListener([this](const std::string& name) { changed(name); });
+      rt->listen([this](const gossip::Change& c) { changed(c.name); });
       rt->setMemberListener([this](const gossip::MemberEvent& e) { memberEvent(e); });
       {
         std::unique_lock lock(stateMutex_);

@@ -59,7 +59,7 @@ void removeKey(Runtime& rt, const std::string& name, const std::string& key) {
 }
 
 void removeAny(Runtime& rt, const std::string& name, const std::string& item) {
-  const Value* v = rt.engine().find(name);
+  const Value* v = rt.store().find(name);
   if (v == nullptr) throw std::invalid_argument("no object named '" + name + "'");
   if (std::holds_alternative<crdt::ORSet<std::string>>(*v)) {
     remove(rt, name, item);

@@ -12,11 +12,6 @@ using gossip::Message;
 
 namespace {
 
-bool isMembershipMessage(const Message& m) {
-  return std::holds_alternative<gossip::PingMsg>(m) || std::holds_alternative<gossip::PingReqMsg>(m) ||
-         std::holds_alternative<gossip::PingAckMsg>(m);
-}
-
 bool isBulk(const Message& m) {
   return std::holds_alternative<gossip::DeltaPushMsg>(m) || std::holds_alternative<gossip::StateChunkMsg>(m);
 }
@@ -71,11 +66,14 @@ Runtime::Runtime(RuntimeConfig config, std::optional<gossip::Secret> secret, kj:
       start_(timer.now()),
       rng_(config_.id.value * 0x9E3779B97F4A7C15ull + 1),
       stateMutex_(stateMutex),
-      engine_(config_.id, config_.engine),
-      membership_(config_.id, config_.address, [&] {
-        auto m = config_.membership;
-        m.seed ^= config_.id.value;
-        return m;
+      replica_(config_.id, config_.address, [&] {
+        gossip::ReplicaConfig r;
+        r.gossipIntervalMs = config_.gossipIntervalMs;
+        r.membershipTickMs = config_.membershipTickMs;
+        r.engine = config_.engine;
+        r.membershipConfig = config_.membership;
+        r.membershipConfig.seed ^= config_.id.value;
+        return r;
       }()),
       gatekeeperStats_(std::make_shared<gossip::GatekeeperStats>()),
       tasks_(errors_) {
@@ -99,11 +97,8 @@ uint64_t Runtime::jitter(uint64_t ms) {
   return ms / 2 + (ms > 1 ? z % (ms / 2 + 1) : 0);  // [ms/2, ms]
 }
 
-void Runtime::setChangeListener(std::function<void(const std::string&)> f) { engine_.setChangeListener(std::move(f)); }
-
 void Runtime::start() {
-  tasks_.add(gossipLoop());
-  tasks_.add(membershipLoop());
+  tasks_.add(tickLoop());
   for (size_t i = 0; i < seeds_.size(); ++i) dialSeed(i);
 }
 
@@ -181,12 +176,8 @@ void Runtime::onMessage(ReplicaId from, Message message) {
   if (stopped_) throw gossip::ProtocolError("this node is leaving");
   out_.clear();
   try {
-    if (isMembershipMessage(message)) {
-      membership_.receive(from, message, nowMs(), out_);
-    } else {
-      std::unique_lock lock(stateMutex_);
-      engine_.receive(from, message, out_);
-    }
+    std::unique_lock lock(stateMutex_);
+    replica_.receive(from, message, nowMs(), out_);
   } catch (const std::exception& e) {
     ++stats_.messagesRejected;
     out_.clear();
@@ -201,7 +192,7 @@ void Runtime::onMessage(ReplicaId from, Message message) {
 }
 
 void Runtime::afterStep() {
-  for (const auto& e : membership_.takeEvents()) {
+  for (const auto& e : replica_.takeEvents()) {
     if (e.removed) {
       if (auto it = links_.find(e.id); it != links_.end()) {
         dropLater(kj::mv(it->second->conn));
@@ -211,54 +202,43 @@ void Runtime::afterStep() {
     if (e.state == gossip::MemberState::suspect && !e.removed) ++stats_.suspicions;
     if (onMember_) onMember_(e);
   }
-  const auto& view = membership_.view();
-  if (view != view_) {
-    view_ = view;
-    engine_.setNeighbors(view_);
-  }
 }
 
 // ---- timers -------------------------------------------------------------------------------
 
-kj::Promise<void> Runtime::gossipLoop() {
-  return timer_.afterDelay(config_.gossipIntervalMs * kj::MILLISECONDS).then([this]() -> kj::Promise<void> {
+kj::Promise<void> Runtime::tickLoop() {
+  return timer_.atTime(start_ + replica_.nextTickMs() * kj::MILLISECONDS).then([this]() -> kj::Promise<void> {
     if (stopped_) return kj::READY_NOW;
+    const uint64_t now = nowMs();
     out_.clear();
-    engine_.tick(out_);
+    replica_.tick(now, out_);
     send(out_);
-    return gossipLoop();
+    afterStep();
+    maintain(now);
+    return tickLoop();
   });
 }
 
-kj::Promise<void> Runtime::membershipLoop() {
-  return timer_.afterDelay(config_.membershipTickMs * kj::MILLISECONDS).then([this]() -> kj::Promise<void> {
-    if (stopped_) return kj::READY_NOW;
-    uint64_t now = nowMs();
-    out_.clear();
-    membership_.tick(now, out_);
-    send(out_);
-    afterStep();
-    // Seeds not answered yet; and again when this node knows no live member (say, it started
-    // before every seed, or all its members were removed while it was cut off).
-    bool alone = membership_.liveMembers().size() <= 1;
-    for (size_t i = 0; i < seeds_.size(); ++i) {
-      Seed& s = seeds_[i];
-      if (alone && s.answered && now >= s.retryAtMs) s.answered = false;
-      if (!s.answered && !s.dialing && now >= s.retryAtMs) dialSeed(i);
-    }
-    // Failed authentications: one line per period at most, never anything secret.
-    const uint64_t failures = gatekeeperStats_->helloRejected + gatekeeperStats_->proofRejected;
-    if (failures > authFailuresLogged_ && authLog.allow(now)) {
-      log::warn("{} failed peer authentication(s) (wrong secret or cluster, or a replayed proof)",
-                failures - authFailuresLogged_);
-      authFailuresLogged_ = failures;
-    }
-    // Links that hold messages and whose backoff is over.
-    for (auto& [id, link] : links_) {
-      if (link->state == Link::State::idle && (!link->urgent.empty() || !link->bulk.empty())) pump(*link);
-    }
-    return membershipLoop();
-  });
+void Runtime::maintain(uint64_t now) {
+  // Seeds not answered yet; and again when this node knows no live member (say, it started
+  // before every seed, or all its members were removed while it was cut off).
+  bool alone = membership().liveMembers().size() <= 1;
+  for (size_t i = 0; i < seeds_.size(); ++i) {
+    Seed& s = seeds_[i];
+    if (alone && s.answered && now >= s.retryAtMs) s.answered = false;
+    if (!s.answered && !s.dialing && now >= s.retryAtMs) dialSeed(i);
+  }
+  // Failed authentications: one line per period at most, never anything secret.
+  const uint64_t failures = gatekeeperStats_->helloRejected + gatekeeperStats_->proofRejected;
+  if (failures > authFailuresLogged_ && authLog.allow(now)) {
+    log::warn("{} failed peer authentication(s) (wrong secret or cluster, or a replayed proof)",
+              failures - authFailuresLogged_);
+    authFailuresLogged_ = failures;
+  }
+  // Links that hold messages and whose backoff is over.
+  for (auto& [id, link] : links_) {
+    if (link->state == Link::State::idle && (!link->urgent.empty() || !link->bulk.empty())) pump(*link);
+  }
 }
 
 // ---- seeds --------------------------------------------------------------------------------
@@ -282,7 +262,7 @@ void Runtime::dialSeed(size_t index) {
                        dropLater(kj::mv(*conn));  // membership dials the member itself
                        if (a.peer == config_.id) return;
                        log::debug("seed {} is replica {}", s.address, a.peer.value);
-                       membership_.addSeed(a.peer, s.address, nowMs());
+                       replica_.addSeed(a.peer, s.address, nowMs());
                        afterStep();
                      },
                      [this, index, conn](kj::Exception&& e) {
@@ -302,7 +282,7 @@ void Runtime::dialSeed(size_t index) {
 // ---- outbound links -----------------------------------------------------------------------
 
 Runtime::Link* Runtime::linkFor(ReplicaId id) {
-  const gossip::MemberInfo* member = membership_.member(id);
+  const gossip::MemberInfo* member = membership().member(id);
   auto it = links_.find(id);
   if (it != links_.end()) {
     Link& link = *it->second;
@@ -469,7 +449,8 @@ size_t Runtime::readyLinks() const {
 
 uint64_t Runtime::replicationLag() const {
   uint64_t lag = 0;
-  for (ReplicaId j : engine_.neighbors()) lag = std::max(lag, engine_.seq() - std::min(engine_.seq(), engine_.ackedBy(j)));
+  const gossip::Engine& e = engine();
+  for (ReplicaId j : e.neighbors()) lag = std::max(lag, e.seq() - std::min(e.seq(), e.ackedBy(j)));
   return lag;
 }
 
@@ -478,7 +459,7 @@ uint64_t Runtime::replicationLag() const {
 kj::Promise<void> Runtime::leave(uint64_t graceMs) {
   if (stopped_) return kj::READY_NOW;
   out_.clear();
-  membership_.leave(out_);
+  replica_.leave(out_);
   send(out_);
   stopped_ = true;
   const uint64_t deadline = nowMs() + graceMs;
@@ -499,8 +480,8 @@ kj::Promise<void> Runtime::leave(uint64_t graceMs) {
 
 std::vector<MemberRow> Runtime::members() const {
   std::vector<MemberRow> rows;
-  rows.push_back(MemberRow{config_.id, config_.address, gossip::MemberState::alive, membership_.incarnation(), true});
-  for (const auto& m : membership_.members()) {
+  rows.push_back(MemberRow{config_.id, config_.address, gossip::MemberState::alive, membership().incarnation(), true});
+  for (const auto& m : membership().members()) {
     if (m.removed) continue;
     rows.push_back(MemberRow{m.id, m.address, m.state, m.incarnation, false});
   }

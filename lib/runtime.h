@@ -1,5 +1,5 @@
-// The node's protocol driver: the gossip engine and membership of one replica, wired to peers
-// over authenticated Cap'n Proto RPC, on one KJ event loop.
+// The node's protocol driver: one replica core (gossip/replica.h: store, engine, membership),
+// wired to peers over authenticated Cap'n Proto RPC and driven by a timer, on one KJ event loop.
 //
 // Everything here runs on the loop's thread (lib/node.h owns that thread and hands work to it).
 // Time and the network come in from outside: a kj::Timer (a real one, or a kj::TimerImpl a test
@@ -7,16 +7,17 @@
 // runtimes in one loop). So the same code runs in the in-process tests and in `deltasync node`.
 //
 // Data flow:
-//   local update  -> update<T>() -> Engine::update (under the state lock) -> pushed on the next
-//                    gossip tick;
-//   tick          -> every gossipIntervalMs Engine::tick, every membershipTickMs Membership::tick
-//                    -> Outgoing messages -> per-peer queues -> Replicator.deliver();
+//   local update  -> update<T>() -> ObjectStore::update (under the state lock), which the engine
+//                    logs -> pushed on the next gossip round;
+//   tick          -> at Replica::nextTickMs(), Replica::tick (membership and engine rounds as
+//                    they fall due) -> Outgoing messages -> per-peer queues -> Replicator.deliver();
 //   inbound       -> a Gatekeeper per connection (handshake; gossip/rpc.h; a connection that has
 //                    not authenticated within handshakeTimeoutMs is closed, at most maxInbound
 //                    are held) -> validated Message from the
-//                    authenticated id -> Membership (Ping/PingReq/PingAck) or Engine (the rest),
-//                    under the state lock; a ProtocolError fails that call only.
-//   views         -> Membership::view() is the engine's neighbour set (refreshed after each step).
+//                    authenticated id -> Replica::receive, under the state lock; a ProtocolError
+//                    fails that call only.
+//   member events -> Replica::takeEvents() after each step: links to removed members are
+//                    dropped, the rest goes to setMemberListener's listener.
 //
 // Peer links (one per remote id we send to; inbound connections only carry what peers send us):
 //   idle -> connecting (dial, handshake; the peer must prove the id we expect) -> ready.
@@ -34,9 +35,9 @@
 // Seeds are addresses: the runtime dials each, learns its id from the handshake and hands it to
 // membership (Membership::addSeed); a seed is retried (with backoff) until it answered once.
 //
-// State lock: the engine's objects are read by other threads (lib/node.h snapshots reads under
-// a shared lock). Every engine call that may change objects runs under the unique lock here;
-// calls that only read them (tick) do not need it on this thread.
+// State lock: the store is read by other threads (lib/node.h snapshots reads under a shared
+// lock). Every call that may change the store (local updates, received messages) runs under the
+// unique lock here; calls that only read it (ticks) do not need it on this thread.
 //
 // Include only in lib/ sources: this header pulls in capnp RPC.
 #pragma once
@@ -56,9 +57,8 @@
 #include <kj/timer.h>
 
 #include "gossip/auth.h"
-#include "gossip/engine.h"
 #include "gossip/limits.h"
-#include "gossip/membership.h"
+#include "gossip/replica.h"
 #include "gossip/rpc.h"
 #include "lib/metrics.h"
 #include "lib/tls.h"
@@ -145,7 +145,7 @@ class Runtime {
   template <typename T, typename F>
   T update(const std::string& name, F&& mutator) {
     std::unique_lock lock(stateMutex_);
-    T delta = engine_.update<T>(name, std::forward<F>(mutator));
+    T delta = replica_.store().update<T>(name, std::forward<F>(mutator));
     ++stats_.localUpdates;
     return delta;
   }
@@ -153,8 +153,9 @@ class Runtime {
   const RuntimeConfig& config() const { return config_; }
   ReplicaId id() const { return config_.id; }
   uint64_t nowMs() const;
-  const gossip::Engine& engine() const { return engine_; }
-  const gossip::Membership& membership() const { return membership_; }
+  const gossip::ObjectStore& store() const { return replica_.store(); }
+  const gossip::Engine& engine() const { return replica_.engine(); }
+  const gossip::Membership& membership() const { return *replica_.membership(); }
   std::shared_mutex& stateMutex() { return stateMutex_; }
   std::vector<MemberRow> members() const;
   RuntimeStats stats() const { return stats_; }
@@ -165,9 +166,9 @@ class Runtime {
   const Histogram& deliverLatency() const { return deliverLatency_; }
   size_t inboundConnections() const { return inbound_.size(); }
 
-  // Called with a changed object's name (on this thread, inside the change; see
-  // Engine::setChangeListener).
-  void setChangeListener(std::function<void(const std::string&)> f);
+  // Called with every change of the store (on this thread, inside the change, under the state
+  // lock; see gossip/store.h). Register before start().
+  void listen(gossip::ObjectStore::Listener f) { replica_.store().listen(std::move(f)); }
   // Called with each membership event (on this thread).
   void setMemberListener(std::function<void(const gossip::MemberEvent&)> f) { onMember_ = std::move(f); }
   // The administration capability served to authenticated peers (lib/control.h).
@@ -197,9 +198,9 @@ class Runtime {
   void dial(Link& link);
   void broken(ReplicaId id, uint64_t generation, const kj::Exception* why);
   void dialSeed(size_t index);
-  void afterStep();  // membership events, view -> engine neighbours
-  kj::Promise<void> gossipLoop();
-  kj::Promise<void> membershipLoop();
+  void afterStep();  // member events -> links, listener
+  kj::Promise<void> tickLoop();
+  void maintain(uint64_t now);  // seeds, idle links, the auth-failure log
   uint64_t jitter(uint64_t ms);
   void dropLater(kj::Own<Connection> connection);
 
@@ -210,8 +211,7 @@ class Runtime {
   kj::TimePoint start_;
   uint64_t rng_;
   std::shared_mutex& stateMutex_;
-  gossip::Engine engine_;
-  gossip::Membership membership_;
+  gossip::Replica replica_;
   std::shared_ptr<gossip::GatekeeperStats> gatekeeperStats_;  // of every inbound connection's gatekeeper
   uint64_t authFailuresLogged_ = 0;
   gossip::ControlFn control_;
@@ -231,7 +231,6 @@ class Runtime {
   std::map<uint64_t, Inbound> inbound_;  // by serial
   size_t pendingTls_ = 0;                 // inbound TLS handshakes in flight
   uint64_t nextSerial_ = 1;
-  std::vector<ReplicaId> view_;
   std::vector<gossip::Outgoing> out_;  // scratch
   bool stopped_ = false;
   RuntimeStats stats_;

@@ -16,6 +16,25 @@ namespace {
 
 using Set = crdt::ORSet<std::string>;
 
+// An engine with its own store: what gossip::Replica holds, without membership or a clock.
+struct Node {
+  ObjectStore store;
+  Engine engine;
+  explicit Node(ReplicaId id) : store(id), engine(store) {}
+  ReplicaId self() const { return store.self(); }
+  template <typename T, typename F>
+  T update(const std::string& name, F&& mutator) {
+    return store.update<T>(name, std::forward<F>(mutator));
+  }
+  const Value* find(const std::string& name) const { return store.find(name); }
+  void setNeighbors(std::vector<ReplicaId> ids) { engine.setNeighbors(std::move(ids)); }
+  void tick(std::vector<Outgoing>& out) { engine.tick(out); }
+  void receive(ReplicaId from, const Message& m, std::vector<Outgoing>& out) { engine.receive(from, m, out); }
+  const EngineStats& stats() const { return engine.stats(); }
+  uint64_t ackedBy(ReplicaId j) const { return engine.ackedBy(j); }
+  uint64_t seq() const { return engine.seq(); }
+};
+
 struct Sent {
   ReplicaId from, to;
   Message message;
@@ -24,16 +43,16 @@ struct Sent {
 // A hand-driven network: tick() and local updates queue messages; deliver() hands them over in
 // order, all of them or those `keep` accepts. Every delivered message is recorded.
 struct Net {
-  std::map<uint64_t, Engine*> nodes;
+  std::map<uint64_t, Node*> nodes;
   std::deque<Sent> queue;
   std::vector<Sent> delivered;
 
-  void add(Engine& e) { nodes[e.self().value] = &e; }
+  void add(Node& e) { nodes[e.self().value] = &e; }
   void enqueue(ReplicaId from, std::vector<Outgoing>& out) {
     for (auto& o : out) queue.push_back({from, o.to, std::move(o.message)});
     out.clear();
   }
-  void tick(Engine& e) {
+  void tick(Node& e) {
     std::vector<Outgoing> out;
     e.tick(out);
     enqueue(e.self(), out);
@@ -72,7 +91,7 @@ struct Net {
   }
 };
 
-bool has(const Engine& e, const std::string& element) {
+bool has(const Node& e, const std::string& element) {
   const Value* v = e.find("s");
   return v != nullptr && std::get<Set>(*v).contains(element);
 }
@@ -81,7 +100,7 @@ const ReplicaId kA{1}, kB{2}, kC{3};
 
 // A triangle: every engine the neighbour of the other two.
 struct Triangle {
-  Engine a{kA}, b{kB}, c{kC};
+  Node a{kA}, b{kB}, c{kC};
   Net net;
   Triangle() {
     a.setNeighbors({kB, kC});
@@ -93,7 +112,7 @@ struct Triangle {
   }
   void settle() {
     for (int r = 0; r < 4; ++r) {
-      for (Engine* e : {&a, &b, &c}) net.tick(*e);
+      for (Node* e : {&a, &b, &c}) net.tick(*e);
       net.deliverAll();
     }
   }
@@ -165,7 +184,7 @@ TEST_CASE("engine: a lost answer is asked for again at the next tick, from every
   t.net.deliverAll();
   REQUIRE_FALSE(has(t.c, "x"));
   // Once the claim expired, C's ticks ask both A and B; x arrives and every ack goes out.
-  for (uint32_t k = 0; k < t.c.config().claimTicks && !has(t.c, "x"); ++k) {
+  for (uint32_t k = 0; k < t.c.engine.config().claimTicks && !has(t.c, "x"); ++k) {
     t.net.tick(t.c);
     t.net.deliverAll();
   }
@@ -175,7 +194,7 @@ TEST_CASE("engine: a lost answer is asked for again at the next tick, from every
 }
 
 TEST_CASE("engine: a request is answered only for the open offer, at most once per tick") {
-  Engine a(kA), c(kC);
+  Node a(kA), c(kC);
   a.setNeighbors({kC});
   c.setNeighbors({kA});
   a.update<Set>("s", [&](Set& s) { return s.add(kA, "x"); });

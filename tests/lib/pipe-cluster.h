@@ -69,7 +69,7 @@ struct Cluster {
     if (tune) tune(c);
     slot->rt = std::make_unique<Runtime>(c, gossip::Secret(secret), timer, net, slot->mutex);
     Slot* s = slot.get();
-    slot->rt->setChangeListener([s](const std::string& name) { s->changes.push_back(name); });
+    slot->rt->listen([s](const gossip::Change& c) { s->changes.push_back(c.name); });
     net.nodes[address] = slot->rt.get();
     slot->rt->start();
     return *slot->rt;
@@ -101,7 +101,7 @@ struct Cluster {
   }
 
   std::vector<std::string> render(const std::string& address, const std::string& name) {
-    const gossip::Value* v = at(address).engine().find(name);
+    const gossip::Value* v = at(address).store().find(name);
     return v ? objects::render(*v) : std::vector<std::string>{};
   }
 

@@ -57,7 +57,7 @@ TEST_CASE("runtime: a node with the wrong secret is refused and changes nothing"
   c.run(3000);
   CHECK(c.liveMembers("a") == 2);
   CHECK(c.at("a").membership().member(ReplicaId{9}) == nullptr);
-  CHECK(c.at("a").engine().find("hits") == nullptr);
+  CHECK(c.at("a").store().find("hits") == nullptr);
   CHECK(c.at("a").gatekeeperStats().proofRejected + c.at("b").gatekeeperStats().proofRejected == 0);
   // The evil node rejects the servers' proofs first (they cannot match its secret); the servers
   // never hand it a replicator, so nothing was delivered.
@@ -134,7 +134,7 @@ TEST_CASE("runtime: the control interface reads, writes and watches through RPC"
   ControlService service(clock, [] { return std::string("metrics"); });
   service.attach(&a);
   a.setControl([&](ReplicaId) { return service.client(); });
-  a.setChangeListener([&](const std::string& name) { service.changed(name); });
+  a.listen([&](const gossip::Change& c) { service.changed(c.name); });
 
   // A client (like `deltasync ctl`) over a pipe.
   auto pipe = kj::newTwoWayPipe();

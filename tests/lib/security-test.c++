@@ -135,7 +135,7 @@ TEST_CASE("security: an oversized message drops that connection only") {
   gossip::encodeEnvelope(gossip::DeltaPushMsg{ReplicaId{72}, 0, 0, 1, {{"big", gossip::Value(delta)}}},
                          huge.initEnvelope());
   CHECK_THROWS_AS(huge.send().wait(s.c.ws), kj::Exception);
-  CHECK(small.engine().find("big") == nullptr);
+  CHECK(small.store().find("big") == nullptr);
   // The node itself is fine: it still joins and serves its peers.
   REQUIRE(s.c.runUntil([&] { return s.c.liveMembers("small") == 3; }));
   objects::add(s.c.at("b"), "after", "oversize");
@@ -180,7 +180,7 @@ TEST_CASE("security: dots under the node's own id that it never minted are refus
                       gossip::DeltaPushMsg{ReplicaId{73}, 0, 0, 1, {{"n", gossip::Value(pn.increment(ReplicaId{1}, 5))}}})
           .wait(s.c.ws),
       doctest::Contains("never made"), kj::Exception);
-  CHECK(s.c.at("a").engine().find("n") == nullptr);
+  CHECK(s.c.at("a").store().find("n") == nullptr);
   s.stillServing("after-forgery");
 }
 

@@ -85,7 +85,7 @@ TEST_CASE("tls: another CA's certificate and a certificate naming no replica are
   CHECK(c.liveMembers("a") == 2);
   CHECK(c.at("a").membership().member(ReplicaId{9}) == nullptr);
   CHECK(c.at("a").membership().member(ReplicaId{7}) == nullptr);
-  CHECK(c.at("a").engine().find("s") == nullptr);
+  CHECK(c.at("a").store().find("s") == nullptr);
   CHECK(c.at("a").gatekeeperStats().proofRejected >= 1);  // TLS handshakes refused, counted
   objects::add(c.at("b"), "s", "honest");
   CHECK(c.runUntil([&] { return c.render("a", "s") == std::vector<std::string>{"honest"}; }, 3000));

@@ -1,4 +1,5 @@
-// A deterministic network simulator that runs the real gossip engine (tests/sim, bench/).
+// A deterministic network simulator that runs the real replica core (gossip/replica.h: store,
+// engine, membership and their glue, exactly as lib/runtime drives them) (tests/sim, bench/).
 //
 // Single-threaded, seeded, on simulated milliseconds. Every message an engine emits is encoded
 // with the real codec (gossip/envelope.h), so byte counts are real wire sizes, and decoded with
@@ -11,9 +12,12 @@
 // ordered by (time, insertion number). The trace hash folds in every send, drop and delivery, so
 // two runs with the same seed and the same calls produce the same hash, which a test checks.
 //
-// Neighbours: a fixed random graph (a ring for connectivity plus random chords, made symmetric)
-// until membership drives the views; a node that restarts with a new id is swapped in its
-// neighbours' views, as membership would announce.
+// Neighbours: a fixed random graph (a ring for connectivity plus random chords, made symmetric),
+// or, with SimConfig::membership, the views membership chooses; in the fixed graph a node that
+// restarts with a new id is swapped in its neighbours' views, as membership would announce.
+//
+// Ticks: each node's replica is ticked at its own nextTickMs() (its first tick at a random
+// offset within one gossip interval), stretched by the node's slow factor.
 #pragma once
 
 #include <algorithm>
@@ -29,10 +33,9 @@
 #include <vector>
 
 #include "gossip/compact.h"
-#include "gossip/engine.h"
 #include "gossip/envelope.h"
 #include "gossip/errors.h"
-#include "gossip/membership.h"
+#include "gossip/replica.h"
 
 namespace deltasync::sim {
 
@@ -51,7 +54,8 @@ struct Faults {
 struct SimConfig {
   size_t nodes = 10;
   uint64_t seed = 1;
-  uint32_t tickMs = 100;  // gossip period (one round)
+  uint32_t tickMs = 100;  // gossip period (one engine round)
+  uint32_t membershipTickMs = 50;  // membership's timer resolution (the runtime's default)
   size_t chords = 1;      // random extra neighbours per node, besides the ring
   Faults faults;
   gossip::EngineConfig engine;
@@ -88,11 +92,7 @@ class Simulator {
   explicit Simulator(SimConfig config) : config_(std::move(config)), rng_(config_.seed) {
     const size_t n = config_.nodes;
     nodes_.resize(n);
-    for (size_t i = 0; i < n; ++i) {
-      nodes_[i].engine = std::make_unique<gossip::Engine>(ReplicaId{i + 1}, config_.engine);
-      nodes_[i].tickMs = config_.tickMs;
-    }
-    for (size_t i = 0; i < n && config_.membership; ++i) startMembership(i);
+    for (size_t i = 0; i < n; ++i) startReplica(i, ReplicaId{i + 1});
     adjacency_.assign(n, {});
     auto link = [&](size_t a, size_t b) {
       if (a == b) return;
@@ -112,10 +112,11 @@ class Simulator {
   }
 
   size_t size() const { return nodes_.size(); }
-  gossip::Engine& engine(size_t i) { return *nodes_[i].engine; }
-  const gossip::Engine& engine(size_t i) const { return *nodes_[i].engine; }
+  gossip::Replica& replica(size_t i) { return *nodes_[i].replica; }
+  const gossip::Engine& engine(size_t i) const { return nodes_[i].replica->engine(); }
+  const gossip::ObjectStore& store(size_t i) const { return nodes_[i].replica->store(); }
   bool alive(size_t i) const { return nodes_[i].alive; }
-  ReplicaId id(size_t i) const { return nodes_[i].engine->self(); }
+  ReplicaId id(size_t i) const { return nodes_[i].replica->self(); }
   uint64_t now() const { return now_; }
   const SimStats& stats() const { return stats_; }
   uint64_t traceHash() const { return trace_; }
@@ -135,7 +136,8 @@ class Simulator {
     blocked_.clear();
     config_.faults = Faults{};
   }
-  void setSlow(size_t i, uint32_t factor) { nodes_[i].tickMs = config_.tickMs * std::max<uint32_t>(1, factor); }
+  // Node i's ticks come `factor` times further apart.
+  void setSlow(size_t i, uint32_t factor) { nodes_[i].slow = std::max<uint32_t>(1, factor); }
 
   void crash(size_t i) {
     nodes_[i].alive = false;
@@ -148,32 +150,31 @@ class Simulator {
     fold(0xC1, i, durable, 0);
     if (durable) return;
     ReplicaId old = id(i);
-    nodes_[i].engine = std::make_unique<gossip::Engine>(ReplicaId{nextId_++}, config_.engine);
+    startReplica(i, ReplicaId{nextId_++});
     idToIndex_.erase(old.value);
     idToIndex_[id(i).value] = i;
-    if (config_.membership) {
-      startMembership(i);
-      return;
-    }
+    if (config_.membership) return;
     refreshNeighbors(i);
     for (size_t j : adjacency_[i]) refreshNeighbors(j);
   }
 
-  gossip::Membership& membership(size_t i) { return *nodes_[i].membership; }
+  const gossip::Membership& membership(size_t i) const { return *nodes_[i].replica->membership(); }
 
-  // Sends messages node i produced outside a tick or delivery (e.g. Membership::leave).
-  void sendFrom(size_t i, std::vector<gossip::Outgoing> out) {
-    out_ = std::move(out);
+  // Node i announces that it leaves (Replica::leave); it keeps running until crashed.
+  void leave(size_t i) {
+    out_.clear();
+    nodes_[i].replica->leave(out_);
+    collectEvents(i);
     sendAll(i);
   }
   // Membership events (all but suspicions, which are counted in stats) in time order.
   const std::vector<ObservedEvent>& events() const { return events_; }
 
-  // Runs f(engine) at node i now (a local operation), folding it into the trace.
+  // Runs f(store) at node i now (a local operation), folding it into the trace.
   template <typename F>
   void at(size_t i, F&& f) {
     fold(0xA0, i, engine(i).seq(), 0);
-    f(engine(i));
+    f(nodes_[i].replica->store());
   }
 
   // Processes events up to now + ms.
@@ -196,7 +197,7 @@ class Simulator {
     const uint64_t end = now_ + maxMs;
     const uint64_t rounds = std::max(config_.engine.retransmitTicks, config_.engine.catchupRetryTicks) + 1;
     uint64_t window = 0;
-    for (const Node& n : nodes_) window = std::max<uint64_t>(window, rounds * n.tickMs);
+    for (const Node& n : nodes_) window = std::max<uint64_t>(window, rounds * config_.tickMs * n.slow);
     while (now_ < end) {
       uint64_t before = stats_.engineMessages;
       runFor(window);
@@ -214,8 +215,8 @@ class Simulator {
         first = i;
         continue;
       }
-      const auto& a = engine(first).objects();
-      const auto& b = engine(i).objects();
+      const auto& a = store(first).objects();
+      const auto& b = store(i).objects();
       if (a == b) continue;
       std::string what = "node " + std::to_string(first) + " and node " + std::to_string(i) + " differ";
       for (const auto& [name, v] : a) {
@@ -243,11 +244,9 @@ class Simulator {
     bool operator>(const Event& o) const { return time != o.time ? time > o.time : order > o.order; }
   };
   struct Node {
-    std::unique_ptr<gossip::Engine> engine;
-    std::unique_ptr<gossip::Membership> membership;
-    std::vector<ReplicaId> view;
+    std::unique_ptr<gossip::Replica> replica;
     bool alive = true;
-    uint32_t tickMs = 100;
+    uint32_t slow = 1;
   };
 
   void schedule(uint64_t delay, Event::Kind kind, size_t node, size_t from, std::shared_ptr<const Bytes> bytes) {
@@ -259,32 +258,34 @@ class Simulator {
     trace_ = crdt::mix64(trace_ ^ crdt::mix64(a + 0x9e3779b97f4a7c15ULL * (b + 1)) ^ crdt::mix64(c * 31 + d));
   }
 
-  void startMembership(size_t i) {
-    auto cfg = config_.membershipConfig;
-    cfg.seed = config_.seed * 1000003 + id(i).value;
-    nodes_[i].membership = std::make_unique<gossip::Membership>(id(i), "", cfg);
+  // A fresh replica with id `self` at node i; with membership, it joins through node 0 and one
+  // random earlier node.
+  void startReplica(size_t i, ReplicaId self) {
+    gossip::ReplicaConfig rc;
+    rc.gossipIntervalMs = config_.tickMs;
+    rc.membershipTickMs = config_.membershipTickMs;
+    rc.membership = config_.membership;
+    rc.engine = config_.engine;
+    rc.membershipConfig = config_.membershipConfig;
+    rc.membershipConfig.seed = config_.seed * 1000003 + self.value;
+    nodes_[i].replica = std::make_unique<gossip::Replica>(self, "", rc);
+    if (!config_.membership) return;
     if (i != 0) {
-      nodes_[i].membership->addSeed(id(0), "", now_);
+      nodes_[i].replica->addSeed(id(0), "", now_);
       size_t other = below(i);
-      if (other != 0) nodes_[i].membership->addSeed(id(other), "", now_);
+      if (other != 0) nodes_[i].replica->addSeed(id(other), "", now_);
     }
     collectEvents(i);
   }
 
-  // Takes node i's membership events and hands its view to its engine when it changed.
+  // Records node i's member events (suspicions are only counted).
   void collectEvents(size_t i) {
-    Node& node = nodes_[i];
-    for (auto& e : node.membership->takeEvents()) {
+    for (auto& e : nodes_[i].replica->takeEvents()) {
       if (e.state == gossip::MemberState::suspect && !e.removed) {
         ++stats_.suspicions;
       } else {
         events_.push_back(ObservedEvent{now_, i, e});
       }
-    }
-    const auto& v = node.membership->view();
-    if (v != node.view) {
-      node.view = v;
-      node.engine->setNeighbors(v);
     }
   }
 
@@ -292,20 +293,22 @@ class Simulator {
     idToIndex_[id(i).value] = i;
     std::vector<ReplicaId> ids;
     for (size_t j : adjacency_[i]) ids.push_back(id(j));
-    nodes_[i].engine->setNeighbors(std::move(ids));
+    nodes_[i].replica->setNeighbors(std::move(ids));
   }
 
   void handle(const Event& e) {
     Node& node = nodes_[e.node];
     if (e.kind == Event::kTick) {
-      schedule(node.tickMs, Event::kTick, e.node, 0, nullptr);
-      if (!node.alive) return;
+      gossip::Replica& r = *node.replica;
       out_.clear();
-      if (node.membership) {
-        node.membership->tick(now_, out_);
+      if (node.alive) {
+        r.tick(now_, out_);
         collectEvents(e.node);
       }
-      node.engine->tick(out_);
+      // A crashed node's timer keeps running at the gossip interval (its replica is not
+      // ticked): the restarted one picks it up.
+      const uint64_t next = node.alive ? std::max(r.nextTickMs(), now_ + 1) : now_ + config_.tickMs;
+      schedule((next - now_) * node.slow, Event::kTick, e.node, 0, nullptr);
       sendAll(e.node);
       return;
     }
@@ -317,14 +320,8 @@ class Simulator {
     out_.clear();
     try {
       gossip::Message m = gossip::decodeMessage(*e.bytes, config_.limits);
-      if (std::holds_alternative<gossip::PingMsg>(m) || std::holds_alternative<gossip::PingReqMsg>(m) ||
-          std::holds_alternative<gossip::PingAckMsg>(m)) {
-        if (!node.membership) throw gossip::ProtocolError("membership message without membership");
-        node.membership->receive(ReplicaId{e.fromId}, m, now_, out_);
-        collectEvents(e.node);
-      } else {
-        node.engine->receive(ReplicaId{e.fromId}, m, out_);
-      }
+      node.replica->receive(ReplicaId{e.fromId}, m, now_, out_);
+      collectEvents(e.node);
     } catch (const std::exception& ex) {
       ++stats_.errors;
       stats_.lastError = ex.what();
@@ -343,8 +340,7 @@ class Simulator {
 
   void send(size_t from, size_t to, const gossip::Message& m) {
     auto bytes = std::make_shared<const Bytes>(gossip::encodeMessage(m));
-    const bool engine = !std::holds_alternative<gossip::PingMsg>(m) && !std::holds_alternative<gossip::PingReqMsg>(m) &&
-                        !std::holds_alternative<gossip::PingAckMsg>(m);
+    const bool engine = !gossip::isMembershipMessage(m);
     ++stats_.messages;
     stats_.engineMessages += engine ? 1 : 0;
     stats_.bytes += bytes->size();

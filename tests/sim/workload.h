@@ -32,7 +32,7 @@ inline void randomOp(Simulator& sim, Expected& ex) {
   if (!sim.alive(i)) return;
   ReplicaId self = sim.id(i);
   uint64_t kind = sim.below(10);
-  sim.at(i, [&](Engine& e) {
+  sim.at(i, [&](gossip::ObjectStore& e) {
     if (kind < 4) {
       std::string el = "e" + std::to_string(ex.nextElement++);
       e.update<Set>("set", [&](Set& s) { return s.add(self, el); });
@@ -70,7 +70,7 @@ inline std::string check(const Simulator& sim, const Expected& ex) {
   if (std::string d = sim.divergence(); !d.empty()) return d;
   size_t i = 0;
   while (!sim.alive(i)) ++i;
-  const Engine& e = sim.engine(i);
+  const gossip::ObjectStore& e = sim.store(i);
   std::set<std::string> want;
   for (const auto& el : ex.added) {
     if (ex.removed.count(el) == 0) want.insert(el);

@@ -1,0 +1,68 @@
+#include "gossip/replica.h"
+
+#include <algorithm>
+#include <stdexcept>
+#include <utility>
+
+namespace deltasync::gossip {
+
+Replica::Replica(ReplicaId self, std::string address, ReplicaConfig config)
+    : config_(std::move(config)), store_(self), engine_(store_, config_.engine) {
+  if (config_.gossipIntervalMs == 0 || config_.membershipTickMs == 0) {
+    throw std::invalid_argument("Replica: gossipIntervalMs and membershipTickMs must be > 0");
+  }
+  if (config_.membership) {
+    membership_ = std::make_unique<Membership>(self, std::move(address), config_.membershipConfig);
+  }
+}
+
+void Replica::receive(ReplicaId from, const Message& message, uint64_t nowMs, std::vector<Outgoing>& out) {
+  if (!isMembershipMessage(message)) {
+    engine_.receive(from, message, out);
+    return;
+  }
+  if (!membership_) throw ProtocolError("a membership message, but this replica runs without membership");
+  membership_->receive(from, message, nowMs, out);
+  afterMembershipStep();
+}
+
+void Replica::tick(uint64_t nowMs, std::vector<Outgoing>& out) {
+  if (membership_ && nowMs >= nextMembershipMs_) {
+    nextMembershipMs_ = nowMs + config_.membershipTickMs;
+    membership_->tick(nowMs, out);
+    afterMembershipStep();
+  }
+  if (nowMs >= nextGossipMs_) {
+    nextGossipMs_ = nowMs + config_.gossipIntervalMs;
+    engine_.tick(out);
+  }
+}
+
+uint64_t Replica::nextTickMs() const {
+  return membership_ ? std::min(nextGossipMs_, nextMembershipMs_) : nextGossipMs_;
+}
+
+void Replica::addSeed(ReplicaId id, const std::string& address, uint64_t nowMs) {
+  if (!membership_) throw std::logic_error("Replica::addSeed without membership");
+  membership_->addSeed(id, address, nowMs);
+  afterMembershipStep();
+}
+
+void Replica::leave(std::vector<Outgoing>& out) {
+  if (!membership_) return;
+  membership_->leave(out);
+  afterMembershipStep();
+}
+
+void Replica::setNeighbors(std::vector<ReplicaId> neighbors) {
+  if (membership_) throw std::logic_error("Replica::setNeighbors: membership chooses the neighbours");
+  engine_.setNeighbors(std::move(neighbors));
+}
+
+void Replica::afterMembershipStep() {
+  for (auto& e : membership_->takeEvents()) events_.push_back(e);
+  const auto& view = membership_->view();
+  if (view != engine_.neighbors()) engine_.setNeighbors(view);
+}
+
+}  // namespace deltasync::gossip

@@ -1,0 +1,91 @@
+// The replica core: one node's protocol as one pure state machine. It owns the object store
+// (gossip/store.h), the anti-entropy engine (gossip/engine.h) and membership
+// (gossip/membership.h), and is the only place that steps them together:
+//   - a received message goes to membership (Ping, PingReq, PingAck) or to the engine (the
+//     rest); the sender is the transport's authenticated peer;
+//   - tick(now) runs each protocol's round when it is due: membership every membershipTickMs
+//     (the resolution of its probe timers), the engine every gossipIntervalMs;
+//   - after every membership step, its view becomes the engine's neighbour set, and its member
+//     events queue for takeEvents().
+// Inputs: local changes (through store()), received messages, ticks, seeds, leave. Outputs:
+// messages to send (appended to `out`), member events, and the store's change reports.
+//
+// No sockets, threads or clocks: time comes in as milliseconds from the driver. lib/runtime
+// drives it with a kj::Timer and Cap'n Proto RPC; tests/sim drives the very same class on
+// simulated time over a simulated network. Drivers call tick() at nextTickMs() (or later: a
+// late tick runs each due round once, it never bursts to catch up).
+//
+// Without membership (ReplicaConfig::membership false: the simulator's fixed graphs and the
+// engine tests), neighbours come from setNeighbors() instead.
+//
+// Errors: receive() throws ProtocolError or DecodeError-derived errors for a message that does
+// not fit (nothing of it applied); KindMismatch comes from the store's local mutators.
+#pragma once
+
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gossip/engine.h"
+#include "gossip/membership.h"
+#include "gossip/store.h"
+
+namespace deltasync::gossip {
+
+struct ReplicaConfig {
+  uint64_t gossipIntervalMs = 100;  // one engine round
+  uint64_t membershipTickMs = 50;   // resolution of membership's probe and suspicion timers
+  bool membership = true;           // false: fixed neighbours through setNeighbors()
+  EngineConfig engine;
+  MembershipConfig membershipConfig;
+};
+
+class Replica {
+ public:
+  // `address` is where peers reach this replica (told to them through membership).
+  Replica(ReplicaId self, std::string address, ReplicaConfig config = {});
+  Replica(const Replica&) = delete;
+  Replica& operator=(const Replica&) = delete;
+
+  ReplicaId self() const { return store_.self(); }
+  const ReplicaConfig& config() const { return config_; }
+
+  // Local writes go through the store (update(), applyLocal()); it reports them to the engine.
+  ObjectStore& store() { return store_; }
+  const ObjectStore& store() const { return store_; }
+  const Engine& engine() const { return engine_; }
+  // Null without membership.
+  const Membership* membership() const { return membership_.get(); }
+
+  // A message from `from`, the peer the transport authenticated.
+  void receive(ReplicaId from, const Message& message, uint64_t nowMs, std::vector<Outgoing>& out);
+  // Runs the rounds that are due at nowMs.
+  void tick(uint64_t nowMs, std::vector<Outgoing>& out);
+  // When tick() next has a round to run.
+  uint64_t nextTickMs() const;
+
+  // A member to join through (its id learnt from the transport's handshake with its address).
+  void addSeed(ReplicaId id, const std::string& address, uint64_t nowMs);
+  // Announces a voluntary leave; the driver stops ticking shortly after.
+  void leave(std::vector<Outgoing>& out);
+  // Fixed neighbours (only without membership: std::logic_error otherwise).
+  void setNeighbors(std::vector<ReplicaId> neighbors);
+
+  // Member events since the last call (empty without membership).
+  std::vector<MemberEvent> takeEvents() { return std::exchange(events_, {}); }
+
+ private:
+  void afterMembershipStep();
+
+  ReplicaConfig config_;
+  ObjectStore store_;  // before engine_: the engine listens to it
+  Engine engine_;
+  std::unique_ptr<Membership> membership_;
+  std::vector<MemberEvent> events_;
+  uint64_t nextGossipMs_ = 0;
+  uint64_t nextMembershipMs_ = 0;
+};
+
+}  // namespace deltasync::gossip

@@ -1,0 +1,75 @@
+#include "gossip/store.h"
+
+#include "gossip/errors.h"
+
+namespace deltasync::gossip {
+
+Value& ObjectStore::objectOfKind(const std::string& name, size_t kind) {
+  auto it = objects_.find(name);
+  if (it == objects_.end()) return objects_.emplace(name, bottomOf(kind)).first->second;
+  if (it->second.index() != kind) {
+    throw KindMismatch("object '" + name + "' is a " + kindName(it->second) + ", not a " + kindName(kind));
+  }
+  return it->second;
+}
+
+void ObjectStore::applyLocal(const std::string& name, const Value& delta) {
+  Value& v = objectOfKind(name, delta.index());
+  joinInto(v, delta);
+  if (!isBottom(delta)) report(Change{name, delta, delta, ReplicaId{}});
+}
+
+JoinStats ObjectStore::joinRemote(ReplicaId from, const std::vector<NamedValue>& objects) {
+  for (const auto& o : objects) {
+    auto it = objects_.find(o.name);
+    if (it != objects_.end() && it->second.index() != o.value.index()) {
+      throw ProtocolError("object '" + o.name + "' is a " + kindName(it->second) + " here, the peer sent a " +
+                          kindName(o.value));
+    }
+    if (claimsUnminted(o.value, it == objects_.end() ? nullptr : &it->second, self_)) {
+      throw ProtocolError("object '" + o.name + "' carries writes under this replica's id (" +
+                          std::to_string(self_.value) +
+                          ") that it never made: forged, or this replica restarted without its state under its "
+                          "old id (start it under a new id)");
+    }
+  }
+  JoinStats stats;
+  for (const auto& o : objects) {
+    auto it = objects_.find(o.name);
+    if (it == objects_.end()) {
+      if (isBottom(o.value)) continue;
+      it = objects_.emplace(o.name, o.value).first;
+      ++stats.joined;
+      report(Change{it->first, o.value, o.value, from});
+      continue;
+    }
+    Value news = strip(o.value, it->second);
+    if (isBottom(news)) {
+      ++stats.redundant;
+      continue;
+    }
+    joinInto(it->second, news);
+    ++stats.joined;
+    report(Change{it->first, news, o.value, from});
+  }
+  return stats;
+}
+
+void ObjectStore::restore(const std::string& name, Value state) {
+  auto it = objects_.find(name);
+  if (it != objects_.end() && it->second.index() != state.index()) {
+    throw KindMismatch("object '" + name + "' is a " + kindName(it->second) + ", not a " + kindName(state));
+  }
+  if (isBottom(state)) {
+    if (it != objects_.end()) objects_.erase(it);
+    return;
+  }
+  objects_.insert_or_assign(name, std::move(state));
+}
+
+const Value* ObjectStore::find(const std::string& name) const {
+  auto it = objects_.find(name);
+  return it == objects_.end() ? nullptr : &it->second;
+}
+
+}  // namespace deltasync::gossip

@@ -1,0 +1,117 @@
+// The object store: a node's replicated state, one lattice name -> (kind, CRDT), and the one
+// place every change to it goes through.
+//
+// Pure: no I/O, no threads, no clock. Owned by the replica core (gossip/replica.h); read by lib/
+// (handles, ctl, metrics) under lib's state lock, never through the engine.
+//
+// Change hook: every change is reported to the listeners, in registration order, from inside
+// the call that made it, after the object holds it:
+//   Change{name, delta, origin}  origin 0: made on this node (update(), applyLocal());
+//                                otherwise the peer the delta came from (joinRemote()).
+//   `delta` is exactly what inflated the object (for remote deltas: the part the state lacked,
+//   after strip: RR), so a listener that joins every reported delta into a copy of the initial
+//   state rebuilds the store. `received` is the delta as it arrived (== delta for local ones).
+// The engine logs every change it hears (gossip/engine.h); lib/ turns them into subscription
+// notifications; durable storage will persist them. A listener must not call back into the
+// store's mutators.
+//
+// restore() puts state in place at start (durable storage) and reports nothing: restored
+// state is not news to anyone, and peers that lack it catch up by digest.
+//
+// Invariants: an object's kind never changes (KindMismatch, nothing applied); no object is
+// bottom after a local update that created it and changed nothing; joinRemote() checks every
+// object of a message before it applies any (all or nothing for kind and forgery errors).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "gossip/messages.h"
+#include "gossip/object.h"
+
+namespace deltasync::gossip {
+
+struct Change {
+  const std::string& name;
+  const Value& delta;     // what inflated the object
+  const Value& received;  // as it arrived (== delta for local changes)
+  ReplicaId origin;       // 0: local; else the peer it came from
+  bool local() const { return origin.value == 0; }
+};
+
+struct JoinStats {
+  uint64_t joined = 0;     // objects whose delta inflated the state
+  uint64_t redundant = 0;  // objects whose delta the state already held (RR)
+};
+
+class ObjectStore {
+ public:
+  using Listener = std::function<void(const Change&)>;
+
+  explicit ObjectStore(ReplicaId self) : self_(self) {}
+  ObjectStore(const ObjectStore&) = delete;
+  ObjectStore& operator=(const ObjectStore&) = delete;
+
+  ReplicaId self() const { return self_; }
+
+  // Runs mutator(T& state) -> T delta on object `name` (created as bottom of kind T if absent)
+  // and reports the delta. Throws KindMismatch if the object exists with another kind (nothing
+  // changes), and whatever the mutator throws (the mutators of crdt/ leave state unchanged).
+  // An object the call created stays only if the mutator changed something: a no-op (say,
+  // removing an absent element) or a throwing mutator leaves no bottom object behind.
+  template <typename T, typename F>
+  T update(const std::string& name, F&& mutator) {
+    const bool existed = objects_.count(name) != 0;
+    Value& v = objectOfKind(name, Value(std::in_place_type<T>).index());
+    T delta;
+    try {
+      delta = mutator(std::get<T>(v));
+    } catch (...) {
+      if (!existed) objects_.erase(name);
+      throw;
+    }
+    if (!delta.empty()) {
+      Value d(delta);
+      report(Change{name, d, d, ReplicaId{}});
+    } else if (!existed && isBottom(v)) {
+      objects_.erase(name);
+    }
+    return delta;
+  }
+
+  // Joins a delta made on this node's behalf elsewhere (batched by lib/) and reports it. Same
+  // errors as update().
+  void applyLocal(const std::string& name, const Value& delta);
+
+  // Joins the objects of a message from peer `from`: first checks every one (its kind matches
+  // ours; it claims no write under our id that we lack: claimsUnminted) and throws
+  // ProtocolError before anything is applied; then strips, joins and reports each.
+  JoinStats joinRemote(ReplicaId from, const std::vector<NamedValue>& objects);
+
+  // Start-up only: sets an object's state without reporting it.
+  void restore(const std::string& name, Value state);
+
+  // Listeners for the life of the store (the replica core and lib/ register theirs at start).
+  void listen(Listener listener) { listeners_.push_back(std::move(listener)); }
+
+  const Value* find(const std::string& name) const;
+  const std::map<std::string, Value>& objects() const { return objects_; }
+  size_t size() const { return objects_.size(); }
+
+ private:
+  Value& objectOfKind(const std::string& name, size_t kind);
+  void report(const Change& change) {
+    for (const auto& l : listeners_) l(change);
+  }
+
+  ReplicaId self_;
+  std::map<std::string, Value> objects_;
+  std::vector<Listener> listeners_;
+};
+
+}  // namespace deltasync::gossip
