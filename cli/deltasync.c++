@@ -20,11 +20,11 @@
 #include <kj/async-io.h>
 #include <kj/async-unix.h>
 
-#include "gossip/auth.h"
-#include "gossip/rpc.h"
-#include <deltasync/log.h>
 #include <deltasync/node.h>
 
+#include "gossip/auth.h"
+#include "gossip/rpc.h"
+#include "lib/log.h"
 #include "lib/tls.h"
 
 namespace {
