@@ -30,6 +30,7 @@
 // (O(object size) per coalesced batch); fine for the presence-sized objects this is for.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
