@@ -61,6 +61,14 @@ def include_paths(args):
     return paths
 
 
+def sanitizer_options(opts):
+    """A sanitized libdeltasync (scripts/test's ASan stage) needs a sanitized application: the
+    sanitizer runtime must be loaded first."""
+    if opts.get("b_sanitize", "none") == "none":
+        return []
+    return [f"-Db_sanitize={opts['b_sanitize']}", f"-Db_lundef={str(opts['b_lundef']).lower()}"]
+
+
 def setup_and_build(consumer, build, env, extra):
     run(["meson", "setup", "--buildtype=plain", *extra, build, consumer], env=env)
     # Only the consumer and what it needs (not, e.g., a subproject's command-line tool).
@@ -103,7 +111,7 @@ def installed(source_root, build_root, tmp):
     shutil.copytree(source_root / "tests" / "install" / "consumer", consumer)
     build = tmp / "consumer-build"
     # nofallback: the dependency must come from pkg-config, never from a subproject.
-    setup_and_build(consumer, build, env, ["--wrap-mode=nofallback"])
+    setup_and_build(consumer, build, env, ["--wrap-mode=nofallback", *sanitizer_options(opts)])
 
     args = compile_args(build)
     for path in include_paths(args):
@@ -125,7 +133,7 @@ def installed(source_root, build_root, tmp):
     print(run([exe], env=run_env), end="", flush=True)
 
 
-def subproject(source_root, tmp):
+def subproject(source_root, build_root, tmp):
     print("== 2. deltasync as a meson subproject (default options)", flush=True)
     consumer = tmp / "sub-consumer"
     shutil.copytree(source_root / "tests" / "install" / "consumer", consumer)
@@ -134,7 +142,8 @@ def subproject(source_root, tmp):
     build = tmp / "sub-consumer-build"
     env = dict(os.environ)
     # Whatever pkg-config knows, the subproject is what this build must use.
-    setup_and_build(consumer, build, env, ["--force-fallback-for=deltasync"])
+    setup_and_build(consumer, build, env,
+                    ["--force-fallback-for=deltasync", *sanitizer_options(build_options(build_root))])
 
     targets = json.loads(run(["meson", "introspect", "--targets", build]))
     extra = [t["name"] for t in targets if t.get("subproject") == "deltasync" and
@@ -163,7 +172,7 @@ def main():
     print(f"temp dir: {tmp}", flush=True)
     try:
         installed(source_root, build_root, tmp)
-        subproject(source_root, tmp)
+        subproject(source_root, build_root, tmp)
     except Failure as e:
         print(f"install test FAILED: {e}", file=sys.stderr, flush=True)
         return 1
