@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """An application builds and runs against deltasync the two ways README describes.
 
-1. Installed: `meson install --destdir` of the build, then tests/install/consumer configured
+1. Installed: `meson install --destdir` of the build (only include/deltasync/*.h among the
+   headers; no KJ or Cap'n Proto symbol exported), then tests/install/consumer configured
    against that tree through pkg-config only (PKG_CONFIG_PATH + PKG_CONFIG_SYSROOT_DIR), built,
    checked (no include path into the source or build tree, the installed libdeltasync is the one
    loaded) and run.
@@ -97,6 +98,17 @@ def installed(source_root, build_root, tmp):
     public = sorted("deltasync/" + p.name for p in (source_root / "include" / "deltasync").glob("*.h"))
     if headers != public:
         raise Failure(f"installed headers {headers} differ from include/deltasync/ {public}")
+
+    # The library exports the public API only (hidden visibility): none of KJ or Cap'n Proto.
+    libs = sorted(staged_lib.glob("libdeltasync.so*"))
+    if not libs:
+        raise Failure(f"no libdeltasync.so installed in {staged_lib}")
+    exported = run(["nm", "-DC", "--defined-only", libs[0]]).splitlines()
+    leaked = [l for l in exported if "kj::" in l or "capnp::" in l]
+    if leaked:
+        raise Failure(f"{len(leaked)} KJ/Cap'n Proto symbols exported by {libs[0].name}, e.g.:\n" +
+                      "\n".join(leaked[:10]))
+    print(f"{libs[0].name} exports {len(exported)} symbols, none of KJ or Cap'n Proto", flush=True)
 
     env = dict(os.environ)
     env["PKG_CONFIG_PATH"] = str(staged_lib / "pkgconfig")
