@@ -20,15 +20,16 @@
 #include <kj/async-io.h>
 #include <kj/async-unix.h>
 
+#include <deltasync/node.h>
+
 #include "gossip/auth.h"
 #include "gossip/rpc.h"
 #include "lib/log.h"
-#include "lib/node.h"
 #include "lib/tls.h"
 
 namespace {
 
-using deltasync::ReplicaId;
+using deltasync::crdt::ReplicaId;
 
 struct Usage : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -150,10 +151,10 @@ std::optional<deltasync::TlsFiles> tlsFrom(const Parsed& p) {
   return deltasync::TlsFiles{*cert, *key, *ca};
 }
 
-deltasync::gossip::Secret secretFrom(const Parsed& p) {
-  if (auto file = p.one("secret-file")) return deltasync::gossip::Secret::fromFile(*file);
+deltasync::Secret secretFrom(const Parsed& p) {
+  if (auto file = p.one("secret-file")) return deltasync::Secret::fromFile(*file);
   if (const char* env = std::getenv("DELTASYNC_SECRET"); env != nullptr && *env != '\0') {
-    return deltasync::gossip::Secret(env);
+    return deltasync::Secret(env);
   }
   throw Usage("no cluster secret: pass --secret-file PATH or set DELTASYNC_SECRET");
 }
@@ -188,17 +189,17 @@ int runNode(const std::vector<std::string>& args) {
   for (auto it = seeds.first; it != seeds.second; ++it) config.seeds.push_back(it->second);
   if (auto c = p.one("cluster")) config.cluster = *c;
   if (auto id = p.one("id")) {
-    config.id = ReplicaId{parseNumber("--id", *id)};
-    if (config.id.value == 0) throw Usage("--id must be nonzero");
+    config.id = parseNumber("--id", *id);
+    if (config.id == 0) throw Usage("--id must be nonzero");
   }
   if (auto g = p.one("gossip-interval")) {
-    config.gossipIntervalMs = parseNumber("--gossip-interval", *g);
-    if (config.gossipIntervalMs == 0) throw Usage("--gossip-interval must be > 0");
+    config.tuning.gossipIntervalMs = parseNumber("--gossip-interval", *g);
+    if (config.tuning.gossipIntervalMs == 0) throw Usage("--gossip-interval must be > 0");
   }
   if (auto g = p.one("probe-interval")) {
-    config.membership.probeIntervalMs = parseNumber("--probe-interval", *g);
-    if (config.membership.probeIntervalMs < 10) throw Usage("--probe-interval must be >= 10");
-    config.membership.probeTimeoutMs = std::max<uint64_t>(5, config.membership.probeIntervalMs * 2 / 5);
+    config.tuning.probeIntervalMs = parseNumber("--probe-interval", *g);
+    if (config.tuning.probeIntervalMs < 10) throw Usage("--probe-interval must be >= 10");
+    config.tuning.probeTimeoutMs = std::max<uint64_t>(5, config.tuning.probeIntervalMs * 2 / 5);
   }
   if (auto m = p.one("metrics")) config.metricsListen = *m;
   config.tls = tlsFrom(p);
@@ -214,7 +215,7 @@ int runNode(const std::vector<std::string>& args) {
 
   deltasync::Node node(std::move(config));
   std::printf("listening on %s as replica %llu\n", node.address().c_str(),
-              static_cast<unsigned long long>(node.id().value));
+              static_cast<unsigned long long>(node.id()));
   if (!node.metricsAddress().empty()) std::printf("metrics on http://%s/metrics\n", node.metricsAddress().c_str());
   std::fflush(stdout);
   int signal = 0;
@@ -283,7 +284,7 @@ int runCtl(const std::vector<std::string>& args) {
     }
   }
   const auto tls = tlsFrom(p);
-  std::optional<deltasync::gossip::Secret> secret;
+  std::optional<deltasync::Secret> secret;
   if (!tls) secret = secretFrom(p);
   const std::string cluster = p.one("cluster").value_or("deltasync");
 

@@ -12,8 +12,8 @@
 #include <thread>
 #include <vector>
 
-#include "lib/log.h"
-#include "lib/node.h"
+#include <deltasync/log.h>
+#include <deltasync/node.h>
 
 using namespace deltasync;
 
@@ -38,8 +38,8 @@ int main(int argc, char** argv) {
     NodeConfig c;
     c.listen = "127.0.0.1:0";
     c.seeds = std::move(seeds);
-    c.secret = gossip::Secret("an example secret of at least thirty-two bytes");  // use a file in real life
-    c.gossipIntervalMs = 50;
+    c.secret = Secret("an example secret of at least thirty-two bytes");  // use a file in real life
+    c.tuning.gossipIntervalMs = 50;
     return c;
   };
   std::vector<std::unique_ptr<Node>> cluster;

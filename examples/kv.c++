@@ -13,23 +13,23 @@
 #include <thread>
 #include <vector>
 
-#include "lib/log.h"
-#include "lib/node.h"
+#include <deltasync/log.h>
+#include <deltasync/node.h>
 
 using namespace deltasync;
 using Clock = std::chrono::steady_clock;
 
 namespace {
 
-NodeConfig configFor(ReplicaId id, const std::string& listen, std::vector<std::string> seeds) {
+NodeConfig configFor(uint64_t id, const std::string& listen, std::vector<std::string> seeds) {
   NodeConfig c;
   c.id = id;
   c.listen = listen;
   c.seeds = std::move(seeds);
-  c.secret = gossip::Secret("an example secret of at least thirty-two bytes");  // use a file in real life
-  c.gossipIntervalMs = 50;
-  c.membership.probeIntervalMs = 250;
-  c.membership.probeTimeoutMs = 100;
+  c.secret = Secret("an example secret of at least thirty-two bytes");  // use a file in real life
+  c.tuning.gossipIntervalMs = 50;
+  c.tuning.probeIntervalMs = 250;
+  c.tuning.probeTimeoutMs = 100;
   return c;
 }
 
@@ -48,7 +48,7 @@ double waitFor(P pred) {
 
 void print(const char* title, Node& node) {
   auto users = node.map<std::string, std::string>("users");
-  std::printf("  %s (replica %llu):", title, static_cast<unsigned long long>(node.id().value));
+  std::printf("  %s (replica %llu):", title, static_cast<unsigned long long>(node.id()));
   for (const auto& [k, v] : users.entries()) std::printf(" %s=%s", k.c_str(), v.c_str());
   std::printf("\n");
 }
@@ -73,10 +73,10 @@ int main(int argc, char** argv) {
   }
   log::setLevel(log::Level::warn);
   std::vector<std::unique_ptr<Node>> cluster;
-  cluster.push_back(std::make_unique<Node>(configFor(ReplicaId{1}, "127.0.0.1:0", {})));
+  cluster.push_back(std::make_unique<Node>(configFor(1, "127.0.0.1:0", {})));
   const std::string seed = cluster[0]->address();
   for (int i = 1; i < nodes; ++i) {
-    cluster.push_back(std::make_unique<Node>(configFor(ReplicaId{uint64_t(i) + 1}, "127.0.0.1:0", {seed})));
+    cluster.push_back(std::make_unique<Node>(configFor(uint64_t(i) + 1, "127.0.0.1:0", {seed})));
   }
   std::printf("%d nodes on 127.0.0.1, seed %s\n", nodes, seed.c_str());
 
@@ -109,7 +109,7 @@ int main(int argc, char** argv) {
   std::printf("node %d offline\n", nodes);
   cluster[0]->map<std::string, std::string>("users").put("while-away", "written on node 1");
   cluster[0]->map<std::string, std::string>("users").remove("contested");
-  cluster.back() = std::make_unique<Node>(configFor(ReplicaId{uint64_t(nodes) + 1}, "127.0.0.1:0", {seed}));
+  cluster.back() = std::make_unique<Node>(configFor(uint64_t(nodes) + 1, "127.0.0.1:0", {seed}));
   print("back online, before catching up", *cluster.back());
   ms = waitFor([&] {
     auto m = cluster.back()->map<std::string, std::string>("users");

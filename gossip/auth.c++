@@ -9,6 +9,7 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <stdexcept>
 #include <utility>
 
 namespace deltasync::gossip {
@@ -20,27 +21,6 @@ void appendId(std::string& s, ReplicaId id) {
 }
 
 }  // namespace
-
-Secret::Secret(std::string bytes) : bytes_(std::move(bytes)) {
-  if (bytes_.size() < kMinSecretBytes) {
-    throw AuthError("cluster secret too short: " + std::to_string(bytes_.size()) + " bytes, at least " +
-                    std::to_string(kMinSecretBytes) + " required");
-  }
-}
-
-Secret Secret::fromFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw AuthError("cannot read the secret file '" + path + "': " + std::strerror(errno));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::string s = ss.str();
-  while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
-  try {
-    return Secret(std::move(s));
-  } catch (const AuthError& e) {
-    throw AuthError("secret file '" + path + "': " + e.what());
-  }
-}
 
 Nonce randomNonce() {
   Nonce n;
@@ -118,3 +98,29 @@ ReplicaId AuthServer::onProof(const AuthProofMsg& proof) {
 }
 
 }  // namespace deltasync::gossip
+
+// The public value type (include/deltasync/secret.h) lives here, next to its only user.
+namespace deltasync {
+
+Secret::Secret(std::string bytes) : bytes_(std::move(bytes)) {
+  if (bytes_.size() < kMinBytes) {
+    throw std::invalid_argument("cluster secret too short: " + std::to_string(bytes_.size()) +
+                                " bytes, at least " + std::to_string(kMinBytes) + " required");
+  }
+}
+
+Secret Secret::fromFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot read the secret file '" + path + "': " + std::strerror(errno));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string s = ss.str();
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
+  try {
+    return Secret(std::move(s));
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument("secret file '" + path + "': " + e.what());
+  }
+}
+
+}  // namespace deltasync

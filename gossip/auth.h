@@ -11,7 +11,8 @@
 // so a recorded exchange cannot be replayed (the server's nonce differs), a proof cannot be
 // reflected (the labels differ by role), and both ids are bound into it (a peer authenticates
 // as exactly one replica id, the one lib/ then lets it publish dots under). Proofs are compared
-// in constant time. The secret is held in a Secret, which never prints its bytes.
+// in constant time. The secret is held in the public deltasync::Secret, which never prints its
+// bytes.
 //
 // Errors: AuthError with a message that says what failed and never contains secret material.
 #pragma once
@@ -23,6 +24,8 @@
 #include <string>
 #include <string_view>
 #include <utility>
+
+#include <deltasync/secret.h>
 
 #include "gossip/messages.h"
 
@@ -38,19 +41,8 @@ class AuthError : public std::runtime_error {
 // envelopes may be deflated (kind flag 0x80), which version-2 nodes refuse, and compact values
 // of several entries are laid out in columns.
 inline constexpr uint32_t kProtocolVersion = 3;
-inline constexpr size_t kMinSecretBytes = 32;
 
-// The cluster secret: at least kMinSecretBytes bytes (AuthError otherwise). Not printable.
-class Secret {
- public:
-  explicit Secret(std::string bytes);
-  // Reads the secret from a file (trailing newlines stripped). AuthError if unreadable or short.
-  static Secret fromFile(const std::string& path);
-  const std::string& bytes() const { return bytes_; }
-
- private:
-  std::string bytes_;
-};
+using Secret = deltasync::Secret;
 
 // A source of nonces (lib/: the OS's random generator; tests: a seeded one).
 using NonceSource = std::function<Nonce()>;

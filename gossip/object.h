@@ -20,6 +20,8 @@
 #include <string>
 #include <variant>
 
+#include <deltasync/errors.h>
+
 #include "crdt/aw-lww-map.h"
 #include "crdt/ew-flag.h"
 #include "crdt/g-counter.h"
@@ -55,10 +57,8 @@ bool claimsUnminted(const Value& delta, const Value* state, crdt::ReplicaId self
 const char* kindName(size_t kind);
 inline const char* kindName(const Value& v) { return kindName(v.index()); }
 
-class KindMismatch : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
+// The public error (include/deltasync/errors.h): lib/'s handles let it through unchanged.
+using KindMismatch = deltasync::KindMismatch;
 
 // Bottom of the given kind (kind < kKindCount).
 Value bottomOf(size_t kind);

@@ -2,8 +2,9 @@
 //
 //   2026-11-22T01:02:03.456Z warn  peer 42 at 127.0.0.2:7000: connection refused
 //
-// The level is process-wide (default info; `deltasync node --log-level`). Secrets are never
-// passed here: gossip::Secret has no formatter and prints as "<secret>" at most.
+// The level is process-wide (default info; `deltasync node --log-level`); applications set it
+// through the public include/deltasync/log.h. Secrets are never passed here: deltasync::Secret
+// has no formatter.
 // RateLimit keeps a noisy condition (failed authentications, a dead peer) to one line per period
 // and reports how many were suppressed in between.
 #pragma once
@@ -12,16 +13,11 @@
 #include <string>
 #include <string_view>
 
+#include <deltasync/log.h>
 #include <fmt/format.h>
 
 namespace deltasync::log {
 
-enum class Level { debug = 0, info = 1, warn = 2, error = 3, off = 4 };
-
-void setLevel(Level level);
-Level level();
-// "debug" | "info" | "warn" | "error" | "off"; std::invalid_argument otherwise.
-Level parseLevel(std::string_view name);
 void write(Level level, std::string_view message);
 
 template <typename... Args>

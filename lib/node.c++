@@ -1,4 +1,4 @@
-#include "lib/node.h"
+#include <deltasync/node.h>
 
 #include <algorithm>
 #include <condition_variable>
@@ -47,6 +47,48 @@ ReplicaId randomId() {
   }
 }
 
+// ---- the one translation between the public types and gossip's ----------------------------
+
+MemberState publicState(gossip::MemberState s) {
+  switch (s) {
+    case gossip::MemberState::alive: return MemberState::alive;
+    case gossip::MemberState::suspect: return MemberState::suspect;
+    case gossip::MemberState::down: return MemberState::down;
+    case gossip::MemberState::left: return MemberState::left;
+  }
+  throw std::logic_error("unknown gossip::MemberState");
+}
+
+MemberEvent publicEvent(const gossip::MemberEvent& e) { return MemberEvent{e.id.value, publicState(e.state), e.removed}; }
+
+Member publicMember(const MemberRow& r) {
+  return Member{r.id.value, r.address, publicState(r.state), r.incarnation, r.self};
+}
+
+// Tuning's defaults are the engine's and membership's: one set of numbers for a node and for the
+// protocol tests.
+constexpr Tuning kTuning{};
+constexpr gossip::EngineConfig kEngine{};
+constexpr gossip::MembershipConfig kMembership{};
+static_assert(kTuning.maxPushBytes == kEngine.maxPushBytes && kTuning.maxChunkBytes == kEngine.maxChunkBytes &&
+              kTuning.maxLogEntries == kEngine.maxLogEntries);
+static_assert(kTuning.probeIntervalMs == kMembership.probeIntervalMs &&
+              kTuning.probeTimeoutMs == kMembership.probeTimeoutMs && kTuning.viewSize == kMembership.viewSize &&
+              kTuning.removeAfterMs == kMembership.removeAfterMs);
+
+// The runtime's configuration for a node: the tuning an operator sets over the protocol's
+// defaults (the engine's experiment switches keep theirs).
+void applyTuning(const Tuning& t, RuntimeConfig& rc) {
+  rc.gossipIntervalMs = t.gossipIntervalMs;
+  rc.engine.maxPushBytes = t.maxPushBytes;
+  rc.engine.maxChunkBytes = t.maxChunkBytes;
+  rc.engine.maxLogEntries = t.maxLogEntries;
+  rc.membership.probeIntervalMs = t.probeIntervalMs;
+  rc.membership.probeTimeoutMs = t.probeTimeoutMs;
+  rc.membership.viewSize = t.viewSize;
+  rc.membership.removeAfterMs = t.removeAfterMs;
+}
+
 std::string hostOf(const std::string& address) {
   auto colon = address.rfind(':');
   return colon == std::string::npos ? address : address.substr(0, colon);
@@ -63,12 +105,12 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
     if (!config_.secret && !config_.tls) {
       throw std::invalid_argument("NodeConfig: a cluster secret (or TLS certificates) is required; there is no default");
     }
-    if (config_.gossipIntervalMs == 0) throw std::invalid_argument("NodeConfig: gossipIntervalMs must be > 0");
-    id_ = config_.id.value != 0 ? config_.id : randomId();
+    if (config_.tuning.gossipIntervalMs == 0) throw std::invalid_argument("NodeConfig: tuning.gossipIntervalMs must be > 0");
+    id_ = config_.id != 0 ? ReplicaId{config_.id} : randomId();
     if (config_.tls) {
       const ReplicaId certified = Tls::idOfCertificateFile(config_.tls->certificate);
-      if (config_.id.value != 0 && config_.id != certified) {
-        throw std::invalid_argument("NodeConfig: id " + std::to_string(config_.id.value) +
+      if (config_.id != 0 && config_.id != certified.value) {
+        throw std::invalid_argument("NodeConfig: id " + std::to_string(config_.id) +
                                     " differs from the certificate's replica-" + std::to_string(certified.value));
       }
       id_ = certified;
@@ -158,7 +200,7 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
     sub->deliver = std::move(deliver);
     return add(std::move(sub));
   }
-  Subscription subscribeMembers(std::function<void(const gossip::MemberEvent&)> deliver) {
+  Subscription subscribeMembers(std::function<void(const MemberEvent&)> deliver) {
     auto sub = std::make_shared<Sub>();
     sub->members = true;
     sub->onMember = std::move(deliver);
@@ -189,7 +231,7 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
     std::string name;
     bool members = false;
     std::function<void(const gossip::Value*)> deliver;
-    std::function<void(const gossip::MemberEvent&)> onMember;
+    std::function<void(const MemberEvent&)> onMember;
   };
 
   Subscription add(std::shared_ptr<Sub> sub) {
@@ -226,7 +268,7 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
   void memberEvent(const gossip::MemberEvent& e) {
     std::lock_guard lock(notifyMutex_);
     if (memberSubs_ == 0) return;
-    memberEvents_.push_back(e);
+    memberEvents_.push_back(publicEvent(e));
     notifyCv_.notify_one();
   }
 
@@ -304,9 +346,7 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
       rc.address = address_;
       rc.cluster = config_.cluster;
       rc.seeds = config_.seeds;
-      rc.gossipIntervalMs = config_.gossipIntervalMs;
-      rc.engine = config_.engine;
-      rc.membership = config_.membership;
+      applyTuning(config_.tuning, rc);
       rc.limits = config_.limits;
       if (config_.tls) rc.tls = std::make_shared<Tls>(*config_.tls, config_.cluster, timer, rc.handshakeTimeoutMs);
       auto metricsNow = [this] {
@@ -396,7 +436,7 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
   std::map<std::string, int> watched_;
   size_t memberSubs_ = 0;
   std::set<std::string> dirty_;
-  std::vector<gossip::MemberEvent> memberEvents_;
+  std::vector<MemberEvent> memberEvents_;
   uint64_t nextSub_ = 1;
   uint64_t calling_ = 0;
   bool stopping_ = false;
@@ -435,7 +475,7 @@ template <typename T>
 const T* as(const gossip::Value* v, const std::string& name) {
   if (v == nullptr) return nullptr;
   if (const T* x = std::get_if<T>(v)) return x;
-  throw gossip::KindMismatch("object '" + name + "' is a " + gossip::kindName(*v) + ", not a " +
+  throw KindMismatch("object '" + name + "' is a " + gossip::kindName(*v) + ", not a " +
                              gossip::kindName(gossip::Value(std::in_place_type<T>)));
 }
 
@@ -597,7 +637,7 @@ Node::~Node() {
   }
 }
 
-ReplicaId Node::id() const { return core_->id(); }
+uint64_t Node::id() const { return core_->id().value; }
 std::string Node::address() const { return core_->address(); }
 std::string Node::metricsAddress() const { return core_->metricsAddress(); }
 
@@ -620,12 +660,12 @@ Counter Node::counter(const std::string& name) {
 std::vector<Member> Node::members() const {
   return core_->onLoop([](Runtime& rt) {
     std::vector<Member> out;
-    for (const auto& r : rt.members()) out.push_back(Member{r.id, r.address, r.state, r.incarnation, r.self});
+    for (const auto& r : rt.members()) out.push_back(publicMember(r));
     return out;
   });
 }
 
-Subscription Node::onMembers(std::function<void(const gossip::MemberEvent&)> callback) {
+Subscription Node::onMembers(std::function<void(const MemberEvent&)> callback) {
   return core_->subscribeMembers(std::move(callback));
 }
 

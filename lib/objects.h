@@ -1,5 +1,5 @@
 // Operations on a node's named objects, run on the loop thread: the one place that turns "add x
-// to set s" into a CRDT mutation for both the handles (lib/node.h) and `deltasync ctl`
+// to set s" into a CRDT mutation for both the handles (include/deltasync/node.h) and `deltasync ctl`
 // (lib/control.h), and renders an object as text.
 #pragma once
 

@@ -1,7 +1,7 @@
 // The node's protocol driver: one replica core (gossip/replica.h: store, engine, membership),
 // wired to peers over authenticated Cap'n Proto RPC and driven by a timer, on one KJ event loop.
 //
-// Everything here runs on the loop's thread (lib/node.h owns that thread and hands work to it).
+// Everything here runs on the loop's thread (lib/node.c++ owns that thread and hands work to it).
 // Time and the network come in from outside: a kj::Timer (a real one, or a kj::TimerImpl a test
 // advances by hand) and a Dialer that opens streams to addresses (TCP, or in tests pipes between
 // runtimes in one loop). So the same code runs in the in-process tests and in `deltasync node`.
@@ -35,7 +35,7 @@
 // Seeds are addresses: the runtime dials each, learns its id from the handshake and hands it to
 // membership (Membership::addSeed); a seed is retried (with backoff) until it answered once.
 //
-// State lock: the store is read by other threads (lib/node.h snapshots reads under a shared
+// State lock: the store is read by other threads (lib/node.c++ snapshots reads under a shared
 // lock). Every call that may change the store (local updates, received messages) runs under the
 // unique lock here; calls that only read it (ticks) do not need it on this thread.
 //

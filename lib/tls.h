@@ -21,7 +21,7 @@
 #include <kj/compat/tls.h>
 
 #include "crdt/dot.h"
-#include "lib/node.h"
+#include <deltasync/node.h>
 
 namespace deltasync {
 

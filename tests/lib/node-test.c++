@@ -1,4 +1,4 @@
-// deltasync::Node (lib/node.h) for real: nodes in this process on 127.0.0.1 (ephemeral ports),
+// deltasync::Node (include/deltasync/node.h) for real: nodes in this process on 127.0.0.1 (ephemeral ports),
 // each with its own loop and notifier threads, over TCP. Convergence, handles from many threads,
 // subscriptions, kind misuse, closed nodes and the metrics endpoint.
 //
@@ -19,9 +19,8 @@
 #include <thread>
 #include <vector>
 
-#include "gossip/object.h"
-#include "lib/log.h"
-#include "lib/node.h"
+#include <deltasync/log.h>
+#include <deltasync/node.h>
 
 namespace deltasync {
 namespace {
@@ -30,10 +29,10 @@ NodeConfig config(std::vector<std::string> seeds = {}) {
   NodeConfig c;
   c.listen = "127.0.0.1:0";
   c.seeds = std::move(seeds);
-  c.secret = gossip::Secret(std::string(40, 'n'));
-  c.gossipIntervalMs = 20;
-  c.membership.probeIntervalMs = 100;
-  c.membership.probeTimeoutMs = 40;
+  c.secret = Secret(std::string(40, 'n'));
+  c.tuning.gossipIntervalMs = 20;
+  c.tuning.probeIntervalMs = 100;
+  c.tuning.probeTimeoutMs = 40;
   c.leaveGraceMs = 200;
   return c;
 }
@@ -50,7 +49,7 @@ bool eventually(P pred, int seconds = 20) {
 
 size_t alive(const Node& n) {
   size_t k = 0;
-  for (const auto& m : n.members()) k += m.state == gossip::MemberState::alive;
+  for (const auto& m : n.members()) k += m.state == MemberState::alive;
   return k;
 }
 
@@ -198,7 +197,7 @@ TEST_CASE("node: misuse gets clear errors") {
 
   Node a(config());
   a.counter("hits").increment(2);
-  CHECK_THROWS_WITH_AS(a.set<std::string>("hits"), doctest::Contains("pn-counter"), gossip::KindMismatch);
+  CHECK_THROWS_WITH_AS(a.set<std::string>("hits"), doctest::Contains("pn-counter"), KindMismatch);
   auto hits = a.counter("hits");
   auto tags = a.set<std::string>("tags");
   a.close();
@@ -213,12 +212,12 @@ TEST_CASE("node: a leaving node is seen as left, a removed one stops being liste
   Quiet q;
   Node a(config());
   std::mutex m;
-  std::vector<gossip::MemberEvent> events;
-  auto sub = a.onMembers([&](const gossip::MemberEvent& e) {
+  std::vector<MemberEvent> events;
+  auto sub = a.onMembers([&](const MemberEvent& e) {
     std::lock_guard lock(m);
     events.push_back(e);
   });
-  ReplicaId bid;
+  uint64_t bid = 0;
   {
     Node b(config({a.address()}));
     bid = b.id();
@@ -226,15 +225,15 @@ TEST_CASE("node: a leaving node is seen as left, a removed one stops being liste
   }  // b closes: announces its leave
   CHECK(eventually([&] {
     for (const auto& mem : a.members()) {
-      if (mem.id == bid) return mem.state == gossip::MemberState::left;
+      if (mem.id == bid) return mem.state == MemberState::left;
     }
     return false;
   }));
   std::lock_guard lock(m);
   bool sawUp = false, sawLeft = false;
   for (const auto& e : events) {
-    sawUp |= e.id == bid && e.state == gossip::MemberState::alive;
-    sawLeft |= e.id == bid && e.state == gossip::MemberState::left;
+    sawUp |= e.id == bid && e.state == MemberState::alive;
+    sawLeft |= e.id == bid && e.state == MemberState::left;
   }
   CHECK(sawUp);
   CHECK(sawLeft);

@@ -4,14 +4,14 @@
 //   deltasync::NodeConfig config;
 //   config.listen = "127.0.0.1:7000";
 //   config.seeds = {"127.0.0.2:7000"};
-//   config.secret = deltasync::gossip::Secret::fromFile("cluster.secret");
+//   config.secret = deltasync::Secret::fromFile("cluster.secret");
 //   deltasync::Node node(config);
 //   auto hits = node.counter("hits");                           hits.increment(3); hits.value();
 //   auto tags = node.set<std::string>("tags");                  tags.add("x"); tags.contains("x");
 //   auto users = node.map<std::string, std::string>("users");   users.put("alice", "online");
 //   auto sub = users.subscribe([](const deltasync::MapChange& c) { ... });
 //
-// Threads: the node runs one KJ event loop thread (lib/runtime.h: engine, membership, peers) and
+// Threads: the node runs one event loop thread (gossip engine, membership, peer connections) and
 // one notifier thread (subscriptions). Handles are cheap to copy and safe to use from any thread.
 //   writes  run on the loop thread (posted to it and waited for): when increment()/add()/put()
 //           return, the update is in the node's state and its delta in the log that gossip
@@ -23,39 +23,51 @@
 //           the node's handles; it must not block for long (it delays later notifications).
 //
 // Objects: one kind per name for ever, across the cluster. A handle of another kind for an
-// existing name throws gossip::KindMismatch (at creation, or at use if a peer created the name
+// existing name throws KindMismatch (at creation, or at use if a peer created the name
 // first with another kind). Calls on a closed node throw NodeClosed.
 //
 // Limits: a subscription diffs the whole object against its previous copy per notification
 // (O(object size) per coalesced batch); fine for the presence-sized objects this is for.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
-#include <stdexcept>
 #include <string>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
-#include "crdt/dot.h"
-#include "gossip/auth.h"
-#include "gossip/engine.h"
-#include "gossip/limits.h"
-#include "gossip/membership.h"
+#include <deltasync/errors.h>
+#include <deltasync/export.h>
+#include <deltasync/limits.h>
+#include <deltasync/secret.h>
 
 namespace deltasync {
 
-using crdt::ReplicaId;
-
-// Mutual TLS between nodes instead of the shared secret (lib/tls.h has the certificate rules:
-// CN "replica-<id>", a DNS subjectAltName equal to the cluster name, signed by the cluster CA).
+// Mutual TLS between nodes instead of the shared secret: certificates with CN "replica-<id>", a
+// DNS subjectAltName equal to the cluster name, signed by the cluster CA.
 struct TlsFiles {
   std::string certificate;  // PEM file: this node's certificate (then any intermediates)
   std::string privateKey;   // PEM file: its private key
   std::string ca;           // PEM file: the cluster CA's certificate
+};
+
+// What an operator tunes. The defaults suit a LAN cluster of up to ~1000 nodes.
+struct Tuning {
+  uint64_t gossipIntervalMs = 100;    // one anti-entropy round (> 0)
+  size_t maxPushBytes = 64 << 10;     // estimated encoded bytes of one delta push
+  size_t maxChunkBytes = 64 << 10;    // estimated encoded bytes of one state-transfer chunk
+  size_t maxLogEntries = 1 << 16;     // delta log entries kept for peers that lag; beyond, a
+                                      // lagging peer catches up by state transfer
+  // Failure detector (SWIM): every probeIntervalMs one member of the view is pinged; without an
+  // ack after probeTimeoutMs it is probed indirectly, then suspected.
+  uint64_t probeIntervalMs = 1000;
+  uint64_t probeTimeoutMs = 400;
+  uint32_t viewSize = 4;              // members each node probes and gossips with (partial view)
+  uint64_t removeAfterMs = 30000;     // a down member is forgotten (reported removed) after this
 };
 
 struct NodeConfig {
@@ -63,28 +75,33 @@ struct NodeConfig {
   std::string advertise;                // the address peers dial; "" = the bound listen address
   std::vector<std::string> seeds;       // addresses of members to join through
   std::string cluster = "deltasync";    // nodes of other clusters are refused at the handshake
-  std::optional<gossip::Secret> secret; // >= 32 bytes; no default; required unless tls is set
+  std::optional<Secret> secret;         // no default; required unless tls is set
   std::optional<TlsFiles> tls;          // mutual TLS; the id then comes from the certificate
-  ReplicaId id{};                       // 0: a random id (with tls: must match the certificate)
-  uint64_t gossipIntervalMs = 100;
+  uint64_t id = 0;                      // 0: a random id (with tls: must match the certificate)
   std::string metricsListen;            // host:port for Prometheus text over HTTP; "" = off
   uint64_t leaveGraceMs = 500;          // how long close() waits to announce the leave
-  gossip::EngineConfig engine;
-  gossip::MembershipConfig membership;
-  gossip::Limits limits;
+  Tuning tuning;
+  Limits limits;
 };
 
-class NodeClosed : public std::runtime_error {
- public:
-  NodeClosed() : std::runtime_error("the node is closed") {}
-};
+// alive -> suspect (missed probes) -> down (suspicion not refuted in time); left: announced its
+// leave. A suspect member refutes by a higher incarnation and is alive again.
+enum class MemberState : uint8_t { alive, suspect, down, left };
 
 struct Member {
-  ReplicaId id;
+  uint64_t id;
   std::string address;
-  gossip::MemberState state;
+  MemberState state;
   uint64_t incarnation;
   bool self;
+};
+
+// A member changed state; removed: a down (or left) member was forgotten.
+struct MemberEvent {
+  uint64_t id;
+  MemberState state;
+  bool removed = false;
+  bool operator==(const MemberEvent&) const = default;
 };
 
 struct CounterChange {
@@ -109,7 +126,7 @@ class NodeCore;
 
 // Ends its subscription when destroyed (or by cancel()). After cancel() returns, the callback is
 // not running and will not run again (unless cancel() is called from inside the callback).
-class Subscription {
+class DELTASYNC_API Subscription {
  public:
   Subscription() = default;
   Subscription(Subscription&& other) noexcept;
@@ -125,7 +142,7 @@ class Subscription {
 };
 
 // A PN-counter.
-class Counter {
+class DELTASYNC_API Counter {
  public:
   void increment(uint64_t n = 1);
   void decrement(uint64_t n = 1);
@@ -142,7 +159,7 @@ class Counter {
 
 // An add-wins set. Elements are strings (the wire has one element kind).
 template <typename E>
-class Set {
+class DELTASYNC_API Set {
   static_assert(std::is_same_v<E, std::string>, "deltasync::Set holds std::string elements");
 
  public:
@@ -164,7 +181,7 @@ class Set {
 // An add-wins map with last-writer-wins values (hybrid logical clock timestamps; a put always
 // wins over the value it replaced here, whatever the clocks say).
 template <typename K, typename V>
-class Map {
+class DELTASYNC_API Map {
   static_assert(std::is_same_v<K, std::string> && std::is_same_v<V, std::string>,
                 "deltasync::Map maps std::string keys to std::string values");
 
@@ -187,7 +204,7 @@ class Map {
 extern template class Set<std::string>;
 extern template class Map<std::string, std::string>;
 
-class Node {
+class DELTASYNC_API Node {
  public:
   // Binds the listen address and starts; throws std::invalid_argument for a bad configuration
   // (no secret, bad address) and std::runtime_error when the address cannot be bound.
@@ -197,7 +214,8 @@ class Node {
   Node(const Node&) = delete;
   Node& operator=(const Node&) = delete;
 
-  ReplicaId id() const;
+  // Nonzero; random unless configured. The number logs, metrics and `deltasync ctl` show.
+  uint64_t id() const;
   std::string address() const;          // as advertised to peers
   std::string metricsAddress() const;   // "" when off
 
@@ -215,7 +233,7 @@ class Node {
 
   std::vector<Member> members() const;
   // Member events (up, suspect, down, left, removed) on the notifier thread.
-  Subscription onMembers(std::function<void(const gossip::MemberEvent&)> callback);
+  Subscription onMembers(std::function<void(const MemberEvent&)> callback);
   // The node's metrics as Prometheus text.
   std::string metrics() const;
 

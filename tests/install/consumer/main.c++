@@ -1,0 +1,50 @@
+// Two deltasync nodes in one process on 127.0.0.1 (ephemeral ports), the second seeded with the
+// first: a map entry put on the first must reach the second. Exits 0 when it does, 1 (with what
+// the second node saw) when it does not within the deadline, 2 on an exception.
+//
+// Polls with a generous deadline instead of sleeping a fixed time: a loaded CI machine may be
+// slow, never wrong.
+#include <deltasync/node.h>
+
+#include <chrono>
+#include <cstdio>
+#include <exception>
+#include <string>
+#include <thread>
+
+int main() {
+  using Clock = std::chrono::steady_clock;
+  try {
+    deltasync::NodeConfig config;
+    config.listen = "127.0.0.1:0";
+    config.cluster = "install-test";
+    config.secret = deltasync::Secret(std::string(40, 'i'));
+    config.tuning.gossipIntervalMs = 50;
+
+    deltasync::Node first(config);
+    config.seeds = {first.address()};
+    deltasync::Node second(config);
+    std::printf("consumer: node %llu on %s, node %llu on %s\n", static_cast<unsigned long long>(first.id()),
+                first.address().c_str(), static_cast<unsigned long long>(second.id()), second.address().c_str());
+
+    first.map<std::string, std::string>("greetings").put("hello", "world");
+    auto seen = second.map<std::string, std::string>("greetings");
+    const auto start = Clock::now();
+    const auto deadline = start + std::chrono::seconds(60);
+    for (;;) {
+      if (auto value = seen.get("hello"); value && *value == "world") {
+        const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
+        std::printf("consumer: the second node saw hello=world after %lld ms\n", static_cast<long long>(ms));
+        return 0;
+      }
+      if (Clock::now() > deadline) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    std::fprintf(stderr, "consumer: FAILED: the second node did not see hello=world within 60 s; it has %zu "
+                         "entries and knows %zu members\n", seen.size(), second.members().size());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "consumer: FAILED: %s\n", e.what());
+    return 2;
+  }
+}
