@@ -21,6 +21,10 @@
 //                        B = N/2..3N/2-1 at replica B (copy made before collection starts)
 //   aw-lww-join          copyOfA.join(B) then copyOfB.join(A) for AWLWWMap<std::string,
 //                        int64_t>, A = k0..k(N-1), B = k(N/2)..k(3N/2-1)
+//   replica-map-set      a node's local map put as the runtime makes it: gossip::Replica's
+//                        store().update on AWLWWMap<std::string, std::string> (the store joins
+//                        and reports it, the engine logs it), HLC timestamps; no peers
+//   replica-set-add      the same for an ORSet<std::string> add
 // For the join modes the order argument is ignored, and Ir/N is per element of one input.
 #if __has_include(<valgrind/callgrind.h>)
 #include <valgrind/callgrind.h>
@@ -43,6 +47,7 @@
 #include "crdt/aw-lww-map.h"
 #include "crdt/hlc.h"
 #include "crdt/or-set.h"
+#include "gossip/replica.h"
 
 namespace deltasync::bench {
 namespace {
@@ -89,7 +94,7 @@ int usage() {
                "usage: count-ops MODE [N [sequential|shuffled]]\n"
                "MODE: null-int or-set-add std-map-int unordered-map-int\n"
                "      null-hlc aw-lww-set unordered-map-str std-map-str\n"
-               "      or-set-join aw-lww-join\n");
+               "      or-set-join aw-lww-join replica-map-set replica-set-add\n");
   return 2;
 }
 
@@ -177,6 +182,32 @@ int main(int argc, char** argv) {
     fill(b, kReplicaB, stringKeys(n, Order::kSequential, n / 2));
     result = runJoins(a, b, true);
     expected = n + n / 2;
+  } else if (mode == "replica-map-set" || mode == "replica-set-add") {
+    const auto keys = stringKeys(n, order);
+    gossip::ReplicaConfig rc;
+    rc.membership = false;
+    rc.engine.maxLogEntries = n + 1;  // logs every write (no peer acks any)
+    auto replica = std::make_unique<gossip::Replica>(kReplicaA, "", rc);
+    gossip::ObjectStore& store = replica->store();
+    HybridLogicalClock clock;
+    const std::string value = "online";
+    const bool map = mode == "replica-map-set";
+    CALLGRIND_TOGGLE_COLLECT;
+    for (size_t i = 0; i < n; ++i) {
+      if (map) {
+        keep(store.update<gossip::Map>(
+            "m", [&](gossip::Map& m) { return m.set(kReplicaA, keys[i], value, clock.now(syntheticMillis(i))); }));
+      } else {
+        using S = ORSet<std::string>;
+        keep(store.update<S>("s", [&](S& s) { return s.add(kReplicaA, keys[i]); }));
+      }
+    }
+    CALLGRIND_TOGGLE_COLLECT;
+    const gossip::Value* v = store.find(map ? "m" : "s");
+    result = v == nullptr ? 0 : std::visit([](const auto& x) -> size_t {
+      if constexpr (requires { x.size(); }) return x.size();
+      else return 0;
+    }, *v);
   } else {
     return usage();
   }
