@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -25,6 +26,13 @@ import tempfile
 
 class Failure(Exception):
     pass
+
+
+# The demangled names the library may export: members of the classes include/deltasync/ marks
+# DELTASYNC_API, the log functions, and the exceptions' type information (lib/libdeltasync.map).
+PUBLIC_SYMBOL = re.compile(
+    r"((typeinfo for |typeinfo name for |vtable for )deltasync::(KindMismatch|NodeClosed)$)|"
+    r"(deltasync::((Node|Subscription|Counter|Secret|KindMismatch|NodeClosed|log)::|(Set|Map)<))")
 
 
 def run(cmd, env=None, cwd=None):
@@ -99,16 +107,22 @@ def installed(source_root, build_root, tmp):
     if headers != public:
         raise Failure(f"installed headers {headers} differ from include/deltasync/ {public}")
 
-    # The library exports the public API only (hidden visibility): none of KJ or Cap'n Proto.
+    # The library exports the public API only (hidden visibility + lib/libdeltasync.map): no
+    # symbol of KJ, Cap'n Proto or an internal layer, and no standard-library instantiation.
     libs = sorted(staged_lib.glob("libdeltasync.so*"))
     if not libs:
         raise Failure(f"no libdeltasync.so installed in {staged_lib}")
-    exported = run(["nm", "-DC", "--defined-only", libs[0]]).splitlines()
-    leaked = [l for l in exported if "kj::" in l or "capnp::" in l]
+    exported = [l.split(" ", 2)[2] for l in run(["nm", "-DC", "--defined-only", libs[0]]).splitlines()
+                if l.count(" ") >= 2]
+    leaked = [s for s in exported if "kj::" in s or "capnp::" in s]
     if leaked:
         raise Failure(f"{len(leaked)} KJ/Cap'n Proto symbols exported by {libs[0].name}, e.g.:\n" +
                       "\n".join(leaked[:10]))
-    print(f"{libs[0].name} exports {len(exported)} symbols, none of KJ or Cap'n Proto", flush=True)
+    stray = [s for s in exported if not PUBLIC_SYMBOL.match(s)]
+    if stray:
+        raise Failure(f"{len(stray)} symbols outside the public API exported by {libs[0].name}, e.g.:\n" +
+                      "\n".join(stray[:10]))
+    print(f"{libs[0].name} exports {len(exported)} symbols, all of the public API", flush=True)
 
     env = dict(os.environ)
     env["PKG_CONFIG_PATH"] = str(staged_lib / "pkgconfig")
