@@ -14,6 +14,7 @@
 // 16-byte CompactStrings (no heap for keys up to 15 bytes).
 #pragma once
 
+#include <algorithm>
 #include <tuple>
 
 #include "crdt/causal.h"
@@ -28,6 +29,15 @@ struct Stamped {
 
   bool operator==(const Stamped&) const = default;
 };
+
+// The greatest timestamp in a store of stamped values (an AW-LWW map's, or one nested in an
+// OR-map); Timestamp{} when empty.
+template <typename K, typename V>
+Timestamp latestStamp(const DotStore<K, Stamped<V>>& store) {
+  Timestamp t{};
+  for (uint32_t p = 0; p < store.size(); ++p) t = std::max(t, store.valueAt(p).ts);
+  return t;
+}
 
 template <typename K, typename V>
 class AWLWWMap : public Causal<AWLWWMap<K, V>, DotStore<K, Stamped<V>>> {
@@ -52,6 +62,9 @@ class AWLWWMap : public Causal<AWLWWMap<K, V>, DotStore<K, Stamped<V>>> {
     uint32_t best = winner(k);
     return best == DotStore<K, Stamped<V>>::kNone ? nullptr : &this->store_.valueAt(best).value;
   }
+  // The greatest timestamp of any entry, winning or not (Timestamp{} when empty): what a receiver
+  // holds against its clock's forward-skew bound before joining a delta.
+  Timestamp latest() const { return latestStamp(this->store_); }
   // The winning write's timestamp and writer, for k present.
   std::pair<Timestamp, ReplicaId> stampOf(View k) const {
     uint32_t best = winner(k);

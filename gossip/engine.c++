@@ -74,6 +74,47 @@ Value dropEntries(const Value& v, const crdt::CausalContext& drop) {
       v);
 }
 
+// What v removes: its context dots that are no entry's (removals, superseded writes), with no
+// entries; bottom for kinds without dots. v == addsOf(v) ⊔ removalsOf(v), and each joins alone
+// (gossip/split.h says why).
+Value removalsOf(const Value& v) { return dropEntries(v, storeDots(v)); }
+
+// What v adds: its entries, with a context of exactly their dots (v itself for kinds without
+// dots). Joined alone it removes nothing.
+Value addsOf(const Value& v) {
+  return std::visit(
+      [&](const auto& x) -> Value {
+        using T = std::decay_t<decltype(x)>;
+        if constexpr (requires { T::fromParts(x.store(), storeDots(v)); x.store().collectDots(std::declval<crdt::CausalContext&>()); }) {
+          return T::fromParts(x.store(), storeDots(v));
+        } else {
+          return x;
+        }
+      },
+      v);
+}
+
+// True when v is a dot-store value with a context but no entries: all it does is remove (a
+// context part of a split state, gossip/split.h, or an object whose entries were all removed).
+bool isRemovalOnly(const Value& v) {
+  const crdt::CausalContext* ctx = contextOf(v);
+  return ctx != nullptr && !ctx->empty() && storeDots(v).empty();
+}
+
+// Keeps `removals` of object `name` back until its successors are here (Engine::joinHeld). A
+// part of another kind than the one held (a confused peer) replaces it: the store refuses
+// whichever contradicts it when the parts are joined.
+void holdRemovals(std::map<std::string, Value>& held, const std::string& name, Value removals) {
+  if (isBottom(removals)) return;
+  auto [it, fresh] = held.try_emplace(name, std::move(removals));
+  if (fresh) return;
+  if (it->second.index() != removals.index()) {
+    it->second = std::move(removals);
+  } else {
+    joinInto(it->second, removals);
+  }
+}
+
 }  // namespace
 
 Engine::Engine(ObjectStore& store, EngineConfig config)
@@ -303,6 +344,7 @@ void Engine::receiveOffer(ReplicaId from, const OfferMsg& m, std::vector<Outgoin
   }
   Peer& p = peer(from);
   p.offered.clear();
+  p.heldRemovals.clear();  // the new offer covers them again (we never acked them)
   for (const auto& o : m.objects) {
     if (p.neighbor) p.holds[o.name].join(o.dots);  // the offerer holds them (kept if we offer to it)
     p.offered[o.name] = o.dots;
@@ -336,21 +378,56 @@ void Engine::receiveOffer(ReplicaId from, const OfferMsg& m, std::vector<Outgoin
 }
 
 void Engine::receivePush(ReplicaId from, const DeltaPushMsg& m, std::vector<Outgoing>& out) {
-  applyRemote(from, m.objects);
   Peer& p = peer(from);
+  const uint64_t recv = std::max(p.recv, m.base);  // p.recv moves only once the push is joined
+  const bool contiguous = m.fromSeq <= recv;
+  const uint64_t upTo = contiguous ? std::max(recv, m.toSeq) : recv;
+  const bool tracked = m.partial && !p.offered.empty() && m.fromSeq == p.offeredFrom && m.toSeq == p.offeredTo;
+  // Read safety (engine.h): the removals of an object join only together with (or after) the
+  // entries that superseded them. A push that is the whole interval, contiguous with what we
+  // hold, has them all. An answer to our request lacks the offered entries we asked another peer
+  // for: an object still missing some holds its removals back until they are here (then the ack
+  // goes). A push we will not ack (a stale answer, an eager push past a gap) joins its entries
+  // only: the sender sends the interval again, removals and all, since no ack covers it.
+  auto complete = [&](const NamedValue& o) {
+    if (!m.partial) return contiguous;
+    if (!tracked) return false;
+    auto want = p.offered.find(o.name);
+    if (want == p.offered.end()) return true;
+    const Value* v = store_.find(o.name);
+    const crdt::CausalContext* ctx = v != nullptr ? contextOf(*v) : nullptr;
+    crdt::CausalContext lacking = ctx != nullptr ? want->second.minus(*ctx) : want->second;
+    return lacking.minus(storeDots(o.value)).empty();
+  };
+  if (std::all_of(m.objects.begin(), m.objects.end(), complete)) {
+    applyRemote(from, m.objects);
+  } else {
+    // Every object goes through the store's checks now (a bottom part joins as nothing).
+    std::vector<NamedValue> now, held;
+    now.reserve(m.objects.size());
+    for (const auto& o : m.objects) {
+      if (complete(o)) {
+        now.push_back(o);
+        continue;
+      }
+      now.push_back({o.name, addsOf(o.value)});
+      if (tracked) held.push_back({o.name, removalsOf(o.value)});
+    }
+    applyRemote(from, now);
+    for (auto& h : held) holdRemovals(p.heldRemovals, h.name, std::move(h.value));
+  }
+  p.recv = recv;
   if (config_.offers && p.neighbor) {
     for (const auto& o : m.objects) {
       crdt::CausalContext dots = storeDots(o.value);
       if (!dots.empty()) p.holds[o.name].join(dots);
     }
   }
-  p.recv = std::max(p.recv, m.base);
-  const uint64_t upTo = m.fromSeq <= p.recv ? std::max(p.recv, m.toSeq) : p.recv;
   if (m.partial) {
     // The answer to a request: it left out the offered entries we did not ask for. Ack it only
     // if it answers the offer we track (a stale answer is joined, not acked: the sender offers
     // again), and only once we hold every dot of that offer.
-    if (p.offered.empty() || m.fromSeq != p.offeredFrom || m.toSeq != p.offeredTo) {
+    if (!tracked) {
       releaseDeferredAcks(out);
       return;
     }
@@ -364,6 +441,7 @@ void Engine::receivePush(ReplicaId from, const DeltaPushMsg& m, std::vector<Outg
       releaseDeferredAcks(out);
       return;
     }
+    joinHeld(from, p.heldRemovals);
     p.offered.clear();
     p.ackDeferred = false;
   }
@@ -371,6 +449,20 @@ void Engine::receivePush(ReplicaId from, const DeltaPushMsg& m, std::vector<Outg
   ++stats_.acksSent;
   out.push_back({from, AckMsg{self_, p.recv}});
   releaseDeferredAcks(out);
+}
+
+void Engine::joinHeld(ReplicaId from, std::map<std::string, Value>& held) {
+  // One object at a time: each was checked when it arrived, but the store may have changed
+  // since (another peer created the object with another kind). Such a part is dropped and
+  // counted, not thrown at whoever sent the message that released it.
+  for (auto& [name, v] : held) {
+    try {
+      applyRemote(from, {{name, std::move(v)}});
+    } catch (const ProtocolError&) {
+      ++stats_.heldRefused;
+    }
+  }
+  held.clear();
 }
 
 Engine::DotsByName Engine::missingOf(ReplicaId from, const DotsByName& offered) const {
@@ -411,6 +503,7 @@ void Engine::requestMissing(std::vector<Outgoing>& out) {
       // A live offerer offers again every retransmitTicks until we ack: this one stopped (we
       // left its view, or it restarted). Stop asking; its next offer starts afresh.
       q.offered.clear();
+      q.heldRemovals.clear();  // its next offer sends them again (nothing of it was acked)
       q.ackDeferred = false;
     }
     if (q.offered.empty() || (!q.claimed.empty() && tick_ - q.claimedAt < config_.claimTicks)) continue;
@@ -432,6 +525,7 @@ bool Engine::holdsAll(const DotsByName& dots) const {
 void Engine::releaseDeferredAcks(std::vector<Outgoing>& out) {
   for (auto& [k, q] : peers_) {
     if (!q.ackDeferred || !holdsAll(q.offered)) continue;
+    joinHeld(k, q.heldRemovals);
     q.ackDeferred = false;
     q.offered.clear();
     q.recv = std::max(q.recv, q.deferredRecv);
@@ -485,12 +579,44 @@ void Engine::serveRequest(ReplicaId j, const StateRequestMsg& m, std::vector<Out
   }
 }
 
-void Engine::receive(ReplicaId from, const Message& message, std::vector<Outgoing>& out) {
+void Engine::checkClock(ReplicaId from, const std::vector<NamedValue>& objects, uint64_t wallMs) {
+  const NamedValue* worst = nullptr;
+  uint64_t latest = 0;
+  for (const auto& o : objects) {
+    const uint64_t t = latestStamp(o.value).physical();
+    if (t > latest) {
+      latest = t;
+      worst = &o;
+    }
+  }
+  if (worst == nullptr || latest <= wallMs) return;
+  const uint64_t ahead = latest - wallMs;
+  Peer& p = peer(from);
+  p.maxAheadMs = std::max(p.maxAheadMs, ahead);
+  if (ahead <= config_.maxForwardSkewMs) return;
+  ++stats_.skewRefused;
+  throw ClockSkewRefused("object '" + worst->name + "' carries a timestamp " + std::to_string(ahead) +
+                         " ms ahead of this node's clock (the limit is " + std::to_string(config_.maxForwardSkewMs) +
+                         " ms): the message is refused until the clocks agree; check the sender's clock, or this one's");
+}
+
+std::vector<PeerClockAhead> Engine::clockAhead() const {
+  std::vector<PeerClockAhead> out;
+  for (const auto& [id, p] : peers_) {
+    if (p.maxAheadMs != 0) out.push_back({id, p.maxAheadMs});
+  }
+  return out;
+}
+
+void Engine::receive(ReplicaId from, const Message& message, uint64_t wallMs, std::vector<Outgoing>& out) {
   std::visit(
       [&](const auto& m) {
         using M = std::decay_t<decltype(m)>;
         if constexpr (requires { m.sender; }) {
           if (m.sender != from) throw ProtocolError("message sender differs from the peer it came from");
+        }
+        if constexpr (std::is_same_v<M, DeltaPushMsg> || std::is_same_v<M, StateChunkMsg>) {
+          checkClock(from, m.objects, wallMs);
         }
         if constexpr (std::is_same_v<M, DeltaPushMsg>) {
           receivePush(from, m, out);
@@ -528,19 +654,40 @@ void Engine::receive(ReplicaId from, const Message& message, std::vector<Outgoin
         } else if constexpr (std::is_same_v<M, StateRequestMsg>) {
           serveRequest(from, m, out);
         } else if constexpr (std::is_same_v<M, StateChunkMsg>) {
-          applyRemote(from, m.objects);
-          releaseDeferredAcks(out);
+          // Read safety (engine.h): a large object travels split into entry parts and context
+          // parts (gossip/split.h); a context part joined before the entry parts of its chunk
+          // set would remove entries whose successors are still on their way. So removal-only
+          // objects of a transfer of several chunks wait until every chunk is here; those of a
+          // stale transfer are dropped (the current one brings the state again).
           Peer& p = peer(from);
-          if (m.transfer != p.inTransfer) return;  // a stale transfer: joined, but not counted
-          if (p.inChunks.size() != m.total) {
+          const bool current = m.transfer == p.inTransfer;
+          if (current && p.inChunks.size() != m.total) {
             p.inChunks.assign(m.total, false);
             p.inMissing = m.total;
+            p.inHeld.clear();
           }
+          if (m.total > 1 && std::any_of(m.objects.begin(), m.objects.end(),
+                                         [](const NamedValue& o) { return isRemovalOnly(o.value); })) {
+            // The store checks every object now (a removal-only one as bottom of its kind).
+            std::vector<NamedValue> now;
+            for (const auto& o : m.objects) now.push_back({o.name, isRemovalOnly(o.value) ? addsOf(o.value) : o.value});
+            applyRemote(from, now);
+            if (current) {
+              for (const auto& o : m.objects) {
+                if (isRemovalOnly(o.value)) holdRemovals(p.inHeld, o.name, o.value);
+              }
+            }
+          } else {
+            applyRemote(from, m.objects);
+          }
+          releaseDeferredAcks(out);
+          if (!current) return;  // a stale transfer: joined, but not counted
           if (!p.inChunks[m.index]) {
             p.inChunks[m.index] = true;
             --p.inMissing;
           }
           if (p.inMissing == 0) {
+            joinHeld(from, p.inHeld);
             p.recv = std::max(p.recv, m.transfer);
             p.inChunks.clear();
             ++stats_.acksSent;

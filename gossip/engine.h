@@ -73,6 +73,32 @@
 //     pushes; it is forgotten (never wrong, only less useful) for objects outside the interval
 //     being offered and once j has acked our whole log, so it stays bounded.
 //
+// Read safety: no read shows a state that no sequence of the writes could produce. A delta's
+// removals (context dots that are no entry's: a remove, or the entries a write superseded) are
+// joined only together with, or after, the entries that superseded them, so a key that was only
+// ever overwritten never vanishes from the store, and no Change reports it gone:
+//   - a push joins whole only when it is the whole interval and contiguous with what we hold
+//     (then every successor of its removals is in it or already here);
+//   - an answer to our request may lack the offered entries we asked another peer for: an object
+//     that still lacks some joins its entries now and keeps its removals back (heldRemovals)
+//     until every offered dot is here; they are joined just before the ack. If the offer is
+//     replaced or forgotten they are dropped: no ack covered them, so the sender sends them again;
+//   - a push we will not ack (a stale answer, an eager push past a gap) joins its entries only,
+//     for the same reason;
+//   - a state transfer of several chunks keeps its removal-only parts (gossip/split.h's context
+//     parts) back until every chunk is here; a stale transfer's are dropped.
+// tests/sim/read-safety-test checks it under every fault the simulator makes.
+//
+// Clock skew: last-writer-wins orders writes by hybrid-logical timestamps (crdt/hlc.h), so a
+// writer whose clock runs ahead wins every concurrent write until real time catches up. A
+// DeltaPush or StateChunk with a timestamp more than maxForwardSkewMs ahead of the receiver's
+// wall clock is refused whole, before anything of it is joined (ClockSkewRefused): joining its
+// other objects and acking would lose the refused one for good, and joining an object's other
+// entries but not its skewed one would break read safety. Not acked, the interval comes again
+// and is accepted once our clock is within the bound of the stamp, so the cost of a skewed
+// writer is delay of what travels with its writes, never loss. stats().skewRefused counts the
+// refusals and clockAhead() the largest skew seen per peer (lib/ logs and exports both).
+//
 // Errors: a message that contradicts the local state (an object of another kind) throws
 // ProtocolError before anything from it is applied.
 #pragma once
@@ -86,6 +112,7 @@
 #include <string>
 #include <vector>
 
+#include "crdt/hlc.h"
 #include "gossip/errors.h"
 #include "gossip/messages.h"
 #include "gossip/store.h"
@@ -114,6 +141,9 @@ struct EngineConfig {
   // Baseline for experiments only: state-based anti-entropy (every tick, the whole state to the
   // contacted neighbours; never quiet). Not a mode to deploy.
   bool shipState = false;
+  // Clock skew: a received delta carrying a timestamp more than this far ahead of the receiver's
+  // wall clock is refused whole (the HLC's bound, crdt/hlc.h; see "Clock skew" above).
+  uint64_t maxForwardSkewMs = crdt::HybridLogicalClock::kDefaultMaxForwardSkewMillis;
 };
 
 struct EngineStats {
@@ -122,6 +152,14 @@ struct EngineStats {
   uint64_t deltasRedundant = 0;  // received object deltas RR found fully known
   uint64_t offersSent = 0, offerRequestsSent = 0;
   uint64_t acksDeferred = 0;     // pushes whose ack waited for dots asked of another peer
+  uint64_t heldRefused = 0;      // held-back removals the store refused once released (kind clash)
+  uint64_t skewRefused = 0;      // messages refused for a timestamp beyond maxForwardSkewMs
+};
+
+// How far ahead of our wall clock one peer's timestamps have been seen (Engine::clockAhead).
+struct PeerClockAhead {
+  ReplicaId peer;
+  uint64_t maxAheadMs;  // the largest (timestamp - wall clock) of any delta it sent, refused or not
 };
 
 class Engine {
@@ -144,9 +182,14 @@ class Engine {
   // One gossip round: appends the messages to send.
   void tick(std::vector<Outgoing>& out);
 
-  // A message from `from` (the transport's authenticated peer). Throws ProtocolError when the
-  // message's sender is not `from` or it contradicts local state; nothing is applied then.
-  void receive(ReplicaId from, const Message& message, std::vector<Outgoing>& out);
+  // A message from `from` (the transport's authenticated peer); wallMs is this node's wall clock
+  // (ms since the epoch: the time its own writes are stamped with). Throws ProtocolError when
+  // the message's sender is not `from`, it contradicts local state or it carries a timestamp
+  // beyond maxForwardSkewMs (ClockSkewRefused); nothing is applied then.
+  void receive(ReplicaId from, const Message& message, uint64_t wallMs, std::vector<Outgoing>& out);
+
+  // Peers whose timestamps were seen ahead of our wall clock, by id.
+  std::vector<PeerClockAhead> clockAhead() const;
 
   const ObjectStore& store() const { return store_; }
   uint64_t seq() const { return seq_; }
@@ -180,6 +223,7 @@ class Engine {
     uint64_t inTransfer = 0;
     std::vector<bool> inChunks;
     uint32_t inMissing = 0;
+    std::map<std::string, Value> inHeld;  // removal-only parts of inTransfer (read safety)
     // lazy push, as sender
     bool offerOpen = false;   // the offer of [offerFrom, sentTo) awaits its ack
     bool offerServed = false;  // a request for it was answered, at tick offerServedAt
@@ -193,6 +237,8 @@ class Engine {
     uint64_t claimedAt = 0;   // tick of that request
     bool ackDeferred = false;
     uint64_t deferredRecv = 0;
+    std::map<std::string, Value> heldRemovals;  // of the tracked offer's answers (read safety)
+    uint64_t maxAheadMs = 0;  // clock skew seen (clockAhead)
   };
 
   void append(ReplicaId origin, const std::string& name, const Value& delta);
@@ -213,6 +259,10 @@ class Engine {
   void sendRequest(ReplicaId to, Peer& p, DotsByName want, std::vector<Outgoing>& out);
   void requestMissing(std::vector<Outgoing>& out);
   void releaseDeferredAcks(std::vector<Outgoing>& out);
+  // Throws ClockSkewRefused if an object carries a timestamp beyond the skew bound.
+  void checkClock(ReplicaId from, const std::vector<NamedValue>& objects, uint64_t wallMs);
+  // Joins removals held back for read safety, then empties `held`.
+  void joinHeld(ReplicaId from, std::map<std::string, Value>& held);
   void sendDigest(ReplicaId j, Peer& p, std::vector<Outgoing>& out);
   void serveRequest(ReplicaId j, const StateRequestMsg& m, std::vector<Outgoing>& out);
   void collectGarbage();

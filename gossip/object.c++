@@ -1,5 +1,6 @@
 #include "gossip/object.h"
 
+#include <algorithm>
 #include <string_view>
 #include <utility>
 
@@ -65,6 +66,25 @@ uint64_t hashStore(const crdt::ORMapStore<K, T>& s) {
 }
 
 }  // namespace
+
+crdt::Timestamp latestStamp(const Value& v) {
+  return std::visit(
+      [](const auto& x) -> crdt::Timestamp {
+        using T = std::decay_t<decltype(x)>;
+        if constexpr (std::is_same_v<T, crdt::LWWRegister<std::string>>) {
+          return x.timestamp();
+        } else if constexpr (std::is_same_v<T, Map>) {
+          return x.latest();
+        } else if constexpr (std::is_same_v<T, crdt::ORMap<std::string, Map>>) {
+          crdt::Timestamp t{};
+          x.store().forEach([&](const std::string&, const Map::Store& inner) { t = std::max(t, crdt::latestStamp(inner)); });
+          return t;
+        } else {
+          return crdt::Timestamp{};
+        }
+      },
+      v);
+}
 
 bool claimsUnminted(const Value& delta, const Value* state, crdt::ReplicaId self) {
   return std::visit(

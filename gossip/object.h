@@ -54,6 +54,11 @@ inline constexpr size_t kKindCount = std::variant_size_v<Value>;
 // not checked (an overwritten write of ours may legitimately come back later).
 bool claimsUnminted(const Value& delta, const Value* state, crdt::ReplicaId self);
 
+// The greatest write timestamp in v (an LWW register's, every AW-LWW-map entry's, nested ones
+// included); Timestamp{} for kinds without timestamps. The engine holds it against the
+// forward-skew bound (EngineConfig::maxForwardSkewMs) before joining a received delta.
+crdt::Timestamp latestStamp(const Value& v);
+
 const char* kindName(size_t kind);
 inline const char* kindName(const Value& v) { return kindName(v.index()); }
 

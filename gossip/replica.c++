@@ -16,9 +16,10 @@ Replica::Replica(ReplicaId self, std::string address, ReplicaConfig config)
   }
 }
 
-void Replica::receive(ReplicaId from, const Message& message, uint64_t nowMs, std::vector<Outgoing>& out) {
+void Replica::receive(ReplicaId from, const Message& message, uint64_t nowMs, uint64_t wallMs,
+                      std::vector<Outgoing>& out) {
   if (!isMembershipMessage(message)) {
-    engine_.receive(from, message, out);
+    engine_.receive(from, message, wallMs, out);
     return;
   }
   if (!membership_) throw ProtocolError("a membership message, but this replica runs without membership");

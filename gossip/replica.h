@@ -10,7 +10,8 @@
 // Inputs: local changes (through store()), received messages, ticks, seeds, leave. Outputs:
 // messages to send (appended to `out`), member events, and the store's change reports.
 //
-// No sockets, threads or clocks: time comes in as milliseconds from the driver. lib/runtime
+// No sockets, threads or clocks: time comes in as milliseconds from the driver (its monotonic
+// time for the protocol's timers; its wall clock, where received timestamps are checked). lib/runtime
 // drives it with a kj::Timer and Cap'n Proto RPC; tests/sim drives the very same class on
 // simulated time over a simulated network. Drivers call tick() at nextTickMs() (or later: a
 // late tick runs each due round once, it never bursts to catch up).
@@ -59,8 +60,9 @@ class Replica {
   // Null without membership.
   const Membership* membership() const { return membership_.get(); }
 
-  // A message from `from`, the peer the transport authenticated.
-  void receive(ReplicaId from, const Message& message, uint64_t nowMs, std::vector<Outgoing>& out);
+  // A message from `from`, the peer the transport authenticated. wallMs: this node's wall clock
+  // (ms since the epoch), which received timestamps are held against (Engine::receive).
+  void receive(ReplicaId from, const Message& message, uint64_t nowMs, uint64_t wallMs, std::vector<Outgoing>& out);
   // Runs the rounds that are due at nowMs.
   void tick(uint64_t nowMs, std::vector<Outgoing>& out);
   // When tick() next has a round to run.

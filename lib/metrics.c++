@@ -65,6 +65,9 @@ std::string prometheusText(const Runtime& rt, const NodeCounters& node) {
   counter("auth_successes_total", "Successful peer authentications.", g.authenticated);
   counter("envelopes_rejected_total", "Invalid envelopes from authenticated peers.", g.envelopesRejected);
   counter("suspicions_total", "Members this node saw become suspect.", s.suspicions);
+  counter("clock_skew_refused_total",
+          "Peers' messages refused for a timestamp too far ahead of this node's clock (each also logged).",
+          e.skewRefused);
   counter("notifications_total", "Subscription callbacks delivered.", node.notifications);
   size_t live = 0;
   for (const auto& m : rt.members()) live += !m.self && (m.state == gossip::MemberState::alive || m.state == gossip::MemberState::suspect);
@@ -75,6 +78,12 @@ std::string prometheusText(const Runtime& rt, const NodeCounters& node) {
   gauge("log_entries", "Delta-log entries held.", rt.engine().logSize());
   gauge("replication_lag_entries", "Log entries the slowest neighbour has not acked.", rt.replicationLag());
   gauge("subscriptions", "Live subscriptions.", node.subscriptions);
+  // One series per peer whose timestamps were ever ahead of our clock (a peer known to the engine).
+  out += "# HELP deltasync_peer_clock_ahead_ms The largest amount a peer's timestamps were seen ahead of this node's clock.\n"
+         "# TYPE deltasync_peer_clock_ahead_ms gauge\n";
+  for (const auto& a : rt.engine().clockAhead()) {
+    out += fmt::format("deltasync_peer_clock_ahead_ms{{peer=\"{}\"}} {}\n", a.peer.value, a.maxAheadMs);
+  }
   rt.deliverLatency().render(out, "deltasync_deliver_seconds", "Round trip of one message to a peer.");
   return out;
 }

@@ -1,7 +1,6 @@
 #include "lib/objects.h"
 
 #include <algorithm>
-#include <chrono>
 #include <stdexcept>
 
 #include "lib/runtime.h"
@@ -10,23 +9,13 @@ namespace deltasync::objects {
 
 using gossip::Value;
 
-namespace {
-
-uint64_t wallMillis() {
-  return static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-          .count());
-}
-
-}  // namespace
-
 crdt::Timestamp Clock::after(crdt::Timestamp replaced) {
   try {
-    return hlc_.update(replaced, wallMillis());
+    return hlc_.update(replaced, Runtime::wallMs());
   } catch (const crdt::ClockSkewError&) {
     // The replaced stamp is further ahead of our clock than the HLC accepts: do not let it drag
     // our clock along; the write gets our own time (and may lose to that value).
-    return hlc_.now(wallMillis());
+    return hlc_.now(Runtime::wallMs());
   }
 }
 

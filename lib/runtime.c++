@@ -1,6 +1,7 @@
 #include "lib/runtime.h"
 
 #include <algorithm>
+#include <chrono>
 #include <utility>
 
 #include "gossip/envelope-wire.h"
@@ -87,6 +88,12 @@ Runtime::Runtime(RuntimeConfig config, std::optional<gossip::Secret> secret, kj:
 Runtime::~Runtime() = default;
 
 uint64_t Runtime::nowMs() const { return (timer_.now() - start_) / kj::MILLISECONDS; }
+
+uint64_t Runtime::wallMs() {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count());
+}
 
 uint64_t Runtime::jitter(uint64_t ms) {
   rng_ += 0x9E3779B97F4A7C15ull;
@@ -177,7 +184,7 @@ void Runtime::onMessage(ReplicaId from, Message message) {
   out_.clear();
   try {
     std::unique_lock lock(stateMutex_);
-    replica_.receive(from, message, nowMs(), out_);
+    replica_.receive(from, message, nowMs(), wallMs(), out_);
   } catch (const std::exception& e) {
     ++stats_.messagesRejected;
     out_.clear();

@@ -153,6 +153,9 @@ class Runtime {
   const RuntimeConfig& config() const { return config_; }
   ReplicaId id() const { return config_.id; }
   uint64_t nowMs() const;
+  // This node's wall clock, ms since the epoch: what its writes are stamped with (lib/objects.h)
+  // and received timestamps are held against (the engine's skew bound).
+  static uint64_t wallMs();
   const gossip::ObjectStore& store() const { return replica_.store(); }
   const gossip::Engine& engine() const { return replica_.engine(); }
   const gossip::Membership& membership() const { return *replica_.membership(); }

@@ -16,10 +16,15 @@ namespace {
 
 using Set = crdt::ORSet<std::string>;
 
-// An engine with its own store: what gossip::Replica holds, without membership or a clock.
+// Every node's wall clock, unless a test moves it: received timestamps are held against it.
+constexpr uint64_t kWallMs = 1'700'000'000'000;
+
+// An engine with its own store: what gossip::Replica holds, without membership; its wall clock
+// is wallMs.
 struct Node {
   ObjectStore store;
   Engine engine;
+  uint64_t wallMs = kWallMs;
   explicit Node(ReplicaId id) : store(id), engine(store) {}
   ReplicaId self() const { return store.self(); }
   template <typename T, typename F>
@@ -29,7 +34,7 @@ struct Node {
   const Value* find(const std::string& name) const { return store.find(name); }
   void setNeighbors(std::vector<ReplicaId> ids) { engine.setNeighbors(std::move(ids)); }
   void tick(std::vector<Outgoing>& out) { engine.tick(out); }
-  void receive(ReplicaId from, const Message& m, std::vector<Outgoing>& out) { engine.receive(from, m, out); }
+  void receive(ReplicaId from, const Message& m, std::vector<Outgoing>& out) { engine.receive(from, m, wallMs, out); }
   const EngineStats& stats() const { return engine.stats(); }
   uint64_t ackedBy(ReplicaId j) const { return engine.ackedBy(j); }
   uint64_t seq() const { return engine.seq(); }
@@ -41,11 +46,13 @@ struct Sent {
 };
 
 // A hand-driven network: tick() and local updates queue messages; deliver() hands them over in
-// order, all of them or those `keep` accepts. Every delivered message is recorded.
+// order, all of them or those `keep` accepts. Every delivered message is recorded, and every
+// one the receiver refused (a ProtocolError, as the transport would report it) too.
 struct Net {
   std::map<uint64_t, Node*> nodes;
   std::deque<Sent> queue;
   std::vector<Sent> delivered;
+  std::vector<std::string> refused;
 
   void add(Node& e) { nodes[e.self().value] = &e; }
   void enqueue(ReplicaId from, std::vector<Outgoing>& out) {
@@ -68,7 +75,12 @@ struct Net {
         continue;
       }
       std::vector<Outgoing> out;
-      nodes.at(s.to.value)->receive(s.from, s.message, out);
+      try {
+        nodes.at(s.to.value)->receive(s.from, s.message, out);
+      } catch (const ProtocolError& e) {
+        refused.push_back(e.what());
+        out.clear();
+      }
       delivered.push_back(s);
       enqueue(s.to, out);
     }
@@ -215,6 +227,74 @@ TEST_CASE("engine: a request is answered only for the open offer, at most once p
   out.clear();
   a.receive(kC, req, out);
   CHECK(out.size() == 1);
+}
+
+// Two engines, each the other's neighbour.
+struct Pair {
+  Node a{kA}, b{kB};
+  Net net;
+  Pair() {
+    a.setNeighbors({kB});
+    b.setNeighbors({kA});
+    net.add(a);
+    net.add(b);
+  }
+  void rounds(int n) {
+    for (int r = 0; r < n; ++r) {
+      net.tick(a);
+      net.tick(b);
+      net.deliverAll();
+    }
+  }
+};
+
+TEST_CASE("engine: a delta stamped beyond the skew bound is refused whole, and accepted once the clocks agree") {
+  Pair t;
+  Node& a = t.a;
+  Node& b = t.b;
+  Net& net = t.net;
+  const uint64_t hour = 3'600'000;
+  const uint64_t bound = b.engine.config().maxForwardSkewMs;
+  // A's clock runs an hour fast: its put goes out together with an honest element.
+  a.update<Map>("kv", [&](Map& m) { return m.set(kA, "k", "fast", crdt::Timestamp::make(kWallMs + hour, 0)); });
+  a.update<Set>("s", [&](Set& s) { return s.add(kA, "x"); });
+  t.rounds(8);
+  // Refused whole: neither object joined, nothing acked (A keeps offering), counted and reported.
+  REQUIRE(!net.refused.empty());
+  CHECK(net.refused.front().find("'kv' carries a timestamp 3600000 ms ahead") != std::string::npos);
+  CHECK(b.find("kv") == nullptr);
+  CHECK(!has(b, "x"));
+  CHECK(b.ackedBy(kA) == 0);
+  CHECK(a.ackedBy(kB) == 0);
+  CHECK(b.stats().skewRefused == net.refused.size());
+  REQUIRE(b.engine.clockAhead().size() == 1);
+  CHECK(b.engine.clockAhead()[0].peer == kA);
+  CHECK(b.engine.clockAhead()[0].maxAheadMs == hour);
+  // A stamp exactly at the bound is accepted: once B's clock is within it, the retransmission
+  // brings both objects, nothing lost.
+  b.wallMs = kWallMs + hour - bound;
+  const size_t refusals = net.refused.size();
+  t.rounds(8);
+  CHECK(net.refused.size() == refusals);
+  REQUIRE(b.find("kv") != nullptr);
+  CHECK(*std::get<Map>(*b.find("kv")).get("k") == "fast");
+  CHECK(has(b, "x"));
+  CHECK(a.ackedBy(kB) == a.seq());
+}
+
+TEST_CASE("engine: stamps within the skew bound are accepted, and the largest seen is reported") {
+  Pair t;
+  Node& a = t.a;
+  Node& b = t.b;
+  a.update<Map>("kv", [&](Map& m) { return m.set(kA, "k", "v", crdt::Timestamp::make(kWallMs + 5'000, 0)); });
+  a.update<Map>("kv", [&](Map& m) { return m.set(kA, "j", "w", crdt::Timestamp::make(kWallMs - 5'000, 0)); });
+  t.rounds(6);
+  CHECK(t.net.refused.empty());
+  REQUIRE(b.find("kv") != nullptr);
+  CHECK(std::get<Map>(*b.find("kv")).size() == 2);
+  REQUIRE(b.engine.clockAhead().size() == 1);
+  CHECK(b.engine.clockAhead()[0].maxAheadMs == 5'000);
+  CHECK(b.stats().skewRefused == 0);
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "lib/control.h"
+#include "lib/metrics.h"
 #include "tests/lib/pipe-cluster.h"
 
 namespace deltasync {
@@ -125,6 +126,37 @@ TEST_CASE("runtime: a peer's message of the wrong kind is refused; both sides ke
   // Pushes that carry the conflicting object are refused as a whole, so "fine" may wait for the
   // digest path or a push without "x"; membership keeps working regardless.
   CHECK(c.liveMembers("a") == 2);
+}
+
+TEST_CASE("runtime: a write stamped an hour ahead is refused, counted, exported and logged; the clocks' honest writes flow") {
+  Cluster c;
+  c.start(1, "a", {});
+  c.start(2, "b", {"a"});
+  REQUIRE(c.runUntil([&] { return c.liveMembers("a") == 2 && c.liveMembers("b") == 2; }));
+  const uint64_t hour = 3'600'000;
+  // A write as a node whose clock runs an hour fast stamps it (the HLC takes its own clock).
+  c.at("a").update<gossip::Map>("users", [&](gossip::Map& m) {
+    return m.set(ReplicaId{1}, "alice", "online", crdt::Timestamp::make(Runtime::wallMs() + hour, 0));
+  });
+  objects::Clock clock;
+  objects::put(c.at("b"), clock, "users", "bob", "away");
+  REQUIRE(c.runUntil([&] { return c.at("b").engine().stats().skewRefused >= 1; }, 5000));
+  c.run(1000);
+  CHECK(c.render("b", "users") == std::vector<std::string>{"bob=away"});  // nothing of it joined
+  CHECK(c.at("b").stats().messagesRejected >= 1);
+  CHECK(c.at("a").stats().sendsRejected >= 1);  // the sender hears why (and logs it)
+  const std::string text = prometheusText(c.at("b"), NodeCounters{});
+  CHECK(text.find("deltasync_clock_skew_refused_total 0") == std::string::npos);
+  const std::string gauge = "deltasync_peer_clock_ahead_ms{peer=\"1\"} ";
+  const size_t at = text.find(gauge);
+  REQUIRE(at != std::string::npos);
+  const uint64_t ahead = std::stoull(text.substr(at + gauge.size()));
+  CHECK(ahead > hour - 60'000);
+  CHECK(ahead <= hour);
+  // The other direction is unaffected: b's honest write reached a.
+  REQUIRE(c.runUntil([&] { return c.render("a", "users") == std::vector<std::string>{"alice=online", "bob=away"}; },
+                     5000));
+  CHECK(c.at("a").engine().stats().skewRefused == 0);
 }
 
 TEST_CASE("runtime: the control interface reads, writes and watches through RPC") {

@@ -92,19 +92,7 @@ TEST_CASE("anti-entropy: the same seed gives the same trace; another seed anothe
 }
 
 TEST_CASE("anti-entropy: converges and loses nothing under 30% loss, duplication, reordering, partitions, crashes") {
-  const uint64_t only = envOr("DELTASYNC_SIM_SEED", 0);
-  const uint64_t seeds = only != 0 ? 1 : envOr("DELTASYNC_SIM_SEEDS", 200);
-  size_t failures = 0;
-  for (uint64_t k = 0; k < seeds; ++k) {
-    uint64_t seed = only != 0 ? only : 1000 + k;
-    std::string problem = runFaultySeed(seed);
-    if (!problem.empty()) {
-      ++failures;
-      FAIL_CHECK("seed " << seed << " (replay: DELTASYNC_SIM_SEED=" << seed << "): " << problem);
-    }
-  }
-  MESSAGE(seeds << " seeds, " << failures << " divergent");
-  CHECK(failures == 0);
+  checkSeeds(1000, "divergent", [](uint64_t seed) { return runFaultySeed(seed); });
 }
 
 // Seeds of each protocol variant below: 10 in the main suite, fewer where DELTASYNC_SIM_SEEDS is

@@ -320,7 +320,8 @@ class Simulator {
     out_.clear();
     try {
       gossip::Message m = gossip::decodeMessage(*e.bytes, config_.limits);
-      node.replica->receive(ReplicaId{e.fromId}, m, now_, out_);
+      // Simulated time is every node's wall clock too (the workloads stamp writes with it).
+      node.replica->receive(ReplicaId{e.fromId}, m, now_, now_, out_);
       collectEvents(e.node);
     } catch (const std::exception& ex) {
       ++stats_.errors;

@@ -1,6 +1,9 @@
 // The workload of the simulator tests: random operations on a few objects of every kind, with
-// what the end state must then be (Jepsen's set checker, plus counters).
+// what the end state must then be (Jepsen's set checker, plus counters), and the seed loop of the
+// fault tests.
 #pragma once
+
+#include <doctest/doctest.h>
 
 #include <cstdlib>
 #include <set>
@@ -17,6 +20,25 @@ using Set = crdt::ORSet<std::string>;
 inline uint64_t envOr(const char* name, uint64_t fallback) {
   const char* v = std::getenv(name);
   return v != nullptr && *v != '\0' ? std::strtoull(v, nullptr, 10) : fallback;
+}
+
+// Runs run(seed) -> problem ("" if none) over DELTASYNC_SIM_SEEDS seeds (default 200) from
+// `first`, or over DELTASYNC_SIM_SEED alone (a replay). Each failing seed is reported with the
+// line that replays it; `what` names a failure in the summary. Checks that none failed.
+template <typename Run>
+void checkSeeds(uint64_t first, const char* what, Run&& run) {
+  const uint64_t only = envOr("DELTASYNC_SIM_SEED", 0);
+  const uint64_t seeds = only != 0 ? 1 : envOr("DELTASYNC_SIM_SEEDS", 200);
+  size_t failures = 0;
+  for (uint64_t k = 0; k < seeds; ++k) {
+    const uint64_t seed = only != 0 ? only : first + k;
+    if (std::string problem = run(seed); !problem.empty()) {
+      ++failures;
+      FAIL_CHECK("seed " << seed << " (replay: DELTASYNC_SIM_SEED=" << seed << "): " << problem);
+    }
+  }
+  MESSAGE(seeds << " seeds, " << failures << " " << what);
+  CHECK(failures == 0);
 }
 
 struct Expected {
