@@ -52,6 +52,7 @@ struct Runtime::Link {
   uint32_t bulkInflight = 0;
   uint64_t backoffMs = 0;
   uint64_t retryAtMs = 0;
+  uint64_t lastEarlyRetryMs = 0;  // the last retry a sign of life started (signOfLife)
 };
 
 void Runtime::ErrorHandler::taskFailed(kj::Exception&& e) {
@@ -194,8 +195,24 @@ void Runtime::onMessage(ReplicaId from, Message message) {
     throw;
   }
   ++stats_.messagesReceived;
+  signOfLife(from);
   send(out_);
   afterStep();
+}
+
+void Runtime::signOfLife(ReplicaId id) {
+  auto it = links_.find(id);
+  if (it == links_.end()) return;
+  Link& link = *it->second;
+  const uint64_t now = nowMs();
+  if (link.state != Link::State::idle || now >= link.retryAtMs) return;
+  // At most one early retry per 5 x reconnectMinMs (500 ms by default): a peer that reaches us
+  // while we cannot reach it (a one-way cut) shows signs of life with every message, and must
+  // not set off a dial each time. The backoff itself still ends only with a successful dial.
+  if (link.lastEarlyRetryMs != 0 && now < link.lastEarlyRetryMs + 5 * config_.reconnectMinMs) return;
+  link.lastEarlyRetryMs = now;
+  link.retryAtMs = now;
+  pump(link);  // dials now if it holds messages
 }
 
 void Runtime::afterStep() {
@@ -207,6 +224,7 @@ void Runtime::afterStep() {
       }
     }
     if (e.state == gossip::MemberState::suspect && !e.removed) ++stats_.suspicions;
+    if (e.state == gossip::MemberState::alive && !e.removed) signOfLife(e.id);
     if (onMember_) onMember_(e);
   }
 }

@@ -25,7 +25,9 @@
 //   ids (Gatekeeper.attach); otherwise the HMAC handshake does.
 //   A failed dial, handshake or delivery, or a disconnect, returns the link to idle; it retries
 //   when it has something to send, after a backoff that doubles from reconnectMinMs to
-//   reconnectMaxMs (with jitter) and resets on success. Queues are bounded (maxQueuedPerPeer
+//   reconnectMaxMs (with jitter) and resets on success. A sign that the peer is back (a message
+//   from it, or membership hearing it alive) retries at once (at most every 5 x reconnectMinMs), so a
+//   healed link is used without waiting out a backoff that grew while it was cut. Queues are bounded (maxQueuedPerPeer
 //   messages each) and cleared when a link breaks: the engine resends unacknowledged intervals
 //   and membership probes again, so dropping is safe and keeps a dead peer from holding memory.
 //   Two lanes: urgent (probes, acks, digests, requests) and bulk (pushes, state chunks). Urgent
@@ -202,6 +204,7 @@ class Runtime {
   void broken(ReplicaId id, uint64_t generation, const kj::Exception* why);
   void dialSeed(size_t index);
   void afterStep();  // member events -> links, listener
+  void signOfLife(ReplicaId id);  // the peer shows it is up: retry its idle link now (rate-limited)
   kj::Promise<void> tickLoop();
   void maintain(uint64_t now);  // seeds, idle links, the auth-failure log
   uint64_t jitter(uint64_t ms);

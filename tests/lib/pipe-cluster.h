@@ -20,22 +20,52 @@ namespace deltasync::testing {
 
 inline const std::string kSecret(40, 's');
 
+// The dialling end of a PipeNet connection: once its address is cut, every write fails
+// (DISCONNECTED), as a TCP connection's do when the path to the peer is gone.
+class CuttableStream final : public kj::AsyncIoStream {
+ public:
+  CuttableStream(kj::Own<kj::AsyncIoStream> inner, const std::set<std::string>& cut, std::string address)
+      : inner_(kj::mv(inner)), cut_(cut), address_(std::move(address)) {}
+  kj::Promise<size_t> tryRead(void* buffer, size_t minBytes, size_t maxBytes) override {
+    return inner_->tryRead(buffer, minBytes, maxBytes);
+  }
+  kj::Promise<void> write(const void* buffer, size_t size) override {
+    if (cut_.count(address_) != 0) return KJ_EXCEPTION(DISCONNECTED, "link cut", address_);
+    return inner_->write(buffer, size);
+  }
+  kj::Promise<void> write(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> pieces) override {
+    if (cut_.count(address_) != 0) return KJ_EXCEPTION(DISCONNECTED, "link cut", address_);
+    return inner_->write(pieces);
+  }
+  kj::Promise<void> whenWriteDisconnected() override { return inner_->whenWriteDisconnected(); }
+  void shutdownWrite() override { inner_->shutdownWrite(); }
+  void abortRead() override { inner_->abortRead(); }
+
+ private:
+  kj::Own<kj::AsyncIoStream> inner_;
+  const std::set<std::string>& cut_;
+  std::string address_;
+};
+
 // Addresses -> runtimes; a dial creates a pipe and hands the far end to the target's accept().
 class PipeNet final : public Dialer {
  public:
   std::map<std::string, Runtime*> nodes;
   std::set<std::string> refusing;  // addresses whose dials fail
+  // Addresses nobody reaches: dials fail and established connections to them stop carrying
+  // writes (while connections they dialled keep working: a one-way cut).
+  std::set<std::string> cut;
   uint64_t dials = 0;
 
   kj::Promise<kj::Own<kj::AsyncIoStream>> connect(const std::string& address) override {
     ++dials;
     auto it = nodes.find(address);
-    if (it == nodes.end() || refusing.count(address) != 0) {
+    if (it == nodes.end() || refusing.count(address) != 0 || cut.count(address) != 0) {
       return KJ_EXCEPTION(DISCONNECTED, "connection refused", address);
     }
     auto pipe = kj::newTwoWayPipe();
     it->second->accept(kj::mv(pipe.ends[1]));
-    return kj::mv(pipe.ends[0]);
+    return kj::Own<kj::AsyncIoStream>(kj::heap<CuttableStream>(kj::mv(pipe.ends[0]), cut, address));
   }
 };
 
