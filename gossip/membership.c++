@@ -440,6 +440,15 @@ void Membership::receive(ReplicaId from, const Message& message, uint64_t nowMs,
       message);
 }
 
+void Membership::retire(ReplicaId id, uint64_t nowMs, std::vector<Outgoing>& out) {
+  auto it = members_.find(id);
+  if (it == members_.end() || !isLive(it->second.info.state)) return;
+  MemberUpdate u = recordOf(it->second);
+  u.state = MemberState::down;
+  u.reporter = self_;
+  apply(u, self_, nowMs, out);
+}
+
 void Membership::leave(std::vector<Outgoing>& out) {
   left_ = true;
   flood(selfRecord(), out);

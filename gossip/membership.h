@@ -113,6 +113,10 @@ class Membership {
 
   // Announces a voluntary leave (flooded to the view); the node should stop shortly after.
   void leave(std::vector<Outgoing>& out);
+  // The transport found id's address answering as another replica (id restarted under a new
+  // one, or its address was given to another node): id is declared down now, and flooded, rather
+  // than probed until its suspicion times out. A member still alive elsewhere refutes as usual.
+  void retire(ReplicaId id, uint64_t nowMs, std::vector<Outgoing>& out);
 
   // Sorted; see the top of this file.
   const std::vector<ReplicaId>& view();

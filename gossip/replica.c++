@@ -49,6 +49,12 @@ void Replica::addSeed(ReplicaId id, const std::string& address, uint64_t nowMs) 
   afterMembershipStep();
 }
 
+void Replica::retire(ReplicaId id, uint64_t nowMs, std::vector<Outgoing>& out) {
+  if (!membership_) return;
+  membership_->retire(id, nowMs, out);
+  afterMembershipStep();
+}
+
 void Replica::leave(std::vector<Outgoing>& out) {
   if (!membership_) return;
   membership_->leave(out);

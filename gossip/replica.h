@@ -72,6 +72,8 @@ class Replica {
   void addSeed(ReplicaId id, const std::string& address, uint64_t nowMs);
   // Announces a voluntary leave; the driver stops ticking shortly after.
   void leave(std::vector<Outgoing>& out);
+  // id's address answers as another replica (Membership::retire; nothing without membership).
+  void retire(ReplicaId id, uint64_t nowMs, std::vector<Outgoing>& out);
   // Fixed neighbours (only without membership: std::logic_error otherwise).
   void setNeighbors(std::vector<ReplicaId> neighbors);
 

@@ -224,7 +224,11 @@ void Runtime::afterStep() {
       }
     }
     if (e.state == gossip::MemberState::suspect && !e.removed) ++stats_.suspicions;
-    if (e.state == gossip::MemberState::alive && !e.removed) signOfLife(e.id);
+    if (e.state == gossip::MemberState::alive && !e.removed) {
+      retired_.erase(e.id);  // it refuted: alive after all, at an address we will learn anew
+      signOfLife(e.id);
+    }
+    if (e.removed) retired_.erase(e.id);
     if (onMember_) onMember_(e);
   }
 }
@@ -330,6 +334,10 @@ void Runtime::send(std::vector<gossip::Outgoing>& out) {
 }
 
 void Runtime::enqueue(ReplicaId to, Message message) {
+  if (retired_.count(to) != 0) {
+    ++stats_.messagesDropped;  // its address answers as another replica: never dialled again
+    return;
+  }
   Link* link = linkFor(to);
   if (link == nullptr) {
     ++stats_.messagesDropped;  // no address known (yet): the protocols retry
@@ -393,7 +401,29 @@ void Runtime::pump(Link& link) {
   }
 }
 
+void Runtime::retireLater(ReplicaId id) {
+  retired_.insert(id);
+  // The membership step later, on its own turn of the loop: the callers are inside loops over
+  // links_, which member events may change.
+  tasks_.add(kj::evalLater([this, id]() {
+    if (stopped_) return;
+    out_.clear();
+    replica_.retire(id, nowMs(), out_);
+    send(out_);
+    afterStep();
+  }));
+}
+
 void Runtime::dial(Link& link) {
+  if (link.address == config_.address) {
+    // Our own address under another id: this node's former self (restarted under a new id).
+    // Never dialled (it would fail our own authentication); retired instead.
+    stats_.messagesDropped += link.urgent.size() + link.bulk.size();
+    link.urgent.clear();
+    link.bulk.clear();
+    retireLater(link.id);
+    return;
+  }
   link.state = Link::State::connecting;
   const uint64_t generation = ++link.generation;
   const ReplicaId id = link.id;
@@ -410,6 +440,7 @@ void Runtime::dial(Link& link) {
           if (it == links_.end() || it->second->generation != generation) return;
           Link& l = *it->second;
           if (a.peer != id) {
+            retireLater(id);  // it restarted under a new id, or its address went to another node
             KJ_FAIL_REQUIRE("the address answered as another replica", l.address, a.peer.value, id.value);
           }
           l.replicator = kj::mv(a.replicator);

@@ -37,6 +37,10 @@
 // Seeds are addresses: the runtime dials each, learns its id from the handshake and hands it to
 // membership (Membership::addSeed); a seed is retried (with backoff) until it answered once.
 //
+// Dead ids: a member whose address answers as another replica, or whose address is this node's
+// own (its former self, restarted under a new id), is retired (Membership::retire: down at once,
+// flooded) and never dialled again; neither counts as an authentication failure.
+//
 // State lock: the store is read by other threads (lib/node.c++ snapshots reads under a shared
 // lock). Every call that may change the store (local updates, received messages) runs under the
 // unique lock here; calls that only read it (ticks) do not need it on this thread.
@@ -51,6 +55,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <shared_mutex>
 #include <string>
 #include <vector>
@@ -204,6 +209,8 @@ class Runtime {
   void broken(ReplicaId id, uint64_t generation, const kj::Exception* why);
   void dialSeed(size_t index);
   void afterStep();  // member events -> links, listener
+  // Its address answers as another replica: Replica::retire, and nothing more is sent to it.
+  void retireLater(ReplicaId id);
   void signOfLife(ReplicaId id);  // the peer shows it is up: retry its idle link now (rate-limited)
   kj::Promise<void> tickLoop();
   void maintain(uint64_t now);  // seeds, idle links, the auth-failure log
@@ -214,6 +221,7 @@ class Runtime {
   std::optional<gossip::Secret> secret_;
   kj::Timer& timer_;
   Dialer& dialer_;
+  std::set<ReplicaId> retired_;  // ids whose address answers as another replica; until heard alive
   kj::TimePoint start_;
   uint64_t rng_;
   std::shared_mutex& stateMutex_;

@@ -56,9 +56,11 @@ class PipeNet final : public Dialer {
   // writes (while connections they dialled keep working: a one-way cut).
   std::set<std::string> cut;
   uint64_t dials = 0;
+  std::vector<std::string> dialed;  // every address dialled, in order
 
   kj::Promise<kj::Own<kj::AsyncIoStream>> connect(const std::string& address) override {
     ++dials;
+    dialed.push_back(address);
     auto it = nodes.find(address);
     if (it == nodes.end() || refusing.count(address) != 0 || cut.count(address) != 0) {
       return KJ_EXCEPTION(DISCONNECTED, "connection refused", address);
