@@ -232,11 +232,15 @@ void Membership::addSeed(ReplicaId id, std::string address, uint64_t nowMs) {
 }
 
 void Membership::suspect(ReplicaId id, uint64_t nowMs, std::vector<Outgoing>& out) {
+  // Already suspect: our own failed probe is an independent confirmation (handled by apply).
+  declare(id, MemberState::suspect, nowMs, out);
+}
+
+void Membership::declare(ReplicaId id, MemberState s, uint64_t nowMs, std::vector<Outgoing>& out) {
   auto it = members_.find(id);
   if (it == members_.end() || !isLive(it->second.info.state)) return;
-  // Already suspect: our own failed probe is an independent confirmation (handled by apply).
   MemberUpdate u = recordOf(it->second);
-  u.state = MemberState::suspect;
+  u.state = s;
   u.reporter = self_;
   apply(u, self_, nowMs, out);
 }
@@ -441,12 +445,7 @@ void Membership::receive(ReplicaId from, const Message& message, uint64_t nowMs,
 }
 
 void Membership::retire(ReplicaId id, uint64_t nowMs, std::vector<Outgoing>& out) {
-  auto it = members_.find(id);
-  if (it == members_.end() || !isLive(it->second.info.state)) return;
-  MemberUpdate u = recordOf(it->second);
-  u.state = MemberState::down;
-  u.reporter = self_;
-  apply(u, self_, nowMs, out);
+  declare(id, MemberState::down, nowMs, out);
 }
 
 void Membership::leave(std::vector<Outgoing>& out) {

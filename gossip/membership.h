@@ -168,6 +168,8 @@ class Membership {
   void flood(const MemberUpdate& u, std::vector<Outgoing>& out);
   void sendPing(ReplicaId to, uint64_t seq, std::vector<Outgoing>& out);
   void suspect(ReplicaId id, uint64_t nowMs, std::vector<Outgoing>& out);
+  // Reports a live member as `s` on this node's own authority (suspect, retire).
+  void declare(ReplicaId id, MemberState s, uint64_t nowMs, std::vector<Outgoing>& out);
   void rebuildView(uint64_t nowMs);
 
   ReplicaId self_;
