@@ -89,9 +89,8 @@ std::string checkedText(capnp::Text::Reader t, size_t maxBytes, const char* what
 }
 
 std::string checkedName(std::string_view t, const Limits& limits, const char* what) {
-  if (t.size() == 0) throw DecodeError(std::string(what) + ": empty object name");
-  if (t.size() > limits.maxNameBytes) throw DecodeError(std::string(what) + ": object name longer than limits.maxNameBytes");
-  return checkedText(t, limits.maxNameBytes, what, "object name");
+  if (std::string problem = nameProblem(t, limits); !problem.empty()) throw DecodeError(std::string(what) + ": " + problem);
+  return std::string(t);
 }
 std::string checkedName(capnp::Text::Reader t, const Limits& limits, const char* what) {
   return checkedName(std::string_view(t.begin(), t.size()), limits, what);

@@ -150,6 +150,7 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
   }
 
   ReplicaId id() const { return id_; }
+  const Limits& limits() const { return config_.limits; }
   const std::string& address() const { return address_; }
   const std::string& metricsAddress() const { return metricsAddress_; }
 
@@ -642,6 +643,7 @@ std::string Node::address() const { return core_->address(); }
 std::string Node::metricsAddress() const { return core_->metricsAddress(); }
 
 void Node::checkKind(const std::string& name, Kind kind) {
+  objects::checkName(core_->limits(), name);
   core_->read(name, [&](const gossip::Value* v) {
     switch (kind) {
       case Kind::counter: as<crdt::PNCounter>(v, name); break;

@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include <deltasync/errors.h>
+
+#include "gossip/limits.h"
 #include "lib/runtime.h"
 
 namespace deltasync::objects {
@@ -19,7 +22,40 @@ crdt::Timestamp Clock::after(crdt::Timestamp replaced) {
   }
 }
 
+namespace {
+
+// The name as an error message may show it: at most 64 bytes, control bytes as \xNN.
+std::string shown(const std::string& name) {
+  std::string out;
+  for (unsigned char c : name.substr(0, 64)) {
+    if (c < 0x20 || c == 0x7f) {
+      static const char* hex = "0123456789abcdef";
+      out += "\\x";
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return name.size() > 64 ? out + "..." : out;
+}
+
+void refuse(const std::string& name, const std::string& problem) {
+  throw LimitExceeded("object '" + shown(name) + "': " + problem + ": peers would refuse it");
+}
+void checkKey(const Runtime& rt, const std::string& name, const std::string& key) {
+  checkName(rt.config().limits, name);
+  if (std::string p = gossip::keyProblem(key.size(), rt.config().limits); !p.empty()) refuse(name, p);
+}
+
+}  // namespace
+
+void checkName(const Limits& limits, const std::string& name) {
+  if (std::string p = gossip::nameProblem(name, limits); !p.empty()) refuse(name, p);
+}
+
 void increment(Runtime& rt, const std::string& name, int64_t by) {
+  checkName(rt.config().limits, name);
   const ReplicaId self = rt.id();
   if (by == 0) return;
   const uint64_t n = by > 0 ? static_cast<uint64_t>(by) : uint64_t{0} - static_cast<uint64_t>(by);
@@ -27,15 +63,19 @@ void increment(Runtime& rt, const std::string& name, int64_t by) {
 }
 
 void add(Runtime& rt, const std::string& name, const std::string& element) {
+  checkKey(rt, name, element);
   const ReplicaId self = rt.id();
   rt.update<crdt::ORSet<std::string>>(name, [&](crdt::ORSet<std::string>& s) { return s.add(self, element); });
 }
 
 void remove(Runtime& rt, const std::string& name, const std::string& element) {
+  checkName(rt.config().limits, name);
   rt.update<crdt::ORSet<std::string>>(name, [&](crdt::ORSet<std::string>& s) { return s.remove(element); });
 }
 
 void put(Runtime& rt, Clock& clock, const std::string& name, const std::string& key, const std::string& value) {
+  checkKey(rt, name, key);
+  if (std::string p = gossip::valueProblem(value.size(), rt.config().limits); !p.empty()) refuse(name, p);
   const ReplicaId self = rt.id();
   rt.update<gossip::Map>(name, [&](gossip::Map& m) {
     const crdt::Timestamp replaced = m.contains(key) ? m.stampOf(key).first : crdt::Timestamp{};
@@ -44,10 +84,12 @@ void put(Runtime& rt, Clock& clock, const std::string& name, const std::string& 
 }
 
 void removeKey(Runtime& rt, const std::string& name, const std::string& key) {
+  checkName(rt.config().limits, name);
   rt.update<gossip::Map>(name, [&](gossip::Map& m) { return m.remove(key); });
 }
 
 void removeAny(Runtime& rt, const std::string& name, const std::string& item) {
+  checkName(rt.config().limits, name);
   const Value* v = rt.store().find(name);
   if (v == nullptr) throw std::invalid_argument("no object named '" + name + "'");
   if (std::holds_alternative<crdt::ORSet<std::string>>(*v)) {

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include <deltasync/limits.h>
+
 #include "crdt/hlc.h"
 #include "gossip/object.h"
 
@@ -26,6 +28,12 @@ class Clock {
  private:
   crdt::HybridLogicalClock hlc_;
 };
+
+// Every write below first holds what it writes to the rules peers enforce on it (gossip/limits.h:
+// the object name, the element or key, the value) and throws LimitExceeded (nothing applied)
+// when it breaks one: peers refuse a push with such a write in it, and with it every later write
+// of this node. checkName() is that rule for a name alone (handles check it when they are made).
+void checkName(const Limits& limits, const std::string& name);
 
 // A PN-counter: by > 0 increments, by < 0 decrements.
 void increment(Runtime& rt, const std::string& name, int64_t by);

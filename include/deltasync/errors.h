@@ -16,6 +16,15 @@ class DELTASYNC_API KindMismatch : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A write its peers would refuse (include/deltasync/limits.h): an element, key or value longer than
+// its limit, or an object name that is empty, longer than maxNameBytes or holds a NUL byte. The
+// node refuses it as peers would, so nothing of it is applied and replication of the node's
+// other writes is unaffected. what() says which limit and by how much.
+class DELTASYNC_API LimitExceeded : public std::invalid_argument {
+ public:
+  using std::invalid_argument::invalid_argument;
+};
+
 // A call on a closed node (or one whose event loop has ended).
 class DELTASYNC_API NodeClosed : public std::runtime_error {
  public:

@@ -1,6 +1,8 @@
 // deltasync::Limits: every limit a node enforces on what its peers send it, in one place.
 // Defaults suit a cluster of ~1000 nodes exchanging objects of up to a few million entries; raise
-// them deliberately. A message over a limit fails that message only (the peer is logged).
+// them deliberately. A message over a limit fails that message only (the peer is logged). A
+// local write is held to the same limits (keys, values, names) and throws LimitExceeded, so a
+// node never takes a write its peers would refuse; a cluster's nodes should share one Limits.
 #pragma once
 
 #include <cstddef>

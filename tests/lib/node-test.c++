@@ -208,6 +208,46 @@ TEST_CASE("node: misuse gets clear errors") {
   a.close();  // idempotent
 }
 
+TEST_CASE("node: a write its peers would refuse is refused locally, and replication goes on") {
+  // Before, a key over the peers' limit was taken here, and every later push of this node was
+  // refused by every peer (the push carrying it failed whole). Small limits keep the test cheap;
+  // both nodes have the same ones, as a cluster would.
+  Quiet q;
+  NodeConfig ca = config();
+  ca.limits.maxKeyBytes = 100;
+  ca.limits.maxValueBytes = 200;
+  ca.limits.maxNameBytes = 30;
+  Node a(ca);
+  NodeConfig cb = ca;
+  cb.seeds = {a.address()};
+  Node b(cb);
+  REQUIRE(eventually([&] { return alive(a) == 2 && alive(b) == 2; }));
+
+  auto m = a.map<std::string, std::string>("m");
+  auto s = a.set<std::string>("s");
+  CHECK_THROWS_WITH_AS(m.put(std::string(101, 'k'), "v"), doctest::Contains("key longer than limits.maxKeyBytes (101 > 100 bytes)"), LimitExceeded);
+  CHECK_THROWS_WITH_AS(m.put("k", std::string(201, 'v')), doctest::Contains("value longer than limits.maxValueBytes (201 > 200"), LimitExceeded);
+  CHECK_THROWS_WITH_AS(s.add(std::string(101, 'e')), doctest::Contains("limits.maxKeyBytes"), LimitExceeded);
+  CHECK_THROWS_WITH_AS((a.map<std::string, std::string>(std::string(31, 'n'))), doctest::Contains("limits.maxNameBytes"), LimitExceeded);
+  CHECK_THROWS_WITH_AS(a.counter(""), doctest::Contains("empty object name"), LimitExceeded);
+  CHECK_THROWS_WITH_AS(a.set<std::string>(std::string("a\0b", 3)), doctest::Contains("NUL"), LimitExceeded);
+  // It is a std::invalid_argument too, and nothing of it was applied.
+  CHECK_THROWS_AS(m.put(std::string(101, 'k'), "v"), std::invalid_argument);
+  CHECK(m.size() == 0);
+  CHECK(s.size() == 0);
+
+  // At the limits exactly: accepted here and by the peer, with the writes after them.
+  m.put(std::string(100, 'k'), std::string(200, 'v'));
+  s.add(std::string(100, 'e'));
+  a.counter(std::string(30, 'c')).increment(3);
+  m.put("after", "1");
+  auto seen = b.map<std::string, std::string>("m");
+  REQUIRE(eventually([&] { return seen.get("after") == std::optional<std::string>("1"); }));
+  CHECK(seen.get(std::string(100, 'k')) == std::optional<std::string>(std::string(200, 'v')));
+  CHECK(b.set<std::string>("s").contains(std::string(100, 'e')));
+  REQUIRE(eventually([&] { return b.counter(std::string(30, 'c')).value() == 3; }));
+}
+
 TEST_CASE("node: a leaving node is seen as left, a removed one stops being listed") {
   Quiet q;
   Node a(config());

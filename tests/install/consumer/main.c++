@@ -28,6 +28,15 @@ int main() {
                 first.address().c_str(), static_cast<unsigned long long>(second.id()), second.address().c_str());
 
     first.map<std::string, std::string>("greetings").put("hello", "world");
+    // The library's own error types cross its boundary: a key its peers would refuse is refused
+    // here, by type.
+    try {
+      first.map<std::string, std::string>("greetings").put(std::string(config.limits.maxKeyBytes + 1, 'k'), "v");
+      std::fprintf(stderr, "consumer: FAILED: a key over Limits::maxKeyBytes was accepted\n");
+      return 1;
+    } catch (const deltasync::LimitExceeded& e) {
+      std::printf("consumer: refused as expected: %s\n", e.what());
+    }
     auto seen = second.map<std::string, std::string>("greetings");
     const auto start = Clock::now();
     const auto deadline = start + std::chrono::seconds(60);
