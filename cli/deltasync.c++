@@ -72,7 +72,7 @@ const char* kNodeHelp =
 
 const char* kCtlHelp =
     "usage: deltasync ctl HOST:PORT [--secret-file PATH | --tls-cert PATH --tls-key PATH --tls-ca PATH]\n"
-    "                     [--cluster NAME] <verb> [args]\n"
+    "                     [--cluster NAME] [--timeout SECONDS] <verb> [args]\n"
     "\n"
     "verbs:\n"
     "  get NAME                 print an object (a counter's value, a set's elements, a map's\n"
@@ -84,6 +84,10 @@ const char* kCtlHelp =
     "  watch NAME               print the object now and after every change, until interrupted\n"
     "  members                  print the member table: id, address, state, incarnation\n"
     "  stats                    print the node's metrics (Prometheus text)\n"
+    "\n"
+    "The whole command (connecting, authenticating, the call) must finish within --timeout seconds\n"
+    "(default 10; for watch, until it is subscribed); SIGINT or SIGTERM stops it at any point.\n"
+    "Either way it exits 1 with one line saying what it was waiting for.\n"
     "\n"
     "The secret comes from --secret-file or DELTASYNC_SECRET; a node under mutual TLS takes a client\n"
     "certificate of the cluster CA instead (any replica-<id> name). 'deltasync ctl <verb> --help'\n"
@@ -250,12 +254,46 @@ void printLines(capnp::List<capnp::Text>::Reader lines) {
   }
 }
 
+// ctl's waits: each settles with its promise, or fails once the command's deadline has passed or
+// on SIGINT/SIGTERM (captured by the caller), saying what it was waiting for.
+class Waits {
+ public:
+  Waits(kj::AsyncIoContext& io, uint64_t timeoutMs)
+      : io_(io), timeoutMs_(timeoutMs), deadline_(io.provider->getTimer().now() + timeoutMs * kj::MILLISECONDS) {}
+
+  template <typename T>
+  T operator()(kj::Promise<T> promise, const std::string& what) {
+    auto fail = [](std::string why) { return kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__, kj::heapString(why)); };
+    auto late = io_.provider->getTimer().atTime(deadline_).then([=]() -> kj::Promise<T> {
+      return fail("timed out after " + std::to_string(timeoutMs_ / 1000) + " s waiting " + what + " (--timeout)");
+    });
+    return promise.exclusiveJoin(kj::mv(late)).exclusiveJoin(interrupted<T>(what)).wait(io_.waitScope);
+  }
+
+  // Resolves on SIGINT or SIGTERM (for watch, which ends there).
+  kj::Promise<void> stopSignal() {
+    return io_.unixEventPort.onSignal(SIGINT).ignoreResult().exclusiveJoin(io_.unixEventPort.onSignal(SIGTERM).ignoreResult());
+  }
+
+ private:
+  template <typename T>
+  kj::Promise<T> interrupted(const std::string& what) {
+    return stopSignal().then([what]() -> kj::Promise<T> {
+      return kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__, kj::heapString("interrupted while waiting " + what));
+    });
+  }
+
+  kj::AsyncIoContext& io_;
+  uint64_t timeoutMs_;
+  kj::TimePoint deadline_;
+};
+
 int runCtl(const std::vector<std::string>& args) {
   if (wantsHelp(args) || args.empty()) {
     std::fputs(kCtlHelp, stdout);
     return args.empty() ? 2 : 0;
   }
-  Parsed p = parse(args, {"secret-file", "cluster", "tls-cert", "tls-key", "tls-ca"});
+  Parsed p = parse(args, {"secret-file", "cluster", "tls-cert", "tls-key", "tls-ca", "timeout"});
   if (p.positional.size() < 2) throw Usage("ctl needs an address and a verb (deltasync ctl --help)");
   const std::string address = p.positional[0];
   const std::string verb = p.positional[1];
@@ -288,82 +326,85 @@ int runCtl(const std::vector<std::string>& args) {
   if (!tls) secret = secretFrom(p);
   const std::string cluster = p.one("cluster").value_or("deltasync");
 
+  const uint64_t timeoutS = parseNumber("--timeout", p.one("timeout").value_or("10"));
+  if (timeoutS == 0 || timeoutS > 86400) throw Usage("--timeout must be 1..86400 seconds");
+
   kj::UnixEventPort::captureSignal(SIGINT);
   kj::UnixEventPort::captureSignal(SIGTERM);
   auto io = kj::setupAsyncIo();
+  Waits wait(io, timeoutS * 1000);
   kj::Own<kj::AsyncIoStream> stream;
   try {
-    stream = io.provider->getNetwork().parseAddress(address).wait(io.waitScope)->connect().wait(io.waitScope);
+    auto target = wait(io.provider->getNetwork().parseAddress(address), "to resolve " + address);
+    stream = wait(target->connect(), "to connect to " + address);
   } catch (const kj::Exception& e) {
     throw std::runtime_error("cannot connect to " + address + ": " + e.getDescription().cStr());
   }
   std::unique_ptr<deltasync::Tls> tlsContext;
   ReplicaId server{};
   if (tls) {
-    tlsContext = std::make_unique<deltasync::Tls>(*tls, cluster, io.provider->getTimer(), 10000);
-    auto secured = tlsContext->connect(kj::mv(stream)).wait(io.waitScope);
+    tlsContext = std::make_unique<deltasync::Tls>(*tls, cluster, io.provider->getTimer(), timeoutS * 1000);
+    auto secured = wait(tlsContext->connect(kj::mv(stream)), "for the TLS handshake with " + address);
     stream = kj::mv(secured.stream);
     server = secured.peer;
   }
   deltasync::gossip::RpcConnection connection(*stream, deltasync::gossip::Limits{});
   deltasync::gossip::Authenticated auth = [&] {
-    if (tls) return deltasync::gossip::attach(connection.gatekeeper(), server).wait(io.waitScope);
+    const std::string what = "for " + address + " to authenticate";
+    if (tls) return wait(deltasync::gossip::attach(connection.gatekeeper(), server), what);
     // ctl authenticates under a fresh random id: it never publishes anything under it.
     deltasync::gossip::Nonce n = deltasync::gossip::randomNonce();
     uint64_t id = 0;
     for (size_t i = 0; i < 8; ++i) id = (id << 8) | n[i];
-    return deltasync::gossip::authenticate(connection.gatekeeper(), *secret, ReplicaId{id | 1}, cluster)
-        .wait(io.waitScope);
+    return wait(deltasync::gossip::authenticate(connection.gatekeeper(), *secret, ReplicaId{id | 1}, cluster), what);
   }();
-  auto control = auth.replicator.controlRequest().send().wait(io.waitScope).getControl();
+  const std::string answer = "for " + address + " to answer '" + verb + "'";
+  auto control = wait(auth.replicator.controlRequest().send(), answer).getControl();
   auto text = [](const std::string& s) { return capnp::Text::Reader(s.data(), s.size()); };
 
   if (verb == "get") {
     auto req = control.getRequest();
     req.setName(text(rest[0]));
-    auto r = req.send().wait(io.waitScope);
+    auto r = wait(req.send(), answer);
     printLines(r.getLines());
   } else if (verb == "put") {
     auto req = control.putRequest();
     req.setName(text(rest[0]));
     req.setKey(text(rest[1]));
     req.setValue(text(rest[2]));
-    req.send().wait(io.waitScope);
+    wait(req.send(), answer);
   } else if (verb == "add" || verb == "remove") {
     if (verb == "add") {
       auto req = control.addRequest();
       req.setName(text(rest[0]));
       req.setElement(text(rest[1]));
-      req.send().wait(io.waitScope);
+      wait(req.send(), answer);
     } else {
       auto req = control.removeRequest();
       req.setName(text(rest[0]));
       req.setElement(text(rest[1]));
-      req.send().wait(io.waitScope);
+      wait(req.send(), answer);
     }
   } else if (verb == "incr") {
     auto req = control.incrRequest();
     req.setName(text(rest[0]));
     req.setBy(by);
-    req.send().wait(io.waitScope);
+    wait(req.send(), answer);
   } else if (verb == "members") {
-    auto r = control.membersRequest().send().wait(io.waitScope);
+    auto r = wait(control.membersRequest().send(), answer);
     for (auto m : r.getMembers()) {
       std::printf("%llu %s %s %llu\n", static_cast<unsigned long long>(m.getId()), m.getAddress().cStr(),
                   m.getState().cStr(), static_cast<unsigned long long>(m.getIncarnation()));
     }
   } else if (verb == "stats") {
-    auto r = control.statsRequest().send().wait(io.waitScope);
+    auto r = wait(control.statsRequest().send(), answer);
     std::fwrite(r.getText().cStr(), 1, r.getText().size(), stdout);
   } else if (verb == "watch") {
     auto req = control.watchRequest();
     req.setName(text(rest[0]));
     req.setWatcher(kj::heap<PrintingWatcher>());
-    auto subscription = req.send().wait(io.waitScope).getSubscription();
-    auto stop = io.unixEventPort.onSignal(SIGINT)
-                    .ignoreResult()
-                    .exclusiveJoin(io.unixEventPort.onSignal(SIGTERM).ignoreResult());
-    stop.exclusiveJoin(connection.onDisconnect()).wait(io.waitScope);
+    auto subscription = wait(req.send(), answer).getSubscription();
+    wait.stopSignal().exclusiveJoin(connection.onDisconnect()).wait(io.waitScope);
   }
   std::fflush(stdout);
   return 0;

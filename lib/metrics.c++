@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "lib/log.h"
 #include "lib/runtime.h"
 
 namespace deltasync {
@@ -69,6 +70,10 @@ std::string prometheusText(const Runtime& rt, const NodeCounters& node) {
           "Peers' messages refused for a timestamp too far ahead of this node's clock (each also logged).",
           e.skewRefused);
   counter("notifications_total", "Subscription callbacks delivered.", node.notifications);
+  counter("accept_failures_total", "Failed accepts on the peer or metrics port (out of descriptors, say; retried).",
+          node.acceptFailures);
+  counter("http_refused_total", "Metrics connections closed at once (too many open).", node.httpRefused);
+  counter("http_bad_requests_total", "Malformed HTTP requests to the metrics port.", node.httpBadRequests);
   size_t live = 0;
   for (const auto& m : rt.members()) live += !m.self && (m.state == gossip::MemberState::alive || m.state == gossip::MemberState::suspect);
   gauge("members_live", "Live members known, self excluded.", live);
@@ -89,6 +94,10 @@ std::string prometheusText(const Runtime& rt, const NodeCounters& node) {
 }
 
 namespace {
+
+log::RateLimit httpLog(10000);
+
+uint64_t nowMs(kj::Timer& timer) { return (timer.now() - kj::origin<kj::TimePoint>()) / kj::MILLISECONDS; }
 
 class MetricsService final : public kj::HttpService {
  public:
@@ -113,14 +122,82 @@ class MetricsService final : public kj::HttpService {
   std::function<std::string()> render_;
 };
 
+// Answers in plain words and logs in ours; kj's default puts the exception text (with stack
+// addresses) in the body and its own lines on stderr.
+class HttpErrors final : public kj::HttpServerErrorHandler {
+ public:
+  HttpErrors(kj::Timer& timer, const kj::HttpHeaderTable& table) : timer_(timer), table_(table) {}
+
+  kj::Promise<void> handleClientProtocolError(kj::HttpHeaders::ProtocolError error,
+                                              kj::HttpService::Response& response) override {
+    ++bad;
+    note("malformed request: {}", error.description.cStr());
+    return response.sendError(error.statusCode, error.statusMessage, table_);
+  }
+  kj::Promise<void> handleApplicationError(kj::Exception exception,
+                                           kj::Maybe<kj::HttpService::Response&> response) override {
+    if (exception.getType() == kj::Exception::Type::DISCONNECTED) return kj::READY_NOW;  // the client left
+    note("request failed: {}", exception.getDescription().cStr());
+    KJ_IF_MAYBE (r, response) { return r->sendError(500, "Internal Server Error", table_); }
+    return kj::READY_NOW;
+  }
+  kj::Promise<void> handleNoResponse(kj::HttpService::Response& response) override {
+    return response.sendError(500, "Internal Server Error", table_);
+  }
+
+  uint64_t bad = 0;
+
+ private:
+  template <typename... Args>
+  void note(fmt::format_string<Args...> f, Args&&... args) {
+    if (!httpLog.allow(nowMs(timer_))) return;
+    log::warn("metrics endpoint: {} ({} similar suppressed)", fmt::format(f, std::forward<Args>(args)...),
+              httpLog.suppressed());
+  }
+
+  kj::Timer& timer_;
+  const kj::HttpHeaderTable& table_;
+};
+
 }  // namespace
 
-kj::Promise<void> serveMetrics(kj::Timer& timer, kj::ConnectionReceiver& port, std::function<std::string()> render) {
-  auto table = kj::heap<kj::HttpHeaderTable>();
-  auto service = kj::heap<MetricsService>(*table, std::move(render));
-  auto server = kj::heap<kj::HttpServer>(timer, *table, *service);
-  auto listening = server->listenHttp(port);
-  return listening.attach(kj::mv(server), kj::mv(service), kj::mv(table));
+struct MetricsServer::Impl final : kj::TaskSet::ErrorHandler {
+  Impl(kj::Timer& timer, std::function<std::string()> render)
+      : service(table, std::move(render)), errors(timer, table), server(timer, table, service, settings()), tasks(*this) {}
+
+  kj::HttpServerSettings settings() {
+    kj::HttpServerSettings s;
+    s.headerTimeout = kHeadTimeoutMs * kj::MILLISECONDS;
+    s.pipelineTimeout = kHeadTimeoutMs * kj::MILLISECONDS;
+    s.errorHandler = errors;
+    return s;
+  }
+  // A connection's end, failed or not, is nothing to report: the error handler logged what matters.
+  void taskFailed(kj::Exception&&) override {}
+
+  kj::HttpHeaderTable table;
+  MetricsService service;
+  HttpErrors errors;
+  kj::HttpServer server;
+  size_t open = 0;
+  kj::TaskSet tasks;  // last: its connections go first
+};
+
+MetricsServer::MetricsServer(kj::Timer& timer, std::function<std::string()> render)
+    : impl_(kj::heap<Impl>(timer, std::move(render))) {}
+
+MetricsServer::~MetricsServer() = default;
+
+void MetricsServer::serve(kj::Own<kj::AsyncIoStream> connection) {
+  if (impl_->open >= kMaxConnections) {
+    ++refused_;
+    return;  // closed as it goes out of scope
+  }
+  ++impl_->open;
+  Impl& impl = *impl_;
+  impl.tasks.add(impl.server.listenHttp(kj::mv(connection)).attach(kj::defer([&impl] { --impl.open; })));
 }
+
+uint64_t MetricsServer::badRequests() const { return impl_->errors.bad; }
 
 }  // namespace deltasync

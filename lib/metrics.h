@@ -34,12 +34,38 @@ class Histogram {
 struct NodeCounters {
   uint64_t notifications = 0;  // subscription callbacks delivered
   uint64_t subscriptions = 0;  // live subscriptions
+  uint64_t acceptFailures = 0;   // failed accepts on either port (lib/listen.h)
+  uint64_t httpRefused = 0;      // metrics connections over MetricsServer::kMaxConnections
+  uint64_t httpBadRequests = 0;  // malformed HTTP requests to the metrics port
 };
 
 std::string prometheusText(const Runtime& rt, const NodeCounters& node);
 
-// Serves GET /metrics on `port` with the text `render` returns (called on the loop thread);
-// anything else gets 404. Runs until the promise is dropped.
-kj::Promise<void> serveMetrics(kj::Timer& timer, kj::ConnectionReceiver& port, std::function<std::string()> render);
+// Serves GET /metrics (and /) with the text `render` returns (called on the loop thread) on the
+// connections handed to serve() (from lib/listen.h's accept loop); anything else gets 404.
+// Hardened for an endpoint any local process may reach:
+//   - at most kMaxConnections at once; more are closed at once (counted in refused());
+//   - a connection must send its request head within kHeadTimeoutMs, and is closed when idle as
+//     long after a response;
+//   - a malformed request gets its 4xx status with the bare reason as body, a failure while
+//     answering a 500 "Internal Server Error": never kj's exception text or stack addresses;
+//     each is logged in the project's format, rate-limited.
+// Loop thread only. Destroying it closes every connection it serves.
+class MetricsServer {
+ public:
+  static constexpr size_t kMaxConnections = 32;
+  static constexpr uint64_t kHeadTimeoutMs = 5000;
+
+  MetricsServer(kj::Timer& timer, std::function<std::string()> render);
+  ~MetricsServer();
+  void serve(kj::Own<kj::AsyncIoStream> connection);
+  uint64_t refused() const { return refused_; }
+  uint64_t badRequests() const;
+
+ private:
+  struct Impl;
+  kj::Own<Impl> impl_;
+  uint64_t refused_ = 0;
+};
 
 }  // namespace deltasync

@@ -14,6 +14,7 @@
 
 #include "gossip/auth.h"
 #include "lib/control.h"
+#include "lib/listen.h"
 #include "lib/log.h"
 #include "lib/metrics.h"
 #include "lib/objects.h"
@@ -254,6 +255,11 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
       std::lock_guard lock(notifyMutex_);
       c = counters_;
     }
+    c.acceptFailures = acceptFailures_;
+    if (metricsServer_ != nullptr) {
+      c.httpRefused = metricsServer_->refused();
+      c.httpBadRequests = metricsServer_->badRequests();
+    }
     return prometheusText(rt, c);
   }
 
@@ -372,10 +378,15 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
       struct Errors : kj::TaskSet::ErrorHandler {
         void taskFailed(kj::Exception&& e) override { log::warn("node task failed: {}", e.getDescription().cStr()); }
       } errors;
+      kj::Own<MetricsServer> metricsServer;  // before tasks: outlives the accept loop
       kj::TaskSet tasks(errors);
-      tasks.add(acceptLoop(*listener, *rt));
+      tasks.add(acceptLoop(*listener, timer, "peer port", [&rt = *rt](kj::Own<kj::AsyncIoStream> s) { rt.accept(kj::mv(s)); },
+                           acceptFailures_));
       if (metricsListener) {
-        tasks.add(serveMetrics(timer, *metricsListener, metricsNow));
+        metricsServer = kj::heap<MetricsServer>(timer, metricsNow);
+        MetricsServer* server = metricsServer_ = metricsServer.get();
+        tasks.add(acceptLoop(*metricsListener, timer, "metrics port",
+                             [server](kj::Own<kj::AsyncIoStream> s) { server->serve(kj::mv(s)); }, acceptFailures_));
       }
       rt->start();
       log::info("replica {} listening on {} (cluster '{}')", id_.value, address_, config_.cluster);
@@ -391,6 +402,7 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
       }
       stop_ = nullptr;
       control_ = nullptr;
+      metricsServer_ = nullptr;
       // tasks, the runtime (its connections), then the control service go, in that order.
     } catch (...) {
       if (!started) {
@@ -407,13 +419,6 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
         runtime_ = nullptr;
       }
     }
-  }
-
-  static kj::Promise<void> acceptLoop(kj::ConnectionReceiver& listener, Runtime& rt) {
-    return listener.accept().then([&listener, &rt](kj::Own<kj::AsyncIoStream> stream) {
-      rt.accept(kj::mv(stream));
-      return acceptLoop(listener, rt);
-    });
   }
 
   NodeConfig config_;
@@ -441,7 +446,9 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
   uint64_t nextSub_ = 1;
   uint64_t calling_ = 0;
   bool stopping_ = false;
-  NodeCounters counters_;
+  NodeCounters counters_;              // under notifyMutex_
+  uint64_t acceptFailures_ = 0;        // loop thread only
+  MetricsServer* metricsServer_ = nullptr;  // loop thread only
 };
 
 }  // namespace detail

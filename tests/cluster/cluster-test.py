@@ -13,6 +13,13 @@
       the convergence latency after the heal is reported. Needs root (exit 77 = skipped
       otherwise).
 
+  cluster-test.py --deltasync PATH hardening
+      2 nodes on loopback, node 1 limited to 64 file descriptors: a write over the peers' key limit
+      is refused by ctl with a clear error and replication goes on; a flood of idle connections
+      that exhausts node 1's descriptors leaves it accepting peers and ctl once it ends; malformed
+      HTTP requests to its metrics port get bare 4xx answers and a bounded number of log lines;
+      ctl gives up on a peer that never answers after --timeout, and on SIGTERM, with one line.
+
   cluster-test.py --deltasync PATH --tls-dir DIR tls
       3 nodes under mutual TLS with the test certificates of DIR (tests/lib/tls), no shared
       secret: writes converge; ctl with a certificate of another CA is refused.
@@ -26,6 +33,8 @@ import argparse
 import concurrent.futures
 import os
 import random
+import re
+import resource
 import shutil
 import signal
 import socket
@@ -63,16 +72,17 @@ class Cluster:
         d = self.tls_dir
         return ["--tls-cert", f"{d}/{name}.pem", "--tls-key", f"{d}/{name}-key.pem", "--tls-ca", f"{d}/{ca}.pem"]
 
-    def start(self, i, seed=0, ident=None):
+    def start(self, i, seed=0, ident=None, extra=(), max_fds=None):
         args = self.wrappers[i] + [
             self.binary, "node", "--listen", self.addresses[i], *self.auth(i),
-            "--gossip-interval", "50", "--probe-interval", "200", "--log-level", "warn"]
+            "--gossip-interval", "50", "--probe-interval", "200", "--log-level", "warn", *extra]
         if self.tls_dir is None:
             args += ["--id", str(ident or i + 1)]
         if i != seed:
             args += ["--seed", self.addresses[seed]]
         log = open(os.path.join(self.workdir, f"node{i + 1}.log"), "ab")
-        p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, text=True)
+        limit = None if max_fds is None else (lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (max_fds, max_fds)))
+        p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, text=True, preexec_fn=limit)
         line = p.stdout.readline()
         if not line.startswith("listening on"):
             p.kill()
@@ -95,11 +105,15 @@ class Cluster:
         for i in range(len(self.procs)):
             self.kill(i, signal.SIGTERM)
 
-    def ctl(self, i, *args, timeout=10, cert=None):
+    def ctl_run(self, i, *args, timeout=10, cert=None):
         cmd = self.wrappers[i] + [self.binary, "ctl", self.addresses[i], *self.auth(i, cert or "admin"), *args]
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+    def ctl(self, i, *args, timeout=10, cert=None):
+        r = self.ctl_run(i, *args, timeout=timeout, cert=cert)
         if r.returncode != 0:
-            raise Failure(f"ctl {' '.join(args)} on node {i + 1}: {r.stderr.strip()}")
+            shown = [a if len(a) <= 40 else a[:20] + f"...({len(a)} bytes)" for a in args]
+            raise Failure(f"ctl {' '.join(shown)} on node {i + 1}: {r.stderr.strip()}")
         return r.stdout.splitlines()
 
     def live(self, i):
@@ -259,6 +273,119 @@ def tls(binary, workdir, tls_dir):
     return f"tls: {len(w.elements)} acknowledged elements on 3 nodes under mutual TLS, converged {t:.2f} s; rogue refused"
 
 
+def http(address, request, timeout=10):
+    """Sends raw bytes to an HTTP endpoint; returns what comes back until it closes (or times out)."""
+    host, port = address.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=timeout) as s:
+        s.sendall(request)
+        out = b""
+        try:
+            while True:
+                data = s.recv(65536)
+                if not data:
+                    break
+                out += data
+        except socket.timeout:
+            pass
+    return out
+
+
+def metric(text, name):
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise Failure(f"no metric {name}")
+
+
+def hardening(binary, workdir):
+    hosts = ["127.0.0.1", "127.0.0.2"]
+    port = free_port(hosts)
+    metrics = f"127.0.0.1:{free_port(['127.0.0.1'])}"
+    c = Cluster(binary, workdir, [f"{h}:{port}" for h in hosts])
+    log1 = os.path.join(workdir, "node1.log")
+    results = []
+    try:
+        c.start(0, extra=["--metrics", metrics], max_fds=64)
+        c.start(1)
+        wait_for("both members alive at both nodes", lambda: all(len(c.live(i)) == 2 for i in range(2)), 60)
+
+        # 1. A key over the peers' limit is refused where it is written, and later writes flow.
+        r = c.ctl_run(0, "put", "m", "k" * (70 << 10), "v")
+        if r.returncode != 1 or "limits.maxKeyBytes" not in r.stderr or len(r.stderr.splitlines()) != 1:
+            raise Failure(f"a 70 KiB key: ctl exited {r.returncode} with {r.stderr.strip()!r}, "
+                          "expected 1 and one line naming limits.maxKeyBytes")
+        c.ctl(0, "put", "m", "after", "1")
+        wait_for("the write after the refused one at node 2", lambda: c.ctl(1, "get", "m") == ["after=1"], 60)
+        results.append("oversized key refused locally, replication unaffected")
+
+        # 2. A flood of idle connections exhausts node 1's descriptors (peer and metrics ports).
+        flood = []
+        for target in [c.addresses[0]] * 120 + [metrics] * 40:
+            host, p = target.rsplit(":", 1)
+            try:
+                flood.append(socket.create_connection((host, int(p)), timeout=5))
+            except OSError:
+                break
+        # Held until node 1 has failed an accept for want of descriptors (it logs each, rate-limited).
+        wait_for("node 1 to run out of descriptors",
+                 lambda: b"accept on the peer port failed" in open(log1, "rb").read(), 60)
+        for sock in flood:
+            sock.close()
+        t = wait_for("ctl on node 1 after the flood", lambda: c.ctl(0, "add", "s", "after-flood") == [], 60)
+        failures = metric("\n".join(c.ctl(0, "stats")), "deltasync_accept_failures_total")
+        if failures == 0:
+            raise Failure(f"the flood of {len(flood)} connections never exhausted node 1's descriptors")
+        wait_for("node 2 sees the write made after the flood", lambda: "after-flood" in c.ctl(1, "get", "s"), 60)
+        wait_for("both members alive after the flood", lambda: all(len(c.live(i)) == 2 for i in range(2)), 60)
+        results.append(f"{len(flood)} idle connections, {failures:.0f} failed accepts, ctl back after {t:.2f} s")
+
+        # 3. Malformed HTTP: bare error answers (no kj text or stack addresses), a few log lines.
+        bad = [b"GET /metrics HTTP/1.1\r\nHost: t\r\nNo colon here\r\n\r\n", b"BREW /pot HTTP/1.1\r\n\r\n",
+               b"GET /metrics HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: bogus\r\n\r\n", b"\x00\xff garbage\r\n\r\n"]
+        before = open(log1, "rb").read().count(b"metrics endpoint")
+        for k in range(300):
+            answer = http(metrics, bad[k % len(bad)])
+            # The status line's reason phrase is the whole body: nothing of the server's internals.
+            m = re.match(rb"HTTP/1\.1 [45]\d\d ([A-Za-z ]+)\r\n.*\r\n\r\n(.*)$", answer, re.S)
+            if not m or m.group(1) != m.group(2):
+                raise Failure(f"malformed request {bad[k % len(bad)]!r} answered {answer[:300]!r}")
+        lines = open(log1, "rb").read().count(b"metrics endpoint") - before
+        if lines > 5:
+            raise Failure(f"300 malformed requests logged {lines} lines (rate limit: one per 10 s)")
+        if not http(metrics, b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").startswith(b"HTTP/1.1 200"):
+            raise Failure("the metrics endpoint does not answer after malformed requests")
+        results.append(f"300 malformed HTTP requests: bare answers, {lines} log line(s)")
+
+        # 4. ctl against an address that accepts and never answers: --timeout, then SIGTERM.
+        with socket.socket() as silent:
+            silent.bind(("127.0.0.1", 0))
+            silent.listen(16)
+            where = "127.0.0.1:%d" % silent.getsockname()[1]
+            cmd = [binary, "ctl", where, "--secret-file", c.secret, "--timeout", "2", "get", "x"]
+            start = time.monotonic()
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+            took = time.monotonic() - start
+            if r.returncode != 1 or "timed out after 2 s" not in r.stderr or len(r.stderr.splitlines()) != 1:
+                raise Failure(f"ctl against a silent peer: exit {r.returncode}, {r.stderr.strip()!r}")
+            silent.accept()[0].close()  # that ctl's connection: the next one must be the SIGTERM run's
+            p = subprocess.Popen(cmd[:-4] + ["--timeout", "600", "get", "x"], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+            wait_for("the silent listener to have ctl's connection", lambda: select_readable(silent), 30)
+            p.send_signal(signal.SIGTERM)
+            _, err = p.communicate(timeout=30)
+            if p.returncode != 1 or "interrupted" not in err:
+                raise Failure(f"ctl on SIGTERM: exit {p.returncode}, {err.strip()!r}")
+        results.append(f"ctl gave up on a silent peer after {took:.2f} s (--timeout 2) and on SIGTERM")
+    finally:
+        c.stop_all()
+    return "hardening: " + "; ".join(results)
+
+
+def select_readable(sock):
+    import select
+    return bool(select.select([sock], [], [], 0)[0])
+
+
 def run(cmd):
     subprocess.run(cmd, check=True, capture_output=True)
 
@@ -343,7 +470,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--deltasync", required=True, help="the deltasync binary")
     ap.add_argument("--tls-dir", help="test certificates (tests/lib/tls), for the tls scenario")
-    ap.add_argument("scenario", choices=["loopback", "partition", "tls"])
+    ap.add_argument("scenario", choices=["loopback", "partition", "tls", "hardening"])
     args = ap.parse_args()
     workdir = tempfile.mkdtemp(prefix="deltasync-cluster-")
     try:
@@ -353,7 +480,7 @@ def main():
                 raise Failure("the tls scenario needs --tls-dir")
             summary = tls(binary, workdir, os.path.abspath(args.tls_dir))
         else:
-            summary = (loopback if args.scenario == "loopback" else partition)(binary, workdir)
+            summary = {"loopback": loopback, "partition": partition, "hardening": hardening}[args.scenario](binary, workdir)
     except (Failure, subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
         print(f"FAIL: {e}")
         for name in sorted(os.listdir(workdir)):
