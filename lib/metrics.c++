@@ -59,7 +59,12 @@ std::string prometheusText(const Runtime& rt, const NodeCounters& node) {
   counter("connects_total", "Outbound peer connections established.", s.connects);
   counter("connect_failures_total", "Failed dials or handshakes.", s.connectFailures);
   counter("disconnects_total", "Established peer connections that broke.", s.disconnects);
-  counter("inbound_refused_total", "Inbound connections refused (over the limit).", s.inboundRefused);
+  out += "# HELP deltasync_inbound_refused_total Inbound connections refused or closed before authenticating, by reason.\n"
+         "# TYPE deltasync_inbound_refused_total counter\n";
+  out += fmt::format("deltasync_inbound_refused_total{{reason=\"max_inbound\"}} {}\n", s.inboundRefused);
+  out += fmt::format("deltasync_inbound_refused_total{{reason=\"max_pending\"}} {}\n", s.pendingRefused);
+  out += fmt::format("deltasync_inbound_refused_total{{reason=\"per_source\"}} {}\n", s.sourceRefused);
+  out += fmt::format("deltasync_inbound_refused_total{{reason=\"pre_auth_bytes\"}} {}\n", s.preAuthOversize);
   counter("handshake_timeouts_total", "Inbound connections closed for not authenticating in time.",
           s.handshakeTimeouts);
   counter("auth_failures_total", "Failed peer authentications (bad hello or proof).", g.helloRejected + g.proofRejected);
@@ -79,6 +84,7 @@ std::string prometheusText(const Runtime& rt, const NodeCounters& node) {
   gauge("members_live", "Live members known, self excluded.", live);
   gauge("peers_connected", "Outbound peer links ready.", rt.readyLinks());
   gauge("inbound_connections", "Inbound connections held.", rt.inboundConnections());
+  gauge("inbound_pending", "Inbound connections not yet authenticated.", rt.pendingInbound());
   gauge("objects", "Replicated objects held.", rt.store().size());
   gauge("log_entries", "Delta-log entries held.", rt.engine().logSize());
   gauge("replication_lag_entries", "Log entries the slowest neighbour has not acked.", rt.replicationLag());

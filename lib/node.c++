@@ -10,6 +10,10 @@
 #include <shared_mutex>
 #include <thread>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <kj/async-io.h>
 
 #include "gossip/auth.h"
@@ -93,6 +97,26 @@ void applyTuning(const Tuning& t, RuntimeConfig& rc) {
 std::string hostOf(const std::string& address) {
   auto colon = address.rfind(':');
   return colon == std::string::npos ? address : address.substr(0, colon);
+}
+
+}  // namespace
+
+namespace {
+
+// The IP address of a TCP stream's peer, as Runtime's admission counts sources; "" if unknown.
+std::string peerHost(kj::AsyncIoStream& stream) {
+  sockaddr_storage ss{};
+  kj::uint length = sizeof ss;
+  KJ_IF_MAYBE (e, kj::runCatchingExceptions([&] { stream.getpeername(reinterpret_cast<sockaddr*>(&ss), &length); })) {
+    return {};
+  }
+  char text[INET6_ADDRSTRLEN] = {};
+  if (ss.ss_family == AF_INET) {
+    inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&ss)->sin_addr, text, sizeof text);
+  } else if (ss.ss_family == AF_INET6) {
+    inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&ss)->sin6_addr, text, sizeof text);
+  }
+  return text;
 }
 
 }  // namespace
@@ -380,7 +404,11 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
       } errors;
       kj::Own<MetricsServer> metricsServer;  // before tasks: outlives the accept loop
       kj::TaskSet tasks(errors);
-      tasks.add(acceptLoop(*listener, timer, "peer port", [&rt = *rt](kj::Own<kj::AsyncIoStream> s) { rt.accept(kj::mv(s)); },
+      tasks.add(acceptLoop(*listener, timer, "peer port",
+                           [&rt = *rt](kj::Own<kj::AsyncIoStream> s) {
+                             const std::string source = peerHost(*s);
+                             rt.accept(kj::mv(s), source);
+                           },
                            acceptFailures_));
       if (metricsListener) {
         metricsServer = kj::heap<MetricsServer>(timer, metricsNow);

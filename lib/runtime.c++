@@ -27,6 +27,64 @@ log::RateLimit linkLog(1000);
 log::RateLimit rejectLog(1000);
 log::RateLimit authLog(10000);
 
+log::RateLimit admissionLog(10000);
+
+// An inbound stream that fails once its peer has sent more than `budget` bytes while lift() has
+// not been called (the connection has not authenticated). It never returns a short read: a read
+// that could take the total past the budget fails before it starts (and every write after it).
+class PreAuthStream final : public kj::AsyncIoStream {
+ public:
+  PreAuthStream(kj::Own<kj::AsyncIoStream> inner, size_t budget, std::function<void()> onOver)
+      : inner_(kj::mv(inner)), budget_(budget), onOver_(std::move(onOver)) {}
+  void lift() { lifted_ = true; }
+
+  kj::Promise<size_t> tryRead(void* buffer, size_t minBytes, size_t maxBytes) override {
+    if (lifted_) return inner_->tryRead(buffer, minBytes, maxBytes);
+    if (read_ + std::max<size_t>(minBytes, 1) > budget_) return over();
+    maxBytes = std::min(maxBytes, std::max(minBytes, budget_ - read_));
+    return inner_->tryRead(buffer, minBytes, maxBytes).then([this](size_t n) {
+      read_ += n;
+      return n;
+    });
+  }
+  // Once over, writes fail too: the RPC system's parting message must not wait on a peer that
+  // does not read.
+  kj::Promise<void> write(const void* buffer, size_t size) override {
+    if (failed_) return KJ_EXCEPTION(DISCONNECTED, "connection closed for sending too much before authenticating");
+    return inner_->write(buffer, size);
+  }
+  kj::Promise<void> write(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> pieces) override {
+    if (failed_) return KJ_EXCEPTION(DISCONNECTED, "connection closed for sending too much before authenticating");
+    return inner_->write(pieces);
+  }
+  kj::Promise<void> whenWriteDisconnected() override { return inner_->whenWriteDisconnected(); }
+  void shutdownWrite() override { inner_->shutdownWrite(); }
+  void abortRead() override { inner_->abortRead(); }
+
+ private:
+  kj::Promise<size_t> over() {
+    if (!failed_) onOver_();
+    failed_ = true;
+    return KJ_EXCEPTION(DISCONNECTED, "sent more than preAuthBytes before authenticating", budget_);
+  }
+
+  kj::Own<kj::AsyncIoStream> inner_;
+  size_t budget_;
+  std::function<void()> onOver_;
+  size_t read_ = 0;
+  bool lifted_ = false;
+  bool failed_ = false;
+};
+
+std::string hostOf(const std::string& address) {
+  if (!address.empty() && address[0] == '[') {
+    const size_t close = address.find(']');
+    return close == std::string::npos ? address : address.substr(1, close - 1);
+  }
+  const size_t colon = address.rfind(':');
+  return colon == std::string::npos ? address : address.substr(0, colon);
+}
+
 }  // namespace
 
 struct Runtime::Connection {
@@ -110,34 +168,80 @@ void Runtime::start() {
   for (size_t i = 0; i < seeds_.size(); ++i) dialSeed(i);
 }
 
-void Runtime::accept(kj::Own<kj::AsyncIoStream> stream) {
-  if (stopped_ || inbound_.size() + pendingTls_ >= config_.maxInbound) {
-    ++stats_.inboundRefused;
-    return;  // the stream closes as it goes out of scope
+bool Runtime::memberHost(const std::string& source) const {
+  if (source.empty() || replica_.membership() == nullptr) return false;
+  for (const auto& m : replica_.membership()->members()) {
+    if (m.id != config_.id && (m.state == gossip::MemberState::alive || m.state == gossip::MemberState::suspect) &&
+        hostOf(m.address) == source) {
+      return true;
+    }
   }
+  return false;
+}
+
+bool Runtime::admit(const std::string& source) {
+  const char* why = nullptr;
+  if (stopped_) {
+    return false;
+  } else if (inbound_.size() + pendingTls_ >= config_.maxInbound) {
+    ++stats_.inboundRefused;
+    why = "maxInbound connections are open";
+  } else if (pending_ >= config_.maxPending || (!source.empty() && pendingBySource_[source] >= config_.maxPendingPerSource)) {
+    // Only now is the membership scan worth it: a member's host may go past both caps.
+    const bool member = memberHost(source);
+    if (pending_ >= config_.maxPending + (member ? config_.memberReserve : 0)) {
+      ++stats_.pendingRefused;
+      why = member ? "maxPending + memberReserve connections are authenticating" : "maxPending connections are authenticating";
+    } else if (!member && !source.empty() && pendingBySource_[source] >= config_.maxPendingPerSource) {
+      ++stats_.sourceRefused;
+      why = "maxPendingPerSource connections from this address are authenticating";
+    }
+  }
+  if (why != nullptr) {
+    if (pendingBySource_[source] == 0) pendingBySource_.erase(source);
+    if (admissionLog.allow(nowMs())) {
+      log::warn("refused an inbound connection from {}: {} ({} similar suppressed)", source.empty() ? "?" : source, why,
+                admissionLog.suppressed());
+    }
+    return false;
+  }
+  ++pending_;
+  ++pendingBySource_[source];
+  return true;
+}
+
+void Runtime::release(const std::string& source) {
+  --pending_;
+  auto it = pendingBySource_.find(source);
+  if (it != pendingBySource_.end() && --it->second == 0) pendingBySource_.erase(it);
+}
+
+void Runtime::accept(kj::Own<kj::AsyncIoStream> stream, const std::string& source) {
+  if (!admit(source)) return;  // the stream closes as it goes out of scope
   if (!config_.tls) {
-    serve(kj::mv(stream), std::nullopt);
+    serve(kj::mv(stream), std::nullopt, source);
     return;
   }
-  // The TLS handshake first (bounded by the TLS context's accept timeout; handshakes in flight
-  // count against maxInbound).
+  // The TLS handshake first (bounded by the TLS context's accept timeout; it holds its pending
+  // slot meanwhile).
   ++pendingTls_;
   tasks_.add(config_.tls->accept(kj::mv(stream))
                  .then(
-                     [this](TlsStream s) {
+                     [this, source](TlsStream s) {
                        --pendingTls_;
-                       serve(kj::mv(s.stream), s.peer);
+                       serve(kj::mv(s.stream), s.peer, source);
                      },
-                     [this](kj::Exception&& e) {
+                     [this, source](kj::Exception&& e) {
                        --pendingTls_;
+                       release(source);
                        ++gatekeeperStats_->proofRejected;  // counted and logged as a failed authentication
-                         log::debug("TLS handshake refused: {}", e.getDescription().cStr());
-                       }));
+                       log::debug("TLS handshake refused: {}", e.getDescription().cStr());
+                     }));
 }
 
-void Runtime::serve(kj::Own<kj::AsyncIoStream> stream, std::optional<ReplicaId> tlsPeer) {
-  if (stopped_ || inbound_.size() >= config_.maxInbound) {
-    ++stats_.inboundRefused;
+void Runtime::serve(kj::Own<kj::AsyncIoStream> stream, std::optional<ReplicaId> tlsPeer, const std::string& source) {
+  if (stopped_) {
+    release(source);
     return;
   }
   const uint64_t serial = nextSerial_++;
@@ -148,23 +252,36 @@ void Runtime::serve(kj::Own<kj::AsyncIoStream> stream, std::optional<ReplicaId> 
   };
   options.stats = gatekeeperStats_;
   options.tlsPeer = tlsPeer;
-  options.onAuthenticated = [this, serial](ReplicaId) {
-    if (auto it = inbound_.find(serial); it != inbound_.end()) it->second.authenticated = true;
+  auto gated = kj::heap<PreAuthStream>(kj::mv(stream), config_.preAuthBytes, [this, source] {
+    ++stats_.preAuthOversize;
+    if (admissionLog.allow(nowMs())) {
+      log::warn("closed an inbound connection from {}: it sent more than preAuthBytes ({}) before authenticating "
+                "({} similar suppressed)", source.empty() ? "?" : source, config_.preAuthBytes, admissionLog.suppressed());
+    }
+  });
+  PreAuthStream* gate = gated.get();
+  options.onAuthenticated = [this, serial, gate](ReplicaId) {
+    auto it = inbound_.find(serial);
+    if (it == inbound_.end() || it->second.authenticated) return;
+    it->second.authenticated = true;
+    gate->lift();
+    release(it->second.source);
   };
   auto gatekeeper = kj::heap<gossip::Gatekeeper>(
       config_.tls ? std::nullopt : secret_, config_.id, config_.cluster, config_.limits,
       [this](ReplicaId from, Message m) { onMessage(from, std::move(m)); }, std::move(options));
-  auto conn = kj::heap<Connection>(kj::mv(stream), kj::mv(gatekeeper), config_.limits);
+  auto conn = kj::heap<Connection>(kj::mv(gated), kj::mv(gatekeeper), config_.limits);
   auto disconnected = conn->rpc.onDisconnect();
-  inbound_.emplace(serial, Inbound{kj::mv(conn)});
+  inbound_.emplace(serial, Inbound{kj::mv(conn), source});
   auto close = [this, serial]() {
     auto it = inbound_.find(serial);
     if (it == inbound_.end()) return;
+    if (!it->second.authenticated) release(it->second.source);
     dropLater(kj::mv(it->second.conn));
     inbound_.erase(it);
   };
   tasks_.add(disconnected.then([close]() { close(); }));  // (then() keeps an lvalue functor by reference)
-  // A connection that does not authenticate in time is closed (it holds a slot of maxInbound).
+  // A connection that does not authenticate in time is closed (it holds a pending slot).
   tasks_.add(timer_.afterDelay(config_.handshakeTimeoutMs * kj::MILLISECONDS).then([this, serial, close]() {
     auto it = inbound_.find(serial);
     if (it == inbound_.end() || it->second.authenticated) return;

@@ -11,11 +11,23 @@
 //                    logs -> pushed on the next gossip round;
 //   tick          -> at Replica::nextTickMs(), Replica::tick (membership and engine rounds as
 //                    they fall due) -> Outgoing messages -> per-peer queues -> Replicator.deliver();
-//   inbound       -> a Gatekeeper per connection (handshake; gossip/rpc.h; a connection that has
-//                    not authenticated within handshakeTimeoutMs is closed, at most maxInbound
-//                    are held) -> validated Message from the
-//                    authenticated id -> Replica::receive, under the state lock; a ProtocolError
-//                    fails that call only.
+//   inbound       -> admission (below) -> a Gatekeeper per connection (handshake; gossip/rpc.h)
+//                    -> validated Message from the authenticated id -> Replica::receive, under
+//                    the state lock; a ProtocolError fails that call only.
+//
+// Inbound admission: what an unauthenticated connection can cost is bounded, so that a flood of
+// them can neither exhaust memory nor lock out ctl and members:
+//   - at most maxInbound connections in all, of which at most maxPending not yet authenticated
+//     (TLS handshakes included), and at most maxPendingPerSource of those from one source
+//     address; a source that is the host of a live member's address may also use memberReserve
+//     pending slots beyond maxPending, and is not held to the per-source cap;
+//   - until it authenticates, a connection may send at most preAuthBytes (the handshake takes
+//     well under 2 KiB), and must authenticate within handshakeTimeoutMs; then only Limits apply;
+//   - a refusal closes the connection at once, is counted per reason (RuntimeStats) and logged,
+//     rate-limited, with the source address.
+// Sources are IP addresses as lib/node.c++ reads them from the socket (a member advertised under
+// a host name is not recognised as one: it gets the common caps); "" (unknown: a pipe in tests)
+// is held to the total caps only.
 //   member events -> Replica::takeEvents() after each step: links to removed members are
 //                    dropped, the rest goes to setMemberListener's listener.
 //
@@ -98,6 +110,10 @@ struct RuntimeConfig {
   uint64_t reconnectMaxMs = 10000;
   uint64_t handshakeTimeoutMs = 5000;  // dial + handshake (outbound); to authenticate (inbound)
   uint32_t maxInbound = 512;           // inbound connections held at once; more are closed
+  uint32_t maxPending = 128;           // of those, not yet authenticated (see "Inbound admission")
+  uint32_t maxPendingPerSource = 8;    // unauthenticated ones from one source address
+  uint32_t memberReserve = 32;         // extra pending slots for sources that are live members' hosts
+  size_t preAuthBytes = 64 << 10;      // what a connection may send before it authenticates
   // Mutual TLS (lib/tls.h) for every connection, instead of the shared-secret handshake; null:
   // plain TCP with the HMAC handshake.
   std::shared_ptr<Tls> tls;
@@ -115,6 +131,9 @@ struct RuntimeStats {
   uint64_t connectFailures = 0;    // failed dials or handshakes
   uint64_t disconnects = 0;        // ready links that broke
   uint64_t inboundRefused = 0;     // over maxInbound
+  uint64_t pendingRefused = 0;     // over maxPending (+ memberReserve for members' hosts)
+  uint64_t sourceRefused = 0;      // over maxPendingPerSource
+  uint64_t preAuthOversize = 0;    // closed for sending more than preAuthBytes unauthenticated
   uint64_t handshakeTimeouts = 0;  // inbound connections closed for not authenticating in time
   uint64_t localUpdates = 0;
   uint64_t suspicions = 0;         // members seen becoming suspect
@@ -142,8 +161,10 @@ class Runtime {
 
   // Starts the timers and dials the seeds.
   void start();
-  // Serves one inbound connection (its other end sees our Gatekeeper).
-  void accept(kj::Own<kj::AsyncIoStream> stream);
+  // Serves one inbound connection (its other end sees our Gatekeeper) from `source` (its IP
+  // address; "" if unknown), if admitted (see "Inbound admission").
+  void accept(kj::Own<kj::AsyncIoStream> stream, const std::string& source = {});
+  size_t pendingInbound() const { return pending_; }
   // Announces that this node leaves (membership "left"), then stops gossiping. The promise
   // resolves once the announcement was delivered or after `graceMs`.
   kj::Promise<void> leave(uint64_t graceMs);
@@ -192,7 +213,12 @@ class Runtime {
     void taskFailed(kj::Exception&& e) override;
   };
 
-  void serve(kj::Own<kj::AsyncIoStream> stream, std::optional<ReplicaId> tlsPeer);
+  void serve(kj::Own<kj::AsyncIoStream> stream, std::optional<ReplicaId> tlsPeer, const std::string& source);
+  // Admission of an unauthenticated connection from `source`: takes a pending slot, or counts,
+  // logs and returns false. release() gives the slot back (authenticated, or gone).
+  bool admit(const std::string& source);
+  void release(const std::string& source);
+  bool memberHost(const std::string& source) const;
   // The stream under TLS (and the peer's id from its certificate) when configured; as is (id 0)
   // otherwise.
   // Dials address and, under TLS, runs the handshake (a seed and a member link open alike).
@@ -240,10 +266,13 @@ class Runtime {
   std::vector<Seed> seeds_;
   struct Inbound {
     kj::Own<Connection> conn;
+    std::string source;
     bool authenticated = false;
   };
   std::map<uint64_t, Inbound> inbound_;  // by serial
   size_t pendingTls_ = 0;                 // inbound TLS handshakes in flight
+  size_t pending_ = 0;                    // admitted, not yet authenticated (TLS included)
+  std::map<std::string, uint32_t> pendingBySource_;
   uint64_t nextSerial_ = 1;
   std::vector<gossip::Outgoing> out_;  // scratch
   bool stopped_ = false;

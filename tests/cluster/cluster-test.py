@@ -318,12 +318,14 @@ def hardening(binary, workdir):
         wait_for("the write after the refused one at node 2", lambda: c.ctl(1, "get", "m") == ["after=1"], 60)
         results.append("oversized key refused locally, replication unaffected")
 
-        # 2. A flood of idle connections exhausts node 1's descriptors (peer and metrics ports).
+        # 2. A flood of idle connections exhausts node 1's descriptors (peer and metrics ports):
+        # from 20 source addresses, as one address may hold only 8 unauthenticated connections.
         flood = []
-        for target in [c.addresses[0]] * 120 + [metrics] * 40:
+        targets = [(c.addresses[0], f"127.0.0.{10 + k % 20}") for k in range(160)] + [(metrics, "127.0.0.1")] * 40
+        for target, source in targets:
             host, p = target.rsplit(":", 1)
             try:
-                flood.append(socket.create_connection((host, int(p)), timeout=5))
+                flood.append(socket.create_connection((host, int(p)), timeout=5, source_address=(source, 0)))
             except OSError:
                 break
         # Held until node 1 has failed an accept for want of descriptors (it logs each, rate-limited).
@@ -332,12 +334,27 @@ def hardening(binary, workdir):
         for sock in flood:
             sock.close()
         t = wait_for("ctl on node 1 after the flood", lambda: c.ctl(0, "add", "s", "after-flood") == [], 60)
-        failures = metric("\n".join(c.ctl(0, "stats")), "deltasync_accept_failures_total")
+        stats = "\n".join(c.ctl(0, "stats"))
+        failures = metric(stats, "deltasync_accept_failures_total")
+        if metric(stats, 'deltasync_inbound_refused_total{reason="per_source"}') != 0:
+            raise Failure("20 sources of 8 connections each were held to the per-source cap of 8")
         if failures == 0:
             raise Failure(f"the flood of {len(flood)} connections never exhausted node 1's descriptors")
         wait_for("node 2 sees the write made after the flood", lambda: "after-flood" in c.ctl(1, "get", "s"), 60)
         wait_for("both members alive after the flood", lambda: all(len(c.live(i)) == 2 for i in range(2)), 60)
         results.append(f"{len(flood)} idle connections, {failures:.0f} failed accepts, ctl back after {t:.2f} s")
+
+        # 2b. One address opening 30 connections and never authenticating gets 8 admitted; ctl
+        # (from another address) gets through meanwhile.
+        host0, port0 = c.addresses[0].rsplit(":", 1)
+        hog = [socket.create_connection((host0, int(port0)), timeout=5, source_address=("127.0.0.50", 0))
+               for _ in range(30)]
+        wait_for("node 1 to refuse the hog's connections beyond 8",
+                     lambda: metric("\n".join(c.ctl(0, "stats")), 'deltasync_inbound_refused_total{reason="per_source"}') >= 22, 60)
+        c.ctl(0, "add", "s", "during-hog")
+        for sock in hog:
+            sock.close()
+        results.append("one address's 30 idle connections: 22 refused, ctl served throughout")
 
         # 3. Malformed HTTP: bare error answers (no kj text or stack addresses), a few log lines.
         bad = [b"GET /metrics HTTP/1.1\r\nHost: t\r\nNo colon here\r\n\r\n", b"BREW /pot HTTP/1.1\r\n\r\n",

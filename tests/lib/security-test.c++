@@ -4,6 +4,8 @@
 // applied, and the node keeps serving its honest peer throughout.
 #include <doctest/doctest.h>
 
+#include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -20,9 +22,9 @@ using testing::kSecret;
 struct RawClient {
   kj::Own<kj::AsyncIoStream> stream;
   kj::Own<gossip::RpcConnection> rpc;
-  RawClient(Runtime& rt, gossip::Limits limits = {}) {
+  RawClient(Runtime& rt, gossip::Limits limits = {}, const std::string& source = {}) {
     auto pipe = kj::newTwoWayPipe();
-    rt.accept(kj::mv(pipe.ends[1]));
+    rt.accept(kj::mv(pipe.ends[1]), source);
     stream = kj::mv(pipe.ends[0]);
     rpc = kj::heap<gossip::RpcConnection>(*stream, limits);
   }
@@ -155,6 +157,78 @@ TEST_CASE("security: a connection that never authenticates is closed after the h
   CHECK(s.c.at("a").inboundConnections() == before - 1);
   disconnected.wait(s.c.ws);  // the client sees its connection end
   s.stillServing("after-idle");
+}
+
+TEST_CASE("security: before authenticating, a connection may send at most preAuthBytes") {
+  Setup s;
+  Runtime& a = s.c.at("a");
+  // A message header announcing one segment of 2^24 words (128 MiB, under the traversal limit),
+  // then its first 200 KiB: before, all of it was read and held until the handshake timeout.
+  auto pipe = kj::newTwoWayPipe();
+  a.accept(kj::mv(pipe.ends[1]), "10.1.1.1");
+  const size_t before = a.inboundConnections();
+  std::vector<kj::byte> flood(200 << 10, 0x5a);
+  const uint32_t header[2] = {0, 1u << 24};
+  std::memcpy(flood.data(), header, sizeof header);
+  auto writing = pipe.ends[0]->write(flood.data(), flood.size()).then([] { return true; }, [](kj::Exception&&) { return false; });
+  REQUIRE(s.c.runUntil([&] { return a.stats().preAuthOversize == 1; }, 1000));  // well before the 5 s timeout
+  CHECK(!writing.wait(s.c.ws));  // the rest was never read: the connection is gone
+  CHECK(a.inboundConnections() == before - 1);
+  CHECK(a.pendingInbound() == 0);
+  CHECK(a.stats().handshakeTimeouts == 0);
+  // An honest handshake fits well within the budget (every other test authenticates through it).
+  s.stillServing("after-pre-auth-flood");
+}
+
+TEST_CASE("security: unauthenticated connections are capped per source address") {
+  Setup s;
+  Runtime& a = s.c.at("a");
+  const size_t base = a.pendingInbound();
+  REQUIRE(base == 0);
+  std::vector<std::unique_ptr<RawClient>> flood;
+  for (int i = 0; i < 8; ++i) flood.push_back(std::make_unique<RawClient>(a, gossip::Limits{}, "10.9.9.9"));
+  CHECK(a.pendingInbound() == 8);
+  RawClient ninth(a, {}, "10.9.9.9");  // over maxPendingPerSource (8): closed at once
+  CHECK(a.stats().sourceRefused == 1);
+  CHECK(a.pendingInbound() == 8);
+  // Another address is not held to that source's cap, and authenticating frees a slot.
+  RawClient other(a, {}, "10.9.9.8");
+  auto authed = gossip::authenticate(other.rpc->gatekeeper(), gossip::Secret(kSecret), ReplicaId{81}, "deltasync")
+                    .wait(s.c.ws);
+  CHECK(a.pendingInbound() == 8);
+  gossip::authenticate(flood[0]->rpc->gatekeeper(), gossip::Secret(kSecret), ReplicaId{82}, "deltasync").wait(s.c.ws);
+  CHECK(a.pendingInbound() == 7);
+  RawClient again(a, {}, "10.9.9.9");
+  CHECK(a.pendingInbound() == 8);
+  CHECK(a.stats().sourceRefused == 1);
+}
+
+TEST_CASE("security: at maxPending strangers are refused; a live member's host keeps a reserve") {
+  // The host of a live member ("b" here) still gets in, up to memberReserve more, and is not held
+  // to the per-source cap.
+  Setup t;
+  t.c.tune = [](RuntimeConfig& rc) {
+    rc.maxPending = 4;
+    rc.memberReserve = 3;
+  };
+  Runtime& small = t.c.start(3, "small", {"a"});
+  REQUIRE(t.c.runUntil([&] { return t.c.liveMembers("small") == 3; }));
+  std::vector<std::unique_ptr<RawClient>> strangers;
+  for (int i = 0; i < 4; ++i) strangers.push_back(std::make_unique<RawClient>(small, gossip::Limits{}, "10.0.0." + std::to_string(i)));
+  CHECK(small.pendingInbound() == 4);
+  RawClient refused(small, {}, "10.0.0.99");
+  CHECK(small.stats().pendingRefused == 1);
+  std::vector<std::unique_ptr<RawClient>> fromMember;
+  for (int i = 0; i < 3; ++i) fromMember.push_back(std::make_unique<RawClient>(small, gossip::Limits{}, "b"));
+  CHECK(small.pendingInbound() == 7);
+  CHECK(small.stats().pendingRefused == 1);
+  RawClient overReserve(small, {}, "b");
+  CHECK(small.stats().pendingRefused == 2);
+  // Unanswered, they all time out and their slots come back.
+  REQUIRE(t.c.runUntil([&] { return small.pendingInbound() == 0; }, 10000));
+  CHECK(small.stats().handshakeTimeouts == 7);
+  objects::add(t.c.at("b"), "after", "caps");
+  CHECK(t.c.runUntil([&] { return t.c.render("small", "after") == std::vector<std::string>{"caps"}; }, 3000));
 }
 
 TEST_CASE("security: dots under the node's own id that it never minted are refused") {
