@@ -365,8 +365,9 @@ std::vector<NamedDots> readSummaries(ColumnReader& r, const Limits& limits, Repl
 
 Message decodeCompactEnvelope(const unsigned char* data, size_t size, const Limits& limits) {
   if (size > 0 && (data[0] & kCompactDeflated) != 0) {
-    // Inflated no further than any message may be; the result is read as if it came so.
-    auto rest = inflateRaw(kj::arrayPtr(data + 1, size - 1), limits.maxMessageBytes - 1);
+    // Inflated no further than inflateBound (a deflate bomb costs little); the result is read as
+    // if it came so.
+    auto rest = inflateRaw(kj::arrayPtr(data + 1, size - 1), inflateBound(size, limits) - 1);
     std::vector<unsigned char> plain(1 + rest.size());
     plain[0] = data[0] & ~kCompactDeflated;
     std::copy(rest.begin(), rest.end(), plain.begin() + 1);
@@ -623,7 +624,7 @@ Message decodeEnvelope(wire::Envelope::Reader env, const Limits& limits) {
       switch (c.getCompression()) {
         case wire::Compression::NONE: break;
         case wire::Compression::ZLIB:
-          inflated = zlibDecompress(payload, limits.maxMessageBytes);
+          inflated = zlibDecompress(payload, inflateBound(payload.size(), limits));
           payload = inflated;
           break;
         default: throw DecodeError("state chunk: unknown compression");

@@ -8,6 +8,7 @@
 // later write of that node.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <string>
 #include <string_view>
@@ -42,6 +43,13 @@ inline std::string valueProblem(size_t bytes, const Limits& limits) {
   if (bytes <= limits.maxValueBytes) return {};
   return "value longer than limits.maxValueBytes (" + std::to_string(bytes) + " > " +
          std::to_string(limits.maxValueBytes) + " bytes)";
+}
+
+// How far `compressed` bytes may inflate (see Limits::maxInflateRatio).
+inline size_t inflateBound(size_t compressed, const Limits& limits) {
+  const size_t ratio = compressed > limits.maxMessageBytes / limits.maxInflateRatio ? limits.maxMessageBytes
+                                                                                     : compressed * limits.maxInflateRatio;
+  return std::min(limits.maxMessageBytes, std::max(limits.inflateFloorBytes, ratio));
 }
 
 }  // namespace deltasync::gossip

@@ -35,6 +35,12 @@ struct Limits {
   size_t maxKeyBytes = 64 << 10;
   size_t maxValueBytes = 1 << 20;
   size_t maxNameBytes = 1024;             // object names
+  // A compressed message or chunk inflates to at most max(inflateFloorBytes, maxInflateRatio x its
+  // compressed size) (and never past maxMessageBytes): what real pushes reach (compact encoding
+  // then deflate: well under 16x) with a wide margin, while a small deflate bomb (~1000x) cannot
+  // cost a node more than a few MiB and a few ms.
+  uint32_t maxInflateRatio = 64;
+  size_t inflateFloorBytes = 1 << 20;
   // Per message envelope.
   uint32_t maxObjectsPerMessage = 1u << 16;  // objects of a push or chunk, names of a digest
   uint32_t maxChunksPerTransfer = 1u << 20;  // chunks of one state transfer

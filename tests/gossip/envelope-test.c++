@@ -856,6 +856,12 @@ TEST_CASE("envelope: a state chunk's payload must inflate to a valid ObjectList"
     c.setCompression(wire::Compression::ZLIB);
     c.setPayload(zlibCompress(kj::arrayPtr(big.data(), big.size())));
   }, "zlib: chunk inflates beyond 4096 bytes", small);
+  // ... and, under the default limits, at inflateBound: a ratio, not the 64 MiB message limit.
+  expectRejected(stateChunk, [](auto c) {
+    std::vector<kj::byte> big(8 << 20, 0);
+    c.setCompression(wire::Compression::ZLIB);
+    c.setPayload(zlibCompress(kj::arrayPtr(big.data(), big.size())));
+  }, "zlib: chunk inflates beyond 1048576 bytes");
 
   // Inflated (or raw) bytes that are not a framed message.
   const kj::byte five[] = {1, 2, 3, 4, 5};
@@ -1657,6 +1663,15 @@ TEST_CASE("envelope: a large compact envelope travels deflated") {
   small.maxMessageBytes = bigDeflated.size() + 256;
   REQUIRE(small.maxMessageBytes < big.size());
   expectCompactEnvelopeRejected(bigDeflated, "zlib: compact envelope inflates beyond", small);
+  // A deflate bomb under the default limits: ~8 KiB that would inflate to 8 MiB stops at
+  // inflateBound (1 MiB for it), far below maxMessageBytes (64 MiB).
+  ColumnWriter zeros;
+  zeros.byte(plain.bytes()[0]);
+  zeros.raw(std::string(8 << 20, '\0'));
+  ColumnWriter bomb = deflated(zeros);
+  REQUIRE(bomb.size() < 16 << 10);
+  CHECK(inflateBound(bomb.size(), kLimits) == size_t{1} << 20);
+  expectCompactEnvelopeRejected(bomb, "compact envelope inflates beyond 1048575 bytes");
 }
 
 }  // namespace
