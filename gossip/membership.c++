@@ -392,8 +392,35 @@ void Membership::tick(uint64_t nowMs, std::vector<Outgoing>& out) {
   std::erase_if(relays_, [&](const auto& r) { return nowMs >= r.second.expiresAtMs; });
 }
 
+void Membership::checkIncarnations(const std::vector<MemberUpdate>& ups) const {
+  for (const auto& u : ups) {
+    uint64_t known = incarnation_;
+    if (u.replica != self_) {
+      auto it = members_.find(u.replica);
+      known = it == members_.end() ? 0 : it->second.info.incarnation;
+    }
+    if (u.incarnation > known && u.incarnation - known > kMaxIncarnationLead) {
+      throw ProtocolError("membership: member " + std::to_string(u.replica.value) + " at incarnation " +
+                          std::to_string(u.incarnation) + ", more than 2^32 beyond the " + std::to_string(known) +
+                          " known here: incarnations grow by one per refutation (forged?)");
+    }
+  }
+}
+
 void Membership::receive(ReplicaId from, const Message& message, uint64_t nowMs, std::vector<Outgoing>& out) {
   lastNow_ = nowMs;
+  // Whole message or nothing: every update's incarnation is checked before any is applied.
+  std::visit(
+      [&](const auto& m) {
+        using M = std::decay_t<decltype(m)>;
+        if constexpr (std::is_same_v<M, PingMsg> || std::is_same_v<M, PingReqMsg>) {
+          checkIncarnations(m.updates);
+        } else if constexpr (std::is_same_v<M, PingAckMsg>) {
+          checkIncarnations(m.updates);
+          checkIncarnations(m.sample);
+        }
+      },
+      message);
   auto applyAll = [&](const std::vector<MemberUpdate>& ups) {
     bool knew = members_.count(from) != 0;
     for (const auto& u : ups) apply(u, from, nowMs, out);

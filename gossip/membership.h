@@ -8,8 +8,14 @@
 // Member table: every member ever heard of, with (incarnation, state, address). An update
 // replaces the recorded one iff it has a higher incarnation, or the same incarnation and a
 // stronger state (alive < suspect < down < left). Only a member itself raises its incarnation:
-// hearing itself suspected or declared down (at its current incarnation or above) it refutes
-// with alive at a higher one. Down members turn "removed" after removeAfterMs and are kept as
+// hearing itself suspected, declared down or left (at its current incarnation or above) it
+// refutes with alive at a higher one. So no statement by a third party is final: the member
+// can always refute, because an incarnation can always grow: a message with an update more than
+// kMaxIncarnationLead (2^32) beyond the incarnation known here for that member (0 for one not
+// heard of; ours for this node) is refused whole (ProtocolError). A member's incarnation rises
+// by one per refutation, so no real update comes near that lead; without it, one forged
+// "left at 2^64 - 1" evicted a member for good (its refutation wrapped to 0). With it, reaching
+// the top takes 2^31 forged rounds, each refuted by the victim. Down members turn "removed" after removeAfterMs and are kept as
 // tombstones (so old alive updates cannot resurrect them) for tombstoneMs.
 //
 // Partial view (bounded cost per node): out-view = the viewSize alive-or-suspect members with the
@@ -62,6 +68,8 @@
 #include "gossip/messages.h"
 
 namespace deltasync::gossip {
+
+inline constexpr uint64_t kMaxIncarnationLead = uint64_t{1} << 32;
 
 struct MembershipConfig {
   uint64_t probeIntervalMs = 1000;
@@ -152,6 +160,8 @@ class Membership {
   size_t liveCount() const;
   uint32_t retransmitLimit() const;
   uint64_t suspicionTimeout(const Member& m) const;
+  // Throws ProtocolError if an update's incarnation is more than kMaxIncarnationLead ahead.
+  void checkIncarnations(const std::vector<MemberUpdate>& ups) const;
   // Applies an update; returns true if the table changed.
   bool apply(const MemberUpdate& u, ReplicaId reporter, uint64_t nowMs, std::vector<Outgoing>& out,
              bool rebroadcast = true);

@@ -128,6 +128,37 @@ TEST_CASE("membership: a leaving node is reported left everywhere") {
   CHECK(sim.stats().errors == 0);  // every message decodes and is accepted
 }
 
+TEST_CASE("membership: a forged leave cannot evict a member: far ahead it is refused, within reach refuted") {
+  Simulator sim(clusterConfig(5, 11));
+  sim.runFor(30000);
+  REQUIRE(nodesKnowingAll(sim) == 5);
+  const ReplicaId victim = sim.id(1);
+  const std::string address = sim.membership(0).member(victim)->address;
+  auto forged = [&](uint64_t incarnation) {
+    return gossip::PingMsg{sim.id(2), 999999, {{victim, incarnation, MemberState::left, address, {}}}, 0, false};
+  };
+  // "Left at 2^64 - 1": before, every node took it, and the victim's refutation wrapped to 0.
+  const uint64_t errors = sim.stats().errors;
+  sim.inject(2, 0, forged(UINT64_MAX));
+  sim.runFor(1000);
+  CHECK(sim.stats().errors == errors + 1);
+  CHECK(sim.stats().lastError.find("more than 2^32 beyond") != std::string::npos);
+  CHECK(sim.membership(0).member(victim)->state == MemberState::alive);
+  // Within reach (1000 refutations ahead, as a member that lost many suspicions might be): taken
+  // and flooded, then refuted by the victim at 1001; no node keeps it out.
+  const uint64_t t = sim.now();
+  sim.inject(2, 0, forged(sim.membership(0).member(victim)->incarnation + 1000));
+  sim.runFor(30000);
+  CHECK(observers(sim, victim, MemberState::left, t) >= 1);
+  CHECK(sim.membership(1).incarnation() >= 1001);
+  for (size_t i = 0; i < sim.size(); ++i) {
+    if (i == 1) continue;
+    INFO("node ", i);
+    CHECK(sim.membership(i).member(victim)->state == MemberState::alive);
+    CHECK(!sim.membership(i).member(victim)->removed);
+  }
+}
+
 TEST_CASE("membership: the engine replicates over membership views, through loss and a crash") {
   SimConfig cfg = clusterConfig(40, 6);
   Simulator sim(cfg);

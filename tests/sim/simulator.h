@@ -167,6 +167,9 @@ class Simulator {
     collectEvents(i);
     sendAll(i);
   }
+  // Sends m from node `from` to node `to` over the simulated network, as if `from` had (a
+  // holder of the secret forging a message in its name, in the security tests).
+  void inject(size_t from, size_t to, const gossip::Message& m) { send(from, to, m); }
   // Membership events (all but suspicions, which are counted in stats) in time order.
   const std::vector<ObservedEvent>& events() const { return events_; }
 
