@@ -96,6 +96,12 @@ class HandshakeImpl final : public wire::Handshake::Server {
       // One attempt per handshake: a failed proof ends it (a new hello gets a new nonce).
       return failed("authentication failed");
     }
+    if (shared_->options.vetPeer) {
+      if (std::string why = shared_->options.vetPeer(peer); !why.empty()) {
+        ++stats_->peerRefused;
+        return failed("refused: " + why);
+      }
+    }
     ++stats_->authenticated;
     if (shared_->options.onAuthenticated) shared_->options.onAuthenticated(peer);
     context.getResults().setReplicator(kj::heap<ReplicatorImpl>(shared_, stats_, peer));

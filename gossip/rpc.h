@@ -47,6 +47,7 @@ using ControlFn = std::function<wire::Control::Client(ReplicaId peer)>;
 struct GatekeeperStats {
   uint64_t helloRejected = 0;   // wrong cluster or version, a claim of our own id
   uint64_t proofRejected = 0;   // wrong secret or a replay
+  uint64_t peerRefused = 0;     // a valid proof for an id vetPeer refused
   uint64_t authenticated = 0;
   uint64_t envelopesRejected = 0;
 };
@@ -57,6 +58,10 @@ struct GatekeeperOptions {
   ControlFn control;  // empty: no administration interface
   // Counts shared with other gatekeepers (lib/ makes one per inbound connection); null: its own.
   std::shared_ptr<GatekeeperStats> stats;
+  // Asked once a client has proved it holds the secret (not under TLS, where the certificate
+  // proves the id): "" admits it as `peer`, anything else refuses the handshake with that reason
+  // (counted in peerRefused). lib/ refuses the id of a live member claimed from another host.
+  std::function<std::string(ReplicaId peer)> vetPeer;
   // Called when a client authenticated (lib/ closes connections that never do).
   std::function<void(ReplicaId peer)> onAuthenticated;
   // Set when the connection runs under mutual TLS and the client's certificate proved this id:

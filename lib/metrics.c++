@@ -68,6 +68,8 @@ std::string prometheusText(const Runtime& rt, const NodeCounters& node) {
   counter("handshake_timeouts_total", "Inbound connections closed for not authenticating in time.",
           s.handshakeTimeouts);
   counter("auth_failures_total", "Failed peer authentications (bad hello or proof).", g.helloRejected + g.proofRejected);
+  counter("peer_id_refused_total",
+          "Peers that proved the secret but claimed the id of a live member on another host (refused).", g.peerRefused);
   counter("auth_successes_total", "Successful peer authentications.", g.authenticated);
   counter("envelopes_rejected_total", "Invalid envelopes from authenticated peers.", g.envelopesRejected);
   counter("suspicions_total", "Members this node saw become suspect.", s.suspicions);

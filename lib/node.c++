@@ -116,7 +116,9 @@ std::string peerHost(kj::AsyncIoStream& stream) {
   } else if (ss.ss_family == AF_INET6) {
     inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&ss)->sin6_addr, text, sizeof text);
   }
-  return text;
+  std::string host = text;
+  if (host.rfind("::ffff:", 0) == 0 && host.find('.') != std::string::npos) host = host.substr(7);  // IPv4-mapped
+  return host;
 }
 
 }  // namespace

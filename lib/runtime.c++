@@ -1,5 +1,7 @@
 #include "lib/runtime.h"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <chrono>
 #include <utility>
@@ -179,6 +181,24 @@ bool Runtime::memberHost(const std::string& source) const {
   return false;
 }
 
+std::string Runtime::vetPeer(ReplicaId peer, const std::string& source) const {
+  if (!config_.pinMemberHosts || source.empty() || replica_.membership() == nullptr) return {};
+  const gossip::MemberInfo* m = replica_.membership()->member(peer);
+  if (m == nullptr || m->removed || !(m->state == gossip::MemberState::alive || m->state == gossip::MemberState::suspect)) {
+    return {};
+  }
+  const std::string host = hostOf(m->address);
+  unsigned char ip[16];
+  const bool literal = inet_pton(AF_INET, host.c_str(), ip) == 1 || inet_pton(AF_INET6, host.c_str(), ip) == 1;
+  auto loopback = [](const std::string& h) { return h.rfind("127.", 0) == 0 || h == "::1"; };
+  if (!literal || host == source || (loopback(host) && loopback(source))) return {};  // 127/8 is one host
+  std::string why = "replica " + std::to_string(peer.value) + " is a live member at " + m->address + ", not at " + source;
+  if (admissionLog.allow(nowMs())) {
+    log::warn("refused a peer from {} authenticating as {} ({} similar suppressed)", source, why, admissionLog.suppressed());
+  }
+  return why;
+}
+
 bool Runtime::admit(const std::string& source) {
   const char* why = nullptr;
   if (stopped_) {
@@ -260,6 +280,7 @@ void Runtime::serve(kj::Own<kj::AsyncIoStream> stream, std::optional<ReplicaId> 
     }
   });
   PreAuthStream* gate = gated.get();
+  options.vetPeer = [this, source](ReplicaId peer) { return vetPeer(peer, source); };
   options.onAuthenticated = [this, serial, gate](ReplicaId) {
     auto it = inbound_.find(serial);
     if (it == inbound_.end() || it->second.authenticated) return;

@@ -31,6 +31,16 @@
 //   member events -> Replica::takeEvents() after each step: links to removed members are
 //                    dropped, the rest goes to setMemberListener's listener.
 //
+// Who a peer may be: under the shared secret, any holder of the secret can claim any id. So a
+// peer that authenticates as the id of a live (alive or suspect) member whose advertised
+// address is an IP literal must connect from that address's host (any loopback address counts as
+// the loopback host's): a member restarting under its
+// own id on its own host passes, a holder of the secret elsewhere is refused (counted, logged).
+// Several nodes on one host, and members advertised under host names, cannot be told apart this
+// way; nor can a member whose connections leave from another address than it advertises (NAT,
+// several interfaces): set pinMemberHosts false there, or use mutual TLS, where each replica's
+// certificate proves its id and this check does not apply.
+//
 // Peer links (one per remote id we send to; inbound connections only carry what peers send us):
 //   idle -> connecting (dial, handshake; the peer must prove the id we expect) -> ready.
 //   Under mutual TLS (config.tls) each stream is wrapped first and the certificates prove both
@@ -114,6 +124,7 @@ struct RuntimeConfig {
   uint32_t maxPendingPerSource = 8;    // unauthenticated ones from one source address
   uint32_t memberReserve = 32;         // extra pending slots for sources that are live members' hosts
   size_t preAuthBytes = 64 << 10;      // what a connection may send before it authenticates
+  bool pinMemberHosts = true;          // see "Who a peer may be"
   // Mutual TLS (lib/tls.h) for every connection, instead of the shared-secret handshake; null:
   // plain TCP with the HMAC handshake.
   std::shared_ptr<Tls> tls;
@@ -219,6 +230,9 @@ class Runtime {
   bool admit(const std::string& source);
   void release(const std::string& source);
   bool memberHost(const std::string& source) const;
+  // Refuses (non-empty reason) a shared-secret peer from `source` authenticating as the id of a
+  // live member whose address is an IP literal on another host (see "Who a peer may be").
+  std::string vetPeer(ReplicaId peer, const std::string& source) const;
   // The stream under TLS (and the peer's id from its certificate) when configured; as is (id 0)
   // otherwise.
   // Dials address and, under TLS, runs the handshake (a seed and a member link open alike).

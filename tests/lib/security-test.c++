@@ -231,6 +231,28 @@ TEST_CASE("security: at maxPending strangers are refused; a live member's host k
   CHECK(t.c.runUntil([&] { return t.c.render("small", "after") == std::vector<std::string>{"caps"}; }, 3000));
 }
 
+TEST_CASE("security: a holder of the secret cannot authenticate as a live member from another host") {
+  Setup s;
+  // A member whose advertised address is an IP literal (PipeNet addresses are any strings).
+  Runtime& c = s.c.start(3, "10.0.0.3:7000", {"a"});
+  REQUIRE(s.c.runUntil([&] { return s.c.liveMembers("a") == 3 && s.c.liveMembers("10.0.0.3:7000") == 3; }));
+  Runtime& a = s.c.at("a");
+  RawClient impostor(a, {}, "10.6.6.6");
+  CHECK_THROWS_WITH_AS(
+      gossip::authenticate(impostor.rpc->gatekeeper(), gossip::Secret(kSecret), ReplicaId{3}, "deltasync").wait(s.c.ws),
+      doctest::Contains("replica 3 is a live member at 10.0.0.3:7000, not at 10.6.6.6"), kj::Exception);
+  CHECK(a.gatekeeperStats().peerRefused == 1);
+  // From the member's own host (a restart under its own id) it is admitted; so is an id that is
+  // no live member's, from anywhere.
+  RawClient restarted(a, {}, "10.0.0.3");
+  gossip::authenticate(restarted.rpc->gatekeeper(), gossip::Secret(kSecret), ReplicaId{3}, "deltasync").wait(s.c.ws);
+  RawClient stranger(a, {}, "10.6.6.6");
+  gossip::authenticate(stranger.rpc->gatekeeper(), gossip::Secret(kSecret), ReplicaId{77}, "deltasync").wait(s.c.ws);
+  CHECK(a.gatekeeperStats().peerRefused == 1);
+  CHECK(c.membership().member(ReplicaId{1})->state == gossip::MemberState::alive);
+  s.stillServing("after-impostor");
+}
+
 TEST_CASE("security: dots under the node's own id that it never minted are refused") {
   Setup s;
   objects::add(s.c.at("a"), "s", "mine");  // a minted dot (1, 1)
