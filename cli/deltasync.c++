@@ -56,6 +56,9 @@ const char* kNodeHelp =
     "                          required when listening on a wildcard address)\n"
     "  --seed HOST:PORT        a member to join through (repeatable)\n"
     "  --secret-file PATH      the cluster secret, >= 32 bytes (or DELTASYNC_SECRET)\n"
+    "  --client-secret-file PATH  the secret 'deltasync ctl' proves instead (>= 32 bytes): it\n"
+    "                          grants the control interface only, never replication. Without it,\n"
+    "                          ctl proves the cluster secret (and still gets control only)\n"
     "  --tls-cert PATH         mutual TLS instead of the secret: this node's certificate (PEM; CN\n"
     "                          replica-<id>, DNS subjectAltName = the cluster name)\n"
     "  --tls-key PATH          its private key (PEM)\n"
@@ -89,9 +92,10 @@ const char* kCtlHelp =
     "(default 10; for watch, until it is subscribed); SIGINT or SIGTERM stops it at any point.\n"
     "Either way it exits 1 with one line saying what it was waiting for.\n"
     "\n"
-    "The secret comes from --secret-file or DELTASYNC_SECRET; a node under mutual TLS takes a client\n"
-    "certificate of the cluster CA instead (any replica-<id> name). 'deltasync ctl <verb> --help'\n"
-    "shows this text too.\n";
+    "The secret comes from --secret-file or DELTASYNC_SECRET: the node's client secret if it has one\n"
+    "(node --client-secret-file), else its cluster secret; ctl gets the control interface only.\n"
+    "A node under mutual TLS takes a client certificate of the cluster CA instead (any\n"
+    "replica-<id> name). 'deltasync ctl <verb> --help' shows this text too.\n";
 
 bool wantsHelp(const std::vector<std::string>& args) {
   for (const auto& a : args) {
@@ -171,7 +175,8 @@ int runNode(const std::vector<std::string>& args) {
     return 0;
   }
   Parsed p = parse(args, {"listen", "advertise", "seed", "secret-file", "cluster", "id", "gossip-interval",
-                          "probe-interval", "metrics", "log-level", "tls-cert", "tls-key", "tls-ca"});
+                          "probe-interval", "metrics", "log-level", "tls-cert", "tls-key", "tls-ca",
+                          "client-secret-file"});
   if (!p.positional.empty()) throw Usage("unexpected argument '" + p.positional[0] + "'");
   if (auto level = p.one("log-level")) {
     try {
@@ -208,6 +213,10 @@ int runNode(const std::vector<std::string>& args) {
   if (auto m = p.one("metrics")) config.metricsListen = *m;
   config.tls = tlsFrom(p);
   if (!config.tls || p.one("secret-file") || std::getenv("DELTASYNC_SECRET") != nullptr) config.secret = secretFrom(p);
+  if (auto f = p.one("client-secret-file")) {
+    if (config.tls && !config.secret) throw Usage("--client-secret-file needs the shared-secret mode (--secret-file)");
+    config.clientSecret = deltasync::Secret::fromFile(*f);
+  }
 
   // Block the stop signals in every thread (the node's threads inherit this mask); wait here.
   sigset_t stopSignals;
@@ -356,7 +365,9 @@ int runCtl(const std::vector<std::string>& args) {
     deltasync::gossip::Nonce n = deltasync::gossip::randomNonce();
     uint64_t id = 0;
     for (size_t i = 0; i < 8; ++i) id = (id << 8) | n[i];
-    return wait(deltasync::gossip::authenticate(connection.gatekeeper(), *secret, ReplicaId{id | 1}, cluster), what);
+    return wait(deltasync::gossip::authenticate(connection.gatekeeper(), *secret, ReplicaId{id | 1}, cluster,
+                                                deltasync::gossip::randomNonce, /*client=*/true),
+                what);
   }();
   const std::string answer = "for " + address + " to answer '" + verb + "'";
   auto control = wait(auth.replicator.controlRequest().send(), answer).getControl();

@@ -55,24 +55,24 @@ Proof authProof(const Secret& secret, std::string_view label, const Nonce& first
 
 bool proofsEqual(const Proof& a, const Proof& b) { return CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0; }
 
-constexpr std::string_view kServerLabel = "ds-auth-v1 server";
-constexpr std::string_view kClientLabel = "ds-auth-v1 client";
+std::string_view serverLabel(bool client) { return client ? "ds-auth-v1 ctl-server" : "ds-auth-v1 server"; }
+std::string_view clientLabel(bool client) { return client ? "ds-auth-v1 ctl-client" : "ds-auth-v1 client"; }
 
 HelloMsg AuthClient::hello() {
   if (nonce_) throw AuthError("auth: hello sent twice on one connection");
   nonce_ = nonces_();
-  return HelloMsg{self_, cluster_, *nonce_, kProtocolVersion};
+  return HelloMsg{self_, cluster_, *nonce_, kProtocolVersion, client_};
 }
 
 AuthProofMsg AuthClient::onReply(const HelloReplyMsg& reply) {
   if (!nonce_ || peer_) throw AuthError("auth: unexpected hello reply");
   if (reply.replica == self_) throw AuthError("auth: the server claims our own replica id");
-  Proof expected = authProof(secret_, kServerLabel, *nonce_, reply.nonce, reply.replica, self_);
+  Proof expected = authProof(secret_, serverLabel(client_), *nonce_, reply.nonce, reply.replica, self_);
   if (!proofsEqual(expected, reply.proof)) {
     throw AuthError("auth: the server's proof is wrong (different cluster secret?)");
   }
   peer_ = reply.replica;
-  return AuthProofMsg{authProof(secret_, kClientLabel, reply.nonce, *nonce_, self_, reply.replica)};
+  return AuthProofMsg{authProof(secret_, clientLabel(client_), reply.nonce, *nonce_, self_, reply.replica)};
 }
 
 HelloReplyMsg AuthServer::onHello(const HelloMsg& hello) {
@@ -82,14 +82,15 @@ HelloReplyMsg AuthServer::onHello(const HelloMsg& hello) {
   }
   if (hello.cluster != cluster_) throw AuthError("auth: peer belongs to another cluster");
   if (hello.replica == self_) throw AuthError("auth: peer claims our own replica id");
+  if (hello.client != client_) throw AuthError("auth: a control client's hello where a replica's was expected, or the reverse");
   hello_ = hello;
   nonce_ = nonces_();
-  return HelloReplyMsg{self_, *nonce_, authProof(secret_, kServerLabel, hello.nonce, *nonce_, self_, hello.replica)};
+  return HelloReplyMsg{self_, *nonce_, authProof(secret_, serverLabel(client_), hello.nonce, *nonce_, self_, hello.replica)};
 }
 
 ReplicaId AuthServer::onProof(const AuthProofMsg& proof) {
   if (!hello_ || peer_) throw AuthError("auth: unexpected proof");
-  Proof expected = authProof(secret_, kClientLabel, *nonce_, hello_->nonce, hello_->replica, self_);
+  Proof expected = authProof(secret_, clientLabel(client_), *nonce_, hello_->nonce, hello_->replica, self_);
   if (!proofsEqual(expected, proof.proof)) {
     throw AuthError("auth: the peer's proof is wrong (different cluster secret, or a replay)");
   }

@@ -7,6 +7,11 @@
 //   client -> server  AuthProof   {proof_c = HMAC(K, "ds-auth-v1 client" | nonce_s | nonce_c |
 //                                   id_c | id_s)}
 //
+// A control client (deltasync ctl; Hello.client) runs the same exchange under its own labels
+// ("ds-auth-v1 ctl-server" / "ds-auth-v1 ctl-client") and over the node's client secret when it
+// has one: a proof made for one role is worth nothing in the other, and what a control client is
+// handed serves the control interface only, never replication (gossip/rpc.h).
+//
 // Each side proves knowledge of K over a nonce the other side chose fresh for this connection,
 // so a recorded exchange cannot be replayed (the server's nonce differs), a proof cannot be
 // reflected (the labels differ by role), and both ids are bound into it (a peer authenticates
@@ -58,8 +63,8 @@ bool proofsEqual(const Proof& a, const Proof& b);
 // (once the other side's proof checked out) the peer's id.
 class AuthParty {
  public:
-  AuthParty(Secret secret, ReplicaId self, std::string cluster, NonceSource nonces)
-      : secret_(std::move(secret)), self_(self), cluster_(std::move(cluster)), nonces_(std::move(nonces)) {}
+  AuthParty(Secret secret, ReplicaId self, std::string cluster, NonceSource nonces, bool client)
+      : secret_(std::move(secret)), self_(self), cluster_(std::move(cluster)), nonces_(std::move(nonces)), client_(client) {}
   // The other side's id, once its proof was verified.
   std::optional<ReplicaId> peer() const { return peer_; }
 
@@ -70,12 +75,14 @@ class AuthParty {
   NonceSource nonces_;
   std::optional<Nonce> nonce_;  // ours, for this connection
   std::optional<ReplicaId> peer_;
+  bool client_;  // the handshake of a control client
 };
 
 class AuthClient : public AuthParty {
  public:
-  AuthClient(Secret secret, ReplicaId self, std::string cluster, NonceSource nonces = randomNonce)
-      : AuthParty(std::move(secret), self, std::move(cluster), std::move(nonces)) {}
+  // client: authenticate as a control client (Hello.client), not as a replica.
+  AuthClient(Secret secret, ReplicaId self, std::string cluster, NonceSource nonces = randomNonce, bool client = false)
+      : AuthParty(std::move(secret), self, std::move(cluster), std::move(nonces), client) {}
   HelloMsg hello();
   // Verifies the server's proof; returns our proof. Throws AuthError on a bad proof or when
   // called out of order.
@@ -84,9 +91,12 @@ class AuthClient : public AuthParty {
 
 class AuthServer : public AuthParty {
  public:
-  AuthServer(Secret secret, ReplicaId self, std::string cluster, NonceSource nonces = randomNonce)
-      : AuthParty(std::move(secret), self, std::move(cluster), std::move(nonces)) {}
-  // Throws AuthError for another cluster, an unsupported version, our own id, or out of order.
+  // client: this server expects a control client's hello (the Gatekeeper picks the secret and
+  // this from Hello.client).
+  AuthServer(Secret secret, ReplicaId self, std::string cluster, NonceSource nonces = randomNonce, bool client = false)
+      : AuthParty(std::move(secret), self, std::move(cluster), std::move(nonces), client) {}
+  // Throws AuthError for another cluster, an unsupported version, our own id, a role other than
+  // expected, or out of order.
   HelloReplyMsg onHello(const HelloMsg& hello);
   // Verifies the client's proof; returns the client's authenticated id. AuthError otherwise.
   ReplicaId onProof(const AuthProofMsg& proof);

@@ -433,6 +433,7 @@ void encodeHello(const HelloMsg& m, wire::Hello::Builder h) {
   h.setCluster(text(m.cluster));
   h.setNonce(dataOf(m.nonce));
   h.setProtocolVersion(m.protocolVersion);
+  h.setClient(m.client);
 }
 
 void encodeHelloReply(const HelloReplyMsg& m, wire::HelloReply::Builder h) {
@@ -451,7 +452,7 @@ HelloMsg decodeHello(wire::Hello::Reader h, const Limits& limits) {
   if (h.getProtocolVersion() == 0) throw DecodeError("hello: protocol version 0 does not exist");
   return HelloMsg{checkedId(h.getReplica(), "hello: replica"),
                   checkedText(h.getCluster(), limits.maxClusterNameBytes, "hello", "cluster name"),
-                  fixedBytes<kNonceBytes>(h.getNonce(), "hello: nonce"), h.getProtocolVersion()};
+                  fixedBytes<kNonceBytes>(h.getNonce(), "hello: nonce"), h.getProtocolVersion(), h.getClient()};
 }
 
 HelloReplyMsg decodeHelloReply(wire::HelloReply::Reader h, const Limits&) {

@@ -138,6 +138,7 @@ struct HelloMsg {
   std::string cluster;
   Nonce nonce{};
   uint32_t protocolVersion = 1;
+  bool client = false;  // a control client (gossip/auth.h)
   bool operator==(const HelloMsg&) const = default;
 };
 

@@ -33,11 +33,14 @@ std::optional<ReplicaId> senderOf(const Message& m) {
 // Delivers validated envelopes from one authenticated peer.
 class ReplicatorImpl final : public wire::Replicator::Server {
  public:
-  ReplicatorImpl(std::shared_ptr<Gatekeeper::Shared> shared, std::shared_ptr<GatekeeperStats> stats, ReplicaId peer)
-      : shared_(std::move(shared)), stats_(std::move(stats)), peer_(peer) {}
+  // controlOnly: a control client's, which may not replicate.
+  ReplicatorImpl(std::shared_ptr<Gatekeeper::Shared> shared, std::shared_ptr<GatekeeperStats> stats, ReplicaId peer,
+                 bool controlOnly = false)
+      : shared_(std::move(shared)), stats_(std::move(stats)), peer_(peer), controlOnly_(controlOnly) {}
 
  protected:
   kj::Promise<void> deliver(DeliverContext context) override {
+    if (controlOnly_) return reject("a control client cannot replicate: it authenticated for the control interface only");
     Message m;
     try {
       m = decodeEnvelope(context.getParams().getEnvelope(), shared_->limits);
@@ -77,14 +80,15 @@ class ReplicatorImpl final : public wire::Replicator::Server {
   std::shared_ptr<Gatekeeper::Shared> shared_;
   std::shared_ptr<GatekeeperStats> stats_;
   ReplicaId peer_;
+  bool controlOnly_;
 };
 
 // The second step of one connection's handshake.
 class HandshakeImpl final : public wire::Handshake::Server {
  public:
   HandshakeImpl(std::shared_ptr<Gatekeeper::Shared> shared, std::shared_ptr<GatekeeperStats> stats,
-                std::unique_ptr<AuthServer> auth)
-      : shared_(std::move(shared)), stats_(std::move(stats)), auth_(std::move(auth)) {}
+                std::unique_ptr<AuthServer> auth, bool client)
+      : shared_(std::move(shared)), stats_(std::move(stats)), auth_(std::move(auth)), client_(client) {}
 
  protected:
   kj::Promise<void> prove(ProveContext context) override {
@@ -96,7 +100,7 @@ class HandshakeImpl final : public wire::Handshake::Server {
       // One attempt per handshake: a failed proof ends it (a new hello gets a new nonce).
       return failed("authentication failed");
     }
-    if (shared_->options.vetPeer) {
+    if (shared_->options.vetPeer && !client_) {  // a control client publishes nothing
       if (std::string why = shared_->options.vetPeer(peer); !why.empty()) {
         ++stats_->peerRefused;
         return failed("refused: " + why);
@@ -104,7 +108,7 @@ class HandshakeImpl final : public wire::Handshake::Server {
     }
     ++stats_->authenticated;
     if (shared_->options.onAuthenticated) shared_->options.onAuthenticated(peer);
-    context.getResults().setReplicator(kj::heap<ReplicatorImpl>(shared_, stats_, peer));
+    context.getResults().setReplicator(kj::heap<ReplicatorImpl>(shared_, stats_, peer, client_));
     return kj::READY_NOW;
   }
 
@@ -112,6 +116,7 @@ class HandshakeImpl final : public wire::Handshake::Server {
   std::shared_ptr<Gatekeeper::Shared> shared_;
   std::shared_ptr<GatekeeperStats> stats_;
   std::unique_ptr<AuthServer> auth_;
+  bool client_;
 };
 
 Gatekeeper::Gatekeeper(std::optional<Secret> secret, ReplicaId self, std::string cluster, Limits limits, DeliverFn deliver,
@@ -132,27 +137,37 @@ kj::Promise<void> Gatekeeper::attach(AttachContext context) {
 }
 
 kj::Promise<void> Gatekeeper::hello(HelloContext context) {
-  if (!shared_->secret) {
+  HelloMsg hello;
+  try {
+    hello = decodeHello(context.getParams().getHello(), shared_->limits);
+  } catch (const std::exception& e) {
+    ++stats_->helloRejected;
+    return failed(e.what());
+  }
+  // A control client proves the client secret if there is one, else the cluster secret.
+  const std::optional<Secret>& secret =
+      hello.client && shared_->options.clientSecret ? shared_->options.clientSecret : shared_->secret;
+  if (!secret) {
     ++stats_->helloRejected;
     return failed("this node authenticates peers by TLS certificates only");
   }
-  auto auth = std::make_unique<AuthServer>(*shared_->secret, shared_->self, shared_->cluster, shared_->options.nonces);
+  auto auth = std::make_unique<AuthServer>(*secret, shared_->self, shared_->cluster, shared_->options.nonces, hello.client);
   HelloReplyMsg reply;
   try {
-    reply = auth->onHello(decodeHello(context.getParams().getHello(), shared_->limits));
+    reply = auth->onHello(hello);
   } catch (const std::exception& e) {
     ++stats_->helloRejected;
     return failed(e.what());  // wrong cluster/version or a malformed hello: no secret involved
   }
   auto results = context.getResults();
   encodeHelloReply(reply, results.initReply());
-  results.setHandshake(kj::heap<HandshakeImpl>(shared_, stats_, std::move(auth)));
+  results.setHandshake(kj::heap<HandshakeImpl>(shared_, stats_, std::move(auth), hello.client));
   return kj::READY_NOW;
 }
 
 kj::Promise<Authenticated> authenticate(wire::Gatekeeper::Client gatekeeper, Secret secret, ReplicaId self,
-                                        std::string cluster, NonceSource nonces) {
-  auto auth = kj::heap<AuthClient>(std::move(secret), self, std::move(cluster), std::move(nonces));
+                                        std::string cluster, NonceSource nonces, bool client) {
+  auto auth = kj::heap<AuthClient>(std::move(secret), self, std::move(cluster), std::move(nonces), client);
   auto request = gatekeeper.helloRequest();
   encodeHello(auth->hello(), request.initHello());
   return request.send().then([auth = kj::mv(auth)](capnp::Response<wire::Gatekeeper::HelloResults>&& response) mutable {

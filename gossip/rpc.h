@@ -64,6 +64,9 @@ struct GatekeeperOptions {
   std::function<std::string(ReplicaId peer)> vetPeer;
   // Called when a client authenticated (lib/ closes connections that never do).
   std::function<void(ReplicaId peer)> onAuthenticated;
+  // The secret control clients (Hello.client: deltasync ctl) prove instead of the cluster secret;
+  // none: they prove the cluster secret. Either way they get the control interface only.
+  std::optional<Secret> clientSecret;
   // Set when the connection runs under mutual TLS and the client's certificate proved this id:
   // attach() then hands out its Replicator (no secret needed).
   std::optional<ReplicaId> tlsPeer;
@@ -103,8 +106,9 @@ struct Authenticated {
   wire::Replicator::Client replicator;
   ReplicaId peer;
 };
+// client: as a control client (gossip/auth.h), whose Replicator serves control() only.
 kj::Promise<Authenticated> authenticate(wire::Gatekeeper::Client gatekeeper, Secret secret, ReplicaId self,
-                                        std::string cluster, NonceSource nonces = randomNonce);
+                                        std::string cluster, NonceSource nonces = randomNonce, bool client = false);
 
 // The client side of attach() on a mutual-TLS connection whose server certificate proved
 // `server` (lib/tls.h).

@@ -338,6 +338,10 @@ struct Hello {
   # The cluster's name (at most 255 bytes): peers of another cluster are refused early.
   nonce @2 :Data;
   protocolVersion @3 :UInt32;
+  client @4 :Bool;
+  # A control client (deltasync ctl), not a replica: both proofs then use the labels
+  # "ds-auth-v1 ctl-server" / "ds-auth-v1 ctl-client" over the node's client secret (its cluster
+  # secret when it has none), and what it is handed serves the control interface only.
 }
 
 struct HelloReply {

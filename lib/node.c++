@@ -381,6 +381,7 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
       rc.seeds = config_.seeds;
       applyTuning(config_.tuning, rc);
       rc.limits = config_.limits;
+      rc.clientSecret = config_.clientSecret;
       if (config_.tls) rc.tls = std::make_shared<Tls>(*config_.tls, config_.cluster, timer, rc.handshakeTimeoutMs);
       auto metricsNow = [this] {
         if (runtime_ == nullptr) throw std::runtime_error("the node is stopping");

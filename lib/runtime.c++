@@ -281,6 +281,7 @@ void Runtime::serve(kj::Own<kj::AsyncIoStream> stream, std::optional<ReplicaId> 
   });
   PreAuthStream* gate = gated.get();
   options.vetPeer = [this, source](ReplicaId peer) { return vetPeer(peer, source); };
+  options.clientSecret = config_.clientSecret;
   options.onAuthenticated = [this, serial, gate](ReplicaId) {
     auto it = inbound_.find(serial);
     if (it == inbound_.end() || it->second.authenticated) return;

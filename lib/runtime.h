@@ -125,6 +125,9 @@ struct RuntimeConfig {
   uint32_t memberReserve = 32;         // extra pending slots for sources that are live members' hosts
   size_t preAuthBytes = 64 << 10;      // what a connection may send before it authenticates
   bool pinMemberHosts = true;          // see "Who a peer may be"
+  // What control clients (deltasync ctl) prove instead of the cluster secret (shared-secret
+  // mode); none: they prove the cluster secret. Either way they get the control interface only.
+  std::optional<gossip::Secret> clientSecret;
   // Mutual TLS (lib/tls.h) for every connection, instead of the shared-secret handshake; null:
   // plain TCP with the HMAC handshake.
   std::shared_ptr<Tls> tls;

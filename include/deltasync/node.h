@@ -76,6 +76,9 @@ struct NodeConfig {
   std::vector<std::string> seeds;       // addresses of members to join through
   std::string cluster = "deltasync";    // nodes of other clusters are refused at the handshake
   std::optional<Secret> secret;         // no default; required unless tls is set
+  // What control clients (`deltasync ctl`) prove, so that holding it grants the control interface
+  // only, never replication; none: they prove `secret` (still control only). Shared-secret mode.
+  std::optional<Secret> clientSecret;
   std::optional<TlsFiles> tls;          // mutual TLS; the id then comes from the certificate
   uint64_t id = 0;                      // 0: a random id (with tls: must match the certificate)
   std::string metricsListen;            // host:port for Prometheus text over HTTP; "" = off

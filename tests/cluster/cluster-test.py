@@ -14,7 +14,8 @@
       otherwise).
 
   cluster-test.py --deltasync PATH hardening
-      2 nodes on loopback, node 1 limited to 64 file descriptors: a write over the peers' key limit
+      2 nodes on loopback, node 1 limited to 64 file descriptors and with a client secret (which
+      ctl must prove there, the cluster secret no longer does): a write over the peers' key limit
       is refused by ctl with a clear error and replication goes on; a flood of idle connections
       that exhausts node 1's descriptors leaves it accepting peers and ctl once it ends; malformed
       HTTP requests to its metrics port get bare 4xx answers and a bounded number of log lines;
@@ -63,6 +64,7 @@ class Cluster:
             f.write(os.urandom(24).hex().encode())  # 48 bytes
         os.chmod(self.secret, 0o600)
         self.procs = [None] * len(addresses)
+        self.client_secrets = {}  # node index -> the client secret ctl proves to it
 
     def auth(self, i, cert=None, ca="cluster-ca"):
         """The authentication options of node i, or of a ctl (certificate `cert`)."""
@@ -106,7 +108,10 @@ class Cluster:
             self.kill(i, signal.SIGTERM)
 
     def ctl_run(self, i, *args, timeout=10, cert=None):
-        cmd = self.wrappers[i] + [self.binary, "ctl", self.addresses[i], *self.auth(i, cert or "admin"), *args]
+        auth = self.auth(i, cert or "admin")
+        if self.tls_dir is None and i in self.client_secrets:
+            auth = ["--secret-file", self.client_secrets[i]]
+        cmd = self.wrappers[i] + [self.binary, "ctl", self.addresses[i], *auth, *args]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
     def ctl(self, i, *args, timeout=10, cert=None):
@@ -305,9 +310,23 @@ def hardening(binary, workdir):
     log1 = os.path.join(workdir, "node1.log")
     results = []
     try:
-        c.start(0, extra=["--metrics", metrics], max_fds=64)
+        client_secret = os.path.join(workdir, "client-secret")
+        with open(client_secret, "wb") as f:
+            f.write(os.urandom(24).hex().encode())
+        os.chmod(client_secret, 0o600)
+        c.start(0, extra=["--metrics", metrics, "--client-secret-file", client_secret], max_fds=64)
         c.start(1)
+        c.client_secrets[0] = client_secret
         wait_for("both members alive at both nodes", lambda: all(len(c.live(i)) == 2 for i in range(2)), 60)
+
+        # 0. Node 1 has a client secret: ctl proves it (every call below does); the cluster
+        # secret no longer opens its control interface.
+        r = subprocess.run([binary, "ctl", c.addresses[0], "--secret-file", c.secret, "get", "m"],
+                           capture_output=True, text=True, timeout=60)
+        if r.returncode != 1 or "proof is wrong" not in r.stderr:
+            raise Failure(f"ctl with the cluster secret on a node with a client secret: exit {r.returncode}, "
+                          f"{r.stderr.strip()!r}")
+        results.append("ctl needs the client secret where one is set")
 
         # 1. A key over the peers' limit is refused where it is written, and later writes flow.
         r = c.ctl_run(0, "put", "m", "k" * (70 << 10), "v")

@@ -253,6 +253,43 @@ TEST_CASE("security: a holder of the secret cannot authenticate as a live member
   s.stillServing("after-impostor");
 }
 
+TEST_CASE("security: a control client gets the control interface only; with a client secret, only that secret") {
+  Setup s;
+  Runtime& a = s.c.at("a");
+  // Without a client secret, ctl proves the cluster secret, as a client: control yes, replication no.
+  RawClient ctl(a);
+  auto auth = gossip::authenticate(ctl.rpc->gatekeeper(), gossip::Secret(kSecret), ReplicaId{91}, "deltasync",
+                                   gossip::randomNonce, /*client=*/true)
+                  .wait(s.c.ws);
+  // The call reaches the node's control hook (these runtimes have none: that is its answer).
+  CHECK_THROWS_WITH_AS(auth.replicator.controlRequest().send().wait(s.c.ws),
+                       doctest::Contains("this node serves no control interface"), kj::Exception);
+  crdt::ORSet<std::string> set;
+  CHECK_THROWS_WITH_AS(gossip::deliver(auth.replicator, gossip::DeltaPushMsg{ReplicaId{91}, 0, 0, 1,
+                                                                             {{"s", gossip::Value(set.add(ReplicaId{91}, "x"))}}})
+                           .wait(s.c.ws),
+                       doctest::Contains("a control client cannot replicate"), kj::Exception);
+  CHECK(a.store().find("s") == nullptr);
+
+  // A node with a client secret: clients must prove it, and it opens nothing else.
+  const std::string clientSecret(40, 'c');
+  s.c.tune = [&](RuntimeConfig& rc) { rc.clientSecret = gossip::Secret(clientSecret); };
+  Runtime& guarded = s.c.start(4, "guarded", {"a"});
+  REQUIRE(s.c.runUntil([&] { return s.c.liveMembers("guarded") == 3; }));  // peers prove the cluster secret
+  auto tryAuth = [&](const std::string& secret, bool client) {
+    RawClient raw(guarded);
+    return gossip::authenticate(raw.rpc->gatekeeper(), gossip::Secret(secret), ReplicaId{92}, "deltasync",
+                                gossip::randomNonce, client)
+        .then([](gossip::Authenticated) { return true; }, [](kj::Exception&&) { return false; })
+        .wait(s.c.ws);
+  };
+  CHECK(tryAuth(clientSecret, true));
+  CHECK_FALSE(tryAuth(kSecret, true));       // the cluster secret no longer opens control
+  CHECK_FALSE(tryAuth(clientSecret, false));  // nor does the client secret open replication
+  CHECK(tryAuth(kSecret, false));
+  s.stillServing("after-clients");
+}
+
 TEST_CASE("security: dots under the node's own id that it never minted are refused") {
   Setup s;
   objects::add(s.c.at("a"), "s", "mine");  // a minted dot (1, 1)
