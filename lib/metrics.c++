@@ -64,6 +64,7 @@ std::string prometheusText(const Runtime& rt, const NodeCounters& node) {
   out += fmt::format("deltasync_inbound_refused_total{{reason=\"max_inbound\"}} {}\n", s.inboundRefused);
   out += fmt::format("deltasync_inbound_refused_total{{reason=\"max_pending\"}} {}\n", s.pendingRefused);
   out += fmt::format("deltasync_inbound_refused_total{{reason=\"per_source\"}} {}\n", s.sourceRefused);
+  out += fmt::format("deltasync_inbound_refused_total{{reason=\"evicted_oldest_pending\"}} {}\n", s.pendingEvicted);
   out += fmt::format("deltasync_inbound_refused_total{{reason=\"pre_auth_bytes\"}} {}\n", s.preAuthOversize);
   counter("handshake_timeouts_total", "Inbound connections closed for not authenticating in time.",
           s.handshakeTimeouts);

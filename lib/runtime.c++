@@ -199,6 +199,25 @@ std::string Runtime::vetPeer(ReplicaId peer, const std::string& source) const {
   return why;
 }
 
+void Runtime::closeInbound(uint64_t serial) {
+  auto it = inbound_.find(serial);
+  if (it == inbound_.end()) return;
+  if (!it->second.authenticated) release(it->second.source);
+  dropLater(kj::mv(it->second.conn));
+  inbound_.erase(it);
+}
+
+bool Runtime::evictOldestPending() {
+  // Serials grow: the first unauthenticated entry is the oldest (at most maxInbound to skip).
+  for (auto& [serial, in] : inbound_) {
+    if (!in.authenticated) {
+      closeInbound(serial);
+      return true;
+    }
+  }
+  return false;  // every pending slot is a TLS handshake in flight
+}
+
 bool Runtime::admit(const std::string& source) {
   const char* why = nullptr;
   if (stopped_) {
@@ -209,7 +228,13 @@ bool Runtime::admit(const std::string& source) {
   } else if (pending_ >= config_.maxPending || (!source.empty() && pendingBySource_[source] >= config_.maxPendingPerSource)) {
     // Only now is the membership scan worth it: a member's host may go past both caps.
     const bool member = memberHost(source);
-    if (pending_ >= config_.maxPending + (member ? config_.memberReserve : 0)) {
+    const bool sourceFull = !member && !source.empty() && pendingBySource_[source] >= config_.maxPendingPerSource;
+    if (!sourceFull && pending_ >= config_.maxPending + (member ? config_.memberReserve : 0) && evictOldestPending()) {
+      // Made room: an honest handshake takes milliseconds, so the connection that has waited
+      // longest without authenticating is the likeliest attacker, and a flood cannot keep a
+      // newcomer out by holding every slot.
+      ++stats_.pendingEvicted;
+    } else if (pending_ >= config_.maxPending + (member ? config_.memberReserve : 0)) {
       ++stats_.pendingRefused;
       why = member ? "maxPending + memberReserve connections are authenticating" : "maxPending connections are authenticating";
     } else if (!member && !source.empty() && pendingBySource_[source] >= config_.maxPendingPerSource) {
@@ -295,13 +320,7 @@ void Runtime::serve(kj::Own<kj::AsyncIoStream> stream, std::optional<ReplicaId> 
   auto conn = kj::heap<Connection>(kj::mv(gated), kj::mv(gatekeeper), config_.limits);
   auto disconnected = conn->rpc.onDisconnect();
   inbound_.emplace(serial, Inbound{kj::mv(conn), source});
-  auto close = [this, serial]() {
-    auto it = inbound_.find(serial);
-    if (it == inbound_.end()) return;
-    if (!it->second.authenticated) release(it->second.source);
-    dropLater(kj::mv(it->second.conn));
-    inbound_.erase(it);
-  };
+  auto close = [this, serial]() { closeInbound(serial); };
   tasks_.add(disconnected.then([close]() { close(); }));  // (then() keeps an lvalue functor by reference)
   // A connection that does not authenticate in time is closed (it holds a pending slot).
   tasks_.add(timer_.afterDelay(config_.handshakeTimeoutMs * kj::MILLISECONDS).then([this, serial, close]() {

@@ -20,7 +20,10 @@
 //   - at most maxInbound connections in all, of which at most maxPending not yet authenticated
 //     (TLS handshakes included), and at most maxPendingPerSource of those from one source
 //     address; a source that is the host of a live member's address may also use memberReserve
-//     pending slots beyond maxPending, and is not held to the per-source cap;
+//     pending slots beyond maxPending, and is not held to the per-source cap. When the pending
+//     slots are full, the connection that has waited longest without authenticating is closed
+//     to make room (an honest handshake takes milliseconds): a flood from many addresses slows
+//     newcomers but cannot lock them out;
 //   - until it authenticates, a connection may send at most preAuthBytes (the handshake takes
 //     well under 2 KiB), and must authenticate within handshakeTimeoutMs; then only Limits apply;
 //   - a refusal closes the connection at once, is counted per reason (RuntimeStats) and logged,
@@ -145,7 +148,8 @@ struct RuntimeStats {
   uint64_t connectFailures = 0;    // failed dials or handshakes
   uint64_t disconnects = 0;        // ready links that broke
   uint64_t inboundRefused = 0;     // over maxInbound
-  uint64_t pendingRefused = 0;     // over maxPending (+ memberReserve for members' hosts)
+  uint64_t pendingRefused = 0;     // over maxPending (+ memberReserve) with nothing to evict
+  uint64_t pendingEvicted = 0;     // the oldest pending connection closed to admit a new one
   uint64_t sourceRefused = 0;      // over maxPendingPerSource
   uint64_t preAuthOversize = 0;    // closed for sending more than preAuthBytes unauthenticated
   uint64_t handshakeTimeouts = 0;  // inbound connections closed for not authenticating in time
@@ -233,6 +237,9 @@ class Runtime {
   bool admit(const std::string& source);
   void release(const std::string& source);
   bool memberHost(const std::string& source) const;
+  void closeInbound(uint64_t serial);
+  // Closes the unauthenticated inbound connection that has waited longest; false if none.
+  bool evictOldestPending();
   // Refuses (non-empty reason) a shared-secret peer from `source` authenticating as the id of a
   // live member whose address is an IP literal on another host (see "Who a peer may be").
   std::string vetPeer(ReplicaId peer, const std::string& source) const;
