@@ -1,4 +1,5 @@
-// libFuzzer target for one decoder entry point, chosen at build time by FUZZ_ENTRY (one
+// libFuzzer target for one decoder entry point (13: the replica core's receive path behind the
+// decoder), chosen at build time by FUZZ_ENTRY (one
 // executable per entry point, see tests/fuzz/meson.build). Each input is a framed message:
 //   - decoding must either succeed or throw DecodeError (anything else crashes the fuzzer);
 //   - a decoded value must satisfy its invariants, and re-encoding then decoding it must give
@@ -11,6 +12,8 @@
 #include "gossip/compression.h"
 #include "gossip/envelope.h"
 #include "gossip/message.h"
+#include "gossip/replica.h"
+#include "gossip/auth.h"
 
 namespace {
 
@@ -28,6 +31,18 @@ namespace wire = deltasync::wire;
 
 void require(bool ok) {
   if (!ok) std::abort();
+}
+
+// A decoded (or joined) value keeps its invariant: a causal one's dots lie inside its context.
+[[maybe_unused]] void requireValid(const Value& v) {
+  std::visit(
+      [](const auto& x) {
+        if constexpr (requires { x.context(); }) {
+          require(x.context().valid());
+          x.store().forEachDot([&](Dot d) { require(x.context().contains(d)); });
+        }
+      },
+      v);
 }
 
 template <typename Wire, typename T, typename Decode, typename Encode>
@@ -121,19 +136,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return 0;
   }
   // The objects of a push or chunk: causal values keep their dots inside their context.
-  auto requireValid = [](const auto& x) {
-    using T = std::decay_t<decltype(x)>;
-    if constexpr (!std::is_same_v<T, GCounter> && !std::is_same_v<T, PNCounter> &&
-                  !std::is_same_v<T, LWWRegister<std::string>>) {
-      require(x.context().valid());
-      x.store().forEachDot([&](Dot d) { require(x.context().contains(d)); });
-    }
-  };
   const std::vector<NamedValue>* objects = nullptr;
   if (auto* p = std::get_if<DeltaPushMsg>(&m)) objects = &p->objects;
   if (auto* c = std::get_if<StateChunkMsg>(&m)) objects = &c->objects;
   if (objects != nullptr) {
-    for (const auto& o : *objects) std::visit(requireValid, o.value);
+    for (const auto& o : *objects) requireValid(o.value);
   }
   Message back = decodeMessage(encodeMessage(m), limits);  // must not throw: we encoded it
   require(back == m);
@@ -146,17 +153,49 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   } catch (const DecodeError&) {
     return 0;
   }
-  std::visit(
-      [](const auto& x) {
-        if constexpr (requires { x.context(); }) {
-          require(x.context().valid());
-          x.store().forEachDot([&](Dot d) { require(x.context().contains(d)); });
-        }
-      },
-      v);
+  requireValid(v);
   ColumnWriter again;
   encodeCompact(v, implicit, again);
   require(decodeCompact(again.bytes().data(), again.size(), implicit, kLimits) == v);
+#elif FUZZ_ENTRY == 13
+  // Past the decoder: the whole receive path of a replica core (membership, the engine, the
+  // store) and the server half of the handshake. A decoded message, from the peer it names,
+  // goes into a replica (id 1) that knows members 2 and 3 and holds a set; it must be taken or
+  // refused (ProtocolError, DecodeError), never crash, and leave every object valid (its dots
+  // inside its context). A hello goes into an AuthServer, which answers or throws AuthError.
+  Message m;
+  try {
+    m = decodeMessage(data, size, kLimits);
+  } catch (const DecodeError&) {
+    return 0;
+  }
+  ReplicaConfig config;
+  Replica r(ReplicaId{1}, "a:1", config);
+  std::vector<Outgoing> out;
+  r.addSeed(ReplicaId{2}, "b:1", 0);
+  r.addSeed(ReplicaId{3}, "c:1", 0);
+  r.store().update<ORSet<std::string>>("s", [](ORSet<std::string>& s) { return s.add(ReplicaId{1}, "x"); });
+  r.tick(1000, out);
+  const ReplicaId from = std::visit(
+      [](const auto& x) {
+        if constexpr (requires { x.sender; }) return x.sender;
+        else return ReplicaId{2};
+      },
+      m);
+  try {
+    r.receive(from, m, 2000, 2000, out);
+  } catch (const ProtocolError&) {
+  } catch (const DecodeError&) {
+  }
+  r.tick(60000, out);
+  for (const auto& [name, v] : r.store().objects()) requireValid(v);
+  if (const auto* hello = std::get_if<HelloMsg>(&m)) {
+    AuthServer server(Secret(std::string(32, 'k')), ReplicaId{1}, "prod-eu", [] { return Nonce{}; }, hello->client);
+    try {
+      server.onHello(*hello);
+    } catch (const AuthError&) {
+    }
+  }
 #else
 #error "FUZZ_ENTRY must name a decoder entry point"
 #endif
