@@ -515,7 +515,7 @@ struct Encoder {
     c.setTotal(m.total);
     if (payload.size() >= kCompressChunkAbove) {
       auto z = zlibCompress(payload);
-      if (z.size() < payload.size()) {
+      if (z.size() < payload.size() && payload.size() <= inflateBound(z.size(), Limits{})) {  // as for compact
         c.setCompression(wire::Compression::ZLIB);
         c.setPayload(z);
         return;
@@ -683,7 +683,9 @@ void encodeEnvelope(const Message& m, wire::Envelope::Builder out) {
     const auto& b = bytes.bytes();
     if (b.size() >= kDeflateFrom) {
       auto z = deflateRaw(kj::arrayPtr(b.data() + 1, b.size() - 1));
-      if (1 + z.size() < b.size()) {
+      // Deflated only where the receiver will inflate it (inflateBound, default Limits): what
+      // compresses further travels plain, so an honest message is never refused as a bomb.
+      if (1 + z.size() < b.size() && b.size() <= inflateBound(1 + z.size(), Limits{})) {
         auto d = out.initCompact(static_cast<unsigned>(1 + z.size()));
         d[0] = static_cast<kj::byte>(b[0] | kCompactDeflated);
         std::copy(z.begin(), z.end(), d.begin() + 1);

@@ -38,7 +38,8 @@ struct Limits {
   // A compressed message or chunk inflates to at most max(inflateFloorBytes, maxInflateRatio x its
   // compressed size) (and never past maxMessageBytes): what real pushes reach (compact encoding
   // then deflate: well under 16x) with a wide margin, while a small deflate bomb (~1000x) cannot
-  // cost a node more than a few MiB and a few ms.
+  // cost a node more than a few MiB and a few ms. Senders compress only within that bound (at
+  // the defaults): a message that would compress further travels uncompressed.
   uint32_t maxInflateRatio = 64;
   size_t inflateFloorBytes = 1 << 20;
   // Per message envelope.

@@ -1672,6 +1672,15 @@ TEST_CASE("envelope: a large compact envelope travels deflated") {
   REQUIRE(bomb.size() < 16 << 10);
   CHECK(inflateBound(bomb.size(), kLimits) == size_t{1} << 20);
   expectCompactEnvelopeRejected(bomb, "compact envelope inflates beyond 1048575 bytes");
+  // An honest message that would compress beyond that bound (2 MiB of a regular context: odd
+  // counters only) is sent plain, so it is never refused as a bomb.
+  CausalContext odd;
+  for (uint64_t i = 0; i < (uint64_t{1} << 20); ++i) odd.add(Dot{ReplicaId{3}, 2 * i + 1});
+  DeltaPushMsg regular{ReplicaId{7}, 0, 0, 1, {}};
+  regular.objects.push_back(NamedValue{"s", Value(ORSet<std::string>::fromParts({}, std::move(odd)))});
+  Bytes plainBytes = encodeMessage(regular);
+  CHECK(plainBytes.size() > size_t{2} << 20);  // not deflated
+  CHECK(decodeMessage(plainBytes, kLimits) == Message{regular});
 }
 
 }  // namespace
