@@ -209,17 +209,19 @@ void Runtime::closeInbound(uint64_t serial) {
 
 bool Runtime::evictOldestPending() {
   // Serials grow: the first unauthenticated entry is the oldest (at most maxInbound to skip).
+  // A connection admitted as a live member's while the slots were full is never the one to go.
   for (auto& [serial, in] : inbound_) {
-    if (!in.authenticated) {
+    if (!in.authenticated && !in.member) {
       closeInbound(serial);
       return true;
     }
   }
-  return false;  // every pending slot is a TLS handshake in flight
+  return false;  // every pending slot is a TLS handshake in flight, or a member's
 }
 
-bool Runtime::admit(const std::string& source) {
+bool Runtime::admit(const std::string& source, bool& member) {
   const char* why = nullptr;
+  member = false;
   if (stopped_) {
     return false;
   } else if (inbound_.size() + pendingTls_ >= config_.maxInbound) {
@@ -227,7 +229,7 @@ bool Runtime::admit(const std::string& source) {
     why = "maxInbound connections are open";
   } else if (pending_ >= config_.maxPending || (!source.empty() && pendingBySource_[source] >= config_.maxPendingPerSource)) {
     // Only now is the membership scan worth it: a member's host may go past both caps.
-    const bool member = memberHost(source);
+    member = memberHost(source);
     const bool sourceFull = !member && !source.empty() && pendingBySource_[source] >= config_.maxPendingPerSource;
     if (!sourceFull && pending_ >= config_.maxPending + (member ? config_.memberReserve : 0) && evictOldestPending()) {
       // Made room: an honest handshake takes milliseconds, so the connection that has waited
@@ -262,9 +264,10 @@ void Runtime::release(const std::string& source) {
 }
 
 void Runtime::accept(kj::Own<kj::AsyncIoStream> stream, const std::string& source) {
-  if (!admit(source)) return;  // the stream closes as it goes out of scope
+  bool member = false;
+  if (!admit(source, member)) return;  // the stream closes as it goes out of scope
   if (!config_.tls) {
-    serve(kj::mv(stream), std::nullopt, source);
+    serve(kj::mv(stream), std::nullopt, source, member);
     return;
   }
   // The TLS handshake first (bounded by the TLS context's accept timeout; it holds its pending
@@ -272,9 +275,9 @@ void Runtime::accept(kj::Own<kj::AsyncIoStream> stream, const std::string& sourc
   ++pendingTls_;
   tasks_.add(config_.tls->accept(kj::mv(stream))
                  .then(
-                     [this, source](TlsStream s) {
+                     [this, source, member](TlsStream s) {
                        --pendingTls_;
-                       serve(kj::mv(s.stream), s.peer, source);
+                       serve(kj::mv(s.stream), s.peer, source, member);
                      },
                      [this, source](kj::Exception&& e) {
                        --pendingTls_;
@@ -284,7 +287,8 @@ void Runtime::accept(kj::Own<kj::AsyncIoStream> stream, const std::string& sourc
                      }));
 }
 
-void Runtime::serve(kj::Own<kj::AsyncIoStream> stream, std::optional<ReplicaId> tlsPeer, const std::string& source) {
+void Runtime::serve(kj::Own<kj::AsyncIoStream> stream, std::optional<ReplicaId> tlsPeer, const std::string& source,
+                    bool member) {
   if (stopped_) {
     release(source);
     return;
@@ -319,7 +323,7 @@ void Runtime::serve(kj::Own<kj::AsyncIoStream> stream, std::optional<ReplicaId> 
       [this](ReplicaId from, Message m) { onMessage(from, std::move(m)); }, std::move(options));
   auto conn = kj::heap<Connection>(kj::mv(gated), kj::mv(gatekeeper), config_.limits);
   auto disconnected = conn->rpc.onDisconnect();
-  inbound_.emplace(serial, Inbound{kj::mv(conn), source});
+  inbound_.emplace(serial, Inbound{kj::mv(conn), source, member});
   auto close = [this, serial]() { closeInbound(serial); };
   tasks_.add(disconnected.then([close]() { close(); }));  // (then() keeps an lvalue functor by reference)
   // A connection that does not authenticate in time is closed (it holds a pending slot).

@@ -21,8 +21,8 @@
 //     (TLS handshakes included), and at most maxPendingPerSource of those from one source
 //     address; a source that is the host of a live member's address may also use memberReserve
 //     pending slots beyond maxPending, and is not held to the per-source cap. When the pending
-//     slots are full, the connection that has waited longest without authenticating is closed
-//     to make room (an honest handshake takes milliseconds): a flood from many addresses slows
+//     slots are full, the connection that has waited longest without authenticating (other than
+//     a member's admitted meanwhile) is closed to make room (an honest handshake takes milliseconds): a flood from many addresses slows
 //     newcomers but cannot lock them out;
 //   - until it authenticates, a connection may send at most preAuthBytes (the handshake takes
 //     well under 2 KiB), and must authenticate within handshakeTimeoutMs; then only Limits apply;
@@ -231,14 +231,17 @@ class Runtime {
     void taskFailed(kj::Exception&& e) override;
   };
 
-  void serve(kj::Own<kj::AsyncIoStream> stream, std::optional<ReplicaId> tlsPeer, const std::string& source);
+  // member: admitted as a live member's host while the pending slots were full (never evicted).
+  void serve(kj::Own<kj::AsyncIoStream> stream, std::optional<ReplicaId> tlsPeer, const std::string& source,
+             bool member);
   // Admission of an unauthenticated connection from `source`: takes a pending slot, or counts,
   // logs and returns false. release() gives the slot back (authenticated, or gone).
-  bool admit(const std::string& source);
+  bool admit(const std::string& source, bool& member);
   void release(const std::string& source);
   bool memberHost(const std::string& source) const;
   void closeInbound(uint64_t serial);
-  // Closes the unauthenticated inbound connection that has waited longest; false if none.
+  // Closes the unauthenticated inbound connection that has waited longest (not a member's
+  // admitted under pressure); false if none.
   bool evictOldestPending();
   // Refuses (non-empty reason) a shared-secret peer from `source` authenticating as the id of a
   // live member whose address is an IP literal on another host (see "Who a peer may be").
@@ -291,6 +294,7 @@ class Runtime {
   struct Inbound {
     kj::Own<Connection> conn;
     std::string source;
+    bool member = false;  // see serve()
     bool authenticated = false;
   };
   std::map<uint64_t, Inbound> inbound_;  // by serial

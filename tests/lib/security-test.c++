@@ -235,6 +235,12 @@ TEST_CASE("security: at maxPending the oldest pending connection makes room; a l
   CHECK(small.stats().pendingEvicted == 2);
   CHECK(small.pendingInbound() == 7);
   CHECK(small.stats().pendingRefused == 0);
+  // Strangers keep coming: they evict strangers, never the member's connections admitted
+  // under pressure, which still authenticate.
+  RawClient late1(small, {}, "10.0.0.77");
+  RawClient late2(small, {}, "10.0.0.78");
+  CHECK(small.stats().pendingEvicted == 4);
+  gossip::authenticate(fromMember[3]->rpc->gatekeeper(), gossip::Secret(kSecret), ReplicaId{85}, "deltasync").wait(t.c.ws);
   // Unanswered, they all time out and their slots come back.
   REQUIRE(t.c.runUntil([&] { return small.pendingInbound() == 0; }, 10000));
   CHECK(small.stats().handshakeTimeouts > 0);
