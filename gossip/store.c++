@@ -32,6 +32,9 @@ JoinStats ObjectStore::joinRemote(ReplicaId from, const std::vector<NamedValue>&
                           ") that it never made: forged, or this replica restarted without its state under its "
                           "old id (start it under a new id)");
     }
+    for (const auto& [prefix, check] : checks_) {
+      if (o.name.compare(0, prefix.size(), prefix) == 0) check(o.name, o.value);
+    }
   }
   JoinStats stats;
   for (const auto& o : objects) {

@@ -20,7 +20,8 @@
 //
 // Invariants: an object's kind never changes (KindMismatch, nothing applied); no object is
 // bottom after a local update that created it and changed nothing; joinRemote() checks every
-// object of a message before it applies any (all or nothing for kind and forgery errors).
+// object of a message before it applies any (all or nothing for kind, forgery and addCheck()
+// errors).
 #pragma once
 
 #include <cstddef>
@@ -99,6 +100,12 @@ class ObjectStore {
   // Listeners for the life of the store (the replica core and lib/ register theirs at start).
   void listen(Listener listener) { listeners_.push_back(std::move(listener)); }
 
+  // A rule for received objects whose names start with `prefix` (the presence tracker's): run by
+  // joinRemote() on each such object before anything of the message is applied; it throws
+  // ProtocolError to refuse the message.
+  using Check = std::function<void(const std::string& name, const Value& delta)>;
+  void addCheck(std::string prefix, Check check) { checks_.emplace_back(std::move(prefix), std::move(check)); }
+
   const Value* find(const std::string& name) const;
   const std::map<std::string, Value>& objects() const { return objects_; }
   size_t size() const { return objects_.size(); }
@@ -112,6 +119,7 @@ class ObjectStore {
   ReplicaId self_;
   std::map<std::string, Value> objects_;
   std::vector<Listener> listeners_;
+  std::vector<std::pair<std::string, Check>> checks_;
 };
 
 }  // namespace deltasync::gossip

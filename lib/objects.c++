@@ -52,6 +52,10 @@ void checkKey(const Runtime& rt, const std::string& name, const std::string& key
 
 void checkName(const Limits& limits, const std::string& name) {
   if (std::string p = gossip::nameProblem(name, limits); !p.empty()) refuse(name, p);
+  if (name.front() == '$') {
+    throw std::invalid_argument("object '" + shown(name) + "': names starting with '$' are reserved for deltasync's own "
+                                "objects (the presence tracker's)");
+  }
 }
 
 void increment(Runtime& rt, const std::string& name, int64_t by) {

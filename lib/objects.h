@@ -32,7 +32,9 @@ class Clock {
 // Every write below first holds what it writes to the rules peers enforce on it (gossip/limits.h:
 // the object name, the element or key, the value) and throws LimitExceeded (nothing applied)
 // when it breaks one: peers refuse a push with such a write in it, and with it every later write
-// of this node. checkName() is that rule for a name alone (handles check it when they are made).
+// of this node. checkName() is that rule for a name alone (handles check it when they are made);
+// it also refuses names starting with '$' (std::invalid_argument): those are deltasync's own
+// (gossip/presence.h), written only by their owners.
 void checkName(const Limits& limits, const std::string& name);
 
 // A PN-counter: by > 0 increments, by < 0 decrements.
