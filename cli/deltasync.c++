@@ -1,7 +1,7 @@
 // deltasync: run a node, or administer one.
 //
 //   deltasync node --listen HOST:PORT [--seed HOST:PORT]... --secret-file PATH [options]
-//   deltasync ctl HOST:PORT [--secret-file PATH] get|put|add|remove|incr|watch|members|stats ...
+//   deltasync ctl HOST:PORT [--secret-file PATH] get|put|add|remove|incr|watch|members|stats|presence ...
 //
 // The cluster secret (>= 32 bytes) comes from --secret-file or the DELTASYNC_SECRET environment
 // variable; there is no default, and it is never printed. Exit codes: 0 success, 1 failure
@@ -87,6 +87,13 @@ const char* kCtlHelp =
     "  watch NAME               print the object now and after every change, until interrupted\n"
     "  members                  print the member table: id, address, state, incarnation\n"
     "  stats                    print the node's metrics (Prometheus text)\n"
+    "  presence list TOPIC      print a topic's presences: key, ref, previous ref, meta\n"
+    "  presence topics          print the topics with presences and how many each has\n"
+    "  presence replicas        print the replicas the tracker knows: id, status (self, up,\n"
+    "                           suspect, down, gone), since (ms, node clock), presences held\n"
+    "  presence hold TOPIC KEY META\n"
+    "                           track a presence, print its ref, and hold it until interrupted\n"
+    "                           (or the connection breaks): then it leaves\n"
     "\n"
     "The whole command (connecting, authenticating, the call) must finish within --timeout seconds\n"
     "(default 10; for watch, until it is subscribed); SIGINT or SIGTERM stops it at any point.\n"
@@ -310,9 +317,17 @@ int runCtl(const std::vector<std::string>& args) {
   auto need = [&](size_t n, const char* shape) {
     if (rest.size() != n) throw Usage("usage: deltasync ctl ADDRESS " + verb + " " + shape);
   };
-  static const std::vector<std::string> verbs{"get", "put", "add", "remove", "incr", "watch", "members", "stats"};
+  static const std::vector<std::string> verbs{"get",   "put",     "add",   "remove",  "incr",
+                                              "watch", "members", "stats", "presence"};
   if (std::find(verbs.begin(), verbs.end(), verb) == verbs.end()) {
-    throw Usage("unknown verb '" + verb + "' (get, put, add, remove, incr, watch, members, stats)");
+    throw Usage("unknown verb '" + verb + "' (get, put, add, remove, incr, watch, members, stats, presence)");
+  }
+  if (verb == "presence") {
+    const size_t args = rest.empty() ? 0 : rest[0] == "list" ? 2 : rest[0] == "hold" ? 4 : 1;
+    if (rest.empty() || rest.size() != args ||
+        (args == 1 && rest[0] != "topics" && rest[0] != "replicas")) {
+      throw Usage("usage: deltasync ctl ADDRESS presence list TOPIC | topics | replicas | hold TOPIC KEY META");
+    }
   }
   if (verb == "get" || verb == "watch") need(1, "NAME");
   if (verb == "put") need(3, "NAME KEY VALUE");
@@ -407,6 +422,21 @@ int runCtl(const std::vector<std::string>& args) {
       std::printf("%llu %s %s %llu\n", static_cast<unsigned long long>(m.getId()), m.getAddress().cStr(),
                   m.getState().cStr(), static_cast<unsigned long long>(m.getIncarnation()));
     }
+  } else if (verb == "presence" && rest[0] == "hold") {
+    auto req = control.holdRequest();
+    req.setTopic(text(rest[1]));
+    req.setKey(text(rest[2]));
+    req.setMeta(text(rest[3]));
+    auto held = wait(req.send(), answer);
+    std::printf("%s\n", held.getRef().cStr());
+    std::fflush(stdout);
+    auto subscription = held.getSubscription();
+    wait.stopSignal().exclusiveJoin(connection.onDisconnect()).wait(io.waitScope);
+  } else if (verb == "presence") {
+    auto req = control.presenceRequest();
+    req.setWhat(text(rest[0]));
+    req.setTopic(text(rest.size() > 1 ? rest[1] : std::string()));
+    printLines(wait(req.send(), answer).getLines());
   } else if (verb == "stats") {
     auto r = wait(control.statsRequest().send(), answer);
     std::fwrite(r.getText().cStr(), 1, r.getText().size(), stdout);

@@ -7,7 +7,10 @@
 namespace deltasync::gossip {
 
 Replica::Replica(ReplicaId self, std::string address, ReplicaConfig config)
-    : config_(std::move(config)), store_(self), engine_(store_, config_.engine) {
+    : config_(std::move(config)),
+      store_(self),
+      engine_(store_, config_.engine),
+      presence_(store_, config_.limits, config_.presence) {
   if (config_.gossipIntervalMs == 0 || config_.membershipTickMs == 0) {
     throw std::invalid_argument("Replica: gossipIntervalMs and membershipTickMs must be > 0");
   }
@@ -67,9 +70,20 @@ void Replica::setNeighbors(std::vector<ReplicaId> neighbors) {
 }
 
 void Replica::afterMembershipStep() {
-  for (auto& e : membership_->takeEvents()) events_.push_back(e);
+  for (auto& e : membership_->takeEvents()) {
+    presenceEvents_.push_back(e);
+    events_.push_back(e);
+  }
   const auto& view = membership_->view();
   if (view != engine_.neighbors()) engine_.setNeighbors(view);
+}
+
+void Replica::stepPresence(uint64_t nowMs) {
+  for (const auto& e : std::exchange(presenceEvents_, {})) presence_.memberEvent(e, nowMs);
+  if (nowMs >= nextPresenceMs_) {
+    nextPresenceMs_ = nowMs + config_.presenceTickMs;
+    presence_.tick(nowMs);
+  }
 }
 
 }  // namespace deltasync::gossip

@@ -9,6 +9,8 @@
 //     events queue for takeEvents().
 // Inputs: local changes (through store()), received messages, ticks, seeds, leave. Outputs:
 // messages to send (appended to `out`), member events, and the store's change reports.
+// The presence tracker (gossip/presence.h) rides on the store and on membership's events, fed
+// by stepPresence() (see there).
 //
 // No sockets, threads or clocks: time comes in as milliseconds from the driver (its monotonic
 // time for the protocol's timers; its wall clock, where received timestamps are checked). lib/runtime
@@ -30,7 +32,9 @@
 #include <vector>
 
 #include "gossip/engine.h"
+#include "gossip/limits.h"
 #include "gossip/membership.h"
+#include "gossip/presence.h"
 #include "gossip/store.h"
 
 namespace deltasync::gossip {
@@ -41,6 +45,9 @@ struct ReplicaConfig {
   bool membership = true;           // false: fixed neighbours through setNeighbors()
   EngineConfig engine;
   MembershipConfig membershipConfig;
+  PresenceConfig presence;
+  Limits limits;  // the peers' rules that the presence tracker holds its own writes to
+  uint64_t presenceTickMs = 1000;  // resolution of permdown
 };
 
 class Replica {
@@ -80,12 +87,25 @@ class Replica {
   // Member events since the last call (empty without membership).
   std::vector<MemberEvent> takeEvents() { return std::exchange(events_, {}); }
 
+  // The presence tracker (gossip/presence.h) over this replica's store. Membership's events and
+  // time reach it through stepPresence(), not through receive() and tick(): those run while
+  // other threads may read the store (lib/runtime ticks without its state lock), and presence
+  // steps write the store and its own indexes. So a driver calls stepPresence() after each
+  // step when presencePending(), holding the store exclusively.
+  PresenceTracker& presence() { return presence_; }
+  const PresenceTracker& presence() const { return presence_; }
+  bool presencePending(uint64_t nowMs) const { return !presenceEvents_.empty() || nowMs >= nextPresenceMs_; }
+  void stepPresence(uint64_t nowMs);
+
  private:
   void afterMembershipStep();
 
   ReplicaConfig config_;
-  ObjectStore store_;  // before engine_: the engine listens to it
+  ObjectStore store_;  // before engine_ and presence_: they listen to it
   Engine engine_;
+  PresenceTracker presence_;
+  std::vector<MemberEvent> presenceEvents_;
+  uint64_t nextPresenceMs_ = 0;
   std::unique_ptr<Membership> membership_;
   std::vector<MemberEvent> events_;
   uint64_t nextGossipMs_ = 0;

@@ -444,6 +444,12 @@ interface Control {
   watch @7 (name :Text, watcher :Watcher) -> (subscription :Subscription);
   # Calls watcher.changed() with the object's lines now and after every (coalesced) change,
   # until the subscription is dropped or a call to the watcher fails.
+  presence @8 (what :Text, topic :Text) -> (lines :List(Text));
+  # The presence tracker as text: what = "list" (a topic's presences: "key ref previous meta"
+  # lines), "topics" ("topic count" lines) or "replicas" ("id status since presences" lines).
+  hold @9 (topic :Text, key :Text, meta :Text) -> (ref :Text, subscription :Subscription);
+  # Tracks a presence on a connection of its own for as long as the subscription is held: when
+  # it is dropped (the client exits, or its connection breaks), the presence leaves.
 
   struct Member {
     id @0 :UInt64;

@@ -2,6 +2,9 @@
 
 #include <stdexcept>
 
+#include <deltasync/presence.h>
+
+#include "lib/log.h"
 #include "lib/runtime.h"
 
 namespace deltasync {
@@ -35,6 +38,43 @@ void setLines(capnp::List<capnp::Text>::Builder out, const std::vector<std::stri
   for (size_t i = 0; i < lines.size(); ++i) out.set(i, capnp::Text::Reader(lines[i].data(), lines[i].size()));
 }
 
+const char* statusName(gossip::OriginStatus s) {
+  switch (s) {
+    case gossip::OriginStatus::up: return "up";
+    case gossip::OriginStatus::suspect: return "suspect";
+    case gossip::OriginStatus::down: return "down";
+    case gossip::OriginStatus::gone: return "gone";
+  }
+  return "?";
+}
+
+// As applications see refs (PresenceRef::text()); "-" for none.
+std::string refText(const gossip::PresenceRef& r) {
+  return r.counter == 0 ? "-" : PresenceRef{r.origin.value, r.counter}.text();
+}
+
+// The loop thread reads the tracker without the lock: it is the tracker's only writer.
+std::vector<std::string> presenceLines(const gossip::PresenceTracker& t, const std::string& what,
+                                       const std::string& topic) {
+  std::vector<std::string> lines;
+  if (what == "list") {
+    if (topic.empty()) throw std::invalid_argument("presence list needs a topic");
+    for (const auto& [key, metas] : t.list(topic)) {
+      for (const auto& m : metas) lines.push_back(key + " " + refText(m.ref) + " " + refText(m.previous) + " " + m.meta);
+    }
+  } else if (what == "topics") {
+    for (const auto& name : t.topics()) lines.push_back(name + " " + std::to_string(t.count(name)));
+  } else if (what == "replicas") {
+    for (const auto& o : t.origins()) {
+      lines.push_back(std::to_string(o.id.value) + " " + (o.id == t.self() ? "self" : statusName(o.status)) + " " +
+                      std::to_string(o.sinceMs) + " " + std::to_string(o.presences));
+    }
+  } else {
+    throw std::invalid_argument("presence: '" + what + "' is not one of list, topics, replicas");
+  }
+  return lines;
+}
+
 }  // namespace
 
 class ControlService::SubscriptionImpl final : public wire::Subscription::Server {
@@ -45,6 +85,24 @@ class ControlService::SubscriptionImpl final : public wire::Subscription::Server
  private:
   ControlService& service_;
   uint64_t id_;
+};
+
+// A presence held for a client (Control.hold): its tracker connection closes with it.
+class ControlService::HoldImpl final : public wire::Subscription::Server {
+ public:
+  HoldImpl(ControlService& service, uint64_t connection) : service_(service), connection_(connection) {}
+  ~HoldImpl() {
+    if (service_.rt_ == nullptr) return;  // the node is stopping: its presences go with it
+    try {
+      service_.rt_->withPresence([&](gossip::PresenceTracker& t) { return t.close(connection_); });
+    } catch (const std::exception& e) {
+      log::warn("releasing a held presence: {}", e.what());
+    }
+  }
+
+ private:
+  ControlService& service_;
+  uint64_t connection_;
 };
 
 class ControlService::Impl final : public wire::Control::Server {
@@ -93,6 +151,25 @@ class ControlService::Impl final : public wire::Control::Server {
     auto s = service_.metrics_();
     context.getResults().setText(capnp::Text::Reader(s.data(), s.size()));
     return kj::READY_NOW;
+  }
+  kj::Promise<void> presence(PresenceContext context) override {
+    auto p = context.getParams();
+    return guarded([&] {
+      auto lines = presenceLines(rt().presence(), text(p.getWhat()), text(p.getTopic()));
+      setLines(context.getResults().initLines(lines.size()), lines);
+    });
+  }
+  kj::Promise<void> hold(HoldContext context) override {
+    auto p = context.getParams();
+    return guarded([&] {
+      const uint64_t connection = kHeldConnections | service_.nextHold_++;
+      auto ref = rt().withPresence(
+          [&](gossip::PresenceTracker& t) { return t.track(connection, text(p.getTopic()), text(p.getKey()), text(p.getMeta())); });
+      auto results = context.getResults();
+      const std::string r = refText(ref);
+      results.setRef(capnp::Text::Reader(r.data(), r.size()));
+      results.setSubscription(kj::heap<HoldImpl>(service_, connection));
+    });
   }
   kj::Promise<void> watch(WatchContext context) override {
     auto p = context.getParams();

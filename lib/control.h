@@ -5,7 +5,8 @@
 // Watches: watch(name, watcher) sends the object's lines now and after every change, coalesced:
 // at most one changed() call per watcher in flight; changes meanwhile are sent once it returns.
 // A watch ends when its Subscription capability is dropped (ctl exits or disconnects) or a call
-// to the watcher fails.
+// to the watcher fails. A held presence (hold) likewise ends, and leaves, when its Subscription
+// is dropped.
 #pragma once
 
 #include <cstdint>
@@ -37,6 +38,10 @@ class ControlService {
  private:
   class Impl;
   class SubscriptionImpl;
+  class HoldImpl;
+  // Presence connection ids of held presences (Control.hold): the top bit set, so they never
+  // meet the ids the node's handles hand out (counting up from 1).
+  static constexpr uint64_t kHeldConnections = uint64_t{1} << 63;
   struct Watch {
     std::string name;
     wire::Watcher::Client watcher;
@@ -59,6 +64,7 @@ class ControlService {
   std::function<std::string()> metrics_;
   std::map<uint64_t, Watch> watches_;
   uint64_t nextWatch_ = 1;
+  uint64_t nextHold_ = 1;
   ErrorHandler errors_;
   kj::TaskSet tasks_;
 };

@@ -1,6 +1,7 @@
 #include <deltasync/node.h>
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <exception>
 #include <future>
@@ -92,6 +93,44 @@ void applyTuning(const Tuning& t, RuntimeConfig& rc) {
   rc.membership.probeTimeoutMs = t.probeTimeoutMs;
   rc.membership.viewSize = t.viewSize;
   rc.membership.removeAfterMs = t.removeAfterMs;
+}
+
+gossip::PresenceConfig presenceConfig(const PresenceSettings& p) {
+  gossip::PresenceConfig c;
+  c.permdownMs = p.permdownMs;
+  c.maxPresences = p.maxPresences;
+  c.maxTopicBytes = p.maxTopicBytes;
+  c.maxKeyBytes = p.maxKeyBytes;
+  c.maxMetaBytes = p.maxMetaBytes;
+  return c;
+}
+
+PresenceRef publicRef(const gossip::PresenceRef& r) { return PresenceRef{r.origin.value, r.counter}; }
+
+PresenceMeta publicMeta(const gossip::PresenceMeta& m) {
+  return PresenceMeta{publicRef(m.ref), m.previous.counter == 0 ? PresenceRef{} : publicRef(m.previous), m.meta};
+}
+
+std::vector<PresenceEntry> publicEntries(const std::map<std::string, std::vector<gossip::PresenceMeta>>& byKey) {
+  std::vector<PresenceEntry> out;
+  out.reserve(byKey.size());
+  for (const auto& [key, metas] : byKey) {
+    PresenceEntry e{key, {}};
+    e.metas.reserve(metas.size());
+    for (const auto& m : metas) e.metas.push_back(publicMeta(m));
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+ReplicaStatus publicStatus(gossip::OriginStatus s) {
+  switch (s) {
+    case gossip::OriginStatus::up: return ReplicaStatus::up;
+    case gossip::OriginStatus::suspect: return ReplicaStatus::suspect;
+    case gossip::OriginStatus::down: return ReplicaStatus::down;
+    case gossip::OriginStatus::gone: return ReplicaStatus::gone;
+  }
+  throw std::logic_error("unknown gossip::OriginStatus");
 }
 
 std::string hostOf(const std::string& address) {
@@ -234,11 +273,54 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
     sub->onMember = std::move(deliver);
     return add(std::move(sub));
   }
+  // Presence diffs of `topic` ("" with all: every topic). Registered on the loop thread, where
+  // diffs are made: the first delivery holds the presences at that moment as joins, and every
+  // later diff reaches this subscription and no earlier one does.
+  Subscription subscribePresence(std::string topic, bool all, std::function<void(const PresenceDiff&)> deliver) {
+    auto sub = std::make_shared<Sub>();
+    sub->presence = true;
+    sub->topic = std::move(topic);
+    sub->allTopics = all;
+    sub->onPresence = std::move(deliver);
+    return onLoop([&](Runtime& rt) {
+      const auto& tracker = rt.presence();  // the loop thread is its only writer
+      auto snapshot = [&](const std::string& t) {
+        gossip::PresenceDiff d;
+        for (auto& [key, metas] : tracker.list(t)) d.joins.emplace(std::move(key), std::move(metas));
+        if (!d.empty()) sub->pending.emplace(t, std::move(d));
+      };
+      if (all) {
+        for (const auto& t : tracker.topics()) snapshot(t);
+      } else {
+        snapshot(sub->topic);
+      }
+      Subscription s = add(sub);
+      if (!sub->pending.empty()) {
+        std::lock_guard lock(notifyMutex_);
+        presenceDirty_ = true;
+        notifyCv_.notify_one();
+      }
+      return s;
+    });
+  }
+
+  // Runs f(const gossip::PresenceTracker&) under the shared state lock.
+  template <typename F>
+  auto readPresence(F&& f) const {
+    std::shared_lock lock(stateMutex_);
+    if (runtime_ == nullptr) throw NodeClosed();
+    return f(runtime_->presence());
+  }
+
+  uint64_t newConnection() { return nextConnection_.fetch_add(1); }
+
   void unsubscribe(uint64_t id) {
     std::unique_lock lock(notifyMutex_);
     auto it = subs_.find(id);
     if (it == subs_.end()) return;
-    if (!it->second->members) {
+    if (it->second->presence) {
+      // nothing to unwatch
+    } else if (!it->second->members) {
       if (--watched_[it->second->name] == 0) watched_.erase(it->second->name);
     } else {
       --memberSubs_;
@@ -260,6 +342,13 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
     bool members = false;
     std::function<void(const gossip::Value*)> deliver;
     std::function<void(const MemberEvent&)> onMember;
+    // Presence subscriptions: their topic (or all), and the diffs not yet delivered (under
+    // notifyMutex_).
+    bool presence = false;
+    bool allTopics = false;
+    std::string topic;
+    std::map<std::string, gossip::PresenceDiff> pending;
+    std::function<void(const PresenceDiff&)> onPresence;
   };
 
   Subscription add(std::shared_ptr<Sub> sub) {
@@ -267,7 +356,7 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
     uint64_t id = nextSub_++;
     if (sub->members) {
       ++memberSubs_;
-    } else {
+    } else if (!sub->presence) {
       ++watched_[sub->name];
     }
     subs_.emplace(id, std::move(sub));
@@ -305,12 +394,33 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
     notifyCv_.notify_one();
   }
 
+  // Loop thread: the presence diffs of one step, to each subscription that wants them.
+  void presenceChanged(std::map<std::string, gossip::PresenceDiff> diffs) {
+    std::lock_guard lock(notifyMutex_);
+    bool any = false;
+    for (auto& [id, sub] : subs_) {
+      if (!sub->presence) continue;
+      for (const auto& [topic, d] : diffs) {
+        if (!sub->allTopics && topic != sub->topic) continue;
+        auto& pending = sub->pending[topic];
+        pending.append(d);
+        if (pending.empty()) sub->pending.erase(topic);
+        any = true;
+      }
+    }
+    if (any) {
+      presenceDirty_ = true;
+      notifyCv_.notify_one();
+    }
+  }
+
   // The notifier thread: coalesced changes -> callbacks.
   void notify() {
     std::unique_lock lock(notifyMutex_);
     for (;;) {
-      notifyCv_.wait(lock, [&] { return stopping_ || !dirty_.empty() || !memberEvents_.empty(); });
+      notifyCv_.wait(lock, [&] { return stopping_ || !dirty_.empty() || !memberEvents_.empty() || presenceDirty_; });
       if (stopping_) return;
+      presenceDirty_ = false;
       auto dirty = std::exchange(dirty_, {});
       auto events = std::exchange(memberEvents_, {});
       lock.unlock();
@@ -325,12 +435,19 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
       std::vector<std::pair<uint64_t, std::shared_ptr<Sub>>> targets(subs_.begin(), subs_.end());
       for (auto& [id, sub] : targets) {
         if (subs_.count(id) == 0) continue;  // cancelled meanwhile
-        const bool wanted = sub->members ? !events.empty() : snapshots.count(sub->name) != 0;
+        const bool wanted = sub->presence  ? !sub->pending.empty()
+                            : sub->members ? !events.empty()
+                                           : snapshots.count(sub->name) != 0;
         if (!wanted) continue;
         calling_ = id;
+        auto diffs = std::exchange(sub->pending, {});
         lock.unlock();
         try {
-          if (sub->members) {
+          if (sub->presence) {
+            for (const auto& [topic, d] : diffs) {
+              sub->onPresence(PresenceDiff{topic, publicEntries(d.joins), publicEntries(d.leaves)});
+            }
+          } else if (sub->members) {
             for (const auto& e : events) sub->onMember(e);
           } else {
             const auto& snap = snapshots[sub->name];
@@ -381,6 +498,7 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
       rc.seeds = config_.seeds;
       applyTuning(config_.tuning, rc);
       rc.limits = config_.limits;
+      rc.presence = presenceConfig(config_.presence);
       rc.clientSecret = config_.clientSecret;
       if (config_.tls) rc.tls = std::make_shared<Tls>(*config_.tls, config_.cluster, timer, rc.handshakeTimeoutMs);
       auto metricsNow = [this] {
@@ -394,6 +512,7 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
       rt->setControl([&control](ReplicaId) { return control.client(); });
       rt->listen([this](const gossip::Change& c) { changed(c.name); });
       rt->setMemberListener([this](const gossip::MemberEvent& e) { memberEvent(e); });
+      rt->setPresenceListener([this](std::map<std::string, gossip::PresenceDiff> d) { presenceChanged(std::move(d)); });
       {
         std::unique_lock lock(stateMutex_);
         runtime_ = rt.get();
@@ -474,6 +593,8 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
   size_t memberSubs_ = 0;
   std::set<std::string> dirty_;
   std::vector<MemberEvent> memberEvents_;
+  bool presenceDirty_ = false;
+  std::atomic<uint64_t> nextConnection_{1};
   uint64_t nextSub_ = 1;
   uint64_t calling_ = 0;
   bool stopping_ = false;
@@ -664,6 +785,118 @@ Subscription Map<K, V>::subscribe(std::function<void(const MapChangeOf<K, V>&)> 
 template class Set<std::string>;
 template class Map<std::string, std::string>;
 
+// ---- presence -----------------------------------------------------------------------------
+
+PresenceConnection::PresenceConnection(PresenceConnection&& other) noexcept
+    : core_(std::move(other.core_)), id_(std::exchange(other.id_, 0)) {}
+
+PresenceConnection& PresenceConnection::operator=(PresenceConnection&& other) noexcept {
+  if (this != &other) {
+    try {
+      close();
+    } catch (const std::exception& e) {
+      log::warn("closing a presence connection: {}", e.what());
+    }
+    core_ = std::move(other.core_);
+    id_ = std::exchange(other.id_, 0);
+  }
+  return *this;
+}
+
+PresenceConnection::~PresenceConnection() {
+  try {
+    close();
+  } catch (const NodeClosed&) {
+    // The node is gone, and its presences with it.
+  } catch (const std::exception& e) {
+    log::warn("closing a presence connection: {}", e.what());
+  }
+}
+
+namespace {
+void requireOpen(const std::shared_ptr<detail::NodeCore>& core) {
+  if (!core) throw std::logic_error("PresenceConnection: closed (or moved from)");
+}
+}  // namespace
+
+PresenceRef PresenceConnection::track(const std::string& topic, const std::string& key, const std::string& meta) {
+  requireOpen(core_);
+  return publicRef(core_->onLoop([&](Runtime& rt) {
+    return rt.withPresence([&](gossip::PresenceTracker& t) { return t.track(id_, topic, key, meta); });
+  }));
+}
+
+PresenceRef PresenceConnection::update(const std::string& topic, const std::string& key, const std::string& meta) {
+  requireOpen(core_);
+  return publicRef(core_->onLoop([&](Runtime& rt) {
+    return rt.withPresence([&](gossip::PresenceTracker& t) { return t.update(id_, topic, key, meta); });
+  }));
+}
+
+bool PresenceConnection::untrack(const std::string& topic, const std::string& key) {
+  requireOpen(core_);
+  return core_->onLoop([&](Runtime& rt) {
+    return rt.withPresence([&](gossip::PresenceTracker& t) { return t.untrack(id_, topic, key); });
+  });
+}
+
+void PresenceConnection::close() {
+  if (!core_) return;
+  auto core = std::move(core_);
+  core->onLoop([&](Runtime& rt) {
+    return rt.withPresence([&](gossip::PresenceTracker& t) { return t.close(id_); });
+  });
+}
+
+PresenceConnection Presence::connect() { return PresenceConnection(core_, core_->newConnection()); }
+
+std::vector<PresenceEntry> Presence::list(const std::string& topic) const {
+  return core_->readPresence([&](const gossip::PresenceTracker& t) {
+    std::vector<PresenceEntry> out;
+    for (auto& [key, metas] : t.list(topic)) {
+      PresenceEntry e{std::move(key), {}};
+      e.metas.reserve(metas.size());
+      for (const auto& m : metas) e.metas.push_back(publicMeta(m));
+      out.push_back(std::move(e));
+    }
+    return out;
+  });
+}
+
+std::vector<PresenceMeta> Presence::get(const std::string& topic, const std::string& key) const {
+  return core_->readPresence([&](const gossip::PresenceTracker& t) {
+    std::vector<PresenceMeta> out;
+    for (const auto& m : t.get(topic, key)) out.push_back(publicMeta(m));
+    return out;
+  });
+}
+
+size_t Presence::count(const std::string& topic) const {
+  return core_->readPresence([&](const gossip::PresenceTracker& t) { return t.count(topic); });
+}
+
+std::vector<std::string> Presence::topics() const {
+  return core_->readPresence([&](const gossip::PresenceTracker& t) { return t.topics(); });
+}
+
+std::vector<PresenceReplica> Presence::replicas() const {
+  return core_->readPresence([&](const gossip::PresenceTracker& t) {
+    std::vector<PresenceReplica> out;
+    for (const auto& o : t.origins()) {
+      out.push_back(PresenceReplica{o.id.value, publicStatus(o.status), o.sinceMs, o.presences, o.id == t.self()});
+    }
+    return out;
+  });
+}
+
+Subscription Presence::subscribe(const std::string& topic, std::function<void(const PresenceDiff&)> callback) {
+  return core_->subscribePresence(topic, false, std::move(callback));
+}
+
+Subscription Presence::subscribeAll(std::function<void(const PresenceDiff&)> callback) {
+  return core_->subscribePresence({}, true, std::move(callback));
+}
+
 // ---- Node ---------------------------------------------------------------------------------
 
 Node::Node(NodeConfig config) : core_(std::make_shared<detail::NodeCore>(std::move(config))) {}
@@ -696,6 +929,8 @@ Counter Node::counter(const std::string& name) {
   checkKind(name, Kind::counter);
   return Counter(core_, name);
 }
+
+Presence Node::presence() { return Presence(core_); }
 
 std::vector<Member> Node::members() const {
   return core_->onLoop([](Runtime& rt) {

@@ -135,6 +135,8 @@ Runtime::Runtime(RuntimeConfig config, std::optional<gossip::Secret> secret, kj:
         r.engine = config_.engine;
         r.membershipConfig = config_.membership;
         r.membershipConfig.seed ^= config_.id.value;
+        r.presence = config_.presence;
+        r.limits = config_.limits;
         return r;
       }()),
       gatekeeperStats_(std::make_shared<gossip::GatekeeperStats>()),
@@ -377,7 +379,19 @@ void Runtime::signOfLife(ReplicaId id) {
   pump(link);  // dials now if it holds messages
 }
 
+void Runtime::flushPresence() {
+  // Only this thread writes the tracker's diffs: no lock needed to take them.
+  if (!replica_.presence().hasDiffs()) return;
+  auto diffs = replica_.presence().takeDiffs();
+  if (onPresence_) onPresence_(std::move(diffs));
+}
+
 void Runtime::afterStep() {
+  if (const uint64_t now = nowMs(); replica_.presencePending(now)) {
+    std::unique_lock lock(stateMutex_);
+    replica_.stepPresence(now);
+  }
+  flushPresence();
   for (const auto& e : replica_.takeEvents()) {
     if (e.removed) {
       if (auto it = links_.find(e.id); it != links_.end()) {

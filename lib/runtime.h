@@ -32,7 +32,11 @@
 // a host name is not recognised as one: it gets the common caps); "" (unknown: a pipe in tests)
 // is held to the total caps only.
 //   member events -> Replica::takeEvents() after each step: links to removed members are
-//                    dropped, the rest goes to setMemberListener's listener.
+//                    dropped, the rest goes to setMemberListener's listener;
+//   presence      -> after each step, Replica::stepPresence() under the state lock when it is
+//                    pending (member events, permdown time); the tracker's diffs of the step
+//                    (and of local presence operations: withPresence()) go to the presence
+//                    listener.
 //
 // Who a peer may be: under the shared secret, any holder of the secret can claim any id. So a
 // peer that authenticates as the id of a live (alive or suspect) member whose advertised
@@ -115,6 +119,7 @@ struct RuntimeConfig {
   uint64_t membershipTickMs = 50;    // resolution of probe timeouts
   gossip::EngineConfig engine;
   gossip::MembershipConfig membership;
+  gossip::PresenceConfig presence;
   gossip::Limits limits;
   uint32_t maxQueuedPerPeer = 4096;  // messages per lane
   uint32_t maxUrgentInflight = 16;
@@ -215,6 +220,20 @@ class Runtime {
   const Histogram& deliverLatency() const { return deliverLatency_; }
   size_t inboundConnections() const { return inbound_.size(); }
 
+  // Runs f(PresenceTracker&) under the unique state lock (a local presence operation), then
+  // hands the diffs it made to the presence listener.
+  template <typename F>
+  auto withPresence(F&& f) {
+    auto flush = kj::defer([this] { flushPresence(); });
+    std::unique_lock lock(stateMutex_);
+    return f(replica_.presence());
+  }
+  // Reads: under at least the shared state lock.
+  const gossip::PresenceTracker& presence() const { return replica_.presence(); }
+  // Called (on this thread, without the state lock) with the presence diffs of each step.
+  using PresenceListener = std::function<void(std::map<std::string, gossip::PresenceDiff>)>;
+  void setPresenceListener(PresenceListener f) { onPresence_ = std::move(f); }
+
   // Called with every change of the store (on this thread, inside the change, under the state
   // lock; see gossip/store.h). Register before start().
   void listen(gossip::ObjectStore::Listener f) { replica_.store().listen(std::move(f)); }
@@ -261,7 +280,8 @@ class Runtime {
   void dial(Link& link);
   void broken(ReplicaId id, uint64_t generation, const kj::Exception* why);
   void dialSeed(size_t index);
-  void afterStep();  // member events -> links, listener
+  void afterStep();  // member events -> presence, links, listener; presence diffs -> listener
+  void flushPresence();
   // Its address answers as another replica: Replica::retire, and nothing more is sent to it.
   void retireLater(ReplicaId id);
   void signOfLife(ReplicaId id);  // the peer shows it is up: retry its idle link now (rate-limited)
@@ -307,6 +327,7 @@ class Runtime {
   RuntimeStats stats_;
   Histogram deliverLatency_;
   std::function<void(const gossip::MemberEvent&)> onMember_;
+  PresenceListener onPresence_;
   ErrorHandler errors_;
   kj::TaskSet tasks_;
 };

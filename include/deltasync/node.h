@@ -43,7 +43,9 @@
 #include <deltasync/errors.h>
 #include <deltasync/export.h>
 #include <deltasync/limits.h>
+#include <deltasync/presence.h>
 #include <deltasync/secret.h>
+#include <deltasync/subscription.h>
 
 namespace deltasync {
 
@@ -85,6 +87,7 @@ struct NodeConfig {
   uint64_t leaveGraceMs = 500;          // how long close() waits to announce the leave
   Tuning tuning;
   Limits limits;
+  PresenceSettings presence;
 };
 
 // alive -> suspect (missed probes) -> down (suspicion not refuted in time); left: announced its
@@ -122,27 +125,6 @@ struct MapChangeOf {
   std::vector<K> removed;            // sorted
 };
 using MapChange = MapChangeOf<std::string, std::string>;
-
-namespace detail {
-class NodeCore;
-}
-
-// Ends its subscription when destroyed (or by cancel()). After cancel() returns, the callback is
-// not running and will not run again (unless cancel() is called from inside the callback).
-class DELTASYNC_API Subscription {
- public:
-  Subscription() = default;
-  Subscription(Subscription&& other) noexcept;
-  Subscription& operator=(Subscription&& other) noexcept;
-  ~Subscription();
-  void cancel();
-
- private:
-  friend class detail::NodeCore;
-  Subscription(std::shared_ptr<detail::NodeCore> core, uint64_t id) : core_(std::move(core)), id_(id) {}
-  std::shared_ptr<detail::NodeCore> core_;
-  uint64_t id_ = 0;
-};
 
 // A PN-counter.
 class DELTASYNC_API Counter {
@@ -233,6 +215,9 @@ class DELTASYNC_API Node {
     checkKind(name, Kind::map);
     return Map<K, V>(core_, name);
   }
+
+  // The presence tracker (include/deltasync/presence.h).
+  Presence presence();
 
   std::vector<Member> members() const;
   // Member events (up, suspect, down, left, removed) on the notifier thread.

@@ -124,6 +124,21 @@ class Cluster:
     def live(self, i):
         return [l for l in self.ctl(i, "members") if l.split()[2] in ("alive", "self")]
 
+    def hold(self, i, topic, key, meta="{}"):
+        """A presence held on node i by a `ctl presence hold` process: (process, ref)."""
+        cmd = self.wrappers[i] + [self.binary, "ctl", self.addresses[i], *self.auth(i, "admin"),
+                                  "presence", "hold", topic, key, meta]
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        ref = p.stdout.readline().strip()
+        if not ref:
+            p.kill()
+            raise Failure(f"presence hold on node {i + 1} failed: {p.stderr.read().strip()}")
+        return p, ref
+
+    def presences(self, i, topic):
+        """{(key, ref)} of a topic's presences as node i lists them."""
+        return {tuple(l.split()[:2]) for l in self.ctl(i, "presence", "list", topic)}
+
 
 def wait_for(what, pred, limit):
     start = time.monotonic()
@@ -417,6 +432,74 @@ def hardening(binary, workdir):
     return "hardening: " + "; ".join(results)
 
 
+def presence(binary, workdir):
+    """Presences held by ctl processes on three nodes: listed everywhere with their origin; a holder
+    that exits and a node killed with SIGKILL make theirs leave everywhere; a node that closes
+    (SIGTERM: a graceful leave) takes its presences with it at once."""
+    hosts = [f"127.0.0.{i + 1}" for i in range(3)]
+    port = free_port(hosts)
+    c = Cluster(binary, workdir, [f"{h}:{port}" for h in hosts])
+    holders = []
+    try:
+        for i in range(3):
+            c.start(i)
+        wait_for("3 members alive at every node", lambda: all(len(c.live(i)) == 3 for i in range(3)), 60)
+        held = {}
+        for i, key in enumerate(["alice", "bob", "carol"]):
+            p, ref = c.hold(i, "room", key, f'{{"node":{i + 1}}}')
+            holders.append(p)
+            held[key] = ref
+            if not ref.startswith(f"{i + 1:016x}."):
+                raise Failure(f"ref {ref} of a presence tracked on node {i + 1} does not name it")
+        everyone = {(k, r) for k, r in held.items()}
+        t = wait_for("every presence listed on every node",
+                     lambda: all(c.presences(i, "room") == everyone for i in range(3)), 30)
+        print(f"3 presences held on 3 nodes, listed on all after {t:.2f} s")
+        if c.ctl(1, "presence", "topics") != ["room 3"]:
+            raise Failure(f"presence topics: {c.ctl(1, 'presence', 'topics')}")
+        lines = c.ctl(0, "presence", "list", "room")
+        if not any(l.startswith("bob ") and l.endswith('{"node":2}') for l in lines):
+            raise Failure(f"bob's meta missing from {lines}")
+
+        # The holder exits: its presence leaves everywhere.
+        holders[0].send_signal(signal.SIGTERM)
+        holders[0].wait(timeout=10)
+        everyone.discard(("alice", held["alice"]))
+        t = wait_for("alice gone everywhere", lambda: all(c.presences(i, "room") == everyone for i in range(3)), 30)
+        print(f"holder exited: its presence left every node after {t:.2f} s")
+
+        # kill -9 node 3: carol leaves at nodes 1 and 2 once it is declared down.
+        c.kill(2)
+        everyone.discard(("carol", held["carol"]))
+        t = wait_for("carol gone at nodes 1 and 2", lambda: all(c.presences(i, "room") == everyone for i in (0, 1)), 60)
+        status = {l.split()[0]: l.split()[1] for l in c.ctl(0, "presence", "replicas")}
+        if status.get("3") not in ("down", "gone"):
+            raise Failure(f"node 3 is {status.get('3')} in presence replicas at node 1: {status}")
+        print(f"node 3 killed: its presence left nodes 1 and 2 after {t:.2f} s")
+
+        # Node 2 closes (a graceful leave): bob leaves node 1 at once, as gone.
+        c.kill(1, signal.SIGTERM)
+        t = wait_for("bob gone at node 1", lambda: c.presences(0, "room") == set(), 30)
+        status = {l.split()[0]: l.split()[1] for l in c.ctl(0, "presence", "replicas")}
+        if status.get("2") != "gone":
+            raise Failure(f"node 2 left but is {status.get('2')} in presence replicas at node 1")
+        print(f"node 2 left: its presence left node 1 after {t:.2f} s")
+
+        r = c.ctl_run(0, "presence", "bogus")
+        if r.returncode != 2 or "usage" not in r.stderr:
+            raise Failure(f"ctl presence bogus: exit {r.returncode}, {r.stderr.strip()}")
+        r = c.ctl_run(0, "presence", "hold", "", "k", "{}")
+        if r.returncode != 1 or "topic is empty" not in r.stderr:
+            raise Failure(f"ctl presence hold with an empty topic: exit {r.returncode}, {r.stderr.strip()}")
+    finally:
+        for p in holders:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        c.stop_all()
+    return "presence: held, listed everywhere, left on holder exit, SIGKILL and graceful leave"
+
+
 def select_readable(sock):
     import select
     return bool(select.select([sock], [], [], 0)[0])
@@ -436,6 +519,7 @@ def partition(binary, workdir):
     subnet = f"10.{random.randint(64, 127)}.{random.randint(0, 255)}"
     ips = [f"{subnet}.{i + 1}" for i in range(NODES)]
     created = []
+    holders = []
     c = None
     try:
         run(["ip", "netns", "add", switch])
@@ -457,6 +541,14 @@ def partition(binary, workdir):
         w = Writes()
         w.concurrently(c, range(NODES), "pre", 5)
         wait_for("convergence before the partition", lambda: w.converged_on(c, range(NODES)), 60)
+        # A presence held on every node.
+        held = {}
+        for i in range(NODES):
+            p, ref = c.hold(i, "room", f"user{i + 1}")
+            holders.append(p)
+            held[i] = (f"user{i + 1}", ref)
+        wait_for("every presence on every node",
+                 lambda: all(c.presences(i, "room") == set(held.values()) for i in range(NODES)), 60)
 
         side_a, side_b = [0, 1, 2], [3, 4]
 
@@ -471,6 +563,11 @@ def partition(binary, workdir):
         t = wait_for("each side sees the other down",
                      lambda: len(c.live(0)) == 3 and len(c.live(3)) == 2, 60)
         print(f"3|2 partition: each side sees the other down after {t:.2f} s")
+        # Each side lists only its own presences: the far side's left with their nodes.
+        for side in (side_a, side_b):
+            mine = {held[i] for i in side}
+            wait_for("each side's presence list is its own",
+                     lambda: all(c.presences(n, "room") == mine for n in side), 60)
         w_a, w_b = Writes(), Writes()
         w_a.concurrently(c, side_a, "side-a", 10)
         w_b.concurrently(c, side_b, "side-b", 10)
@@ -490,10 +587,18 @@ def partition(binary, workdir):
             run(["ip", "netns", "exec", ns, "iptables", "-F"])
         wait_for("convergence after the heal", lambda: both.converged_on(c, range(NODES)), 120)
         latency = time.monotonic() - heal_at
+        wait_for("every presence back on every node",
+                 lambda: all(c.presences(i, "room") == set(held.values()) for i in range(NODES)), 120)
+        presence_back = time.monotonic() - heal_at
         both.check(c, range(NODES))
         t = wait_for("all 5 members alive again", lambda: all(len(c.live(i)) == NODES for i in range(NODES)), 120)
-        print(f"healed: converged {latency:.2f} s after the heal (membership whole {t:.2f} s later)")
+        print(f"healed: converged {latency:.2f} s after the heal, presences back after {presence_back:.2f} s "
+              f"(membership whole {t:.2f} s later)")
     finally:
+        for p in holders:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
         if c is not None:
             c.stop_all()
         for ns in reversed(created):
@@ -506,7 +611,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--deltasync", required=True, help="the deltasync binary")
     ap.add_argument("--tls-dir", help="test certificates (tests/lib/tls), for the tls scenario")
-    ap.add_argument("scenario", choices=["loopback", "partition", "tls", "hardening"])
+    ap.add_argument("scenario", choices=["loopback", "partition", "tls", "hardening", "presence"])
     args = ap.parse_args()
     workdir = tempfile.mkdtemp(prefix="deltasync-cluster-")
     try:
@@ -516,7 +621,8 @@ def main():
                 raise Failure("the tls scenario needs --tls-dir")
             summary = tls(binary, workdir, os.path.abspath(args.tls_dir))
         else:
-            summary = {"loopback": loopback, "partition": partition, "hardening": hardening}[args.scenario](binary, workdir)
+            summary = {"loopback": loopback, "partition": partition, "hardening": hardening,
+                       "presence": presence}[args.scenario](binary, workdir)
     except (Failure, subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
         print(f"FAIL: {e}")
         for name in sorted(os.listdir(workdir)):

@@ -281,8 +281,10 @@ class Simulator {
     collectEvents(i);
   }
 
-  // Records node i's member events (suspicions are only counted).
+  // Records node i's member events (suspicions are only counted), and steps its presence
+  // tracker as lib/runtime does after every step.
   void collectEvents(size_t i) {
+    if (nodes_[i].replica->presencePending(now_)) nodes_[i].replica->stepPresence(now_);
     for (auto& e : nodes_[i].replica->takeEvents()) {
       if (e.state == gossip::MemberState::suspect && !e.removed) {
         ++stats_.suspicions;
