@@ -32,7 +32,7 @@ class Failure(Exception):
 # DELTASYNC_API, the log functions, and the exceptions' type information (lib/libdeltasync.map).
 PUBLIC_SYMBOL = re.compile(
     r"((typeinfo for |typeinfo name for |vtable for )deltasync::(KindMismatch|NodeClosed|LimitExceeded)$)|"
-    r"(deltasync::((Node|Subscription|Counter|Secret|KindMismatch|NodeClosed|LimitExceeded|log)::|(Set|Map)<))")
+    r"(deltasync::((Node|Subscription|Counter|Presence|PresenceConnection|Secret|KindMismatch|NodeClosed|LimitExceeded|log)::|(Set|Map)<))")
 
 
 def run(cmd, env=None, cwd=None):

@@ -1,5 +1,5 @@
 // Two deltasync nodes in one process on 127.0.0.1 (ephemeral ports), the second seeded with the
-// first: a map entry put on the first must reach the second. Exits 0 when it does, 1 (with what
+// first: a map entry put on the first, and a presence tracked there, must reach the second. Exits 0 when it does, 1 (with what
 // the second node saw) when it does not within the deadline, 2 on an exception.
 //
 // Polls with a generous deadline instead of sleeping a fixed time: a loaded CI machine may be
@@ -37,20 +37,26 @@ int main() {
     } catch (const deltasync::LimitExceeded& e) {
       std::printf("consumer: refused as expected: %s\n", e.what());
     }
+    auto conn = first.presence().connect();
+    const deltasync::PresenceRef ref = conn.track("lobby", "alice", R"({"status":"online"})");
     auto seen = second.map<std::string, std::string>("greetings");
+    auto presence = second.presence();
     const auto start = Clock::now();
     const auto deadline = start + std::chrono::seconds(60);
     for (;;) {
-      if (auto value = seen.get("hello"); value && *value == "world") {
+      auto metas = presence.get("lobby", "alice");
+      if (auto value = seen.get("hello"); value && *value == "world" && metas.size() == 1 && metas[0].ref == ref) {
         const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
-        std::printf("consumer: the second node saw hello=world after %lld ms\n", static_cast<long long>(ms));
+        std::printf("consumer: the second node saw hello=world and alice's presence (ref %s) after %lld ms\n",
+                    ref.text().c_str(), static_cast<long long>(ms));
         return 0;
       }
       if (Clock::now() > deadline) break;
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
-    std::fprintf(stderr, "consumer: FAILED: the second node did not see hello=world within 60 s; it has %zu "
-                         "entries and knows %zu members\n", seen.size(), second.members().size());
+    std::fprintf(stderr, "consumer: FAILED: the second node did not see hello=world and alice within 60 s; it has "
+                         "%zu entries, %zu presences in lobby and knows %zu members\n",
+                 seen.size(), presence.count("lobby"), second.members().size());
     return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "consumer: FAILED: %s\n", e.what());
