@@ -254,7 +254,7 @@ const Map* PresenceTracker::object(ReplicaId id) const {
 }
 
 bool PresenceTracker::visible(const Origin& o, ReplicaId id) const {
-  return id == self() || o.status == OriginStatus::up || o.status == OriginStatus::suspect;
+  return id == self() || (o.known && (o.status == OriginStatus::up || o.status == OriginStatus::suspect));
 }
 
 void PresenceTracker::show(ReplicaId id, Origin& o, uint64_t ref, Entry entry, uint64_t previous, std::string meta) {

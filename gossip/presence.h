@@ -11,9 +11,10 @@
 //     close) with one exception below, so there is no concurrent write to order: a presence's
 //     state is a function of its origin's writes, joined in any order, any number of times;
 //   - visibility is local: a presence shows when its origin is up here (alive or suspect in this
-//     node's membership, or not heard of yet; always for this node's own). When membership
-//     declares the origin down (or it left, or its address answers as another replica), its
-//     presences leave; when it is heard alive again, they join again;
+//     node's membership; always for this node's own). An origin membership has not reported
+//     alive (a dead replica whose object a newcomer receives in its catch-up) shows nothing.
+//     When membership declares the origin down (or it left, or its address answers as another
+//     replica), its presences leave; when it is heard alive again, they join again;
 //   - purge (permdown): an origin down for permdownMs, or left, is gone: this node removes every
 //     entry of its object (the one write to another replica's object: a remove-all, whose causal
 //     context holds only the origin's own dots). The removal replicates like any delta, so every
@@ -174,7 +175,7 @@ class PresenceTracker {
   struct Origin {
     OriginStatus status = OriginStatus::up;
     uint64_t sinceMs = 0;
-    bool known = false;                    // heard of through membership
+    bool known = false;                    // reported by membership (else hidden)
     std::map<uint64_t, Entry> shown;       // ref -> entry, while visible
   };
 

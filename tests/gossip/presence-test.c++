@@ -21,10 +21,13 @@ namespace {
 
 const ReplicaId kA{0xa}, kB{0xb}, kC{0xc};
 
+// A store and its tracker, whose membership has reported kA, kB and kC alive.
 struct Node {
   ObjectStore store;
   PresenceTracker tracker;
-  explicit Node(ReplicaId id, PresenceConfig config = {}) : store(id), tracker(store, Limits{}, config) {}
+  explicit Node(ReplicaId id, PresenceConfig config = {}) : store(id), tracker(store, Limits{}, config) {
+    for (ReplicaId other : {kA, kB, kC}) tracker.memberEvent(MemberEvent{other, MemberState::alive}, 0);
+  }
 };
 
 // Sends everything `from` holds to `to` (a full-state exchange: the strongest test of staleness).
@@ -223,8 +226,25 @@ TEST_CASE("presence: a down origin's presences leave, come back when it is alive
   CHECK(a.tracker.get("room", "alice").at(0).meta == "a");
   sync(a, c);
   sync(c, b);
+  CHECK(b.tracker.count("room") == 1);  // a is still gone at b...
+  b.tracker.memberEvent(MemberEvent{kA, MemberState::alive}, 63000);  // ...until membership hears it
   CHECK(flat(b.tracker, "room") == flat(a.tracker, "room"));
   CHECK(flat(c.tracker, "room") == flat(a.tracker, "room"));
+}
+
+TEST_CASE("presence: an origin membership has not reported alive shows nothing until it is") {
+  Node a(kA);
+  ObjectStore store(ReplicaId{0xd});
+  PresenceTracker newcomer(store, Limits{});
+  a.tracker.track(1, "room", "alice", "a");
+  std::vector<NamedValue> all;
+  for (const auto& [name, v] : a.store.objects()) all.push_back({name, v});
+  store.joinRemote(kB, all);  // a's presences relayed by b: a may be long dead
+  CHECK(newcomer.count("room") == 0);
+  CHECK_FALSE(newcomer.hasDiffs());
+  newcomer.memberEvent(MemberEvent{kA, MemberState::alive}, 10);
+  CHECK(newcomer.count("room") == 1);
+  CHECK(newcomer.takeDiffs()["room"].joins.count("alice") == 1);
 }
 
 TEST_CASE("presence: a graceful leave removes the origin's presences at once") {

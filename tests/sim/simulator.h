@@ -64,6 +64,7 @@ struct SimConfig {
   // i joins through node 0 and one random earlier node.
   bool membership = false;
   gossip::MembershipConfig membershipConfig;
+  gossip::PresenceConfig presence;
   // Also count the encoded bytes of the CRDT values inside pushes and chunks (costs a second
   // encoding of each; for experiments).
   bool countPayload = false;
@@ -271,6 +272,8 @@ class Simulator {
     rc.engine = config_.engine;
     rc.membershipConfig = config_.membershipConfig;
     rc.membershipConfig.seed = config_.seed * 1000003 + self.value;
+    rc.presence = config_.presence;
+    rc.limits = config_.limits;
     nodes_[i].replica = std::make_unique<gossip::Replica>(self, "", rc);
     if (!config_.membership) return;
     if (i != 0) {
