@@ -1,0 +1,266 @@
+// presence-bench: the presence tracker's targets (issue "The presence tracker"), measured two ways:
+//
+//   tracker  gossip::PresenceTracker alone over its store (no threads, no network): track,
+//            list, get, close, and heap bytes per presence (counted by replacing operator new).
+//   node     deltasync::Node instances in this process on 127.0.0.1 over TCP (real sockets, real
+//            loop and notifier threads), through the public API: track from one thread and from
+//            16, propagation of 10k joins to two peers, 100k leaves after closing connections,
+//            a late joiner's catch-up, and a fresh cluster's time to see every replica up.
+//
+//   presence-bench [--runs 5] [--presences 100000] [--gossip-interval 20]
+//
+// Each measurement runs --runs times: the first (a fresh process meets it once) and the median
+// of all are printed. Waits on the cluster are polled every 1 ms, so they resolve to ~1 ms.
+#include <malloc.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <new>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <deltasync/log.h>
+#include <deltasync/node.h>
+#include <deltasync/presence.h>
+
+#include "gossip/presence.h"
+
+// ---- heap accounting ----------------------------------------------------------------------
+
+namespace {
+std::atomic<int64_t> gHeap{0};
+}  // namespace
+
+void* operator new(size_t n) {
+  void* p = std::malloc(n == 0 ? 1 : n);
+  if (p == nullptr) throw std::bad_alloc();
+  gHeap += static_cast<int64_t>(malloc_usable_size(p));
+  return p;
+}
+void operator delete(void* p) noexcept {
+  if (p == nullptr) return;
+  gHeap -= static_cast<int64_t>(malloc_usable_size(p));
+  std::free(p);
+}
+void operator delete(void* p, size_t) noexcept { operator delete(p); }
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using deltasync::gossip::ObjectStore;
+using deltasync::gossip::PresenceTracker;
+using deltasync::gossip::ReplicaId;
+
+double seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
+
+struct Result {
+  std::vector<double> runs;
+  double first() const { return runs.front(); }
+  double median() const {
+    auto v = runs;
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  }
+};
+
+void report(const char* what, const Result& r, const char* unit, double scale, const char* target) {
+  std::printf("%-58s first %9.3f %s   median %9.3f %s   (target %s)\n", what, r.first() * scale, unit,
+              r.median() * scale, unit, target);
+  std::fflush(stdout);
+}
+
+template <typename F>
+Result repeat(int runs, F&& f) {
+  Result r;
+  for (int i = 0; i < runs; ++i) r.runs.push_back(f());
+  return r;
+}
+
+// Waits (polling every 1 ms) until pred() holds; seconds from `since`, or -1 after 60 s.
+template <typename P>
+double until(Clock::time_point since, P pred) {
+  const auto deadline = Clock::now() + std::chrono::seconds(60);
+  while (!pred()) {
+    if (Clock::now() > deadline) return -1;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return seconds(since, Clock::now());
+}
+
+std::string key(size_t i) { return "user" + std::to_string(i); }
+std::string topic(size_t i) { return "room" + std::to_string(i % 10); }  // 10 topics
+
+// ---- tracker ------------------------------------------------------------------------------
+
+void trackerBench(int runs, size_t n) {
+  const deltasync::gossip::Limits limits;
+  report("tracker: track n presences, one thread (s)", repeat(runs, [&] {
+           ObjectStore store(ReplicaId{1});
+           PresenceTracker t(store, limits);
+           const auto a = Clock::now();
+           for (size_t i = 0; i < n; ++i) t.track(i / 4, topic(i), key(i), R"({"s":"online"})");
+           return seconds(a, Clock::now());
+         }),
+         "s", 1, "<= 0.1 s for 1e5");
+  {
+    ObjectStore store(ReplicaId{1});
+    const int64_t before = gHeap.load();
+    auto t = std::make_unique<PresenceTracker>(store, limits);
+    for (size_t i = 0; i < n; ++i) t->track(i / 4, topic(i), key(i), R"({"s":"online"})");
+    t->takeDiffs();
+    const double bytes = static_cast<double>(gHeap.load() - before) / static_cast<double>(n);
+    std::printf("%-58s %9.0f B (store object + indexes; meta 15 B, key ~10 B, topic 5 B) (target <= 100 B)\n",
+                "tracker: heap bytes per presence", bytes);
+    report("tracker: list a 10k-presence topic (1e5 in the node) (ms)", repeat(runs * 20, [&] {
+             const auto a = Clock::now();
+             auto l = t->list("room3");
+             const double s = seconds(a, Clock::now());
+             if (l.size() != n / 10) std::abort();
+             return s;
+           }),
+           "ms", 1e3, "<= 1 ms");
+    report("tracker: get one key in that topic (us)", repeat(runs * 200, [&] {
+             const auto a = Clock::now();
+             auto g = t->get("room3", key(13));
+             const double s = seconds(a, Clock::now());
+             if (g.size() != 1) std::abort();
+             return s;
+           }),
+           "us", 1e6, "<= 10 us");
+    const auto a = Clock::now();
+    for (uint64_t c = 0; c <= n / 4; ++c) t->close(c);
+    std::printf("%-58s %9.3f s\n", "tracker: close n/4 connections (4 presences each)", seconds(a, Clock::now()));
+  }
+}
+
+// ---- node ---------------------------------------------------------------------------------
+
+deltasync::NodeConfig config(uint64_t gossipMs, std::vector<std::string> seeds = {}) {
+  deltasync::NodeConfig c;
+  c.listen = "127.0.0.1:0";
+  c.seeds = std::move(seeds);
+  c.secret = deltasync::Secret(std::string(40, 'b'));
+  c.tuning.gossipIntervalMs = gossipMs;
+  c.tuning.probeIntervalMs = 200;
+  c.tuning.probeTimeoutMs = 80;
+  c.leaveGraceMs = 100;
+  return c;
+}
+
+size_t upCount(deltasync::Node& n) {
+  size_t k = 0;
+  for (const auto& r : n.presence().replicas()) k += r.status == deltasync::ReplicaStatus::up;
+  return k;
+}
+
+void nodeBench(int runs, size_t n, uint64_t gossipMs) {
+  deltasync::log::setLevel(deltasync::log::Level::error);
+  report("node: fresh 3-node cluster, every replica sees all up (s)", repeat(runs, [&] {
+           const auto a = Clock::now();
+           deltasync::Node x(config(gossipMs));
+           deltasync::Node y(config(gossipMs, {x.address()}));
+           deltasync::Node z(config(gossipMs, {x.address()}));
+           return until(a, [&] { return upCount(x) == 3 && upCount(y) == 3 && upCount(z) == 3; });
+         }),
+         "s", 1, "<= 1 s");
+
+  report("node: track n presences, one thread (s)", repeat(runs, [&] {
+           deltasync::Node x(config(gossipMs));
+           auto conn = x.presence().connect();
+           const auto a = Clock::now();
+           for (size_t i = 0; i < n; ++i) conn.track(topic(i), key(i), "{}");
+           return seconds(a, Clock::now());
+         }),
+         "s", 1, "<= 0.1 s for 1e5");
+
+  report("node: n track calls from 16 threads at once (s)", repeat(runs, [&] {
+           deltasync::Node x(config(gossipMs));
+           std::vector<deltasync::PresenceConnection> conns;
+           for (int t = 0; t < 16; ++t) conns.push_back(x.presence().connect());
+           std::atomic<size_t> failures{0};
+           const auto a = Clock::now();
+           std::vector<std::thread> threads;
+           for (size_t t = 0; t < 16; ++t) {
+             threads.emplace_back([&, t] {
+               for (size_t i = t; i < n; i += 16) {
+                 try {
+                   conns[t].track(topic(i), key(i), "{}");
+                 } catch (const std::exception&) {
+                   ++failures;
+                 }
+               }
+             });
+           }
+           for (auto& th : threads) th.join();
+           const double s = seconds(a, Clock::now());
+           if (failures != 0) std::printf("  %zu calls failed\n", failures.load());
+           return s;
+         }),
+         "s", 1, "<= 0.2 s, 0 failures");
+
+  {
+    deltasync::Node x(config(gossipMs));
+    deltasync::Node y(config(gossipMs, {x.address()}));
+    deltasync::Node z(config(gossipMs, {x.address()}));
+    until(Clock::now(), [&] { return upCount(x) == 3 && upCount(y) == 3 && upCount(z) == 3; });
+    auto px = x.presence(), py = y.presence(), pz = z.presence();
+    const size_t joins = 10000;
+    report("node: 3 nodes, 10k joins on A visible on B and C (s after the last)", repeat(runs, [&] {
+             auto conn = px.connect();
+             for (size_t i = 0; i < joins; ++i) conn.track("bench", key(i), "{}");
+             const auto a = Clock::now();
+             const double s = until(a, [&] { return py.count("bench") == joins && pz.count("bench") == joins; });
+             conn.close();
+             until(Clock::now(), [&] { return py.count("bench") == 0 && pz.count("bench") == 0; });
+             return s;
+           }),
+           "s", 1, "<= 0.05 s");
+
+    report("node: close n/4 connections (n presences): all leaves on the peers (s)", repeat(runs, [&] {
+             std::vector<deltasync::PresenceConnection> conns;
+             for (size_t c = 0; c < n / 4; ++c) conns.push_back(px.connect());
+             for (size_t i = 0; i < n; ++i) conns[i / 4].track("bench", key(i), "{}");
+             until(Clock::now(), [&] { return py.count("bench") == n && pz.count("bench") == n; });
+             const auto a = Clock::now();
+             conns.clear();
+             return until(a, [&] { return py.count("bench") == 0 && pz.count("bench") == 0; });
+           }),
+           "s", 1, "<= 0.5 s");
+
+    auto held = px.connect();
+    for (size_t i = 0; i < joins; ++i) held.track("late", key(i), "{}");
+    until(Clock::now(), [&] { return pz.count("late") == joins; });
+    report("node: a new node joins a cluster holding 10k presences: has them all (s)", repeat(runs, [&] {
+             const auto a = Clock::now();
+             deltasync::Node w(config(gossipMs, {y.address()}));
+             auto pw = w.presence();
+             return until(a, [&] { return pw.count("late") == joins; });
+           }),
+           "s", 1, "<= 0.3 s");
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int runs = 5;
+  size_t n = 100000;
+  uint64_t gossipMs = 20;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (std::strcmp(argv[i], "--runs") == 0) runs = std::max(1, std::atoi(argv[i + 1]));
+    if (std::strcmp(argv[i], "--presences") == 0) n = std::strtoull(argv[i + 1], nullptr, 10);
+    if (std::strcmp(argv[i], "--gossip-interval") == 0) gossipMs = std::strtoull(argv[i + 1], nullptr, 10);
+  }
+  std::printf("presence-bench: %d runs, n = %zu presences, gossip interval %llu ms\n", runs, n,
+              static_cast<unsigned long long>(gossipMs));
+  trackerBench(runs, n);
+  nodeBench(runs, n, gossipMs);
+  return 0;
+}
