@@ -6,6 +6,7 @@
 //            loop and notifier threads), through the public API: track from one thread and from
 //            16, propagation of 10k joins to two peers, 100k leaves after closing connections,
 //            a late joiner's catch-up, and a fresh cluster's time to see every replica up.
+//   sim      8 simulated nodes under steady churn: wire bytes per change per receiving node.
 //
 //   presence-bench [--runs 5] [--presences 100000] [--gossip-interval 20]
 //
@@ -31,6 +32,7 @@
 #include <deltasync/presence.h>
 
 #include "gossip/presence.h"
+#include "tests/sim/simulator.h"
 
 // ---- heap accounting ----------------------------------------------------------------------
 
@@ -138,6 +140,49 @@ void trackerBench(int runs, size_t n) {
     for (uint64_t c = 0; c <= n / 4; ++c) t->close(c);
     std::printf("%-58s %9.3f s\n", "tracker: close n/4 connections (4 presences each)", seconds(a, Clock::now()));
   }
+}
+
+// ---- churn on the simulator -----------------------------------------------------------------
+
+// 8 nodes (membership on, gossip every 100 ms), 1,000 changes/s across the cluster (half joins of
+// new presences, half leaves of existing ones, on random nodes), for 30 simulated seconds after a
+// quiet baseline of the same length: wire bytes (real encodings) per change per receiving node.
+void churnBench() {
+  deltasync::sim::SimConfig cfg;
+  cfg.nodes = 8;
+  cfg.seed = 42;
+  cfg.membership = true;
+  deltasync::sim::Simulator sim(cfg);
+  sim.runFor(20000);
+  const uint64_t idle0 = sim.stats().bytes;
+  sim.runFor(30000);
+  const uint64_t idle = sim.stats().bytes - idle0;
+  std::vector<std::vector<std::string>> held(cfg.nodes);
+  uint64_t changes = 0, next = 0;
+  const uint64_t b0 = sim.stats().bytes;
+  for (int step = 0; step < 300; ++step) {  // 100 ms steps
+    for (int k = 0; k < 100; ++k) {
+      const size_t i = sim.below(cfg.nodes);
+      auto& t = sim.replica(i).presence();
+      if (held[i].size() < 50 || sim.chance(0.5)) {
+        held[i].push_back(key(next++));
+        t.track(1, "room", held[i].back(), R"({"s":"online"})");
+      } else {
+        const size_t j = sim.below(held[i].size());
+        t.untrack(1, "room", held[i][j]);
+        held[i][j] = held[i].back();
+        held[i].pop_back();
+      }
+      ++changes;
+    }
+    sim.runFor(100);
+  }
+  sim.runUntilQuiet(60000);
+  const uint64_t bytes = sim.stats().bytes - b0;
+  const double receivers = static_cast<double>(changes) * (cfg.nodes - 1);
+  std::printf("%-58s %9.1f B all traffic, %9.1f B above the idle cluster's (target <= 40 B)\n",
+              "sim: 8 nodes, 1000 changes/s: wire bytes per change per receiver", bytes / receivers,
+              (static_cast<double>(bytes) - static_cast<double>(idle)) / receivers);
 }
 
 // ---- node ---------------------------------------------------------------------------------
@@ -261,6 +306,7 @@ int main(int argc, char** argv) {
   std::printf("presence-bench: %d runs, n = %zu presences, gossip interval %llu ms\n", runs, n,
               static_cast<unsigned long long>(gossipMs));
   trackerBench(runs, n);
+  churnBench();
   nodeBench(runs, n, gossipMs);
   return 0;
 }
