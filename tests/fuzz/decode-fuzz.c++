@@ -188,7 +188,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   } catch (const DecodeError&) {
   }
   r.tick(60000, out);
+  if (r.presencePending(60000)) r.stepPresence(60000);
   for (const auto& [name, v] : r.store().objects()) requireValid(v);
+  // The presence indexes agree with themselves: count() is the metas list() returns.
+  for (const auto& topic : r.presence().topics()) {
+    size_t metas = 0;
+    for (const auto& [key, ms] : r.presence().list(topic)) metas += ms.size();
+    require(metas == r.presence().count(topic) && metas > 0);
+  }
   if (const auto* hello = std::get_if<HelloMsg>(&m)) {
     AuthServer server(Secret(std::string(32, 'k')), ReplicaId{1}, "prod-eu", [] { return Nonce{}; }, hello->client);
     try {

@@ -11,6 +11,7 @@
 #include "gossip/compact.h"
 #include "gossip/envelope.h"
 #include "gossip/message.h"
+#include "gossip/presence.h"
 
 using namespace deltasync::crdt;
 using namespace deltasync::gossip;
@@ -132,9 +133,30 @@ void envelopes(ReplicaId a, ReplicaId b) {
     batch.join(batch.set(k % 3 ? a : b, "k" + std::to_string(k * 7), std::to_string(k), Timestamp{uint64_t(k) << 16}));
   }
   ms.push_back(DeltaPushMsg{a, 20, 21, 22, {{"kv", batch}}});
+  // Presence objects (gossip/presence.h): b's own presences, then their removal; and one that a
+  // forges in b's name (its own dot under b's object), which a receiver must refuse.
+  const size_t presenceFirst = ms.size();
+  {
+    ObjectStore store(b);
+    PresenceTracker tracker(store, deltasync::Limits{});
+    tracker.track(1, "room", "alice", R"({"s":"online"})");
+    tracker.track(2, "room", "alice", R"({"s":"away"})");
+    tracker.track(2, "lobby", "bob", "{}");
+    const std::string name = presenceObjectName(b);
+    const Map tracked = std::get<Map>(*store.find(name));
+    ms.push_back(DeltaPushMsg{b, 0, 3, 4, {{name, tracked}}});
+    tracker.update(1, "room", "alice", R"({"s":"typing"})");
+    tracker.close(2);
+    ms.push_back(DeltaPushMsg{b, 0, 6, 7, {{name, std::get<Map>(*store.find(name))}}});
+    Map forged = tracked;
+    forged.join(Map{}.set(a, "\x04room\x05mallo12345678", std::string(1, '\0'), Timestamp{}));
+    ms.push_back(DeltaPushMsg{a, 0, 1, 2, {{name, forged}}});
+  }
   for (size_t i = 0; i < ms.size(); ++i) {
     auto bytes = encodeMessage(ms[i]);
     writeBytes("envelope", int(i), bytes.data(), bytes.size());
+    // The replica target's corpus began as a copy of these; the presence pushes are its own.
+    if (i >= presenceFirst) writeBytes("replica", int(100 + i), bytes.data(), bytes.size());
   }
 }
 
