@@ -320,7 +320,10 @@ void PresenceTracker::onChange(const Change& c) {
   const Map* delta = std::get_if<Map>(&c.delta);
   if (delta == nullptr) return;  // check() refused such a remote one; a local write of ours never is
   Origin& o = origins_[owner];
-  if (!visible(o, owner)) return;  // shown again from the store when it is up
+  if (!visible(o, owner)) {  // shown again from the store when it is up
+    if (o.status == OriginStatus::gone && !c.local()) refilled_.insert(owner);  // purged again by tick()
+    return;
+  }
   const Map* state = object(owner);
   // Leaves: shown rows whose dots the delta's context covers and the state no longer holds.
   if (const auto* covered = delta->context().find(owner)) {
@@ -352,12 +355,30 @@ void PresenceTracker::setStatus(ReplicaId id, OriginStatus s, uint64_t nowMs) {
   const bool changed = o.status != s || !o.known;
   o.known = true;
   if (!changed) return;
+  disarm(id, o);
   o.status = s;
   o.sinceMs = nowMs;
+  arm(id, o);
   const bool is = visible(o, id);
   if (was && !is) hideAll(id, o);
   if (!was && is) showAll(id, o);
   if (s == OriginStatus::gone) purge(id);
+}
+
+// Down origins turn gone permdownMs after they went down; gone ones are forgotten goneKeepMs
+// after: one timer each, so tick() costs what is due, not the number of origins.
+std::optional<uint64_t> PresenceTracker::deadline(const Origin& o) const {
+  if (o.status == OriginStatus::down) return o.sinceMs + config_.permdownMs;
+  if (o.status == OriginStatus::gone) return o.sinceMs + config_.goneKeepMs;
+  return std::nullopt;
+}
+
+void PresenceTracker::arm(ReplicaId id, const Origin& o) {
+  if (auto at = deadline(o)) timers_.emplace(*at, id);
+}
+
+void PresenceTracker::disarm(ReplicaId id, const Origin& o) {
+  if (auto at = deadline(o)) timers_.erase({*at, id});
 }
 
 void PresenceTracker::memberEvent(const MemberEvent& e, uint64_t nowMs) {
@@ -383,20 +404,31 @@ void PresenceTracker::purge(ReplicaId id) {
 }
 
 void PresenceTracker::tick(uint64_t nowMs) {
-  std::vector<ReplicaId> permdown, forget;
-  for (auto& [id, o] : origins_) {
-    if (o.status == OriginStatus::down && nowMs - o.sinceMs >= config_.permdownMs) permdown.push_back(id);
-    if (o.status == OriginStatus::gone) {
+  while (!timers_.empty() && timers_.begin()->first <= nowMs) {
+    const ReplicaId id = timers_.begin()->second;
+    timers_.erase(timers_.begin());
+    auto it = origins_.find(id);
+    if (it == origins_.end()) continue;
+    if (it->second.status == OriginStatus::down) {  // permdown: gone (hidden already)
+      it->second.status = OriginStatus::gone;
+      it->second.sinceMs = nowMs;
+      arm(id, it->second);
+      purge(id);
+    } else if (it->second.status == OriginStatus::gone) {
       const Map* m = object(id);
       if (m != nullptr && m->size() != 0) {
-        purge(id);  // entries that arrived after the purge (a late copy of a last write)
-      } else if (nowMs - o.sinceMs >= config_.goneKeepMs) {
-        forget.push_back(id);
+        it->second.sinceMs = nowMs;  // not empty yet: keep the row a while more
+        arm(id, it->second);
+      } else {
+        origins_.erase(it);
       }
     }
   }
-  for (ReplicaId id : permdown) setStatus(id, OriginStatus::gone, nowMs);
-  for (ReplicaId id : forget) origins_.erase(id);
+  // Entries of gone origins that arrived after their purge (a late copy of a last write).
+  for (ReplicaId id : std::exchange(refilled_, {})) {
+    auto it = origins_.find(id);
+    if (it != origins_.end() && it->second.status == OriginStatus::gone) purge(id);
+  }
   // Our own presences another node purged (it took us for gone) while their connections live.
   for (const auto& [k, meta] : std::exchange(lost_, {})) {
     Entry e = decodeKey(k);

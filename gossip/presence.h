@@ -135,8 +135,9 @@ class PresenceTracker {
 
   // ---- membership and time (the caller holds the store exclusively) ----
   void memberEvent(const MemberEvent& e, uint64_t nowMs);
-  // Purges origins down for permdownMs or left (and gone ones whose objects refilled), tracks
-  // again this node's live presences that another node purged, forgets old gone rows.
+  // Purges origins down for permdownMs (and gone ones whose objects refilled), tracks again this
+  // node's live presences that another node purged, forgets old gone rows. Costs what is due,
+  // not the number of origins (a node of a 1000-member cluster ticks every second).
   void tick(uint64_t nowMs);
 
   // ---- reads (the caller holds the store at least shared) ----
@@ -194,6 +195,9 @@ class PresenceTracker {
   void showAll(ReplicaId id, Origin& o);
   void hideAll(ReplicaId id, Origin& o);
   void setStatus(ReplicaId id, OriginStatus s, uint64_t nowMs);
+  std::optional<uint64_t> deadline(const Origin& o) const;
+  void arm(ReplicaId id, const Origin& o);
+  void disarm(ReplicaId id, const Origin& o);
   void purge(ReplicaId id);
   const Map* object(ReplicaId id) const;
   PresenceRef write(uint64_t connection, const std::string& topic, const std::string& key, const std::string& meta,
@@ -204,6 +208,8 @@ class PresenceTracker {
   PresenceConfig config_;
   std::map<std::string, Topic, std::less<>> topics_;  // visible presences only
   std::map<ReplicaId, Origin> origins_;
+  std::set<std::pair<uint64_t, ReplicaId>> timers_;  // (deadline, origin): see arm()
+  std::set<ReplicaId> refilled_;                     // gone origins whose objects got entries again
   // This node's live presences: connection -> entry keys.
   std::unordered_map<uint64_t, std::set<std::string>> local_;
   size_t localCount_ = 0;

@@ -19,36 +19,14 @@
 #include <deltasync/node.h>
 #include <deltasync/presence.h>
 
+#include "tests/lib/tcp-nodes.h"
+
 namespace deltasync {
 namespace {
 
-NodeConfig config(std::vector<std::string> seeds = {}) {
-  NodeConfig c;
-  c.listen = "127.0.0.1:0";
-  c.seeds = std::move(seeds);
-  c.secret = Secret(std::string(40, 'p'));
-  c.tuning.gossipIntervalMs = 20;
-  c.tuning.probeIntervalMs = 100;
-  c.tuning.probeTimeoutMs = 40;
-  c.leaveGraceMs = 200;
-  return c;
-}
-
-template <typename P>
-bool eventually(P pred, int seconds = 30) {
-  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
-  while (std::chrono::steady_clock::now() < until) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return pred();
-}
-
-size_t alive(const Node& n) {
-  size_t k = 0;
-  for (const auto& m : n.members()) k += m.state == MemberState::alive;
-  return k;
-}
+using testing::alive;
+using testing::eventually;
+NodeConfig config(std::vector<std::string> seeds = {}) { return testing::tcpConfig(std::move(seeds)); }
 
 // A subscriber's view: the diffs it got, applied in order to an empty list.
 struct Replay {
