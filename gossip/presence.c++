@@ -111,15 +111,21 @@ PresenceTracker::PresenceTracker(ObjectStore& store, const Limits& limits, Prese
   origins_[self()].known = true;
 }
 
-void PresenceTracker::checkSizes(const std::string& topic, const std::string& key, const std::string& meta) const {
+// The presence limits (config_): "" or what is over, for local writes and received entries alike.
+std::string PresenceTracker::sizeProblem(std::string_view topic, std::string_view key, std::string_view meta) const {
   auto over = [](const char* what, size_t n, size_t max, const char* limit) {
-    throw LimitExceeded(std::string("presence ") + what + " longer than " + limit + " (" + std::to_string(n) + " > " +
-                        std::to_string(max) + " bytes)");
+    return std::string(what) + " longer than " + limit + " (" + std::to_string(n) + " > " + std::to_string(max) +
+           " bytes)";
   };
+  if (topic.size() > config_.maxTopicBytes) return over("topic", topic.size(), config_.maxTopicBytes, "maxTopicBytes");
+  if (key.size() > config_.maxKeyBytes) return over("key", key.size(), config_.maxKeyBytes, "maxKeyBytes");
+  if (meta.size() > config_.maxMetaBytes) return over("meta", meta.size(), config_.maxMetaBytes, "maxMetaBytes");
+  return {};
+}
+
+void PresenceTracker::checkSizes(const std::string& topic, const std::string& key, const std::string& meta) const {
   if (topic.empty()) throw std::invalid_argument("presence topic is empty");
-  if (topic.size() > config_.maxTopicBytes) over("topic", topic.size(), config_.maxTopicBytes, "maxTopicBytes");
-  if (key.size() > config_.maxKeyBytes) over("key", key.size(), config_.maxKeyBytes, "maxKeyBytes");
-  if (meta.size() > config_.maxMetaBytes) over("meta", meta.size(), config_.maxMetaBytes, "maxMetaBytes");
+  if (std::string p = sizeProblem(topic, key, meta); !p.empty()) throw LimitExceeded("presence " + p);
   // What peers hold every map entry to (a tracker's limits above normally sit well inside).
   if (std::string p = keyProblem(topic.size() + key.size() + 20, limits_); !p.empty()) throw LimitExceeded("presence: " + p);
   if (std::string p = valueProblem(meta.size() + 10, limits_); !p.empty()) throw LimitExceeded("presence: " + p);
@@ -144,9 +150,9 @@ void PresenceTracker::check(const std::string& name, const Value& delta) const {
     try {
       Entry e = decodeKey(k);
       auto [previous, meta] = decodeValue(v.value);
-      if (e.topic.empty() || e.topic.size() > config_.maxTopicBytes || e.key.size() > config_.maxKeyBytes ||
-          meta.size() > config_.maxMetaBytes) {
-        throw ProtocolError("presence object '" + name + "': an entry over the presence limits");
+      if (e.topic.empty()) throw ProtocolError("presence object '" + name + "': an entry with an empty topic");
+      if (std::string p = sizeProblem(e.topic, e.key, meta); !p.empty()) {
+        throw ProtocolError("presence object '" + name + "': an entry's " + p);
       }
     } catch (const DecodeError& e) {
       throw ProtocolError("presence object '" + name + "': " + e.what());
@@ -257,12 +263,16 @@ bool PresenceTracker::visible(const Origin& o, ReplicaId id) const {
   return id == self() || (o.known && (o.status == OriginStatus::up || o.status == OriginStatus::suspect));
 }
 
+PresenceMeta PresenceTracker::metaOf(const Row& r) {
+  return PresenceMeta{PresenceRef{r.origin, r.ref}, PresenceRef{r.previous == 0 ? ReplicaId{} : r.origin, r.previous},
+                      r.connection, r.meta};
+}
+
 void PresenceTracker::show(ReplicaId id, Origin& o, uint64_t ref, Entry entry, uint64_t previous, std::string meta) {
-  PresenceMeta pm{PresenceRef{id, ref}, PresenceRef{previous == 0 ? ReplicaId{} : id, previous}, entry.connection, meta};
-  diffs_[entry.topic].add(entry.key, pm, false);
+  Row row{id, ref, previous, entry.connection, std::move(meta)};
+  diffs_[entry.topic].add(entry.key, metaOf(row), false);
   Topic& t = topics_[entry.topic];
   auto& rows = t.keys[entry.key];
-  Row row{id, ref, previous, entry.connection, std::move(meta)};
   auto at = std::upper_bound(rows.begin(), rows.end(), row, [](const Row& a, const Row& b) {
     return std::tie(a.origin, a.ref) < std::tie(b.origin, b.ref);
   });
@@ -280,8 +290,6 @@ void PresenceTracker::hide(ReplicaId id, Origin& o, std::map<uint64_t, Entry>::i
       auto& rows = k->second;
       auto r = std::find_if(rows.begin(), rows.end(), [&](const Row& x) { return x.origin == id && x.ref == it->first; });
       if (r != rows.end()) {
-        PresenceMeta pm{PresenceRef{id, r->ref}, PresenceRef{r->previous == 0 ? ReplicaId{} : id, r->previous},
-                        r->connection, r->meta};
         // This node's own entry removed by another node (a purge) while its connection lives:
         // remember its meta to track it again (tick()).
         if (id == self() && byOther) {
@@ -289,7 +297,7 @@ void PresenceTracker::hide(ReplicaId id, Origin& o, std::map<uint64_t, Entry>::i
           const std::string k2 = encodeKey(e.topic, e.key, r->connection);
           if (l != local_.end() && l->second.count(k2) != 0) lost_[k2] = r->meta;
         }
-        diffs_[e.topic].add(e.key, pm, true);
+        diffs_[e.topic].add(e.key, metaOf(*r), true);
         rows.erase(r);
         --t->second.count;
         if (rows.empty()) t->second.keys.erase(k);
@@ -440,15 +448,6 @@ void PresenceTracker::tick(uint64_t nowMs) {
 }
 
 // ---- reads --------------------------------------------------------------------------------
-
-namespace {
-
-PresenceMeta metaOf(const auto& r) {
-  return PresenceMeta{PresenceRef{r.origin, r.ref}, PresenceRef{r.previous == 0 ? ReplicaId{} : r.origin, r.previous},
-                      r.connection, r.meta};
-}
-
-}  // namespace
 
 std::vector<std::pair<std::string, std::vector<PresenceMeta>>> PresenceTracker::list(const std::string& topic) const {
   std::vector<std::pair<std::string, std::vector<PresenceMeta>>> out;

@@ -185,7 +185,11 @@ class PresenceTracker {
   static std::string encodeValue(uint64_t previous, const std::string& meta);
   static std::pair<uint64_t, std::string> decodeValue(std::string_view bytes);
 
+  std::string sizeProblem(std::string_view topic, std::string_view key, std::string_view meta) const;
+  // Local writes: std::invalid_argument (empty topic) or LimitExceeded; check() holds received
+  // entries to the same sizeProblem().
   void checkSizes(const std::string& topic, const std::string& key, const std::string& meta) const;
+  static PresenceMeta metaOf(const Row& r);
   // The store's report of a change to a presence object.
   void onChange(const Change& c);
   bool visible(const Origin& o, ReplicaId id) const;

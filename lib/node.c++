@@ -111,7 +111,9 @@ PresenceMeta publicMeta(const gossip::PresenceMeta& m) {
   return PresenceMeta{publicRef(m.ref), m.previous.counter == 0 ? PresenceRef{} : publicRef(m.previous), m.meta};
 }
 
-std::vector<PresenceEntry> publicEntries(const std::map<std::string, std::vector<gossip::PresenceMeta>>& byKey) {
+// (key, metas) pairs, as the tracker's list() and its diffs hold them.
+template <typename ByKey>
+std::vector<PresenceEntry> publicEntries(const ByKey& byKey) {
   std::vector<PresenceEntry> out;
   out.reserve(byKey.size());
   for (const auto& [key, metas] : byKey) {
@@ -851,16 +853,7 @@ void PresenceConnection::close() {
 PresenceConnection Presence::connect() { return PresenceConnection(core_, core_->newConnection()); }
 
 std::vector<PresenceEntry> Presence::list(const std::string& topic) const {
-  return core_->readPresence([&](const gossip::PresenceTracker& t) {
-    std::vector<PresenceEntry> out;
-    for (auto& [key, metas] : t.list(topic)) {
-      PresenceEntry e{std::move(key), {}};
-      e.metas.reserve(metas.size());
-      for (const auto& m : metas) e.metas.push_back(publicMeta(m));
-      out.push_back(std::move(e));
-    }
-    return out;
-  });
+  return core_->readPresence([&](const gossip::PresenceTracker& t) { return publicEntries(t.list(topic)); });
 }
 
 std::vector<PresenceMeta> Presence::get(const std::string& topic, const std::string& key) const {
