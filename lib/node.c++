@@ -939,6 +939,14 @@ Subscription Node::onMembers(std::function<void(const MemberEvent&)> callback) {
 
 std::string Node::metrics() const { return core_->metrics(); }
 
+void Node::setOffline(bool offline) {
+  core_->onLoop([offline](Runtime& rt) { rt.setOffline(offline); });
+}
+
+bool Node::offline() const {
+  return core_->onLoop([](Runtime& rt) { return rt.offline(); });
+}
+
 void Node::close() { core_->close(); }
 
 }  // namespace deltasync

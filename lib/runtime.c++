@@ -346,6 +346,10 @@ void Runtime::dropLater(kj::Own<Connection> connection) {
 
 void Runtime::onMessage(ReplicaId from, Message message) {
   if (stopped_) throw gossip::ProtocolError("this node is leaving");
+  if (offline_) {
+    ++stats_.messagesDropped;  // as a cut network would: the peer's protocols retry
+    return;
+  }
   out_.clear();
   try {
     std::unique_lock lock(stateMutex_);
@@ -431,7 +435,7 @@ void Runtime::maintain(uint64_t now) {
   for (size_t i = 0; i < seeds_.size(); ++i) {
     Seed& s = seeds_[i];
     if (alone && s.answered && now >= s.retryAtMs) s.answered = false;
-    if (!s.answered && !s.dialing && now >= s.retryAtMs) dialSeed(i);
+    if (!s.answered && !s.dialing && now >= s.retryAtMs && !offline_) dialSeed(i);
   }
   // Failed authentications: one line per period at most, never anything secret.
   const uint64_t failures = gatekeeperStats_->helloRejected + gatekeeperStats_->proofRejected;
@@ -510,7 +514,7 @@ void Runtime::send(std::vector<gossip::Outgoing>& out) {
 }
 
 void Runtime::enqueue(ReplicaId to, Message message) {
-  if (retired_.count(to) != 0) {
+  if (offline_ || retired_.count(to) != 0) {
     ++stats_.messagesDropped;  // its address answers as another replica: never dialled again
     return;
   }
@@ -574,6 +578,27 @@ void Runtime::pump(Link& link) {
           }
           if (Link* l = done()) pump(*l);
         }));
+  }
+}
+
+void Runtime::setOffline(bool offline) {
+  if (offline == offline_) return;
+  offline_ = offline;
+  log::info("{}", offline ? "offline: no messages to or from peers until back online" : "back online");
+  const uint64_t now = nowMs();
+  for (auto& [id, link] : links_) {
+    if (offline) {
+      stats_.messagesDropped += link->urgent.size() + link->bulk.size();
+      link->urgent.clear();
+      link->bulk.clear();
+    } else {
+      link->backoffMs = 0;  // the backoff grew while nothing could pass
+      link->retryAtMs = now;
+    }
+  }
+  if (!offline) {
+    for (Seed& s : seeds_) s.retryAtMs = std::min(s.retryAtMs, now);
+    maintain(now);
   }
 }
 

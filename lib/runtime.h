@@ -63,6 +63,11 @@
 //   messages go first and have their own in-flight budget, so a probe never waits behind more
 //   than maxBulkInflight bulk messages (each at most maxPushBytes / maxChunkBytes).
 //
+// Offline (setOffline): every message to and from peers is dropped, as a cut network would
+// (queued ones too), and seeds are not dialled; control connections keep working. Peers see the
+// node down after the failure detector's timeout and it sees them down. Back online, links and
+// seeds retry at once and the protocols heal as after any partition.
+//
 // Seeds are addresses: the runtime dials each, learns its id from the handshake and hands it to
 // membership (Membership::addSeed); a seed is retried (with backoff) until it answered once.
 //
@@ -202,6 +207,9 @@ class Runtime {
   }
 
   const RuntimeConfig& config() const { return config_; }
+  // See "Offline" above.
+  void setOffline(bool offline);
+  bool offline() const { return offline_; }
   ReplicaId id() const { return config_.id; }
   uint64_t nowMs() const;
   // This node's wall clock, ms since the epoch: what its writes are stamped with (lib/objects.h)
@@ -324,6 +332,7 @@ class Runtime {
   uint64_t nextSerial_ = 1;
   std::vector<gossip::Outgoing> out_;  // scratch
   bool stopped_ = false;
+  bool offline_ = false;
   RuntimeStats stats_;
   Histogram deliverLatency_;
   std::function<void(const gossip::MemberEvent&)> onMember_;

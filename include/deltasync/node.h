@@ -225,6 +225,14 @@ class DELTASYNC_API Node {
   // The node's metrics as Prometheus text.
   std::string metrics() const;
 
+  // Offline: no messages to or from peers, as if the network were cut (an app's offline switch,
+  // or a partition to try things on). Reads and writes go on locally; peers see this node down
+  // after the failure detector's timeout (and its presences leave), it sees them down. Back
+  // online, it converges with the cluster in both directions, as after any partition.
+  // Control connections (`deltasync ctl`) keep working.
+  void setOffline(bool offline);
+  bool offline() const;
+
   // Announces the leave to the view (waiting at most leaveGraceMs), then stops both threads.
   // Idempotent. Handles then throw NodeClosed.
   void close();

@@ -15,6 +15,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -255,6 +256,47 @@ TEST_CASE("node: a leaving node is seen as left, a removed one stops being liste
   }
   CHECK(sawUp);
   CHECK(sawLeft);
+}
+
+// The state a member has in n's view; alive when n does not list it.
+MemberState stateOf(const Node& n, uint64_t id) {
+  for (const auto& mem : n.members()) {
+    if (mem.id == id) return mem.state;
+  }
+  return MemberState::alive;
+}
+
+TEST_CASE("node: an offline node keeps working alone and converges both ways when back online") {
+  Quiet q;
+  Node a(config());
+  Node b(config({a.address()}));
+  REQUIRE(eventually([&] { return alive(a) == 2 && alive(b) == 2; }));
+  auto ma = a.map<std::string, std::string>("m");
+  auto mb = b.map<std::string, std::string>("m");
+  ma.put("before", "1");
+  REQUIRE(eventually([&] { return mb.get("before").has_value(); }));
+
+  a.setOffline(true);
+  CHECK(a.offline());
+  CHECK_FALSE(b.offline());
+  ma.put("offline-a", "2");  // after setOffline returned: nothing of it may reach b
+  mb.put("online-b", "3");
+  auto presence = a.presence().connect();
+  presence.track("room", "alice", "{}");
+  // Each side declares the other down; meanwhile neither has the other's writes.
+  REQUIRE(eventually([&] { return stateOf(a, b.id()) == MemberState::down && stateOf(b, a.id()) == MemberState::down; }));
+  CHECK_FALSE(mb.get("offline-a").has_value());
+  CHECK_FALSE(ma.get("online-b").has_value());
+  CHECK(b.presence().count("room") == 0);
+  CHECK(a.presence().count("room") == 1);  // a still serves its own
+
+  a.setOffline(false);
+  CHECK_FALSE(a.offline());
+  CHECK(eventually([&] { return alive(a) == 2 && alive(b) == 2; }));
+  CHECK(eventually([&] { return mb.get("offline-a") == std::optional<std::string>("2"); }));
+  CHECK(eventually([&] { return ma.get("online-b") == std::optional<std::string>("3"); }));
+  CHECK(eventually([&] { return b.presence().count("room") == 1; }));
+  a.setOffline(false);  // idempotent
 }
 
 }  // namespace
