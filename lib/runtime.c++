@@ -345,9 +345,10 @@ void Runtime::dropLater(kj::Own<Connection> connection) {
 // ---- inbound messages ---------------------------------------------------------------------
 
 void Runtime::onMessage(ReplicaId from, Message message) {
-  if (stopped_) throw gossip::ProtocolError("this node is leaving");
-  if (offline_) {
-    ++stats_.messagesDropped;  // as a cut network would: the peer's protocols retry
+  if (stopped_ || offline_) {
+    // Dropped as a cut network would (the peer's protocols retry or learn of the leave); not
+    // refused, which would log a warning on every peer that still gossips with a leaving node.
+    ++stats_.messagesDropped;
     return;
   }
   out_.clear();
