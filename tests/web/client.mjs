@@ -9,7 +9,9 @@ export class Client {
     this.state = {};
     this.closed = null;  // {code, reason}
     this.ws = new WebSocket(web.replace(/^http/, "ws") + "ws", options);
+    this.fold = true;  // false: stop keeping frames and state (a load generator's clients)
     this.ws.on("message", (data) => {
+      if (!this.fold) return;
       const frame = JSON.parse(data.toString());
       this.frames.push(frame);
       if (frame.event === "presence_state") this.state = syncState(this.state, frame.payload);
