@@ -289,15 +289,18 @@ struct Server {
     const std::string self = hex(node.id());
     const std::string mine = json{{"name", options.name}, {"web", webUrl}, {"view", view}}.dump();
     if (nodes.get(self) != mine) nodes.put(self, mine);
-    json list = json::array();
+    std::vector<std::pair<std::string, json>> shown;  // by name
     for (const auto& [id, text] : nodes.entries()) {
       auto it = status.find(id);
       if (it == status.end()) continue;  // gone, or never heard: not part of the cluster now
       json n = json::parse(text, nullptr, false);
       if (!n.is_object()) continue;
-      list.push_back(json{{"id", id}, {"name", n.value("name", "?")}, {"web", n.value("web", "")},
-                          {"status", it->second}, {"view", n.value("view", json::object())}});
+      shown.emplace_back(n.value("name", "?"), json{{"id", id}, {"name", n.value("name", "?")}, {"web", n.value("web", "")},
+                                                   {"status", it->second}, {"view", n.value("view", json::object())}});
     }
+    std::stable_sort(shown.begin(), shown.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
+    json list = json::array();
+    for (auto& [name, n] : shown) list.push_back(std::move(n));
     return frame("cluster", json{{"self", self}, {"offline", node.offline()}, {"nodes", std::move(list)}});
   }
 

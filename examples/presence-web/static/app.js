@@ -63,6 +63,8 @@ function renderPeople() {
 
 function renderCluster({self, offline, nodes}) {
   $("offline-banner").hidden = !offline;
+  $("cut").disabled = offline;
+  $("heal").disabled = !offline;
   const head = document.createElement("tr");
   head.append(Object.assign(document.createElement("th"), {textContent: "node"}),
               Object.assign(document.createElement("th"), {textContent: "from here"}));
