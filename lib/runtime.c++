@@ -516,7 +516,7 @@ void Runtime::send(std::vector<gossip::Outgoing>& out) {
 
 void Runtime::enqueue(ReplicaId to, Message message) {
   if (offline_ || retired_.count(to) != 0) {
-    ++stats_.messagesDropped;  // its address answers as another replica: never dialled again
+    ++stats_.messagesDropped;  // cut off, or its address answers as another replica (never dialled again)
     return;
   }
   Link* link = linkFor(to);
@@ -582,6 +582,12 @@ void Runtime::pump(Link& link) {
   }
 }
 
+void Runtime::dropQueued(Link& link) {
+  stats_.messagesDropped += link.urgent.size() + link.bulk.size();
+  link.urgent.clear();
+  link.bulk.clear();
+}
+
 void Runtime::setOffline(bool offline) {
   if (offline == offline_) return;
   offline_ = offline;
@@ -589,9 +595,7 @@ void Runtime::setOffline(bool offline) {
   const uint64_t now = nowMs();
   for (auto& [id, link] : links_) {
     if (offline) {
-      stats_.messagesDropped += link->urgent.size() + link->bulk.size();
-      link->urgent.clear();
-      link->bulk.clear();
+      dropQueued(*link);
     } else {
       link->backoffMs = 0;  // the backoff grew while nothing could pass
       link->retryAtMs = now;
@@ -620,9 +624,7 @@ void Runtime::dial(Link& link) {
   if (link.address == config_.address) {
     // Our own address under another id: this node's former self (restarted under a new id).
     // Never dialled (it would fail our own authentication); retired instead.
-    stats_.messagesDropped += link.urgent.size() + link.bulk.size();
-    link.urgent.clear();
-    link.bulk.clear();
+    dropQueued(link);
     retireLater(link.id);
     return;
   }
@@ -682,9 +684,7 @@ void Runtime::broken(ReplicaId id, uint64_t generation, const kj::Exception* why
   } else {
     ++stats_.connectFailures;
   }
-  stats_.messagesDropped += link.urgent.size() + link.bulk.size();
-  link.urgent.clear();
-  link.bulk.clear();
+  dropQueued(link);
   link.urgentInflight = 0;
   link.bulkInflight = 0;
   link.replicator = nullptr;

@@ -285,6 +285,7 @@ class Runtime {
   void enqueue(ReplicaId to, gossip::Message message);
   Link* linkFor(ReplicaId id);
   void pump(Link& link);
+  void dropQueued(Link& link);  // its queued messages, counted as dropped
   void dial(Link& link);
   void broken(ReplicaId id, uint64_t generation, const kj::Exception* why);
   void dialSeed(size_t index);

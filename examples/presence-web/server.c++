@@ -279,11 +279,12 @@ struct Server {
 
   // This node's view of the others, published for the other nodes' pages; and the panel.
   std::string clusterFrame() {
+    const bool offline = node.offline();
     json view = json::object();
     std::map<std::string, std::string> status;  // as this node sees them
     for (const auto& r : presence.replicas()) {
       if (r.status == deltasync::ReplicaStatus::gone) continue;
-      status[hex(r.id)] = r.self ? (node.offline() ? "offline" : "up") : statusName(r.status);
+      status[hex(r.id)] = r.self ? (offline ? "offline" : "up") : statusName(r.status);
       if (!r.self) view[hex(r.id)] = statusName(r.status);
     }
     const std::string self = hex(node.id());
@@ -301,7 +302,7 @@ struct Server {
     std::stable_sort(shown.begin(), shown.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
     json list = json::array();
     for (auto& [name, n] : shown) list.push_back(std::move(n));
-    return frame("cluster", json{{"self", self}, {"offline", node.offline()}, {"nodes", std::move(list)}});
+    return frame("cluster", json{{"self", self}, {"offline", offline}, {"nodes", std::move(list)}});
   }
 
   kj::Promise<void> deliverLoop();
