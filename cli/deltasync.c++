@@ -67,6 +67,13 @@ const char* kNodeHelp =
     "  --id N                  this replica's id, a nonzero 64-bit integer (default: random; with\n"
     "                          TLS, the certificate's). Reuse an id only with the replica's state:\n"
     "                          a node that lost it must start under a new id\n"
+    "  --data-dir DIR          keep the replica on disk (SQLite, created if missing): a restart\n"
+    "                          goes on as the same replica with its state and members. Without\n"
+    "                          it, everything is in memory and every start is a new replica\n"
+    "  --durability MODE       with --data-dir: sync (default; a write is acknowledged once on\n"
+    "                          disk) or async (committed every --flush-ms; a crash loses at most\n"
+    "                          that much, and the node then starts under a new id)\n"
+    "  --flush-ms MS           async commit period (default 100)\n"
     "  --gossip-interval MS    one gossip round (default 100)\n"
     "  --probe-interval MS     one failure-detector probe period (default 1000)\n"
     "  --metrics HOST:PORT     serve Prometheus metrics over HTTP at /metrics\n"
@@ -183,7 +190,7 @@ int runNode(const std::vector<std::string>& args) {
   }
   Parsed p = parse(args, {"listen", "advertise", "seed", "secret-file", "cluster", "id", "gossip-interval",
                           "probe-interval", "metrics", "log-level", "tls-cert", "tls-key", "tls-ca",
-                          "client-secret-file"});
+                          "client-secret-file", "data-dir", "durability", "flush-ms"});
   if (!p.positional.empty()) throw Usage("unexpected argument '" + p.positional[0] + "'");
   if (auto level = p.one("log-level")) {
     try {
@@ -218,6 +225,25 @@ int runNode(const std::vector<std::string>& args) {
     config.tuning.probeTimeoutMs = std::max<uint64_t>(5, config.tuning.probeIntervalMs * 2 / 5);
   }
   if (auto m = p.one("metrics")) config.metricsListen = *m;
+  if (auto d = p.one("data-dir")) {
+    if (d->empty()) throw Usage("--data-dir needs a directory");
+    config.dataDir = *d;
+  }
+  if (auto d = p.one("durability")) {
+    if (config.dataDir.empty()) throw Usage("--durability needs --data-dir");
+    if (*d == "sync") {
+      config.durability = deltasync::Durability::sync;
+    } else if (*d == "async") {
+      config.durability = deltasync::Durability::async;
+    } else {
+      throw Usage("--durability must be sync or async, not '" + *d + "'");
+    }
+  }
+  if (auto f = p.one("flush-ms")) {
+    if (config.durability != deltasync::Durability::async) throw Usage("--flush-ms needs --durability async");
+    config.flushMs = parseNumber("--flush-ms", *f);
+    if (config.flushMs == 0) throw Usage("--flush-ms must be > 0");
+  }
   config.tls = tlsFrom(p);
   if (!config.tls || p.one("secret-file") || std::getenv("DELTASYNC_SECRET") != nullptr) config.secret = secretFrom(p);
   if (auto f = p.one("client-secret-file")) {

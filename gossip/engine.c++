@@ -123,6 +123,11 @@ Engine::Engine(ObjectStore& store, EngineConfig config)
   store_.listen([this](const Change& c) { append(c.origin, c.name, config_.removeRedundant ? c.delta : c.received); });
 }
 
+void Engine::resume(uint64_t seq) {
+  if (seq_ != 0 || !log_.empty()) throw std::logic_error("Engine::resume after the engine logged changes");
+  seq_ = logStart_ = std::max<uint64_t>(seq, 1);
+}
+
 void Engine::append(ReplicaId origin, const std::string& name, const Value& delta) {
   // As the delta travels in our pushes: compact, with us as the implied writer.
   size_t bytes = wireSize(delta, self_) + name.size();

@@ -191,6 +191,12 @@ class Engine {
   // Peers whose timestamps were seen ahead of our wall clock, by id.
   std::vector<PeerClockAhead> clockAhead() const;
 
+  // Start-up only, before anything was logged (durable storage): the store holds state restored
+  // from disk and the previous run's log is gone. Sequence numbers go on from `seq`, at least the
+  // last one any peer was sent (lib/storage commits seq before anything is sent), so no peer's
+  // ack runs ahead of our log; the log starts there, so every neighbour catches up by digest.
+  void resume(uint64_t seq);
+
   const ObjectStore& store() const { return store_; }
   uint64_t seq() const { return seq_; }
   uint64_t logStart() const { return logStart_; }

@@ -57,6 +57,7 @@
 // (a live member joined or left) and a tombstone sweep every tombstone check.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <set>
@@ -111,6 +112,11 @@ class Membership {
 
   ReplicaId self() const { return self_; }
   uint64_t incarnation() const { return incarnation_; }
+
+  // Start-up only (durable storage): this replica ran before under its id and reached
+  // `incarnation`. It starts above it, so that its first alive overrides whatever the cluster
+  // last heard of it (suspect, down, left) without a round of refutation.
+  void resume(uint64_t incarnation) { incarnation_ = std::max(incarnation_, incarnation + 1); }
 
   // A member to join through (its id known from the transport handshake).
   void addSeed(ReplicaId id, std::string address, uint64_t nowMs);

@@ -19,6 +19,11 @@ Replica::Replica(ReplicaId self, std::string address, ReplicaConfig config)
   }
 }
 
+void Replica::resume(uint64_t seq, uint64_t incarnation) {
+  engine_.resume(seq);
+  if (membership_) membership_->resume(incarnation);
+}
+
 void Replica::receive(ReplicaId from, const Message& message, uint64_t nowMs, uint64_t wallMs,
                       std::vector<Outgoing>& out) {
   if (!isMembershipMessage(message)) {

@@ -75,6 +75,11 @@ class Replica {
   // When tick() next has a round to run.
   uint64_t nextTickMs() const;
 
+  // Start-up only (durable storage), after the store's restore() calls and before any step: the
+  // previous run under this id reached engine sequence `seq` and membership incarnation
+  // `incarnation` (Engine::resume, Membership::resume).
+  void resume(uint64_t seq, uint64_t incarnation);
+
   // A member to join through (its id learnt from the transport's handshake with its address).
   void addSeed(ReplicaId id, const std::string& address, uint64_t nowMs);
   // Announces a voluntary leave; the driver stops ticking shortly after.

@@ -106,6 +106,10 @@ class ControlService::HoldImpl final : public wire::Subscription::Server {
 };
 
 class ControlService::Impl final : public wire::Control::Server {
+  void written() {
+    if (service_.afterWrite_) service_.afterWrite_();
+  }
+
  public:
   explicit Impl(ControlService& service) : service_(service) {}
 
@@ -122,19 +126,19 @@ class ControlService::Impl final : public wire::Control::Server {
   }
   kj::Promise<void> put(PutContext context) override {
     auto p = context.getParams();
-    return guarded([&] { objects::put(rt(), service_.clock_, text(p.getName()), text(p.getKey()), text(p.getValue())); });
+    return guarded([&] { objects::put(rt(), service_.clock_, text(p.getName()), text(p.getKey()), text(p.getValue())); written(); });
   }
   kj::Promise<void> add(AddContext context) override {
     auto p = context.getParams();
-    return guarded([&] { objects::add(rt(), text(p.getName()), text(p.getElement())); });
+    return guarded([&] { objects::add(rt(), text(p.getName()), text(p.getElement())); written(); });
   }
   kj::Promise<void> remove(RemoveContext context) override {
     auto p = context.getParams();
-    return guarded([&] { objects::removeAny(rt(), text(p.getName()), text(p.getElement())); });
+    return guarded([&] { objects::removeAny(rt(), text(p.getName()), text(p.getElement())); written(); });
   }
   kj::Promise<void> incr(IncrContext context) override {
     auto p = context.getParams();
-    return guarded([&] { objects::increment(rt(), text(p.getName()), p.getBy()); });
+    return guarded([&] { objects::increment(rt(), text(p.getName()), p.getBy()); written(); });
   }
   kj::Promise<void> members(MembersContext context) override {
     auto rows = rt().members();

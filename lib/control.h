@@ -29,6 +29,9 @@ class ControlService {
   ControlService(objects::Clock& clock, std::function<std::string()> metrics);
   ~ControlService();
   void attach(Runtime* rt) { rt_ = rt; }
+  // Run after every write (put, add, remove, incr), before it is answered: durable storage makes
+  // it durable there (sync durability) or throws, and the client sees the error.
+  void setAfterWrite(std::function<void()> f) { afterWrite_ = std::move(f); }
 
   wire::Control::Client client();
   // From the node's change listener: `name` changed.
@@ -62,6 +65,7 @@ class ControlService {
   Runtime* rt_ = nullptr;
   objects::Clock& clock_;
   std::function<std::string()> metrics_;
+  std::function<void()> afterWrite_;
   std::map<uint64_t, Watch> watches_;
   uint64_t nextWatch_ = 1;
   uint64_t nextHold_ = 1;

@@ -82,6 +82,14 @@ std::string prometheusText(const Runtime& rt, const NodeCounters& node) {
           node.acceptFailures);
   counter("http_refused_total", "Metrics connections closed at once (too many open).", node.httpRefused);
   counter("http_bad_requests_total", "Malformed HTTP requests to the metrics port.", node.httpBadRequests);
+  counter("storage_commits_total", "Transactions committed to the data directory (one fsync each in sync durability).",
+          node.storageCommits);
+  counter("storage_changes_total", "Object changes written to the data directory.", node.storageChanges);
+  counter("storage_bytes_total", "Value bytes written to the data directory (changes and snapshots).", node.storageBytes);
+  counter("storage_compactions_total", "Object snapshots rewritten to drop their logged changes.",
+          node.storageCompactions);
+  counter("storage_failures_total", "Failed commits (each also logged; nothing is sent to peers meanwhile).",
+          node.storageFailures);
   size_t live = 0;
   for (const auto& m : rt.members()) live += !m.self && (m.state == gossip::MemberState::alive || m.state == gossip::MemberState::suspect);
   gauge("members_live", "Live members known, self excluded.", live);

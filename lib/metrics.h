@@ -37,6 +37,12 @@ struct NodeCounters {
   uint64_t acceptFailures = 0;   // failed accepts on either port (lib/listen.h)
   uint64_t httpRefused = 0;      // metrics connections over MetricsServer::kMaxConnections
   uint64_t httpBadRequests = 0;  // malformed HTTP requests to the metrics port
+  // Durable storage (lib/storage.h); zero without a data directory.
+  uint64_t storageCommits = 0;
+  uint64_t storageChanges = 0;
+  uint64_t storageBytes = 0;
+  uint64_t storageCompactions = 0;
+  uint64_t storageFailures = 0;
 };
 
 std::string prometheusText(const Runtime& rt, const NodeCounters& node);

@@ -24,6 +24,7 @@
 #include "lib/metrics.h"
 #include "lib/objects.h"
 #include "lib/runtime.h"
+#include "lib/storage.h"
 #include "lib/tls.h"
 
 namespace deltasync {
@@ -183,6 +184,7 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
       }
       id_ = certified;
     }
+    if (!config_.dataDir.empty()) openStorage();
     std::promise<void> ready;
     auto started = ready.get_future();
     loop_ = std::thread([this, &ready] { run(ready); });
@@ -250,6 +252,20 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
     }
     if (error) std::rethrow_exception(error);
     if constexpr (!std::is_void_v<R>) return std::move(*result);
+  }
+
+  // A write: f(Runtime&) on the loop thread, then, in sync durability, waits until a commit holds
+  // it (group commit: one commit at the end of the loop's turn serves every write of that turn;
+  // anything sent to peers before it is committed first, Runtime's persist hook).
+  template <typename F>
+  void write(F&& f) {
+    const uint64_t ticket = onLoop([&](Runtime& rt) -> uint64_t {
+      f(rt);
+      if (!storage_) return 0;
+      scheduleCommit();
+      return storage_->recorded();
+    });
+    if (storage_ && config_.durability == Durability::sync) storage_->waitCommitted(ticket);
   }
 
   // Runs f(const gossip::Value* object) with the object (nullptr if absent) under the shared
@@ -373,6 +389,14 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
       c = counters_;
     }
     c.acceptFailures = acceptFailures_;
+    if (storage_) {
+      const StorageStats st = storage_->stats();
+      c.storageCommits = st.commits;
+      c.storageChanges = st.changes;
+      c.storageBytes = st.bytes;
+      c.storageCompactions = st.compactions;
+      c.storageFailures = st.failures;
+    }
     if (metricsServer_ != nullptr) {
       c.httpRefused = metricsServer_->refused();
       c.httpBadRequests = metricsServer_->badRequests();
@@ -466,6 +490,112 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
     }
   }
 
+  // Opens the data directory and decides under which id this run goes on (NodeConfig::dataDir,
+  // Durability): the stored one, unless the previous run crashed in async durability.
+  void openStorage() {
+    if (config_.flushMs == 0) throw std::invalid_argument("NodeConfig: flushMs must be > 0");
+    storage_ = Storage::open(config_.dataDir, config_.durability == Durability::sync);
+    stored_ = storage_->load();
+    if (stored_.id.value == 0) return;  // a new directory: this run's id
+    const bool fixed = config_.id != 0 || config_.tls;
+    if (!stored_.clean && config_.durability == Durability::async) {
+      if (fixed) {
+        throw StorageFailed("data directory '" + config_.dataDir + "': replica " + std::to_string(stored_.id.value) +
+                            " did not close cleanly in async durability: it may have sent peers writes it never "
+                            "stored, so it cannot go on under the same id (configure no id to take a new one, "
+                            "or use sync durability)");
+      }
+      id_ = randomId();
+      log::warn("data directory '{}': replica {} did not close cleanly in async durability; going on as replica {} "
+                "with what it committed", config_.dataDir, stored_.id.value, id_.value);
+      return;
+    }
+    if (fixed && id_ != stored_.id) {
+      throw StorageFailed("data directory '" + config_.dataDir + "' holds replica " + std::to_string(stored_.id.value) +
+                          ", but this node is configured as replica " + std::to_string(id_.value));
+    }
+    id_ = stored_.id;
+  }
+
+  // Loop thread: restores the stored state into rt and connects storage to it.
+  void attachStorage(Runtime& rt) {
+    std::vector<std::pair<std::string, gossip::Value>> objects;
+    const std::string ownPresence = gossip::presenceObjectName(id_);
+    for (auto& [name, value] : stored_.objects) {
+      if (gossip::presenceOwner(name).value != 0 && name != ownPresence) continue;  // another run's id
+      if (name == ownPresence) {
+        // The previous run's connections are gone: its presences leave (peers learn it by
+        // catch-up), while its dots stay in the context and are never minted again.
+        if (auto* m = std::get_if<gossip::Map>(&value)) m->clear();
+      }
+      objects.emplace_back(std::move(name), std::move(value));
+    }
+    const size_t restored = objects.size();
+    rt.restore(std::move(objects), stored_.seq, stored_.incarnation);
+    storage_->begin(id_);
+    rt.listen([s = storage_.get()](const gossip::Change& c) { s->record(c); });
+    rt.setPersist([this, &rt] { return config_.durability == Durability::async || commitNow(rt); });
+    if (stored_.id.value != 0) {
+      log::info("data directory '{}': replica {} restored {} objects{}", config_.dataDir, id_.value, restored,
+                stored_.clean ? "" : " (the previous run did not close cleanly)");
+    }
+    stored_ = StoredState{};
+  }
+
+  // Loop thread: commits what is pending; false (logged, rate-limited) when the commit failed.
+  bool commitNow(Runtime& rt) {
+    if (!storage_->dirty() && !storageFailing_) return true;
+    try {
+      storage_->commit(rt.store(), rt.engine().seq(), rt.membership().incarnation());
+      if (storageFailing_) log::info("data directory '{}': commits succeed again", config_.dataDir);
+      storageFailing_ = false;
+      return true;
+    } catch (const StorageFailed& e) {
+      storageFailing_ = true;
+      if (storageLog_.allow(rt.nowMs())) {
+        log::error("{}; nothing is sent to peers until a commit succeeds ({} similar suppressed)", e.what(),
+                   storageLog_.suppressed());
+      }
+      return false;
+    }
+  }
+
+  // Loop thread: one commit at the end of this turn of the loop, for every write made in it.
+  void scheduleCommit() {
+    if (commitScheduled_ || tasks_ == nullptr) return;
+    commitScheduled_ = true;
+    tasks_->add(kj::evalLast([this] {
+      commitScheduled_ = false;
+      if (runtime_ != nullptr) commitNow(*runtime_);
+    }));
+  }
+
+  // Loop thread: commits every flushMs (async durability; in sync mode, retries a failed commit
+  // every second) and saves the live members' addresses every 10 s.
+  kj::Promise<void> flushLoop(kj::Timer& timer, Runtime& rt) {
+    const uint64_t period = config_.durability == Durability::async ? config_.flushMs : 1000;
+    return timer.afterDelay(period * kj::MILLISECONDS).then([this, &timer, &rt, period] {
+      sinceMembersMs_ += period;
+      if (sinceMembersMs_ >= 10000) {
+        sinceMembersMs_ = 0;
+        saveMembers(rt);
+      }
+      commitNow(rt);
+      return flushLoop(timer, rt);
+    });
+  }
+
+  void saveMembers(Runtime& rt) {
+    std::vector<std::string> live;
+    for (const auto& m : rt.members()) {
+      if (!m.self && (m.state == gossip::MemberState::alive || m.state == gossip::MemberState::suspect)) {
+        live.push_back(m.address);
+      }
+    }
+    std::sort(live.begin(), live.end());
+    storage_->saveMembers(std::move(live));
+  }
+
   // The loop thread.
   void run(std::promise<void>& ready) {
     bool started = false;
@@ -498,6 +628,9 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
       rc.address = address_;
       rc.cluster = config_.cluster;
       rc.seeds = config_.seeds;
+      for (const auto& a : stored_.members) {  // rejoin through the members of the last run too
+        if (a != address_ && std::find(rc.seeds.begin(), rc.seeds.end(), a) == rc.seeds.end()) rc.seeds.push_back(a);
+      }
       applyTuning(config_.tuning, rc);
       rc.limits = config_.limits;
       rc.presence = presenceConfig(config_.presence);
@@ -528,6 +661,16 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
       } errors;
       kj::Own<MetricsServer> metricsServer;  // before tasks: outlives the accept loop
       kj::TaskSet tasks(errors);
+      tasks_ = &tasks;
+      if (storage_) {
+        attachStorage(*rt);
+        control.setAfterWrite([this, &rt = *rt] {
+          if (config_.durability == Durability::sync && !commitNow(rt)) {
+            throw StorageFailed("the write is applied in memory but could not be committed (see the node's log)");
+          }
+        });
+        tasks.add(flushLoop(timer, *rt));
+      }
       tasks.add(acceptLoop(*listener, timer, "peer port",
                            [&rt = *rt](kj::Own<kj::AsyncIoStream> s) {
                              const std::string source = peerHost(*s);
@@ -547,6 +690,16 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
 
       stop.promise.wait(io.waitScope);
       rt->leave(config_.leaveGraceMs).wait(io.waitScope);
+      if (storage_) {
+        try {
+          saveMembers(*rt);
+          storage_->close(rt->store(), rt->engine().seq(), rt->membership().incarnation());
+        } catch (const StorageFailed& e) {
+          log::error("{} (at close; the next start treats this run as not closed cleanly)", e.what());
+          storage_->abandon(std::string("the node closed before its writes were committed: ") + e.what());
+        }
+      }
+      tasks_ = nullptr;
       control.attach(nullptr);
       {
         std::unique_lock lock(stateMutex_);
@@ -570,6 +723,8 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
         std::unique_lock lock(stateMutex_);
         runtime_ = nullptr;
       }
+      tasks_ = nullptr;
+      if (storage_) storage_->abandon("the node's loop ended");
     }
   }
 
@@ -585,6 +740,13 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
   mutable std::shared_mutex stateMutex_;
   Runtime* runtime_ = nullptr;         // written under the unique state lock
   ControlService* control_ = nullptr;  // loop thread only
+  std::unique_ptr<Storage> storage_;   // null without a data directory
+  StoredState stored_;                 // read by openStorage(), consumed by attachStorage()
+  kj::TaskSet* tasks_ = nullptr;       // loop thread only, while it runs
+  bool commitScheduled_ = false;       // loop thread only
+  bool storageFailing_ = false;        // loop thread only
+  uint64_t sinceMembersMs_ = 0;        // loop thread only
+  log::RateLimit storageLog_{10000};
   objects::Clock clock_;               // loop thread only
 
   std::mutex notifyMutex_;
@@ -662,12 +824,12 @@ std::vector<std::pair<std::string, std::string>> sortedEntries(const gossip::Map
 
 void Counter::increment(uint64_t n) {
   if (n > static_cast<uint64_t>(INT64_MAX)) throw std::invalid_argument("Counter::increment: n > INT64_MAX");
-  core_->onLoop([&](Runtime& rt) { objects::increment(rt, name_, static_cast<int64_t>(n)); });
+  core_->write([&](Runtime& rt) { objects::increment(rt, name_, static_cast<int64_t>(n)); });
 }
 
 void Counter::decrement(uint64_t n) {
   if (n > static_cast<uint64_t>(INT64_MAX)) throw std::invalid_argument("Counter::decrement: n > INT64_MAX");
-  core_->onLoop([&](Runtime& rt) { objects::increment(rt, name_, -static_cast<int64_t>(n)); });
+  core_->write([&](Runtime& rt) { objects::increment(rt, name_, -static_cast<int64_t>(n)); });
 }
 
 int64_t Counter::value() const {
@@ -691,12 +853,12 @@ Subscription Counter::subscribe(std::function<void(const CounterChange&)> callba
 
 template <typename E>
 void Set<E>::add(const E& element) {
-  core_->onLoop([&](Runtime& rt) { objects::add(rt, name_, element); });
+  core_->write([&](Runtime& rt) { objects::add(rt, name_, element); });
 }
 
 template <typename E>
 void Set<E>::remove(const E& element) {
-  core_->onLoop([&](Runtime& rt) { objects::remove(rt, name_, element); });
+  core_->write([&](Runtime& rt) { objects::remove(rt, name_, element); });
 }
 
 template <typename E>
@@ -736,12 +898,12 @@ Subscription Set<E>::subscribe(std::function<void(const SetChange<E>&)> callback
 
 template <typename K, typename V>
 void Map<K, V>::put(const K& key, const V& value) {
-  core_->onLoop([&, core = core_.get()](Runtime& rt) { objects::put(rt, core->clock(), name_, key, value); });
+  core_->write([&, core = core_.get()](Runtime& rt) { objects::put(rt, core->clock(), name_, key, value); });
 }
 
 template <typename K, typename V>
 void Map<K, V>::remove(const K& key) {
-  core_->onLoop([&](Runtime& rt) { objects::removeKey(rt, name_, key); });
+  core_->write([&](Runtime& rt) { objects::removeKey(rt, name_, key); });
 }
 
 template <typename K, typename V>

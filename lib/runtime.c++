@@ -167,6 +167,13 @@ uint64_t Runtime::jitter(uint64_t ms) {
   return ms / 2 + (ms > 1 ? z % (ms / 2 + 1) : 0);  // [ms/2, ms]
 }
 
+void Runtime::restore(std::vector<std::pair<std::string, gossip::Value>> objects, uint64_t seq,
+                      uint64_t incarnation) {
+  std::unique_lock lock(stateMutex_);
+  for (auto& [name, value] : objects) replica_.store().restore(name, std::move(value));
+  replica_.resume(seq, incarnation);
+}
+
 void Runtime::start() {
   tasks_.add(tickLoop());
   for (size_t i = 0; i < seeds_.size(); ++i) dialSeed(i);
@@ -510,6 +517,12 @@ Runtime::Link* Runtime::linkFor(ReplicaId id) {
 }
 
 void Runtime::send(std::vector<gossip::Outgoing>& out) {
+  if (out.empty()) return;
+  if (persist_ && !persist_()) {
+    stats_.messagesDropped += out.size();  // not durable: a peer must not learn of it yet
+    out.clear();
+    return;
+  }
   for (auto& o : out) enqueue(o.to, std::move(o.message));
   out.clear();
 }

@@ -68,6 +68,12 @@
 // node down after the failure detector's timeout and it sees them down. Back online, links and
 // seeds retry at once and the protocols heal as after any partition.
 //
+// Durability (setPersist, lib/node.c++ with lib/storage.h): before anything is sent, the persist
+// hook makes every change so far durable. So whatever a peer learns from us (our writes' dots,
+// our sequence numbers, acks of what it sent) survives a crash of this node, and a node that
+// restarts under its id never contradicts what it told its peers. While the hook fails (a
+// failing disk), nothing is sent: peers see the node down, and it heals once a commit succeeds.
+//
 // Seeds are addresses: the runtime dials each, learns its id from the handshake and hands it to
 // membership (Membership::addSeed); a seed is retried (with backoff) until it answered once.
 //
@@ -186,6 +192,12 @@ class Runtime {
   ~Runtime();
   Runtime(const Runtime&) = delete;
   Runtime& operator=(const Runtime&) = delete;
+
+  // Start-up only, before start() (durable storage): puts restored objects in the store (not
+  // reported to listeners) and resumes the engine and membership (gossip::Replica::resume).
+  void restore(std::vector<std::pair<std::string, gossip::Value>> objects, uint64_t seq, uint64_t incarnation);
+  // See "Durability" above; called on this thread, without the state lock.
+  void setPersist(std::function<bool()> persist) { persist_ = std::move(persist); }
 
   // Starts the timers and dials the seeds.
   void start();
@@ -338,6 +350,7 @@ class Runtime {
   Histogram deliverLatency_;
   std::function<void(const gossip::MemberEvent&)> onMember_;
   PresenceListener onPresence_;
+  std::function<bool()> persist_;
   ErrorHandler errors_;
   kj::TaskSet tasks_;
 };

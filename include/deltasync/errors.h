@@ -31,4 +31,15 @@ class DELTASYNC_API NodeClosed : public std::runtime_error {
   NodeClosed() : std::runtime_error("the node is closed") {}
 };
 
+// The node's data directory (NodeConfig::dataDir) cannot be used or written: in use by another
+// process, unreadable, read-only or full, a corrupt or truncated database, a newer format.
+// what() says which and where. Thrown by the Node constructor, and by a write in sync
+// durability whose commit failed: that write is applied in memory (and written, and sent to
+// peers, once a commit succeeds), but it is not durable and not acknowledged; while commits
+// fail the node sends nothing to its peers.
+class DELTASYNC_API StorageFailed : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 }  // namespace deltasync

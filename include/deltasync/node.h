@@ -22,6 +22,9 @@
 //           effect) and run on the notifier thread, off the replication path. A callback may call
 //           the node's handles; it must not block for long (it delays later notifications).
 //
+// Durability: with NodeConfig::dataDir, see Durability (a write in sync mode returns once it is
+// on disk, and throws StorageFailed if the commit failed).
+//
 // Objects: one kind per name for ever, across the cluster. A handle of another kind for an
 // existing name throws KindMismatch (at creation, or at use if a peer created the name
 // first with another kind). Calls on a closed node throw NodeClosed.
@@ -72,6 +75,14 @@ struct Tuning {
   uint64_t removeAfterMs = 30000;     // a down member is forgotten (reported removed) after this
 };
 
+// When a write returns, with a data directory (NodeConfig::dataDir):
+//   sync   it is committed to disk (fsync); concurrent writers share one commit (group commit);
+//   async  it is in memory and committed within flushMs: a crash (kill -9, power loss) loses at
+//          most the writes of the last flushMs. After such a crash the node starts under a new
+//          replica id (the old run may have sent peers writes it never stored; going on under
+//          its id could mint their dots again), with everything that was committed.
+enum class Durability : uint8_t { sync, async };
+
 struct NodeConfig {
   std::string listen = "127.0.0.1:0";  // host:port to accept peers on; port 0 picks a free one
   std::string advertise;                // the address peers dial; "" = the bound listen address
@@ -88,6 +99,14 @@ struct NodeConfig {
   Tuning tuning;
   Limits limits;
   PresenceSettings presence;
+  // Durable storage: a directory this node alone uses (created if missing; an SQLite database in
+  // WAL mode). The node restarts from it as the same replica, with its state and its last known
+  // members (so it rejoins without seeds), serves reads at once, and catches up what the cluster
+  // did meanwhile. "" keeps everything in memory: every start is a new replica. A lost directory
+  // means a new replica; what the old one wrote stays in the cluster.
+  std::string dataDir;
+  Durability durability = Durability::sync;
+  uint64_t flushMs = 100;  // async: how often writes are committed (> 0)
 };
 
 // alive -> suspect (missed probes) -> down (suspicion not refuted in time); left: announced its

@@ -21,6 +21,16 @@
       HTTP requests to its metrics port get bare 4xx answers and a bounded number of log lines;
       ctl gives up on a peer that never answers after --timeout, and on SIGTERM, with one line.
 
+  cluster-test.py --deltasync PATH crash
+      3 nodes on loopback, each with a data directory (sync durability). For CRASH_CYCLES cycles
+      (default 20; the issue's 100: CRASH_CYCLES=100), 4 writers add set elements, increment a
+      counter and put map entries on node 3 through ctl, and node 3 is killed with SIGKILL at a
+      random moment: restarted from its directory under the same id, it holds every acknowledged
+      write at once (before any peer answers), and nothing unacknowledged is half-applied (the
+      counter lies between the acknowledged sum and that plus what was in flight). At the end
+      every node holds exactly the same state with every acknowledged write: a reused dot would
+      hide elements on the peers. CRASH_SEED replays the kill moments.
+
   cluster-test.py --deltasync PATH --tls-dir DIR tls
       3 nodes under mutual TLS with the test certificates of DIR (tests/lib/tls), no shared
       secret: writes converge; ctl with a certificate of another CA is refused.
@@ -607,11 +617,92 @@ def partition(binary, workdir):
             f"after the heal")
 
 
+def crash(binary, workdir):
+    cycles = int(os.environ.get("CRASH_CYCLES", "20"))
+    seed = int(os.environ.get("CRASH_SEED", str(random.randrange(1 << 30))))
+    print(f"crash: CRASH_CYCLES={cycles} CRASH_SEED={seed}")
+    rng = random.Random(seed)
+    hosts = [f"127.0.0.{i + 1}" for i in range(3)]
+    port = free_port(hosts)
+    c = Cluster(binary, workdir, [f"{h}:{port}" for h in hosts])
+    dirs = [os.path.join(workdir, f"data{i + 1}") for i in range(3)]
+    victim = 2
+    elements, puts = set(), {}
+    hits = 0          # acknowledged increments
+    in_flight = 0     # increments whose ctl did not return 0 (killed mid-call): may or may not be applied
+    try:
+        for i in range(3):
+            c.start(i, extra=["--data-dir", dirs[i]])
+        wait_for("3 members alive at every node", lambda: all(len(c.live(i)) == 3 for i in range(3)), 60)
+        for cycle in range(cycles):
+            stop_at = time.monotonic() + rng.uniform(0.1, 0.8)
+
+            def writer(w):
+                # -> (elements acked, (last acked put, put in flight or None), increments acked, in flight)
+                done, acked, unacked, k, last = set(), 0, 0, 0, None
+                while time.monotonic() < stop_at + 5:
+                    e = f"c{cycle}-w{w}-{k}"
+                    if c.ctl_run(victim, "add", "s", e).returncode != 0:
+                        return done, (last, None), acked, unacked
+                    done.add(e)
+                    if c.ctl_run(victim, "incr", "n", "1").returncode != 0:
+                        return done, (last, None), acked, unacked + 1
+                    acked += 1
+                    if c.ctl_run(victim, "put", "m", f"w{w}", e).returncode != 0:
+                        return done, (last, e), acked, unacked
+                    last = e
+                    k += 1
+                raise Failure(f"cycle {cycle}: writer {w} still succeeding 5 s after the kill")
+
+            with concurrent.futures.ThreadPoolExecutor(5) as pool:
+                futures = [pool.submit(writer, w) for w in range(4)]
+                time.sleep(max(0.0, stop_at - time.monotonic()))
+                c.kill(victim)
+                for w, f in enumerate(futures):
+                    done, (last, attempted), acked, unacked = f.result()
+                    elements |= done
+                    hits += acked
+                    in_flight += unacked
+                    key = f"w{w}"
+                    if last is not None:
+                        puts[key] = {last}
+                    if attempted is not None:
+                        puts.setdefault(key, {None}).add(attempted)
+            c.start(victim, extra=["--data-dir", dirs[victim]])
+            # Every acknowledged write is there at once, from disk.
+            got = set(c.ctl(victim, "get", "s"))
+            lost = elements - got
+            if lost:
+                raise Failure(f"cycle {cycle}: {len(lost)} acknowledged elements missing after restart: {sorted(lost)[:5]}")
+            n = int((c.ctl(victim, "get", "n") or ["0"])[0])
+            if not hits <= n <= hits + in_flight:
+                raise Failure(f"cycle {cycle}: counter {n} after restart, expected {hits}..{hits + in_flight}")
+            entries = dict(l.split("=", 1) for l in c.ctl(victim, "get", "m"))
+            for key, allowed in puts.items():
+                if entries.get(key) not in allowed:
+                    raise Failure(f"cycle {cycle}: map entry {key}={entries.get(key)} after restart, "
+                                  f"expected one of {sorted(map(str, allowed))}")
+        wait_for("all 3 nodes equal", lambda: all(c.ctl(i, "get", "s") == c.ctl(0, "get", "s") and
+                                                c.ctl(i, "get", "n") == c.ctl(0, "get", "n") and
+                                                c.ctl(i, "get", "m") == c.ctl(0, "get", "m") for i in range(3)), 60)
+        for i in range(3):
+            got = set(c.ctl(i, "get", "s"))
+            if elements - got:
+                raise Failure(f"node {i + 1}: {len(elements - got)} acknowledged elements lost: {sorted(elements - got)[:5]}")
+        final = int(c.ctl(0, "get", "n")[0])
+        if not hits <= final <= hits + in_flight:
+            raise Failure(f"counter {final} at the end, expected {hits}..{hits + in_flight}")
+    finally:
+        c.stop_all()
+    return (f"crash: {cycles} SIGKILL cycles, {len(elements)} acknowledged elements and {hits} increments, "
+            f"0 lost, 3 nodes equal")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--deltasync", required=True, help="the deltasync binary")
     ap.add_argument("--tls-dir", help="test certificates (tests/lib/tls), for the tls scenario")
-    ap.add_argument("scenario", choices=["loopback", "partition", "tls", "hardening", "presence"])
+    ap.add_argument("scenario", choices=["loopback", "partition", "tls", "hardening", "presence", "crash"])
     args = ap.parse_args()
     workdir = tempfile.mkdtemp(prefix="deltasync-cluster-")
     try:
@@ -622,7 +713,7 @@ def main():
             summary = tls(binary, workdir, os.path.abspath(args.tls_dir))
         else:
             summary = {"loopback": loopback, "partition": partition, "hardening": hardening,
-                       "presence": presence}[args.scenario](binary, workdir)
+                       "presence": presence, "crash": crash}[args.scenario](binary, workdir)
     except (Failure, subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
         print(f"FAIL: {e}")
         for name in sorted(os.listdir(workdir)):

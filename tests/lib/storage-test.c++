@@ -1,0 +1,379 @@
+// Durable storage (lib/storage.h) and durable nodes (NodeConfig::dataDir):
+//   - a model test: random writes of every kind to an object store, committed at random points
+//     (compaction included), reopened: the loaded state equals the store's (STORAGE_SEED replays);
+//   - a node restarts as the same replica with its state before any peer answers, keeps its dots
+//     (presence refs are never reused), and its old presences leave;
+//   - offline first: a node closed and reopened without peers converges with the cluster after;
+//   - bad directories and files: in use, newer format, corrupt, id mismatch, async crash -> new id.
+//
+// Waits are liveness bounds (poll until true), never timing assertions.
+#include <doctest/doctest.h>
+
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <deltasync/errors.h>
+#include <deltasync/node.h>
+
+#include "gossip/presence.h"
+#include "lib/storage.h"
+#include "tests/lib/tcp-nodes.h"
+
+namespace deltasync {
+namespace {
+
+using testing::eventually;
+
+// A fresh directory under the system's temporary directory, removed at the end.
+struct TempDir {
+  std::filesystem::path path;
+  TempDir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "deltasync-storage-XXXXXX").string();
+    REQUIRE(mkdtemp(tmpl.data()) != nullptr);
+    path = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+  std::string str() const { return path.string(); }
+};
+
+NodeConfig durable(const std::string& dir, std::vector<std::string> seeds = {}) {
+  NodeConfig c = testing::tcpConfig(std::move(seeds));
+  c.dataDir = dir;
+  return c;
+}
+
+void sql(const std::string& db, const std::string& statement) {
+  sqlite3* h = nullptr;
+  REQUIRE(sqlite3_open(db.c_str(), &h) == SQLITE_OK);
+  char* err = nullptr;
+  const int rc = sqlite3_exec(h, statement.c_str(), nullptr, nullptr, &err);
+  INFO(statement << ": " << (err ? err : ""));
+  sqlite3_free(err);
+  sqlite3_close(h);
+  REQUIRE(rc == SQLITE_OK);
+}
+
+std::string thrown(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const StorageFailed& e) {
+    return e.what();
+  }
+  return "(nothing thrown)";
+}
+
+// One random local write of a random kind to one of a few objects.
+void randomWrite(gossip::ObjectStore& store, std::mt19937_64& rng, size_t maxValue) {
+  const crdt::ReplicaId self = store.self();
+  const std::string key = "k" + std::to_string(rng() % 40);
+  const std::string value(rng() % maxValue, static_cast<char>('a' + rng() % 26));
+  crdt::Timestamp ts{(uint64_t{1700000000000} + rng() % 100000) << crdt::Timestamp::kLogicalBits};
+  switch (rng() % 7) {
+    case 0:
+      store.update<crdt::PNCounter>("counter", [&](auto& c) { return rng() % 3 ? c.increment(self, 1 + rng() % 5) : c.decrement(self, 1); });
+      break;
+    case 1:
+      store.update<crdt::ORSet<std::string>>("set", [&](auto& s) { return rng() % 3 ? s.add(self, key) : s.remove(key); });
+      break;
+    case 2:
+    case 3:
+      store.update<gossip::Map>("map", [&](auto& m) { return rng() % 4 ? m.set(self, key, value, ts) : m.remove(key); });
+      break;
+    case 4:
+      store.update<crdt::MVRegister<std::string>>("mv", [&](auto& r) { return r.write(self, value); });
+      break;
+    case 5:
+      store.update<crdt::EWFlag>("flag", [&](auto& f) { return rng() % 2 ? f.enable(self) : f.disable(); });
+      break;
+    default:
+      store.update<crdt::LWWRegister<std::string>>("lww", [&](auto& r) { return r.set(self, value, ts); });
+      break;
+  }
+}
+
+TEST_CASE("what was committed loads back equal to the store, compaction included (model)") {
+  uint64_t seed = std::random_device{}();
+  if (const char* s = std::getenv("STORAGE_SEED")) seed = std::stoull(s);
+  INFO("STORAGE_SEED=" << seed);
+  std::printf("storage model: STORAGE_SEED=%llu\n", static_cast<unsigned long long>(seed));
+  std::mt19937_64 rng(seed);
+  for (int round = 0; round < 20; ++round) {
+    TempDir dir;
+    const crdt::ReplicaId self{1 + rng() % 1000};
+    gossip::ObjectStore store(self);
+    auto storage = Storage::open(dir.str(), false);
+    CHECK(storage->load().id.value == 0);
+    storage->begin(self);
+    store.listen([&](const gossip::Change& c) { storage->record(c); });
+    const int writes = 200 + static_cast<int>(rng() % 3000);
+    const bool big = round % 2 == 1;  // values large enough that objects compact
+    uint64_t seq = 0;
+    for (int i = 0; i < writes; ++i) {
+      randomWrite(store, rng, big ? 1200 : 24);
+      if (rng() % 50 == 0) storage->commit(store, ++seq, 7);
+    }
+    storage->commit(store, ++seq, 7);
+    const bool clean = rng() % 2 == 0;
+    if (clean) storage->close(store, seq, 7);
+    const auto stats = storage->stats();
+    storage.reset();
+
+    auto reopened = Storage::open(dir.str(), false);
+    StoredState loaded = reopened->load();
+    CHECK(loaded.id == self);
+    CHECK(loaded.clean == clean);
+    CHECK(loaded.seq == seq);
+    CHECK(loaded.incarnation == 7);
+    REQUIRE(loaded.objects.size() == store.size());
+    for (const auto& [name, value] : loaded.objects) {
+      INFO("object " << name << " round " << round);
+      const gossip::Value* want = store.find(name);
+      REQUIRE(want != nullptr);
+      CHECK(*want == value);
+    }
+    if (big && writes > 1000) CHECK(stats.compactions > 0);
+  }
+}
+
+TEST_CASE("compaction keeps the file near live state") {
+  TempDir dir;
+  const crdt::ReplicaId self{5};
+  gossip::ObjectStore store(self);
+  auto storage = Storage::open(dir.str(), false);
+  storage->load();
+  storage->begin(self);
+  store.listen([&](const gossip::Change& c) { storage->record(c); });
+  // The same 100 keys overwritten 200 times: live state stays small, history grows.
+  for (int round = 0; round < 200; ++round) {
+    for (int k = 0; k < 100; ++k) {
+      store.update<gossip::Map>("m", [&](gossip::Map& m) {
+        return m.set(self, "key" + std::to_string(k), std::string(32, 'x'),
+                     crdt::Timestamp{uint64_t(1 + round * 100 + k) << crdt::Timestamp::kLogicalBits});
+      });
+    }
+    storage->commit(store, round + 1, 0);
+  }
+  storage->close(store, 200, 0);
+  CHECK(storage->stats().compactions > 0);
+  storage.reset();
+  const auto bytes = std::filesystem::file_size(dir.path / "deltasync.db");
+  INFO("database bytes " << bytes);
+  CHECK(bytes < 256 * 1024);  // 20,000 writes of ~50 bytes = ~1 MB of history
+}
+
+TEST_CASE("a node restarts as the same replica, with its state, before any peer answers") {
+  TempDir dir;
+  uint64_t id = 0;
+  PresenceRef before;
+  {
+    Node n(durable(dir.str(), {"127.0.0.1:1"}));  // a seed that never answers
+    id = n.id();
+    n.counter("hits").increment(5);
+    n.set<std::string>("tags").add("red");
+    auto users = n.map<std::string, std::string>("users");
+    users.put("alice", "online");
+    users.put("bob", "away");
+    users.remove("bob");
+    auto conn = n.presence().connect();
+    before = conn.track("room", "alice", "{}");
+    CHECK(n.presence().count("room") == 1);
+  }
+  Node n(durable(dir.str()));
+  CHECK(n.id() == id);
+  CHECK(n.counter("hits").value() == 5);
+  CHECK(n.set<std::string>("tags").contains("red"));
+  CHECK(n.map<std::string, std::string>("users").get("alice") == std::optional<std::string>("online"));
+  CHECK_FALSE(n.map<std::string, std::string>("users").get("bob").has_value());
+  // The previous run's connections are gone, and no ref is minted twice.
+  CHECK(n.presence().count("room") == 0);
+  auto conn = n.presence().connect();
+  const PresenceRef after = conn.track("room", "alice", "{}");
+  CHECK(after.replica == id);
+  CHECK(after.counter > before.counter);
+}
+
+TEST_CASE("offline first: writes across restarts without peers, then convergence both ways") {
+  TempDir dirA;
+  Node a(testing::tcpConfig());
+  auto shared = a.map<std::string, std::string>("notes");
+  shared.put("from-a", "1");
+  {
+    Node b(durable(dirA.str()));  // no peer at all
+    b.map<std::string, std::string>("notes").put("offline-1", "x");
+  }
+  {
+    Node b(durable(dirA.str()));
+    b.map<std::string, std::string>("notes").put("offline-2", "y");
+    CHECK(b.map<std::string, std::string>("notes").entries().size() == 2);
+  }
+  Node b(durable(dirA.str(), {a.address()}));
+  auto mine = b.map<std::string, std::string>("notes");
+  CHECK(eventually([&] { return mine.entries().size() == 3 && shared.entries().size() == 3; }));
+  // And the node's later writes still reach the cluster (its dots and sequence numbers go on).
+  mine.put("after", "z");
+  CHECK(eventually([&] { return shared.get("after") == std::optional<std::string>("z"); }));
+}
+
+TEST_CASE("a restarted node catches up what the cluster wrote meanwhile, and rejoins without seeds") {
+  TempDir dir;
+  Node a(testing::tcpConfig());
+  auto notes = a.map<std::string, std::string>("notes");
+  uint64_t id = 0;
+  {
+    Node b(durable(dir.str(), {a.address()}));
+    id = b.id();
+    b.map<std::string, std::string>("notes").put("b", "1");
+    CHECK(eventually([&] { return notes.get("b").has_value(); }));
+    // Members are saved at close.
+    CHECK(eventually([&] { return testing::alive(b) == 2; }));
+  }
+  notes.put("while-b-was-away", "2");
+  Node b(durable(dir.str()));  // no seed: it dials the members it saved
+  CHECK(b.id() == id);
+  auto mine = b.map<std::string, std::string>("notes");
+  CHECK(mine.get("b").has_value());  // at once, from disk
+  CHECK(eventually([&] { return mine.get("while-b-was-away").has_value(); }));
+  mine.put("b-back", "3");
+  CHECK(eventually([&] { return notes.get("b-back").has_value(); }));
+}
+
+TEST_CASE("a directory in use by another node is refused, with the holder's pid") {
+  TempDir dir;
+  Node n(durable(dir.str()));
+  const std::string what = thrown([&] { Node second(durable(dir.str())); });
+  CHECK(what.find("in use by another process") != std::string::npos);
+  CHECK(what.find("pid " + std::to_string(getpid())) != std::string::npos);
+}
+
+TEST_CASE("bad files: a newer format, a corrupt database, another replica's directory") {
+  TempDir dir;
+  uint64_t id = 0;
+  {
+    Node n(durable(dir.str()));
+    id = n.id();
+    n.counter("c").increment();
+  }
+  const std::string db = (dir.path / "deltasync.db").string();
+  SUBCASE("a configured id other than the directory's") {
+    NodeConfig c = durable(dir.str());
+    c.id = id + 1;
+    const std::string what = thrown([&] { Node n(c); });
+    CHECK(what.find("holds replica " + std::to_string(id)) != std::string::npos);
+  }
+  SUBCASE("a newer format is refused and left untouched") {
+    sql(db, "UPDATE meta SET value = '2' WHERE key = 'format'");
+    const std::string what = thrown([&] { Node n(durable(dir.str())); });
+    CHECK(what.find("format 2") != std::string::npos);
+    CHECK(what.find("newer deltasync") != std::string::npos);
+    CHECK(thrown([&] { Node n(durable(dir.str())); }) == what);
+  }
+  SUBCASE("a corrupt value") {
+    sql(db, "INSERT INTO deltas(name, delta) VALUES ('c', x'63ff')");
+    const std::string what = thrown([&] { Node n(durable(dir.str())); });
+    CHECK(what.find("object 'c'") != std::string::npos);
+    CHECK(what.find("corrupt") != std::string::npos);
+  }
+  SUBCASE("a file that is not a database") {
+    std::filesystem::remove(dir.path / "deltasync.db-wal");
+    std::filesystem::remove(dir.path / "deltasync.db-shm");
+    std::ofstream(db, std::ios::trunc) << std::string(8192, 'z');
+    const std::string what = thrown([&] { Node n(durable(dir.str())); });
+    CHECK(what.find("corrupt or truncated") != std::string::npos);
+  }
+  SUBCASE("a path that is a file") {
+    const std::string what = thrown([&] { Node n(durable(db)); });
+    CHECK(what.find("not a directory") != std::string::npos);
+  }
+}
+
+TEST_CASE("after a crash in async durability the node goes on under a new id; in sync, under its own") {
+  TempDir dir;
+  const crdt::ReplicaId old{4242};
+  {
+    // A run that never closed: begun, committed, dropped (as kill -9 leaves it).
+    gossip::ObjectStore store(old);
+    auto storage = Storage::open(dir.str(), true);
+    storage->load();
+    storage->begin(old);
+    store.listen([&](const gossip::Change& c) { storage->record(c); });
+    store.update<crdt::PNCounter>("c", [&](crdt::PNCounter& c) { return c.increment(old, 3); });
+    storage->commit(store, 1, 0);
+  }
+  SUBCASE("async: a new id, with what was committed") {
+    NodeConfig c = durable(dir.str());
+    c.durability = Durability::async;
+    Node n(c);
+    CHECK(n.id() != old.value);
+    CHECK(n.counter("c").value() == 3);
+  }
+  SUBCASE("async with a fixed id: refused") {
+    NodeConfig c = durable(dir.str());
+    c.durability = Durability::async;
+    c.id = old.value;
+    CHECK(thrown([&] { Node n(c); }).find("did not close cleanly") != std::string::npos);
+  }
+  SUBCASE("sync: the same id") {
+    Node n(durable(dir.str()));
+    CHECK(n.id() == old.value);
+    CHECK(n.counter("c").value() == 3);
+    n.counter("c").increment();
+    CHECK(n.counter("c").value() == 4);
+  }
+}
+
+TEST_CASE("async durability: writes are committed within flushMs") {
+  TempDir dir;
+  NodeConfig c = durable(dir.str());
+  c.durability = Durability::async;
+  c.flushMs = 20;
+  Node n(c);
+  n.counter("c").increment(9);
+  const std::string db = (dir.path / "deltasync.db").string();
+  // Read the database beside the node (WAL readers do not block the writer).
+  CHECK(eventually([&] {
+    sqlite3* h = nullptr;
+    if (sqlite3_open_v2(db.c_str(), &h, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) return false;
+    sqlite3_stmt* s = nullptr;
+    int rows = 0;
+    if (sqlite3_prepare_v2(h, "SELECT count(*) FROM deltas WHERE name = 'c'", -1, &s, nullptr) == SQLITE_OK &&
+        sqlite3_step(s) == SQLITE_ROW) {
+      rows = sqlite3_column_int(s, 0);
+    }
+    sqlite3_finalize(s);
+    sqlite3_close(h);
+    return rows == 1;
+  }));
+}
+
+TEST_CASE("many writer threads in sync durability: every acknowledged write is there after a restart") {
+  TempDir dir;
+  constexpr int kThreads = 16, kEach = 200;
+  {
+    Node n(durable(dir.str()));
+    std::vector<std::thread> writers;
+    for (int t = 0; t < kThreads; ++t) {
+      writers.emplace_back([&n, t] {
+        auto m = n.map<std::string, std::string>("m");
+        for (int i = 0; i < kEach; ++i) m.put(std::to_string(t) + "/" + std::to_string(i), "v");
+      });
+    }
+    for (auto& w : writers) w.join();
+  }
+  Node n(durable(dir.str()));
+  CHECK(n.map<std::string, std::string>("m").entries().size() == size_t{kThreads * kEach});
+}
+
+}  // namespace
+}  // namespace deltasync
