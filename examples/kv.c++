@@ -2,7 +2,7 @@
 // Nodes write concurrently (the same keys too), one node goes offline and misses writes, comes
 // back with empty state and catches up; every node ends with the same map. (A node that lost its
 // state comes back under a new replica id: reusing an id without its state would mint dots the
-// cluster has already seen. Durable storage, which keeps state and id, comes with lib/storage.)
+// cluster has already seen. A node with a data directory keeps both: examples/offline.)
 //
 //   examples/kv [--nodes N] [--writes N]
 #include <chrono>
