@@ -4,12 +4,16 @@
 //   - a node restarts as the same replica with its state before any peer answers, keeps its dots
 //     (presence refs are never reused), and its old presences leave;
 //   - offline first: a node closed and reopened without peers converges with the cluster after;
-//   - bad directories and files: in use, newer format, corrupt, id mismatch, async crash -> new id.
+//   - bad directories and files: in use, newer format, corrupt, id mismatch, async crash -> new id;
+//   - a full disk (a 4 MiB tmpfs this test mounts; root only, skipped otherwise): writes throw
+//     StorageFailed naming it, the node recovers once space is freed, nothing acknowledged is lost.
 //
 // Waits are liveness bounds (poll until true), never timing assertions.
 #include <doctest/doctest.h>
 
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/mount.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -373,6 +377,66 @@ TEST_CASE("many writer threads in sync durability: every acknowledged write is t
   }
   Node n(durable(dir.str()));
   CHECK(n.map<std::string, std::string>("m").entries().size() == size_t{kThreads * kEach});
+}
+
+TEST_CASE("a full disk: writes throw StorageFailed, the node recovers, nothing acknowledged is lost") {
+  TempDir dir;
+  if (geteuid() != 0 || mount("tmpfs", dir.str().c_str(), "tmpfs", 0, "size=4m") != 0) {
+    MESSAGE("skipped: mounting a small tmpfs needs root");
+    return;
+  }
+  struct Unmount {
+    std::string path;
+    ~Unmount() { umount2(path.c_str(), MNT_DETACH); }
+  } unmount{dir.str()};
+  const std::string data = dir.str() + "/data";
+  const std::string filler = dir.str() + "/filler";
+  std::vector<std::string> acked;
+  {
+    Node n(durable(data));
+    auto m = n.map<std::string, std::string>("m");
+    m.put("first", "1");
+    acked.push_back("first");
+    // Fill the disk but for a few pages.
+    {
+      const int fd = ::open(filler.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      REQUIRE(fd >= 0);
+      const std::string block(4096, 'f');
+      while (::write(fd, block.data(), block.size()) == static_cast<ssize_t>(block.size())) {
+      }
+      ::close(fd);
+    }
+    std::string what;
+    for (int i = 0; i < 10000 && what.empty(); ++i) {
+      const std::string key = "k" + std::to_string(i);
+      try {
+        m.put(key, std::string(2000, 'v'));
+        acked.push_back(key);
+      } catch (const StorageFailed& e) {
+        what = e.what();
+      }
+    }
+    INFO(what);
+    CHECK(what.find("disk is full") != std::string::npos);
+    CHECK(what.find(data) != std::string::npos);
+    // Space again: the next writes are committed, with the one that failed.
+    std::filesystem::remove(filler);
+    CHECK(eventually([&] {
+      try {
+        m.put("after", "1");
+        return true;
+      } catch (const StorageFailed&) {
+        return false;
+      }
+    }));
+    acked.push_back("after");
+  }
+  Node n(durable(data));
+  auto m = n.map<std::string, std::string>("m");
+  for (const auto& key : acked) {
+    INFO("acknowledged key " << key);
+    CHECK(m.get(key).has_value());
+  }
 }
 
 }  // namespace
