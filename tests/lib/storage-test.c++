@@ -5,6 +5,7 @@
 //     (presence refs are never reused), and its old presences leave;
 //   - offline first: a node closed and reopened without peers converges with the cluster after;
 //   - bad directories and files: in use, newer format, corrupt, id mismatch, async crash -> new id;
+//   - a read-only directory (a read-only bind mount; root only, skipped otherwise);
 //   - a full disk (a 4 MiB tmpfs this test mounts; root only, skipped otherwise): writes throw
 //     StorageFailed naming it, the node recovers once space is freed, nothing acknowledged is lost.
 //
@@ -377,6 +378,32 @@ TEST_CASE("many writer threads in sync durability: every acknowledged write is t
   }
   Node n(durable(dir.str()));
   CHECK(n.map<std::string, std::string>("m").entries().size() == size_t{kThreads * kEach});
+}
+
+TEST_CASE("a read-only directory is refused with a clear error, not started empty") {
+  TempDir dir;
+  const std::string data = dir.str() + "/data";
+  {
+    Node n(durable(data));
+    n.counter("c").increment();
+  }
+  // A read-only bind mount of the directory over itself (root ignores file permissions).
+  if (geteuid() != 0 || mount(dir.str().c_str(), dir.str().c_str(), nullptr, MS_BIND, nullptr) != 0) {
+    MESSAGE("skipped: a read-only bind mount needs root");
+    return;
+  }
+  struct Unmount {
+    std::string path;
+    ~Unmount() { umount2(path.c_str(), MNT_DETACH); }
+  } unmount{dir.str()};
+  REQUIRE(mount(nullptr, dir.str().c_str(), nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY, nullptr) == 0);
+  const std::string what = thrown([&] { Node n(durable(data)); });
+  INFO(what);
+  CHECK(what.find(data) != std::string::npos);
+  CHECK(what.find("Read-only file system") != std::string::npos);
+  const std::string fresh = thrown([&] { Node n(durable(dir.str() + "/new")); });
+  INFO(fresh);
+  CHECK(fresh.find("cannot create it") != std::string::npos);
 }
 
 TEST_CASE("a full disk: writes throw StorageFailed, the node recovers, nothing acknowledged is lost") {
