@@ -12,7 +12,7 @@
 //   after strip: RR), so a listener that joins every reported delta into a copy of the initial
 //   state rebuilds the store. `received` is the delta as it arrived (== delta for local ones).
 // The engine logs every change it hears (gossip/engine.h); lib/ turns them into subscription
-// notifications; durable storage will persist them. A listener must not call back into the
+// notifications; durable storage (lib/storage.h) persists them. A listener must not call back into the
 // store's mutators.
 //
 // restore() puts state in place at start (durable storage) and reports nothing: restored
