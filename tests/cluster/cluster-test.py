@@ -246,7 +246,7 @@ def loopback(binary, workdir):
                      lambda: any(l.split()[0] == "3" and l.split()[2] == "down" for l in c.ctl(0, "members")), 60)
         print(f"node 3 (SIGKILL) declared down at node 1 after {t:.2f} s")
         w.concurrently(c, others, "b", 10)
-        # Restart it at the same address with empty state (no data directory here; the crash scenario restarts durable nodes), so
+        # Restart it at the same address with empty state (no data directory: `crash` tests that), so
         # under a new replica id (reusing an id without its state would mint dots the cluster has
         # seen): it must catch up on everything, including what was written while it was down.
         c.start(2, seed=0, ident=NODES + 1)
