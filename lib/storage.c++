@@ -61,6 +61,19 @@ struct Statement {
   Statement& operator=(const Statement&) = delete;
 };
 
+// Runs f(text, blob, bytes) on each row of a (TEXT, BLOB) query; returns the sqlite3_step result
+// that ended it (SQLITE_DONE unless reading failed).
+template <typename F>
+int eachRow(const Statement& q, F&& f) {
+  int rc;
+  while ((rc = sqlite3_step(q.s)) == SQLITE_ROW) {
+    const auto* text = reinterpret_cast<const char*>(sqlite3_column_text(q.s, 0));
+    f(std::string(text == nullptr ? "" : text), sqlite3_column_blob(q.s, 1),
+      static_cast<size_t>(sqlite3_column_bytes(q.s, 1)));
+  }
+  return rc;
+}
+
 }  // namespace
 
 std::unique_ptr<Storage> Storage::open(const std::string& dir, bool sync) {
@@ -200,16 +213,10 @@ gossip::Value Storage::decodeStored(const std::string& name, const void* data, s
 StoredState Storage::load() {
   StoredState out;
   std::map<std::string, std::string> meta;
-  {
-    Statement q(prepare("SELECT key, value FROM meta"));
-    int rc;
-    while ((rc = sqlite3_step(q.s)) == SQLITE_ROW) {
-      const auto* v = static_cast<const char*>(sqlite3_column_blob(q.s, 1));
-      meta[reinterpret_cast<const char*>(sqlite3_column_text(q.s, 0))] =
-          std::string(v == nullptr ? "" : v, static_cast<size_t>(sqlite3_column_bytes(q.s, 1)));
-    }
-    if (rc != SQLITE_DONE) fail("cannot read meta");
-  }
+  const int metaRc = eachRow(Statement(prepare("SELECT key, value FROM meta")), [&](std::string key, const void* v, size_t n) {
+    meta[std::move(key)] = std::string(v == nullptr ? "" : static_cast<const char*>(v), n);
+  });
+  if (metaRc != SQLITE_DONE) fail("cannot read meta");
   auto number = [&](const char* key) -> uint64_t {
     auto it = meta.find(key);
     if (it == meta.end()) return 0;
@@ -245,37 +252,27 @@ StoredState Storage::load() {
   }
 
   std::map<std::string, gossip::Value> objects;
-  {
-    Statement q(prepare("SELECT name, state FROM objects"));
-    int rc;
-    while ((rc = sqlite3_step(q.s)) == SQLITE_ROW) {
-      std::string name(reinterpret_cast<const char*>(sqlite3_column_text(q.s, 0)));
-      const size_t bytes = static_cast<size_t>(sqlite3_column_bytes(q.s, 1));
-      gossip::Value v = decodeStored(name, sqlite3_column_blob(q.s, 1), bytes);
-      info_[name].snapshotBytes = bytes;
-      objects.emplace(std::move(name), std::move(v));
+  const int objectsRc =
+      eachRow(Statement(prepare("SELECT name, state FROM objects")), [&](std::string name, const void* v, size_t bytes) {
+        gossip::Value state = decodeStored(name, v, bytes);
+        info_[name].snapshotBytes = bytes;
+        objects.emplace(std::move(name), std::move(state));
+      });
+  if (objectsRc != SQLITE_DONE) fail("cannot read the objects");
+  const int deltasRc = eachRow(Statement(prepare("SELECT name, delta FROM deltas ORDER BY id")),
+                               [&](std::string name, const void* v, size_t bytes) {
+    gossip::Value d = decodeStored(name, v, bytes);
+    info_[name].loggedBytes += bytes;
+    auto it = objects.find(name);
+    if (it == objects.end()) it = objects.emplace(name, gossip::bottomOf(d.index())).first;
+    try {
+      gossip::joinInto(it->second, d);
+    } catch (const std::exception& e) {
+      throw StorageFailed("data directory '" + dir_ + "': a delta of object '" + name + "' in " + path_ +
+                          " does not fit its state (" + e.what() + "); the database is corrupt");
     }
-    if (rc != SQLITE_DONE) fail("cannot read the objects");
-  }
-  {
-    Statement q(prepare("SELECT name, delta FROM deltas ORDER BY id"));
-    int rc;
-    while ((rc = sqlite3_step(q.s)) == SQLITE_ROW) {
-      std::string name(reinterpret_cast<const char*>(sqlite3_column_text(q.s, 0)));
-      const size_t bytes = static_cast<size_t>(sqlite3_column_bytes(q.s, 1));
-      gossip::Value d = decodeStored(name, sqlite3_column_blob(q.s, 1), bytes);
-      info_[name].loggedBytes += bytes;
-      auto it = objects.find(name);
-      if (it == objects.end()) it = objects.emplace(name, gossip::bottomOf(d.index())).first;
-      try {
-        gossip::joinInto(it->second, d);
-      } catch (const std::exception& e) {
-        throw StorageFailed("data directory '" + dir_ + "': a delta of object '" + name + "' in " + path_ +
-                            " does not fit its state (" + e.what() + "); the database is corrupt");
-      }
-    }
-    if (rc != SQLITE_DONE) fail("cannot read the deltas");
-  }
+  });
+  if (deltasRc != SQLITE_DONE) fail("cannot read the deltas");
   for (auto& [name, v] : objects) out.objects.emplace_back(name, std::move(v));
   return out;
 }
