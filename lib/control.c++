@@ -1,5 +1,7 @@
 #include "lib/control.h"
 
+#include <mutex>
+#include <shared_mutex>
 #include <stdexcept>
 
 #include <deltasync/presence.h>
@@ -53,7 +55,7 @@ std::string refText(const gossip::PresenceRef& r) {
   return r.counter == 0 ? "-" : PresenceRef{r.origin.value, r.counter}.text();
 }
 
-// The loop thread reads the tracker without the lock: it is the tracker's only writer.
+// Under the shared state lock.
 std::vector<std::string> presenceLines(const gossip::PresenceTracker& t, const std::string& what,
                                        const std::string& topic) {
   std::vector<std::string> lines;
@@ -94,6 +96,7 @@ class ControlService::HoldImpl final : public wire::Subscription::Server {
   ~HoldImpl() {
     if (service_.rt_ == nullptr) return;  // the node is stopping: its presences go with it
     try {
+      std::unique_lock lock(service_.rt_->stateMutex());
       service_.rt_->withPresence([&](gossip::PresenceTracker& t) { return t.close(connection_); });
     } catch (const std::exception& e) {
       log::warn("releasing a held presence: {}", e.what());
@@ -106,8 +109,24 @@ class ControlService::HoldImpl final : public wire::Subscription::Server {
 };
 
 class ControlService::Impl final : public wire::Control::Server {
-  void written() {
-    if (service_.afterWrite_) service_.afterWrite_();
+  // A write: f(Runtime&) under the unique state lock, then the after-write hook (without it).
+  template <typename F>
+  kj::Promise<void> write(F&& f) {
+    return guarded([&] {
+      {
+        std::unique_lock lock(rt().stateMutex());
+        f(rt());
+      }
+      if (service_.afterWrite_) service_.afterWrite_();
+    });
+  }
+  // A read: f(const Runtime&) under the shared state lock.
+  template <typename F>
+  kj::Promise<void> read(F&& f) {
+    return guarded([&] {
+      std::shared_lock lock(rt().stateMutex());
+      f(rt());
+    });
   }
 
  public:
@@ -115,8 +134,8 @@ class ControlService::Impl final : public wire::Control::Server {
 
  protected:
   kj::Promise<void> get(GetContext context) override {
-    return guarded([&] {
-      const gossip::Value* v = rt().store().find(text(context.getParams().getName()));
+    return read([&](const Runtime& rt) {
+      const gossip::Value* v = rt.store().find(text(context.getParams().getName()));
       auto results = context.getResults();
       if (v == nullptr) return;
       results.setKind(gossip::kindName(*v));
@@ -126,19 +145,19 @@ class ControlService::Impl final : public wire::Control::Server {
   }
   kj::Promise<void> put(PutContext context) override {
     auto p = context.getParams();
-    return guarded([&] { objects::put(rt(), service_.clock_, text(p.getName()), text(p.getKey()), text(p.getValue())); written(); });
+    return write([&](Runtime& rt) { objects::put(rt, service_.clock_, text(p.getName()), text(p.getKey()), text(p.getValue())); });
   }
   kj::Promise<void> add(AddContext context) override {
     auto p = context.getParams();
-    return guarded([&] { objects::add(rt(), text(p.getName()), text(p.getElement())); written(); });
+    return write([&](Runtime& rt) { objects::add(rt, text(p.getName()), text(p.getElement())); });
   }
   kj::Promise<void> remove(RemoveContext context) override {
     auto p = context.getParams();
-    return guarded([&] { objects::removeAny(rt(), text(p.getName()), text(p.getElement())); written(); });
+    return write([&](Runtime& rt) { objects::removeAny(rt, text(p.getName()), text(p.getElement())); });
   }
   kj::Promise<void> incr(IncrContext context) override {
     auto p = context.getParams();
-    return guarded([&] { objects::increment(rt(), text(p.getName()), p.getBy()); written(); });
+    return write([&](Runtime& rt) { objects::increment(rt, text(p.getName()), p.getBy()); });
   }
   kj::Promise<void> members(MembersContext context) override {
     auto rows = rt().members();
@@ -158,8 +177,8 @@ class ControlService::Impl final : public wire::Control::Server {
   }
   kj::Promise<void> presence(PresenceContext context) override {
     auto p = context.getParams();
-    return guarded([&] {
-      auto lines = presenceLines(rt().presence(), text(p.getWhat()), text(p.getTopic()));
+    return read([&](const Runtime& rt) {
+      auto lines = presenceLines(rt.presence(), text(p.getWhat()), text(p.getTopic()));
       setLines(context.getResults().initLines(lines.size()), lines);
     });
   }
@@ -167,8 +186,10 @@ class ControlService::Impl final : public wire::Control::Server {
     auto p = context.getParams();
     return guarded([&] {
       const uint64_t connection = kHeldConnections | service_.nextHold_++;
+      std::unique_lock lock(rt().stateMutex());
       auto ref = rt().withPresence(
           [&](gossip::PresenceTracker& t) { return t.track(connection, text(p.getTopic()), text(p.getKey()), text(p.getMeta())); });
+      lock.unlock();
       auto results = context.getResults();
       const std::string r = refText(ref);
       results.setRef(capnp::Text::Reader(r.data(), r.size()));
@@ -191,7 +212,25 @@ class ControlService::Impl final : public wire::Control::Server {
 };
 
 ControlService::ControlService(objects::Clock& clock, std::function<std::string()> metrics)
-    : clock_(clock), metrics_(std::move(metrics)), tasks_(errors_) {}
+    : clock_(clock), metrics_(std::move(metrics)), tasks_(errors_) {
+  tasks_.add(takeChanges());
+}
+
+kj::Promise<void> ControlService::takeChanges() {
+  return changes_.next().then([this] {
+    std::set<std::string> names;
+    {
+      std::lock_guard lock(changedMutex_);
+      names.swap(changed_);
+    }
+    for (auto& [id, w] : watches_) {
+      if (names.count(w.name) == 0) continue;
+      w.dirty = true;
+      flush(id);  // busy: flushed again when the outstanding call returns
+    }
+    return takeChanges();
+  });
+}
 
 ControlService::~ControlService() = default;
 
@@ -200,26 +239,26 @@ wire::Control::Client ControlService::client() { return kj::heap<Impl>(*this); }
 uint64_t ControlService::addWatch(std::string name, wire::Watcher::Client watcher) {
   uint64_t id = nextWatch_++;
   watches_.emplace(id, Watch{std::move(name), kj::mv(watcher)});
+  watching_.store(watches_.size());
   watches_.at(id).dirty = true;
   flush(id);
   return id;
 }
 
+void ControlService::removeWatch(uint64_t id) {
+  watches_.erase(id);
+  watching_.store(watches_.size());
+}
+
 void ControlService::changed(const std::string& name) {
-  for (auto& [id, w] : watches_) {
-    if (w.name != name) continue;
-    w.dirty = true;
-    if (!w.busy) {
-      // After the current step: several changes in one message make one call.
-      w.busy = true;
-      tasks_.add(kj::evalLater([this, id = id]() {
-        if (auto it = watches_.find(id); it != watches_.end()) {
-          it->second.busy = false;
-          flush(id);
-        }
-      }));
-    }
+  if (watching_.load() == 0) return;
+  bool first;
+  {
+    std::lock_guard lock(changedMutex_);
+    first = changed_.empty();
+    changed_.insert(name);
   }
+  if (first) changes_.ring();
 }
 
 void ControlService::flush(uint64_t id) {
@@ -229,10 +268,13 @@ void ControlService::flush(uint64_t id) {
   w.dirty = false;
   w.busy = true;
   auto request = w.watcher.changedRequest();
-  if (const gossip::Value* v = rt_->store().find(w.name)) {
-    request.setKind(gossip::kindName(*v));
-    auto lines = objects::render(*v);
-    setLines(request.initLines(lines.size()), lines);
+  {
+    std::shared_lock lock(rt_->stateMutex());
+    if (const gossip::Value* v = rt_->store().find(w.name)) {
+      request.setKind(gossip::kindName(*v));
+      auto lines = objects::render(*v);
+      setLines(request.initLines(lines.size()), lines);
+    }
   }
   tasks_.add(request.send().then(
       [this, id](auto&&) {
@@ -241,7 +283,7 @@ void ControlService::flush(uint64_t id) {
           flush(id);
         }
       },
-      [this, id](kj::Exception&&) { watches_.erase(id); }));
+      [this, id](kj::Exception&&) { removeWatch(id); }));
 }
 
 }  // namespace deltasync

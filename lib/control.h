@@ -9,15 +9,19 @@
 // is dropped.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <mutex>
+#include <set>
 #include <string>
 
 #include <kj/async.h>
 
 #include "gossip/wire.capnp.h"
 #include "lib/objects.h"
+#include "lib/wakeup.h"
 
 namespace deltasync {
 
@@ -34,7 +38,8 @@ class ControlService {
   void setAfterWrite(std::function<void()> f) { afterWrite_ = std::move(f); }
 
   wire::Control::Client client();
-  // From the node's change listener: `name` changed.
+  // From the node's change listener (any thread, under the state lock): `name` changed. The
+  // watches of it are sent from the loop's thread, after the change.
   void changed(const std::string& name);
   size_t watchCount() const { return watches_.size(); }
 
@@ -59,14 +64,19 @@ class ControlService {
   };
 
   uint64_t addWatch(std::string name, wire::Watcher::Client watcher);
-  void removeWatch(uint64_t id) { watches_.erase(id); }
+  void removeWatch(uint64_t id);
   void flush(uint64_t id);
+  kj::Promise<void> takeChanges();  // loop thread: the names changed() reported -> flush
 
   Runtime* rt_ = nullptr;
   objects::Clock& clock_;
   std::function<std::string()> metrics_;
   std::function<void()> afterWrite_;
   std::map<uint64_t, Watch> watches_;
+  std::atomic<size_t> watching_{0};  // watches_.size(), for changed() on other threads
+  std::mutex changedMutex_;
+  std::set<std::string> changed_;    // under changedMutex_
+  Wakeup changes_;
   uint64_t nextWatch_ = 1;
   uint64_t nextHold_ = 1;
   ErrorHandler errors_;

@@ -26,6 +26,7 @@
 #include "lib/runtime.h"
 #include "lib/storage.h"
 #include "lib/tls.h"
+#include "lib/wakeup.h"
 
 namespace deltasync {
 
@@ -254,18 +255,29 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
     if constexpr (!std::is_void_v<R>) return std::move(*result);
   }
 
-  // A write: f(Runtime&) on the loop thread, then, in sync durability, waits until a commit holds
-  // it (group commit: one commit at the end of the loop's turn serves every write of that turn;
-  // anything sent to peers before it is committed first, Runtime's persist hook).
+  // A local write: f(Runtime&) on the caller's thread under the unique state lock (the writer
+  // never waits for the loop, only for the lock, which readers and the loop's steps hold briefly);
+  // rethrows what f threw, with nothing applied.
+  template <typename F>
+  auto exclusive(F&& f) {
+    std::unique_lock lock(stateMutex_);
+    if (runtime_ == nullptr) throw NodeClosed();
+    return f(*runtime_);
+  }
+
+  // A write of a handle: exclusive(f), then, in sync durability, waits until a commit holds it.
+  // Group commit: the first writer since the last commit rings the loop, which commits whatever
+  // was recorded by then; writers meanwhile wait for the next one (anything sent to peers is
+  // committed first anyway: Runtime's persist hook).
   template <typename F>
   void write(F&& f) {
-    const uint64_t ticket = onLoop([&](Runtime& rt) -> uint64_t {
+    const uint64_t ticket = exclusive([&](Runtime& rt) -> uint64_t {
       f(rt);
-      if (!storage_) return 0;
-      scheduleCommit();
-      return storage_->recorded();
+      return storage_ ? storage_->recorded() : 0;
     });
-    if (storage_ && config_.durability == Durability::sync) storage_->waitCommitted(ticket);
+    if (!storage_ || config_.durability != Durability::sync) return;
+    if (!commitRequested_.exchange(true)) wakeup_.ring();
+    storage_->waitCommitted(ticket);
   }
 
   // Runs f(const gossip::Value* object) with the object (nullptr if absent) under the shared
@@ -300,8 +312,12 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
     sub->topic = std::move(topic);
     sub->allTopics = all;
     sub->onPresence = std::move(deliver);
-    return onLoop([&](Runtime& rt) {
-      const auto& tracker = rt.presence();  // the loop thread is its only writer
+    // Under the shared state lock: diffs reach the listener under the unique one, so none falls
+    // between the snapshot and the registration.
+    std::shared_lock lock(stateMutex_);
+    if (runtime_ == nullptr) throw NodeClosed();
+    {
+      const auto& tracker = runtime_->presence();
       auto snapshot = [&](const std::string& t) {
         gossip::PresenceDiff d;
         for (auto& [key, metas] : tracker.list(t)) d.joins.emplace(std::move(key), std::move(metas));
@@ -314,12 +330,12 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
       }
       Subscription s = add(sub);
       if (!sub->pending.empty()) {
-        std::lock_guard lock(notifyMutex_);
+        std::lock_guard notifyLock(notifyMutex_);
         presenceDirty_ = true;
         notifyCv_.notify_one();
       }
       return s;
-    });
+    }
   }
 
   // Runs f(const gossip::PresenceTracker&) under the shared state lock.
@@ -401,6 +417,7 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
       c.httpRefused = metricsServer_->refused();
       c.httpBadRequests = metricsServer_->badRequests();
     }
+    std::shared_lock lock(stateMutex_);
     return prometheusText(rt, c);
   }
 
@@ -543,10 +560,16 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
   }
 
   // Loop thread: commits what is pending; false (logged, rate-limited) when the commit failed.
+  // Writers go on while it is written (Storage::take under the shared state lock, then commit).
   bool commitNow(Runtime& rt) {
     if (!storage_->dirty() && !storageFailing_) return true;
     try {
-      storage_->commit(rt.store(), rt.engine().seq(), rt.membership().incarnation());
+      Storage::Batch batch;
+      {
+        std::shared_lock lock(stateMutex_);
+        batch = storage_->take(rt.store(), rt.engine().seq(), rt.membership().incarnation());
+      }
+      storage_->commit(std::move(batch));
       if (storageFailing_) log::info("data directory '{}': commits succeed again", config_.dataDir);
       storageFailing_ = false;
       return true;
@@ -560,14 +583,12 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
     }
   }
 
-  // Loop thread: one commit at the end of this turn of the loop, for every write made in it.
-  void scheduleCommit() {
-    if (commitScheduled_ || tasks_ == nullptr) return;
-    commitScheduled_ = true;
-    tasks_->add(kj::evalLast([this] {
-      commitScheduled_ = false;
-      if (runtime_ != nullptr) commitNow(*runtime_);
-    }));
+  // Loop thread: commits when a writer rings (sync durability), for every write recorded by then.
+  kj::Promise<void> commitLoop(Runtime& rt) {
+    return wakeup_.next().then([this, &rt] {
+      if (commitRequested_.exchange(false)) commitNow(rt);
+      return commitLoop(rt);
+    });
   }
 
   // Loop thread: commits every flushMs (async durability; in sync mode, retries a failed commit
@@ -661,7 +682,6 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
       } errors;
       kj::Own<MetricsServer> metricsServer;  // before tasks: outlives the accept loop
       kj::TaskSet tasks(errors);
-      tasks_ = &tasks;
       if (storage_) {
         attachStorage(*rt);
         control.setAfterWrite([this, &rt = *rt] {
@@ -670,6 +690,7 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
           }
         });
         tasks.add(flushLoop(timer, *rt));
+        tasks.add(commitLoop(*rt));
       }
       tasks.add(acceptLoop(*listener, timer, "peer port",
                            [&rt = *rt](kj::Own<kj::AsyncIoStream> s) {
@@ -690,6 +711,10 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
 
       stop.promise.wait(io.waitScope);
       rt->leave(config_.leaveGraceMs).wait(io.waitScope);
+      {
+        std::unique_lock lock(stateMutex_);
+        runtime_ = nullptr;  // from here on, writers get NodeClosed: the close commits the last
+      }
       if (storage_) {
         try {
           saveMembers(*rt);
@@ -699,12 +724,7 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
           storage_->abandon(std::string("the node closed before its writes were committed: ") + e.what());
         }
       }
-      tasks_ = nullptr;
       control.attach(nullptr);
-      {
-        std::unique_lock lock(stateMutex_);
-        runtime_ = nullptr;
-      }
       stop_ = nullptr;
       control_ = nullptr;
       metricsServer_ = nullptr;
@@ -723,7 +743,6 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
         std::unique_lock lock(stateMutex_);
         runtime_ = nullptr;
       }
-      tasks_ = nullptr;
       if (storage_) storage_->abandon("the node's loop ended");
     }
   }
@@ -739,15 +758,15 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
   kj::Maybe<kj::Own<kj::PromiseFulfiller<void>>> stop_;  // loop thread only
   mutable std::shared_mutex stateMutex_;
   Runtime* runtime_ = nullptr;         // written under the unique state lock
-  ControlService* control_ = nullptr;  // loop thread only
+  ControlService* control_ = nullptr;  // set around runtime_'s life; changed() is thread-safe
   std::unique_ptr<Storage> storage_;   // null without a data directory
   StoredState stored_;                 // read by openStorage(), consumed by attachStorage()
-  kj::TaskSet* tasks_ = nullptr;       // loop thread only, while it runs
-  bool commitScheduled_ = false;       // loop thread only
+  Wakeup wakeup_;                      // writers -> the loop: commit (sync durability)
+  std::atomic<bool> commitRequested_{false};
   bool storageFailing_ = false;        // loop thread only
   uint64_t sinceMembersMs_ = 0;        // loop thread only
   log::RateLimit storageLog_{10000};
-  objects::Clock clock_;               // loop thread only
+  objects::Clock clock_;               // under the unique state lock
 
   std::mutex notifyMutex_;
   std::condition_variable notifyCv_;
@@ -985,21 +1004,21 @@ void requireOpen(const std::shared_ptr<detail::NodeCore>& core) {
 
 PresenceRef PresenceConnection::track(const std::string& topic, const std::string& key, const std::string& meta) {
   requireOpen(core_);
-  return publicRef(core_->onLoop([&](Runtime& rt) {
+  return publicRef(core_->exclusive([&](Runtime& rt) {
     return rt.withPresence([&](gossip::PresenceTracker& t) { return t.track(id_, topic, key, meta); });
   }));
 }
 
 PresenceRef PresenceConnection::update(const std::string& topic, const std::string& key, const std::string& meta) {
   requireOpen(core_);
-  return publicRef(core_->onLoop([&](Runtime& rt) {
+  return publicRef(core_->exclusive([&](Runtime& rt) {
     return rt.withPresence([&](gossip::PresenceTracker& t) { return t.update(id_, topic, key, meta); });
   }));
 }
 
 bool PresenceConnection::untrack(const std::string& topic, const std::string& key) {
   requireOpen(core_);
-  return core_->onLoop([&](Runtime& rt) {
+  return core_->exclusive([&](Runtime& rt) {
     return rt.withPresence([&](gossip::PresenceTracker& t) { return t.untrack(id_, topic, key); });
   });
 }
@@ -1007,7 +1026,7 @@ bool PresenceConnection::untrack(const std::string& topic, const std::string& ke
 void PresenceConnection::close() {
   if (!core_) return;
   auto core = std::move(core_);
-  core->onLoop([&](Runtime& rt) {
+  core->exclusive([&](Runtime& rt) {
     return rt.withPresence([&](gossip::PresenceTracker& t) { return t.close(id_); });
   });
 }

@@ -358,13 +358,10 @@ void Runtime::onMessage(ReplicaId from, Message message) {
     ++stats_.messagesDropped;
     return;
   }
-  out_.clear();
   try {
-    std::unique_lock lock(stateMutex_);
-    replica_.receive(from, message, nowMs(), wallMs(), out_);
+    step([&] { replica_.receive(from, message, nowMs(), wallMs(), out_); });
   } catch (const std::exception& e) {
     ++stats_.messagesRejected;
-    out_.clear();
     if (rejectLog.allow(nowMs())) {
       log::warn("rejected a message from {}: {} ({} similar suppressed)", from.value, e.what(), rejectLog.suppressed());
     }
@@ -372,8 +369,6 @@ void Runtime::onMessage(ReplicaId from, Message message) {
   }
   ++stats_.messagesReceived;
   signOfLife(from);
-  send(out_);
-  afterStep();
 }
 
 void Runtime::signOfLife(ReplicaId id) {
@@ -392,19 +387,29 @@ void Runtime::signOfLife(ReplicaId id) {
 }
 
 void Runtime::flushPresence() {
-  // Only this thread writes the tracker's diffs: no lock needed to take them.
   if (!replica_.presence().hasDiffs()) return;
   auto diffs = replica_.presence().takeDiffs();
   if (onPresence_) onPresence_(std::move(diffs));
 }
 
-void Runtime::afterStep() {
-  if (const uint64_t now = nowMs(); replica_.presencePending(now)) {
+template <typename F>
+void Runtime::step(F&& f) {
+  out_.clear();
+  std::vector<gossip::MemberEvent> events;
+  {
     std::unique_lock lock(stateMutex_);
-    replica_.stepPresence(now);
+    try {
+      f();
+    } catch (...) {
+      out_.clear();
+      throw;
+    }
+    if (const uint64_t now = nowMs(); replica_.presencePending(now)) replica_.stepPresence(now);
+    flushPresence();
+    events = replica_.takeEvents();
   }
-  flushPresence();
-  for (const auto& e : replica_.takeEvents()) {
+  send(out_);
+  for (const auto& e : events) {
     if (e.removed) {
       if (auto it = links_.find(e.id); it != links_.end()) {
         dropLater(kj::mv(it->second->conn));
@@ -427,10 +432,7 @@ kj::Promise<void> Runtime::tickLoop() {
   return timer_.atTime(start_ + replica_.nextTickMs() * kj::MILLISECONDS).then([this]() -> kj::Promise<void> {
     if (stopped_) return kj::READY_NOW;
     const uint64_t now = nowMs();
-    out_.clear();
-    replica_.tick(now, out_);
-    send(out_);
-    afterStep();
+    step([&] { replica_.tick(now, out_); });
     maintain(now);
     return tickLoop();
   });
@@ -479,8 +481,7 @@ void Runtime::dialSeed(size_t index) {
                        dropLater(kj::mv(*conn));  // membership dials the member itself
                        if (a.peer == config_.id) return;
                        log::debug("seed {} is replica {}", s.address, a.peer.value);
-                       replica_.addSeed(a.peer, s.address, nowMs());
-                       afterStep();
+                       step([&] { replica_.addSeed(a.peer, s.address, nowMs()); });
                      },
                      [this, index, conn](kj::Exception&& e) {
                        Seed& s = seeds_[index];
@@ -626,10 +627,7 @@ void Runtime::retireLater(ReplicaId id) {
   // links_, which member events may change.
   tasks_.add(kj::evalLater([this, id]() {
     if (stopped_) return;
-    out_.clear();
-    replica_.retire(id, nowMs(), out_);
-    send(out_);
-    afterStep();
+    step([&] { replica_.retire(id, nowMs(), out_); });
   }));
 }
 
@@ -729,9 +727,7 @@ uint64_t Runtime::replicationLag() const {
 
 kj::Promise<void> Runtime::leave(uint64_t graceMs) {
   if (stopped_) return kj::READY_NOW;
-  out_.clear();
-  replica_.leave(out_);
-  send(out_);
+  step([&] { replica_.leave(out_); });
   stopped_ = true;
   const uint64_t deadline = nowMs() + graceMs;
   // Wait until every link has handed over its urgent messages (the announcement), or the grace

@@ -1,14 +1,15 @@
 // The node's protocol driver: one replica core (gossip/replica.h: store, engine, membership),
 // wired to peers over authenticated Cap'n Proto RPC and driven by a timer, on one KJ event loop.
 //
-// Everything here runs on the loop's thread (lib/node.c++ owns that thread and hands work to it).
+// Everything here runs on the loop's thread (lib/node.c++ owns that thread), except local
+// writes (update(), withPresence()), which any thread may make under the state lock (below).
 // Time and the network come in from outside: a kj::Timer (a real one, or a kj::TimerImpl a test
 // advances by hand) and a Dialer that opens streams to addresses (TCP, or in tests pipes between
 // runtimes in one loop). So the same code runs in the in-process tests and in `deltasync node`.
 //
 // Data flow:
-//   local update  -> update<T>() -> ObjectStore::update (under the state lock), which the engine
-//                    logs -> pushed on the next gossip round;
+//   local update  -> update<T>() -> ObjectStore::update (the caller holds the state lock), which
+//                    the engine logs -> pushed on the next gossip round;
 //   tick          -> at Replica::nextTickMs(), Replica::tick (membership and engine rounds as
 //                    they fall due) -> Outgoing messages -> per-peer queues -> Replicator.deliver();
 //   inbound       -> admission (below) -> a Gatekeeper per connection (handshake; gossip/rpc.h)
@@ -33,10 +34,10 @@
 // is held to the total caps only.
 //   member events -> Replica::takeEvents() after each step: links to removed members are
 //                    dropped, the rest goes to setMemberListener's listener;
-//   presence      -> after each step, Replica::stepPresence() under the state lock when it is
-//                    pending (member events, permdown time); the tracker's diffs of the step
-//                    (and of local presence operations: withPresence()) go to the presence
-//                    listener.
+//   presence      -> in each step, Replica::stepPresence() when it is pending (member events,
+//                    permdown time); the tracker's diffs of the step (and of local presence
+//                    operations: withPresence()) go to the presence listener, under the state
+//                    lock, so every listener sees the diffs in the order they were made.
 //
 // Who a peer may be: under the shared secret, any holder of the secret can claim any id. So a
 // peer that authenticates as the id of a live (alive or suspect) member whose advertised
@@ -81,9 +82,16 @@
 // own (its former self, restarted under a new id), is retired (Membership::retire: down at once,
 // flooded) and never dialled again; neither counts as an authentication failure.
 //
-// State lock: the store is read by other threads (lib/node.c++ snapshots reads under a shared
-// lock). Every call that may change the store (local updates, received messages) runs under the
-// unique lock here; calls that only read it (ticks) do not need it on this thread.
+// State lock (`stateMutex`, owned by lib/node.c++): it guards the replica (store, engine, presence
+// tracker) and what listens to the store, for every thread, the loop's included:
+//   - writers hold it exclusively: local writes on the application's threads (the caller of
+//     update() and withPresence() holds it; lib/node.c++ Node handles, lib/control.c++ ctl) and
+//     every protocol step here (receive, tick, seeds, retire, leave: step());
+//   - readers hold it shared: handle reads, subscriptions, ctl get and watch, metrics, storage
+//     commits;
+//   - membership and the links are written by this thread only; it reads them without the lock.
+// Listeners called under it (store changes, presence diffs) must not take it again, and may take
+// only locks that are never held while waiting for it.
 //
 // Include only in lib/ sources: this header pulls in capnp RPC.
 #pragma once
@@ -209,10 +217,9 @@ class Runtime {
   // resolves once the announcement was delivered or after `graceMs`.
   kj::Promise<void> leave(uint64_t graceMs);
 
-  // A local update (see Engine::update), under the state lock.
+  // A local update (see ObjectStore::update); the caller holds the unique state lock (any thread).
   template <typename T, typename F>
   T update(const std::string& name, F&& mutator) {
-    std::unique_lock lock(stateMutex_);
     T delta = replica_.store().update<T>(name, std::forward<F>(mutator));
     ++stats_.localUpdates;
     return delta;
@@ -227,35 +234,37 @@ class Runtime {
   // This node's wall clock, ms since the epoch: what its writes are stamped with (lib/objects.h)
   // and received timestamps are held against (the engine's skew bound).
   static uint64_t wallMs();
+  // Under the state lock (shared at least).
   const gossip::ObjectStore& store() const { return replica_.store(); }
   const gossip::Engine& engine() const { return replica_.engine(); }
   const gossip::Membership& membership() const { return *replica_.membership(); }
   std::shared_mutex& stateMutex() { return stateMutex_; }
   std::vector<MemberRow> members() const;
+  // Under the shared state lock (localUpdates is counted by writers on any thread).
   RuntimeStats stats() const { return stats_; }
   const gossip::GatekeeperStats& gatekeeperStats() const { return *gatekeeperStats_; }
   size_t readyLinks() const;
-  // Log entries the slowest neighbour has not acknowledged.
+  // Log entries the slowest neighbour has not acknowledged (under the shared state lock).
   uint64_t replicationLag() const;
   const Histogram& deliverLatency() const { return deliverLatency_; }
   size_t inboundConnections() const { return inbound_.size(); }
 
-  // Runs f(PresenceTracker&) under the unique state lock (a local presence operation), then
-  // hands the diffs it made to the presence listener.
+  // A local presence operation: f(PresenceTracker&), then the diffs it made go to the presence
+  // listener. The caller holds the unique state lock (any thread).
   template <typename F>
   auto withPresence(F&& f) {
     auto flush = kj::defer([this] { flushPresence(); });
-    std::unique_lock lock(stateMutex_);
     return f(replica_.presence());
   }
   // Reads: under at least the shared state lock.
   const gossip::PresenceTracker& presence() const { return replica_.presence(); }
-  // Called (on this thread, without the state lock) with the presence diffs of each step.
+  // Called with the presence diffs of each step and local operation, under the unique state lock
+  // (on whichever thread made them).
   using PresenceListener = std::function<void(std::map<std::string, gossip::PresenceDiff>)>;
   void setPresenceListener(PresenceListener f) { onPresence_ = std::move(f); }
 
-  // Called with every change of the store (on this thread, inside the change, under the state
-  // lock; see gossip/store.h). Register before start().
+  // Called with every change of the store (inside the change, under the unique state lock, on
+  // whichever thread made it; see gossip/store.h). Register before start().
   void listen(gossip::ObjectStore::Listener f) { replica_.store().listen(std::move(f)); }
   // Called with each membership event (on this thread).
   void setMemberListener(std::function<void(const gossip::MemberEvent&)> f) { onMember_ = std::move(f); }
@@ -301,8 +310,12 @@ class Runtime {
   void dial(Link& link);
   void broken(ReplicaId id, uint64_t generation, const kj::Exception* why);
   void dialSeed(size_t index);
-  void afterStep();  // member events -> presence, links, listener; presence diffs -> listener
-  void flushPresence();
+  // A protocol step: f() (which appends to out_) under the unique state lock, with the presence
+  // step that falls due and the diffs to the listener; then out_ is sent and the member events
+  // go to links and the listener. If f throws, nothing is sent and the error propagates.
+  template <typename F>
+  void step(F&& f);
+  void flushPresence();  // under the unique state lock
   // Its address answers as another replica: Replica::retire, and nothing more is sent to it.
   void retireLater(ReplicaId id);
   void signOfLife(ReplicaId id);  // the peer shows it is up: retry its idle link now (rate-limited)

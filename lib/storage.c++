@@ -297,9 +297,15 @@ void Storage::begin(ReplicaId id) {
 
 void Storage::record(const gossip::Change& change) {
   if (self_.value == 0 || !storedName(change.name, self_)) return;
-  pending_.push_back(Pending{change.name, encodeStored(change.delta)});
+  Pending p{change.name, encodeStored(change.delta)};
   std::lock_guard lock(mutex_);
+  pending_.push_back(std::move(p));
   ++recorded_;
+}
+
+bool Storage::dirty() const {
+  std::lock_guard lock(mutex_);
+  return !pending_.empty();
 }
 
 void Storage::saveMembers(std::vector<std::string> addresses) {
@@ -308,29 +314,38 @@ void Storage::saveMembers(std::vector<std::string> addresses) {
   membersDirty_ = true;
 }
 
-void Storage::commit(const gossip::ObjectStore& store, uint64_t seq, uint64_t incarnation) {
-  if (self_.value == 0) throw std::logic_error("Storage::commit before begin");
-  uint64_t ticket;
+Storage::Batch Storage::take(const gossip::ObjectStore& store, uint64_t seq, uint64_t incarnation) {
+  if (self_.value == 0) throw std::logic_error("Storage::take before begin");
+  Batch batch;
+  batch.seq = seq;
+  batch.incarnation = incarnation;
   {
     std::lock_guard lock(mutex_);
-    ticket = recorded_;
+    batch.ticket = recorded_;
+    batch.changes = std::exchange(pending_, {});
   }
   // Which objects compact in this commit (their snapshot covers their pending deltas too).
-  std::map<std::string, ObjectInfo> next;
-  for (const Pending& p : pending_) {
-    auto [it, fresh] = next.try_emplace(p.name);
+  for (const Pending& p : batch.changes) {
+    auto [it, fresh] = batch.next.try_emplace(p.name);
     if (fresh) it->second = info_[p.name];
     it->second.loggedBytes += p.bytes.size();
   }
-  uint64_t bytes = 0, compactions = 0;
-  std::set<std::string> compacted;
+  for (auto& [name, info] : batch.next) {
+    if (info.loggedBytes <= std::max(kCompactAbove, info.snapshotBytes)) continue;
+    if (const gossip::Value* v = store.find(name)) batch.snapshots.emplace(name, encodeStored(*v));
+  }
+  return batch;
+}
+
+void Storage::commit(const gossip::ObjectStore& store, uint64_t seq, uint64_t incarnation) {
+  commit(take(store, seq, incarnation));
+}
+
+void Storage::commit(Batch batch) {
+  uint64_t bytes = 0;
   try {
     exec("BEGIN IMMEDIATE");
-    for (auto& [name, info] : next) {
-      if (info.loggedBytes <= std::max(kCompactAbove, info.snapshotBytes)) continue;
-      const gossip::Value* v = store.find(name);
-      if (v == nullptr) continue;
-      const std::string state = encodeStored(*v);
+    for (const auto& [name, state] : batch.snapshots) {
       sqlite3_reset(dropDeltas_);
       sqlite3_bind_text(dropDeltas_, 1, name.data(), static_cast<int>(name.size()), SQLITE_STATIC);
       if (sqlite3_step(dropDeltas_) != SQLITE_DONE) fail("cannot compact object '" + name + "'");
@@ -338,21 +353,19 @@ void Storage::commit(const gossip::ObjectStore& store, uint64_t seq, uint64_t in
       sqlite3_bind_text(putObject_, 1, name.data(), static_cast<int>(name.size()), SQLITE_STATIC);
       sqlite3_bind_blob(putObject_, 2, state.data(), static_cast<int>(state.size()), SQLITE_STATIC);
       if (sqlite3_step(putObject_) != SQLITE_DONE) fail("cannot write object '" + name + "'");
-      info = ObjectInfo{state.size(), 0};
-      compacted.insert(name);
+      batch.next[name] = ObjectInfo{state.size(), 0};
       bytes += state.size();
-      ++compactions;
     }
-    for (const Pending& p : pending_) {
-      if (compacted.count(p.name) != 0) continue;  // the snapshot holds it
+    for (const Pending& p : batch.changes) {
+      if (batch.snapshots.count(p.name) != 0) continue;  // the snapshot holds it
       sqlite3_reset(putDelta_);
       sqlite3_bind_text(putDelta_, 1, p.name.data(), static_cast<int>(p.name.size()), SQLITE_STATIC);
       sqlite3_bind_blob(putDelta_, 2, p.bytes.data(), static_cast<int>(p.bytes.size()), SQLITE_STATIC);
       if (sqlite3_step(putDelta_) != SQLITE_DONE) fail("cannot write a change of object '" + p.name + "'");
       bytes += p.bytes.size();
     }
-    setMeta("seq", seq);
-    setMeta("incarnation", incarnation);
+    setMeta("seq", batch.seq);
+    setMeta("incarnation", batch.incarnation);
     if (membersDirty_) {
       std::string joined;
       for (const auto& a : members_) joined += a + "\n";
@@ -362,22 +375,23 @@ void Storage::commit(const gossip::ObjectStore& store, uint64_t seq, uint64_t in
   } catch (const StorageFailed& e) {
     sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
     std::lock_guard lock(mutex_);
+    // Kept for the next commit, before what was recorded meanwhile.
+    pending_.insert(pending_.begin(), std::make_move_iterator(batch.changes.begin()),
+                    std::make_move_iterator(batch.changes.end()));
     ++stats_.failures;
-    failedUpTo_ = ticket;
+    failedUpTo_ = batch.ticket;
     lastError_ = e.what();
     committedCv_.notify_all();
     throw;
   }
-  for (auto& [name, info] : next) info_[name] = info;
-  const uint64_t changes = pending_.size();
-  pending_.clear();
+  for (auto& [name, info] : batch.next) info_[name] = info;
   membersDirty_ = false;
   std::lock_guard lock(mutex_);
-  committed_ = ticket;
+  committed_ = batch.ticket;
   ++stats_.commits;
-  stats_.changes += changes;
+  stats_.changes += batch.changes.size();
   stats_.bytes += bytes;
-  stats_.compactions += compactions;
+  stats_.compactions += batch.snapshots.size();
   committedCv_.notify_all();
 }
 

@@ -30,8 +30,11 @@
 // deltas, and every byte is rewritten a bounded number of times on average.
 //
 // Durability (lib/node.c++ drives it): changes are recorded as the store reports them (record(),
-// the store's listener, on the loop thread) and written by commit(), one transaction for
-// everything recorded since the last one (group commit: one fsync for many writers). SQLite runs
+// the store's listener, on the writer's thread) and written by commit(), one transaction for
+// everything recorded since the last one (group commit: one fsync for many writers). A commit
+// has two halves, so that writers go on while it is written: take() under the node's state lock
+// takes what was recorded and encodes the snapshots that compact now; commit(Batch) writes them
+// without that lock, while later changes are recorded for the next commit. SQLite runs
 // with synchronous=FULL in sync mode (a commit is on disk when it returns) and NORMAL in async
 // mode. Writers on other threads wait for their ticket (waitCommitted()).
 //
@@ -39,8 +42,9 @@
 // unreadable, read-only or full, a corrupt or truncated database, a newer format. A failed
 // commit rolls back and keeps what was recorded, so the next commit writes it.
 //
-// Threads: everything runs on the node's loop thread except recorded(), waitCommitted() and
-// stats(), which any thread may call.
+// Threads: record() runs on writers' threads under the node's unique state lock; take() under
+// its shared state lock; recorded(), dirty(), waitCommitted() and stats() on any thread; the rest
+// on the node's loop thread.
 #pragma once
 
 #include <condition_variable>
@@ -98,10 +102,32 @@ class Storage {
 
   // The store's listener: keeps the change for the next commit.
   void record(const gossip::Change& change);
-  bool dirty() const { return !pending_.empty(); }
+  bool dirty() const;  // something was recorded since the last take()
 
-  // Writes what was recorded, seq and incarnation, in one transaction (compacting objects as
-  // above; `store` gives their current state). Throws StorageFailed; nothing is lost then.
+  struct Pending {
+    std::string name;
+    std::string bytes;  // encodeStored(delta)
+  };
+  struct ObjectInfo {
+    size_t snapshotBytes = 0;
+    size_t loggedBytes = 0;  // deltas since the snapshot
+  };
+  // One commit's contents, from take().
+  struct Batch {
+    uint64_t ticket = 0;  // recorded() when it was taken
+    std::vector<Pending> changes;
+    std::map<std::string, std::string> snapshots;  // objects compacting in this commit: state
+    std::map<std::string, ObjectInfo> next;        // their sizes once it is committed
+    uint64_t seq = 0;
+    uint64_t incarnation = 0;
+  };
+  // What was recorded, with seq and incarnation, and the snapshots of the objects that compact
+  // (`store` gives their current state: the caller holds it still).
+  Batch take(const gossip::ObjectStore& store, uint64_t seq, uint64_t incarnation);
+  // Writes the batch in one transaction. Throws StorageFailed; nothing is lost then (its changes
+  // are kept for the next commit).
+  void commit(Batch batch);
+  // Both at once (the store held throughout).
   void commit(const gossip::ObjectStore& store, uint64_t seq, uint64_t incarnation);
   // Replaces the saved member addresses (committed with the next commit).
   void saveMembers(std::vector<std::string> addresses);
@@ -119,14 +145,6 @@ class Storage {
   StorageStats stats() const;
 
  private:
-  struct Pending {
-    std::string name;
-    std::string bytes;  // encodeStored(delta)
-  };
-  struct ObjectInfo {
-    size_t snapshotBytes = 0;
-    size_t loggedBytes = 0;  // deltas since the snapshot
-  };
   Storage(std::string dir, int lockFd);
 
   void exec(const char* sql);
@@ -143,7 +161,7 @@ class Storage {
   sqlite3* db_ = nullptr;
   ReplicaId self_;
   ReplicaId writer_;  // compact references 0 (meta 'writer')
-  std::vector<Pending> pending_;
+  std::vector<Pending> pending_;  // under mutex_
   std::map<std::string, ObjectInfo> info_;
   std::vector<std::string> members_;
   bool membersDirty_ = false;
@@ -152,7 +170,7 @@ class Storage {
   sqlite3_stmt* putObject_ = nullptr;
   sqlite3_stmt* dropDeltas_ = nullptr;
 
-  mutable std::mutex mutex_;  // the tickets and stats, read by writers' threads
+  mutable std::mutex mutex_;  // pending_, the tickets and stats
   mutable std::condition_variable committedCv_;
   uint64_t recorded_ = 0;
   uint64_t committed_ = 0;

@@ -118,7 +118,7 @@ struct Cluster {
   void run(uint64_t ms) {
     for (uint64_t t = 0; t < ms; t += 5) {
       timer.advanceTo(timer.now() + 5 * kj::MILLISECONDS);
-      loop.run();
+      ws.poll();  // also what other threads (and lib/wakeup.h) queued for this loop
     }
   }
 
