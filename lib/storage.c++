@@ -148,6 +148,15 @@ void Storage::fail(const std::string& what) const {
     case SQLITE_FULL:
       detail += " (the disk is full)";
       break;
+    case SQLITE_IOERR:
+      if (code == SQLITE_IOERR_FSYNC || code == SQLITE_IOERR_DIR_FSYNC) {
+        detail += " (fsync failed: the device did not confirm the data is on disk)";
+      } else if (code == SQLITE_IOERR_WRITE) {
+        detail += " (a write to the file failed)";
+      } else if (code == SQLITE_IOERR_READ || code == SQLITE_IOERR_SHORT_READ) {
+        detail += " (a read from the file failed)";
+      }
+      break;
     case SQLITE_READONLY:
     case SQLITE_CANTOPEN:
     case SQLITE_PERM:

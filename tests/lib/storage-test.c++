@@ -7,7 +7,10 @@
 //   - bad directories and files: in use, newer format, corrupt, id mismatch, async crash -> new id;
 //   - a read-only directory (a read-only bind mount; root only, skipped otherwise);
 //   - a full disk (a 4 MiB tmpfs this test mounts; root only, skipped otherwise): writes throw
-//     StorageFailed naming it, the node recovers once space is freed, nothing acknowledged is lost.
+//     StorageFailed naming it, the node recovers once space is freed, nothing acknowledged is lost;
+//   - failed fsyncs and writes (an SQLite VFS shim in front of the default one): the same, and
+//     what the node could not commit does not reach its peers until it is committed;
+//   - many writer threads, readers and a subscription at once (writes run on the callers' threads).
 //
 // Waits are liveness bounds (poll until true), never timing assertions.
 #include <doctest/doctest.h>
@@ -17,6 +20,7 @@
 #include <sys/mount.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -360,6 +364,220 @@ TEST_CASE("async durability: writes are committed within flushMs") {
     sqlite3_close(h);
     return rows == 1;
   }));
+}
+
+// A metric's value in the node's Prometheus text (0 if absent).
+uint64_t metric(const Node& n, const std::string& name) {
+  const std::string text = n.metrics();
+  const size_t at = text.find("\n" + name + " ");
+  return at == std::string::npos ? 0 : std::stoull(text.substr(at + name.size() + 2));
+}
+
+// A VFS in front of SQLite's default one that fails fsyncs or writes of the database and its WAL
+// on demand (the other files and calls pass through). Made the default VFS while it is alive.
+class FaultyVfs {
+ public:
+  enum class Fault { none, fsync, write };
+
+  FaultyVfs() {
+    real_ = sqlite3_vfs_find(nullptr);
+    REQUIRE(real_ != nullptr);
+    vfs_ = *real_;
+    vfs_.zName = "deltasync-faulty";
+    vfs_.szOsFile = static_cast<int>(sizeof(File)) + real_->szOsFile;
+    vfs_.pAppData = this;
+    vfs_.xOpen = &FaultyVfs::open;
+    REQUIRE(sqlite3_vfs_register(&vfs_, 1) == SQLITE_OK);
+  }
+  ~FaultyVfs() {
+    sqlite3_vfs_unregister(&vfs_);
+    sqlite3_vfs_register(real_, 1);
+  }
+  void set(Fault f) { fault_.store(f); }
+  uint64_t injected() const { return injected_.load(); }
+
+ private:
+  struct File {
+    sqlite3_file base;
+    FaultyVfs* vfs;
+    bool data;             // the database or its WAL
+    sqlite3_file* real() { return reinterpret_cast<sqlite3_file*>(this + 1); }
+  };
+  static File* of(sqlite3_file* f) { return reinterpret_cast<File*>(f); }
+  bool fails(File* f, Fault kind) {
+    if (!f->data || fault_.load() != kind) return false;
+    ++injected_;
+    return true;
+  }
+
+  static int open(sqlite3_vfs* vfs, const char* name, sqlite3_file* file, int flags, int* outFlags) {
+    auto* self = static_cast<FaultyVfs*>(vfs->pAppData);
+    File* f = of(file);
+    f->vfs = self;
+    f->data = (flags & (SQLITE_OPEN_MAIN_DB | SQLITE_OPEN_WAL)) != 0;
+    f->base.pMethods = nullptr;
+    const int rc = self->real_->xOpen(self->real_, name, f->real(), flags, outFlags);
+    if (f->real()->pMethods != nullptr) {
+      self->methods_ = *f->real()->pMethods;  // the same for every file of the default VFS
+      self->methods_.xClose = [](sqlite3_file* x) {
+        const int r = of(x)->real()->pMethods->xClose(of(x)->real());
+        return r;
+      };
+      self->methods_.xRead = [](sqlite3_file* x, void* b, int n, sqlite3_int64 o) {
+        return of(x)->real()->pMethods->xRead(of(x)->real(), b, n, o);
+      };
+      self->methods_.xWrite = [](sqlite3_file* x, const void* b, int n, sqlite3_int64 o) {
+        if (of(x)->vfs->fails(of(x), Fault::write)) return SQLITE_IOERR_WRITE;
+        return of(x)->real()->pMethods->xWrite(of(x)->real(), b, n, o);
+      };
+      self->methods_.xTruncate = [](sqlite3_file* x, sqlite3_int64 n) {
+        return of(x)->real()->pMethods->xTruncate(of(x)->real(), n);
+      };
+      self->methods_.xSync = [](sqlite3_file* x, int flags) {
+        if (of(x)->vfs->fails(of(x), Fault::fsync)) return SQLITE_IOERR_FSYNC;
+        return of(x)->real()->pMethods->xSync(of(x)->real(), flags);
+      };
+      self->methods_.xFileSize = [](sqlite3_file* x, sqlite3_int64* n) {
+        return of(x)->real()->pMethods->xFileSize(of(x)->real(), n);
+      };
+      self->methods_.xLock = [](sqlite3_file* x, int l) { return of(x)->real()->pMethods->xLock(of(x)->real(), l); };
+      self->methods_.xUnlock = [](sqlite3_file* x, int l) { return of(x)->real()->pMethods->xUnlock(of(x)->real(), l); };
+      self->methods_.xCheckReservedLock = [](sqlite3_file* x, int* r) {
+        return of(x)->real()->pMethods->xCheckReservedLock(of(x)->real(), r);
+      };
+      self->methods_.xFileControl = [](sqlite3_file* x, int op, void* a) {
+        return of(x)->real()->pMethods->xFileControl(of(x)->real(), op, a);
+      };
+      self->methods_.xSectorSize = [](sqlite3_file* x) { return of(x)->real()->pMethods->xSectorSize(of(x)->real()); };
+      self->methods_.xDeviceCharacteristics = [](sqlite3_file* x) {
+        return of(x)->real()->pMethods->xDeviceCharacteristics(of(x)->real());
+      };
+      self->methods_.xShmMap = [](sqlite3_file* x, int i, int n, int w, void volatile** p) {
+        return of(x)->real()->pMethods->xShmMap(of(x)->real(), i, n, w, p);
+      };
+      self->methods_.xShmLock = [](sqlite3_file* x, int o, int n, int fl) {
+        return of(x)->real()->pMethods->xShmLock(of(x)->real(), o, n, fl);
+      };
+      self->methods_.xShmBarrier = [](sqlite3_file* x) { of(x)->real()->pMethods->xShmBarrier(of(x)->real()); };
+      self->methods_.xShmUnmap = [](sqlite3_file* x, int d) {
+        return of(x)->real()->pMethods->xShmUnmap(of(x)->real(), d);
+      };
+      self->methods_.xFetch = [](sqlite3_file* x, sqlite3_int64 o, int n, void** p) {
+        return of(x)->real()->pMethods->xFetch(of(x)->real(), o, n, p);
+      };
+      self->methods_.xUnfetch = [](sqlite3_file* x, sqlite3_int64 o, void* p) {
+        return of(x)->real()->pMethods->xUnfetch(of(x)->real(), o, p);
+      };
+      f->base.pMethods = &self->methods_;
+    }
+    return rc;
+  }
+
+  sqlite3_vfs* real_ = nullptr;
+  sqlite3_vfs vfs_{};
+  sqlite3_io_methods methods_{};
+  std::atomic<Fault> fault_{Fault::none};
+  std::atomic<uint64_t> injected_{0};
+};
+
+TEST_CASE("failed fsyncs and writes: StorageFailed, nothing sent meanwhile, recovered, nothing acknowledged lost") {
+  FaultyVfs vfs;
+  for (auto fault : {FaultyVfs::Fault::fsync, FaultyVfs::Fault::write}) {
+    const bool fsync = fault == FaultyVfs::Fault::fsync;
+    CAPTURE(fsync);
+    TempDir dir;
+    const std::string data = dir.str() + "/data";
+    std::vector<std::string> acked;
+    {
+      Node a(durable(data));
+      Node b(testing::tcpConfig({a.address()}));
+      auto ma = a.map<std::string, std::string>("m");
+      auto mb = b.map<std::string, std::string>("m");
+      ma.put("before", "1");
+      acked.push_back("before");
+      REQUIRE(eventually([&] { return mb.get("before").has_value(); }));
+
+      vfs.set(fault);
+      const std::string what = thrown([&] { ma.put("during", "2"); });
+      INFO(what);
+      CHECK(what.find(data) != std::string::npos);
+      CHECK(what.find(fsync ? "fsync failed" : "a write to the file failed") != std::string::npos);
+      CHECK(what.find("not durable") != std::string::npos);
+      CHECK(vfs.injected() > 0);
+      CHECK(ma.get("during") == "2");  // applied in memory, kept for the next commit
+      // Nothing is sent while commits fail (the retries, one a second, fail too): b hears of
+      // "during" only once it is committed.
+      const uint64_t sent = metric(a, "deltasync_messages_sent_total");
+      REQUIRE(eventually([&] { return metric(a, "deltasync_storage_failures_total") >= 3; }));
+      CHECK(metric(a, "deltasync_messages_sent_total") == sent);
+      CHECK_FALSE(mb.get("during").has_value());
+
+      vfs.set(FaultyVfs::Fault::none);
+      CHECK(eventually([&] {
+        try {
+          ma.put("after", "4");
+          return true;
+        } catch (const StorageFailed&) {
+          return false;
+        }
+      }));
+      acked.push_back("after");
+      CHECK(eventually([&] { return mb.get("during").has_value() && mb.get("after").has_value(); }));
+    }
+    Node a(durable(data));
+    auto m = a.map<std::string, std::string>("m");
+    for (const auto& key : acked) {
+      INFO("acknowledged key " << key);
+      CHECK(m.get(key).has_value());
+    }
+    CHECK(m.get("during") == "2");  // committed with the first commit that succeeded
+  }
+}
+
+TEST_CASE("writers, readers and a subscription at once: every write applied once, seen whole") {
+  TempDir dir;
+  constexpr int kWriters = 8, kEach = 300;
+  std::vector<std::string> log;
+  {
+    Node n(durable(dir.str()));
+    auto m = n.map<std::string, std::string>("m");
+    auto hits = n.counter("hits");
+    std::atomic<bool> done{false};
+    std::atomic<size_t> seenPuts{0};
+    auto sub = m.subscribe([&](const MapChange& c) { seenPuts += c.put.size(); });
+    std::atomic<size_t> shrank{0}, reads{0};
+    std::thread reader([&] {
+      size_t last = 0;
+      while (!done) {
+        const size_t now = m.size();
+        shrank += now < last;  // keys are only added: a reader never sees the map shrink
+        last = now;
+        (void)hits.value();
+        ++reads;
+      }
+    });
+    std::vector<std::thread> writers;
+    for (int t = 0; t < kWriters; ++t) {
+      writers.emplace_back([&, t] {
+        for (int i = 0; i < kEach; ++i) {
+          m.put(std::to_string(t) + "/" + std::to_string(i), "v");
+          hits.increment();
+        }
+      });
+    }
+    for (auto& w : writers) w.join();
+    done = true;
+    reader.join();
+    CHECK(shrank == 0);
+    CHECK(reads > 0);
+    CHECK(m.size() == size_t{kWriters * kEach});
+    CHECK(hits.value() == kWriters * kEach);
+    // Coalesced, but every new key is reported once.
+    CHECK(eventually([&] { return seenPuts.load() == size_t{kWriters * kEach}; }));
+  }
+  Node n(durable(dir.str()));
+  CHECK(n.map<std::string, std::string>("m").size() == size_t{kWriters * kEach});
+  CHECK(n.counter("hits").value() == kWriters * kEach);
 }
 
 TEST_CASE("many writer threads in sync durability: every acknowledged write is there after a restart") {
