@@ -88,7 +88,8 @@ const char* kCtlHelp =
     "  get NAME                 print an object (a counter's value, a set's elements, a map's\n"
     "                           key=value lines); nothing if it does not exist\n"
     "  put NAME KEY VALUE       set a map entry\n"
-    "  add NAME ELEMENT         add a set element\n"
+    "  add NAME ELEMENT...      add set elements (one write each, in order; all acknowledged\n"
+    "                           when it exits 0)\n"
     "  remove NAME ITEM         remove a set element or a map key\n"
     "  incr NAME [BY]           add BY (default 1; negative decrements) to a counter\n"
     "  watch NAME               print the object now and after every change, until interrupted\n"
@@ -357,7 +358,7 @@ int runCtl(const std::vector<std::string>& args) {
   }
   if (verb == "get" || verb == "watch") need(1, "NAME");
   if (verb == "put") need(3, "NAME KEY VALUE");
-  if (verb == "add") need(2, "NAME ELEMENT");
+  if (verb == "add" && rest.size() < 2) need(2, "NAME ELEMENT...");
   if (verb == "remove") need(2, "NAME ITEM");
   if (verb == "incr" && rest.size() != 1 && rest.size() != 2) need(1, "NAME [BY]");
   if (verb == "members" || verb == "stats") need(0, "");
@@ -427,10 +428,12 @@ int runCtl(const std::vector<std::string>& args) {
     wait(req.send(), answer);
   } else if (verb == "add" || verb == "remove") {
     if (verb == "add") {
-      auto req = control.addRequest();
-      req.setName(text(rest[0]));
-      req.setElement(text(rest[1]));
-      wait(req.send(), answer);
+      for (size_t i = 1; i < rest.size(); ++i) {
+        auto req = control.addRequest();
+        req.setName(text(rest[0]));
+        req.setElement(text(rest[i]));
+        wait(req.send(), answer);
+      }
     } else {
       auto req = control.removeRequest();
       req.setName(text(rest[0]));

@@ -55,6 +55,7 @@ import tempfile
 import time
 
 NODES = 5
+PARTITION_WRITES = int(os.environ.get("PARTITION_WRITES", "2000"))  # per side, during the partition
 SKIP = 77
 
 
@@ -181,9 +182,17 @@ class Writes:
             hits += 2
         return done, hits
 
-    def concurrently(self, cluster, nodes, tag, count):
+    def bulk(self, cluster, node, tag, count):
+        """count elements added through one ctl (each acknowledged in order)."""
+        elements = [f"{tag}-n{node + 1}-{k}" for k in range(count)]
+        for start in range(0, count, 500):  # within the command line's limits
+            cluster.ctl(node, "add", "s", *elements[start:start + 500], timeout=120)
+        return set(elements), 0
+
+    def concurrently(self, cluster, nodes, tag, count, bulk=False):
         with concurrent.futures.ThreadPoolExecutor(len(nodes)) as pool:
-            for done, hits in pool.map(lambda n: self.write(cluster, n, tag, count), nodes):
+            write = self.bulk if bulk else self.write
+            for done, hits in pool.map(lambda n: write(cluster, n, tag, count), nodes):
                 self.elements |= done
                 self.hits += hits
 
@@ -545,8 +554,9 @@ def partition(binary, workdir):
             run(["ip", "-n", ns, "link", "set", "eth0", "up"])
             run(["ip", "-n", ns, "link", "set", "lo", "up"])
         c = Cluster(binary, workdir, [f"{ip}:7000" for ip in ips], [["ip", "netns", "exec", ns] for ns in spaces])
+        durable = [["--data-dir", os.path.join(workdir, f"data{i + 1}")] for i in range(NODES)]
         for i in range(NODES):
-            c.start(i)
+            c.start(i, extra=durable[i])
         wait_for("all 5 members alive at every node", lambda: all(len(c.live(i)) == NODES for i in range(NODES)), 60)
         w = Writes()
         w.concurrently(c, range(NODES), "pre", 5)
@@ -578,9 +588,19 @@ def partition(binary, workdir):
             mine = {held[i] for i in side}
             wait_for("each side's presence list is its own",
                      lambda: all(c.presences(n, "room") == mine for n in side), 60)
+        # A long partition: thousands of writes on each side, and a node of side B stopped and
+        # restarted from its data directory meanwhile (it comes back with its state, offline
+        # from side A).
         w_a, w_b = Writes(), Writes()
         w_a.concurrently(c, side_a, "side-a", 10)
         w_b.concurrently(c, side_b, "side-b", 10)
+        w_a.concurrently(c, side_a, "bulk-a", PARTITION_WRITES // len(side_a), bulk=True)
+        w_b.concurrently(c, side_b, "bulk-b", PARTITION_WRITES // len(side_b) // 2, bulk=True)
+        c.kill(4, signal.SIGTERM)
+        holders[4].wait(timeout=30)  # its held presence ended with the connection: it left
+        del held[4]
+        c.start(4, seed=3, extra=durable[4])
+        w_b.concurrently(c, side_b, "bulk-b2", PARTITION_WRITES // len(side_b) // 2, bulk=True)
         # Each side converges on its own writes (plus everything from before).
         both = Writes()
         both.elements = w.elements | w_a.elements | w_b.elements
@@ -613,8 +633,9 @@ def partition(binary, workdir):
             c.stop_all()
         for ns in reversed(created):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-    return (f"partition: {len(both.elements)} acknowledged elements, 0 lost; converged {latency:.2f} s "
-            f"after the heal")
+    return (f"partition: durable nodes, {len(w_a.elements)} | {len(w_b.elements)} acknowledged writes on the two "
+            f"sides (a node restarted from its directory meanwhile), {len(both.elements)} elements in all, 0 lost; "
+            f"converged {latency:.2f} s after the heal")
 
 
 def crash(binary, workdir):
@@ -692,6 +713,18 @@ def crash(binary, workdir):
         final = int(c.ctl(0, "get", "n")[0])
         if not hits <= final <= hits + in_flight:
             raise Failure(f"counter {final} at the end, expected {hits}..{hits + in_flight}")
+        # Stopped (cleanly) while its peers take writes, restarted from its directory: it has its
+        # state at once, and catches up what the others wrote meanwhile.
+        c.kill(victim, signal.SIGTERM)
+        meanwhile = {f"meanwhile-{k}" for k in range(200)}
+        c.ctl(0, "add", "s", *sorted(meanwhile))
+        elements |= meanwhile
+        c.start(victim, extra=["--data-dir", dirs[victim]])
+        got = set(c.ctl(victim, "get", "s"))
+        if (elements - meanwhile) - got:
+            raise Failure(f"restarted node: {len((elements - meanwhile) - got)} of its elements missing at start")
+        wait_for("the restarted node has what its peers wrote meanwhile",
+                 lambda: elements <= set(c.ctl(victim, "get", "s")), 60)
     finally:
         c.stop_all()
     return (f"crash: {cycles} SIGKILL cycles, {len(elements)} acknowledged elements and {hits} increments, "
