@@ -182,9 +182,9 @@ void Engine::tick(std::vector<Outgoing>& out) {
   ++tick_;
   if (config_.offers) requestMissing(out);
   // The neighbours contacted this tick: all of them, or `fanout` drawn at random.
-  std::vector<bool> contact;
+  std::vector<bool> chosen;
   if (config_.fanout != 0 && config_.fanout < neighbors_.size()) {
-    contact.assign(peers_.size(), false);
+    chosen.assign(peers_.size(), false);
     std::vector<size_t> idx;
     for (size_t i = 0; i < peers_.size(); ++i) {
       if (peers_[i].second.neighbor) idx.push_back(i);
@@ -192,13 +192,13 @@ void Engine::tick(std::vector<Outgoing>& out) {
     for (uint32_t k = 0; k < config_.fanout; ++k) {
       rng_ += 0x9e3779b97f4a7c15ULL;
       size_t pick = crdt::mix64(rng_) % (idx.size() - k);
-      contact[idx[pick]] = true;
+      chosen[idx[pick]] = true;
       std::swap(idx[pick], idx[idx.size() - 1 - k]);
     }
   }
   for (size_t i = 0; i < peers_.size(); ++i) {
     auto& [j, p] = peers_[i];
-    if (!p.neighbor || (!contact.empty() && !contact[i])) continue;
+    if (!p.neighbor || (!chosen.empty() && !chosen[i])) continue;
     if (config_.shipState) {
       if (store_.size() == 0) continue;
       DeltaPushMsg m{self_, 0, 0, 1, {}};
@@ -207,29 +207,33 @@ void Engine::tick(std::vector<Outgoing>& out) {
       out.push_back({j, std::move(m)});
       continue;
     }
-    if (config_.backPropagation && p.known) {
-      // Entries that came from j are known to j: step over them without sending (BP).
-      while (p.acked < seq_ && p.acked >= logStart_ && log_[p.acked - logStart_].origin == j) ++p.acked;
-    }
-    if (p.acked >= seq_) {
-      p.holds.clear();  // only entries of the log not yet acked are ever filtered by it
-      continue;
-    }
-    // A peer that never acked is caught up by digest, unless (lazy push) our log still holds
-    // everything from the start: then the offer of it costs dots, and j asks only for what it
-    // lacks.
-    const bool fromStart = config_.offers && logStart_ == 0;
-    if ((!p.known && !fromStart) || p.acked < logStart_) {
-      if (!p.digestSent || tick_ - p.digestAt >= config_.catchupRetryTicks) sendDigest(j, p, out);
-      continue;
-    }
-    if (config_.offers) {
-      sendOffer(j, p, out);
-    } else {
-      sendPush(j, p, out);
-    }
+    contact(j, p, out);
   }
   collectGarbage();
+}
+
+void Engine::contact(ReplicaId j, Peer& p, std::vector<Outgoing>& out) {
+  if (config_.backPropagation && p.known) {
+    // Entries that came from j are known to j: step over them without sending (BP).
+    while (p.acked < seq_ && p.acked >= logStart_ && log_[p.acked - logStart_].origin == j) ++p.acked;
+  }
+  if (p.acked >= seq_) {
+    p.holds.clear();  // only entries of the log not yet acked are ever filtered by it
+    return;
+  }
+  // A peer that never acked is caught up by digest, unless (lazy push) our log still holds
+  // everything from the start: then the offer of it costs dots, and j asks only for what it
+  // lacks.
+  const bool fromStart = config_.offers && logStart_ == 0;
+  if ((!p.known && !fromStart) || p.acked < logStart_) {
+    if (!p.digestSent || tick_ - p.digestAt >= config_.catchupRetryTicks) sendDigest(j, p, out);
+    return;
+  }
+  if (config_.offers) {
+    sendOffer(j, p, out);
+  } else {
+    sendPush(j, p, out);
+  }
 }
 
 std::map<std::string, Value> Engine::interval(ReplicaId j, uint64_t from, uint64_t& to) const {
@@ -261,6 +265,7 @@ void Engine::sendPush(ReplicaId j, Peer& p, std::vector<Outgoing>& out) {
   for (auto& [name, v] : joined) m.objects.push_back({name, std::move(v)});
   p.sentTo = to;
   p.sentAt = tick_;
+  p.sentFull = to < seq_;
   ++stats_.pushesSent;
   out.push_back({j, std::move(m)});
 }
@@ -287,6 +292,7 @@ void Engine::sendOffer(ReplicaId j, Peer& p, std::vector<Outgoing>& out) {
   }
   p.sentTo = to;
   p.sentAt = tick_;
+  p.sentFull = to < seq_;
   if (offer.objects.empty()) {
     // Nothing to announce (counters, registers, removals, or dots j holds): push at once, less
     // the entries j is known to hold.
@@ -638,6 +644,10 @@ void Engine::receive(ReplicaId from, const Message& message, uint64_t wallMs, st
           p.acked = std::max(p.acked, m.seq);
           if (p.acked >= p.sentTo) p.offerOpen = false;
           if (p.acked >= p.digestSeq) p.digestSent = false;
+          if (p.acked >= p.sentTo && p.sentFull && p.neighbor && !config_.shipState) {
+            p.sentFull = false;
+            contact(from, p, out);  // a backlog: the next interval now, not at the next tick
+          }
           collectGarbage();
         } else if constexpr (std::is_same_v<M, DigestMsg>) {
           StateRequestMsg req{self_, m.seq, {}};

@@ -41,6 +41,10 @@
 //         an offer not renewed for 4 x retransmitTicks is forgotten (its sender stopped).
 //         A peer that never acked is offered our log from the start while the log still holds
 //         it (logStart_ == 0) instead of a digest: it asks only for what it lacks.
+//         A backlog (an interval cut at maxPushBytes) is not paced by ticks: the ack that
+//         closes such an interval sends the next one at once, so a burst crosses in round trips
+//         (10k presences tracked at once: one interval per round trip, not per gossip interval),
+//         while small intervals still wait for the tick and batch what accumulates meanwhile.
 //         So each new entry crosses to each node about once, whatever the number of paths.
 //   catch-up: when j has never acked, or acked(j) < logStart_ (the log was collected), a Digest
 //         of per-object content hashes instead; j answers StateRequest(names that differ) or,
@@ -219,6 +223,7 @@ class Engine {
     uint64_t acked = 0;
     uint64_t sentTo = 0;      // end of the last push sent
     uint64_t sentAt = 0;      // tick of that push
+    bool sentFull = false;    // it was cut at maxPushBytes: the log held more (see contact())
     uint64_t recv = 0;
     // catch-up, as sender
     uint64_t digestSeq = 0;
@@ -251,6 +256,8 @@ class Engine {
   // Joins a message's objects into the store (which validates them all first and reports what
   // inflated it: append() logs that).
   void applyRemote(ReplicaId origin, const std::vector<NamedValue>& objects);
+  // What a round sends j: nothing (all acked), a digest (catch-up), an offer or a push.
+  void contact(ReplicaId j, Peer& p, std::vector<Outgoing>& out);
   void sendPush(ReplicaId j, Peer& p, std::vector<Outgoing>& out);
   void sendOffer(ReplicaId j, Peer& p, std::vector<Outgoing>& out);
   // D[from, to) minus j's entries (BP), joined per object. With to == 0: as far as
