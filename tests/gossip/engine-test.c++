@@ -25,7 +25,7 @@ struct Node {
   ObjectStore store;
   Engine engine;
   uint64_t wallMs = kWallMs;
-  explicit Node(ReplicaId id) : store(id), engine(store) {}
+  explicit Node(ReplicaId id, EngineConfig config = {}) : store(id), engine(store, config) {}
   ReplicaId self() const { return store.self(); }
   template <typename T, typename F>
   T update(const std::string& name, F&& mutator) {
@@ -151,6 +151,42 @@ TEST_CASE("engine: an element offered by two peers is asked of one; the other's 
   CHECK(t.a.ackedBy(kC) == t.a.seq());
   CHECK(t.net.entriesPushed(kB, kC, "s") == 1);
   CHECK(t.net.entriesPushed(kA, kC, "s") == 0);  // x crossed to C once
+}
+
+TEST_CASE("engine: a backlog crosses in round trips, not one interval per tick") {
+  for (bool offers : {true, false}) {
+    CAPTURE(offers);
+    EngineConfig config;
+    config.maxPushBytes = 1024;
+    config.offers = offers;
+    Node a(kA, config), b(kB, config);
+    a.setNeighbors({kB});
+    b.setNeighbors({kA});
+    Net net;
+    net.add(a);
+    net.add(b);
+    // Known to each other first (an ack each), so the backlog goes by offers or pushes.
+    a.update<Set>("s", [&](Set& s) { return s.add(kA, "first"); });
+    for (int r = 0; r < 3; ++r) {
+      net.tick(a);
+      net.tick(b);
+      net.deliverAll();
+    }
+    REQUIRE(has(b, "first"));
+    for (int i = 0; i < 500; ++i) {
+      a.update<Set>("s", [&](Set& s) { return s.add(kA, "element-" + std::to_string(i)); });
+    }
+    // One tick: the first interval (about 1 KiB of 500 elements' deltas) goes; each ack sends
+    // the next, so the whole backlog arrives without another tick.
+    net.tick(a);
+    net.deliverAll();
+    CHECK(a.ackedBy(kB) == a.seq());
+    CHECK(std::get<Set>(*b.find("s")).size() == 501);
+    // A small interval still waits for the tick.
+    a.update<Set>("s", [&](Set& s) { return s.add(kA, "late"); });
+    net.deliverAll();
+    CHECK_FALSE(has(b, "late"));
+  }
 }
 
 TEST_CASE("engine: a removal travels even when the receiver has seen every offered dot") {
