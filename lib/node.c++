@@ -280,6 +280,27 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
     storage_->waitCommitted(ticket);
   }
 
+  // A write with a future (WriteTo): exclusive(f) now; the future completes on the loop thread
+  // once the write is durable and held by the peers asked for, or at the timeout (see Waiter).
+  template <typename F>
+  std::future<WriteResult> writeTo(F&& f, WriteTo to) {
+    auto w = std::make_shared<Waiter>();
+    w->to = to;
+    exclusive([&](Runtime& rt) {
+      f(rt);
+      w->ticket = storage_ ? storage_->recorded() : 0;
+      w->seq = rt.engine().seq();
+    });
+    auto future = w->promise.get_future();
+    {
+      std::lock_guard lock(waitersMutex_);
+      incoming_.push_back(std::move(w));
+    }
+    if (storage_ && config_.durability == Durability::sync) commitRequested_ = true;
+    wakeup_.ring();
+    return future;
+  }
+
   // Runs f(const gossip::Value* object) with the object (nullptr if absent) under the shared
   // state lock: never waits behind more than one join on the loop thread.
   template <typename F>
@@ -583,11 +604,60 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
     }
   }
 
-  // Loop thread: commits when a writer rings (sync durability), for every write recorded by then.
-  kj::Promise<void> commitLoop(Runtime& rt) {
-    return wakeup_.next().then([this, &rt] {
-      if (commitRequested_.exchange(false)) commitNow(rt);
-      return commitLoop(rt);
+  // Loop thread: what writers ring for: a commit (sync durability: every write recorded by then)
+  // and write futures to watch.
+  kj::Promise<void> wakeLoop(Runtime& rt, kj::Timer& timer, kj::TaskSet& tasks) {
+    return wakeup_.next().then([this, &rt, &timer, &tasks] {
+      if (storage_ && commitRequested_.exchange(false)) commitNow(rt);
+      adoptWaiters(rt, timer, tasks);
+      checkWaiters(rt);
+      return wakeLoop(rt, timer, tasks);
+    });
+  }
+
+  // Loop thread: the futures writers registered since the last call; majority is counted now.
+  void adoptWaiters(Runtime& rt, kj::Timer& timer, kj::TaskSet& tasks) {
+    std::vector<std::shared_ptr<Waiter>> fresh;
+    {
+      std::lock_guard lock(waitersMutex_);
+      fresh.swap(incoming_);
+    }
+    if (fresh.empty()) return;
+    uint32_t live = 0;
+    for (const auto& m : rt.members()) {
+      live += m.state == gossip::MemberState::alive || m.state == gossip::MemberState::suspect;
+    }
+    for (auto& w : fresh) {
+      w->wanted = std::max(w->to.peers, w->to.majority ? live / 2 : 0);
+      w->deadlineMs = rt.nowMs() + w->to.timeoutMs;
+      tasks.add(timer.afterDelay(w->to.timeoutMs * kj::MILLISECONDS).then([this, &rt] { checkWaiters(rt); }));
+      waiters_.push_back(std::move(w));
+    }
+  }
+
+  // Loop thread: completes the futures whose writes are durable and held by enough peers, and
+  // those whose time ran out. A peer holds a write once it acknowledged our log past it.
+  void checkWaiters(Runtime& rt) {
+    if (waiters_.empty()) return;
+    const uint64_t now = rt.nowMs();
+    std::vector<uint64_t> acked;
+    {
+      std::shared_lock lock(stateMutex_);
+      for (ReplicaId j : rt.engine().neighbors()) acked.push_back(rt.engine().ackedBy(j));
+    }
+    std::erase_if(waiters_, [&](const std::shared_ptr<Waiter>& w) {
+      std::string error;
+      const auto state = storage_ && config_.durability == Durability::sync ? storage_->ticket(w->ticket, &error)
+                                                                            : Storage::Ticket::committed;
+      if (state == Storage::Ticket::failed) {
+        w->promise.set_exception(std::make_exception_ptr(StorageFailed(error)));
+        return true;
+      }
+      const auto held = static_cast<uint32_t>(std::count_if(acked.begin(), acked.end(), [&](uint64_t a) { return a >= w->seq; }));
+      const bool reached = state == Storage::Ticket::committed && held >= w->wanted;
+      if (!reached && now < w->deadlineMs) return false;
+      w->promise.set_value(WriteResult{reached, held, w->wanted});
+      return true;
     });
   }
 
@@ -604,6 +674,17 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
       commitNow(rt);
       return flushLoop(timer, rt);
     });
+  }
+
+  // Loop thread, at the end: every future still waiting throws NodeClosed.
+  void failWaiters() {
+    {
+      std::lock_guard lock(waitersMutex_);
+      for (auto& w : incoming_) waiters_.push_back(std::move(w));
+      incoming_.clear();
+    }
+    for (auto& w : waiters_) w->promise.set_exception(std::make_exception_ptr(NodeClosed()));
+    waiters_.clear();
   }
 
   void saveMembers(Runtime& rt) {
@@ -690,7 +771,6 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
           }
         });
         tasks.add(flushLoop(timer, *rt));
-        tasks.add(commitLoop(*rt));
       }
       tasks.add(acceptLoop(*listener, timer, "peer port",
                            [&rt = *rt](kj::Own<kj::AsyncIoStream> s) {
@@ -704,6 +784,8 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
         tasks.add(acceptLoop(*metricsListener, timer, "metrics port",
                              [server](kj::Own<kj::AsyncIoStream> s) { server->serve(kj::mv(s)); }, acceptFailures_));
       }
+      tasks.add(wakeLoop(*rt, timer, tasks));
+      rt->setStepListener([this, &rt = *rt] { checkWaiters(rt); });
       rt->start();
       log::info("replica {} listening on {} (cluster '{}')", id_.value, address_, config_.cluster);
       started = true;
@@ -715,6 +797,7 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
         std::unique_lock lock(stateMutex_);
         runtime_ = nullptr;  // from here on, writers get NodeClosed: the close commits the last
       }
+      adoptWaiters(*rt, timer, tasks);
       if (storage_) {
         try {
           saveMembers(*rt);
@@ -725,6 +808,8 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
         }
       }
       control.attach(nullptr);
+      checkWaiters(*rt);  // the last commit may have made some durable
+      failWaiters();
       stop_ = nullptr;
       control_ = nullptr;
       metricsServer_ = nullptr;
@@ -744,6 +829,7 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
         runtime_ = nullptr;
       }
       if (storage_) storage_->abandon("the node's loop ended");
+      failWaiters();
     }
   }
 
@@ -761,8 +847,20 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
   ControlService* control_ = nullptr;  // set around runtime_'s life; changed() is thread-safe
   std::unique_ptr<Storage> storage_;   // null without a data directory
   StoredState stored_;                 // read by openStorage(), consumed by attachStorage()
-  Wakeup wakeup_;                      // writers -> the loop: commit (sync durability)
+  Wakeup wakeup_;                      // writers -> the loop: commit (sync durability), futures
   std::atomic<bool> commitRequested_{false};
+  // A write's future (writeTo): the storage ticket and engine sequence number after it.
+  struct Waiter {
+    WriteTo to;
+    uint64_t ticket = 0;
+    uint64_t seq = 0;
+    uint32_t wanted = 0;      // peers (set on the loop: majority counts the members then)
+    uint64_t deadlineMs = 0;  // Runtime::nowMs()
+    std::promise<WriteResult> promise;
+  };
+  std::mutex waitersMutex_;
+  std::vector<std::shared_ptr<Waiter>> incoming_;  // under waitersMutex_, from writers
+  std::vector<std::shared_ptr<Waiter>> waiters_;   // loop thread only
   bool storageFailing_ = false;        // loop thread only
   uint64_t sinceMembersMs_ = 0;        // loop thread only
   log::RateLimit storageLog_{10000};
@@ -851,6 +949,16 @@ void Counter::decrement(uint64_t n) {
   core_->write([&](Runtime& rt) { objects::increment(rt, name_, -static_cast<int64_t>(n)); });
 }
 
+std::future<WriteResult> Counter::increment(uint64_t n, WriteTo to) {
+  if (n > static_cast<uint64_t>(INT64_MAX)) throw std::invalid_argument("Counter::increment: n > INT64_MAX");
+  return core_->writeTo([&](Runtime& rt) { objects::increment(rt, name_, static_cast<int64_t>(n)); }, to);
+}
+
+std::future<WriteResult> Counter::decrement(uint64_t n, WriteTo to) {
+  if (n > static_cast<uint64_t>(INT64_MAX)) throw std::invalid_argument("Counter::decrement: n > INT64_MAX");
+  return core_->writeTo([&](Runtime& rt) { objects::increment(rt, name_, -static_cast<int64_t>(n)); }, to);
+}
+
 int64_t Counter::value() const {
   return core_->read(name_, [&](const gossip::Value* v) {
     const auto* c = as<crdt::PNCounter>(v, name_);
@@ -878,6 +986,16 @@ void Set<E>::add(const E& element) {
 template <typename E>
 void Set<E>::remove(const E& element) {
   core_->write([&](Runtime& rt) { objects::remove(rt, name_, element); });
+}
+
+template <typename E>
+std::future<WriteResult> Set<E>::add(const E& element, WriteTo to) {
+  return core_->writeTo([&](Runtime& rt) { objects::add(rt, name_, element); }, to);
+}
+
+template <typename E>
+std::future<WriteResult> Set<E>::remove(const E& element, WriteTo to) {
+  return core_->writeTo([&](Runtime& rt) { objects::remove(rt, name_, element); }, to);
 }
 
 template <typename E>
@@ -923,6 +1041,16 @@ void Map<K, V>::put(const K& key, const V& value) {
 template <typename K, typename V>
 void Map<K, V>::remove(const K& key) {
   core_->write([&](Runtime& rt) { objects::removeKey(rt, name_, key); });
+}
+
+template <typename K, typename V>
+std::future<WriteResult> Map<K, V>::put(const K& key, const V& value, WriteTo to) {
+  return core_->writeTo([&, core = core_.get()](Runtime& rt) { objects::put(rt, core->clock(), name_, key, value); }, to);
+}
+
+template <typename K, typename V>
+std::future<WriteResult> Map<K, V>::remove(const K& key, WriteTo to) {
+  return core_->writeTo([&](Runtime& rt) { objects::removeKey(rt, name_, key); }, to);
 }
 
 template <typename K, typename V>

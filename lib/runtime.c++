@@ -424,6 +424,7 @@ void Runtime::step(F&& f) {
     if (e.removed) retired_.erase(e.id);
     if (onMember_) onMember_(e);
   }
+  if (onStep_) onStep_();
 }
 
 // ---- timers -------------------------------------------------------------------------------

@@ -266,6 +266,9 @@ class Runtime {
   // Called with every change of the store (inside the change, under the unique state lock, on
   // whichever thread made it; see gossip/store.h). Register before start().
   void listen(gossip::ObjectStore::Listener f) { replica_.store().listen(std::move(f)); }
+  // Called after every protocol step (on this thread, without the state lock): acks may have
+  // arrived (lib/node.c++ completes write futures waiting for peers).
+  void setStepListener(std::function<void()> f) { onStep_ = std::move(f); }
   // Called with each membership event (on this thread).
   void setMemberListener(std::function<void(const gossip::MemberEvent&)> f) { onMember_ = std::move(f); }
   // The administration capability served to authenticated peers (lib/control.h).
@@ -363,6 +366,7 @@ class Runtime {
   Histogram deliverLatency_;
   std::function<void(const gossip::MemberEvent&)> onMember_;
   PresenceListener onPresence_;
+  std::function<void()> onStep_;
   std::function<bool()> persist_;
   ErrorHandler errors_;
   kj::TaskSet tasks_;

@@ -426,8 +426,18 @@ void Storage::waitCommitted(uint64_t ticket) const {
   std::unique_lock lock(mutex_);
   committedCv_.wait(lock, [&] { return committed_ >= ticket || failedUpTo_ >= ticket; });
   if (committed_ >= ticket) return;
-  throw StorageFailed(lastError_ + " (this write is applied in memory but not durable)");
+  throw StorageFailed(notDurable());
 }
+
+Storage::Ticket Storage::ticket(uint64_t t, std::string* error) const {
+  std::lock_guard lock(mutex_);
+  if (committed_ >= t) return Ticket::committed;
+  if (failedUpTo_ < t) return Ticket::pending;
+  if (error != nullptr) *error = notDurable();
+  return Ticket::failed;
+}
+
+std::string Storage::notDurable() const { return lastError_ + " (this write is applied in memory but not durable)"; }
 
 void Storage::abandon(const std::string& why) {
   std::lock_guard lock(mutex_);

@@ -139,6 +139,9 @@ class Storage {
   // meanwhile (the change is in memory and will be retried, but is not durable yet).
   uint64_t recorded() const;
   void waitCommitted(uint64_t ticket) const;
+  // Without waiting: where ticket t stands (failed: `error` says why, as waitCommitted throws).
+  enum class Ticket { pending, committed, failed };
+  Ticket ticket(uint64_t t, std::string* error = nullptr) const;
   // No commit will come (the node's loop ended): every waiter throws StorageFailed(why).
   void abandon(const std::string& why);
 
@@ -152,6 +155,7 @@ class Storage {
   void setMeta(const char* key, const std::string& value);
   void setMeta(const char* key, uint64_t value);
   [[noreturn]] void fail(const std::string& what) const;
+  std::string notDurable() const;  // under mutex_
   std::string encodeStored(const gossip::Value& v) const;
   gossip::Value decodeStored(const std::string& name, const void* data, size_t size) const;
 

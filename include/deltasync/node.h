@@ -13,17 +13,26 @@
 //
 // Threads: the node runs one event loop thread (gossip engine, membership, peer connections) and
 // one notifier thread (subscriptions). Handles are cheap to copy and safe to use from any thread.
-//   writes  run on the loop thread (posted to it and waited for): when increment()/add()/put()
-//           return, the update is in the node's state and its delta in the log that gossip
-//           sends to peers;
-//   reads   never wait behind gossip: they read the state under a shared lock that the loop
-//           thread takes exclusively only while it joins one update or one received message;
+//   writes  run on the caller's thread, under the node's state lock (held exclusively for the
+//           write alone): when increment()/add()/put() return, the update is in the node's
+//           state and its delta in the log that gossip sends to peers (and, in sync durability,
+//           on disk). They never wait for the loop or the network;
+//   reads   never wait behind gossip: they read the state under the same lock, shared; the loop
+//           thread takes it exclusively only for one protocol step (a received message, a
+//           gossip round);
 //   subscriptions are coalesced (several changes in between give one callback with their net
 //           effect) and run on the notifier thread, off the replication path. A callback may call
 //           the node's handles; it must not block for long (it delays later notifications).
 //
 // Durability: with NodeConfig::dataDir, see Durability (a write in sync mode returns once it is
 // on disk, and throws StorageFailed if the commit failed).
+//
+// Write consistency and non-blocking writes: every write has a form taking a WriteTo that
+// returns at once with a std::future<WriteResult>. The write is applied locally before it
+// returns (so a read on this node sees it); the future completes once it is durable (sync
+// durability) and held by the peers asked for, or when WriteTo::timeoutMs runs out (reached
+// false: the write stays applied and replicates as usual). WriteTo{} (local) only waits for
+// durability: the non-blocking form of the plain write.
 //
 // Objects: one kind per name for ever, across the cluster. A handle of another kind for an
 // existing name throws KindMismatch (at creation, or at use if a peer created the name
@@ -36,6 +45,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <future>
 #include <memory>
 #include <optional>
 #include <string>
@@ -129,6 +139,31 @@ struct MemberEvent {
   bool operator==(const MemberEvent&) const = default;
 };
 
+// How far a write must go before its future completes (Akka Distributed Data's WriteLocal,
+// WriteTo(n) and WriteMajority).
+//   peers     other replicas that must hold the write (have joined it);
+//   majority  a majority of the live members (alive or suspect, this node included) must hold
+//             it: floor(live / 2) peers, counted when the write is made; with both, the larger.
+// A peer counts once it acknowledged the write to this node directly: the node's neighbours
+// (Tuning::viewSize members, plus those that chose it). In a cluster larger than about
+// 2 x viewSize + 1, a majority can therefore not be confirmed and times out: ask for at most
+// viewSize peers there.
+struct WriteTo {
+  uint32_t peers = 0;
+  bool majority = false;
+  uint64_t timeoutMs = 5000;
+
+  static WriteTo local() { return {}; }
+  static WriteTo replicas(uint32_t n, uint64_t timeoutMs = 5000) { return {n, false, timeoutMs}; }
+  static WriteTo majorityOf(uint64_t timeoutMs = 5000) { return {0, true, timeoutMs}; }
+};
+
+struct WriteResult {
+  bool reached = false;  // held by `wanted` peers (and durable) within the timeout
+  uint32_t heldBy = 0;   // peers known to hold it when the future completed
+  uint32_t wanted = 0;   // peers it waited for
+};
+
 struct CounterChange {
   int64_t before;
   int64_t after;
@@ -150,6 +185,8 @@ class DELTASYNC_API Counter {
  public:
   void increment(uint64_t n = 1);
   void decrement(uint64_t n = 1);
+  std::future<WriteResult> increment(uint64_t n, WriteTo to);
+  std::future<WriteResult> decrement(uint64_t n, WriteTo to);
   int64_t value() const;
   Subscription subscribe(std::function<void(const CounterChange&)> callback);
   const std::string& name() const { return name_; }
@@ -169,6 +206,8 @@ class DELTASYNC_API Set {
  public:
   void add(const E& element);
   void remove(const E& element);
+  std::future<WriteResult> add(const E& element, WriteTo to);
+  std::future<WriteResult> remove(const E& element, WriteTo to);
   bool contains(const E& element) const;
   std::vector<E> elements() const;  // sorted
   size_t size() const;
@@ -192,6 +231,8 @@ class DELTASYNC_API Map {
  public:
   void put(const K& key, const V& value);
   void remove(const K& key);
+  std::future<WriteResult> put(const K& key, const V& value, WriteTo to);
+  std::future<WriteResult> remove(const K& key, WriteTo to);
   std::optional<V> get(const K& key) const;
   std::vector<std::pair<K, V>> entries() const;  // sorted by key
   size_t size() const;

@@ -299,6 +299,64 @@ TEST_CASE("node: an offline node keeps working alone and converges both ways whe
   a.setOffline(false);  // idempotent
 }
 
+TEST_CASE("node: writes with a WriteTo return at once; the future says when peers hold them") {
+  Quiet q;
+  Node a(config());
+  Node b(config({a.address()}));
+  Node c(config({a.address()}));
+  REQUIRE(eventually([&] { return alive(a) == 3 && alive(b) == 3 && alive(c) == 3; }));
+  auto ma = a.map<std::string, std::string>("m");
+
+  // Local: applied before the call returns, done once durable (at once without a data dir).
+  auto local = ma.put("local", "1", WriteTo::local());
+  CHECK(ma.get("local") == std::optional<std::string>("1"));
+  const WriteResult l = local.get();
+  CHECK(l.reached);
+  CHECK(l.wanted == 0);
+
+  // Two peers: when the future says so, both have joined it.
+  const WriteResult two = ma.put("two", "2", WriteTo::replicas(2, 30000)).get();
+  CHECK(two.reached);
+  CHECK(two.wanted == 2);
+  CHECK(two.heldBy >= 2);
+  CHECK(b.map<std::string, std::string>("m").get("two") == std::optional<std::string>("2"));
+  CHECK(c.map<std::string, std::string>("m").get("two") == std::optional<std::string>("2"));
+
+  // A majority of 3 is this node and one peer; every kind has the form.
+  const WriteResult maj = a.counter("n").increment(5, WriteTo::majorityOf(30000)).get();
+  CHECK(maj.reached);
+  CHECK(maj.wanted == 1);
+  CHECK(a.set<std::string>("s").add("x", WriteTo::replicas(1, 30000)).get().reached);
+  CHECK(a.set<std::string>("s").remove("x", WriteTo::replicas(1, 30000)).get().reached);
+  CHECK(a.counter("n").decrement(2, WriteTo::replicas(1, 30000)).get().reached);
+  CHECK(ma.remove("local", WriteTo::replicas(2, 30000)).get().reached);
+  CHECK(eventually([&] { return b.counter("n").value() == 3 && !b.map<std::string, std::string>("m").get("local"); }));
+
+  // Cut off: a majority write times out, says so, and stays applied here; it reaches the
+  // others after the heal.
+  a.setOffline(true);
+  auto cut = ma.put("during-cut", "3", WriteTo::majorityOf(300));
+  CHECK(ma.get("during-cut") == std::optional<std::string>("3"));
+  const WriteResult timedOut = cut.get();
+  CHECK_FALSE(timedOut.reached);
+  CHECK(timedOut.heldBy == 0);
+  a.setOffline(false);
+  CHECK(eventually([&] { return b.map<std::string, std::string>("m").get("during-cut").has_value(); }));
+
+  // More peers than there are: times out.
+  CHECK_FALSE(ma.put("five", "5", WriteTo::replicas(5, 200)).get().reached);
+  // Errors of the write itself are thrown by the call, not the future.
+  CHECK_THROWS_AS(a.counter("m"), KindMismatch);
+  CHECK_THROWS_AS((void)ma.put(std::string(100000, 'k'), "v", WriteTo::local()), LimitExceeded);
+
+  // A future still waiting when the node closes throws NodeClosed.
+  b.setOffline(true);
+  c.setOffline(true);
+  auto pending = ma.put("at-close", "4", WriteTo::replicas(2, 60000));
+  a.close();
+  CHECK_THROWS_AS(pending.get(), NodeClosed);
+}
+
 }  // namespace
 }  // namespace deltasync
 

@@ -505,6 +505,9 @@ TEST_CASE("failed fsyncs and writes: StorageFailed, nothing sent meanwhile, reco
       CHECK(what.find("not durable") != std::string::npos);
       CHECK(vfs.injected() > 0);
       CHECK(ma.get("during") == "2");  // applied in memory, kept for the next commit
+      // The non-blocking form returns at once; its future throws the same.
+      auto future = ma.put("during-future", "5", WriteTo::local());
+      CHECK_THROWS_AS(future.get(), StorageFailed);
       // Nothing is sent while commits fail (the retries, one a second, fail too): b hears of
       // "during" only once it is committed.
       const uint64_t sent = metric(a, "deltasync_messages_sent_total");
@@ -522,6 +525,8 @@ TEST_CASE("failed fsyncs and writes: StorageFailed, nothing sent meanwhile, reco
         }
       }));
       acked.push_back("after");
+      CHECK(ma.put("after-future", "6", WriteTo::local()).get().reached);
+      acked.push_back("after-future");
       CHECK(eventually([&] { return mb.get("during").has_value() && mb.get("after").has_value(); }));
     }
     Node a(durable(data));
