@@ -32,7 +32,8 @@ void Histogram::render(std::string& out, const std::string& name, const std::str
 
 namespace {
 
-void metric(std::string& out, const char* type, const std::string& name, const std::string& help, uint64_t value) {
+template <typename N>
+void metric(std::string& out, const char* type, const std::string& name, const std::string& help, N value) {
   out += fmt::format("# HELP deltasync_{} {}\n# TYPE deltasync_{} {}\ndeltasync_{} {}\n", name, help, name, type, name,
                      value);
 }
@@ -74,6 +75,10 @@ std::string prometheusText(const Runtime& rt, const NodeCounters& node) {
   counter("auth_successes_total", "Successful peer authentications.", g.authenticated);
   counter("envelopes_rejected_total", "Invalid envelopes from authenticated peers.", g.envelopesRejected);
   counter("suspicions_total", "Members this node saw become suspect.", s.suspicions);
+  counter("clock_jumps_total", "Jumps of this node's wall clock against its monotonic clock (1 s or more).",
+          s.clockJumps);
+  metric(out, "gauge", "clock_last_jump_ms", "The last jump of this node's wall clock, ms (positive: forward).",
+         s.lastClockJumpMs);
   counter("clock_skew_refused_total",
           "Peers' messages refused for a timestamp too far ahead of this node's clock (each also logged).",
           e.skewRefused);

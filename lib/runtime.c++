@@ -30,6 +30,7 @@ log::RateLimit rejectLog(1000);
 log::RateLimit authLog(10000);
 
 log::RateLimit admissionLog(10000);
+log::RateLimit clockLog(60000);
 
 // An inbound stream that fails once its peer has sent more than `budget` bytes while lift() has
 // not been called (the connection has not authenticated). It never returns a short read: a read
@@ -435,8 +436,25 @@ kj::Promise<void> Runtime::tickLoop() {
     const uint64_t now = nowMs();
     step([&] { replica_.tick(now, out_); });
     maintain(now);
+    watchClock();
     return tickLoop();
   });
+}
+
+void Runtime::watchClock() {
+  // The real monotonic clock, not the timer's (a test's timer runs on simulated time).
+  const auto steady = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::steady_clock::now().time_since_epoch());
+  const int64_t jump = clockWatch_.sample(static_cast<uint64_t>(steady.count()), wallMs());
+  if (jump == 0) return;
+  ++stats_.clockJumps;
+  stats_.lastClockJumpMs = jump;
+  if (clockLog.allow(nowMs())) {
+    log::warn("this node's wall clock jumped {} by {} ms (an NTP step, a manual change, a resumed VM?): its writes "
+              "are stamped with it, and peers refuse stamps more than {} ms ahead of theirs ({} similar suppressed)",
+              jump > 0 ? "forward" : "back", jump > 0 ? jump : -jump, config_.engine.maxForwardSkewMs,
+              clockLog.suppressed());
+  }
 }
 
 void Runtime::maintain(uint64_t now) {

@@ -115,6 +115,7 @@
 #include "gossip/limits.h"
 #include "gossip/replica.h"
 #include "gossip/rpc.h"
+#include "lib/clock-watch.h"
 #include "lib/metrics.h"
 #include "lib/tls.h"
 
@@ -179,6 +180,8 @@ struct RuntimeStats {
   uint64_t handshakeTimeouts = 0;  // inbound connections closed for not authenticating in time
   uint64_t localUpdates = 0;
   uint64_t suspicions = 0;         // members seen becoming suspect
+  uint64_t clockJumps = 0;         // jumps of this node's wall clock (lib/clock-watch.h)
+  int64_t lastClockJumpMs = 0;     // the last one (+ forward, - back)
 };
 
 // One row of the member table, for lib/ and `deltasync ctl members`.
@@ -324,6 +327,7 @@ class Runtime {
   void signOfLife(ReplicaId id);  // the peer shows it is up: retry its idle link now (rate-limited)
   kj::Promise<void> tickLoop();
   void maintain(uint64_t now);  // seeds, idle links, the auth-failure log
+  void watchClock();            // ClockWatch against the real monotonic clock: count, log
   uint64_t jitter(uint64_t ms);
   void dropLater(kj::Own<Connection> connection);
 
@@ -363,6 +367,7 @@ class Runtime {
   bool stopped_ = false;
   bool offline_ = false;
   RuntimeStats stats_;
+  ClockWatch clockWatch_;
   Histogram deliverLatency_;
   std::function<void(const gossip::MemberEvent&)> onMember_;
   PresenceListener onPresence_;

@@ -10,8 +10,10 @@
       5 nodes, each in a network namespace of its own (veth pairs on a bridge in a sixth
       namespace; all created here and deleted afterwards). A 3|2 partition made with iptables in
       the nodes' namespaces, writes on both sides, heal: converged, 0 acknowledged writes lost;
-      the convergence latency after the heal is reported. Needs root (exit 77 = skipped
-      otherwise).
+      the convergence latency after the heal is reported. The nodes are durable (data
+      directories), each side writes PARTITION_WRITES (default 2000) elements during the cut, and
+      a node of the minority side is stopped and restarted from its directory meanwhile. Needs
+      root (exit 77 = skipped otherwise).
 
   cluster-test.py --deltasync PATH hardening
       2 nodes on loopback, node 1 limited to 64 file descriptors and with a client secret (which
@@ -30,6 +32,17 @@
       counter lies between the acknowledged sum and that plus what was in flight). At the end
       every node holds exactly the same state with every acknowledged write: a reused dot would
       hide elements on the peers. CRASH_SEED replays the kill moments.
+
+  cluster-test.py --deltasync PATH clock
+      3 nodes on loopback, node 3 under libfaketime an hour fast (its monotonic clock untouched):
+      the correct nodes refuse its stamps, count and log them, and keep the correct-clock writes
+      made after its write; then node 3's clock steps back an hour and it reports the jump
+      (deltasync_clock_jumps_total, a log line). Skipped without libfaketime.
+
+  cluster-test.py --deltasync PATH watch
+      5 nodes on loopback; two writers overwrite one map key (and write and remove others) for
+      WATCH_SECONDS (default 15; the issue's minute: 60) while `ctl watch` runs on three other
+      nodes: no state any of them was shown lacks the key once it had appeared.
 
   cluster-test.py --deltasync PATH --tls-dir DIR tls
       3 nodes under mutual TLS with the test certificates of DIR (tests/lib/tls), no shared
@@ -85,7 +98,7 @@ class Cluster:
         d = self.tls_dir
         return ["--tls-cert", f"{d}/{name}.pem", "--tls-key", f"{d}/{name}-key.pem", "--tls-ca", f"{d}/{ca}.pem"]
 
-    def start(self, i, seed=0, ident=None, extra=(), max_fds=None):
+    def start(self, i, seed=0, ident=None, extra=(), max_fds=None, env=None):
         args = self.wrappers[i] + [
             self.binary, "node", "--listen", self.addresses[i], *self.auth(i),
             "--gossip-interval", "50", "--probe-interval", "200", "--log-level", "warn", *extra]
@@ -95,7 +108,8 @@ class Cluster:
             args += ["--seed", self.addresses[seed]]
         log = open(os.path.join(self.workdir, f"node{i + 1}.log"), "ab")
         limit = None if max_fds is None else (lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (max_fds, max_fds)))
-        p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, text=True, preexec_fn=limit)
+        p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, text=True, preexec_fn=limit,
+                             env=None if env is None else {**os.environ, **env})
         line = p.stdout.readline()
         if not line.startswith("listening on"):
             p.kill()
@@ -731,11 +745,129 @@ def crash(binary, workdir):
             f"0 lost, 3 nodes equal")
 
 
+FAKETIME_LIBS = ["/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1", "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
+                 "/usr/lib/faketime/libfaketime.so.1"]
+
+
+def clock(binary, workdir):
+    """A node whose clock is an hour fast (libfaketime) beside two correct ones: its stamps are
+    refused and reported, correct-clock writes made after its write are not lost; then its clock
+    steps back an hour, and it reports the jump."""
+    lib = next((p for p in FAKETIME_LIBS if os.path.exists(p)), None)
+    if lib is None:
+        print("skipped: needs libfaketime (Debian package faketime; scripts/setup installs it)")
+        return None
+    hosts = [f"127.0.0.{i + 1}" for i in range(3)]
+    port = free_port(hosts)
+    c = Cluster(binary, workdir, [f"{h}:{port}" for h in hosts])
+    offset = os.path.join(workdir, "clock-offset")
+    with open(offset, "w") as f:
+        f.write("+1h\n")
+    fast = {"LD_PRELOAD": lib, "FAKETIME_TIMESTAMP_FILE": offset, "FAKETIME_NO_CACHE": "1",
+            "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+    try:
+        c.start(0)
+        c.start(1)
+        c.start(2, env=fast)
+        wait_for("3 members alive at every node", lambda: all(len(c.live(i)) == 3 for i in range(3)), 60)
+        c.ctl(2, "put", "m", "k", "from-the-fast-clock")
+        c.ctl(2, "put", "m", "fast-only", "1")
+        # The correct nodes refuse the fast node's stamps, count and log it.
+        wait_for("the correct nodes refusing the fast node's stamps",
+                 lambda: all(metric("\n".join(c.ctl(i, "stats")), "deltasync_clock_skew_refused_total") >= 1
+                             for i in (0, 1)), 60)
+        for i in (0, 1):
+            with open(os.path.join(workdir, f"node{i + 1}.log")) as f:
+                if "ahead of this node's clock" not in f.read():
+                    raise Failure(f"node {i + 1} did not log the refused stamp")
+        # A correct-clock write made after the fast one, and another to a key of its own: neither
+        # is lost to the fast node's future stamp on the correct nodes.
+        c.ctl(0, "put", "m", "k", "from-a-correct-clock")
+        c.ctl(1, "put", "m", "j", "also-correct")
+        want = ["j=also-correct", "k=from-a-correct-clock"]
+        wait_for("the correct writes on both correct nodes", lambda: all(c.ctl(i, "get", "m") == want for i in (0, 1)), 60)
+        # The clock steps back to the right time: the node reports the jump.
+        with open(offset, "w") as f:
+            f.write("+0\n")
+        wait_for("the fast node reporting its clock's jump",
+                 lambda: metric("\n".join(c.ctl(2, "stats")), "deltasync_clock_jumps_total") >= 1, 60)
+        last = metric("\n".join(c.ctl(2, "stats")), "deltasync_clock_last_jump_ms")
+        if not -3_700_000 < last < -3_500_000:
+            raise Failure(f"clock_last_jump_ms {last}, expected about -3600000")
+        with open(os.path.join(workdir, "node3.log")) as f:
+            if "wall clock jumped back" not in f.read():
+                raise Failure("node 3 did not log its clock's jump")
+        for i in (0, 1):
+            if c.ctl(i, "get", "m") != want:
+                raise Failure(f"node {i + 1} lost a correct-clock write: {c.ctl(i, 'get', 'm')}")
+    finally:
+        c.stop_all()
+    return (f"clock: the fast node's stamps refused and counted on both correct nodes, 0 correct writes lost; "
+            f"its jump back of {-last} ms reported")
+
+
+def watch(binary, workdir):
+    """Two writers overwrite one key while three nodes watch it (ctl watch): no watched state
+    lacks the key once it appeared (read safety, issue 14)."""
+    seconds = float(os.environ.get("WATCH_SECONDS", "15"))
+    hosts = [f"127.0.0.{i + 1}" for i in range(NODES)]
+    port = free_port(hosts)
+    c = Cluster(binary, workdir, [f"{h}:{port}" for h in hosts])
+    watchers = []
+    try:
+        for i in range(NODES):
+            c.start(i)
+        wait_for("all members alive at every node", lambda: all(len(c.live(i)) == NODES for i in range(NODES)), 60)
+        for i in (2, 3, 4):
+            cmd = [binary, "ctl", c.addresses[i], *c.auth(i, "admin"), "watch", "m"]
+            watchers.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        stop = time.monotonic() + seconds
+
+        def writer(node):
+            n = 0
+            while time.monotonic() < stop:
+                c.ctl(node, "put", "m", "watched", f"n{node + 1}-{n}")
+                # Other keys come and go for real around it, so removals keep flowing.
+                c.ctl(node, "put", "m", f"other-{node}-{n % 3}", "x")
+                c.ctl(node, "remove", "m", f"other-{node}-{(n + 1) % 3}")
+                n += 1
+            return n
+
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            writes = sum(pool.map(writer, [0, 1]))
+        wait_for("every node equal", lambda: len({tuple(c.ctl(i, "get", "m")) for i in range(NODES)}) == 1, 60)
+        states = 0
+        for i, p in zip((2, 3, 4), watchers):
+            p.send_signal(signal.SIGINT)
+            out, _ = p.communicate(timeout=30)
+            seen = False
+            for state in out.split("--\n"):
+                lines = [l for l in state.splitlines() if l]
+                if not lines and state == "":
+                    continue
+                states += 1
+                has = any(l.startswith("watched=") for l in lines)
+                if has:
+                    seen = True
+                elif seen:
+                    raise Failure(f"node {i + 1} showed a state without the key nobody removed: {lines}")
+            if not seen:
+                raise Failure(f"node {i + 1}'s watch never showed the key")
+    finally:
+        for p in watchers:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        c.stop_all()
+    return f"watch: {writes} overwrites by 2 writers for {seconds:.0f} s, {states} states watched on 3 nodes, none lacks the key"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--deltasync", required=True, help="the deltasync binary")
     ap.add_argument("--tls-dir", help="test certificates (tests/lib/tls), for the tls scenario")
-    ap.add_argument("scenario", choices=["loopback", "partition", "tls", "hardening", "presence", "crash"])
+    ap.add_argument("scenario", choices=["loopback", "partition", "tls", "hardening", "presence", "crash", "clock",
+                                         "watch"])
     args = ap.parse_args()
     workdir = tempfile.mkdtemp(prefix="deltasync-cluster-")
     try:
@@ -746,7 +878,8 @@ def main():
             summary = tls(binary, workdir, os.path.abspath(args.tls_dir))
         else:
             summary = {"loopback": loopback, "partition": partition, "hardening": hardening,
-                       "presence": presence, "crash": crash}[args.scenario](binary, workdir)
+                       "presence": presence, "crash": crash, "clock": clock,
+                       "watch": watch}[args.scenario](binary, workdir)
     except (Failure, subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
         print(f"FAIL: {e}")
         for name in sorted(os.listdir(workdir)):

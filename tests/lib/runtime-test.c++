@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "lib/clock-watch.h"
 #include "lib/control.h"
 #include "lib/metrics.h"
 #include "tests/lib/pipe-cluster.h"
@@ -306,6 +307,30 @@ TEST_CASE("runtime: the control interface reads, writes and watches through RPC"
   c.run(20);
   CHECK(service.watchCount() == 0);
   service.attach(nullptr);
+}
+
+}  // namespace
+}  // namespace deltasync
+
+namespace deltasync {
+namespace {
+
+TEST_CASE("clock watch: a wall clock that steps is a jump; drift, slewing and late samples are not") {
+  ClockWatch w(1000);
+  CHECK(w.sample(5'000, 1'700'000'000'000) == 0);  // the first sample has nothing to compare
+  CHECK(w.sample(5'050, 1'700'000'000'050) == 0);  // both advanced 50 ms
+  CHECK(w.sample(9'050, 1'700'000'004'050) == 0);  // a late tick (the loop was busy): both 4 s
+  CHECK(w.sample(9'100, 1'700'000'004'100 + 999) == 0);  // within the threshold
+  CHECK(w.sample(9'150, 1'700'000'005'149 + 3'600'000) == 3'600'000);  // an hour forward
+  CHECK(w.sample(9'200, 1'700'000'005'199) == -3'600'000);             // and back again
+  uint64_t wall = 1'700'000'005'199;
+  int64_t jumps = 0;
+  for (uint64_t mono = 9'200; mono < 9'200 + 600'000; mono += 50) {  // 10 min slewing at 500 ppm
+    wall += 50;
+    if ((mono / 50) % 40 == 0) wall += 1;  // +1 ms every 2 s: 0.5 ms/s
+    jumps += w.sample(mono + 50, wall) != 0;
+  }
+  CHECK(jumps == 0);
 }
 
 }  // namespace
