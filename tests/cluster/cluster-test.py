@@ -77,7 +77,11 @@ class Failure(Exception):
 
 
 class Cluster:
-    def __init__(self, binary, workdir, addresses, wrappers=None, tls_dir=None):
+    # Faster than the defaults, so that tests finish sooner (bench/heal-bench.py uses []).
+    TUNING = ["--gossip-interval", "50", "--probe-interval", "200"]
+
+    def __init__(self, binary, workdir, addresses, wrappers=None, tls_dir=None, tuning=None):
+        self.tuning = self.TUNING if tuning is None else tuning
         self.tls_dir = tls_dir
         self.binary = binary
         self.workdir = workdir
@@ -100,8 +104,8 @@ class Cluster:
 
     def start(self, i, seed=0, ident=None, extra=(), max_fds=None, env=None):
         args = self.wrappers[i] + [
-            self.binary, "node", "--listen", self.addresses[i], *self.auth(i),
-            "--gossip-interval", "50", "--probe-interval", "200", "--log-level", "warn", *extra]
+            self.binary, "node", "--listen", self.addresses[i], *self.auth(i), *self.tuning,
+            "--log-level", "warn", *extra]
         if self.tls_dir is None:
             args += ["--id", str(ident or i + 1)]
         if i != seed:
@@ -218,6 +222,11 @@ class Writes:
             if cluster.ctl(n, "get", "hits") != [str(self.hits)]:
                 return False
         return True
+
+    def converged_on_all(self, cluster, nodes):
+        """converged_on, asking every node at once (a finer measure of when it happened)."""
+        with concurrent.futures.ThreadPoolExecutor(len(nodes)) as pool:
+            return all(pool.map(lambda n: self.converged_on(cluster, [n]), nodes))
 
     def check(self, cluster, nodes):
         """Exactly the acknowledged writes, on every node (a diagnosis on failure)."""
@@ -542,32 +551,84 @@ def run(cmd):
     subprocess.run(cmd, check=True, capture_output=True)
 
 
+class Net:
+    """n hosts, each in a network namespace of its own (veth pairs on a bridge in one more
+    namespace), all created here and deleted by close(); partitions are iptables rules in the
+    hosts' namespaces. Needs root."""
+
+    PORT = 7000
+
+    @staticmethod
+    def usable():
+        return os.geteuid() == 0 and shutil.which("ip") is not None and shutil.which("iptables") is not None
+
+    def __init__(self, n):
+        tag = f"{os.getpid() % 100000}"
+        self.switch = f"dsw{tag}"
+        self.spaces = [f"dsn{i + 1}-{tag}" for i in range(n)]
+        subnet = f"10.{random.randint(64, 127)}.{random.randint(0, 255)}"
+        self.ips = [f"{subnet}.{i + 1}" for i in range(n)]
+        self.created = []
+        try:
+            run(["ip", "netns", "add", self.switch])
+            self.created.append(self.switch)
+            run(["ip", "-n", self.switch, "link", "add", "br0", "type", "bridge"])
+            run(["ip", "-n", self.switch, "link", "set", "br0", "up"])
+            for i, ns in enumerate(self.spaces):
+                run(["ip", "netns", "add", ns])
+                self.created.append(ns)
+                run(["ip", "-n", self.switch, "link", "add", f"v{i}", "type", "veth", "peer", "name", "eth0", "netns", ns])
+                run(["ip", "-n", self.switch, "link", "set", f"v{i}", "master", "br0", "up"])
+                run(["ip", "-n", ns, "addr", "add", f"{self.ips[i]}/24", "dev", "eth0"])
+                run(["ip", "-n", ns, "link", "set", "eth0", "up"])
+                run(["ip", "-n", ns, "link", "set", "lo", "up"])
+        except BaseException:
+            self.close()
+            raise
+
+    def addresses(self):
+        return [f"{ip}:{self.PORT}" for ip in self.ips]
+
+    def wrappers(self):
+        return [["ip", "netns", "exec", ns] for ns in self.spaces]
+
+    def iptables(self, host, *rule):
+        run(["ip", "netns", "exec", self.spaces[host], "iptables", *rule])
+
+    def cut(self, group, other):
+        """Nothing passes between the two groups, either way."""
+        for n in group:
+            for m in other:
+                for a, b in ((n, m), (m, n)):
+                    self.iptables(a, "-A", "INPUT", "-s", self.ips[b], "-j", "DROP")
+                    self.iptables(a, "-A", "OUTPUT", "-d", self.ips[b], "-j", "DROP")
+
+    def one_way(self, host):
+        """host can no longer open connections to the others (its messages to them never leave),
+        while their connections to it still work: it hears everyone, nobody hears it."""
+        for m in range(len(self.ips)):
+            if m != host:
+                self.iptables(host, "-A", "OUTPUT", "-d", self.ips[m], "-p", "tcp", "--dport", str(self.PORT), "-j", "DROP")
+
+    def heal(self):
+        for i in range(len(self.spaces)):
+            self.iptables(i, "-F")
+
+    def close(self):
+        for ns in reversed(self.created):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        self.created = []
+
+
 def partition(binary, workdir):
-    if os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("iptables") is None:
+    if not Net.usable():
         print("skipped: needs root, ip (iproute2) and iptables")
         return None
-    tag = f"{os.getpid() % 100000}"
-    switch = f"dsw{tag}"
-    spaces = [f"dsn{i + 1}-{tag}" for i in range(NODES)]
-    subnet = f"10.{random.randint(64, 127)}.{random.randint(0, 255)}"
-    ips = [f"{subnet}.{i + 1}" for i in range(NODES)]
-    created = []
+    net = Net(NODES)
     holders = []
     c = None
     try:
-        run(["ip", "netns", "add", switch])
-        created.append(switch)
-        run(["ip", "-n", switch, "link", "add", "br0", "type", "bridge"])
-        run(["ip", "-n", switch, "link", "set", "br0", "up"])
-        for i, ns in enumerate(spaces):
-            run(["ip", "netns", "add", ns])
-            created.append(ns)
-            run(["ip", "-n", switch, "link", "add", f"v{i}", "type", "veth", "peer", "name", "eth0", "netns", ns])
-            run(["ip", "-n", switch, "link", "set", f"v{i}", "master", "br0", "up"])
-            run(["ip", "-n", ns, "addr", "add", f"{ips[i]}/24", "dev", "eth0"])
-            run(["ip", "-n", ns, "link", "set", "eth0", "up"])
-            run(["ip", "-n", ns, "link", "set", "lo", "up"])
-        c = Cluster(binary, workdir, [f"{ip}:7000" for ip in ips], [["ip", "netns", "exec", ns] for ns in spaces])
+        c = Cluster(binary, workdir, net.addresses(), net.wrappers())
         durable = [["--data-dir", os.path.join(workdir, f"data{i + 1}")] for i in range(NODES)]
         for i in range(NODES):
             c.start(i, extra=durable[i])
@@ -585,15 +646,7 @@ def partition(binary, workdir):
                  lambda: all(c.presences(i, "room") == set(held.values()) for i in range(NODES)), 60)
 
         side_a, side_b = [0, 1, 2], [3, 4]
-
-        def cut(group, other):
-            for n in group:
-                for m in other:
-                    run(["ip", "netns", "exec", spaces[n], "iptables", "-A", "INPUT", "-s", ips[m], "-j", "DROP"])
-                    run(["ip", "netns", "exec", spaces[n], "iptables", "-A", "OUTPUT", "-d", ips[m], "-j", "DROP"])
-
-        cut(side_a, side_b)
-        cut(side_b, side_a)
+        net.cut(side_a, side_b)
         t = wait_for("each side sees the other down",
                      lambda: len(c.live(0)) == 3 and len(c.live(3)) == 2, 60)
         print(f"3|2 partition: each side sees the other down after {t:.2f} s")
@@ -627,8 +680,7 @@ def partition(binary, workdir):
         wait_for("side B converged on its writes", lambda: inside_b.converged_on(c, side_b), 60)
 
         heal_at = time.monotonic()
-        for ns in spaces:
-            run(["ip", "netns", "exec", ns, "iptables", "-F"])
+        net.heal()
         wait_for("convergence after the heal", lambda: both.converged_on(c, range(NODES)), 120)
         latency = time.monotonic() - heal_at
         wait_for("every presence back on every node",
@@ -638,6 +690,12 @@ def partition(binary, workdir):
         t = wait_for("all 5 members alive again", lambda: all(len(c.live(i)) == NODES for i in range(NODES)), 120)
         print(f"healed: converged {latency:.2f} s after the heal, presences back after {presence_back:.2f} s "
               f"(membership whole {t:.2f} s later)")
+        # The other shapes, once each: a bridge (node 3 hears both sides, which do not hear each
+        # other) and a one-way cut (node 5 hears everyone, nobody hears it).
+        heals = {"3|2": latency}
+        for shape in ("bridge", "one-way"):
+            heals[shape] = partition_and_heal(c, net, shape, both, 60)
+        both.check(c, range(NODES))
     finally:
         for p in holders:
             if p.poll() is None:
@@ -645,11 +703,43 @@ def partition(binary, workdir):
                 p.wait()
         if c is not None:
             c.stop_all()
-        for ns in reversed(created):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        net.close()
     return (f"partition: durable nodes, {len(w_a.elements)} | {len(w_b.elements)} acknowledged writes on the two "
             f"sides (a node restarted from its directory meanwhile), {len(both.elements)} elements in all, 0 lost; "
-            f"converged {latency:.2f} s after the heal")
+            f"converged after the heal in " + ", ".join(f"{v:.2f} s ({k})" for k, v in heals.items()))
+
+
+SHAPES = ("3|2", "bridge", "one-way")
+
+
+def partition_and_heal(c, net, shape, writes, limit, tag=None):
+    """Cuts the network in `shape`, waits until the cut is seen (the far side down), writes on
+    every node meanwhile (added to `writes`), heals, and returns the seconds from the heal until
+    every node holds every acknowledged write."""
+    n = len(net.ips)
+    tag = tag or shape
+    if shape == "3|2":
+        net.cut([0, 1, 2], [3, 4])
+        seen = lambda: len(c.live(0)) == 3 and len(c.live(3)) == 2
+    elif shape == "bridge":
+        # Node 2 still reaches both sides, so the far side stays alive (probed through node 2)
+        # and the writes may cross through it while the cut lasts.
+        net.cut([0, 1], [3, 4])
+        seen = lambda: True
+    elif shape == "one-way":
+        net.one_way(4)
+        seen = lambda: c.addresses[4] not in {l.split()[1] for l in c.live(0)}
+    else:
+        raise ValueError(shape)
+    wait_for(f"the {shape} cut seen", seen, limit)
+    during = Writes()
+    during.concurrently(c, range(n), f"{tag}", 2)
+    writes.elements |= during.elements
+    writes.hits += during.hits
+    heal_at = time.monotonic()
+    net.heal()
+    wait_for(f"convergence after the {shape} heal", lambda: writes.converged_on_all(c, range(n)), limit)
+    return time.monotonic() - heal_at
 
 
 def crash(binary, workdir):
