@@ -42,7 +42,8 @@ const char* kMainHelp =
     "  node   run a replica: deltasync node --listen HOST:PORT [--seed HOST:PORT]... --secret-file PATH\n"
     "  ctl    administer a running replica: deltasync ctl HOST:PORT <verb> ...\n"
     "\n"
-    "Run 'deltasync <command> --help' for the options of a command.\n";
+    "Run 'deltasync <command> --help' for the options of a command; 'deltasync --version' prints\n"
+    "the version.\n";
 
 const char* kNodeHelp =
     "usage: deltasync node --listen HOST:PORT [options]\n"
@@ -488,6 +489,10 @@ int main(int argc, char** argv) {
     if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
       std::fputs(kMainHelp, args.empty() ? stderr : stdout);
       return args.empty() ? 2 : 0;
+    }
+    if (args[0] == "--version" || args[0] == "version") {
+      std::printf("deltasync %s\n", DELTASYNC_VERSION);
+      return 0;
     }
     const std::string command = args[0];
     args.erase(args.begin());

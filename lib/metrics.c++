@@ -123,25 +123,37 @@ uint64_t nowMs(kj::Timer& timer) { return (timer.now() - kj::origin<kj::TimePoin
 
 class MetricsService final : public kj::HttpService {
  public:
-  MetricsService(const kj::HttpHeaderTable& table, std::function<std::string()> render)
-      : table_(table), render_(std::move(render)) {}
+  MetricsService(const kj::HttpHeaderTable& table, std::function<std::string()> render,
+                 std::function<std::string()> ready)
+      : table_(table), render_(std::move(render)), ready_(std::move(ready)) {}
 
   kj::Promise<void> request(kj::HttpMethod method, kj::StringPtr url, const kj::HttpHeaders&, kj::AsyncInputStream&,
                             Response& response) override {
-    if (method != kj::HttpMethod::GET || (url != "/metrics" && url != "/")) {
-      return response.sendError(404, "Not Found", table_);
+    if (method != kj::HttpMethod::GET) return response.sendError(404, "Not Found", table_);
+    if (url == "/metrics" || url == "/") return send(response, 200, "OK", "text/plain; version=0.0.4", render_());
+    if (url == "/healthz") return send(response, 200, "OK", "text/plain", "ok\n");
+    if (url == "/readyz") {
+      const std::string why = ready_();
+      return why.empty() ? send(response, 200, "OK", "text/plain", "ready\n")
+                         : send(response, 503, "Service Unavailable", "text/plain", "not ready: " + why + "\n");
     }
-    auto text = kj::heapString(render_());
+    return response.sendError(404, "Not Found", table_);
+  }
+
+ private:
+  kj::Promise<void> send(Response& response, uint32_t status, kj::StringPtr statusText, kj::StringPtr type,
+                         const std::string& content) {
+    auto text = kj::heapString(content.data(), content.size());
     kj::HttpHeaders headers(table_);
-    headers.set(kj::HttpHeaderId::CONTENT_TYPE, "text/plain; version=0.0.4");
-    auto body = response.send(200, "OK", headers, text.size());
+    headers.set(kj::HttpHeaderId::CONTENT_TYPE, type);
+    auto body = response.send(status, statusText, headers, text.size());
     auto write = body->write(text.begin(), text.size());
     return write.attach(kj::mv(body), kj::mv(text));
   }
 
- private:
   const kj::HttpHeaderTable& table_;
   std::function<std::string()> render_;
+  std::function<std::string()> ready_;
 };
 
 // Answers in plain words and logs in ours; kj's default puts the exception text (with stack
@@ -184,8 +196,8 @@ class HttpErrors final : public kj::HttpServerErrorHandler {
 }  // namespace
 
 struct MetricsServer::Impl final : kj::TaskSet::ErrorHandler {
-  Impl(kj::Timer& timer, std::function<std::string()> render)
-      : service(table, std::move(render)), errors(timer, table), server(timer, table, service, settings()), tasks(*this) {}
+  Impl(kj::Timer& timer, std::function<std::string()> render, std::function<std::string()> ready)
+      : service(table, std::move(render), std::move(ready)), errors(timer, table), server(timer, table, service, settings()), tasks(*this) {}
 
   kj::HttpServerSettings settings() {
     kj::HttpServerSettings s;
@@ -205,8 +217,9 @@ struct MetricsServer::Impl final : kj::TaskSet::ErrorHandler {
   kj::TaskSet tasks;  // last: its connections go first
 };
 
-MetricsServer::MetricsServer(kj::Timer& timer, std::function<std::string()> render)
-    : impl_(kj::heap<Impl>(timer, std::move(render))) {}
+MetricsServer::MetricsServer(kj::Timer& timer, std::function<std::string()> render,
+                             std::function<std::string()> ready)
+    : impl_(kj::heap<Impl>(timer, std::move(render), std::move(ready))) {}
 
 MetricsServer::~MetricsServer() = default;
 

@@ -47,8 +47,12 @@ struct NodeCounters {
 
 std::string prometheusText(const Runtime& rt, const NodeCounters& node);
 
-// Serves GET /metrics (and /) with the text `render` returns (called on the loop thread) on the
-// connections handed to serve() (from lib/listen.h's accept loop); anything else gets 404.
+// Serves, on the connections handed to serve() (from lib/listen.h's accept loop):
+//   GET /metrics (and /)  the text `render` returns (called on the loop thread);
+//   GET /healthz          200 "ok": the node's loop answers (it serves this very request);
+//   GET /readyz           200 "ready", or 503 with the reason `ready` returns (non-empty: not
+//                         ready, e.g. not joined yet, or commits failing);
+// anything else gets 404.
 // Hardened for an endpoint any local process may reach:
 //   - at most kMaxConnections at once; more are closed at once (counted in refused());
 //   - a connection must send its request head within kHeadTimeoutMs, and is closed when idle as
@@ -62,7 +66,7 @@ class MetricsServer {
   static constexpr size_t kMaxConnections = 32;
   static constexpr uint64_t kHeadTimeoutMs = 5000;
 
-  MetricsServer(kj::Timer& timer, std::function<std::string()> render);
+  MetricsServer(kj::Timer& timer, std::function<std::string()> render, std::function<std::string()> ready);
   ~MetricsServer();
   void serve(kj::Own<kj::AsyncIoStream> connection);
   uint64_t refused() const { return refused_; }

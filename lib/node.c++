@@ -676,6 +676,23 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
     });
   }
 
+  // Loop thread (/readyz): why the node is not ready to serve, "" when it is: it has joined (a
+  // live member besides itself, when it has seeds or stored members to join through) and its
+  // commits succeed.
+  std::string notReady() {
+    if (runtime_ == nullptr) return "the node is stopping";
+    if (storageFailing_) return "commits to the data directory fail (see the log)";
+    if (runtime_->offline()) return "offline (Node::setOffline)";
+    if (!config_.seeds.empty() || joinedBefore_) {
+      bool joined = false;
+      for (const auto& m : runtime_->members()) {
+        joined |= !m.self && (m.state == gossip::MemberState::alive || m.state == gossip::MemberState::suspect);
+      }
+      if (!joined) return "no live member yet (joining through the seeds)";
+    }
+    return {};
+  }
+
   // Loop thread, at the end: every future still waiting throws NodeClosed.
   void failWaiters() {
     {
@@ -730,6 +747,7 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
       rc.address = address_;
       rc.cluster = config_.cluster;
       rc.seeds = config_.seeds;
+      joinedBefore_ = !stored_.members.empty();
       for (const auto& a : stored_.members) {  // rejoin through the members of the last run too
         if (a != address_ && std::find(rc.seeds.begin(), rc.seeds.end(), a) == rc.seeds.end()) rc.seeds.push_back(a);
       }
@@ -779,7 +797,7 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
                            },
                            acceptFailures_));
       if (metricsListener) {
-        metricsServer = kj::heap<MetricsServer>(timer, metricsNow);
+        metricsServer = kj::heap<MetricsServer>(timer, metricsNow, [this] { return notReady(); });
         MetricsServer* server = metricsServer_ = metricsServer.get();
         tasks.add(acceptLoop(*metricsListener, timer, "metrics port",
                              [server](kj::Own<kj::AsyncIoStream> s) { server->serve(kj::mv(s)); }, acceptFailures_));
@@ -849,6 +867,7 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
   StoredState stored_;                 // read by openStorage(), consumed by attachStorage()
   Wakeup wakeup_;                      // writers -> the loop: commit (sync durability), futures
   std::atomic<bool> commitRequested_{false};
+  bool joinedBefore_ = false;  // stored members to rejoin through (a durable restart)
   // A write's future (writeTo): the storage ticket and engine sequence number after it.
   struct Waiter {
     WriteTo to;

@@ -360,6 +360,13 @@ def metric(text, name):
 
 
 def hardening(binary, workdir):
+    # The command line itself: --version, and a verb without its arguments is a usage error.
+    r = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10)
+    if r.returncode != 0 or not re.fullmatch(r"deltasync \d+\.\d+\.\d+\n", r.stdout):
+        raise Failure(f"deltasync --version: exit {r.returncode}, {r.stdout!r}")
+    r = subprocess.run([binary, "ctl", "127.0.0.1:1", "add", "s"], capture_output=True, text=True, timeout=10)
+    if r.returncode != 2 or "NAME ELEMENT..." not in r.stderr:
+        raise Failure(f"ctl add without an element: exit {r.returncode}, {r.stderr.strip()}")
     hosts = ["127.0.0.1", "127.0.0.2"]
     port = free_port(hosts)
     metrics = f"127.0.0.1:{free_port(['127.0.0.1'])}"

@@ -378,6 +378,27 @@ TEST_CASE("node: metrics are served as Prometheus text over HTTP") {
   CHECK(r.find("deltasync_deliver_seconds_bucket{le=\"+Inf\"}") != std::string::npos);
   CHECK(r.find("deltasync_objects 1\n") != std::string::npos);
   CHECK(httpGet(a.metricsAddress(), "/other").rfind("HTTP/1.1 404", 0) == 0);
+
+  // Health: the loop answers; ready: no seeds to join through, so at once.
+  CHECK(httpGet(a.metricsAddress(), "/healthz").rfind("HTTP/1.1 200", 0) == 0);
+  CHECK(httpGet(a.metricsAddress(), "/readyz").find("\r\n\r\nready\n") != std::string::npos);
+  // A node with a seed is ready once it joined; offline it is not.
+  NodeConfig bc = config({a.address()});
+  bc.metricsListen = "127.0.0.1:0";
+  Node b(bc);
+  CHECK(eventually([&] { return httpGet(b.metricsAddress(), "/readyz").rfind("HTTP/1.1 200", 0) == 0; }));
+  b.setOffline(true);
+  const std::string offline = httpGet(b.metricsAddress(), "/readyz");
+  CHECK(offline.rfind("HTTP/1.1 503", 0) == 0);
+  CHECK(offline.find("not ready: offline") != std::string::npos);
+  CHECK(httpGet(b.metricsAddress(), "/healthz").rfind("HTTP/1.1 200", 0) == 0);
+  // A seed that never answers: not ready, and it says why.
+  NodeConfig lonely = config({"127.0.0.1:1"});
+  lonely.metricsListen = "127.0.0.1:0";
+  Node l(lonely);
+  const std::string joining = httpGet(l.metricsAddress(), "/readyz");
+  CHECK(joining.rfind("HTTP/1.1 503", 0) == 0);
+  CHECK(joining.find("no live member yet") != std::string::npos);
 }
 
 }  // namespace
