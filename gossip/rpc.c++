@@ -43,24 +43,21 @@ class ReplicatorImpl final : public wire::Replicator::Server {
     if (controlOnly_) return reject("a control client cannot replicate: it authenticated for the control interface only");
     Message m;
     try {
-      m = decodeEnvelope(context.getParams().getEnvelope(), shared_->limits);
-    } catch (const DecodeError& e) {
-      return reject(std::string("invalid envelope: ") + e.what());
-    } catch (const kj::Exception& e) {
-      return reject(std::string("invalid envelope: ") + e.getDescription().cStr());
-    }
-    if (std::holds_alternative<HelloMsg>(m) || std::holds_alternative<HelloReplyMsg>(m) ||
-        std::holds_alternative<AuthProofMsg>(m)) {
-      return reject("handshake messages are not delivered after authentication");
-    }
-    if (auto s = senderOf(m); s && *s != peer_) {
-      return reject("envelope names sender " + std::to_string(s->value) + ", the peer authenticated as " +
-                    std::to_string(peer_.value));
+      m = acceptEnvelope(context.getParams().getEnvelope(), shared_->limits, peer_);
+    } catch (const std::exception& e) {
+      return reject(e.what());
     }
     try {
       shared_->deliver(peer_, std::move(m));
     } catch (const std::exception& e) {
       return reject(std::string("rejected: ") + e.what());
+    }
+    if (shared_->options.replies) {
+      std::vector<Message> back = shared_->options.replies(peer_);
+      if (!back.empty()) {
+        auto out = context.getResults().initReplies(static_cast<unsigned>(back.size()));
+        for (size_t i = 0; i < back.size(); ++i) encodeEnvelope(back[i], out[static_cast<unsigned>(i)]);
+      }
     }
     return kj::READY_NOW;
   }
@@ -186,6 +183,26 @@ kj::Promise<Authenticated> attach(wire::Gatekeeper::Client gatekeeper, ReplicaId
   return gatekeeper.attachRequest().send().then([server](capnp::Response<wire::Gatekeeper::AttachResults>&& r) {
     return Authenticated{r.getReplicator(), server};
   });
+}
+
+Message acceptEnvelope(wire::Envelope::Reader envelope, const Limits& limits, ReplicaId from) {
+  Message m;
+  try {
+    m = decodeEnvelope(envelope, limits);
+  } catch (const DecodeError& e) {
+    throw DecodeError(std::string("invalid envelope: ") + e.what());
+  } catch (const kj::Exception& e) {
+    throw DecodeError(std::string("invalid envelope: ") + e.getDescription().cStr());
+  }
+  if (std::holds_alternative<HelloMsg>(m) || std::holds_alternative<HelloReplyMsg>(m) ||
+      std::holds_alternative<AuthProofMsg>(m)) {
+    throw ProtocolError("handshake messages are not delivered after authentication");
+  }
+  if (auto s = senderOf(m); s && *s != from) {
+    throw ProtocolError("envelope names sender " + std::to_string(s->value) + ", the peer authenticated as " +
+                        std::to_string(from.value));
+  }
+  return m;
 }
 
 kj::Promise<void> deliver(wire::Replicator::Client& replicator, const Message& message) {

@@ -8,6 +8,12 @@
 // problem; the connection and every other peer are unaffected. Authentication failures are
 // counted (and the caller of a failed prove() learns nothing but "authentication failed").
 //
+// Return path: deliver()'s result may carry replies, the messages the receiver holds for the
+// caller while it cannot reach the caller itself (GatekeeperOptions::replies): so a node that
+// can be reached but cannot reach (a one-way network, a firewall or NAT that lets connections in
+// one way only) still answers every peer that talks to it. The caller checks each reply with
+// acceptEnvelope(), the very rule deliver() applies, as sent by the peer it authenticated.
+//
 // Client side: authenticate() runs the client half over a Gatekeeper capability and yields the
 // Replicator to deliver() to; it rejects a server that cannot prove the secret.
 //
@@ -70,7 +76,15 @@ struct GatekeeperOptions {
   // Set when the connection runs under mutual TLS and the client's certificate proved this id:
   // attach() then hands out its Replicator (no secret needed).
   std::optional<ReplicaId> tlsPeer;
+  // Asked after each message delivered from `peer`: what to send back on this connection (the
+  // return path above); empty: nothing.
+  std::function<std::vector<Message>(ReplicaId peer)> replies;
 };
+
+// The rule for an envelope from the authenticated peer `from` (deliver(), and the replies that
+// come back from a deliver()): it decodes within `limits`, is no handshake message, and names
+// `from` as its sender. Throws DecodeError or ProtocolError saying what was wrong.
+Message acceptEnvelope(wire::Envelope::Reader envelope, const Limits& limits, ReplicaId from);
 
 class Gatekeeper final : public wire::Gatekeeper::Server {
  public:
@@ -114,7 +128,8 @@ kj::Promise<Authenticated> authenticate(wire::Gatekeeper::Client gatekeeper, Sec
 // `server` (lib/tls.h).
 kj::Promise<Authenticated> attach(wire::Gatekeeper::Client gatekeeper, ReplicaId server);
 
-// Sends one message; the promise fails if the peer rejected it.
+// Sends one message; the promise fails if the peer rejected it. Its replies (the return path) are
+// not read: lib/runtime reads them from the response itself.
 kj::Promise<void> deliver(wire::Replicator::Client& replicator, const Message& message);
 
 // One two-party RPC connection over a stream, with our limits applied to what it reads.

@@ -414,9 +414,12 @@ interface Handshake {
 }
 
 interface Replicator {
-  deliver @0 (envelope :Envelope) -> ();
+  deliver @0 (envelope :Envelope) -> (replies :List(Envelope));
   # Fails (a remote exception naming the problem) when the envelope is invalid; nothing of it is
   # applied then, and the connection stays usable.
+  # replies: messages the receiver holds for the caller while its own connection to the caller
+  # is down (a one-way network: the caller reaches it, it cannot reach the caller). The caller
+  # takes them as delivered by the receiver, held to the same rules as a deliver() to it.
 
   control @1 () -> (control :Control);
   # The node's administration interface (lib/control.h; `deltasync ctl`), for the same

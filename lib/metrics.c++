@@ -75,6 +75,9 @@ std::string prometheusText(const Runtime& rt, const NodeCounters& node) {
   counter("auth_successes_total", "Successful peer authentications.", g.authenticated);
   counter("envelopes_rejected_total", "Invalid envelopes from authenticated peers.", g.envelopesRejected);
   counter("suspicions_total", "Members this node saw become suspect.", s.suspicions);
+  counter("replies_sent_total", "Messages handed back on a peer's delivery because this node's link to it was down.",
+          s.repliesSent);
+  counter("replies_received_total", "Messages peers handed back on this node's deliveries.", s.repliesReceived);
   counter("clock_jumps_total", "Jumps of this node's wall clock against its monotonic clock (1 s or more).",
           s.clockJumps);
   metric(out, "gauge", "clock_last_jump_ms", "The last jump of this node's wall clock, ms (positive: forward).",

@@ -310,6 +310,7 @@ void Runtime::serve(kj::Own<kj::AsyncIoStream> stream, std::optional<ReplicaId> 
     return control_(peer);
   };
   options.stats = gatekeeperStats_;
+  options.replies = [this](ReplicaId peer) { return takeReplies(peer); };
   options.tlsPeer = tlsPeer;
   auto gated = kj::heap<PreAuthStream>(kj::mv(stream), config_.preAuthBytes, [this, source] {
     ++stats_.preAuthOversize;
@@ -593,16 +594,20 @@ void Runtime::pump(Link& link) {
       return &l;
     };
     const kj::TimePoint sentAt = timer_.now();
-    tasks_.add(request.send().then(
-        [this, done, bytes, sentAt](capnp::Response<wire::Replicator::DeliverResults>&&) {
+    // A delivery that does not complete in deliverTimeoutMs breaks the link: a connection whose
+    // packets are dropped (a one-way cut, a dead host) would otherwise hold its messages until TCP
+    // gives up, minutes later, with the link looking ready (so nothing took the return path).
+    tasks_.add(timer_.timeoutAfter(config_.deliverTimeoutMs * kj::MILLISECONDS, request.send()).then(
+        [this, done, bytes, sentAt, id](capnp::Response<wire::Replicator::DeliverResults>&& r) {
           deliverLatency_.observe(static_cast<double>((timer_.now() - sentAt) / kj::MICROSECONDS) / 1e6);
           ++stats_.messagesSent;
           stats_.bytesSent += bytes;
+          if (r.hasReplies()) takeRepliesFrom(id, r.getReplies());
           if (Link* l = done()) pump(*l);
         },
         [this, done, id, generation](kj::Exception&& e) {
-          if (e.getType() == kj::Exception::Type::DISCONNECTED) {
-            broken(id, generation, &e);
+          if (e.getType() == kj::Exception::Type::DISCONNECTED || e.getType() == kj::Exception::Type::OVERLOADED) {
+            broken(id, generation, &e);  // gone, or a delivery timed out
             return;
           }
           ++stats_.sendsRejected;
@@ -612,6 +617,47 @@ void Runtime::pump(Link& link) {
           }
           if (Link* l = done()) pump(*l);
         }));
+  }
+}
+
+std::vector<Message> Runtime::takeReplies(ReplicaId peer) {
+  std::vector<Message> out;
+  if (offline_ || stopped_) return out;
+  auto it = links_.find(peer);
+  if (it == links_.end() || it->second->state == Link::State::ready) return out;
+  Link& link = *it->second;
+  // Urgent first (acks, requests, probes), then at most as many bulk messages as one link has in
+  // flight: a reply stays about as large as what a link sends at once.
+  while (!link.urgent.empty() && out.size() < config_.maxUrgentInflight) {
+    out.push_back(std::move(link.urgent.front()));
+    link.urgent.pop_front();
+  }
+  for (uint32_t k = 0; k < config_.maxBulkInflight && !link.bulk.empty(); ++k) {
+    out.push_back(std::move(link.bulk.front()));
+    link.bulk.pop_front();
+  }
+  stats_.repliesSent += out.size();
+  return out;
+}
+
+void Runtime::takeRepliesFrom(ReplicaId peer, capnp::List<wire::Envelope>::Reader replies) {
+  for (auto e : replies) {
+    Message m;
+    try {
+      m = gossip::acceptEnvelope(e, config_.limits, peer);
+    } catch (const std::exception& ex) {
+      ++stats_.messagesRejected;
+      if (rejectLog.allow(nowMs())) {
+        log::warn("rejected a reply from {}: {} ({} similar suppressed)", peer.value, ex.what(), rejectLog.suppressed());
+      }
+      continue;
+    }
+    ++stats_.repliesReceived;
+    try {
+      onMessage(peer, std::move(m));
+    } catch (const std::exception&) {
+      // Counted and logged by onMessage, as for a deliver() that failed.
+    }
   }
 }
 

@@ -53,13 +53,20 @@
 //   idle -> connecting (dial, handshake; the peer must prove the id we expect) -> ready.
 //   Under mutual TLS (config.tls) each stream is wrapped first and the certificates prove both
 //   ids (Gatekeeper.attach); otherwise the HMAC handshake does.
-//   A failed dial, handshake or delivery, or a disconnect, returns the link to idle; it retries
+//   A failed dial, handshake or delivery, a delivery unanswered for deliverTimeoutMs, or a
+//   disconnect, returns the link to idle; it retries
 //   when it has something to send, after a backoff that doubles from reconnectMinMs to
 //   reconnectMaxMs (with jitter) and resets on success. A sign that the peer is back (a message
 //   from it, or membership hearing it alive) retries at once (at most every 5 x reconnectMinMs), so a
 //   healed link is used without waiting out a backoff that grew while it was cut. Queues are bounded (maxQueuedPerPeer
 //   messages each) and cleared when a link breaks: the engine resends unacknowledged intervals
 //   and membership probes again, so dropping is safe and keeps a dead peer from holding memory.
+//   Return path (gossip/rpc.h): while a link is not ready (down, backing off, connecting), what
+//   it holds is handed back on the peer's own deliver() calls to us, urgent first, at most
+//   maxUrgentInflight urgent and maxBulkInflight bulk messages per call. So a node that can be
+//   reached but cannot reach (one-way network, one-way firewall or NAT) still answers probes,
+//   requests and acks, and its peers keep it alive and keep it in sync; and a link that is only
+//   connecting hands its first messages over sooner.
 //   Two lanes: urgent (probes, acks, digests, requests) and bulk (pushes, state chunks). Urgent
 //   messages go first and have their own in-flight budget, so a probe never waits behind more
 //   than maxBulkInflight bulk messages (each at most maxPushBytes / maxChunkBytes).
@@ -147,6 +154,7 @@ struct RuntimeConfig {
   uint64_t reconnectMinMs = 100;
   uint64_t reconnectMaxMs = 10000;
   uint64_t handshakeTimeoutMs = 5000;  // dial + handshake (outbound); to authenticate (inbound)
+  uint64_t deliverTimeoutMs = 5000;    // a delivery not answered by then breaks its link
   uint32_t maxInbound = 512;           // inbound connections held at once; more are closed
   uint32_t maxPending = 128;           // of those, not yet authenticated (see "Inbound admission")
   uint32_t maxPendingPerSource = 8;    // unauthenticated ones from one source address
@@ -180,6 +188,8 @@ struct RuntimeStats {
   uint64_t handshakeTimeouts = 0;  // inbound connections closed for not authenticating in time
   uint64_t localUpdates = 0;
   uint64_t suspicions = 0;         // members seen becoming suspect
+  uint64_t repliesSent = 0;        // messages handed back on a peer's deliver() (return path)
+  uint64_t repliesReceived = 0;    // messages a peer handed back on ours
   uint64_t clockJumps = 0;         // jumps of this node's wall clock (lib/clock-watch.h)
   int64_t lastClockJumpMs = 0;     // the last one (+ forward, - back)
 };
@@ -313,6 +323,10 @@ class Runtime {
   Link* linkFor(ReplicaId id);
   void pump(Link& link);
   void dropQueued(Link& link);  // its queued messages, counted as dropped
+  // The return path (gossip/rpc.h): what we hold for `peer` while our link to it is not ready,
+  // handed back on its deliver(); and the replies to our deliver() (as delivered by `peer`).
+  std::vector<gossip::Message> takeReplies(ReplicaId peer);
+  void takeRepliesFrom(ReplicaId peer, capnp::List<wire::Envelope>::Reader replies);
   void dial(Link& link);
   void broken(ReplicaId id, uint64_t generation, const kj::Exception* why);
   void dialSeed(size_t index);

@@ -20,21 +20,22 @@ namespace deltasync::testing {
 
 inline const std::string kSecret(40, 's');
 
-// The dialling end of a PipeNet connection: once its address is cut, every write fails
-// (DISCONNECTED), as a TCP connection's do when the path to the peer is gone.
+// The dialling end of a PipeNet connection: once its address is cut (or its dialler muted),
+// every write fails (DISCONNECTED), as a TCP connection's do when the path to the peer is gone.
 class CuttableStream final : public kj::AsyncIoStream {
  public:
-  CuttableStream(kj::Own<kj::AsyncIoStream> inner, const std::set<std::string>& cut, std::string address)
-      : inner_(kj::mv(inner)), cut_(cut), address_(std::move(address)) {}
+  CuttableStream(kj::Own<kj::AsyncIoStream> inner, const std::set<std::string>& cut, std::string address,
+                 const std::set<std::string>& muted, std::string from)
+      : inner_(kj::mv(inner)), cut_(cut), address_(std::move(address)), muted_(muted), from_(std::move(from)) {}
   kj::Promise<size_t> tryRead(void* buffer, size_t minBytes, size_t maxBytes) override {
     return inner_->tryRead(buffer, minBytes, maxBytes);
   }
   kj::Promise<void> write(const void* buffer, size_t size) override {
-    if (cut_.count(address_) != 0) return KJ_EXCEPTION(DISCONNECTED, "link cut", address_);
+    if (down()) return KJ_EXCEPTION(DISCONNECTED, "link cut", address_);
     return inner_->write(buffer, size);
   }
   kj::Promise<void> write(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> pieces) override {
-    if (cut_.count(address_) != 0) return KJ_EXCEPTION(DISCONNECTED, "link cut", address_);
+    if (down()) return KJ_EXCEPTION(DISCONNECTED, "link cut", address_);
     return inner_->write(pieces);
   }
   kj::Promise<void> whenWriteDisconnected() override { return inner_->whenWriteDisconnected(); }
@@ -42,9 +43,13 @@ class CuttableStream final : public kj::AsyncIoStream {
   void abortRead() override { inner_->abortRead(); }
 
  private:
+  bool down() const { return cut_.count(address_) != 0 || muted_.count(from_) != 0; }
+
   kj::Own<kj::AsyncIoStream> inner_;
   const std::set<std::string>& cut_;
   std::string address_;
+  const std::set<std::string>& muted_;
+  std::string from_;
 };
 
 // Addresses -> runtimes; a dial creates a pipe and hands the far end to the target's accept().
@@ -55,20 +60,38 @@ class PipeNet final : public Dialer {
   // Addresses nobody reaches: dials fail and established connections to them stop carrying
   // writes (while connections they dialled keep working: a one-way cut).
   std::set<std::string> cut;
+  // Addresses that reach nobody: their dials fail and connections they dialled stop carrying
+  // writes (while connections to them keep working: the other one-way cut).
+  std::set<std::string> muted;
   uint64_t dials = 0;
   std::vector<std::string> dialed;  // every address dialled, in order
 
-  kj::Promise<kj::Own<kj::AsyncIoStream>> connect(const std::string& address) override {
+  kj::Promise<kj::Own<kj::AsyncIoStream>> connect(const std::string& address) override { return connect({}, address); }
+
+  kj::Promise<kj::Own<kj::AsyncIoStream>> connect(const std::string& from, const std::string& address) {
     ++dials;
     dialed.push_back(address);
     auto it = nodes.find(address);
-    if (it == nodes.end() || refusing.count(address) != 0 || cut.count(address) != 0) {
+    if (it == nodes.end() || refusing.count(address) != 0 || cut.count(address) != 0 || muted.count(from) != 0) {
       return KJ_EXCEPTION(DISCONNECTED, "connection refused", address);
     }
     auto pipe = kj::newTwoWayPipe();
     it->second->accept(kj::mv(pipe.ends[1]));
-    return kj::Own<kj::AsyncIoStream>(kj::heap<CuttableStream>(kj::mv(pipe.ends[0]), cut, address));
+    return kj::Own<kj::AsyncIoStream>(kj::heap<CuttableStream>(kj::mv(pipe.ends[0]), cut, address, muted, from));
   }
+};
+
+// One runtime's way into a PipeNet: its dials come from its address (see PipeNet::muted).
+class PipeDialer final : public Dialer {
+ public:
+  PipeDialer(PipeNet& net, std::string from) : net_(net), from_(std::move(from)) {}
+  kj::Promise<kj::Own<kj::AsyncIoStream>> connect(const std::string& address) override {
+    return net_.connect(from_, address);
+  }
+
+ private:
+  PipeNet& net_;
+  std::string from_;
 };
 
 struct Cluster {
@@ -81,6 +104,7 @@ struct Cluster {
   PipeNet net;
   struct Slot {
     std::shared_mutex mutex;
+    std::unique_ptr<PipeDialer> dialer;
     std::unique_ptr<Runtime> rt;
     std::vector<std::string> changes;
   };
@@ -99,7 +123,9 @@ struct Cluster {
     c.membership.probeTimeoutMs = 80;
     c.membership.removeAfterMs = 3000;
     if (tune) tune(c);
-    slot->rt = std::make_unique<Runtime>(c, gossip::Secret(secret), timer, net, slot->mutex);
+    slot->rt.reset();
+    slot->dialer = std::make_unique<PipeDialer>(net, address);
+    slot->rt = std::make_unique<Runtime>(c, gossip::Secret(secret), timer, *slot->dialer, slot->mutex);
     Slot* s = slot.get();
     slot->rt->listen([s](const gossip::Change& c) { s->changes.push_back(c.name); });
     net.nodes[address] = slot->rt.get();

@@ -110,17 +110,21 @@ TEST_CASE("runtime: dials back off while a peer refuses, and reconnect when it r
   REQUIRE(c.runUntil([&] { return c.render("a", "s") == std::vector<std::string>{"hello"}; }, 3000));
 }
 
-TEST_CASE("runtime: a healed link is used at once, not after the backoff it built up while cut") {
+TEST_CASE("runtime: under a one-way cut the cut-off side is answered on the return path; a healed link is used at once") {
   Cluster c;
   c.tune = [](RuntimeConfig& rc) { rc.membership.removeAfterMs = 600'000; };  // b stays a member
   c.start(1, "a", {});
   c.start(2, "b", {"a"});
   REQUIRE(c.runUntil([&] { return c.liveMembers("a") == 2 && c.liveMembers("b") == 2; }));
-  // A one-way cut: nothing reaches b, b still reaches a. a's link to b backs off to its maximum.
+  // A one-way cut: nothing reaches b, b still reaches a. a's link to b backs off to its maximum,
+  // but what a holds for b goes back on b's own deliveries to a: b still gets a's writes.
   c.net.cut.insert("b");
   objects::add(c.at("a"), "s", "during");
+  REQUIRE(c.runUntil([&] { return c.render("b", "s") == std::vector<std::string>{"during"}; }, 20'000));
+  CHECK(c.at("a").stats().repliesSent > 0);
+  CHECK(c.at("b").stats().repliesReceived > 0);
   c.run(30'000);
-  REQUIRE(c.render("b", "s").empty());
+  CHECK(c.at("a").readyLinks() == 0);
   const uint64_t dials = c.net.dials;
   c.run(10'000);
   CHECK(c.net.dials - dials <= 22);  // while b's messages keep coming: at most ~2 early retries a second
@@ -129,11 +133,46 @@ TEST_CASE("runtime: a healed link is used at once, not after the backoff it buil
   uint64_t waitedMs = 0;
   REQUIRE(c.runUntil([&] {
     waitedMs += 50;
-    return c.render("b", "s") == std::vector<std::string>{"during"};
+    return c.at("a").readyLinks() == 1;
   }, 20'000));
-  // Simulated time, so exact: 2.05 s here, 3.95 s when a waits out its backoff instead (most of
-  // the rest is membership: b was down at a and must refute before the engine offers to it).
-  CHECK(waitedMs <= 2500);
+  // Simulated time, so exact; without the early retry a waits out its backoff (up to 10 s).
+  CHECK(waitedMs <= 1000);
+}
+
+TEST_CASE("runtime: a node that can be reached but reaches nobody still receives and is heard (return path)") {
+  Cluster c;
+  c.start(1, "a", {});
+  c.start(2, "b", {"a"});
+  c.start(3, "c", {"a"});
+  REQUIRE(c.runUntil([&] { return c.liveMembers("a") == 3 && c.liveMembers("b") == 3 && c.liveMembers("c") == 3; }));
+  // c's own connections stop working and it can open none: everything it says goes back on the
+  // others' deliveries to it.
+  c.net.muted.insert("c");
+  objects::add(c.at("a"), "s", "from-a");
+  objects::add(c.at("c"), "s", "from-c");
+  const std::vector<std::string> both{"from-a", "from-c"};
+  REQUIRE(c.runUntil([&] { return c.render("a", "s") == both && c.render("b", "s") == both && c.render("c", "s") == both; },
+                     20'000));
+  // And it stays so: c keeps hearing and being heard for a long stretch (no member is removed).
+  for (int round = 0; round < 5; ++round) {
+    const std::string e = "later-" + std::to_string(round);
+    objects::add(c.at(round % 2 ? "c" : "b"), "s", e);
+    REQUIRE(c.runUntil([&] {
+      for (const char* n : {"a", "b", "c"}) {
+        const auto r = c.render(n, "s");
+        if (std::find(r.begin(), r.end(), e) == r.end()) return false;
+      }
+      return true;
+    }, 20'000));
+    c.run(2'000);
+  }
+  CHECK(c.at("c").readyLinks() == 0);
+  CHECK(c.at("c").stats().repliesSent > 0);
+  for (const char* n : {"a", "b"}) {
+    const auto* m = c.at(n).membership().member(ReplicaId{3});
+    REQUIRE(m != nullptr);
+    CHECK_FALSE(m->removed);
+  }
 }
 
 TEST_CASE("runtime: a node restarted under a new id: its old id is retired at once, nobody dials itself") {
