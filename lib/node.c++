@@ -302,7 +302,7 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
   }
 
   // Runs f(const gossip::Value* object) with the object (nullptr if absent) under the shared
-  // state lock: never waits behind more than one join on the loop thread.
+  // state lock: never waits behind more than one write or one protocol step.
   template <typename F>
   auto read(const std::string& name, F&& f) const {
     std::shared_lock lock(stateMutex_);
@@ -324,9 +324,9 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
     sub->onMember = std::move(deliver);
     return add(std::move(sub));
   }
-  // Presence diffs of `topic` ("" with all: every topic). Registered on the loop thread, where
-  // diffs are made: the first delivery holds the presences at that moment as joins, and every
-  // later diff reaches this subscription and no earlier one does.
+  // Presence diffs of `topic` ("" with all: every topic). Registered under the state lock, under
+  // which diffs are made: the first delivery holds the presences at that moment as joins, and
+  // every later diff reaches this subscription and no earlier one does.
   Subscription subscribePresence(std::string topic, bool all, std::function<void(const PresenceDiff&)> deliver) {
     auto sub = std::make_shared<Sub>();
     sub->presence = true;

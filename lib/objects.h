@@ -1,4 +1,5 @@
-// Operations on a node's named objects, run on the loop thread: the one place that turns "add x
+// Operations on a node's named objects, run by a writer holding the node's unique state lock
+// (any thread; lib/runtime.h "State lock"): the one place that turns "add x
 // to set s" into a CRDT mutation for both the handles (include/deltasync/node.h) and `deltasync ctl`
 // (lib/control.h), and renders an object as text.
 #pragma once

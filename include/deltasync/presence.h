@@ -22,9 +22,10 @@
 // only cut off tracks its live presences again when it is back, under new refs.
 //
 // Threads: calls are safe from any thread. Writes (track, update, untrack, close) run on the
-// node's loop thread and return when the presence is in the node's state (its delta logged for
-// the peers); reads never wait behind replication (they read indexes under a shared lock: list
-// costs what it returns, count is O(1)). Subscriptions run on the node's notifier thread,
+// caller's thread under the node's state lock (never waiting for its loop) and return when the
+// presence is in the node's state (its delta logged for the peers); reads never wait behind
+// replication (they read indexes under the same lock, shared: list costs what it returns, count
+// is O(1)). Subscriptions run on the node's notifier thread,
 // coalesced: the first call holds the topic's presences at the time of subscribing as joins,
 // later calls the joins and leaves since the previous one (a join and a leave of one ref in
 // between cancel), so the diffs a subscriber saw, applied in order to an empty list, give the
