@@ -169,6 +169,14 @@ class Cluster:
         return {tuple(l.split()[:2]) for l in self.ctl(i, "presence", "list", topic)}
 
 
+def reap(processes):
+    """Kills whatever of `processes` (ctl hold or watch processes) still runs."""
+    for p in processes:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
 def wait_for(what, pred, limit):
     start = time.monotonic()
     last = None
@@ -541,10 +549,7 @@ def presence(binary, workdir):
         if r.returncode != 1 or "topic is empty" not in r.stderr:
             raise Failure(f"ctl presence hold with an empty topic: exit {r.returncode}, {r.stderr.strip()}")
     finally:
-        for p in holders:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+        reap(holders)
         c.stop_all()
     return "presence: held, listed everywhere, left on holder exit, SIGKILL and graceful leave"
 
@@ -704,10 +709,7 @@ def partition(binary, workdir):
             heals[shape] = partition_and_heal(c, net, shape, both, 60, still_receives=True)
         both.check(c, range(NODES))
     finally:
-        for p in holders:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+        reap(holders)
         if c is not None:
             c.stop_all()
         net.close()
@@ -959,10 +961,7 @@ def watch(binary, workdir):
             if not seen:
                 raise Failure(f"node {i + 1}'s watch never showed the key")
     finally:
-        for p in watchers:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+        reap(watchers)
         c.stop_all()
     return f"watch: {writes} overwrites by 2 writers for {seconds:.0f} s, {states} states watched on 3 nodes, none lacks the key"
 

@@ -83,6 +83,16 @@ std::string thrown(const std::function<void()>& f) {
   return "(nothing thrown)";
 }
 
+// A put that may fail while commits fail: whether it was acknowledged.
+bool putSucceeds(Map<std::string, std::string>& m, const std::string& key, const std::string& value) {
+  try {
+    m.put(key, value);
+    return true;
+  } catch (const StorageFailed&) {
+    return false;
+  }
+}
+
 // One random local write of a random kind to one of a few objects.
 void randomWrite(gossip::ObjectStore& store, std::mt19937_64& rng, size_t maxValue) {
   const crdt::ReplicaId self = store.self();
@@ -516,14 +526,7 @@ TEST_CASE("failed fsyncs and writes: StorageFailed, nothing sent meanwhile, reco
       CHECK_FALSE(mb.get("during").has_value());
 
       vfs.set(FaultyVfs::Fault::none);
-      CHECK(eventually([&] {
-        try {
-          ma.put("after", "4");
-          return true;
-        } catch (const StorageFailed&) {
-          return false;
-        }
-      }));
+      CHECK(eventually([&] { return putSucceeds(ma, "after", "4"); }));
       acked.push_back("after");
       CHECK(ma.put("after-future", "6", WriteTo::local()).get().reached);
       acked.push_back("after-future");
@@ -671,14 +674,7 @@ TEST_CASE("a full disk: writes throw StorageFailed, the node recovers, nothing a
     CHECK(what.find(data) != std::string::npos);
     // Space again: the next writes are committed, with the one that failed.
     std::filesystem::remove(filler);
-    CHECK(eventually([&] {
-      try {
-        m.put("after", "1");
-        return true;
-      } catch (const StorageFailed&) {
-        return false;
-      }
-    }));
+    CHECK(eventually([&] { return putSucceeds(m, "after", "1"); }));
     acked.push_back("after");
   }
   Node n(durable(data));
