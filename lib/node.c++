@@ -282,20 +282,20 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
 
   // A write with a future (WriteTo): exclusive(f) now; the future completes on the loop thread
   // once the write is durable and held by the peers asked for, or at the timeout (see Waiter).
+  // The waiter is registered under the state lock, so the loop's shutdown (which clears runtime_
+  // under it, then fails every waiter) cannot miss it.
   template <typename F>
   std::future<WriteResult> writeTo(F&& f, WriteTo to) {
     auto w = std::make_shared<Waiter>();
     w->to = to;
+    auto future = w->promise.get_future();
     exclusive([&](Runtime& rt) {
       f(rt);
       w->ticket = storage_ ? storage_->recorded() : 0;
       w->seq = rt.engine().seq();
-    });
-    auto future = w->promise.get_future();
-    {
       std::lock_guard lock(waitersMutex_);
       incoming_.push_back(std::move(w));
-    }
+    });
     if (storage_ && config_.durability == Durability::sync) commitRequested_ = true;
     wakeup_.ring();
     return future;
