@@ -641,7 +641,18 @@ std::vector<Message> Runtime::takeReplies(ReplicaId peer) {
 }
 
 void Runtime::takeRepliesFrom(ReplicaId peer, capnp::List<wire::Envelope>::Reader replies) {
+  // What an honest peer hands back at most (takeReplies); the rest is refused, not read.
+  const size_t most = size_t{config_.maxUrgentInflight} + config_.maxBulkInflight;
+  if (replies.size() > most) {
+    stats_.messagesRejected += replies.size() - most;
+    if (rejectLog.allow(nowMs())) {
+      log::warn("peer {} handed back {} replies, more than the {} a peer may: the rest refused ({} similar suppressed)",
+                peer.value, replies.size(), most, rejectLog.suppressed());
+    }
+  }
+  size_t taken = 0;
   for (auto e : replies) {
+    if (taken++ == most) break;
     Message m;
     try {
       m = gossip::acceptEnvelope(e, config_.limits, peer);
