@@ -1,7 +1,7 @@
 // deltasync: run a node, or administer one.
 //
 //   deltasync node --listen HOST:PORT [--seed HOST:PORT]... --secret-file PATH [options]
-//   deltasync ctl HOST:PORT [--secret-file PATH] get|put|add|remove|incr|watch|members|stats|presence ...
+//   deltasync ctl HOST:PORT [--secret-file PATH] get|put|add|remove|incr|watch|objects|members|stats|presence ...
 //
 // The cluster secret (>= 32 bytes) comes from --secret-file or the DELTASYNC_SECRET environment
 // variable; there is no default, and it is never printed. Exit codes: 0 success, 1 failure
@@ -94,6 +94,7 @@ const char* kCtlHelp =
     "  remove NAME ITEM         remove a set element or a map key\n"
     "  incr NAME [BY]           add BY (default 1; negative decrements) to a counter\n"
     "  watch NAME               print the object now and after every change, until interrupted\n"
+    "  objects                  print the objects the node holds: name, kind\n"
     "  members                  print the member table: id, address, state, incarnation\n"
     "  stats                    print the node's metrics (Prometheus text)\n"
     "  presence list TOPIC      print a topic's presences: key, ref, previous ref, meta\n"
@@ -346,9 +347,9 @@ int runCtl(const std::vector<std::string>& args) {
     if (rest.size() != n) throw Usage("usage: deltasync ctl ADDRESS " + verb + " " + shape);
   };
   static const std::vector<std::string> verbs{"get",   "put",     "add",   "remove",  "incr",
-                                              "watch", "members", "stats", "presence"};
+                                              "watch", "objects", "members", "stats", "presence"};
   if (std::find(verbs.begin(), verbs.end(), verb) == verbs.end()) {
-    throw Usage("unknown verb '" + verb + "' (get, put, add, remove, incr, watch, members, stats, presence)");
+    throw Usage("unknown verb '" + verb + "' (get, put, add, remove, incr, watch, objects, members, stats, presence)");
   }
   if (verb == "presence") {
     const size_t args = rest.empty() ? 0 : rest[0] == "list" ? 2 : rest[0] == "hold" ? 4 : 1;
@@ -362,7 +363,7 @@ int runCtl(const std::vector<std::string>& args) {
   if (verb == "add" && rest.size() < 2) need(2, "NAME ELEMENT...");
   if (verb == "remove") need(2, "NAME ITEM");
   if (verb == "incr" && rest.size() != 1 && rest.size() != 2) need(1, "NAME [BY]");
-  if (verb == "members" || verb == "stats") need(0, "");
+  if (verb == "members" || verb == "stats" || verb == "objects") need(0, "");
   int64_t by = 1;
   if (verb == "incr" && rest.size() == 2) {
     try {
@@ -446,6 +447,8 @@ int runCtl(const std::vector<std::string>& args) {
     req.setName(text(rest[0]));
     req.setBy(by);
     wait(req.send(), answer);
+  } else if (verb == "objects") {
+    printLines(wait(control.objectsRequest().send(), answer).getLines());
   } else if (verb == "members") {
     auto r = wait(control.membersRequest().send(), answer);
     for (auto m : r.getMembers()) {

@@ -453,6 +453,8 @@ interface Control {
   hold @9 (topic :Text, key :Text, meta :Text) -> (ref :Text, subscription :Subscription);
   # Tracks a presence on a connection of its own for as long as the subscription is held: when
   # it is dropped (the client exits, or its connection breaks), the presence leaves.
+  objects @10 () -> (lines :List(Text));
+  # The objects the node holds, "name kind" lines sorted by name (deltasync's own "$..." left out).
 
   struct Member {
     id @0 :UInt64;

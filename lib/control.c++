@@ -182,6 +182,13 @@ class ControlService::Impl final : public wire::Control::Server {
       setLines(context.getResults().initLines(lines.size()), lines);
     });
   }
+  kj::Promise<void> objects(ObjectsContext context) override {
+    return read([&](const Runtime& rt) {
+      std::vector<std::string> lines;
+      for (const auto& [name, value] : objects::listed(rt.store())) lines.push_back(name + " " + gossip::kindName(*value));
+      setLines(context.getResults().initLines(lines.size()), lines);
+    });
+  }
   kj::Promise<void> hold(HoldContext context) override {
     auto p = context.getParams();
     return guarded([&] {

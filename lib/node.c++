@@ -359,6 +359,14 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
     }
   }
 
+  // Runs f(const gossip::ObjectStore&) under the shared state lock.
+  template <typename F>
+  auto readStore(F&& f) const {
+    std::shared_lock lock(stateMutex_);
+    if (runtime_ == nullptr) throw NodeClosed();
+    return f(runtime_->store());
+  }
+
   // Runs f(const gossip::PresenceTracker&) under the shared state lock.
   template <typename F>
   auto readPresence(F&& f) const {
@@ -1252,6 +1260,14 @@ Counter Node::counter(const std::string& name) {
 }
 
 Presence Node::presence() { return Presence(core_); }
+
+std::vector<ObjectInfo> Node::objects() const {
+  return core_->readStore([](const gossip::ObjectStore& store) {
+    std::vector<ObjectInfo> out;
+    for (const auto& [name, value] : objects::listed(store)) out.push_back(ObjectInfo{name, gossip::kindName(*value)});
+    return out;
+  });
+}
 
 std::vector<Member> Node::members() const {
   return core_->onLoop([](Runtime& rt) {

@@ -105,6 +105,14 @@ void removeAny(Runtime& rt, const std::string& name, const std::string& item) {
   }
 }
 
+std::vector<std::pair<std::string, const Value*>> listed(const gossip::ObjectStore& store) {
+  std::vector<std::pair<std::string, const Value*>> out;
+  for (const auto& [name, value] : store.objects()) {
+    if (!name.empty() && name.front() != '$') out.emplace_back(name, &value);
+  }
+  return out;
+}
+
 std::vector<std::string> render(const Value& value) {
   std::vector<std::string> lines;
   std::visit(

@@ -6,12 +6,14 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <deltasync/limits.h>
 
 #include "crdt/hlc.h"
 #include "gossip/object.h"
+#include "gossip/store.h"
 
 namespace deltasync {
 
@@ -53,6 +55,10 @@ void removeAny(Runtime& rt, const std::string& name, const std::string& item);
 // The object as text lines: a counter's value; a set's elements; a map's "key=value" entries;
 // a register's value(s); a flag's "true"/"false"; an or-map's "key.field=value" entries. Sorted.
 std::vector<std::string> render(const gossip::Value& value);
+
+// The objects an application sees (by name; deltasync's own "$..." objects left out): what
+// Node::objects() and `deltasync ctl objects` list. Under the shared state lock.
+std::vector<std::pair<std::string, const gossip::Value*>> listed(const gossip::ObjectStore& store);
 
 }  // namespace objects
 }  // namespace deltasync

@@ -164,6 +164,15 @@ struct WriteResult {
   uint32_t wanted = 0;   // peers it waited for
 };
 
+// An object this node holds: its name and its kind as the wire names it ("pn-counter",
+// "or-set", "aw-lww-map", and the kinds peers may create that have no handle yet: "g-counter",
+// "lww-register", "mv-register", "ew-flag", "or-map").
+struct ObjectInfo {
+  std::string name;
+  std::string kind;
+  bool operator==(const ObjectInfo&) const = default;
+};
+
 struct CounterChange {
   int64_t before;
   int64_t after;
@@ -278,6 +287,9 @@ class DELTASYNC_API Node {
 
   // The presence tracker (include/deltasync/presence.h).
   Presence presence();
+
+  // The objects this node holds, by name (deltasync's own, named "$...", left out).
+  std::vector<ObjectInfo> objects() const;
 
   std::vector<Member> members() const;
   // Member events (up, suspect, down, left, removed) on the notifier thread.

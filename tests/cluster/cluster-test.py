@@ -278,6 +278,8 @@ def loopback(binary, workdir):
         t = wait_for("convergence of concurrent writes", lambda: w.converged_on(c, range(NODES)), 60)
         print(f"{len(w.elements)} concurrent adds + increments on 5 nodes converged {t:.2f} s after the last ack")
         w.check(c, range(NODES))
+        if c.ctl(4, "objects") != ["hits pn-counter", "s or-set"]:
+            raise Failure(f"ctl objects on node 5: {c.ctl(4, 'objects')}")
 
         # kill -9 node 3; the others declare it down and keep writing.
         c.kill(2)

@@ -299,6 +299,20 @@ TEST_CASE("node: an offline node keeps working alone and converges both ways whe
   a.setOffline(false);  // idempotent
 }
 
+TEST_CASE("node: objects() lists what the node holds, with kinds, and not deltasync's own") {
+  Quiet q;
+  Node a(config());
+  Node b(config({a.address()}));
+  CHECK(a.objects().empty());
+  a.counter("hits").increment();
+  a.set<std::string>("tags").add("x");
+  b.map<std::string, std::string>("users").put("alice", "online");
+  auto conn = a.presence().connect();
+  conn.track("room", "alice", "{}");
+  const std::vector<ObjectInfo> want{{"hits", "pn-counter"}, {"tags", "or-set"}, {"users", "aw-lww-map"}};
+  CHECK(eventually([&] { return a.objects() == want; }));
+}
+
 TEST_CASE("node: writes with a WriteTo return at once; the future says when peers hold them") {
   Quiet q;
   Node a(config());
