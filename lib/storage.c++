@@ -297,6 +297,25 @@ void Storage::begin(ReplicaId id) {
     }
     setMeta("id", id.value);
     setMeta("clean", uint64_t{0});
+    // Another id's presence object (a previous run's, which took a new id after an async crash:
+    // lib/node.c++) is never loaded again: dropped, so the file does not keep it for ever.
+    std::vector<std::string> stale;
+    {
+      Statement q(prepare("SELECT name FROM objects WHERE name LIKE '$presence/%' "
+                          "UNION SELECT name FROM deltas WHERE name LIKE '$presence/%'"));
+      while (sqlite3_step(q.s) == SQLITE_ROW) {
+        std::string name(reinterpret_cast<const char*>(sqlite3_column_text(q.s, 0)),
+                         static_cast<size_t>(sqlite3_column_bytes(q.s, 0)));
+        if (!storedName(name, id)) stale.push_back(std::move(name));
+      }
+    }
+    for (const std::string& name : stale) {
+      for (const char* sql : {"DELETE FROM objects WHERE name = ?", "DELETE FROM deltas WHERE name = ?"}) {
+        Statement d(prepare(sql));
+        sqlite3_bind_text(d.s, 1, name.data(), static_cast<int>(name.size()), SQLITE_STATIC);
+        if (sqlite3_step(d.s) != SQLITE_DONE) fail("cannot drop the stale object '" + name + "'");
+      }
+    }
     exec("COMMIT");
   } catch (...) {
     sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);

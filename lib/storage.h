@@ -22,7 +22,8 @@
 // ("$presence/<id>" of another id: peers send them again by catch-up, and they describe other
 // nodes' connections). This replica's own presence object is stored for its causal context:
 // restored, its entries are removed (the connections of the previous run are gone) and the
-// removal reaches peers by catch-up, while its dots are never minted again.
+// removal reaches peers by catch-up, while its dots are never minted again. A run under a new id
+// (after an async crash) drops the former id's presence object at begin().
 //
 // Compaction: when the deltas logged for an object since its snapshot exceed
 // max(64 KiB, snapshot bytes), its current state becomes the snapshot and its deltas are deleted,

@@ -328,14 +328,34 @@ TEST_CASE("after a crash in async durability the node goes on under a new id; in
     storage->begin(old);
     store.listen([&](const gossip::Change& c) { storage->record(c); });
     store.update<crdt::PNCounter>("c", [&](crdt::PNCounter& c) { return c.increment(old, 3); });
+    // Its own presence object, as a tracked presence leaves it.
+    store.update<gossip::Map>(gossip::presenceObjectName(old), [&](gossip::Map& m) {
+      return m.set(old, "entry", "meta", crdt::Timestamp::make(1'700'000'000'000, 0));
+    });
     storage->commit(store, 1, 0);
   }
-  SUBCASE("async: a new id, with what was committed") {
+  const std::string db = dir.str() + "/deltasync.db";
+  auto rowsNamed = [&](const std::string& name) {
+    sqlite3* h = nullptr;
+    REQUIRE(sqlite3_open(db.c_str(), &h) == SQLITE_OK);
+    sqlite3_stmt* q = nullptr;
+    REQUIRE(sqlite3_prepare_v2(h, "SELECT (SELECT count(*) FROM objects WHERE name = ?1) + "
+                                  "(SELECT count(*) FROM deltas WHERE name = ?1)", -1, &q, nullptr) == SQLITE_OK);
+    sqlite3_bind_text(q, 1, name.c_str(), -1, SQLITE_TRANSIENT);
+    REQUIRE(sqlite3_step(q) == SQLITE_ROW);
+    const int n = sqlite3_column_int(q, 0);
+    sqlite3_finalize(q);
+    sqlite3_close(h);
+    return n;
+  };
+  REQUIRE(rowsNamed(gossip::presenceObjectName(old)) > 0);
+  SUBCASE("async: a new id, with what was committed; the old id's presence object dropped") {
     NodeConfig c = durable(dir.str());
     c.durability = Durability::async;
     Node n(c);
     CHECK(n.id() != old.value);
     CHECK(n.counter("c").value() == 3);
+    CHECK(rowsNamed(gossip::presenceObjectName(old)) == 0);
   }
   SUBCASE("async with a fixed id: refused") {
     NodeConfig c = durable(dir.str());
@@ -346,6 +366,7 @@ TEST_CASE("after a crash in async durability the node goes on under a new id; in
   SUBCASE("sync: the same id") {
     Node n(durable(dir.str()));
     CHECK(n.id() == old.value);
+    CHECK(rowsNamed(gossip::presenceObjectName(old)) > 0);  // its own: kept for its context
     CHECK(n.counter("c").value() == 3);
     n.counter("c").increment();
     CHECK(n.counter("c").value() == 4);
