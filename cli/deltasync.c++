@@ -93,6 +93,8 @@ const char* kCtlHelp =
     "                           when it exits 0)\n"
     "  remove NAME ITEM         remove a set element or a map key\n"
     "  incr NAME [BY]           add BY (default 1; negative decrements) to a counter\n"
+    "  (a write with --wait N|majority returns once N peers, or a majority of the members,\n"
+    "   hold it: then a read on any of them shows it; exit 1 if they did not in time)\n"
     "  watch NAME               print the object now and after every change, until interrupted\n"
     "  objects                  print the objects the node holds: name, kind\n"
     "  members                  print the member table: id, address, state, incarnation\n"
@@ -338,7 +340,7 @@ int runCtl(const std::vector<std::string>& args) {
     std::fputs(kCtlHelp, stdout);
     return args.empty() ? 2 : 0;
   }
-  Parsed p = parse(args, {"secret-file", "cluster", "tls-cert", "tls-key", "tls-ca", "timeout"});
+  Parsed p = parse(args, {"secret-file", "cluster", "tls-cert", "tls-key", "tls-ca", "timeout", "wait"});
   if (p.positional.size() < 2) throw Usage("ctl needs an address and a verb (deltasync ctl --help)");
   const std::string address = p.positional[0];
   const std::string verb = p.positional[1];
@@ -381,6 +383,19 @@ int runCtl(const std::vector<std::string>& args) {
 
   const uint64_t timeoutS = parseNumber("--timeout", p.one("timeout").value_or("10"));
   if (timeoutS == 0 || timeoutS > 86400) throw Usage("--timeout must be 1..86400 seconds");
+  // --wait N|majority: after a write, until N peers (a majority of the members) hold it.
+  const std::optional<std::string> waitFor = p.one("wait");
+  uint32_t waitPeers = 0;
+  if (waitFor) {
+    if (verb != "put" && verb != "add" && verb != "remove" && verb != "incr") {
+      throw Usage("--wait goes with a write (put, add, remove, incr)");
+    }
+    if (*waitFor != "majority") {
+      const uint64_t n = parseNumber("--wait", *waitFor);
+      if (n == 0 || n > 1000) throw Usage("--wait must be 1..1000 peers or 'majority', not '" + *waitFor + "'");
+      waitPeers = static_cast<uint32_t>(n);
+    }
+  }
 
   kj::UnixEventPort::captureSignal(SIGINT);
   kj::UnixEventPort::captureSignal(SIGTERM);
@@ -479,6 +494,18 @@ int runCtl(const std::vector<std::string>& args) {
     req.setWatcher(kj::heap<PrintingWatcher>());
     auto subscription = wait(req.send(), answer).getSubscription();
     wait.stopSignal().exclusiveJoin(connection.onDisconnect()).wait(io.waitScope);
+  }
+  if (waitFor) {
+    auto req = control.confirmRequest();
+    req.setPeers(waitPeers);
+    req.setMajority(*waitFor == "majority");
+    req.setTimeoutMs(timeoutS * 900);  // within --timeout, so that the answer says how far it got
+    auto r = wait(req.send(), "for " + address + " to confirm the write (--wait)");
+    if (!r.getReached()) {
+      throw std::runtime_error("the write is applied on " + address + ", but " + std::to_string(r.getHeldBy()) + " of the " +
+                               std::to_string(r.getWanted()) + " peers asked for confirmed it within " +
+                               std::to_string(timeoutS * 900 / 1000) + " s (--wait, --timeout)");
+    }
   }
   std::fflush(stdout);
   return 0;

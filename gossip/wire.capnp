@@ -455,6 +455,10 @@ interface Control {
   # it is dropped (the client exits, or its connection breaks), the presence leaves.
   objects @10 () -> (lines :List(Text));
   # The objects the node holds, "name kind" lines sorted by name (deltasync's own "$..." left out).
+  confirm @11 (peers :UInt32, majority :Bool, timeoutMs :UInt64) -> (reached :Bool, heldBy :UInt32, wanted :UInt32);
+  # Waits until everything the node has written or received so far is durable and held by
+  # `peers` other replicas (or a majority of the live members), or `timeoutMs` has passed:
+  # deltasync::WriteTo for the writes a client just made (ctl --wait).
 
   struct Member {
     id @0 :UInt64;

@@ -182,6 +182,16 @@ class ControlService::Impl final : public wire::Control::Server {
       setLines(context.getResults().initLines(lines.size()), lines);
     });
   }
+  kj::Promise<void> confirm(ConfirmContext context) override {
+    if (!service_.confirm_) return kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__, kj::heapString("this node cannot confirm writes"));
+    auto p = context.getParams();
+    return service_.confirm_(p.getPeers(), p.getMajority(), p.getTimeoutMs()).then([context](WriteResult r) mutable {
+      auto out = context.getResults();
+      out.setReached(r.reached);
+      out.setHeldBy(r.heldBy);
+      out.setWanted(r.wanted);
+    });
+  }
   kj::Promise<void> objects(ObjectsContext context) override {
     return read([&](const Runtime& rt) {
       std::vector<std::string> lines;

@@ -19,6 +19,8 @@
 
 #include <kj/async.h>
 
+#include <deltasync/node.h>
+
 #include "gossip/wire.capnp.h"
 #include "lib/objects.h"
 #include "lib/wakeup.h"
@@ -36,6 +38,10 @@ class ControlService {
   // Run after every write (put, add, remove, incr), before it is answered: durable storage makes
   // it durable there (sync durability) or throws, and the client sees the error.
   void setAfterWrite(std::function<void()> f) { afterWrite_ = std::move(f); }
+  // Serves Control.confirm (lib/node.c++: a write future's wait, for all that was logged so far);
+  // unset: confirm fails.
+  using ConfirmFn = std::function<kj::Promise<WriteResult>(uint32_t peers, bool majority, uint64_t timeoutMs)>;
+  void setConfirm(ConfirmFn f) { confirm_ = std::move(f); }
 
   wire::Control::Client client();
   // From the node's change listener (any thread, under the state lock): `name` changed. The
@@ -72,6 +78,7 @@ class ControlService {
   objects::Clock& clock_;
   std::function<std::string()> metrics_;
   std::function<void()> afterWrite_;
+  ConfirmFn confirm_;
   std::map<uint64_t, Watch> watches_;
   std::atomic<size_t> watching_{0};  // watches_.size(), for changed() on other threads
   std::mutex changedMutex_;

@@ -288,7 +288,15 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
   std::future<WriteResult> writeTo(F&& f, WriteTo to) {
     auto w = std::make_shared<Waiter>();
     w->to = to;
-    auto future = w->promise.get_future();
+    auto promise = std::make_shared<std::promise<WriteResult>>();
+    auto future = promise->get_future();
+    w->complete = [promise](WriteResult r, std::exception_ptr e) {
+      if (e) {
+        promise->set_exception(e);
+      } else {
+        promise->set_value(r);
+      }
+    };
     exclusive([&](Runtime& rt) {
       f(rt);
       w->ticket = storage_ ? storage_->recorded() : 0;
@@ -623,6 +631,36 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
     });
   }
 
+  // Loop thread (ctl's confirm): like a write's future, for everything this node logged so far.
+  kj::Promise<WriteResult> confirm(Runtime& rt, kj::Timer& timer, kj::TaskSet& tasks, WriteTo to) {
+    auto paf = kj::newPromiseAndFulfiller<WriteResult>();
+    auto w = std::make_shared<Waiter>();
+    w->to = to;
+    {
+      std::shared_lock lock(stateMutex_);
+      w->seq = rt.engine().seq();
+    }
+    w->ticket = storage_ ? storage_->recorded() : 0;
+    auto fulfiller = std::make_shared<kj::Own<kj::PromiseFulfiller<WriteResult>>>(kj::mv(paf.fulfiller));
+    w->complete = [fulfiller](WriteResult r, std::exception_ptr e) {
+      auto& f = *fulfiller;
+      if (!f->isWaiting()) return;  // the client went away
+      if (!e) return f->fulfill(kj::mv(r));
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& x) {
+        f->reject(kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__, kj::heapString(x.what())));
+      }
+    };
+    {
+      std::lock_guard lock(waitersMutex_);
+      incoming_.push_back(std::move(w));
+    }
+    adoptWaiters(rt, timer, tasks);
+    checkWaiters(rt);
+    return kj::mv(paf.promise);
+  }
+
   // Loop thread: the futures writers registered since the last call; majority is counted now.
   void adoptWaiters(Runtime& rt, kj::Timer& timer, kj::TaskSet& tasks) {
     std::vector<std::shared_ptr<Waiter>> fresh;
@@ -658,13 +696,13 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
       const auto state = storage_ && config_.durability == Durability::sync ? storage_->ticket(w->ticket, &error)
                                                                             : Storage::Ticket::committed;
       if (state == Storage::Ticket::failed) {
-        w->promise.set_exception(std::make_exception_ptr(StorageFailed(error)));
+        w->complete({}, std::make_exception_ptr(StorageFailed(error)));
         return true;
       }
       const auto held = static_cast<uint32_t>(std::count_if(acked.begin(), acked.end(), [&](uint64_t a) { return a >= w->seq; }));
       const bool reached = state == Storage::Ticket::committed && held >= w->wanted;
       if (!reached && now < w->deadlineMs) return false;
-      w->promise.set_value(WriteResult{reached, held, w->wanted});
+      w->complete(WriteResult{reached, held, w->wanted}, nullptr);
       return true;
     });
   }
@@ -708,7 +746,7 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
       for (auto& w : incoming_) waiters_.push_back(std::move(w));
       incoming_.clear();
     }
-    for (auto& w : waiters_) w->promise.set_exception(std::make_exception_ptr(NodeClosed()));
+    for (auto& w : waiters_) w->complete({}, std::make_exception_ptr(NodeClosed()));
     waiters_.clear();
   }
 
@@ -811,6 +849,9 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
                              [server](kj::Own<kj::AsyncIoStream> s) { server->serve(kj::mv(s)); }, acceptFailures_));
       }
       tasks.add(wakeLoop(*rt, timer, tasks));
+      control.setConfirm([this, &rt = *rt, &timer, &tasks](uint32_t peers, bool majority, uint64_t timeoutMs) {
+        return confirm(rt, timer, tasks, WriteTo{peers, majority, timeoutMs});
+      });
       rt->setStepListener([this, &rt = *rt] { checkWaiters(rt); });
       rt->start();
       log::info("replica {} listening on {} (cluster '{}')", id_.value, address_, config_.cluster);
@@ -883,7 +924,7 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
     uint64_t seq = 0;
     uint32_t wanted = 0;      // peers (set on the loop: majority counts the members then)
     uint64_t deadlineMs = 0;  // Runtime::nowMs()
-    std::promise<WriteResult> promise;
+    std::function<void(WriteResult, std::exception_ptr)> complete;  // once, on the loop thread
   };
   std::mutex waitersMutex_;
   std::vector<std::shared_ptr<Waiter>> incoming_;  // under waitersMutex_, from writers

@@ -280,6 +280,20 @@ def loopback(binary, workdir):
         w.check(c, range(NODES))
         if c.ctl(4, "objects") != ["hits pn-counter", "s or-set"]:
             raise Failure(f"ctl objects on node 5: {c.ctl(4, 'objects')}")
+        # A write with --wait: once ctl returns, a read on any peer that confirmed it shows it.
+        c.ctl(0, "--wait", "4", "put", "users", "alice", "online")
+        for i in range(1, NODES):
+            if c.ctl(i, "get", "users") != ["alice=online"]:
+                raise Failure(f"node {i + 1} lacks a write that --wait 4 confirmed: {c.ctl(i, 'get', 'users')}")
+        c.ctl(1, "--wait", "majority", "incr", "hits", "0")
+        r = c.ctl_run(0, "--wait", "9", "--timeout", "2", "put", "users", "bob", "away")
+        if r.returncode != 1 or "of the 9 peers asked for confirmed it" not in r.stderr:
+            raise Failure(f"ctl --wait 9 with 4 peers: exit {r.returncode}, {r.stderr.strip()}")
+        r = c.ctl_run(0, "--wait", "2", "get", "users")
+        if r.returncode != 2 or "--wait goes with a write" not in r.stderr:
+            raise Failure(f"ctl --wait with get: exit {r.returncode}, {r.stderr.strip()}")
+        if c.ctl(0, "get", "users") != ["alice=online", "bob=away"]:  # applied even though not confirmed
+            raise Failure(f"node 1 users: {c.ctl(0, 'get', 'users')}")
 
         # kill -9 node 3; the others declare it down and keep writing.
         c.kill(2)
