@@ -83,7 +83,7 @@ const char* kNodeHelp =
 
 const char* kCtlHelp =
     "usage: deltasync ctl HOST:PORT [--secret-file PATH | --tls-cert PATH --tls-key PATH --tls-ca PATH]\n"
-    "                     [--cluster NAME] [--timeout SECONDS] <verb> [args]\n"
+    "                     [--cluster NAME] [--timeout SECONDS] [--wait N|majority] <verb> [args]\n"
     "\n"
     "verbs:\n"
     "  get NAME                 print an object (a counter's value, a set's elements, a map's\n"
