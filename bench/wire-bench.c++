@@ -82,6 +82,8 @@ void sizeRow(const char* what, const T& x, size_t elements) {
               double(packed) / double(elements), z, double(z) / double(elements));
 }
 
+void deleteHistory();
+
 int sizes() {
   std::printf("| value | elements | framed B | B/elem | packed B | B/elem | zlib B | B/elem |\n");
   std::printf("|---|---|---|---|---|---|---|---|\n");
@@ -116,7 +118,59 @@ int sizes() {
   std::printf("| column encoding (framed wire Crdt, encodeValue) | %zu |\n", encodeValue(gossip::Value(sdelta)).size());
   std::printf("| whole DeltaPush envelope (framed; sender, 3 sequence numbers, object \"m\") | %zu |\n",
               encodeMessage(push).size());
+  deleteHistory();
   return 0;
+}
+
+// --- Sizes after deletes: the encoding must not depend on the history of removals ---
+
+// A 1e6-key map of string values (as a node holds), then 90% of its keys removed with a stride
+// (every key but each tenth) or as a prefix (the first 90%), against a map built fresh from the
+// survivors (same keys, values, timestamps and order, by the same writer). Both encodings: the column one
+// (state chunks, encodeValue) and the compact one (pushes, storage), each framed as written and
+// deflated (zlib level 6, as state chunks travel).
+void deleteHistory() {
+  constexpr size_t n = 1'000'000;
+  auto value = [](size_t i) { return "v" + std::to_string(i % 1000); };
+  struct Row {
+    size_t column, columnZ, compact, compactZ;
+  };
+  auto measure = [](const gossip::Map& m) {
+    Bytes col = encodeValue(gossip::Value(m));
+    gossip::ColumnWriter cw;
+    encodeCompact(gossip::Value(m), kReplicaA, cw);
+    auto z = [](const unsigned char* p, size_t size) {
+      return zlibSize(kj::ArrayPtr<const kj::byte>(p, size));
+    };
+    return Row{col.size(), z(col.data(), col.size()), cw.size(), z(cw.bytes().data(), cw.size())};
+  };
+  std::printf("\nencoded bytes after deleting 90%% of a 1e6-key AWLWWMap<string, string>, against a map built "
+              "fresh from the survivors:\n\n");
+  std::printf("| deletes | survivors | column B | vs fresh | column zlib B | vs fresh | compact B | vs fresh | compact zlib B | vs fresh |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|---|\n");
+  for (const char* shape : {"strided (keep every 10th)", "prefix (first 90%)"}) {
+    bool strided = shape[0] == 's';
+    auto keep = [&](size_t i) { return strided ? i % 10 == 0 : i >= n / 10 * 9; };
+    gossip::Map deleted, fresh;
+    HybridLogicalClock clock;
+    std::vector<Timestamp> stamps;
+    stamps.reserve(n);
+    for (size_t i = 0; i < n; ++i) {
+      stamps.push_back(clock.now(syntheticMillis(i)));
+      deleted.set(kReplicaA, keyName(i), value(i), stamps.back());
+    }
+    for (size_t i = 0; i < n; ++i) {
+      if (!keep(i)) deleted.remove(keyName(i));
+    }
+    for (size_t i = 0; i < n; ++i) {
+      if (keep(i)) fresh.set(kReplicaA, keyName(i), value(i), stamps[i]);
+    }
+    Row d = measure(deleted), f = measure(fresh);
+    auto ratio = [](size_t a, size_t b) { return double(a) / double(b); };
+    std::printf("| %s | %zu | %zu | %.3fx | %zu | %.3fx | %zu | %.3fx | %zu | %.3fx |\n", shape, fresh.size(),
+                d.column, ratio(d.column, f.column), d.columnZ, ratio(d.columnZ, f.columnZ), d.compact,
+                ratio(d.compact, f.compact), d.compactZ, ratio(d.compactZ, f.compactZ));
+  }
 }
 
 // --- Throughput ---

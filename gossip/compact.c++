@@ -17,9 +17,12 @@ constexpr unsigned kKindBits = 0x07;
 constexpr unsigned kHasWriters = 0x08;
 constexpr unsigned kHasContext = 0x10;
 constexpr unsigned kOne = 0x20;
-constexpr unsigned kReserved = 0xc0;
+constexpr unsigned kWholeContext = 0x40;
+constexpr unsigned kReserved = 0x80;
 constexpr size_t kFirstCausalKind = 3;  // mvRegister
 constexpr size_t kOrMapKind = 7;
+// How a causal value's context travels (header bits C and F).
+enum class ContextForm { kNone, kExtra, kWhole };
 constexpr size_t kMaxReserve = size_t{1} << 20;  // entries reserved before they are read
 
 // ---- writers -----------------------------------------------------------------------------
@@ -54,6 +57,7 @@ class WriterTable {
     return i;
   }
   size_t size() const { return ids_.size() + 1; }  // references 0..size()-1
+  crdt::ReplicaId id(size_t ref) const { return ref == 0 ? implicit_ : ids_[ref - 1]; }
 
  private:
   crdt::ReplicaId implicit_;
@@ -104,9 +108,9 @@ class WriterRefs {
   std::vector<bool> used_;
 };
 
-void writeHeader(ColumnWriter& out, size_t kind, const WriterTable& w, bool extraContext, size_t count) {
-  out.byte(static_cast<unsigned char>(kind | (w.present() ? kHasWriters : 0) | (extraContext ? kHasContext : 0) |
-                                      (count == 1 ? kOne : 0)));
+void writeHeader(ColumnWriter& out, size_t kind, const WriterTable& w, bool context, bool whole, size_t count) {
+  out.byte(static_cast<unsigned char>(kind | (w.present() ? kHasWriters : 0) | (context ? kHasContext : 0) |
+                                      (whole ? kWholeContext : 0) | (count == 1 ? kOne : 0)));
   w.write(out);
   if (count != 1) out.varint(count);
 }
@@ -236,20 +240,16 @@ class CounterColumn {
 template <typename T>
 void encodeCausal(const T& x, size_t kind, crdt::ReplicaId implicit, ColumnWriter& out) {
   const auto& store = x.store();
+  const crdt::CausalContext& ctx = x.context();
+  // Every writer the value names is an origin of its context (store dots lie in it).
   WriterTable w(implicit);
-  crdt::CausalContext carried;  // the dots the entries carry
-  store.forEachDot([&](crdt::Dot d) {
-    w.collect(d.replica);
-    carried.add(d);
-  });
-  crdt::CausalContext extra = x.context().minus(carried);
-  for (const auto& o : extra.origins()) w.collect(o.replica);
+  for (const auto& o : ctx.origins()) w.collect(o.replica);
   w.finish();
-  writeHeader(out, kind, w, !extra.empty(), store.size());
 
   // Entries go out by (writer, counter): then each counter is 1-2 bytes after the writer's
   // first, and timestamps, which grow with a writer's counter, differ little from the previous
-  // entry's (store order, which follows arrival and swap-removes, made them 3-4 bytes).
+  // entry's (store order, which follows arrival and swap-removes, made them 3-4 bytes). It also
+  // makes the bytes independent of the order the entries arrived and were erased in.
   using Store = std::decay_t<decltype(store)>;
   struct Item {
     size_t ref;
@@ -260,8 +260,18 @@ void encodeCausal(const T& x, size_t kind, crdt::ReplicaId implicit, ColumnWrite
   std::vector<Item> items;
   items.reserve(store.size());
   store.forEach([&](auto key, crdt::Dot d, const auto& v) { items.push_back({w.index(d.replica), d.counter, key, &v}); });
-  std::sort(items.begin(), items.end(),
-            [](const Item& a, const Item& b) { return a.ref != b.ref ? a.ref < b.ref : a.counter < b.counter; });
+  auto before = [](const Item& a, const Item& b) { return a.ref != b.ref ? a.ref < b.ref : a.counter < b.counter; };
+  if (!std::is_sorted(items.begin(), items.end(), before)) std::sort(items.begin(), items.end(), before);
+
+  // The context travels as what the entries' dots do not say (extra), or whole when that is
+  // shorter: after strided deletes the removed dots are many intervals, the context one.
+  crdt::CausalContext carried;  // added in (writer, counter) order: appends, never shifts
+  for (const Item& it : items) carried.add(crdt::Dot{w.id(it.ref), it.counter});
+  crdt::CausalContext extra = ctx.minus(carried);
+  const bool whole = ctx.intervalCount() < extra.intervalCount();
+  const crdt::CausalContext& context = whole ? ctx : extra;
+  writeHeader(out, kind, w, !extra.empty(), whole, store.size());
+
   CounterColumn counters(w.size());
   for (const Item& it : items) {
     if (w.present()) out.varint(it.ref);
@@ -277,8 +287,8 @@ void encodeCausal(const T& x, size_t kind, crdt::ReplicaId implicit, ColumnWrite
     writeStrings(out, items, [](const Item& it) -> const auto& { return *it.value; });
   }
   if (extra.empty()) return;
-  out.varint(extra.origins().size());
-  for (const auto& o : extra.origins()) {
+  out.varint(context.origins().size());
+  for (const auto& o : context.origins()) {
     w.ref(out, o.replica);
     out.varint(o.intervals.size());
     _::writeRuns(o.intervals, out);
@@ -286,7 +296,7 @@ void encodeCausal(const T& x, size_t kind, crdt::ReplicaId implicit, ColumnWrite
 }
 
 template <typename T>
-T decodeCausal(ColumnReader& in, WriterRefs& w, uint64_t count, bool hasContext, const Limits& limits) {
+T decodeCausal(ColumnReader& in, WriterRefs& w, uint64_t count, ContextForm context, const Limits& limits) {
   using K = typename T::Store::Key;
   using StoreValue = typename T::Store::Value;
   // Every entry takes at least one byte, so the bytes bound what may be reserved; and never
@@ -328,10 +338,10 @@ T decodeCausal(ColumnReader& in, WriterRefs& w, uint64_t count, bool hasContext,
   });
   crdt::CausalContext ctx;
   for (crdt::Dot d : dots) ctx.add(d);
-  if (hasContext) {
+  if (context != ContextForm::kNone) {
     crdt::CausalContext extra;
     uint64_t origins = in.varint();
-    if (origins == 0) in.fail("empty extra context (the flag says there is one)");
+    if (origins == 0) in.fail("empty context (the flag says there is one)");
     if (origins > limits.maxOrigins) in.fail("more than limits.maxOrigins context origins");
     uint64_t prev = 0;
     for (uint64_t k = 0; k < origins; ++k) {
@@ -344,7 +354,16 @@ T decodeCausal(ColumnReader& in, WriterRefs& w, uint64_t count, bool hasContext,
       uint64_t next = 1;
       for (uint64_t j = 0; j < n; ++j) _::readRun(in, r, next, extra);
     }
-    ctx.join(extra);
+    if (context == ContextForm::kWhole) {
+      // The context as it is: every entry's dot must lie in it (dots are sorted: one pass per
+      // origin would do, but a lookup each is O(log intervals) and simpler to trust).
+      for (crdt::Dot d : dots) {
+        if (!extra.contains(d)) in.fail("an entry's dot lies outside the whole context");
+      }
+      ctx = std::move(extra);
+    } else {
+      ctx.join(extra);
+    }
   }
   // The limits of the column decoder, on the context as a whole (entries' dots included), so
   // that whatever is accepted here also travels in state chunks.
@@ -364,7 +383,7 @@ void encodeCounter(const C& c, size_t kind, crdt::ReplicaId implicit, ColumnWrit
   WriterTable w(implicit);
   for (const auto& e : c) w.collect(e.replica);
   w.finish();
-  writeHeader(out, kind, w, false, c.size());
+  writeHeader(out, kind, w, false, false, c.size());
   for (const auto& e : c) {
     w.ref(out, e.replica);
     if constexpr (std::is_same_v<C, crdt::GCounter>) {
@@ -401,7 +420,7 @@ void encodeRegister(const crdt::LWWRegister<std::string>& r, crdt::ReplicaId imp
   WriterTable w(implicit);
   if (r.get() != nullptr) w.collect(r.writer());
   w.finish();
-  writeHeader(out, 2, w, false, r.get() != nullptr ? 1 : 0);
+  writeHeader(out, 2, w, false, false, r.get() != nullptr ? 1 : 0);
   if (r.get() == nullptr) return;
   w.ref(out, r.writer());
   TimestampWriter().write(out, r.timestamp());
@@ -448,6 +467,10 @@ Value decodeCompact(const unsigned char* data, size_t size, crdt::ReplicaId impl
   if (kind == kOrMapKind) in.fail("the or-map has no compact form");
   const bool hasContext = (header & kHasContext) != 0;
   if (hasContext && kind < kFirstCausalKind) in.fail("extra context on a kind without a causal context");
+  if ((header & kWholeContext) != 0 && !hasContext) in.fail("whole-context flag without a context");
+  const ContextForm context = !hasContext                       ? ContextForm::kNone
+                              : (header & kWholeContext) != 0 ? ContextForm::kWhole
+                                                              : ContextForm::kExtra;
   WriterRefs w(in, (header & kHasWriters) != 0, implicitWriter, limits);
   const uint64_t count = (header & kOne) != 0 ? 1 : in.varint();
   if (count > limits.maxEntries) in.fail("more than limits.maxEntries entries");
@@ -456,10 +479,10 @@ Value decodeCompact(const unsigned char* data, size_t size, crdt::ReplicaId impl
       case 0: return decodeCounter<crdt::GCounter>(in, w, count);
       case 1: return decodeCounter<crdt::PNCounter>(in, w, count);
       case 2: return decodeRegister(in, w, count, limits);
-      case 3: return decodeCausal<crdt::MVRegister<std::string>>(in, w, count, hasContext, limits);
-      case 4: return decodeCausal<crdt::EWFlag>(in, w, count, hasContext, limits);
-      case 5: return decodeCausal<crdt::ORSet<std::string>>(in, w, count, hasContext, limits);
-      default: return decodeCausal<Map>(in, w, count, hasContext, limits);
+      case 3: return decodeCausal<crdt::MVRegister<std::string>>(in, w, count, context, limits);
+      case 4: return decodeCausal<crdt::EWFlag>(in, w, count, context, limits);
+      case 5: return decodeCausal<crdt::ORSet<std::string>>(in, w, count, context, limits);
+      default: return decodeCausal<Map>(in, w, count, context, limits);
     }
   }();
   in.expectEnd();

@@ -13,7 +13,8 @@
 //               bit 3 W: a writer table follows,
 //               bit 4 C: an extra context follows (causal kinds only),
 //               bit 5 ONE: exactly one entry, its count omitted,
-//               bits 6-7 zero.
+//               bit 6 F: the context follows whole (only with C),
+//               bit 7 zero.
 //   if W    varint n >= 1, then n replica ids as 8 bytes little-endian: strictly increasing,
 //           nonzero, not the implicit writer, each referenced at least once.
 //   unless ONE: varint count of entries (a register: 0 or 1).
@@ -35,11 +36,14 @@
 //       4. timestamps (awLwwMap): the first varint (ts >> 16), varint (ts & 0xffff); later
 //          ones zigzag(ts - previous ts).
 //       Lengths and bytes apart compress better under the envelope's deflate.
-//   if C    the dots of the context that no entry carries: varint origins >= 1, then per
-//           origin, by strictly increasing replica id: ref, varint n >= 1 intervals, n
-//           (gap, span) pairs as in wire.capnp's CausalContext.Origin.runs.
-//   The value's context is that extra context plus every entry's dot, so "every dot of the
-//   store lies in the context" holds by construction.
+//   if C    a context: varint origins >= 1, then per origin, by strictly increasing replica
+//           id: ref, varint n >= 1 intervals, n (gap, span) pairs as in wire.capnp's
+//           CausalContext.Origin.runs. Without F it holds the dots of the context that no entry
+//           carries, and the value's context is that plus every entry's dot (so "every dot of
+//           the store lies in the context" holds by construction); with F it is the value's
+//           whole context, and every entry's dot must lie in it. Encoders send the form with
+//           fewer intervals (F after strided deletes: the removed dots are many intervals, the
+//           context one), so the size does not grow with the history of removals.
 // The bytes must be consumed exactly. Limits (gossip/limits.h) apply as in the column encoding:
 // maxOrigins and maxIntervalsPerOrigin to the whole context (the entries' dots included), so a
 // value accepted here is also accepted in a state chunk.

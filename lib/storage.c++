@@ -23,7 +23,9 @@ namespace deltasync {
 
 namespace {
 
-constexpr uint64_t kFormat = 1;
+// 2: compact values may carry their context whole (gossip/compact.h, header bit F). Format 1
+// files read as they are; begin() marks them format 2, as what it writes from then on may use F.
+constexpr uint64_t kFormat = 2;
 constexpr size_t kCompactAbove = 64 << 10;
 
 // Stored state is this node's own, and may exceed what one message may carry: decoding checks

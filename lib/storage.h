@@ -5,7 +5,8 @@
 // flock() by the one process that uses the directory (a second one is refused at open, with the
 // holder's pid). The directory is created if missing.
 //
-// Layout (format 1; meta 'format'; a newer format is refused, never rewritten):
+// Layout (format 2; meta 'format'; an older format is read and marked current at begin(), a
+// newer one is refused, never rewritten):
 //   meta(key, value)          format, writer (see below), id (the replica id), seq (the engine's
 //                             sequence number at the last commit), incarnation (membership's),
 //                             clean (1 after a clean close, 0 while a run is open), members

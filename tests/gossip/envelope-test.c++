@@ -1141,8 +1141,33 @@ ColumnWriter oneElement(unsigned extraHeader = 0) {
 TEST_CASE("compact: validation rules") {
   CHECK(std::get<ORSet<std::string>>(fromCompact(oneElement().bytes(), ReplicaId{7})).contains("a"));
   {
-    ColumnWriter w = oneElement(0x40);
+    ColumnWriter w = oneElement(0x80);
     expectCompactRejected(w, "reserved header bits set");
+  }
+  {
+    ColumnWriter w = oneElement(0x40);
+    expectCompactRejected(w, "whole-context flag without a context");
+  }
+  {
+    // A whole context that does not hold the entry's dot (7, 1): it says {(7, 5)} only.
+    ColumnWriter w = oneElement(0x50);
+    w.varint(1);  // one origin (the implicit writer: no reference without a table)
+    w.varint(1);  // one interval
+    w.varint(4);  // gap from 1: starts at 5
+    w.varint(0);  // span 0: [5, 5]
+    expectCompactRejected(w, "an entry's dot lies outside the whole context");
+  }
+  {
+    // The same with a context that holds it: [1, 5], so dots 2..5 are known removed.
+    ColumnWriter w = oneElement(0x50);
+    w.varint(1);
+    w.varint(1);
+    w.varint(0);
+    w.varint(4);
+    auto s = std::get<ORSet<std::string>>(fromCompact(w.bytes(), ReplicaId{7}));
+    CHECK(s.contains("a"));
+    CHECK(s.context().dotCount() == 5);
+    CHECK(s.context().intervalCount() == 1);
   }
   {
     ColumnWriter w;
@@ -1274,7 +1299,7 @@ TEST_CASE("compact: validation rules") {
   CHECK(std::get<ORSet<std::string>>(fromCompact(withContext({{1, 0, 3}}).bytes(), ReplicaId{7}))
             .context()
             .contains(Dot{ReplicaId{7}, 4}));  // dot 1 from the entry, gap 2 -> 4
-  expectCompactRejected(withContext({}), "empty extra context");
+  expectCompactRejected(withContext({}), "empty context");
   expectCompactRejected(withContext({{0}}), "context origin without intervals");
   expectCompactRejected(withContext({{1, 0, 3}, {1, 0, 5}}), "context origins not strictly increasing");
   expectCompactRejected(withContext({{1, uint64_t{1} << 48, 0}}), "interval beyond 2^48-1");
@@ -1361,6 +1386,42 @@ TEST_CASE("compact: a dot repeated in every entry is rejected") {
   for (uint32_t i = 0; i < n; ++i) w.varint(1 + (i >= 10) + (i >= 100) + (i >= 1000) + (i >= 10000));
   for (uint32_t i = 0; i < n; ++i) w.raw(std::to_string(i));  // keys 0, 1, 2, ...
   expectCompactRejected(w, "the same dot appears twice");
+}
+
+TEST_CASE("compact: the bytes do not depend on the history of removals") {
+  // 2000 keys by one writer, then 90% removed with a stride: the removed dots are 200 intervals,
+  // the context one. The value goes out with its whole context and takes the bytes of a map
+  // built fresh from the survivors, bar the counters' gaps.
+  Map deleted, fresh;
+  std::vector<Timestamp> stamps;
+  for (uint64_t i = 0; i < 2000; ++i) {
+    stamps.push_back(Timestamp{(i + 1) << 16});
+    deleted.set(writer(0), "k" + std::to_string(i), "v", stamps.back());
+  }
+  for (uint64_t i = 0; i < 2000; ++i) {
+    if (i % 10 != 0) deleted.remove("k" + std::to_string(i));
+  }
+  for (uint64_t i = 0; i < 2000; i += 10) fresh.set(writer(0), "k" + std::to_string(i), "v", stamps[i]);
+  Bytes d = compactOf(deleted, writer(0)), f = compactOf(fresh, writer(0));
+  CHECK((d[0] & 0x50) == 0x50);  // C and F: the context whole
+  CHECK(fromCompact(d, writer(0)) == Value(deleted));
+  CHECK(d.size() <= f.size() + 8);  // + the context: one origin, one interval
+  // The same value with its entries in another storage order encodes to the same bytes, in
+  // both encodings: swap-removes left `deleted` out of counter order, its decoded copy is in it.
+  std::vector<uint64_t> counters;
+  deleted.store().forEach([&](std::string_view, Dot dot, const auto&) { counters.push_back(dot.counter); });
+  REQUIRE_FALSE(std::is_sorted(counters.begin(), counters.end()));
+  const Value copy = fromCompact(d, writer(0));
+  CHECK(compactOf(copy, writer(0)) == d);
+  CHECK(encodeValue(copy) == encodeValue(Value(deleted)));
+  // A delta's context, a few removed dots, still travels as the extra dots (no F).
+  Map del = deleted.remove("k10");
+  CHECK((compactOf(del, writer(0))[0] & 0x40) == 0);
+  CHECK(fromCompact(compactOf(del, writer(0)), writer(0)) == Value(del));
+  // Column encoding: the survivors in (writer, counter) order, whatever the storage order.
+  Bytes cd = encodeValue(Value(deleted)), cf = encodeValue(Value(fresh));
+  CHECK(decodeValue(cd.data(), cd.size(), kLimits) == Value(deleted));
+  CHECK(cd.size() <= cf.size() + 8);
 }
 
 TEST_CASE("compact: entries in any dot order; the context's limits count every dot and origin") {

@@ -292,9 +292,9 @@ TEST_CASE("bad files: a newer format, a corrupt database, another replica's dire
     CHECK(what.find("holds replica " + std::to_string(id)) != std::string::npos);
   }
   SUBCASE("a newer format is refused and left untouched") {
-    sql(db, "UPDATE meta SET value = '2' WHERE key = 'format'");
+    sql(db, "UPDATE meta SET value = '3' WHERE key = 'format'");
     const std::string what = thrown([&] { Node n(durable(dir.str())); });
-    CHECK(what.find("format 2") != std::string::npos);
+    CHECK(what.find("format 3") != std::string::npos);
     CHECK(what.find("newer deltasync") != std::string::npos);
     CHECK(thrown([&] { Node n(durable(dir.str())); }) == what);
   }
