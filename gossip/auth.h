@@ -44,8 +44,9 @@ class AuthError : public std::runtime_error {
 // The wire protocol a node speaks; the handshake refuses any other. 2: pushes carry values in the
 // compact encoding (wire.capnp Crdt.compact), which version-1 nodes cannot read. 3: compact
 // envelopes may be deflated (kind flag 0x80), which version-2 nodes refuse, and compact values
-// of several entries are laid out in columns.
-inline constexpr uint32_t kProtocolVersion = 3;
+// of several entries are laid out in columns. 4: compact values may carry their context whole
+// (header bit F), which version-3 nodes refuse.
+inline constexpr uint32_t kProtocolVersion = 4;
 
 using Secret = deltasync::Secret;
 
