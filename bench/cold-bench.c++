@@ -232,16 +232,16 @@ Case mapEncode() {
 
 Case mapChunk() {
   auto v = bigMap();
-  auto parts = std::make_shared<std::vector<gossip::Value>>();
+  auto parts = std::make_shared<std::vector<gossip::SizedPart<gossip::Value>>>();
   const size_t max = gossip::EngineConfig{}.maxChunkBytes;
   return {kAddCount, [] {},
           [v, parts, max] { *parts = gossip::partsOf(*v, max); },
           [v, parts, max] {
             size_t entries = 0;
             bool ok = parts->size() > 1;
-            for (const gossip::Value& p : *parts) {
-              ok = ok && gossip::encodedSize(p) <= max;
-              entries += std::get<gossip::Map>(p).size();
+            for (const auto& p : *parts) {
+              ok = ok && p.bytes <= max && gossip::encodedSize(p.part) == p.bytes;
+              entries += std::get<gossip::Map>(p.part).size();
             }
             parts->clear();
             return ok && entries == kAddCount;

@@ -60,6 +60,13 @@ class CausalContext {
   };
 
   CausalContext() = default;
+  CausalContext(const CausalContext&) = default;
+  CausalContext& operator=(const CausalContext&) = default;
+  // Moves never throw: a small_vector moves its inline elements (which never allocate) or steals
+  // its heap block, but does not say noexcept, and without it every std::vector of states (parts,
+  // chunks, values) copied all of them each time it grew.
+  CausalContext(CausalContext&&) noexcept = default;
+  CausalContext& operator=(CausalContext&&) noexcept = default;
 
   bool empty() const { return origins_.empty(); }
 

@@ -26,6 +26,13 @@ class ReplicaTable {
   static constexpr uint32_t kNone = UINT32_MAX;
   static constexpr size_t kMaxSlots = 65535;
 
+  ReplicaTable() = default;
+  ReplicaTable(const ReplicaTable&) = default;
+  ReplicaTable& operator=(const ReplicaTable&) = default;
+  // Moves never throw (see CausalContext's moves: the same small_vector).
+  ReplicaTable(ReplicaTable&&) noexcept = default;
+  ReplicaTable& operator=(ReplicaTable&&) noexcept = default;
+
   uint32_t find(ReplicaId r) const {
     if (isLast(r)) return last_;
     if (byId_.empty()) {

@@ -32,8 +32,8 @@ kj::Array<kj::byte> frameCausal(const T& x) {
 template <typename T>
 std::vector<kj::Array<kj::byte>> encodeChunks(const T& x, size_t maxChunkBytes = kDefaultChunkBytes) {
   std::vector<kj::Array<kj::byte>> out;
-  for (const T& part : splitCausal(x, maxChunkBytes, [](const T& p) { return _::frameCausal(p).size(); })) {
-    out.push_back(_::frameCausal(part));
+  for (const SizedPart<T>& p : splitCausal(x, maxChunkBytes, [](const T& p) { return _::frameCausal(p).size(); })) {
+    out.push_back(_::frameCausal(p.part));
   }
   return out;
 }

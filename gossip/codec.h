@@ -294,7 +294,9 @@ void encodeStore(const crdt::DotStore<K, V>& s, wire::DotStore::Builder out) {
   using KS = Scalar<K>;
   using VC = ValueColumns<V>;
   std::vector<crdt::ReplicaId> writers;
-  s.forEachDot([&](crdt::Dot d) { writers.push_back(d.replica); });
+  s.forEachDot([&](crdt::Dot d) {  // (runs of one writer are the rule: sort the runs, not the dots)
+    if (writers.empty() || writers.back() != d.replica) writers.push_back(d.replica);
+  });
   std::sort(writers.begin(), writers.end());
   writers.erase(std::unique(writers.begin(), writers.end()), writers.end());
   auto ws = out.initWriters(static_cast<unsigned>(writers.size()));

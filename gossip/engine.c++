@@ -10,22 +10,24 @@
 
 namespace deltasync::gossip {
 
-size_t encodedSize(const Value& v) { return encodeValue(v).size(); }
-
-std::vector<Value> partsOf(const Value& v, size_t maxBytes) {
+std::vector<SizedPart<Value>> partsOf(const Value& v, size_t maxBytes) {
   return std::visit(
-      [&](const auto& x) -> std::vector<Value> {
+      [&](const auto& x) -> std::vector<SizedPart<Value>> {
         using T = std::decay_t<decltype(x)>;
         if constexpr (requires { x.store().dotAt(0); }) {  // the dot-store kinds
-          if (encodedSize(v) > maxBytes) {
-            std::vector<Value> out;
-            for (T& part : splitCausal(x, maxBytes, [](const T& p) { return encodedSize(Value(p)); })) {
-              out.emplace_back(std::move(part));
+          // Every entry costs at least two bytes (its writer and counter columns), so a store of
+          // more than maxBytes / 2 entries is split without encoding it whole first.
+          size_t whole = 0;
+          if (x.store().size() > maxBytes / 2 || (whole = encodedSize(x)) > maxBytes) {
+            std::vector<SizedPart<Value>> out;
+            for (SizedPart<T>& p : splitCausal(x, maxBytes, [](const T& p) { return encodedSize(p); })) {
+              out.push_back({Value(std::move(p.part)), p.bytes});
             }
             return out;
           }
+          return {{v, whole}};
         }
-        return {v};
+        return {{v, encodedSize(x)}};
       },
       v);
 }
@@ -571,8 +573,8 @@ void Engine::serveRequest(ReplicaId j, const StateRequestMsg& m, std::vector<Out
   for (const std::string& name : m.names) {
     const Value* v = store_.find(name);
     if (v == nullptr) continue;  // never ours (a confused or hostile peer): nothing to send
-    for (Value& part : partsOf(*v, config_.maxChunkBytes)) {
-      size_t size = encodedSize(part) + name.size();
+    for (SizedPart<Value>& part : partsOf(*v, config_.maxChunkBytes)) {
+      size_t size = part.bytes + name.size();
       bool named = std::any_of(chunks.back().begin(), chunks.back().end(),
                                [&](const NamedValue& o) { return o.name == name; });
       if (!chunks.back().empty() && (named || bytes + size > config_.maxChunkBytes)) {
@@ -580,7 +582,7 @@ void Engine::serveRequest(ReplicaId j, const StateRequestMsg& m, std::vector<Out
         bytes = 0;
       }
       bytes += size;
-      chunks.back().push_back({name, std::move(part)});
+      chunks.back().push_back({name, std::move(part.part)});
     }
   }
   const auto total = static_cast<uint32_t>(chunks.size());

@@ -119,6 +119,7 @@
 #include "crdt/hlc.h"
 #include "gossip/errors.h"
 #include "gossip/messages.h"
+#include "gossip/split.h"
 #include "gossip/store.h"
 
 namespace deltasync::gossip {
@@ -296,12 +297,9 @@ class Engine {
   EngineStats stats_;
 };
 
-// Estimated encoded size of a value (exact framed wire size of the value alone).
-size_t encodedSize(const Value& v);
-
 // v itself, or (a dot-store kind encoding to more than maxBytes) parts of at most maxBytes each
-// that join to v and each join independently (gossip/split.h). Counters, registers and or-maps
-// are never split.
-std::vector<Value> partsOf(const Value& v, size_t maxBytes);
+// that join to v and each join independently (gossip/split.h), each with its encodedSize.
+// Counters, registers and or-maps are never split.
+std::vector<SizedPart<Value>> partsOf(const Value& v, size_t maxBytes);
 
 }  // namespace deltasync::gossip

@@ -18,6 +18,29 @@ namespace {
 
 // ---- values ------------------------------------------------------------------------------
 
+// The column encoding of one kind's value (each kind has exactly one).
+template <typename T>
+void encodeKindInto(const T& x, wire::Crdt::Builder out) {
+  if constexpr (std::is_same_v<T, crdt::GCounter>) {
+    encode(x, out.initGCounter());
+  } else if constexpr (std::is_same_v<T, crdt::PNCounter>) {
+    encode(x, out.initPnCounter());
+  } else if constexpr (std::is_same_v<T, crdt::LWWRegister<std::string>>) {
+    encode(x, out.initLwwRegister());
+  } else if constexpr (std::is_same_v<T, crdt::MVRegister<std::string>>) {
+    encodeCausal(x, out.initMvRegister());
+  } else if constexpr (std::is_same_v<T, crdt::EWFlag>) {
+    encodeCausal(x, out.initEwFlag());
+  } else if constexpr (std::is_same_v<T, crdt::ORSet<std::string>>) {
+    encodeCausal(x, out.initOrSet());
+  } else if constexpr (std::is_same_v<T, Map>) {
+    encodeCausal(x, out.initAwLwwMap());
+  } else {
+    static_assert(std::is_same_v<T, crdt::ORMap<std::string, Map>>);
+    encode(x, out.initOrMap());
+  }
+}
+
 // compactWriter nonzero: use the compact encoding (gossip/compact.h) where the kind has one,
 // with references 0 standing for compactWriter (the message's sender).
 void encodeValueInto(const Value& v, wire::Crdt::Builder out, ReplicaId compactWriter = ReplicaId{}) {
@@ -27,29 +50,7 @@ void encodeValueInto(const Value& v, wire::Crdt::Builder out, ReplicaId compactW
     out.setCompact(_::asData(bytes));
     return;
   }
-  std::visit(
-      [&](const auto& x) {
-        using T = std::decay_t<decltype(x)>;
-        if constexpr (std::is_same_v<T, crdt::GCounter>) {
-          encode(x, out.initGCounter());
-        } else if constexpr (std::is_same_v<T, crdt::PNCounter>) {
-          encode(x, out.initPnCounter());
-        } else if constexpr (std::is_same_v<T, crdt::LWWRegister<std::string>>) {
-          encode(x, out.initLwwRegister());
-        } else if constexpr (std::is_same_v<T, crdt::MVRegister<std::string>>) {
-          encodeCausal(x, out.initMvRegister());
-        } else if constexpr (std::is_same_v<T, crdt::EWFlag>) {
-          encodeCausal(x, out.initEwFlag());
-        } else if constexpr (std::is_same_v<T, crdt::ORSet<std::string>>) {
-          encodeCausal(x, out.initOrSet());
-        } else if constexpr (std::is_same_v<T, Map>) {
-          encodeCausal(x, out.initAwLwwMap());
-        } else {
-          static_assert(std::is_same_v<T, crdt::ORMap<std::string, Map>>);
-          encode(x, out.initOrMap());
-        }
-      },
-      v);
+  std::visit([&](const auto& x) { encodeKindInto(x, out); }, v);
 }
 
 // sender: the push's sender, which compact values refer to; 0 where compact values are not
@@ -714,6 +715,26 @@ Bytes encodeValue(const Value& v) {
   encodeValueInto(v, mb.initRoot<wire::Crdt>());
   return toBytes(frame(mb));
 }
+
+template <typename T>
+size_t encodedSize(const T& x) {
+  capnp::MallocMessageBuilder mb;
+  encodeKindInto(x, mb.initRoot<wire::Crdt>());
+  return capnp::computeSerializedSizeInWords(mb) * sizeof(capnp::word);  // frame()'s length
+}
+
+size_t encodedSize(const Value& v) {
+  return std::visit([](const auto& x) { return encodedSize(x); }, v);
+}
+
+template size_t encodedSize(const crdt::GCounter&);
+template size_t encodedSize(const crdt::PNCounter&);
+template size_t encodedSize(const crdt::LWWRegister<std::string>&);
+template size_t encodedSize(const crdt::MVRegister<std::string>&);
+template size_t encodedSize(const crdt::EWFlag&);
+template size_t encodedSize(const crdt::ORSet<std::string>&);
+template size_t encodedSize(const Map&);
+template size_t encodedSize(const crdt::ORMap<std::string, Map>&);
 
 Value decodeValue(const unsigned char* data, size_t size, const Limits& limits) {
   IncomingMessage in(kj::ArrayPtr<const kj::byte>(data, size), limits);

@@ -39,4 +39,10 @@ inline Message decodeMessage(const Bytes& b, const Limits& limits) {
 Bytes encodeValue(const Value& v);
 Value decodeValue(const unsigned char* data, size_t size, const Limits& limits);
 
+// encodeValue(...).size() without making the bytes; the template takes one kind of Value (T is
+// one of its alternatives) without wrapping it in a Value, as catch-up parts are (gossip/split.h).
+size_t encodedSize(const Value& v);
+template <typename T>
+size_t encodedSize(const T& x);
+
 }  // namespace deltasync::gossip

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <variant>
 
 #include <deltasync/errors.h>
@@ -44,6 +45,10 @@ using Value = std::variant<crdt::GCounter,                          // 0 gCounte
                            crdt::ORMap<std::string, Map>>;          // 7 orMap (of maps)
 
 inline constexpr size_t kKindCount = std::variant_size_v<Value>;
+
+// Containers of values (parts, chunks, pushes) move them when they grow, and copy them if a move
+// might throw: a copy of a large state costs as much as building it (crdt/causal-context.h).
+static_assert(std::is_nothrow_move_constructible_v<Value> && std::is_nothrow_move_assignable_v<Value>);
 
 // "g-counter", "pn-counter", ..., "or-map": for errors and logs.
 // True when `delta` holds a write under `self` that `state` (this replica's object of the same

@@ -16,55 +16,116 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
+#include <stdexcept>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include "crdt/causal-context.h"
 
 namespace deltasync::gossip {
 
+// A part and its size as the caller's size function measured it (so that nobody measures twice).
+template <typename T>
+struct SizedPart {
+  T part;
+  size_t bytes;
+};
+
 namespace _ {
 
 // Calls make(first, count) over items [0, n) in batches whose size(part) stays within maxBytes
-// if at all possible: a batch that comes out too large is halved and retried; after a success
-// the next batch may double again.
+// if at all possible, measuring each batch once: the next batch holds as many items as fit in 7/8
+// of maxBytes at the bytes per item just measured, and a batch that comes out too large is cut by
+// that ratio and made again. Items of even size thus cost about one size() each (halving and
+// doubling cost three: bench/RESULTS.md "catch-up chunking").
 template <typename Part, typename Make, typename Size>
-void emitBatches(size_t n, size_t maxBytes, Make&& make, Size&& size, std::vector<Part>& out) {
+void emitBatches(size_t n, size_t maxBytes, Make&& make, Size&& size, std::vector<SizedPart<Part>>& out) {
+  const double aim = static_cast<double>(maxBytes - maxBytes / 8);
+  auto fitting = [&](size_t count, size_t bytes) {  // items at count/bytes per byte in `aim`
+    const double f = static_cast<double>(count) * aim / static_cast<double>(std::max<size_t>(bytes, 1));
+    return f < 1 ? size_t{1} : f > static_cast<double>(n) ? n : static_cast<size_t>(f);
+  };
   size_t batch = 64;
   for (size_t first = 0; first < n;) {
-    size_t count = std::min(batch, n - first);
+    const size_t count = std::min(batch, n - first);
     Part part = make(first, count);
-    if (size(part) > maxBytes && count > 1) {
-      batch = std::max<size_t>(1, count / 2);
+    const size_t bytes = size(part);
+    if (bytes > maxBytes && count > 1) {
+      batch = std::min(count - 1, fitting(count, bytes));
       continue;
     }
-    out.push_back(std::move(part));
+    out.push_back({std::move(part), bytes});
     first += count;
-    if (count == batch) batch *= 2;
+    batch = fitting(count, bytes);
   }
 }
 
 }  // namespace _
 
+// Entry parts are cut from the entries in (writer, counter) order, the order the encodings use
+// (gossip/codec.h encodeStore): each part's entries are then in encoding order already, and its
+// context, exactly its dots, is a few intervals (one per writer where counters run on) rather
+// than one per dot.
+//
 // T: a causal dot-store type (ORSet, AWLWWMap, MVRegister, EWFlag). size(const T&) -> bytes.
 template <typename T, typename Size>
-std::vector<T> splitCausal(const T& x, size_t maxBytes, Size&& size) {
-  std::vector<T> out;
-  const auto& store = x.store();
-  _::emitBatches<T>(store.size(), maxBytes, [&](size_t first, size_t count) {
-    typename T::Store part;
-    crdt::CausalContext ctx;
-    for (size_t p = first; p < first + count; ++p) {
-      uint32_t pos = static_cast<uint32_t>(p);
-      crdt::Dot d = store.dotAt(pos);
-      part.insertNew(store.keyAt(pos), d, store.valueAt(pos));
-      ctx.add(d);
+std::vector<SizedPart<T>> splitCausal(const T& x, size_t maxBytes, Size&& size) {
+  using Store = typename T::Store;
+  std::vector<SizedPart<T>> out;
+  const Store& store = x.store();
+  const auto n = static_cast<uint32_t>(store.size());
+  std::vector<uint32_t> order;  // positions in (writer, counter) order; empty: storage order is
+  for (uint32_t p = 1; p < n; ++p) {
+    if (store.dotAt(p) < store.dotAt(p - 1)) {  // (Dot orders by writer, then counter)
+      std::vector<std::pair<crdt::Dot, uint32_t>> byDot;
+      byDot.reserve(n);
+      for (uint32_t q = 0; q < n; ++q) byDot.emplace_back(store.dotAt(q), q);
+      std::sort(byDot.begin(), byDot.end());
+      order.reserve(n);
+      for (const auto& e : byDot) order.push_back(e.second);
+      break;
     }
-    return T::fromParts(std::move(part), std::move(ctx));
+  }
+  _::emitBatches<T>(n, maxBytes, [&](size_t first, size_t count) {
+    typename Store::Loader load(count);
+    crdt::CausalContext ctx;
+    crdt::Dot run{};  // the current run of counters of one writer: run.replica, [lo, run.counter]
+    uint64_t lo = 0;
+    uint32_t writer = 0;
+    for (size_t i = first; i < first + count; ++i) {
+      const uint32_t p = order.empty() ? static_cast<uint32_t>(i) : order[i];
+      const crdt::Dot d = store.dotAt(p);
+      if (i == first || d.replica != run.replica) {
+        if (i != first) ctx.addRange(run.replica, lo, run.counter);
+        writer = load.writer(d.replica);
+        lo = d.counter;
+      } else if (d.counter != run.counter + 1) {
+        ctx.addRange(run.replica, lo, run.counter);
+        lo = d.counter;
+      }
+      run = d;
+      load.add(writer, d.counter, store.keyAt(p), store.valueAt(p));
+    }
+    if (count != 0) ctx.addRange(run.replica, lo, run.counter);
+    auto loaded = std::move(load).finish();
+    // The entries come from one valid store: no dot repeats, and no limit was asked for.
+    if (!std::holds_alternative<Store>(loaded)) throw std::logic_error("splitCausal: a store's entries did not load");
+    return T::fromParts(std::get<Store>(std::move(loaded)), std::move(ctx));
   }, size, out);
 
-  crdt::CausalContext live;
-  store.collectDots(live);
+  crdt::CausalContext live;  // (by runs of counters, as the parts' contexts above)
+  for (uint32_t i = 0; i < n;) {
+    const crdt::Dot d = store.dotAt(order.empty() ? i : order[i]);
+    uint64_t hi = d.counter;
+    for (++i; i < n; ++i) {
+      const crdt::Dot e = store.dotAt(order.empty() ? i : order[i]);
+      if (e.replica != d.replica || e.counter != hi + 1) break;
+      hi = e.counter;
+    }
+    live.addRange(d.replica, d.counter, hi);
+  }
   crdt::CausalContext removed = x.context().minus(live);
   std::vector<std::pair<crdt::ReplicaId, crdt::Interval>> intervals;
   removed.forEachInterval([&](crdt::ReplicaId r, crdt::Interval i) { intervals.push_back({r, i}); });
@@ -73,7 +134,7 @@ std::vector<T> splitCausal(const T& x, size_t maxBytes, Size&& size) {
     for (size_t i = first; i < first + count; ++i) {
       ctx.addRange(intervals[i].first, intervals[i].second.lo, intervals[i].second.hi);
     }
-    return T::fromParts(typename T::Store(), std::move(ctx));
+    return T::fromParts(Store(), std::move(ctx));
   }, size, out);
   return out;
 }

@@ -3,6 +3,7 @@
 // (tests/sim/anti-entropy-test) cover the same engine under random faults; these pin down the
 // rules that make it safe.
 #include "gossip/engine.h"
+#include "gossip/envelope.h"
 
 #include <deque>
 #include <map>
@@ -331,6 +332,44 @@ TEST_CASE("engine: stamps within the skew bound are accepted, and the largest se
   REQUIRE(b.engine.clockAhead().size() == 1);
   CHECK(b.engine.clockAhead()[0].maxAheadMs == 5'000);
   CHECK(b.stats().skewRefused == 0);
+}
+
+TEST_CASE("engine: a large map is served in parts that are full, measured once, and join to it") {
+  // partsOf sizes each part as it cuts it (serveRequest packs chunks by those sizes): the sizes
+  // must be the parts' real sizes, within the bound, and the parts close to it (not halved).
+  // Three writers, values of uneven length, a third deleted with a stride (storage order is no
+  // longer dot order).
+  const uint64_t n = 20000;
+  Map m;
+  for (uint64_t i = 1; i <= n; ++i) {
+    m.set(ReplicaId{1 + i % 3}, "key-" + std::to_string(i * 7919 % 100003), std::string(i % 40, 'v'),
+          crdt::Timestamp::make(i, 0));
+  }
+  for (uint64_t i = 1; i <= n; i += 3) m.remove("key-" + std::to_string(i * 7919 % 100003));
+  const Value v(m);
+  for (size_t maxBytes : {2000, 9000, 65536}) {
+    CAPTURE(maxBytes);
+    auto parts = partsOf(v, maxBytes);
+    REQUIRE(parts.size() > 1);
+    Map joined;
+    size_t bytes = 0, entryParts = 0;
+    for (const auto& p : parts) {
+      REQUIRE(p.bytes == encodedSize(p.part));
+      REQUIRE(p.bytes <= maxBytes);
+      const Map& piece = std::get<Map>(p.part);
+      Map again = m;
+      again.join(piece);
+      REQUIRE(again == m);  // each part joins alone without removing anything
+      joined.join(piece);
+      if (!piece.store().empty()) {
+        bytes += p.bytes;
+        ++entryParts;
+      }
+    }
+    CHECK(joined == m);
+    // Every entry part but the last is at least 5/8 of the bound (the cut aims at 7/8).
+    CHECK(bytes >= (entryParts - 1) * maxBytes * 5 / 8);
+  }
 }
 
 }  // namespace
