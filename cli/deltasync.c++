@@ -1,7 +1,7 @@
 // deltasync: run a node, or administer one.
 //
 //   deltasync node --listen HOST:PORT [--seed HOST:PORT]... --secret-file PATH [options]
-//   deltasync ctl HOST:PORT [--secret-file PATH] get|put|add|remove|incr|watch|objects|members|stats|presence ...
+//   deltasync ctl HOST:PORT [--secret-file PATH] get|put|add|remove|incr|watch|objects|members|seeds|stats|presence ...
 //
 // The cluster secret (>= 32 bytes) comes from --secret-file or the DELTASYNC_SECRET environment
 // variable; there is no default, and it is never printed. Exit codes: 0 success, 1 failure
@@ -98,6 +98,9 @@ const char* kCtlHelp =
     "  watch NAME               print the object now and after every change, until interrupted\n"
     "  objects                  print the objects the node holds: name, kind\n"
     "  members                  print the member table: id, address, state, incarnation\n"
+    "  seeds [add|remove HOST:PORT]\n"
+    "                           change the addresses the node dials to join (add dials at once;\n"
+    "                           members met through a removed seed stay), then print them\n"
     "  stats                    print the node's metrics (Prometheus text)\n"
     "  presence list TOPIC      print a topic's presences: key, ref, previous ref, meta\n"
     "  presence topics          print the topics with presences and how many each has\n"
@@ -348,10 +351,13 @@ int runCtl(const std::vector<std::string>& args) {
   auto need = [&](size_t n, const char* shape) {
     if (rest.size() != n) throw Usage("usage: deltasync ctl ADDRESS " + verb + " " + shape);
   };
-  static const std::vector<std::string> verbs{"get",   "put",     "add",   "remove",  "incr",
-                                              "watch", "objects", "members", "stats", "presence"};
+  static const std::vector<std::string> verbs{"get",   "put",     "add",     "remove", "incr",    "watch",
+                                              "objects", "members", "seeds", "stats", "presence"};
   if (std::find(verbs.begin(), verbs.end(), verb) == verbs.end()) {
-    throw Usage("unknown verb '" + verb + "' (get, put, add, remove, incr, watch, objects, members, stats, presence)");
+    throw Usage("unknown verb '" + verb + "' (get, put, add, remove, incr, watch, objects, members, seeds, stats, presence)");
+  }
+  if (verb == "seeds" && !rest.empty() && (rest.size() != 2 || (rest[0] != "add" && rest[0] != "remove"))) {
+    throw Usage("usage: deltasync ctl ADDRESS seeds [add|remove HOST:PORT]");
   }
   if (verb == "presence") {
     const size_t args = rest.empty() ? 0 : rest[0] == "list" ? 2 : rest[0] == "hold" ? 4 : 1;
@@ -464,6 +470,11 @@ int runCtl(const std::vector<std::string>& args) {
     wait(req.send(), answer);
   } else if (verb == "objects") {
     printLines(wait(control.objectsRequest().send(), answer).getLines());
+  } else if (verb == "seeds") {
+    auto req = control.seedsRequest();
+    req.setOp(rest.empty() ? "list" : rest[0]);
+    if (!rest.empty()) req.setAddress(text(rest[1]));
+    printLines(wait(req.send(), answer).getSeeds());
   } else if (verb == "members") {
     auto r = wait(control.membersRequest().send(), answer);
     for (auto m : r.getMembers()) {

@@ -459,6 +459,10 @@ interface Control {
   # Waits until everything the node has written or received so far is durable and held by
   # `peers` other replicas (or a majority of the live members), or `timeoutMs` has passed:
   # deltasync::WriteTo for the writes a client just made (ctl --wait).
+  seeds @12 (op :Text, address :Text) -> (changed :Bool, seeds :List(Text));
+  # op "list": the addresses the node dials as seeds; "add" / "remove" change them first
+  # (deltasync::Node::addSeed / removeSeed; changed: whether it did). An address that is not
+  # HOST:PORT, or another op, fails saying so.
 
   struct Member {
     id @0 :UInt64;

@@ -170,6 +170,23 @@ class ControlService::Impl final : public wire::Control::Server {
     }
     return kj::READY_NOW;
   }
+  kj::Promise<void> seeds(SeedsContext context) override {
+    return guarded([&] {
+      auto p = context.getParams();
+      const std::string op = text(p.getOp());
+      bool changed = false;
+      if (op == "add") {
+        changed = rt().addSeed(text(p.getAddress()));
+      } else if (op == "remove") {
+        changed = rt().removeSeed(text(p.getAddress()));
+      } else if (op != "list") {
+        throw std::invalid_argument("seeds: op must be list, add or remove, not \"" + op + "\"");
+      }
+      auto out = context.getResults();
+      out.setChanged(changed);
+      setLines(out.initSeeds(static_cast<unsigned>(rt().seeds().size())), rt().seeds());
+    });
+  }
   kj::Promise<void> stats(StatsContext context) override {
     auto s = service_.metrics_();
     context.getResults().setText(capnp::Text::Reader(s.data(), s.size()));

@@ -176,6 +176,7 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
       throw std::invalid_argument("NodeConfig: a cluster secret (or TLS certificates) is required; there is no default");
     }
     if (config_.tuning.gossipIntervalMs == 0) throw std::invalid_argument("NodeConfig: tuning.gossipIntervalMs must be > 0");
+    for (const std::string& seed : config_.seeds) checkSeedAddress(seed);
     id_ = config_.id != 0 ? ReplicaId{config_.id} : randomId();
     if (config_.tls) {
       const ReplicaId certified = Tls::idOfCertificateFile(config_.tls->certificate);
@@ -729,7 +730,7 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
     if (runtime_ == nullptr) return "the node is stopping";
     if (storageFailing_) return "commits to the data directory fail (see the log)";
     if (runtime_->offline()) return "offline (Node::setOffline)";
-    if (!config_.seeds.empty() || joinedBefore_) {
+    if (!runtime_->seeds().empty() || joinedBefore_) {
       bool joined = false;
       for (const auto& m : runtime_->members()) {
         joined |= !m.self && (m.state == gossip::MemberState::alive || m.state == gossip::MemberState::suspect);
@@ -1330,6 +1331,18 @@ void Node::setOffline(bool offline) {
 
 bool Node::offline() const {
   return core_->onLoop([](Runtime& rt) { return rt.offline(); });
+}
+
+bool Node::addSeed(const std::string& address) {
+  return core_->onLoop([&](Runtime& rt) { return rt.addSeed(address); });
+}
+
+bool Node::removeSeed(const std::string& address) {
+  return core_->onLoop([&](Runtime& rt) { return rt.removeSeed(address); });
+}
+
+std::vector<std::string> Node::seeds() const {
+  return core_->onLoop([](Runtime& rt) { return rt.seeds(); });
 }
 
 void Node::close() { core_->close(); }

@@ -464,6 +464,7 @@ void Runtime::maintain(uint64_t now) {
   bool alone = membership().liveMembers().size() <= 1;
   for (size_t i = 0; i < seeds_.size(); ++i) {
     Seed& s = seeds_[i];
+    if (s.removed) continue;
     if (alone && s.answered && now >= s.retryAtMs) s.answered = false;
     if (!s.answered && !s.dialing && now >= s.retryAtMs && !offline_) dialSeed(i);
   }
@@ -481,6 +482,50 @@ void Runtime::maintain(uint64_t now) {
 }
 
 // ---- seeds --------------------------------------------------------------------------------
+
+void checkSeedAddress(const std::string& address) {
+  const size_t colon = address.rfind(':');
+  const std::string port = colon == std::string::npos ? "" : address.substr(colon + 1);
+  const bool digits = !port.empty() && port.size() <= 5 &&
+                      std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; });
+  if (colon == 0 || !digits || std::stoul(port) == 0 || std::stoul(port) > 65535) {
+    throw std::invalid_argument("seed \"" + address + "\" is not HOST:PORT (a port 1-65535)");
+  }
+}
+
+bool Runtime::addSeed(const std::string& address) {
+  checkSeedAddress(address);
+  if (address == config_.address) return false;
+  auto it = std::find_if(seeds_.begin(), seeds_.end(), [&](const Seed& s) { return s.address == address; });
+  if (it != seeds_.end() && !it->removed) return false;
+  if (it == seeds_.end()) {
+    seeds_.push_back(Seed{address});
+    it = seeds_.end() - 1;
+  }
+  *it = Seed{address, it->dialing};  // a re-added seed starts afresh (a dial in flight goes on)
+  log::info("seed {} added", address);
+  if (!it->dialing && !offline_) dialSeed(static_cast<size_t>(it - seeds_.begin()));
+  return true;
+}
+
+bool Runtime::removeSeed(const std::string& address) {
+  for (Seed& s : seeds_) {
+    if (s.address == address && !s.removed) {
+      s.removed = true;
+      log::info("seed {} removed", address);
+      return true;
+    }
+  }
+  return false;
+}
+
+std::vector<std::string> Runtime::seeds() const {
+  std::vector<std::string> out;
+  for (const Seed& s : seeds_) {
+    if (!s.removed) out.push_back(s.address);
+  }
+  return out;
+}
 
 void Runtime::dialSeed(size_t index) {
   Seed& seed = seeds_[index];

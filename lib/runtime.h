@@ -203,6 +203,10 @@ struct MemberRow {
   bool self;
 };
 
+// A TCP seed's address: HOST:PORT with a host and a port 1-65535 (anything else would only be
+// dialled, failed and logged for ever). Throws std::invalid_argument saying what is wrong.
+void checkSeedAddress(const std::string& address);
+
 class Runtime {
  public:
   // `stateMutex` guards the engine's objects against readers on other threads (see above).
@@ -242,6 +246,14 @@ class Runtime {
   // See "Offline" above.
   void setOffline(bool offline);
   bool offline() const { return offline_; }
+
+  // Seeds at run time. addSeed dials `address` at once (online) and retries it as a configured
+  // seed; false when it is a seed already or this node's own address; checkSeedAddress's error
+  // when it is not HOST:PORT. removeSeed stops dialling it (members met through it stay
+  // members); false when it was not a seed. seeds(): the addresses dialled, in the order given.
+  bool addSeed(const std::string& address);
+  bool removeSeed(const std::string& address);
+  std::vector<std::string> seeds() const;
   ReplicaId id() const { return config_.id; }
   uint64_t nowMs() const;
   // This node's wall clock, ms since the epoch: what its writes are stamped with (lib/objects.h)
@@ -364,6 +376,7 @@ class Runtime {
     bool answered = false;
     uint64_t retryAtMs = 0;
     uint64_t backoffMs = 0;
+    bool removed = false;  // by removeSeed: never dialled again (kept: a dial in flight holds its index)
   };
   std::vector<Seed> seeds_;
   struct Inbound {

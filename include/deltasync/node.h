@@ -305,6 +305,16 @@ class DELTASYNC_API Node {
   void setOffline(bool offline);
   bool offline() const;
 
+  // Seeds at run time. addSeed(address) dials it at once and retries it (with backoff) until it
+  // answers, as a configured seed (and again whenever this node knows no live member); false when
+  // it is a seed already or this node's own address; std::invalid_argument unless HOST:PORT.
+  // removeSeed stops dialling it (members met through it stay members); false when it was not a
+  // seed. seeds() lists what is dialled: NodeConfig::seeds, those added, and (with a data
+  // directory) the members stored at the last run.
+  bool addSeed(const std::string& address);
+  bool removeSeed(const std::string& address);
+  std::vector<std::string> seeds() const;
+
   // Announces the leave to the view (waiting at most leaveGraceMs), then stops both threads.
   // Idempotent. Handles then throw NodeClosed.
   void close();

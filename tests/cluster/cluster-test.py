@@ -280,6 +280,15 @@ def loopback(binary, workdir):
         w.check(c, range(NODES))
         if c.ctl(4, "objects") != ["hits pn-counter", "s or-set"]:
             raise Failure(f"ctl objects on node 5: {c.ctl(4, 'objects')}")
+        # Seeds at run time (node 2 was started with node 1 as its seed).
+        a1, a3 = c.addresses[0], c.addresses[2]
+        for args, want in ((("seeds",), [a1]), (("seeds", "add", a3), [a1, a3]),
+                           (("seeds", "add", a3), [a1, a3]), (("seeds", "remove", a3), [a1])):
+            if c.ctl(1, *args) != want:
+                raise Failure(f"ctl {' '.join(args)} on node 2: {c.ctl(1, 'seeds')}, wanted {want}")
+        r = c.ctl_run(1, "seeds", "add", "nowhere")
+        if r.returncode != 1 or 'seed "nowhere" is not HOST:PORT' not in r.stderr:
+            raise Failure(f"ctl seeds add nowhere: exit {r.returncode}, {r.stderr.strip()}")
         # A write with --wait: once ctl returns, a read on any peer that confirmed it shows it.
         c.ctl(0, "--wait", "4", "put", "users", "alice", "online")
         for i in range(1, NODES):

@@ -299,6 +299,37 @@ TEST_CASE("node: an offline node keeps working alone and converges both ways whe
   a.setOffline(false);  // idempotent
 }
 
+TEST_CASE("node: seeds added at run time are dialled; removed ones are not; bad ones are refused") {
+  Quiet q;
+  Node a(config());
+  Node b(config());
+  CHECK(a.seeds().empty());
+  CHECK_THROWS_WITH_AS(a.addSeed("no-port"), doctest::Contains("is not HOST:PORT"), std::invalid_argument);
+  CHECK_THROWS_AS(a.addSeed("127.0.0.1:0"), std::invalid_argument);
+  CHECK_THROWS_AS(a.addSeed("127.0.0.1:65536"), std::invalid_argument);
+  CHECK_THROWS_AS(a.addSeed(":7000"), std::invalid_argument);
+  CHECK_THROWS_AS(Node(config({"127.0.0.1:x"})), std::invalid_argument);
+  CHECK_FALSE(a.addSeed(a.address()));  // its own address
+  CHECK(a.seeds().empty());
+
+  // Two nodes that know nothing of each other meet once one is given the other as a seed.
+  a.map<std::string, std::string>("m").put("from-a", "1");
+  REQUIRE(a.addSeed(b.address()));
+  CHECK_FALSE(a.addSeed(b.address()));
+  CHECK(a.seeds() == std::vector<std::string>{b.address()});
+  REQUIRE(eventually([&] { return alive(a) == 2 && alive(b) == 2; }));
+  CHECK(eventually([&] { return b.map<std::string, std::string>("m").get("from-a") == std::optional<std::string>("1"); }));
+
+  // Removed: no longer listed (or dialled); the member it led to stays.
+  CHECK(a.removeSeed(b.address()));
+  CHECK_FALSE(a.removeSeed(b.address()));
+  CHECK(a.seeds().empty());
+  b.map<std::string, std::string>("m").put("from-b", "2");
+  CHECK(eventually([&] { return a.map<std::string, std::string>("m").get("from-b") == std::optional<std::string>("2"); }));
+  CHECK(a.addSeed(b.address()));  // and may be added again
+  CHECK(a.seeds() == std::vector<std::string>{b.address()});
+}
+
 TEST_CASE("node: objects() lists what the node holds, with kinds, and not deltasync's own") {
   Quiet q;
   Node a(config());
