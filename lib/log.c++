@@ -12,7 +12,8 @@ namespace deltasync::log {
 namespace {
 
 std::atomic<Level> currentLevel{Level::info};
-std::mutex writeMutex;
+std::mutex writeMutex;  // serialises lines on stderr and calls to the sink
+Sink sink;              // guarded by writeMutex
 
 const char* nameOf(Level level) {
   switch (level) {
@@ -39,8 +40,23 @@ Level parseLevel(std::string_view name) {
   throw std::invalid_argument("unknown log level '" + std::string(name) + "' (debug, info, warn, error, off)");
 }
 
+void setSink(Sink s) {
+  std::lock_guard lock(writeMutex);
+  sink = std::move(s);
+}
+
 void write(Level level, std::string_view message) {
   if (level < log::level() || level == Level::off) return;
+  {
+    std::lock_guard lock(writeMutex);
+    if (sink) {
+      try {
+        sink(level, message);
+      } catch (...) {  // (an application's logger failing must not fail the node)
+      }
+      return;
+    }
+  }
   auto now = std::chrono::system_clock::now();
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
   std::time_t seconds = static_cast<std::time_t>(ms / 1000);

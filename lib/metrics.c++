@@ -47,6 +47,10 @@ std::string prometheusText(const Runtime& rt, const NodeCounters& node) {
   const gossip::GatekeeperStats& g = rt.gatekeeperStats();
   auto counter = [&](const std::string& name, const std::string& help, uint64_t v) { metric(out, "counter", name, help, v); };
   auto gauge = [&](const std::string& name, const std::string& help, uint64_t v) { metric(out, "gauge", name, help, v); };
+  // What is running where: one series, value 1, the facts in its labels (Prometheus' info idiom).
+  out += fmt::format("# HELP deltasync_build_info The deltasync version and this node's replica id.\n"
+                     "# TYPE deltasync_build_info gauge\ndeltasync_build_info{{version=\"{}\",replica=\"{}\"}} 1\n",
+                     DELTASYNC_VERSION, rt.id().value);
   counter("local_updates_total", "Local updates applied.", s.localUpdates);
   counter("deltas_joined_total", "Received deltas that changed the state.", e.deltasJoined);
   counter("deltas_redundant_total", "Received deltas the state already held.", e.deltasRedundant);

@@ -1,7 +1,9 @@
-// deltasync::log: the level of the library's log lines (one line per event on stderr). The level
-// is process-wide; the default is info. Secrets are never logged.
+// deltasync::log: the level of the library's log lines and where they go (by default one line
+// per event on stderr). Both are process-wide; the default level is info. Secrets are never
+// logged.
 #pragma once
 
+#include <functional>
 #include <string_view>
 
 #include <deltasync/export.h>
@@ -14,5 +16,12 @@ DELTASYNC_API void setLevel(Level level);
 DELTASYNC_API Level level();
 // "debug" | "info" | "warn" | "error" | "off"; std::invalid_argument otherwise.
 DELTASYNC_API Level parseLevel(std::string_view name);
+
+// Where events at or above the level go instead of stderr: an application's own logger. The sink
+// gets the level and the message (no timestamp, no newline) on the thread that logged it, one
+// call at a time (calls are serialised), so it must be quick and must not wait for a Node. An
+// exception it throws is dropped. An empty sink (the default) writes to stderr again.
+using Sink = std::function<void(Level level, std::string_view message)>;
+DELTASYNC_API void setSink(Sink sink);
 
 }  // namespace deltasync::log

@@ -10,13 +10,16 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
 #include <optional>
+#include <stdexcept>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -330,6 +333,36 @@ TEST_CASE("node: seeds added at run time are dialled; removed ones are not; bad 
   CHECK(a.seeds() == std::vector<std::string>{b.address()});
 }
 
+TEST_CASE("node: log lines go to the application's sink when it sets one") {
+  std::mutex m;
+  std::vector<std::pair<log::Level, std::string>> lines;
+  log::setLevel(log::Level::info);
+  log::setSink([&](log::Level level, std::string_view message) {
+    std::lock_guard l(m);
+    lines.emplace_back(level, std::string(message));
+  });
+  {
+    Node a(config());
+    a.addSeed("127.0.0.1:9");
+  }
+  log::setSink({});
+  log::setLevel(log::Level::warn);
+  std::lock_guard l(m);
+  auto has = [&](log::Level level, const std::string& text) {
+    return std::any_of(lines.begin(), lines.end(),
+                       [&](const auto& e) { return e.first == level && e.second.find(text) != std::string::npos; });
+  };
+  CHECK(has(log::Level::info, "listening on"));
+  CHECK(has(log::Level::info, "seed 127.0.0.1:9 added"));
+  CHECK(std::none_of(lines.begin(), lines.end(), [](const auto& e) { return e.second.find('\n') != std::string::npos; }));
+  // A sink that throws is dropped, not propagated into the node.
+  log::setSink([](log::Level, std::string_view) { throw std::runtime_error("sink down"); });
+  log::setLevel(log::Level::info);
+  CHECK_NOTHROW(Node(config()));
+  log::setSink({});
+  log::setLevel(log::Level::warn);
+}
+
 TEST_CASE("node: objects() lists what the node holds, with kinds, and not deltasync's own") {
   Quiet q;
   Node a(config());
@@ -422,6 +455,8 @@ TEST_CASE("node: metrics are served as Prometheus text over HTTP") {
   CHECK(r.find("# TYPE deltasync_local_updates_total counter\ndeltasync_local_updates_total 2\n") != std::string::npos);
   CHECK(r.find("deltasync_deliver_seconds_bucket{le=\"+Inf\"}") != std::string::npos);
   CHECK(r.find("deltasync_objects 1\n") != std::string::npos);
+  CHECK(r.find("deltasync_build_info{version=\"" DELTASYNC_TEST_VERSION "\",replica=\"" + std::to_string(a.id()) +
+               "\"} 1\n") != std::string::npos);
   CHECK(httpGet(a.metricsAddress(), "/other").rfind("HTTP/1.1 404", 0) == 0);
 
   // Health: the loop answers; ready: no seeds to join through, so at once.
