@@ -321,7 +321,7 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
 
   objects::Clock& clock() { return clock_; }
 
-  Subscription subscribe(std::string name, std::function<void(const gossip::Value*)> deliver) {
+  Subscription subscribe(std::string name, std::function<void(const gossip::Value*, ChangeOrigin)> deliver) {
     auto sub = std::make_shared<Sub>();
     sub->name = std::move(name);
     sub->deliver = std::move(deliver);
@@ -412,7 +412,7 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
   struct Sub {
     std::string name;
     bool members = false;
-    std::function<void(const gossip::Value*)> deliver;
+    std::function<void(const gossip::Value*, ChangeOrigin)> deliver;
     std::function<void(const MemberEvent&)> onMember;
     // Presence subscriptions: their topic (or all), and the diffs not yet delivered (under
     // notifyMutex_).
@@ -459,12 +459,12 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
     return prometheusText(rt, c);
   }
 
-  // Loop thread: an object changed.
-  void changed(const std::string& name) {
-    if (control_) control_->changed(name);
+  // An object changed (under the state lock: on the loop thread, or a writer's).
+  void changed(const gossip::Change& c) {
+    if (control_) control_->changed(c.name);
     std::lock_guard lock(notifyMutex_);
-    if (watched_.count(name) == 0) return;
-    dirty_.insert(name);
+    if (watched_.count(c.name) == 0) return;
+    dirty_[c.name] |= c.local() ? kLocal : kPeers;
     notifyCv_.notify_one();
   }
   // Loop thread: a membership event.
@@ -505,12 +505,13 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
       auto dirty = std::exchange(dirty_, {});
       auto events = std::exchange(memberEvents_, {});
       lock.unlock();
-      std::map<std::string, std::optional<gossip::Value>> snapshots;
-      for (const auto& name : dirty) {
+      std::map<std::string, std::pair<std::optional<gossip::Value>, ChangeOrigin>> snapshots;
+      for (const auto& [name, origins] : dirty) {
         std::shared_lock state(stateMutex_);
         if (runtime_ == nullptr) break;
         const gossip::Value* v = runtime_->store().find(name);
-        snapshots[name] = v ? std::optional<gossip::Value>(*v) : std::nullopt;
+        snapshots[name] = {v ? std::optional<gossip::Value>(*v) : std::nullopt,
+                           origins == kLocal ? ChangeOrigin::local : origins == kPeers ? ChangeOrigin::peers : ChangeOrigin::both};
       }
       lock.lock();
       std::vector<std::pair<uint64_t, std::shared_ptr<Sub>>> targets(subs_.begin(), subs_.end());
@@ -531,8 +532,8 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
           } else if (sub->members) {
             for (const auto& e : events) sub->onMember(e);
           } else {
-            const auto& snap = snapshots[sub->name];
-            sub->deliver(snap ? &*snap : nullptr);
+            const auto& [snap, origin] = snapshots[sub->name];
+            sub->deliver(snap ? &*snap : nullptr, origin);
           }
         } catch (const std::exception& e) {
           log::error("a subscription callback threw: {}", e.what());
@@ -812,7 +813,7 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
       control.attach(rt.get());
       control_ = &control;
       rt->setControl([&control](ReplicaId) { return control.client(); });
-      rt->listen([this](const gossip::Change& c) { changed(c.name); });
+      rt->listen([this](const gossip::Change& c) { changed(c); });
       rt->setMemberListener([this](const gossip::MemberEvent& e) { memberEvent(e); });
       rt->setPresenceListener([this](std::map<std::string, gossip::PresenceDiff> d) { presenceChanged(std::move(d)); });
       {
@@ -941,7 +942,8 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
   std::map<uint64_t, std::shared_ptr<Sub>> subs_;
   std::map<std::string, int> watched_;
   size_t memberSubs_ = 0;
-  std::set<std::string> dirty_;
+  static constexpr uint8_t kLocal = 1, kPeers = 2;
+  std::map<std::string, uint8_t> dirty_;  // objects changed since the last notification: kLocal | kPeers
   std::vector<MemberEvent> memberEvents_;
   bool presenceDirty_ = false;
   std::atomic<uint64_t> nextConnection_{1};
@@ -1037,11 +1039,11 @@ int64_t Counter::value() const {
 
 Subscription Counter::subscribe(std::function<void(const CounterChange&)> callback) {
   auto last = std::make_shared<int64_t>(value());
-  return core_->subscribe(name_, [last, callback = std::move(callback), name = name_](const gossip::Value* v) {
+  return core_->subscribe(name_, [last, callback = std::move(callback)](const gossip::Value* v, ChangeOrigin origin) {
     if (v != nullptr && !std::holds_alternative<crdt::PNCounter>(*v)) return;
     int64_t now = v ? std::get<crdt::PNCounter>(*v).value() : 0;
     if (now == *last) return;
-    CounterChange change{*last, now};
+    CounterChange change{*last, now, origin};
     *last = now;
     callback(change);
   });
@@ -1091,10 +1093,11 @@ size_t Set<E>::size() const {
 template <typename E>
 Subscription Set<E>::subscribe(std::function<void(const SetChange<E>&)> callback) {
   auto last = std::make_shared<std::vector<E>>(elements());
-  return core_->subscribe(name_, [last, callback = std::move(callback)](const gossip::Value* v) {
+  return core_->subscribe(name_, [last, callback = std::move(callback)](const gossip::Value* v, ChangeOrigin origin) {
     if (v != nullptr && !std::holds_alternative<crdt::ORSet<std::string>>(*v)) return;
     auto now = sortedElements(v ? &std::get<crdt::ORSet<std::string>>(*v) : nullptr);
     SetChange<E> change;
+    change.origin = origin;
     std::set_difference(now.begin(), now.end(), last->begin(), last->end(), std::back_inserter(change.added));
     std::set_difference(last->begin(), last->end(), now.begin(), now.end(), std::back_inserter(change.removed));
     *last = std::move(now);
@@ -1148,10 +1151,11 @@ size_t Map<K, V>::size() const {
 template <typename K, typename V>
 Subscription Map<K, V>::subscribe(std::function<void(const MapChangeOf<K, V>&)> callback) {
   auto last = std::make_shared<std::vector<std::pair<K, V>>>(entries());
-  return core_->subscribe(name_, [last, callback = std::move(callback)](const gossip::Value* v) {
+  return core_->subscribe(name_, [last, callback = std::move(callback)](const gossip::Value* v, ChangeOrigin origin) {
     if (v != nullptr && !std::holds_alternative<gossip::Map>(*v)) return;
     auto now = sortedEntries(v ? &std::get<gossip::Map>(*v) : nullptr);
     MapChangeOf<K, V> change;
+    change.origin = origin;
     std::set_difference(now.begin(), now.end(), last->begin(), last->end(), std::back_inserter(change.put));
     auto key = [](const auto& a, const auto& b) { return a.first < b.first; };
     std::vector<std::pair<K, V>> gone;
@@ -1159,6 +1163,19 @@ Subscription Map<K, V>::subscribe(std::function<void(const MapChangeOf<K, V>&)> 
     for (auto& [k, value] : gone) change.removed.push_back(std::move(k));
     *last = std::move(now);
     if (!change.put.empty() || !change.removed.empty()) callback(change);
+  });
+}
+
+template <typename K, typename V>
+Subscription Map<K, V>::subscribe(const K& key, std::function<void(const KeyChangeOf<V>&)> callback) {
+  auto last = std::make_shared<std::optional<V>>(get(key));
+  return core_->subscribe(name_, [key, last, callback = std::move(callback)](const gossip::Value* v, ChangeOrigin origin) {
+    if (v != nullptr && !std::holds_alternative<gossip::Map>(*v)) return;
+    const V* now = v ? std::get<gossip::Map>(*v).get(key) : nullptr;
+    if (now == nullptr ? !last->has_value() : *last == *now) return;
+    KeyChangeOf<V> change{*last, now ? std::optional<V>(*now) : std::nullopt, origin};
+    *last = change.after;
+    callback(change);
   });
 }
 

@@ -21,8 +21,9 @@
 //           thread takes it exclusively only for one protocol step (a received message, a
 //           gossip round);
 //   subscriptions are coalesced (several changes in between give one callback with their net
-//           effect) and run on the notifier thread, off the replication path. A callback may call
-//           the node's handles; it must not block for long (it delays later notifications).
+//           effect; its origin says whether those changes were made here, by peers or both)
+//           and run on the notifier thread, off the replication path. A callback may call the
+//           node's handles; it must not block for long (it delays later notifications).
 //
 // Durability: with NodeConfig::dataDir, see Durability (a write in sync mode returns once it is
 // on disk, and throws StorageFailed if the commit failed).
@@ -173,21 +174,36 @@ struct ObjectInfo {
   bool operator==(const ObjectInfo&) const = default;
 };
 
+// Where the changes an event reports were made: on this node (its handles, `ctl`), on peers
+// (received), or both (an event coalesces what happened since the last one).
+enum class ChangeOrigin : uint8_t { local, peers, both };
+
 struct CounterChange {
   int64_t before;
   int64_t after;
+  ChangeOrigin origin = ChangeOrigin::local;
 };
 template <typename E>
 struct SetChange {
   std::vector<E> added;    // sorted
   std::vector<E> removed;  // sorted
+  ChangeOrigin origin = ChangeOrigin::local;
 };
 template <typename K, typename V>
 struct MapChangeOf {
   std::vector<std::pair<K, V>> put;  // new keys and changed values, sorted by key
   std::vector<K> removed;            // sorted
+  ChangeOrigin origin = ChangeOrigin::local;
+};
+// One key of a map: its value before and after (nullopt: absent).
+template <typename V>
+struct KeyChangeOf {
+  std::optional<V> before;
+  std::optional<V> after;
+  ChangeOrigin origin = ChangeOrigin::local;
 };
 using MapChange = MapChangeOf<std::string, std::string>;
+using KeyChange = KeyChangeOf<std::string>;
 
 // A PN-counter.
 class DELTASYNC_API Counter {
@@ -246,6 +262,8 @@ class DELTASYNC_API Map {
   std::vector<std::pair<K, V>> entries() const;  // sorted by key
   size_t size() const;
   Subscription subscribe(std::function<void(const MapChangeOf<K, V>&)> callback);
+  // Changes of one key only (its callback looks the key up instead of comparing the whole map).
+  Subscription subscribe(const K& key, std::function<void(const KeyChangeOf<V>&)> callback);
   const std::string& name() const { return name_; }
 
  private:

@@ -168,6 +168,57 @@ TEST_CASE("node: subscriptions report coalesced net changes off the writer's thr
   CHECK(eventually([&] { std::lock_guard l(pm); return puts.back() == "k=v2"; }));
 }
 
+TEST_CASE("node: events say whether a change was made here or by peers; a key can be watched alone") {
+  Quiet q;
+  Node a(config());
+  Node b(config({a.address()}));
+  auto mb = b.map<std::string, std::string>("m");
+  std::mutex m;
+  std::vector<std::pair<std::string, ChangeOrigin>> events;  // "k=v" of each put, with the origin
+  std::vector<KeyChange> keyEvents;
+  auto sub = mb.subscribe([&](const MapChange& ch) {
+    std::lock_guard l(m);
+    for (const auto& [k, v] : ch.put) events.emplace_back(k + "=" + v, ch.origin);
+  });
+  auto keySub = mb.subscribe("watched", [&](const KeyChange& ch) {
+    std::lock_guard l(m);
+    keyEvents.push_back(ch);
+  });
+  auto origin = [&](const std::string& put) -> std::optional<ChangeOrigin> {
+    std::lock_guard l(m);
+    for (const auto& [p, o] : events) {
+      if (p == put) return o;
+    }
+    return std::nullopt;
+  };
+  mb.put("here", "1");
+  REQUIRE(eventually([&] { return origin("here=1").has_value(); }));
+  CHECK(origin("here=1") == ChangeOrigin::local);
+  a.map<std::string, std::string>("m").put("there", "2");
+  REQUIRE(eventually([&] { return origin("there=2").has_value(); }));
+  CHECK(origin("there=2") == ChangeOrigin::peers);
+
+  // The key subscription sees its key's changes only: set here, changed by a peer, removed.
+  mb.put("watched", "a");
+  REQUIRE(eventually([&] { std::lock_guard l(m); return keyEvents.size() == 1; }));
+  a.map<std::string, std::string>("m").put("other", "x");
+  a.map<std::string, std::string>("m").put("watched", "b");
+  REQUIRE(eventually([&] { std::lock_guard l(m); return keyEvents.size() == 2; }));
+  mb.remove("watched");
+  REQUIRE(eventually([&] { std::lock_guard l(m); return keyEvents.size() == 3; }));
+  REQUIRE(eventually([&] { return origin("other=x").has_value(); }));
+  std::lock_guard l(m);
+  CHECK(keyEvents[0].before == std::nullopt);
+  CHECK(keyEvents[0].after == std::optional<std::string>("a"));
+  CHECK(keyEvents[0].origin == ChangeOrigin::local);
+  CHECK(keyEvents[1].before == std::optional<std::string>("a"));
+  CHECK(keyEvents[1].after == std::optional<std::string>("b"));
+  CHECK(keyEvents[1].origin != ChangeOrigin::local);  // (peers; both if "other" came in the same event)
+  CHECK(keyEvents[2].before == std::optional<std::string>("b"));
+  CHECK(keyEvents[2].after == std::nullopt);
+  CHECK(keyEvents.size() == 3);
+}
+
 TEST_CASE("node: misuse gets clear errors") {
   Quiet q;
   NodeConfig noSecret = config();
