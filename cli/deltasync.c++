@@ -56,6 +56,9 @@ const char* kNodeHelp =
     "  --advertise HOST:PORT   address peers should dial (default: the bound listen address;\n"
     "                          required when listening on a wildcard address)\n"
     "  --seed HOST:PORT        a member to join through (repeatable)\n"
+    "  --dns-seed NAME:PORT    a DNS name whose addresses are the members' (a Kubernetes headless\n"
+    "                          service); resolved at start and every 10 s, each address a seed\n"
+    "                          (repeatable)\n"
     "  --secret-file PATH      the cluster secret, >= 32 bytes (or DELTASYNC_SECRET)\n"
     "  --client-secret-file PATH  the secret 'deltasync ctl' proves instead (>= 32 bytes): it\n"
     "                          grants the control interface only, never replication. Without it,\n"
@@ -196,7 +199,7 @@ int runNode(const std::vector<std::string>& args) {
     std::fputs(kNodeHelp, stdout);
     return 0;
   }
-  Parsed p = parse(args, {"listen", "advertise", "seed", "secret-file", "cluster", "id", "gossip-interval",
+  Parsed p = parse(args, {"listen", "advertise", "seed", "dns-seed", "secret-file", "cluster", "id", "gossip-interval",
                           "probe-interval", "metrics", "log-level", "tls-cert", "tls-key", "tls-ca",
                           "client-secret-file", "data-dir", "durability", "flush-ms"});
   if (!p.positional.empty()) throw Usage("unexpected argument '" + p.positional[0] + "'");
@@ -218,6 +221,8 @@ int runNode(const std::vector<std::string>& args) {
   }
   auto seeds = p.options.equal_range("seed");
   for (auto it = seeds.first; it != seeds.second; ++it) config.seeds.push_back(it->second);
+  auto names = p.options.equal_range("dns-seed");
+  for (auto it = names.first; it != names.second; ++it) config.dnsSeeds.push_back(it->second);
   if (auto c = p.one("cluster")) config.cluster = *c;
   if (auto id = p.one("id")) {
     config.id = parseNumber("--id", *id);

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include <arpa/inet.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
@@ -53,6 +54,33 @@ ReplicaId randomId() {
     for (size_t i = 0; i < 8; ++i) v = (v << 8) | n[i];
     if (v != 0) return ReplicaId{v};
   }
+}
+
+// The addresses "NAME:PORT" resolves to, as seeds ("10.0.0.5:7000", "[fd00::5]:7000"), sorted;
+// throws std::runtime_error saying why it did not resolve. Blocks (getaddrinfo).
+std::vector<std::string> resolveSeeds(const std::string& spec) {
+  const size_t colon = spec.rfind(':');
+  const std::string name = spec.substr(0, colon), port = spec.substr(colon + 1);
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (int rc = getaddrinfo(name.c_str(), port.c_str(), &hints, &found); rc != 0) {
+    throw std::runtime_error("DNS seed " + spec + ": " + gai_strerror(rc));
+  }
+  std::set<std::string> out;
+  for (const addrinfo* a = found; a != nullptr; a = a->ai_next) {
+    char host[INET6_ADDRSTRLEN] = {};
+    if (a->ai_family == AF_INET) {
+      inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(a->ai_addr)->sin_addr, host, sizeof host);
+      out.insert(std::string(host) + ":" + port);
+    } else if (a->ai_family == AF_INET6) {
+      inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(a->ai_addr)->sin6_addr, host, sizeof host);
+      out.insert("[" + std::string(host) + "]:" + port);
+    }
+  }
+  freeaddrinfo(found);
+  return {out.begin(), out.end()};
 }
 
 // ---- the one translation between the public types and gossip's ----------------------------
@@ -177,6 +205,10 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
     }
     if (config_.tuning.gossipIntervalMs == 0) throw std::invalid_argument("NodeConfig: tuning.gossipIntervalMs must be > 0");
     for (const std::string& seed : config_.seeds) checkSeedAddress(seed);
+    for (const std::string& name : config_.dnsSeeds) checkSeedAddress(name);
+    if (!config_.dnsSeeds.empty() && config_.dnsRefreshMs == 0) {
+      throw std::invalid_argument("NodeConfig: dnsRefreshMs must be > 0");
+    }
     id_ = config_.id != 0 ? ReplicaId{config_.id} : randomId();
     if (config_.tls) {
       const ReplicaId certified = Tls::idOfCertificateFile(config_.tls->certificate);
@@ -197,6 +229,7 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
       throw;
     }
     notifier_ = std::thread([this] { notify(); });
+    if (!config_.dnsSeeds.empty()) discovery_ = std::thread([this] { discover(); });
   }
 
   ~NodeCore() { close(); }
@@ -206,6 +239,12 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
       if (std::this_thread::get_id() == notifier_.get_id() || std::this_thread::get_id() == loop_.get_id()) {
         throw std::logic_error("Node::close() from a subscription callback or the node's own thread");
       }
+      {
+        std::lock_guard lock(discoveryMutex_);
+        discoveryStop_ = true;
+      }
+      discoveryCv_.notify_all();
+      if (discovery_.joinable()) discovery_.join();  // (waits for a lookup in progress)
       try {
         executor_->executeSync([this] { KJ_IF_MAYBE(f, stop_) { (*f)->fulfill(); } });
       } catch (const kj::Exception&) {
@@ -495,6 +534,51 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
     }
   }
 
+  // The discovery thread (NodeConfig::dnsSeeds): resolves each name now and every dnsRefreshMs,
+  // and makes the seeds follow what the names give.
+  void discover() {
+    std::map<std::string, std::vector<std::string>> byName;  // the last addresses of each name
+    std::set<std::string> added;                              // the seeds this thread added
+    log::RateLimit failures(60'000);
+    const auto start = std::chrono::steady_clock::now();
+    std::unique_lock lock(discoveryMutex_);
+    while (!discoveryStop_) {
+      lock.unlock();
+      for (const std::string& name : config_.dnsSeeds) {
+        try {
+          byName[name] = resolveSeeds(name);
+        } catch (const std::exception& e) {
+          const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+          if (failures.allow(static_cast<uint64_t>(ms.count()))) {
+            log::warn("{} (keeping its last {} address(es); {} similar suppressed)", e.what(), byName[name].size(),
+                      failures.suppressed());
+          }
+        }
+      }
+      std::set<std::string> now;
+      for (const auto& [name, addresses] : byName) now.insert(addresses.begin(), addresses.end());
+      try {
+        onLoop([&](Runtime& rt) {
+          for (const std::string& a : now) {
+            if (added.count(a) == 0 && rt.addSeed(a)) added.insert(a);
+          }
+          for (auto it = added.begin(); it != added.end();) {
+            if (now.count(*it) == 0) {
+              rt.removeSeed(*it);
+              it = added.erase(it);
+            } else {
+              ++it;
+            }
+          }
+        });
+      } catch (const std::exception&) {
+        return;  // the node is closing
+      }
+      lock.lock();
+      discoveryCv_.wait_for(lock, std::chrono::milliseconds(config_.dnsRefreshMs), [&] { return discoveryStop_; });
+    }
+  }
+
   // The notifier thread: coalesced changes -> callbacks.
   void notify() {
     std::unique_lock lock(notifyMutex_);
@@ -731,7 +815,7 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
     if (runtime_ == nullptr) return "the node is stopping";
     if (storageFailing_) return "commits to the data directory fail (see the log)";
     if (runtime_->offline()) return "offline (Node::setOffline)";
-    if (!runtime_->seeds().empty() || joinedBefore_) {
+    if (!runtime_->seeds().empty() || !config_.dnsSeeds.empty() || joinedBefore_) {
       bool joined = false;
       for (const auto& m : runtime_->members()) {
         joined |= !m.self && (m.state == gossip::MemberState::alive || m.state == gossip::MemberState::suspect);
@@ -908,6 +992,10 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
   std::string metricsAddress_;
   std::thread loop_;
   std::thread notifier_;
+  std::thread discovery_;  // NodeConfig::dnsSeeds only
+  std::mutex discoveryMutex_;
+  std::condition_variable discoveryCv_;
+  bool discoveryStop_ = false;  // under discoveryMutex_
   std::once_flag closeOnce_;
   kj::Own<const kj::Executor> executor_;
   kj::Maybe<kj::Own<kj::PromiseFulfiller<void>>> stop_;  // loop thread only

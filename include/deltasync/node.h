@@ -98,6 +98,13 @@ struct NodeConfig {
   std::string listen = "127.0.0.1:0";  // host:port to accept peers on; port 0 picks a free one
   std::string advertise;                // the address peers dial; "" = the bound listen address
   std::vector<std::string> seeds;       // addresses of members to join through
+  // DNS discovery: NAME:PORT names that resolve to the members' addresses (a Kubernetes headless
+  // service, or any name with several A/AAAA records). Each is resolved at start and every
+  // dnsRefreshMs; every address it gives is a seed (Node::seeds), and one it stops giving is
+  // dropped as a seed (members met through it stay). A name that does not resolve is logged
+  // (warn, at most once a minute) and keeps its last addresses.
+  std::vector<std::string> dnsSeeds;
+  uint64_t dnsRefreshMs = 10000;
   std::string cluster = "deltasync";    // nodes of other clusters are refused at the handshake
   std::optional<Secret> secret;         // no default; required unless tls is set
   // What control clients (`deltasync ctl`) prove, so that holding it grants the control interface

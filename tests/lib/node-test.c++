@@ -384,6 +384,33 @@ TEST_CASE("node: seeds added at run time are dialled; removed ones are not; bad 
   CHECK(a.seeds() == std::vector<std::string>{b.address()});
 }
 
+TEST_CASE("node: DNS seeds: every address a name resolves to is a seed") {
+  Quiet q;
+  Node a(config());
+  const std::string port = a.address().substr(a.address().rfind(':') + 1);
+  NodeConfig c = config();
+  c.dnsSeeds = {"localhost:" + port};  // /etc/hosts: 127.0.0.1 (and ::1 where there is IPv6)
+  c.dnsRefreshMs = 100;
+  Node b(c);
+  CHECK(eventually([&] {
+    auto s = b.seeds();
+    return std::find(s.begin(), s.end(), "127.0.0.1:" + port) != s.end();
+  }));
+  CHECK(eventually([&] { return alive(a) == 2 && alive(b) == 2; }));
+
+  NodeConfig bad = config();
+  bad.dnsSeeds = {"localhost"};
+  CHECK_THROWS_WITH_AS(Node{bad}, doctest::Contains("is not HOST:PORT"), std::invalid_argument);
+  // A name that does not resolve is retried and logged, and the node runs on without it.
+  NodeConfig unknown = config();
+  unknown.dnsSeeds = {"no-such-host.invalid:7000"};
+  unknown.dnsRefreshMs = 50;
+  Node u(unknown);
+  u.counter("n").increment();
+  CHECK(u.counter("n").value() == 1);
+  CHECK(u.seeds().empty());
+}
+
 TEST_CASE("node: log lines go to the application's sink when it sets one") {
   std::mutex m;
   std::vector<std::pair<log::Level, std::string>> lines;
