@@ -678,6 +678,12 @@ class DotStore {
     [[no_unique_address]] typename KS::Stored key;
     [[no_unique_address]] V value;
     uint64_t dot;  // slot << 48 | counter
+
+    Entry() = default;
+    // (A constructor, not aggregate initialisation in parentheses, for emplace_back: clang 14,
+    // which builds the fuzzers, does not have the latter.)
+    template <typename Key, typename Val>
+    Entry(Key&& k, Val&& v, uint64_t d) : key(std::forward<Key>(k)), value(std::forward<Val>(v)), dot(d) {}
   };
 
   _::ChunkedVector<Entry> entries_;  // a one-entry store (a typical delta) allocates nothing
