@@ -334,8 +334,8 @@ class DELTASYNC_API Node {
   // answers, as a configured seed (and again whenever this node knows no live member); false when
   // it is a seed already or this node's own address; std::invalid_argument unless HOST:PORT.
   // removeSeed stops dialling it (members met through it stay members); false when it was not a
-  // seed. seeds() lists what is dialled: NodeConfig::seeds, those added, and (with a data
-  // directory) the members stored at the last run.
+  // seed. seeds() lists what is dialled: NodeConfig::seeds, those added, the addresses the
+  // dnsSeeds names resolve to, and (with a data directory) the members stored at the last run.
   bool addSeed(const std::string& address);
   bool removeSeed(const std::string& address);
   std::vector<std::string> seeds() const;
