@@ -92,6 +92,17 @@ struct StateChunkMsg {
 
 enum class MemberState : uint8_t { alive = 0, suspect = 1, down = 2, left = 3 };
 
+// "alive", "suspect", "down", "left": for ctl, metrics and logs.
+inline const char* stateName(MemberState s) {
+  switch (s) {
+    case MemberState::alive: return "alive";
+    case MemberState::suspect: return "suspect";
+    case MemberState::down: return "down";
+    case MemberState::left: return "left";
+  }
+  return "?";
+}
+
 struct MemberUpdate {
   ReplicaId replica;
   uint64_t incarnation = 0;

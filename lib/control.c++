@@ -15,16 +15,6 @@ namespace {
 
 std::string text(capnp::Text::Reader t) { return std::string(t.cStr(), t.size()); }
 
-const char* stateName(gossip::MemberState s) {
-  switch (s) {
-    case gossip::MemberState::alive: return "alive";
-    case gossip::MemberState::suspect: return "suspect";
-    case gossip::MemberState::down: return "down";
-    case gossip::MemberState::left: return "left";
-  }
-  return "?";
-}
-
 // Runs f, turning a std::exception into a failed call that names the problem.
 template <typename F>
 kj::Promise<void> guarded(F&& f) {
@@ -165,7 +155,7 @@ class ControlService::Impl final : public wire::Control::Server {
     for (size_t i = 0; i < rows.size(); ++i) {
       out[i].setId(rows[i].id.value);
       out[i].setAddress(capnp::Text::Reader(rows[i].address.data(), rows[i].address.size()));
-      out[i].setState(rows[i].self ? "self" : stateName(rows[i].state));
+      out[i].setState(rows[i].self ? "self" : gossip::stateName(rows[i].state));
       out[i].setIncarnation(rows[i].incarnation);
     }
     return kj::READY_NOW;

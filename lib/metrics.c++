@@ -1,5 +1,15 @@
 #include "lib/metrics.h"
 
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <array>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
 #include <kj/compat/http.h>
 
 #include <fmt/format.h>
@@ -103,8 +113,19 @@ std::string prometheusText(const Runtime& rt, const NodeCounters& node) {
   counter("storage_failures_total", "Failed commits (each also logged; nothing is sent to peers meanwhile).",
           node.storageFailures);
   size_t live = 0;
-  for (const auto& m : rt.members()) live += !m.self && (m.state == gossip::MemberState::alive || m.state == gossip::MemberState::suspect);
+  std::array<size_t, 4> byState{};  // by gossip::MemberState
+  for (const auto& m : rt.members()) {
+    if (m.self) continue;
+    live += m.state == gossip::MemberState::alive || m.state == gossip::MemberState::suspect;
+    ++byState[static_cast<size_t>(m.state)];
+  }
   gauge("members_live", "Live members known, self excluded.", live);
+  out += "# HELP deltasync_members Members in the member table, self excluded, by state.\n"
+         "# TYPE deltasync_members gauge\n";
+  for (size_t i = 0; i < byState.size(); ++i) {
+    out += fmt::format("deltasync_members{{state=\"{}\"}} {}\n", gossip::stateName(static_cast<gossip::MemberState>(i)),
+                       byState[i]);
+  }
   gauge("peers_connected", "Outbound peer links ready.", rt.readyLinks());
   gauge("inbound_connections", "Inbound connections held.", rt.inboundConnections());
   gauge("inbound_pending", "Inbound connections not yet authenticated.", rt.pendingInbound());
@@ -119,6 +140,45 @@ std::string prometheusText(const Runtime& rt, const NodeCounters& node) {
     out += fmt::format("deltasync_peer_clock_ahead_ms{{peer=\"{}\"}} {}\n", a.peer.value, a.maxAheadMs);
   }
   rt.deliverLatency().render(out, "deltasync_deliver_seconds", "Round trip of one message to a peer.");
+  return out;
+}
+
+std::string processText() {
+  std::ifstream statFile("/proc/self/stat");
+  const std::string stat((std::istreambuf_iterator<char>(statFile)), std::istreambuf_iterator<char>());
+  const size_t close = stat.rfind(')');  // (the command name may hold spaces and parentheses)
+  if (close == std::string::npos) return {};
+  std::istringstream in(stat.substr(close + 1));
+  std::vector<std::string> field;  // field[0] is proc(5)'s field 3 (state): field k is field[k - 3]
+  for (std::string f; in >> f;) field.push_back(f);
+  if (field.size() < 22) return {};
+  const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
+  const double cpu = static_cast<double>(std::stoull(field[11]) + std::stoull(field[12])) / ticks;  // utime + stime
+  uint64_t bootSeconds = 0;  // btime in /proc/stat
+  std::ifstream procStat("/proc/stat");
+  for (std::string line; std::getline(procStat, line);) {
+    if (line.rfind("btime ", 0) == 0) bootSeconds = std::stoull(line.substr(6));
+  }
+  const double start = static_cast<double>(bootSeconds) + static_cast<double>(std::stoull(field[19])) / ticks;
+  std::error_code ec;
+  size_t fds = 0;
+  for (auto it = std::filesystem::directory_iterator("/proc/self/fd", ec); !ec && it != std::filesystem::directory_iterator();
+       it.increment(ec)) {
+    ++fds;
+  }
+  rlimit limit{};
+  getrlimit(RLIMIT_NOFILE, &limit);
+  std::string out;
+  auto one = [&](const char* name, const char* type, const char* help, double v) {
+    out += fmt::format("# HELP {} {}\n# TYPE {} {}\n{} {}\n", name, help, name, type, name, v);
+  };
+  one("process_cpu_seconds_total", "counter", "User and system CPU time spent, in seconds.", cpu);
+  one("process_resident_memory_bytes", "gauge", "Resident memory size, in bytes.",
+      static_cast<double>(std::stoull(field[21]) * static_cast<uint64_t>(sysconf(_SC_PAGESIZE))));
+  one("process_virtual_memory_bytes", "gauge", "Virtual memory size, in bytes.", static_cast<double>(std::stoull(field[20])));
+  one("process_start_time_seconds", "gauge", "Start time of the process since the Unix epoch, in seconds.", start);
+  one("process_open_fds", "gauge", "Open file descriptors.", static_cast<double>(fds));
+  one("process_max_fds", "gauge", "The limit on open file descriptors.", static_cast<double>(limit.rlim_cur));
   return out;
 }
 

@@ -47,6 +47,11 @@ struct NodeCounters {
 
 std::string prometheusText(const Runtime& rt, const NodeCounters& node);
 
+// The process metrics Prometheus' client libraries export (process_cpu_seconds_total,
+// process_resident_memory_bytes, process_virtual_memory_bytes, process_start_time_seconds,
+// process_open_fds, process_max_fds), read from Linux's /proc; "" where it cannot be read.
+std::string processText();
+
 // Serves, on the connections handed to serve() (from lib/listen.h's accept loop):
 //   GET /metrics (and /)  the text `render` returns (called on the loop thread);
 //   GET /healthz          200 "ok": the node's loop answers (it serves this very request);

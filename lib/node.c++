@@ -494,8 +494,13 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
       c.httpRefused = metricsServer_->refused();
       c.httpBadRequests = metricsServer_->badRequests();
     }
-    std::shared_lock lock(stateMutex_);
-    return prometheusText(rt, c);
+    std::string out;
+    {
+      std::shared_lock lock(stateMutex_);
+      out = prometheusText(rt, c);
+    }
+    out += processText();
+    return out;
   }
 
   // An object changed (under the state lock: on the loop thread, or a writer's).

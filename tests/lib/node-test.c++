@@ -533,6 +533,12 @@ TEST_CASE("node: metrics are served as Prometheus text over HTTP") {
   CHECK(r.find("# TYPE deltasync_local_updates_total counter\ndeltasync_local_updates_total 2\n") != std::string::npos);
   CHECK(r.find("deltasync_deliver_seconds_bucket{le=\"+Inf\"}") != std::string::npos);
   CHECK(r.find("deltasync_objects 1\n") != std::string::npos);
+  CHECK(r.find("deltasync_members{state=\"alive\"} 0\n") != std::string::npos);
+  for (const char* m : {"# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total ",
+                        "\nprocess_resident_memory_bytes ", "\nprocess_start_time_seconds ", "\nprocess_open_fds ",
+                        "\nprocess_max_fds "}) {
+    CHECK_MESSAGE(r.find(m) != std::string::npos, m);
+  }
   CHECK(r.find("deltasync_build_info{version=\"" DELTASYNC_TEST_VERSION "\",replica=\"" + std::to_string(a.id()) +
                "\"} 1\n") != std::string::npos);
   CHECK(httpGet(a.metricsAddress(), "/other").rfind("HTTP/1.1 404", 0) == 0);
@@ -545,6 +551,9 @@ TEST_CASE("node: metrics are served as Prometheus text over HTTP") {
   bc.metricsListen = "127.0.0.1:0";
   Node b(bc);
   CHECK(eventually([&] { return httpGet(b.metricsAddress(), "/readyz").rfind("HTTP/1.1 200", 0) == 0; }));
+  CHECK(eventually([&] {
+    return httpGet(b.metricsAddress(), "/metrics").find("deltasync_members{state=\"alive\"} 1\n") != std::string::npos;
+  }));
   b.setOffline(true);
   const std::string offline = httpGet(b.metricsAddress(), "/readyz");
   CHECK(offline.rfind("HTTP/1.1 503", 0) == 0);
