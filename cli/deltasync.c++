@@ -82,6 +82,8 @@ const char* kNodeHelp =
     "  --probe-interval MS     one failure-detector probe period (default 1000)\n"
     "  --metrics HOST:PORT     serve Prometheus metrics over HTTP at /metrics\n"
     "  --log-level LEVEL       debug, info, warn, error or off (default info)\n"
+    "  --log-format FORMAT     text (default) or json: one JSON object per line on stderr,\n"
+    "                          {\"ts\":..., \"level\":..., \"msg\":...}\n"
     "  --help                  this text\n";
 
 const char* kCtlHelp =
@@ -200,15 +202,14 @@ int runNode(const std::vector<std::string>& args) {
     return 0;
   }
   Parsed p = parse(args, {"listen", "advertise", "seed", "dns-seed", "secret-file", "cluster", "id", "gossip-interval",
-                          "probe-interval", "metrics", "log-level", "tls-cert", "tls-key", "tls-ca",
+                          "probe-interval", "metrics", "log-level", "log-format", "tls-cert", "tls-key", "tls-ca",
                           "client-secret-file", "data-dir", "durability", "flush-ms"});
   if (!p.positional.empty()) throw Usage("unexpected argument '" + p.positional[0] + "'");
-  if (auto level = p.one("log-level")) {
-    try {
-      deltasync::log::setLevel(deltasync::log::parseLevel(*level));
-    } catch (const std::invalid_argument& e) {
-      throw Usage(e.what());
-    }
+  try {
+    if (auto level = p.one("log-level")) deltasync::log::setLevel(deltasync::log::parseLevel(*level));
+    if (auto format = p.one("log-format")) deltasync::log::setFormat(deltasync::log::parseFormat(*format));
+  } catch (const std::invalid_argument& e) {
+    throw Usage(e.what());
   }
   deltasync::NodeConfig config;
   auto listen = p.one("listen");

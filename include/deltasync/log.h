@@ -17,6 +17,14 @@ DELTASYNC_API Level level();
 // "debug" | "info" | "warn" | "error" | "off"; std::invalid_argument otherwise.
 DELTASYNC_API Level parseLevel(std::string_view name);
 
+// How a line on stderr looks: text ("2026-11-22T01:02:03.456Z warn  message") or json, one object
+// per line for log shippers: {"ts":"2026-11-22T01:02:03.456Z","level":"warn","msg":"message"}
+// (the message JSON-escaped; bytes that are not UTF-8 become U+FFFD). Default text.
+enum class Format { text = 0, json = 1 };
+DELTASYNC_API void setFormat(Format format);
+// "text" | "json"; std::invalid_argument otherwise.
+DELTASYNC_API Format parseFormat(std::string_view name);
+
 // Where events at or above the level go instead of stderr: an application's own logger. The sink
 // gets the level and the message (no timestamp, no newline) on the thread that logged it, one
 // call at a time (calls are serialised), so it must be quick and must not wait for a Node. An

@@ -4,11 +4,17 @@
 // peers, crash and restart, reconnect with backoff, and the administration interface.
 #include <doctest/doctest.h>
 
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
 #include "lib/clock-watch.h"
 #include "lib/control.h"
+#include "lib/log.h"
 #include "lib/metrics.h"
 #include "tests/lib/pipe-cluster.h"
 
@@ -17,6 +23,37 @@ namespace {
 
 using testing::Cluster;
 using testing::kSecret;
+
+TEST_CASE("log: json lines are one object per line, the message escaped") {
+  // stderr into a temporary file for the one line.
+  std::fflush(stderr);
+  const int saved = dup(2);
+  char path[] = "/tmp/deltasync-log-test-XXXXXX";
+  const int fd = mkstemp(path);
+  REQUIRE(fd >= 0);
+  dup2(fd, 2);
+  const log::Level level = log::level();
+  log::setLevel(log::Level::info);
+  log::setFormat(log::Format::json);
+  log::info("a \"quoted\" \\ line\nnext \x01 caf\xc3\xa9 bad \xff\xc3 end");
+  log::setFormat(log::Format::text);
+  log::setLevel(level);
+  std::fflush(stderr);
+  dup2(saved, 2);
+  close(saved);
+  std::string text;
+  char buf[4096];
+  lseek(fd, 0, SEEK_SET);
+  for (ssize_t n; (n = read(fd, buf, sizeof buf)) > 0;) text.append(buf, static_cast<size_t>(n));
+  close(fd);
+  unlink(path);
+  CHECK(text.rfind("{\"ts\":\"", 0) == 0);
+  CHECK(text.find("Z\",\"level\":\"info\",\"msg\":\"a \\\"quoted\\\" \\\\ line\\u000anext \\u0001 caf\xc3\xa9 bad "
+                  "\\ufffd\\ufffd end\"}\n") != std::string::npos);
+  CHECK(std::count(text.begin(), text.end(), '\n') == 1);
+  CHECK(log::parseFormat("json") == log::Format::json);
+  CHECK_THROWS_AS(log::parseFormat("xml"), std::invalid_argument);
+}
 
 TEST_CASE("runtime: three replicas join through a seed and converge") {
   Cluster c;
