@@ -574,6 +574,36 @@ class DotStore {
     for (uint32_t p = 0; p < entries_.size(); ++p) f(dotAt(p));
   }
 
+  // The canonical order of the entries, (writer, counter) as Dot orders: the positions in that
+  // order, or an empty vector when the storage order is that order already (a store built by
+  // appends usually is; erases swap-remove and arrivals interleave writers). The encodings
+  // (gossip/codec.h) and catch-up chunking (gossip/split.h) emit entries in this order, so that
+  // bytes do not depend on the history of deletes.
+  std::vector<uint32_t> dotOrder() const {
+    const auto n = static_cast<uint32_t>(entries_.size());
+    if (n < 2) return {};
+    // rank[slot]: the slot's replica's place among the live replicas by id.
+    std::vector<uint64_t> rank(replicas_.slotCount(), 0);
+    {
+      std::vector<std::pair<ReplicaId, uint32_t>> bySlot;
+      replicas_.forEach([&](ReplicaId r, uint32_t s) { bySlot.emplace_back(r, s); });
+      std::sort(bySlot.begin(), bySlot.end());
+      for (uint32_t i = 0; i < bySlot.size(); ++i) rank[bySlot[i].second] = i;
+    }
+    auto key = [&](uint32_t p) { return rank[slotOf(entries_[p].dot)] << 48 | counterOf(entries_[p].dot); };
+    uint32_t p = 1;
+    while (p < n && key(p - 1) < key(p)) ++p;
+    if (p >= n) return {};
+    std::vector<std::pair<uint64_t, uint32_t>> byKey;  // (rank << 48 | counter, position)
+    byKey.reserve(n);
+    for (uint32_t q = 0; q < n; ++q) byKey.emplace_back(key(q), q);
+    std::sort(byKey.begin(), byKey.end());
+    std::vector<uint32_t> order;
+    order.reserve(n);
+    for (const auto& e : byKey) order.push_back(e.second);
+    return order;
+  }
+
   // Calls f(Dot) for every entry whose dot cd contains.
   template <typename F>
   void forEachCoveredDot(const CausalContext& cd, F&& f) const {

@@ -302,29 +302,20 @@ void encodeStore(const crdt::DotStore<K, V>& s, wire::DotStore::Builder out) {
   auto ws = out.initWriters(static_cast<unsigned>(writers.size()));
   for (unsigned i = 0; i < writers.size(); ++i) ws.set(i, writers[i].value);
 
-  // Entries go out by (writer, counter), whatever the storage order: that order follows arrival
-  // and erases (swap-remove), so after deletes it made the same entries encode up to 1.7x larger
-  // (bench/RESULTS.md). A store built by appends is in that order already and is not sorted.
+  // Entries go out by (writer, counter), whatever the storage order (DotStore::dotOrder): that
+  // order follows arrival and erases (swap-remove), so after deletes it made the same entries
+  // encode up to 1.7x larger (bench/RESULTS.md).
   auto writerOf = [&](crdt::Dot d) {
     return static_cast<uint64_t>(std::lower_bound(writers.begin(), writers.end(), d.replica) - writers.begin());
   };
   const auto n = static_cast<uint32_t>(s.size());
-  std::vector<std::pair<uint64_t, uint32_t>> order;  // (writer << 48 | counter, position); empty: storage order
-  for (uint32_t p = 1; p < n; ++p) {
-    crdt::Dot a = s.dotAt(p - 1), b = s.dotAt(p);
-    if ((writerOf(a) << 48 | a.counter) > (writerOf(b) << 48 | b.counter)) {
-      order.reserve(n);
-      for (uint32_t q = 0; q < n; ++q) order.emplace_back(writerOf(s.dotAt(q)) << 48 | s.dotAt(q).counter, q);
-      std::sort(order.begin(), order.end());
-      break;
-    }
-  }
+  const std::vector<uint32_t> order = s.dotOrder();
   std::vector<uint64_t> prevCounter(writers.size(), 0);
   ColumnWriter dots, keys, values, timestamps;
   typename KS::KeyState keyState;
   uint64_t prevTs = 0;
   for (uint32_t i = 0; i < n; ++i) {
-    const uint32_t p = order.empty() ? i : order[i].second;
+    const uint32_t p = order.empty() ? i : order[i];
     const crdt::Dot d = s.dotAt(p);
     const uint64_t w = writerOf(d);
     dots.varint(w);

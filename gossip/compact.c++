@@ -1,6 +1,7 @@
 #include "gossip/compact.h"
 
 #include <algorithm>
+#include <numeric>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -246,10 +247,11 @@ void encodeCausal(const T& x, size_t kind, crdt::ReplicaId implicit, ColumnWrite
   for (const auto& o : ctx.origins()) w.collect(o.replica);
   w.finish();
 
-  // Entries go out by (writer, counter): then each counter is 1-2 bytes after the writer's
-  // first, and timestamps, which grow with a writer's counter, differ little from the previous
-  // entry's (store order, which follows arrival and swap-removes, made them 3-4 bytes). It also
-  // makes the bytes independent of the order the entries arrived and were erased in.
+  // Entries go out by (writer, counter), the implicit writer's first (its references are 0):
+  // then each counter is 1-2 bytes after the writer's first, and timestamps, which grow with a
+  // writer's counter, differ little from the previous entry's (store order, which follows arrival
+  // and swap-removes, made them 3-4 bytes). It also makes the bytes independent of the order the
+  // entries arrived and were erased in (DotStore::dotOrder).
   using Store = std::decay_t<decltype(store)>;
   struct Item {
     size_t ref;
@@ -257,11 +259,20 @@ void encodeCausal(const T& x, size_t kind, crdt::ReplicaId implicit, ColumnWrite
     std::remove_cvref_t<typename Store::KeyView> key;  // a view for strings, else a copy
     const typename Store::Value* value;
   };
+  std::vector<uint32_t> order = store.dotOrder();
+  if (order.empty()) {
+    order.resize(store.size());
+    std::iota(order.begin(), order.end(), 0u);
+  }
+  auto byImplicit = [&](uint32_t p) { return store.dotAt(p).replica == implicit; };
+  auto implicitFirst = std::find_if(order.begin(), order.end(), byImplicit);
+  std::rotate(order.begin(), implicitFirst, std::find_if_not(implicitFirst, order.end(), byImplicit));
   std::vector<Item> items;
   items.reserve(store.size());
-  store.forEach([&](auto key, crdt::Dot d, const auto& v) { items.push_back({w.index(d.replica), d.counter, key, &v}); });
-  auto before = [](const Item& a, const Item& b) { return a.ref != b.ref ? a.ref < b.ref : a.counter < b.counter; };
-  if (!std::is_sorted(items.begin(), items.end(), before)) std::sort(items.begin(), items.end(), before);
+  for (uint32_t p : order) {
+    const crdt::Dot d = store.dotAt(p);
+    items.push_back({w.index(d.replica), d.counter, store.keyAt(p), &store.valueAt(p)});
+  }
 
   // The context travels as what the entries' dots do not say (extra), or whole when that is
   // shorter: after strided deletes the removed dots are many intervals, the context one.

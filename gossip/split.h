@@ -1,6 +1,6 @@
 // Splitting a large causal state into parts of bounded encoded size that each join
-// independently (state transfers: gossip/chunks.h frames them, the engine's catch-up packs them
-// into StateChunks).
+// independently (state transfers: the engine's partsOf sizes them, serveRequest packs them into
+// StateChunks).
 //
 // Why each part is itself a valid delta below the state: a part that carried the whole context
 // but only some entries would, joined alone, remove every entry it does not carry (their dots are
@@ -76,18 +76,7 @@ std::vector<SizedPart<T>> splitCausal(const T& x, size_t maxBytes, Size&& size) 
   std::vector<SizedPart<T>> out;
   const Store& store = x.store();
   const auto n = static_cast<uint32_t>(store.size());
-  std::vector<uint32_t> order;  // positions in (writer, counter) order; empty: storage order is
-  for (uint32_t p = 1; p < n; ++p) {
-    if (store.dotAt(p) < store.dotAt(p - 1)) {  // (Dot orders by writer, then counter)
-      std::vector<std::pair<crdt::Dot, uint32_t>> byDot;
-      byDot.reserve(n);
-      for (uint32_t q = 0; q < n; ++q) byDot.emplace_back(store.dotAt(q), q);
-      std::sort(byDot.begin(), byDot.end());
-      order.reserve(n);
-      for (const auto& e : byDot) order.push_back(e.second);
-      break;
-    }
-  }
+  const std::vector<uint32_t> order = store.dotOrder();  // empty: the storage order is that order
   _::emitBatches<T>(n, maxBytes, [&](size_t first, size_t count) {
     typename Store::Loader load(count);
     crdt::CausalContext ctx;

@@ -59,8 +59,8 @@ ReplicaId randomId() {
 // The addresses "NAME:PORT" resolves to, as seeds ("10.0.0.5:7000", "[fd00::5]:7000"), sorted;
 // throws std::runtime_error saying why it did not resolve. Blocks (getaddrinfo).
 std::vector<std::string> resolveSeeds(const std::string& spec) {
-  const size_t colon = spec.rfind(':');
-  const std::string name = spec.substr(0, colon), port = spec.substr(colon + 1);
+  const HostPort hp = splitHostPort(spec);
+  const std::string name = hp.bareHost(), port = hp.port;
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -163,11 +163,6 @@ ReplicaStatus publicStatus(gossip::OriginStatus s) {
     case gossip::OriginStatus::gone: return ReplicaStatus::gone;
   }
   throw std::logic_error("unknown gossip::OriginStatus");
-}
-
-std::string hostOf(const std::string& address) {
-  auto colon = address.rfind(':');
-  return colon == std::string::npos ? address : address.substr(0, colon);
 }
 
 }  // namespace
@@ -865,7 +860,7 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
       } catch (const kj::Exception& e) {
         throw std::runtime_error("cannot listen on '" + config_.listen + "': " + e.getDescription().cStr());
       }
-      address_ = config_.advertise.empty() ? hostOf(config_.listen) + ":" + std::to_string(listener->getPort())
+      address_ = config_.advertise.empty() ? splitHostPort(config_.listen).host + ":" + std::to_string(listener->getPort())
                                            : config_.advertise;
       kj::Own<kj::ConnectionReceiver> metricsListener;
       if (!config_.metricsListen.empty()) {
@@ -875,7 +870,7 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
           throw std::runtime_error("cannot listen on '" + config_.metricsListen + "' (metrics): " +
                                    e.getDescription().cStr());
         }
-        metricsAddress_ = hostOf(config_.metricsListen) + ":" + std::to_string(metricsListener->getPort());
+        metricsAddress_ = splitHostPort(config_.metricsListen).host + ":" + std::to_string(metricsListener->getPort());
       }
 
       TcpDialer dialer(network);

@@ -79,15 +79,6 @@ class PreAuthStream final : public kj::AsyncIoStream {
   bool failed_ = false;
 };
 
-std::string hostOf(const std::string& address) {
-  if (!address.empty() && address[0] == '[') {
-    const size_t close = address.find(']');
-    return close == std::string::npos ? address : address.substr(1, close - 1);
-  }
-  const size_t colon = address.rfind(':');
-  return colon == std::string::npos ? address : address.substr(0, colon);
-}
-
 }  // namespace
 
 struct Runtime::Connection {
@@ -184,7 +175,7 @@ bool Runtime::memberHost(const std::string& source) const {
   if (source.empty() || replica_.membership() == nullptr) return false;
   for (const auto& m : replica_.membership()->members()) {
     if (m.id != config_.id && (m.state == gossip::MemberState::alive || m.state == gossip::MemberState::suspect) &&
-        hostOf(m.address) == source) {
+        splitHostPort(m.address).bareHost() == source) {
       return true;
     }
   }
@@ -197,7 +188,7 @@ std::string Runtime::vetPeer(ReplicaId peer, const std::string& source) const {
   if (m == nullptr || m->removed || !(m->state == gossip::MemberState::alive || m->state == gossip::MemberState::suspect)) {
     return {};
   }
-  const std::string host = hostOf(m->address);
+  const std::string host = splitHostPort(m->address).bareHost();
   unsigned char ip[16];
   const bool literal = inet_pton(AF_INET, host.c_str(), ip) == 1 || inet_pton(AF_INET6, host.c_str(), ip) == 1;
   auto loopback = [](const std::string& h) { return h.rfind("127.", 0) == 0 || h == "::1"; };
@@ -483,12 +474,18 @@ void Runtime::maintain(uint64_t now) {
 
 // ---- seeds --------------------------------------------------------------------------------
 
-void checkSeedAddress(const std::string& address) {
+HostPort splitHostPort(const std::string& address) {
   const size_t colon = address.rfind(':');
-  const std::string port = colon == std::string::npos ? "" : address.substr(colon + 1);
+  const size_t close = address.rfind(']');  // "[fd00::5]": the colons are the host's
+  if (colon == std::string::npos || (close != std::string::npos && close > colon)) return {address, ""};
+  return {address.substr(0, colon), address.substr(colon + 1)};
+}
+
+void checkSeedAddress(const std::string& address) {
+  const auto [host, port] = splitHostPort(address);
   const bool digits = !port.empty() && port.size() <= 5 &&
                       std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; });
-  if (colon == 0 || !digits || std::stoul(port) == 0 || std::stoul(port) > 65535) {
+  if (host.empty() || !digits || std::stoul(port) == 0 || std::stoul(port) > 65535) {
     throw std::invalid_argument("seed \"" + address + "\" is not HOST:PORT (a port 1-65535)");
   }
 }

@@ -203,6 +203,19 @@ struct MemberRow {
   bool self;
 };
 
+// An address HOST:PORT split at its last ':' (the one place addresses are taken apart). A
+// bracketed IPv6 host ("[fd00::5]:7000") keeps its brackets in `host`, as an address is built
+// again from it; bareHost() drops them (the IP to resolve, or to compare with a peer's). Without a
+// port (no ':', or only the colons of "[fd00::5]") the whole text is the host and the port is "".
+struct HostPort {
+  std::string host;
+  std::string port;
+  std::string bareHost() const {
+    return host.size() >= 2 && host.front() == '[' && host.back() == ']' ? host.substr(1, host.size() - 2) : host;
+  }
+};
+HostPort splitHostPort(const std::string& address);
+
 // A TCP seed's address: HOST:PORT with a host and a port 1-65535 (anything else would only be
 // dialled, failed and logged for ever). Throws std::invalid_argument saying what is wrong.
 void checkSeedAddress(const std::string& address);

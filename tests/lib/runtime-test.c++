@@ -55,6 +55,26 @@ TEST_CASE("log: json lines are one object per line, the message escaped") {
   CHECK_THROWS_AS(log::parseFormat("xml"), std::invalid_argument);
 }
 
+TEST_CASE("runtime: addresses split at their last colon, IPv6 hosts bracketed") {
+  HostPort v6 = splitHostPort("[fd00::5]:7000");
+  CHECK(v6.host == "[fd00::5]");
+  CHECK(v6.bareHost() == "fd00::5");
+  CHECK(v6.port == "7000");
+  HostPort v4 = splitHostPort("10.0.0.5:7000");
+  CHECK(v4.host == "10.0.0.5");
+  CHECK(v4.bareHost() == "10.0.0.5");
+  CHECK(v4.port == "7000");
+  HostPort bare = splitHostPort("localhost");
+  CHECK(bare.host == "localhost");
+  CHECK(bare.port.empty());
+  HostPort v6bare = splitHostPort("[fd00::5]");
+  CHECK(v6bare.bareHost() == "fd00::5");
+  CHECK(v6bare.port.empty());
+  CHECK_NOTHROW(checkSeedAddress("[fd00::5]:7000"));
+  CHECK_THROWS_AS(checkSeedAddress("[fd00::5]"), std::invalid_argument);
+  CHECK_THROWS_AS(checkSeedAddress(":7000"), std::invalid_argument);
+}
+
 TEST_CASE("runtime: three replicas join through a seed and converge") {
   Cluster c;
   c.start(1, "a", {});
