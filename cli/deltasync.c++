@@ -1,7 +1,7 @@
 // deltasync: run a node, or administer one.
 //
 //   deltasync node --listen HOST:PORT [--seed HOST:PORT]... --secret-file PATH [options]
-//   deltasync ctl HOST:PORT [--secret-file PATH] get|put|add|remove|incr|watch|objects|members|seeds|stats|presence ...
+//   deltasync ctl HOST:PORT [--secret-file PATH] get|put|add|remove|incr|delete|watch|objects|members|seeds|stats|presence ...
 //
 // The cluster secret (>= 32 bytes) comes from --secret-file or the DELTASYNC_SECRET environment
 // variable; there is no default, and it is never printed. Exit codes: 0 success, 1 failure
@@ -98,6 +98,8 @@ const char* kCtlHelp =
     "                           when it exits 0)\n"
     "  remove NAME ITEM         remove a set element or a map key\n"
     "  incr NAME [BY]           add BY (default 1; negative decrements) to a counter\n"
+    "  delete NAME              delete an object for good, cluster-wide, whatever its kind: the\n"
+    "                           name is retired (later writes to it fail; it is listed no more)\n"
     "  (a write with --wait N|majority returns once N peers, or a majority of the members,\n"
     "   hold it: then a read on any of them shows it; exit 1 if they did not in time)\n"
     "  watch NAME               print the object now and after every change, until interrupted\n"
@@ -357,10 +359,11 @@ int runCtl(const std::vector<std::string>& args) {
   auto need = [&](size_t n, const char* shape) {
     if (rest.size() != n) throw Usage("usage: deltasync ctl ADDRESS " + verb + " " + shape);
   };
-  static const std::vector<std::string> verbs{"get",   "put",     "add",     "remove", "incr",    "watch",
-                                              "objects", "members", "seeds", "stats", "presence"};
+  static const std::vector<std::string> verbs{"get",     "put",     "add",   "remove", "incr",     "delete",
+                                              "watch",   "objects", "members", "seeds", "stats", "presence"};
   if (std::find(verbs.begin(), verbs.end(), verb) == verbs.end()) {
-    throw Usage("unknown verb '" + verb + "' (get, put, add, remove, incr, watch, objects, members, seeds, stats, presence)");
+    throw Usage("unknown verb '" + verb +
+                "' (get, put, add, remove, incr, delete, watch, objects, members, seeds, stats, presence)");
   }
   if (verb == "seeds" && !rest.empty() && (rest.size() != 2 || (rest[0] != "add" && rest[0] != "remove"))) {
     throw Usage("usage: deltasync ctl ADDRESS seeds [add|remove HOST:PORT]");
@@ -372,7 +375,7 @@ int runCtl(const std::vector<std::string>& args) {
       throw Usage("usage: deltasync ctl ADDRESS presence list TOPIC | topics | replicas | hold TOPIC KEY META");
     }
   }
-  if (verb == "get" || verb == "watch") need(1, "NAME");
+  if (verb == "get" || verb == "watch" || verb == "delete") need(1, "NAME");
   if (verb == "put") need(3, "NAME KEY VALUE");
   if (verb == "add" && rest.size() < 2) need(2, "NAME ELEMENT...");
   if (verb == "remove") need(2, "NAME ITEM");
@@ -399,8 +402,8 @@ int runCtl(const std::vector<std::string>& args) {
   const std::optional<std::string> waitFor = p.one("wait");
   uint32_t waitPeers = 0;
   if (waitFor) {
-    if (verb != "put" && verb != "add" && verb != "remove" && verb != "incr") {
-      throw Usage("--wait goes with a write (put, add, remove, incr)");
+    if (verb != "put" && verb != "add" && verb != "remove" && verb != "incr" && verb != "delete") {
+      throw Usage("--wait goes with a write (put, add, remove, incr, delete)");
     }
     if (*waitFor != "majority") {
       const uint64_t n = parseNumber("--wait", *waitFor);
@@ -473,6 +476,10 @@ int runCtl(const std::vector<std::string>& args) {
     auto req = control.incrRequest();
     req.setName(text(rest[0]));
     req.setBy(by);
+    wait(req.send(), answer);
+  } else if (verb == "delete") {
+    auto req = control.deleteObjectRequest();
+    req.setName(text(rest[0]));
     wait(req.send(), answer);
   } else if (verb == "objects") {
     printLines(wait(control.objectsRequest().send(), answer).getLines());

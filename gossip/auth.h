@@ -45,8 +45,9 @@ class AuthError : public std::runtime_error {
 // compact encoding (wire.capnp Crdt.compact), which version-1 nodes cannot read. 3: compact
 // envelopes may be deflated (kind flag 0x80), which version-2 nodes refuse, and compact values
 // of several entries are laid out in columns. 4: compact values may carry their context whole
-// (header bit F), which version-3 nodes refuse.
-inline constexpr uint32_t kProtocolVersion = 4;
+// (header bit F), which version-3 nodes refuse. 5: a deleted object travels as a tombstone
+// (Crdt.deleted), which version-4 nodes cannot read.
+inline constexpr uint32_t kProtocolVersion = 5;
 
 using Secret = deltasync::Secret;
 

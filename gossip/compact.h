@@ -59,7 +59,7 @@
 
 namespace deltasync::gossip {
 
-// True for the kinds this encoding carries (everything but the nested OR-map).
+// True for the kinds this encoding carries (everything but the nested OR-map and the tombstone).
 bool compactable(const Value& v);
 
 // Appends v's compact encoding. implicitWriter: the id that references 0 stand for (the sender

@@ -105,12 +105,12 @@ bool isRemovalOnly(const Value& v) {
 
 // Keeps `removals` of object `name` back until its successors are here (Engine::joinHeld). A
 // part of another kind than the one held (a confused peer) replaces it: the store refuses
-// whichever contradicts it when the parts are joined.
+// whichever contradicts it when the parts are joined. A tombstone is joined, never replaced.
 void holdRemovals(std::map<std::string, Value>& held, const std::string& name, Value removals) {
   if (isBottom(removals)) return;
   auto [it, fresh] = held.try_emplace(name, std::move(removals));
   if (fresh) return;
-  if (it->second.index() != removals.index()) {
+  if (it->second.index() != removals.index() && !isTombstone(it->second) && !isTombstone(removals)) {
     it->second = std::move(removals);
   } else {
     joinInto(it->second, removals);
@@ -351,7 +351,7 @@ void Engine::serveOfferRequest(ReplicaId j, const RequestMsg& m, std::vector<Out
 void Engine::receiveOffer(ReplicaId from, const OfferMsg& m, std::vector<Outgoing>& out) {
   for (const auto& o : m.objects) {
     const Value* v = store_.find(o.name);
-    if (v != nullptr && contextOf(*v) == nullptr) {
+    if (v != nullptr && contextOf(*v) == nullptr && !isTombstone(*v)) {
       throw ProtocolError("offer of dots for object '" + o.name + "', a " + kindName(*v) + " here (no dots)");
     }
   }
@@ -482,6 +482,7 @@ Engine::DotsByName Engine::missingOf(ReplicaId from, const DotsByName& offered) 
   DotsByName want;
   for (const auto& [name, dots] : offered) {
     const Value* v = store_.find(name);
+    if (v != nullptr && isTombstone(*v)) continue;  // deleted here: it wants nothing more
     const crdt::CausalContext* ctx = v != nullptr ? contextOf(*v) : nullptr;
     crdt::CausalContext missing = ctx != nullptr ? dots.minus(*ctx) : dots;
     // Not what another peer was asked for a moment ago: that is on its way.
@@ -529,6 +530,7 @@ void Engine::requestMissing(std::vector<Outgoing>& out) {
 bool Engine::holdsAll(const DotsByName& dots) const {
   for (const auto& [name, d] : dots) {
     const Value* v = store_.find(name);
+    if (v != nullptr && isTombstone(*v)) continue;  // a tombstone holds everything there is
     const crdt::CausalContext* ctx = v != nullptr ? contextOf(*v) : nullptr;
     if (ctx == nullptr || !ctx->includes(d)) return false;
   }

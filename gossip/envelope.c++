@@ -35,6 +35,8 @@ void encodeKindInto(const T& x, wire::Crdt::Builder out) {
     encodeCausal(x, out.initOrSet());
   } else if constexpr (std::is_same_v<T, Map>) {
     encodeCausal(x, out.initAwLwwMap());
+  } else if constexpr (std::is_same_v<T, Tombstone>) {
+    out.setDeleted();
   } else {
     static_assert(std::is_same_v<T, crdt::ORMap<std::string, Map>>);
     encode(x, out.initOrMap());
@@ -70,6 +72,7 @@ Value decodeValueFrom(wire::Crdt::Reader in, const Limits& limits, ReplicaId sen
     case wire::Crdt::OR_SET: return decodeCausal<crdt::ORSet<std::string>>(in.getOrSet(), limits);
     case wire::Crdt::AW_LWW_MAP: return decodeCausal<Map>(in.getAwLwwMap(), limits);
     case wire::Crdt::OR_MAP: return decodeORMap<crdt::ORMap<std::string, Map>>(in.getOrMap(), limits);
+    case wire::Crdt::DELETED: return Tombstone{};
   }
   throw DecodeError("object: unknown CRDT kind " + std::to_string(static_cast<unsigned>(in.which())));
 }
@@ -735,6 +738,7 @@ template size_t encodedSize(const crdt::EWFlag&);
 template size_t encodedSize(const crdt::ORSet<std::string>&);
 template size_t encodedSize(const Map&);
 template size_t encodedSize(const crdt::ORMap<std::string, Map>&);
+template size_t encodedSize(const Tombstone&);
 
 Value decodeValue(const unsigned char* data, size_t size, const Limits& limits) {
   IncomingMessage in(kj::ArrayPtr<const kj::byte>(data, size), limits);

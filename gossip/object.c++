@@ -8,8 +8,8 @@ namespace deltasync::gossip {
 
 namespace {
 
-constexpr const char* kNames[] = {"g-counter", "pn-counter", "lww-register", "mv-register",
-                                  "ew-flag",   "or-set",     "aw-lww-map",   "or-map"};
+constexpr const char* kNames[] = {"g-counter", "pn-counter", "lww-register", "mv-register", "ew-flag",
+                                  "or-set",    "aw-lww-map", "or-map",       "deleted"};
 static_assert(std::size(kNames) == kKindCount);
 
 template <size_t... I>
@@ -19,6 +19,7 @@ Value bottomOfImpl(size_t kind, std::index_sequence<I...>) {
   return out;
 }
 
+// (Callers have dealt with tombstones.)
 void requireSameKind(const Value& a, const Value& b) {
   if (a.index() != b.index()) {
     throw KindMismatch(std::string("object kinds differ: ") + kindName(a) + " vs " + kindName(b));
@@ -97,7 +98,7 @@ bool claimsUnminted(const Value& delta, const Value* state, crdt::ReplicaId self
           const auto mine = s ? s->get(self) : crdt::PNCounter::Entry{self, 0, 0};
           const auto theirs = d.get(self);
           return theirs.increments > mine.increments || theirs.decrements > mine.decrements;
-        } else if constexpr (std::is_same_v<T, crdt::LWWRegister<std::string>>) {
+        } else if constexpr (std::is_same_v<T, crdt::LWWRegister<std::string>> || std::is_same_v<T, Tombstone>) {
           return false;
         } else {
           return d.context().max(self) > (s ? s->context().max(self) : 0);
@@ -115,21 +116,32 @@ bool isBottom(const Value& v) {
 }
 
 void joinInto(Value& state, const Value& delta) {
+  if (isTombstone(state)) return;
+  if (isTombstone(delta)) {
+    state = Tombstone{};
+    return;
+  }
   requireSameKind(state, delta);
   std::visit(
       [&](auto& s) {
         using T = std::decay_t<decltype(s)>;
-        s.join(std::get<T>(delta));
+        if constexpr (!std::is_same_v<T, Tombstone>) s.join(std::get<T>(delta));
       },
       state);
 }
 
 Value strip(const Value& delta, const Value& state) {
+  if (isTombstone(state)) return isTombstone(delta) ? bottomOf(0) : bottomOf(delta.index());
+  if (isTombstone(delta)) return delta;
   requireSameKind(delta, state);
   return std::visit(
       [&](const auto& d) -> Value {
         using T = std::decay_t<decltype(d)>;
-        return strip(d, std::get<T>(state));
+        if constexpr (std::is_same_v<T, Tombstone>) {
+          return d;
+        } else {
+          return strip(d, std::get<T>(state));
+        }
       },
       delta);
 }
@@ -149,6 +161,8 @@ uint64_t contentHash(const Value& v) {
           if (x.get() != nullptr) {
             h = combine(h, combine(x.timestamp().value, combine(x.writer().value, hashBytes(*x.get()))));
           }
+        } else if constexpr (std::is_same_v<T, Tombstone>) {
+          h = combine(h, 0xdead);
         } else {
           h = combine(h, combine(hashContext(x.context()), hashStore(x.store())));
         }

@@ -5,11 +5,21 @@
 // kinds the engine and the wire carry; keys, elements and values are byte strings (std::string),
 // which is what a replicated key-value library exposes (applications encode their own types).
 //
-// The variant's alternative index is the kind tag, in the order of wire.capnp's Crdt union, so
-// the codec maps one to the other without a table. Never reorder; append new kinds at the end.
+// The variant's alternative index is the kind tag: 0-7 in the order of wire.capnp's Crdt union,
+// 8 (deleted) its `deleted` member (union tag 9: tag 8 is the compact form). Never reorder; append
+// new kinds at the end.
+//
+// Deleting an object (Tombstone): a deleted name is retired for good, cluster-wide, as in Akka
+// Distributed Data. The tombstone is the top of every kind's lattice for its name: joined into
+// an object of any kind it leaves the tombstone, and nothing joined into a tombstone changes it.
+// So a delete wins over every write to the object, concurrent or later: a write made on a node
+// that had not heard of the delete yet is applied there and dropped once the tombstone arrives,
+// everywhere alike (convergence holds: join stays a semilattice join). Writes after the delete
+// is known are refused (ObjectDeleted); a tombstone costs its name in memory, for ever.
 //
 // Invariants the engine relies on:
-//   - an object's kind never changes: joining values of different kinds is a KindMismatch;
+//   - an object's kind never changes, except to the tombstone, which is final: joining values of
+//     different kinds neither of which is a tombstone is a KindMismatch;
 //   - contentHash(a) == contentHash(b) whenever a == b (semantic equality), on every platform:
 //     it hashes canonical content (sorted or order-independent), never memory layout.
 #pragma once
@@ -35,6 +45,13 @@
 namespace deltasync::gossip {
 
 using Map = crdt::AWLWWMap<std::string, std::string>;
+
+// A deleted object (see above). Never bottom: it is the most that can be known of a name.
+struct Tombstone {
+  bool empty() const { return false; }
+  bool operator==(const Tombstone&) const = default;
+};
+
 using Value = std::variant<crdt::GCounter,                          // 0 gCounter
                            crdt::PNCounter,                         // 1 pnCounter
                            crdt::LWWRegister<std::string>,          // 2 lwwRegister
@@ -42,9 +59,13 @@ using Value = std::variant<crdt::GCounter,                          // 0 gCounte
                            crdt::EWFlag,                            // 4 ewFlag
                            crdt::ORSet<std::string>,                // 5 orSet
                            Map,                                     // 6 awLwwMap
-                           crdt::ORMap<std::string, Map>>;          // 7 orMap (of maps)
+                           crdt::ORMap<std::string, Map>,           // 7 orMap (of maps)
+                           Tombstone>;                              // 8 deleted (union tag 9)
 
 inline constexpr size_t kKindCount = std::variant_size_v<Value>;
+inline constexpr size_t kTombstoneKind = 8;
+static_assert(std::is_same_v<std::variant_alternative_t<kTombstoneKind, Value>, Tombstone>);
+inline bool isTombstone(const Value& v) { return v.index() == kTombstoneKind; }
 
 // Containers of values (parts, chunks, pushes) move them when they grow, and copy them if a move
 // might throw: a copy of a large state costs as much as building it (crdt/causal-context.h).
@@ -67,20 +88,22 @@ crdt::Timestamp latestStamp(const Value& v);
 const char* kindName(size_t kind);
 inline const char* kindName(const Value& v) { return kindName(v.index()); }
 
-// The public error (include/deltasync/errors.h): lib/'s handles let it through unchanged.
+// The public errors (include/deltasync/errors.h): lib/'s handles let them through unchanged.
 using KindMismatch = deltasync::KindMismatch;
+using ObjectDeleted = deltasync::ObjectDeleted;
 
-// Bottom of the given kind (kind < kKindCount).
+// Bottom of the given kind (kind < kKindCount); for kTombstoneKind the tombstone, which has no
+// bottom.
 Value bottomOf(size_t kind);
 
 bool isBottom(const Value& v);
 
-// state ⊔= delta. Throws KindMismatch (state unchanged) when the kinds differ, and whatever the
-// CRDT's join throws (crdt::LimitError, state unchanged).
+// state ⊔= delta. Throws KindMismatch (state unchanged) when the kinds differ and neither is a
+// tombstone, and whatever the CRDT's join throws (crdt::LimitError, state unchanged).
 void joinInto(Value& state, const Value& delta);
 
-// The part of delta that would inflate state (RR); bottom when delta adds nothing. Same kinds
-// required (KindMismatch otherwise).
+// The part of delta that would inflate state (RR); bottom when delta adds nothing (always, when
+// state is a tombstone). Same kinds required unless one is a tombstone (KindMismatch otherwise).
 Value strip(const Value& delta, const Value& state);
 
 // Order-independent hash of the value's content (see the invariant above).

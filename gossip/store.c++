@@ -7,6 +7,8 @@ namespace deltasync::gossip {
 Value& ObjectStore::objectOfKind(const std::string& name, size_t kind) {
   auto it = objects_.find(name);
   if (it == objects_.end()) return objects_.emplace(name, bottomOf(kind)).first->second;
+  if (isTombstone(it->second)) throw ObjectDeleted("object '" + name + "' was deleted");
+  if (kind == kTombstoneKind) return it->second;  // deleting: any kind becomes the tombstone
   if (it->second.index() != kind) {
     throw KindMismatch("object '" + name + "' is a " + kindName(it->second) + ", not a " + kindName(kind));
   }
@@ -22,7 +24,8 @@ void ObjectStore::applyLocal(const std::string& name, const Value& delta) {
 JoinStats ObjectStore::joinRemote(ReplicaId from, const std::vector<NamedValue>& objects) {
   for (const auto& o : objects) {
     auto it = objects_.find(o.name);
-    if (it != objects_.end() && it->second.index() != o.value.index()) {
+    if (it != objects_.end() && isTombstone(it->second)) continue;  // deleted here: nothing of it is joined
+    if (it != objects_.end() && it->second.index() != o.value.index() && !isTombstone(o.value)) {
       throw ProtocolError("object '" + o.name + "' is a " + kindName(it->second) + " here, the peer sent a " +
                           kindName(o.value));
     }

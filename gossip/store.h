@@ -18,7 +18,9 @@
 // restore() puts state in place at start (durable storage) and reports nothing: restored
 // state is not news to anyone, and peers that lack it catch up by digest.
 //
-// Invariants: an object's kind never changes (KindMismatch, nothing applied); no object is
+// Invariants: an object's kind never changes (KindMismatch, nothing applied) except to the
+// tombstone (erase(), or one received), which is final: local writes to it throw ObjectDeleted
+// and received deltas of it are redundant (gossip/object.h); no object is
 // bottom after a local update that created it and changed nothing; joinRemote() checks every
 // object of a message before it applies any (all or nothing for kind, forgery and addCheck()
 // errors).
@@ -61,8 +63,8 @@ class ObjectStore {
   ReplicaId self() const { return self_; }
 
   // Runs mutator(T& state) -> T delta on object `name` (created as bottom of kind T if absent)
-  // and reports the delta. Throws KindMismatch if the object exists with another kind (nothing
-  // changes), and whatever the mutator throws (the mutators of crdt/ leave state unchanged).
+  // and reports the delta. Throws KindMismatch if the object exists with another kind, and
+  // ObjectDeleted if it was deleted (nothing changes), and whatever the mutator throws (the mutators of crdt/ leave state unchanged).
   // An object the call created stays only if the mutator changed something: a no-op (say,
   // removing an absent element) or a throwing mutator leaves no bottom object behind.
   template <typename T, typename F>
@@ -89,9 +91,18 @@ class ObjectStore {
   // errors as update().
   void applyLocal(const std::string& name, const Value& delta);
 
+  // Deletes object `name` for good (gossip/object.h, Tombstone): whatever it held, of any kind,
+  // or nothing (the name is retired all the same). Reported as a change whose delta is the
+  // tombstone, unless it was deleted already.
+  void erase(const std::string& name) {
+    if (const Value* v = find(name); v != nullptr && isTombstone(*v)) return;
+    applyLocal(name, Tombstone{});
+  }
+
   // Joins the objects of a message from peer `from`: first checks every one (its kind matches
   // ours; it claims no write under our id that we lack: claimsUnminted) and throws
-  // ProtocolError before anything is applied; then strips, joins and reports each.
+  // ProtocolError before anything is applied; then strips, joins and reports each. Objects
+  // deleted here are skipped: nothing joins into a tombstone.
   JoinStats joinRemote(ReplicaId from, const std::vector<NamedValue>& objects);
 
   // Start-up only: sets an object's state without reporting it.

@@ -144,6 +144,8 @@ struct Crdt {
     # carry their objects this way: a small delta costs a few bytes instead of the ~150 bytes of
     # structure of a CausalState. Writer references 0 in it stand for the message's sender;
     # state chunks (large states) keep the column encodings above.
+    deleted @9 :Void;
+    # The object was deleted: a tombstone, final (gossip/object.h). Since protocol version 5.
   }
 }
 
@@ -463,6 +465,8 @@ interface Control {
   # op "list": the addresses the node dials as seeds; "add" / "remove" change them first
   # (deltasync::Node::addSeed / removeSeed; changed: whether it did). An address that is not
   # HOST:PORT, or another op, fails saying so.
+  deleteObject @13 (name :Text);
+  # Deletes the object for good, cluster-wide (deltasync::Node::deleteObject).
 
   struct Member {
     id @0 :UInt64;

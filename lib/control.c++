@@ -145,6 +145,10 @@ class ControlService::Impl final : public wire::Control::Server {
     auto p = context.getParams();
     return write([&](Runtime& rt) { objects::removeAny(rt, text(p.getName()), text(p.getElement())); });
   }
+  kj::Promise<void> deleteObject(DeleteObjectContext context) override {
+    auto p = context.getParams();
+    return write([&](Runtime& rt) { objects::erase(rt, text(p.getName())); });
+  }
   kj::Promise<void> incr(IncrContext context) override {
     auto p = context.getParams();
     return write([&](Runtime& rt) { objects::increment(rt, text(p.getName()), p.getBy()); });

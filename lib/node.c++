@@ -617,7 +617,8 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
             for (const auto& e : events) sub->onMember(e);
           } else {
             const auto& [snap, origin] = snapshots[sub->name];
-            sub->deliver(snap ? &*snap : nullptr, origin);
+            // A deleted object looks absent: its subscribers see everything go, then nothing.
+            sub->deliver(snap && !gossip::isTombstone(*snap) ? &*snap : nullptr, origin);
           }
         } catch (const std::exception& e) {
           log::error("a subscription callback threw: {}", e.what());
@@ -1075,6 +1076,7 @@ template <typename T>
 const T* as(const gossip::Value* v, const std::string& name) {
   if (v == nullptr) return nullptr;
   if (const T* x = std::get_if<T>(v)) return x;
+  if (gossip::isTombstone(*v)) throw ObjectDeleted("object '" + name + "' was deleted");
   throw KindMismatch("object '" + name + "' is a " + gossip::kindName(*v) + ", not a " +
                              gossip::kindName(gossip::Value(std::in_place_type<T>)));
 }
@@ -1137,54 +1139,48 @@ Subscription Counter::subscribe(std::function<void(const CounterChange&)> callba
   });
 }
 
-template <typename E>
-void Set<E>::add(const E& element) {
+namespace detail {
+
+void BytesSet::add(const std::string& element) {
   core_->write([&](Runtime& rt) { objects::add(rt, name_, element); });
 }
 
-template <typename E>
-void Set<E>::remove(const E& element) {
+void BytesSet::remove(const std::string& element) {
   core_->write([&](Runtime& rt) { objects::remove(rt, name_, element); });
 }
 
-template <typename E>
-std::future<WriteResult> Set<E>::add(const E& element, WriteTo to) {
+std::future<WriteResult> BytesSet::add(const std::string& element, WriteTo to) {
   return core_->writeTo([&](Runtime& rt) { objects::add(rt, name_, element); }, to);
 }
 
-template <typename E>
-std::future<WriteResult> Set<E>::remove(const E& element, WriteTo to) {
+std::future<WriteResult> BytesSet::remove(const std::string& element, WriteTo to) {
   return core_->writeTo([&](Runtime& rt) { objects::remove(rt, name_, element); }, to);
 }
 
-template <typename E>
-bool Set<E>::contains(const E& element) const {
+bool BytesSet::contains(const std::string& element) const {
   return core_->read(name_, [&](const gossip::Value* v) {
     const auto* s = as<crdt::ORSet<std::string>>(v, name_);
     return s != nullptr && s->contains(element);
   });
 }
 
-template <typename E>
-std::vector<E> Set<E>::elements() const {
+std::vector<std::string> BytesSet::elements() const {
   return core_->read(name_, [&](const gossip::Value* v) { return sortedElements(as<crdt::ORSet<std::string>>(v, name_)); });
 }
 
-template <typename E>
-size_t Set<E>::size() const {
+size_t BytesSet::size() const {
   return core_->read(name_, [&](const gossip::Value* v) {
     const auto* s = as<crdt::ORSet<std::string>>(v, name_);
     return s ? s->size() : size_t{0};
   });
 }
 
-template <typename E>
-Subscription Set<E>::subscribe(std::function<void(const SetChange<E>&)> callback) {
-  auto last = std::make_shared<std::vector<E>>(elements());
+Subscription BytesSet::subscribe(std::function<void(const SetChange<std::string>&)> callback) {
+  auto last = std::make_shared<std::vector<std::string>>(elements());
   return core_->subscribe(name_, [last, callback = std::move(callback)](const gossip::Value* v, ChangeOrigin origin) {
     if (v != nullptr && !std::holds_alternative<crdt::ORSet<std::string>>(*v)) return;
     auto now = sortedElements(v ? &std::get<crdt::ORSet<std::string>>(*v) : nullptr);
-    SetChange<E> change;
+    SetChange<std::string> change;
     change.origin = origin;
     std::set_difference(now.begin(), now.end(), last->begin(), last->end(), std::back_inserter(change.added));
     std::set_difference(last->begin(), last->end(), now.begin(), now.end(), std::back_inserter(change.removed));
@@ -1193,60 +1189,52 @@ Subscription Set<E>::subscribe(std::function<void(const SetChange<E>&)> callback
   });
 }
 
-template <typename K, typename V>
-void Map<K, V>::put(const K& key, const V& value) {
+void BytesMap::put(const std::string& key, const std::string& value) {
   core_->write([&, core = core_.get()](Runtime& rt) { objects::put(rt, core->clock(), name_, key, value); });
 }
 
-template <typename K, typename V>
-void Map<K, V>::remove(const K& key) {
+void BytesMap::remove(const std::string& key) {
   core_->write([&](Runtime& rt) { objects::removeKey(rt, name_, key); });
 }
 
-template <typename K, typename V>
-std::future<WriteResult> Map<K, V>::put(const K& key, const V& value, WriteTo to) {
+std::future<WriteResult> BytesMap::put(const std::string& key, const std::string& value, WriteTo to) {
   return core_->writeTo([&, core = core_.get()](Runtime& rt) { objects::put(rt, core->clock(), name_, key, value); }, to);
 }
 
-template <typename K, typename V>
-std::future<WriteResult> Map<K, V>::remove(const K& key, WriteTo to) {
+std::future<WriteResult> BytesMap::remove(const std::string& key, WriteTo to) {
   return core_->writeTo([&](Runtime& rt) { objects::removeKey(rt, name_, key); }, to);
 }
 
-template <typename K, typename V>
-std::optional<V> Map<K, V>::get(const K& key) const {
-  return core_->read(name_, [&](const gossip::Value* v) -> std::optional<V> {
+std::optional<std::string> BytesMap::get(const std::string& key) const {
+  return core_->read(name_, [&](const gossip::Value* v) -> std::optional<std::string> {
     const auto* m = as<gossip::Map>(v, name_);
     if (m == nullptr) return std::nullopt;
-    const V* x = m->get(key);
-    return x ? std::optional<V>(*x) : std::nullopt;
+    const std::string* x = m->get(key);
+    return x ? std::optional<std::string>(*x) : std::nullopt;
   });
 }
 
-template <typename K, typename V>
-std::vector<std::pair<K, V>> Map<K, V>::entries() const {
+std::vector<std::pair<std::string, std::string>> BytesMap::entries() const {
   return core_->read(name_, [&](const gossip::Value* v) { return sortedEntries(as<gossip::Map>(v, name_)); });
 }
 
-template <typename K, typename V>
-size_t Map<K, V>::size() const {
+size_t BytesMap::size() const {
   return core_->read(name_, [&](const gossip::Value* v) {
     const auto* m = as<gossip::Map>(v, name_);
     return m ? m->size() : size_t{0};
   });
 }
 
-template <typename K, typename V>
-Subscription Map<K, V>::subscribe(std::function<void(const MapChangeOf<K, V>&)> callback) {
-  auto last = std::make_shared<std::vector<std::pair<K, V>>>(entries());
+Subscription BytesMap::subscribe(std::function<void(const MapChangeOf<std::string, std::string>&)> callback) {
+  auto last = std::make_shared<std::vector<std::pair<std::string, std::string>>>(entries());
   return core_->subscribe(name_, [last, callback = std::move(callback)](const gossip::Value* v, ChangeOrigin origin) {
     if (v != nullptr && !std::holds_alternative<gossip::Map>(*v)) return;
     auto now = sortedEntries(v ? &std::get<gossip::Map>(*v) : nullptr);
-    MapChangeOf<K, V> change;
+    MapChangeOf<std::string, std::string> change;
     change.origin = origin;
     std::set_difference(now.begin(), now.end(), last->begin(), last->end(), std::back_inserter(change.put));
     auto key = [](const auto& a, const auto& b) { return a.first < b.first; };
-    std::vector<std::pair<K, V>> gone;
+    std::vector<std::pair<std::string, std::string>> gone;
     std::set_difference(last->begin(), last->end(), now.begin(), now.end(), std::back_inserter(gone), key);
     for (auto& [k, value] : gone) change.removed.push_back(std::move(k));
     *last = std::move(now);
@@ -1254,21 +1242,19 @@ Subscription Map<K, V>::subscribe(std::function<void(const MapChangeOf<K, V>&)> 
   });
 }
 
-template <typename K, typename V>
-Subscription Map<K, V>::subscribe(const K& key, std::function<void(const KeyChangeOf<V>&)> callback) {
-  auto last = std::make_shared<std::optional<V>>(get(key));
+Subscription BytesMap::subscribe(const std::string& key, std::function<void(const KeyChangeOf<std::string>&)> callback) {
+  auto last = std::make_shared<std::optional<std::string>>(get(key));
   return core_->subscribe(name_, [key, last, callback = std::move(callback)](const gossip::Value* v, ChangeOrigin origin) {
     if (v != nullptr && !std::holds_alternative<gossip::Map>(*v)) return;
-    const V* now = v ? std::get<gossip::Map>(*v).get(key) : nullptr;
+    const std::string* now = v ? std::get<gossip::Map>(*v).get(key) : nullptr;
     if (now == nullptr ? !last->has_value() : *last == *now) return;
-    KeyChangeOf<V> change{*last, now ? std::optional<V>(*now) : std::nullopt, origin};
+    KeyChangeOf<std::string> change{*last, now ? std::optional<std::string>(*now) : std::nullopt, origin};
     *last = change.after;
     callback(change);
   });
 }
 
-template class Set<std::string>;
-template class Map<std::string, std::string>;
+}  // namespace detail
 
 // ---- presence -----------------------------------------------------------------------------
 
@@ -1404,6 +1390,14 @@ void Node::checkKind(const std::string& name, Kind kind) {
 Counter Node::counter(const std::string& name) {
   checkKind(name, Kind::counter);
   return Counter(core_, name);
+}
+
+void Node::deleteObject(const std::string& name) {
+  core_->write([&](Runtime& rt) { objects::erase(rt, name); });
+}
+
+std::future<WriteResult> Node::deleteObject(const std::string& name, WriteTo to) {
+  return core_->writeTo([&](Runtime& rt) { objects::erase(rt, name); }, to);
 }
 
 Presence Node::presence() { return Presence(core_); }

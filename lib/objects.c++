@@ -96,6 +96,7 @@ void removeAny(Runtime& rt, const std::string& name, const std::string& item) {
   checkName(rt.config().limits, name);
   const Value* v = rt.store().find(name);
   if (v == nullptr) throw std::invalid_argument("no object named '" + name + "'");
+  if (gossip::isTombstone(*v)) throw ObjectDeleted("object '" + name + "' was deleted");
   if (std::holds_alternative<crdt::ORSet<std::string>>(*v)) {
     remove(rt, name, item);
   } else if (std::holds_alternative<gossip::Map>(*v)) {
@@ -105,10 +106,15 @@ void removeAny(Runtime& rt, const std::string& name, const std::string& item) {
   }
 }
 
+void erase(Runtime& rt, const std::string& name) {
+  checkName(rt.config().limits, name);
+  rt.erase(name);
+}
+
 std::vector<std::pair<std::string, const Value*>> listed(const gossip::ObjectStore& store) {
   std::vector<std::pair<std::string, const Value*>> out;
   for (const auto& [name, value] : store.objects()) {
-    if (!name.empty() && name.front() != '$') out.emplace_back(name, &value);
+    if (!name.empty() && name.front() != '$' && !gossip::isTombstone(value)) out.emplace_back(name, &value);
   }
   return out;
 }
@@ -130,6 +136,8 @@ std::vector<std::string> render(const Value& value) {
           x.forEach([&](std::string_view e) { lines.emplace_back(e); });
         } else if constexpr (std::is_same_v<T, gossip::Map>) {
           x.forEach([&](std::string_view k, const std::string& v) { lines.push_back(std::string(k) + "=" + v); });
+        } else if constexpr (std::is_same_v<T, gossip::Tombstone>) {
+          // deleted: nothing
         } else {
           x.forEachKey([&](const std::string& k) {
             x.get(k).forEach([&](std::string_view f, const std::string& v) {

@@ -52,11 +52,18 @@ void removeKey(Runtime& rt, const std::string& name, const std::string& key);
 // or an absent name.
 void removeAny(Runtime& rt, const std::string& name, const std::string& item);
 
+// Deletes the object for good, cluster-wide, whatever its kind (gossip/object.h, Tombstone): it
+// reads as absent, and writes to it throw ObjectDeleted, here and on every node it reaches.
+// Deleting an absent name retires it all the same.
+void erase(Runtime& rt, const std::string& name);
+
 // The object as text lines: a counter's value; a set's elements; a map's "key=value" entries;
-// a register's value(s); a flag's "true"/"false"; an or-map's "key.field=value" entries. Sorted.
+// a register's value(s); a flag's "true"/"false"; an or-map's "key.field=value" entries; nothing
+// for a deleted object. Sorted.
 std::vector<std::string> render(const gossip::Value& value);
 
-// The objects an application sees (by name; deltasync's own "$..." objects left out): what
+// The objects an application sees (by name; deltasync's own "$..." objects and deleted ones left
+// out): what
 // Node::objects() and `deltasync ctl objects` list. Under the shared state lock.
 std::vector<std::pair<std::string, const gossip::Value*>> listed(const gossip::ObjectStore& store);
 

@@ -255,6 +255,12 @@ class Runtime {
     return delta;
   }
 
+  // Deletes object `name` for good (ObjectStore::erase); the caller holds the unique state lock.
+  void erase(const std::string& name) {
+    replica_.store().erase(name);
+    ++stats_.localUpdates;
+  }
+
   const RuntimeConfig& config() const { return config_; }
   // See "Offline" above.
   void setOffline(bool offline);

@@ -25,6 +25,22 @@ class DELTASYNC_API LimitExceeded : public std::invalid_argument {
   using std::invalid_argument::invalid_argument;
 };
 
+// Bytes that do not decode as the type asked for (include/deltasync/codec.h): a stored element,
+// key or value read through a handle of another type than the one that wrote it, or written by
+// `deltasync ctl`. what() names the object and what did not decode.
+class DELTASYNC_API CodecError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// A write to (or a handle for) an object that was deleted (Node::deleteObject, `deltasync ctl
+// delete`, here or on any node this one has heard from): a deleted name is retired for good,
+// cluster-wide. what() names the object.
+class DELTASYNC_API ObjectDeleted : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 // A call on a closed node (or one whose event loop has ended).
 class DELTASYNC_API NodeClosed : public std::runtime_error {
  public:

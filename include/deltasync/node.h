@@ -9,6 +9,8 @@
 //   auto hits = node.counter("hits");                           hits.increment(3); hits.value();
 //   auto tags = node.set<std::string>("tags");                  tags.add("x"); tags.contains("x");
 //   auto users = node.map<std::string, std::string>("users");   users.put("alice", "online");
+//   auto scores = node.map<std::string, int64_t>("scores");     scores.put("alice", 42);
+// (Sets and maps hold any types with a codec: include/deltasync/codec.h.)
 //   auto sub = users.subscribe([](const deltasync::MapChange& c) { ... });
 //
 // Threads: the node runs one event loop thread (gossip engine, membership, peer connections) and
@@ -37,7 +39,8 @@
 //
 // Objects: one kind per name for ever, across the cluster. A handle of another kind for an
 // existing name throws KindMismatch (at creation, or at use if a peer created the name
-// first with another kind). Calls on a closed node throw NodeClosed.
+// first with another kind); one of a deleted name throws ObjectDeleted (Node::deleteObject).
+// Calls on a closed node throw NodeClosed.
 //
 // Limits: a subscription diffs the whole object against its previous copy per notification
 // (O(object size) per coalesced batch); fine for the presence-sized objects this is for.
@@ -54,6 +57,7 @@
 #include <utility>
 #include <vector>
 
+#include <deltasync/codec.h>
 #include <deltasync/errors.h>
 #include <deltasync/export.h>
 #include <deltasync/limits.h>
@@ -230,58 +234,169 @@ class DELTASYNC_API Counter {
   std::string name_;
 };
 
-// An add-wins set. Elements are strings (the wire has one element kind).
-template <typename E>
-class DELTASYNC_API Set {
-  static_assert(std::is_same_v<E, std::string>, "deltasync::Set holds std::string elements");
+namespace detail {
 
+// The byte-level handles behind Set<E> and Map<K, V>: elements, keys and values as their codecs'
+// bytes (include/deltasync/codec.h), sorted as unsigned bytes. Applications use Set and Map.
+class DELTASYNC_API BytesSet {
  public:
-  void add(const E& element);
-  void remove(const E& element);
-  std::future<WriteResult> add(const E& element, WriteTo to);
-  std::future<WriteResult> remove(const E& element, WriteTo to);
-  bool contains(const E& element) const;
-  std::vector<E> elements() const;  // sorted
+  BytesSet(std::shared_ptr<NodeCore> core, std::string name) : core_(std::move(core)), name_(std::move(name)) {}
+  void add(const std::string& element);
+  void remove(const std::string& element);
+  std::future<WriteResult> add(const std::string& element, WriteTo to);
+  std::future<WriteResult> remove(const std::string& element, WriteTo to);
+  bool contains(const std::string& element) const;
+  std::vector<std::string> elements() const;
   size_t size() const;
-  Subscription subscribe(std::function<void(const SetChange<E>&)> callback);
+  Subscription subscribe(std::function<void(const SetChange<std::string>&)> callback);
   const std::string& name() const { return name_; }
 
  private:
-  friend class Node;
-  Set(std::shared_ptr<detail::NodeCore> core, std::string name) : core_(std::move(core)), name_(std::move(name)) {}
-  std::shared_ptr<detail::NodeCore> core_;
+  std::shared_ptr<NodeCore> core_;
   std::string name_;
+};
+
+class DELTASYNC_API BytesMap {
+ public:
+  BytesMap(std::shared_ptr<NodeCore> core, std::string name) : core_(std::move(core)), name_(std::move(name)) {}
+  void put(const std::string& key, const std::string& value);
+  void remove(const std::string& key);
+  std::future<WriteResult> put(const std::string& key, const std::string& value, WriteTo to);
+  std::future<WriteResult> remove(const std::string& key, WriteTo to);
+  std::optional<std::string> get(const std::string& key) const;
+  std::vector<std::pair<std::string, std::string>> entries() const;
+  size_t size() const;
+  Subscription subscribe(std::function<void(const MapChangeOf<std::string, std::string>&)> callback);
+  Subscription subscribe(const std::string& key, std::function<void(const KeyChangeOf<std::string>&)> callback);
+  const std::string& name() const { return name_; }
+
+ private:
+  std::shared_ptr<NodeCore> core_;
+  std::string name_;
+};
+
+template <typename T>
+std::vector<T> decodeAllStored(std::vector<std::string> bytes, const std::string& object, const char* what) {
+  if constexpr (std::is_same_v<T, std::string>) {
+    return bytes;
+  } else {
+    std::vector<T> out;
+    out.reserve(bytes.size());
+    for (const std::string& b : bytes) out.push_back(decodeStored<T>(b, object, what));
+    return out;
+  }
+}
+
+}  // namespace detail
+
+// An add-wins set of elements of any type with a codec (include/deltasync/codec.h).
+// elements() and change events list elements sorted by their encoded bytes (for the built-in
+// codecs: by value). A read that meets an element that does not decode as E throws CodecError;
+// a change event holding one is not delivered (the notifier logs the CodecError).
+template <typename E>
+class Set {
+  static_assert(Encodable<E>, "deltasync::Set<E>: E needs a codec: specialise deltasync::Codec<E> "
+                              "(include/deltasync/codec.h)");
+
+ public:
+  void add(const E& element) { raw_.add(Codec<E>::encode(element)); }
+  void remove(const E& element) { raw_.remove(Codec<E>::encode(element)); }
+  std::future<WriteResult> add(const E& element, WriteTo to) { return raw_.add(Codec<E>::encode(element), to); }
+  std::future<WriteResult> remove(const E& element, WriteTo to) { return raw_.remove(Codec<E>::encode(element), to); }
+  bool contains(const E& element) const { return raw_.contains(Codec<E>::encode(element)); }
+  std::vector<E> elements() const { return detail::decodeAllStored<E>(raw_.elements(), raw_.name(), "element"); }
+  size_t size() const { return raw_.size(); }
+  Subscription subscribe(std::function<void(const SetChange<E>&)> callback) {
+    if constexpr (std::is_same_v<E, std::string>) {
+      return raw_.subscribe(std::move(callback));
+    } else {
+      return raw_.subscribe([name = raw_.name(), callback = std::move(callback)](const SetChange<std::string>& c) {
+        callback(SetChange<E>{detail::decodeAllStored<E>(c.added, name, "element"),
+                              detail::decodeAllStored<E>(c.removed, name, "element"), c.origin});
+      });
+    }
+  }
+  const std::string& name() const { return raw_.name(); }
+
+ private:
+  friend class Node;
+  explicit Set(detail::BytesSet raw) : raw_(std::move(raw)) {}
+  detail::BytesSet raw_;
 };
 
 // An add-wins map with last-writer-wins values (hybrid logical clock timestamps; a put always
-// wins over the value it replaced here, whatever the clocks say).
+// wins over the value it replaced here, whatever the clocks say), of keys and values of any
+// types with codecs (include/deltasync/codec.h). entries() and change events are sorted by the
+// keys' encoded bytes (for the built-in codecs: by key). A read that meets a key or value that
+// does not decode throws CodecError; a change event holding one is not delivered (the notifier
+// logs the CodecError).
 template <typename K, typename V>
-class DELTASYNC_API Map {
-  static_assert(std::is_same_v<K, std::string> && std::is_same_v<V, std::string>,
-                "deltasync::Map maps std::string keys to std::string values");
+class Map {
+  static_assert(Encodable<K>, "deltasync::Map<K, V>: K needs a codec: specialise deltasync::Codec<K> "
+                              "(include/deltasync/codec.h)");
+  static_assert(Encodable<V>, "deltasync::Map<K, V>: V needs a codec: specialise deltasync::Codec<V> "
+                              "(include/deltasync/codec.h)");
 
  public:
-  void put(const K& key, const V& value);
-  void remove(const K& key);
-  std::future<WriteResult> put(const K& key, const V& value, WriteTo to);
-  std::future<WriteResult> remove(const K& key, WriteTo to);
-  std::optional<V> get(const K& key) const;
-  std::vector<std::pair<K, V>> entries() const;  // sorted by key
-  size_t size() const;
-  Subscription subscribe(std::function<void(const MapChangeOf<K, V>&)> callback);
+  void put(const K& key, const V& value) { raw_.put(Codec<K>::encode(key), Codec<V>::encode(value)); }
+  void remove(const K& key) { raw_.remove(Codec<K>::encode(key)); }
+  std::future<WriteResult> put(const K& key, const V& value, WriteTo to) {
+    return raw_.put(Codec<K>::encode(key), Codec<V>::encode(value), to);
+  }
+  std::future<WriteResult> remove(const K& key, WriteTo to) { return raw_.remove(Codec<K>::encode(key), to); }
+  std::optional<V> get(const K& key) const { return decodeValue(raw_.get(Codec<K>::encode(key)), raw_.name()); }
+  std::vector<std::pair<K, V>> entries() const { return decodeEntries(raw_.entries(), raw_.name()); }
+  size_t size() const { return raw_.size(); }
+  Subscription subscribe(std::function<void(const MapChangeOf<K, V>&)> callback) {
+    if constexpr (std::is_same_v<K, std::string> && std::is_same_v<V, std::string>) {
+      return raw_.subscribe(std::move(callback));
+    } else {
+      return raw_.subscribe([name = raw_.name(), callback = std::move(callback)](const MapChangeOf<std::string, std::string>& c) {
+        callback(MapChangeOf<K, V>{decodeEntries(c.put, name), detail::decodeAllStored<K>(c.removed, name, "key"), c.origin});
+      });
+    }
+  }
   // Changes of one key only (its callback looks the key up instead of comparing the whole map).
-  Subscription subscribe(const K& key, std::function<void(const KeyChangeOf<V>&)> callback);
-  const std::string& name() const { return name_; }
+  Subscription subscribe(const K& key, std::function<void(const KeyChangeOf<V>&)> callback) {
+    if constexpr (std::is_same_v<V, std::string>) {
+      return raw_.subscribe(Codec<K>::encode(key), std::move(callback));
+    } else {
+      return raw_.subscribe(Codec<K>::encode(key),
+                            [name = raw_.name(), callback = std::move(callback)](const KeyChangeOf<std::string>& c) {
+                              callback(KeyChangeOf<V>{decodeValue(c.before, name), decodeValue(c.after, name), c.origin});
+                            });
+    }
+  }
+  const std::string& name() const { return raw_.name(); }
 
  private:
   friend class Node;
-  Map(std::shared_ptr<detail::NodeCore> core, std::string name) : core_(std::move(core)), name_(std::move(name)) {}
-  std::shared_ptr<detail::NodeCore> core_;
-  std::string name_;
-};
+  explicit Map(detail::BytesMap raw) : raw_(std::move(raw)) {}
 
-extern template class Set<std::string>;
-extern template class Map<std::string, std::string>;
+  static std::optional<V> decodeValue(std::optional<std::string> bytes, const std::string& name) {
+    if (!bytes) return std::nullopt;
+    if constexpr (std::is_same_v<V, std::string>) {
+      return bytes;
+    } else {
+      return detail::decodeStored<V>(*bytes, name, "value");
+    }
+  }
+  static std::vector<std::pair<K, V>> decodeEntries(std::vector<std::pair<std::string, std::string>> bytes,
+                                                    const std::string& name) {
+    if constexpr (std::is_same_v<K, std::string> && std::is_same_v<V, std::string>) {
+      return bytes;
+    } else {
+      std::vector<std::pair<K, V>> out;
+      out.reserve(bytes.size());
+      for (auto& [k, v] : bytes) {
+        out.emplace_back(detail::decodeStored<K>(k, name, "key"), detail::decodeStored<V>(v, name, "value"));
+      }
+      return out;
+    }
+  }
+
+  detail::BytesMap raw_;
+};
 
 class DELTASYNC_API Node {
  public:
@@ -302,19 +417,32 @@ class DELTASYNC_API Node {
   template <typename E>
   Set<E> set(const std::string& name) {
     checkKind(name, Kind::set);
-    return Set<E>(core_, name);
+    return Set<E>(detail::BytesSet(core_, name));
   }
   template <typename K, typename V>
   Map<K, V> map(const std::string& name) {
     checkKind(name, Kind::map);
-    return Map<K, V>(core_, name);
+    return Map<K, V>(detail::BytesMap(core_, name));
   }
 
   // The presence tracker (include/deltasync/presence.h).
   Presence presence();
 
-  // The objects this node holds, by name (deltasync's own, named "$...", left out).
+  // The objects this node holds, by name (deltasync's own, named "$...", and deleted ones left
+  // out).
   std::vector<ObjectInfo> objects() const;
+
+  // Deletes an object for good, cluster-wide, whatever its kind (as Akka Distributed Data's
+  // Delete): the name is retired. Handles of it then throw ObjectDeleted on every call, new ones
+  // at creation, and its subscribers see everything removed, then nothing more; objects() no
+  // longer lists it. The delete wins over every write to the object: one made concurrently on
+  // a node that had not heard of the delete yet is applied there, then dropped when the delete
+  // arrives (everywhere alike: the nodes still converge). Deleting an absent name retires it
+  // too; deleting twice does nothing more. A deleted name costs its bytes in memory for ever.
+  // std::invalid_argument for a name starting with '$' (deltasync's own), LimitExceeded for one
+  // peers would refuse. The WriteTo form returns at once (see WriteTo).
+  void deleteObject(const std::string& name);
+  std::future<WriteResult> deleteObject(const std::string& name, WriteTo to);
 
   std::vector<Member> members() const;
   // Member events (up, suspect, down, left, removed) on the notifier thread.

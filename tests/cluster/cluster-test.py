@@ -303,6 +303,15 @@ def loopback(binary, workdir):
             raise Failure(f"ctl --wait with get: exit {r.returncode}, {r.stderr.strip()}")
         if c.ctl(0, "get", "users") != ["alice=online", "bob=away"]:  # applied even though not confirmed
             raise Failure(f"node 1 users: {c.ctl(0, 'get', 'users')}")
+        # Deleting an object: gone everywhere, its name retired.
+        c.ctl(0, "put", "scratch", "k", "v")
+        c.ctl(0, "--wait", "4", "delete", "scratch")
+        for i in range(NODES):
+            if "scratch aw-lww-map" in c.ctl(i, "objects") or c.ctl(i, "get", "scratch") != []:
+                raise Failure(f"node {i + 1} still shows the deleted 'scratch'")
+        r = c.ctl_run(3, "put", "scratch", "k", "again")
+        if r.returncode != 1 or "object 'scratch' was deleted" not in r.stderr:
+            raise Failure(f"ctl put to a deleted object: exit {r.returncode}, {r.stderr.strip()}")
 
         # kill -9 node 3; the others declare it down and keep writing.
         c.kill(2)

@@ -84,6 +84,59 @@ TEST_CASE("store: restore sets state without reporting it") {
   CHECK(a.find("s") == nullptr);
 }
 
+TEST_CASE("store: a deleted object is a tombstone that absorbs every write, local or remote") {
+  ObjectStore a(kA), b(kB);
+  Recorder r(a);
+  a.update<Set>("s", [](Set& x) { return x.add(kA, "x"); });
+  Value concurrent(b.update<Set>("s", [](Set& x) { return x.add(kB, "y"); }));  // b has not heard of the delete
+  a.erase("s");
+  REQUIRE(a.find("s") != nullptr);
+  CHECK(isTombstone(*a.find("s")));
+  CHECK_THROWS_AS(a.update<Set>("s", [](Set& x) { return x.add(kA, "z"); }), ObjectDeleted);
+  CHECK_THROWS_AS(a.update<crdt::GCounter>("s", [](crdt::GCounter& c) { return c.increment(kA); }), ObjectDeleted);
+  // The concurrent write arrives: redundant (nothing joins a tombstone), not an error; so is a
+  // write of another kind, or one claiming our dots (nothing of it is joined).
+  CHECK(a.joinRemote(kB, {{"s", concurrent}}).redundant == 1);
+  CHECK(a.joinRemote(kB, {{"s", Value(crdt::GCounter{}.increment(kB))}}).redundant == 1);
+  CHECK(isTombstone(*a.find("s")));
+  a.erase("s");  // again: nothing more to report
+  CHECK(r.changes.size() == 2);  // the add and the delete
+  CHECK(isTombstone(r.mirror.at("s")));
+
+  // The delete reaches b, whatever b's object holds, of whatever kind; an absent name is retired too.
+  b.update<crdt::GCounter>("n", [](crdt::GCounter& c) { return c.increment(kB); });
+  JoinStats js = b.joinRemote(kA, {{"s", Value(Tombstone{})}, {"n", Value(Tombstone{})}, {"new", Value(Tombstone{})}});
+  CHECK(js.joined == 3);
+  for (const char* name : {"s", "n", "new"}) CHECK(isTombstone(*b.find(name)));
+  CHECK_THROWS_AS(b.update<Set>("new", [](Set& x) { return x.add(kB, "late"); }), ObjectDeleted);
+}
+
+// A tombstone is the top of every kind's lattice: join stays commutative, associative and
+// idempotent over values that mix it in, and strip never loses it.
+TEST_CASE("store: the tombstone keeps join a semilattice join") {
+  PROPERTY("tombstone laws", [] {
+    auto gen = [](int seed) {
+      Set s;
+      // (Replicas of their own per seed: two seeds never mint one dot for different elements.)
+      for (int i = 0; i < seed % 4; ++i) s.add(ReplicaId{uint64_t(100 * seed + 1 + i % 2)}, "e" + std::to_string(seed + i));
+      return seed % 3 == 0 ? Value(Tombstone{}) : Value(s);
+    };
+    const Value x = gen(*rc::gen::inRange(0, 30)), y = gen(*rc::gen::inRange(0, 30)), z = gen(*rc::gen::inRange(0, 30));
+    auto join = [](Value a, const Value& b) {
+      joinInto(a, b);
+      return a;
+    };
+    RC_ASSERT(join(x, y) == join(y, x));
+    RC_ASSERT(join(join(x, y), z) == join(x, join(y, z)));
+    RC_ASSERT(join(x, x) == x);
+    RC_ASSERT(contentHash(join(x, y)) == contentHash(join(y, x)));
+    // strip keeps exactly what inflates: state ⊔ strip(delta, state) == state ⊔ delta.
+    Value news = strip(y, x);
+    RC_ASSERT(join(x, isBottom(news) ? x : news) == join(x, y));
+    if (isTombstone(x)) RC_ASSERT(isBottom(strip(y, x)));
+  });
+}
+
 // The change hook's law: joining every reported delta into the initial state rebuilds the
 // store, whatever mix of local writes and remote joins made it, and each change names its origin.
 TEST_CASE("store: reported deltas rebuild the state") {

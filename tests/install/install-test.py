@@ -31,8 +31,8 @@ class Failure(Exception):
 # The demangled names the library may export: members of the classes include/deltasync/ marks
 # DELTASYNC_API, the log functions, and the exceptions' type information (lib/libdeltasync.map).
 PUBLIC_SYMBOL = re.compile(
-    r"((typeinfo for |typeinfo name for |vtable for )deltasync::(KindMismatch|NodeClosed|LimitExceeded|StorageFailed)$)|"
-    r"(deltasync::((Node|Subscription|Counter|Presence|PresenceConnection|Secret|KindMismatch|NodeClosed|LimitExceeded|StorageFailed|log)::|(Set|Map)<))")
+    r"((typeinfo for |typeinfo name for |vtable for )deltasync::(KindMismatch|NodeClosed|LimitExceeded|StorageFailed|CodecError|ObjectDeleted)$)|"
+    r"(deltasync::((Node|Subscription|Counter|Presence|PresenceConnection|Secret|KindMismatch|NodeClosed|LimitExceeded|StorageFailed|CodecError|ObjectDeleted|log|detail::BytesSet|detail::BytesMap)::))")
 
 
 def run(cmd, env=None, cwd=None):

@@ -219,6 +219,137 @@ TEST_CASE("node: events say whether a change was made here or by peers; a key ca
   CHECK(keyEvents.size() == 3);
 }
 
+TEST_CASE("node: typed sets and maps replicate their values, listed in value order") {
+  Quiet q;
+  Node a(config());
+  Node b(config({a.address()}));
+  auto scores = a.map<std::string, int64_t>("scores");
+  auto temps = a.map<int64_t, double>("temps");
+  auto ids = a.set<uint64_t>("ids");
+  auto blobs = a.set<Bytes>("blobs");
+  auto flags = a.map<std::string, bool>("flags");
+
+  std::mutex m;
+  std::vector<std::pair<std::string, int64_t>> seen;  // puts seen by b's typed subscription
+  std::vector<KeyChangeOf<int64_t>> aliceSeen;
+  auto sub = b.map<std::string, int64_t>("scores").subscribe([&](const MapChangeOf<std::string, int64_t>& c) {
+    std::lock_guard l(m);
+    seen.insert(seen.end(), c.put.begin(), c.put.end());
+  });
+  auto aliceSub = b.map<std::string, int64_t>("scores").subscribe("alice", [&](const KeyChangeOf<int64_t>& c) {
+    std::lock_guard l(m);
+    aliceSeen.push_back(c);
+  });
+
+  scores.put("alice", -42);
+  scores.put("bob", INT64_MAX);
+  for (int64_t k : {5, -7, 300, 0, -1}) temps.put(k, static_cast<double>(k) / 4);
+  for (uint64_t i : {UINT64_MAX, uint64_t{1}, uint64_t{1} << 40}) ids.add(i);
+  blobs.add(Bytes{std::byte{0}, std::byte{0xff}, std::byte{0}});
+  flags.put("dark", true);
+  flags.put("beta", false);
+
+  auto tb = b.map<int64_t, double>("temps");
+  CHECK(eventually([&] { return tb.size() == 5 && b.set<uint64_t>("ids").size() == 3; }));
+  CHECK(eventually([&] { return b.map<std::string, bool>("flags").size() == 2 && b.set<Bytes>("blobs").size() == 1; }));
+  CHECK(tb.entries() == std::vector<std::pair<int64_t, double>>{{-7, -1.75}, {-1, -0.25}, {0, 0.0}, {5, 1.25}, {300, 75.0}});
+  CHECK(b.set<uint64_t>("ids").elements() == std::vector<uint64_t>{1, uint64_t{1} << 40, UINT64_MAX});
+  CHECK(b.set<uint64_t>("ids").contains(uint64_t{1} << 40));
+  CHECK(b.set<Bytes>("blobs").contains(Bytes{std::byte{0}, std::byte{0xff}, std::byte{0}}));
+  CHECK(b.map<std::string, bool>("flags").get("dark") == std::optional<bool>(true));
+  CHECK(b.map<std::string, bool>("flags").get("beta") == std::optional<bool>(false));
+  CHECK(b.map<std::string, bool>("flags").get("gamma") == std::nullopt);
+  CHECK(eventually([&] {
+    std::lock_guard l(m);
+    return seen.size() == 2 && aliceSeen.size() == 1;
+  }));
+  {
+    std::lock_guard l(m);
+    std::sort(seen.begin(), seen.end());
+    CHECK(seen == std::vector<std::pair<std::string, int64_t>>{{"alice", -42}, {"bob", INT64_MAX}});
+    CHECK(aliceSeen[0].before == std::nullopt);
+    CHECK(aliceSeen[0].after == std::optional<int64_t>(-42));
+    CHECK(aliceSeen[0].origin == ChangeOrigin::peers);
+  }
+  temps.remove(-7);
+  CHECK(eventually([&] { return tb.size() == 4 && !tb.get(-7).has_value(); }));
+}
+
+TEST_CASE("node: bytes that do not decode as the handle's type are a CodecError naming the object") {
+  Quiet q;
+  Node a(config());
+  a.map<std::string, std::string>("ages").put("bob", "old");  // another type's value (as `ctl put` writes)
+  a.map<std::string, std::string>("ages").put("\x01", "\x02");
+  auto ages = a.map<std::string, int64_t>("ages");
+  CHECK_THROWS_WITH_AS(ages.get("bob"),
+                       "object 'ages': a stored value (3 bytes) does not decode: int64_t takes 8 bytes, not 3",
+                       CodecError);
+  CHECK_THROWS_AS(ages.entries(), CodecError);
+  CHECK(ages.size() == 2);  // counting decodes nothing
+  auto flags = a.map<bool, std::string>("ages");
+  CHECK_THROWS_WITH_AS(flags.entries(), doctest::Contains("a stored key (3 bytes) does not decode: bool takes one byte"),
+                       CodecError);
+  // The handle still writes; what it writes reads back.
+  ages.put("carol", 31);
+  CHECK(ages.get("carol") == std::optional<int64_t>(31));
+  a.set<std::string>("s").add("x");
+  CHECK_THROWS_WITH_AS(a.set<double>("s").elements(), doctest::Contains("object 's': a stored element (1 bytes)"),
+                       CodecError);
+}
+
+TEST_CASE("node: a deleted object is gone cluster-wide; a write made meanwhile offline is dropped") {
+  Quiet q;
+  Node a(config());
+  Node b(config({a.address()}));
+  auto ma = a.map<std::string, std::string>("doomed");
+  ma.put("k", "1");
+  a.counter("hits").increment(2);
+  auto mb = b.map<std::string, std::string>("doomed");
+  REQUIRE(eventually([&] { return mb.get("k") == std::optional<std::string>("1") && b.counter("hits").value() == 2; }));
+  std::mutex m;
+  std::vector<std::string> removed;
+  auto sub = mb.subscribe([&](const MapChange& c) {
+    std::lock_guard l(m);
+    removed.insert(removed.end(), c.removed.begin(), c.removed.end());
+  });
+
+  // b writes while cut off; a deletes meanwhile: the delete wins once they meet again.
+  b.setOffline(true);
+  mb.put("late", "2");
+  a.deleteObject("doomed");
+  CHECK_THROWS_WITH_AS(ma.put("k", "3"), "object 'doomed' was deleted", ObjectDeleted);
+  CHECK_THROWS_AS(ma.get("k"), ObjectDeleted);
+  CHECK_THROWS_AS((a.map<std::string, std::string>("doomed")), ObjectDeleted);
+  CHECK_THROWS_AS(a.set<std::string>("doomed"), ObjectDeleted);
+  a.deleteObject("doomed");  // again: nothing more
+  b.setOffline(false);
+  CHECK(eventually([&] {
+    try {
+      mb.get("k");
+      return false;
+    } catch (const ObjectDeleted&) {
+      return true;
+    }
+  }));
+  CHECK_THROWS_AS(mb.put("after", "4"), ObjectDeleted);
+  CHECK(eventually([&] {
+    std::lock_guard l(m);
+    std::sort(removed.begin(), removed.end());
+    return removed == std::vector<std::string>{"k", "late"};
+  }));
+  for (Node* n : {&a, &b}) {
+    const auto objects = n->objects();
+    CHECK(std::none_of(objects.begin(), objects.end(), [](const ObjectInfo& o) { return o.name == "doomed"; }));
+  }
+
+  // Any kind; the future form says when peers hold the delete.
+  auto done = a.deleteObject("hits", WriteTo::replicas(1, 20000));
+  CHECK(done.get().reached);
+  CHECK_THROWS_AS(b.counter("hits").value(), ObjectDeleted);
+  CHECK_THROWS_AS(a.deleteObject("$presence"), std::invalid_argument);
+  CHECK(a.objects().empty());
+}
+
 TEST_CASE("node: misuse gets clear errors") {
   Quiet q;
   NodeConfig noSecret = config();

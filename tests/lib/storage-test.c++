@@ -93,12 +93,29 @@ bool putSucceeds(Map<std::string, std::string>& m, const std::string& key, const
   }
 }
 
+void randomWriteOf(gossip::ObjectStore& store, std::mt19937_64& rng, crdt::ReplicaId self, const std::string& key,
+                   const std::string& value, crdt::Timestamp ts);
+
 // One random local write of a random kind to one of a few objects.
 void randomWrite(gossip::ObjectStore& store, std::mt19937_64& rng, size_t maxValue) {
   const crdt::ReplicaId self = store.self();
   const std::string key = "k" + std::to_string(rng() % 40);
   const std::string value(rng() % maxValue, static_cast<char>('a' + rng() % 26));
   crdt::Timestamp ts{(uint64_t{1700000000000} + rng() % 100000) << crdt::Timestamp::kLogicalBits};
+  if (rng() % 500 == 0) {  // now and then an object is deleted (a tombstone is stored like any state)
+    static const char* const names[] = {"counter", "set", "map", "mv", "flag", "lww"};
+    store.erase(names[rng() % 6]);
+    return;
+  }
+  try {
+    randomWriteOf(store, rng, self, key, value, ts);
+  } catch (const ObjectDeleted&) {
+    // written after its delete: refused, nothing stored
+  }
+}
+
+void randomWriteOf(gossip::ObjectStore& store, std::mt19937_64& rng, crdt::ReplicaId self, const std::string& key,
+                   const std::string& value, crdt::Timestamp ts) {
   switch (rng() % 7) {
     case 0:
       store.update<crdt::PNCounter>("counter", [&](auto& c) { return rng() % 3 ? c.increment(self, 1 + rng() % 5) : c.decrement(self, 1); });
@@ -201,6 +218,8 @@ TEST_CASE("a node restarts as the same replica, with its state, before any peer 
     id = n.id();
     n.counter("hits").increment(5);
     n.set<std::string>("tags").add("red");
+    n.set<std::string>("gone").add("x");
+    n.deleteObject("gone");
     auto users = n.map<std::string, std::string>("users");
     users.put("alice", "online");
     users.put("bob", "away");
@@ -213,6 +232,7 @@ TEST_CASE("a node restarts as the same replica, with its state, before any peer 
   CHECK(n.id() == id);
   CHECK(n.counter("hits").value() == 5);
   CHECK(n.set<std::string>("tags").contains("red"));
+  CHECK_THROWS_AS(n.set<std::string>("gone"), ObjectDeleted);  // a delete is durable too
   CHECK(n.map<std::string, std::string>("users").get("alice") == std::optional<std::string>("online"));
   CHECK_FALSE(n.map<std::string, std::string>("users").get("bob").has_value());
   // The previous run's connections are gone, and no ref is minted twice.

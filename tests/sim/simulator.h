@@ -364,7 +364,8 @@ class Simulator {
           stats_.elements += std::visit([](const auto& x) -> uint64_t {
             if constexpr (requires { x.store().size(); }) return x.store().size();
             else if constexpr (requires { x.size(); }) return x.size();
-            else return x.get() != nullptr ? 1 : 0;
+            else if constexpr (requires { x.get(); }) return x.get() != nullptr ? 1 : 0;
+            else return 1;  // a tombstone
           }, o.value);
         }
       };

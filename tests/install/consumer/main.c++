@@ -7,7 +7,9 @@
 #include <deltasync/node.h>
 
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
+#include <optional>
 #include <exception>
 #include <string>
 #include <thread>
@@ -28,6 +30,7 @@ int main() {
                 first.address().c_str(), static_cast<unsigned long long>(second.id()), second.address().c_str());
 
     first.map<std::string, std::string>("greetings").put("hello", "world");
+    first.map<std::string, int64_t>("scores").put("alice", -7);  // a typed map: codecs in the headers
     // The library's own error types cross its boundary: a key its peers would refuse is refused
     // here, by type.
     try {
@@ -40,21 +43,23 @@ int main() {
     auto conn = first.presence().connect();
     const deltasync::PresenceRef ref = conn.track("lobby", "alice", R"({"status":"online"})");
     auto seen = second.map<std::string, std::string>("greetings");
+    auto scores = second.map<std::string, int64_t>("scores");
     auto presence = second.presence();
     const auto start = Clock::now();
     const auto deadline = start + std::chrono::seconds(60);
     for (;;) {
       auto metas = presence.get("lobby", "alice");
-      if (auto value = seen.get("hello"); value && *value == "world" && metas.size() == 1 && metas[0].ref == ref) {
+      if (auto value = seen.get("hello"); value && *value == "world" && metas.size() == 1 && metas[0].ref == ref &&
+                                          scores.get("alice") == std::optional<int64_t>(-7)) {
         const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
-        std::printf("consumer: the second node saw hello=world and alice's presence (ref %s) after %lld ms\n",
+        std::printf("consumer: the second node saw hello=world, alice=-7 and alice's presence (ref %s) after %lld ms\n",
                     ref.text().c_str(), static_cast<long long>(ms));
         return 0;
       }
       if (Clock::now() > deadline) break;
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
-    std::fprintf(stderr, "consumer: FAILED: the second node did not see hello=world and alice within 60 s; it has "
+    std::fprintf(stderr, "consumer: FAILED: the second node did not see hello=world, alice=-7 and alice within 60 s; it has "
                          "%zu entries, %zu presences in lobby and knows %zu members\n",
                  seen.size(), presence.count("lobby"), second.members().size());
     return 1;
