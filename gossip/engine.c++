@@ -214,6 +214,18 @@ void Engine::tick(std::vector<Outgoing>& out) {
   collectGarbage();
 }
 
+void Engine::flush(std::vector<Outgoing>& out) {
+  if (config_.shipState) return;
+  for (auto& [j, p] : peers_) {
+    if (!p.neighbor) continue;
+    if (p.sentTo > p.acked) {
+      if (p.sentTo < seq_) p.sentFull = true;  // the next interval once this one is acked
+      continue;
+    }
+    contact(j, p, out);
+  }
+}
+
 void Engine::contact(ReplicaId j, Peer& p, std::vector<Outgoing>& out) {
   if (config_.backPropagation && p.known) {
     // Entries that came from j are known to j: step over them without sending (BP).

@@ -41,8 +41,9 @@
 //         an offer not renewed for 4 x retransmitTicks is forgotten (its sender stopped).
 //         A peer that never acked is offered our log from the start while the log still holds
 //         it (logStart_ == 0) instead of a digest: it asks only for what it lacks.
-//         A backlog (an interval cut at maxPushBytes) is not paced by ticks: the ack that
-//         closes such an interval sends the next one at once, so a burst crosses in round trips
+//         A backlog (an interval cut at maxPushBytes, or entries flush() asked for while an
+//         interval was in flight) is not paced by ticks: the ack that closes such an interval
+//         sends the next one at once, so a burst crosses in round trips
 //         (10k presences tracked at once: one interval per round trip, not per gossip interval),
 //         while small intervals still wait for the tick and batch what accumulates meanwhile.
 //         So each new entry crosses to each node about once, whatever the number of paths.
@@ -187,6 +188,14 @@ class Engine {
   // One gossip round: appends the messages to send.
   void tick(std::vector<Outgoing>& out);
 
+  // Sends what the log holds beyond what each neighbour was sent, now rather than at the next
+  // round: at once to neighbours with nothing in flight, and to the others as soon as the
+  // interval in flight is acked (as a backlog's next one). What a write that waits for its
+  // peers calls (lib/: WriteTo), so that it does not wait up to a gossip interval. Time does not
+  // advance (retransmissions and claims still count ticks), and nothing already in flight is
+  // sent again.
+  void flush(std::vector<Outgoing>& out);
+
   // A message from `from` (the transport's authenticated peer); wallMs is this node's wall clock
   // (ms since the epoch: the time its own writes are stamped with). Throws ProtocolError when
   // the message's sender is not `from`, it contradicts local state or it carries a timestamp
@@ -224,7 +233,9 @@ class Engine {
     uint64_t acked = 0;
     uint64_t sentTo = 0;      // end of the last push sent
     uint64_t sentAt = 0;      // tick of that push
-    bool sentFull = false;    // it was cut at maxPushBytes: the log held more (see contact())
+    bool sentFull = false;    // the log holds more, wanted at once: the push was cut at
+                              // maxPushBytes, or flush() came while it was in flight (the ack
+                              // sends the next interval)
     uint64_t recv = 0;
     // catch-up, as sender
     uint64_t digestSeq = 0;

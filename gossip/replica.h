@@ -74,6 +74,9 @@ class Replica {
   void tick(uint64_t nowMs, std::vector<Outgoing>& out);
   // When tick() next has a round to run.
   uint64_t nextTickMs() const;
+  // Sends the log's new entries to the neighbours now, not at the next gossip round
+  // (Engine::flush): for writes that wait for their peers.
+  void flush(std::vector<Outgoing>& out) { engine_.flush(out); }
 
   // Start-up only (durable storage), after the store's restore() calls and before any step: the
   // previous run under this id reached engine sequence `seq` and membership incarnation

@@ -760,12 +760,17 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
     for (const auto& m : rt.members()) {
       live += m.state == gossip::MemberState::alive || m.state == gossip::MemberState::suspect;
     }
+    bool urgent = false;
     for (auto& w : fresh) {
       w->wanted = std::max(w->to.peers, w->to.majority ? live / 2 : 0);
       w->deadlineMs = rt.nowMs() + w->to.timeoutMs;
+      urgent = urgent || w->wanted != 0;
       tasks.add(timer.afterDelay(w->to.timeoutMs * kj::MILLISECONDS).then([this, &rt] { checkWaiters(rt); }));
       waiters_.push_back(std::move(w));
     }
+    // A write that waits for peers goes out now, not at the next gossip round (up to
+    // gossipIntervalMs later: bench/RESULTS.md "Write consistency").
+    if (urgent) rt.flush();
   }
 
   // Loop thread: completes the futures whose writes are durable and held by enough peers, and

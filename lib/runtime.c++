@@ -433,6 +433,11 @@ kj::Promise<void> Runtime::tickLoop() {
   });
 }
 
+void Runtime::flush() {
+  if (stopped_) return;
+  step([&] { replica_.flush(out_); });
+}
+
 void Runtime::watchClock() {
   // The real monotonic clock, not the timer's (a test's timer runs on simulated time).
   const auto steady = std::chrono::duration_cast<std::chrono::milliseconds>(

@@ -255,6 +255,10 @@ class Runtime {
     return delta;
   }
 
+  // Loop thread: sends what the log holds to the neighbours now rather than at the next round
+  // (Replica::flush), for writes whose futures wait for peers.
+  void flush();
+
   // Deletes object `name` for good (ObjectStore::erase); the caller holds the unique state lock.
   void erase(const std::string& name) {
     replica_.store().erase(name);

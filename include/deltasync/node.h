@@ -156,6 +156,8 @@ struct MemberEvent {
 //   peers     other replicas that must hold the write (have joined it);
 //   majority  a majority of the live members (alive or suspect, this node included) must hold
 //             it: floor(live / 2) peers, counted when the write is made; with both, the larger.
+// A write that waits for peers is sent to them at once, not at the next gossip round (about two
+// round trips for a majority on a LAN: bench/RESULTS.md "Write consistency").
 // A peer counts once it acknowledged the write to this node directly: the node's neighbours
 // (Tuning::viewSize members, plus those that chose it). In a cluster larger than about
 // 2 x viewSize + 1, a majority can therefore not be confirmed and times out: ask for at most

@@ -190,6 +190,51 @@ TEST_CASE("engine: a backlog crosses in round trips, not one interval per tick")
   }
 }
 
+TEST_CASE("engine: flush sends new entries without a tick, and after the interval in flight") {
+  for (bool offers : {true, false}) {
+    CAPTURE(offers);
+    EngineConfig config;
+    config.offers = offers;
+    Node a(kA, config), b(kB, config);
+    a.setNeighbors({kB});
+    b.setNeighbors({kA});
+    Net net;
+    net.add(a);
+    net.add(b);
+    a.update<Set>("s", [&](Set& s) { return s.add(kA, "first"); });
+    for (int r = 0; r < 3; ++r) {
+      net.tick(a);
+      net.tick(b);
+      net.deliverAll();
+    }
+    REQUIRE(a.ackedBy(kB) == a.seq());
+    auto flush = [&] {
+      std::vector<Outgoing> out;
+      a.engine.flush(out);
+      net.enqueue(kA, out);
+    };
+    // Nothing in flight: the entry goes at once, and is acked, without a tick.
+    a.update<Set>("s", [&](Set& s) { return s.add(kA, "now"); });
+    flush();
+    net.deliverAll();
+    CHECK(has(b, "now"));
+    CHECK(a.ackedBy(kB) == a.seq());
+    flush();  // nothing new: nothing sent
+    CHECK(net.queue.empty());
+    // An interval in flight is not sent again; the entry flushed meanwhile follows its ack.
+    a.update<Set>("s", [&](Set& s) { return s.add(kA, "x"); });
+    flush();
+    REQUIRE(net.queue.size() == 1);
+    a.update<Set>("s", [&](Set& s) { return s.add(kA, "y"); });
+    flush();
+    CHECK(net.queue.size() == 1);
+    net.deliverAll();
+    CHECK(has(b, "x"));
+    CHECK(has(b, "y"));
+    CHECK(a.ackedBy(kB) == a.seq());
+  }
+}
+
 TEST_CASE("engine: a removal travels even when the receiver has seen every offered dot") {
   Triangle t;
   t.a.update<Set>("s", [&](Set& s) { return s.add(kA, "x"); });
