@@ -1086,6 +1086,23 @@ const T* as(const gossip::Value* v, const std::string& name) {
                              gossip::kindName(gossip::Value(std::in_place_type<T>)));
 }
 
+// A subscription to one value derived from object `name` of kind K (a counter's value, a
+// register's, a flag's, a map key's): derive(const K* object) gives it (nullptr: absent or
+// deleted); callback(before, after, origin) runs each time it changes. Objects of another kind
+// are ignored (the handle's reads report the mismatch).
+template <typename K, typename T, typename Derive, typename Callback>
+Subscription watchValue(detail::NodeCore& core, const std::string& name, T initial, Derive derive, Callback callback) {
+  auto last = std::make_shared<T>(std::move(initial));
+  return core.subscribe(name, [last, derive = std::move(derive), callback = std::move(callback)](const gossip::Value* v,
+                                                                                               ChangeOrigin origin) {
+    if (v != nullptr && !std::holds_alternative<K>(*v)) return;
+    T now = derive(v != nullptr ? &std::get<K>(*v) : nullptr);
+    if (now == *last) return;
+    T before = std::exchange(*last, now);
+    callback(std::move(before), std::move(now), origin);
+  });
+}
+
 // Loop-side checks shared by the handle writes: the kind must match before anything changes.
 std::vector<std::string> sortedElements(const crdt::ORSet<std::string>* s) {
   std::vector<std::string> out = s ? s->elements() : std::vector<std::string>{};
@@ -1133,15 +1150,11 @@ int64_t Counter::value() const {
 }
 
 Subscription Counter::subscribe(std::function<void(const CounterChange&)> callback) {
-  auto last = std::make_shared<int64_t>(value());
-  return core_->subscribe(name_, [last, callback = std::move(callback)](const gossip::Value* v, ChangeOrigin origin) {
-    if (v != nullptr && !std::holds_alternative<crdt::PNCounter>(*v)) return;
-    int64_t now = v ? std::get<crdt::PNCounter>(*v).value() : 0;
-    if (now == *last) return;
-    CounterChange change{*last, now, origin};
-    *last = now;
-    callback(change);
-  });
+  return watchValue<crdt::PNCounter>(
+      *core_, name_, value(), [](const crdt::PNCounter* c) { return c ? c->value() : int64_t{0}; },
+      [callback = std::move(callback)](int64_t before, int64_t after, ChangeOrigin origin) {
+        callback(CounterChange{before, after, origin});
+      });
 }
 
 namespace detail {
@@ -1248,18 +1261,104 @@ Subscription BytesMap::subscribe(std::function<void(const MapChangeOf<std::strin
 }
 
 Subscription BytesMap::subscribe(const std::string& key, std::function<void(const KeyChangeOf<std::string>&)> callback) {
-  auto last = std::make_shared<std::optional<std::string>>(get(key));
-  return core_->subscribe(name_, [key, last, callback = std::move(callback)](const gossip::Value* v, ChangeOrigin origin) {
-    if (v != nullptr && !std::holds_alternative<gossip::Map>(*v)) return;
-    const std::string* now = v ? std::get<gossip::Map>(*v).get(key) : nullptr;
-    if (now == nullptr ? !last->has_value() : *last == *now) return;
-    KeyChangeOf<std::string> change{*last, now ? std::optional<std::string>(*now) : std::nullopt, origin};
-    *last = change.after;
-    callback(change);
+  return watchValue<gossip::Map>(
+      *core_, name_, get(key),
+      [key](const gossip::Map* m) {
+        const std::string* v = m ? m->get(key) : nullptr;
+        return v ? std::optional<std::string>(*v) : std::nullopt;
+      },
+      [callback = std::move(callback)](std::optional<std::string> before, std::optional<std::string> after,
+                                       ChangeOrigin origin) { callback({std::move(before), std::move(after), origin}); });
+}
+
+using LWW = crdt::LWWRegister<std::string>;
+using MV = crdt::MVRegister<std::string>;
+
+void BytesRegister::set(const std::string& value) {
+  core_->write([&, core = core_.get()](Runtime& rt) { objects::setRegister(rt, core->clock(), name_, value); });
+}
+
+std::future<WriteResult> BytesRegister::set(const std::string& value, WriteTo to) {
+  return core_->writeTo([&, core = core_.get()](Runtime& rt) { objects::setRegister(rt, core->clock(), name_, value); }, to);
+}
+
+std::optional<std::string> BytesRegister::get() const {
+  return core_->read(name_, [&](const gossip::Value* v) -> std::optional<std::string> {
+    const auto* r = as<LWW>(v, name_);
+    return r != nullptr && r->get() != nullptr ? std::optional<std::string>(*r->get()) : std::nullopt;
   });
 }
 
+Subscription BytesRegister::subscribe(std::function<void(const KeyChangeOf<std::string>&)> callback) {
+  return watchValue<LWW>(
+      *core_, name_, get(),
+      [](const LWW* r) { return r && r->get() ? std::optional<std::string>(*r->get()) : std::nullopt; },
+      [callback = std::move(callback)](std::optional<std::string> before, std::optional<std::string> after,
+                                       ChangeOrigin origin) { callback({std::move(before), std::move(after), origin}); });
+}
+
+void BytesMultiRegister::set(const std::string& value) {
+  core_->write([&](Runtime& rt) { objects::writeMulti(rt, name_, value); });
+}
+
+std::future<WriteResult> BytesMultiRegister::set(const std::string& value, WriteTo to) {
+  return core_->writeTo([&](Runtime& rt) { objects::writeMulti(rt, name_, value); }, to);
+}
+
+void BytesMultiRegister::clear() {
+  core_->write([&](Runtime& rt) { objects::clearMulti(rt, name_); });
+}
+
+std::future<WriteResult> BytesMultiRegister::clear(WriteTo to) {
+  return core_->writeTo([&](Runtime& rt) { objects::clearMulti(rt, name_); }, to);
+}
+
+std::vector<std::string> BytesMultiRegister::values() const {
+  return core_->read(name_, [&](const gossip::Value* v) {
+    const auto* r = as<MV>(v, name_);
+    return r != nullptr ? r->values() : std::vector<std::string>{};
+  });
+}
+
+Subscription BytesMultiRegister::subscribe(std::function<void(const MultiRegisterChange<std::string>&)> callback) {
+  return watchValue<MV>(
+      *core_, name_, values(), [](const MV* r) { return r ? r->values() : std::vector<std::string>{}; },
+      [callback = std::move(callback)](std::vector<std::string> before, std::vector<std::string> after,
+                                       ChangeOrigin origin) { callback({std::move(before), std::move(after), origin}); });
+}
+
 }  // namespace detail
+
+void Flag::enable() {
+  core_->write([&](Runtime& rt) { objects::setFlag(rt, name_, true); });
+}
+
+void Flag::disable() {
+  core_->write([&](Runtime& rt) { objects::setFlag(rt, name_, false); });
+}
+
+std::future<WriteResult> Flag::enable(WriteTo to) {
+  return core_->writeTo([&](Runtime& rt) { objects::setFlag(rt, name_, true); }, to);
+}
+
+std::future<WriteResult> Flag::disable(WriteTo to) {
+  return core_->writeTo([&](Runtime& rt) { objects::setFlag(rt, name_, false); }, to);
+}
+
+bool Flag::value() const {
+  return core_->read(name_, [&](const gossip::Value* v) {
+    const auto* f = as<crdt::EWFlag>(v, name_);
+    return f != nullptr && f->read();
+  });
+}
+
+Subscription Flag::subscribe(std::function<void(const FlagChange&)> callback) {
+  return watchValue<crdt::EWFlag>(
+      *core_, name_, value(), [](const crdt::EWFlag* f) { return f != nullptr && f->read(); },
+      [callback = std::move(callback)](bool before, bool after, ChangeOrigin origin) {
+        callback(FlagChange{before, after, origin});
+      });
+}
 
 // ---- presence -----------------------------------------------------------------------------
 
@@ -1387,6 +1486,9 @@ void Node::checkKind(const std::string& name, Kind kind) {
       case Kind::counter: as<crdt::PNCounter>(v, name); break;
       case Kind::set: as<crdt::ORSet<std::string>>(v, name); break;
       case Kind::map: as<gossip::Map>(v, name); break;
+      case Kind::lwwRegister: as<crdt::LWWRegister<std::string>>(v, name); break;
+      case Kind::mvRegister: as<crdt::MVRegister<std::string>>(v, name); break;
+      case Kind::flag: as<crdt::EWFlag>(v, name); break;
     }
     return 0;
   });
@@ -1395,6 +1497,11 @@ void Node::checkKind(const std::string& name, Kind kind) {
 Counter Node::counter(const std::string& name) {
   checkKind(name, Kind::counter);
   return Counter(core_, name);
+}
+
+Flag Node::flag(const std::string& name) {
+  checkKind(name, Kind::flag);
+  return Flag(core_, name);
 }
 
 void Node::deleteObject(const std::string& name) {

@@ -92,6 +92,34 @@ void removeKey(Runtime& rt, const std::string& name, const std::string& key) {
   rt.update<gossip::Map>(name, [&](gossip::Map& m) { return m.remove(key); });
 }
 
+void setRegister(Runtime& rt, Clock& clock, const std::string& name, const std::string& value) {
+  checkName(rt.config().limits, name);
+  if (std::string p = gossip::valueProblem(value.size(), rt.config().limits); !p.empty()) refuse(name, p);
+  const ReplicaId self = rt.id();
+  using R = crdt::LWWRegister<std::string>;
+  rt.update<R>(name, [&](R& r) { return r.set(self, value, clock.after(r.timestamp())); });
+}
+
+void writeMulti(Runtime& rt, const std::string& name, const std::string& value) {
+  checkName(rt.config().limits, name);
+  if (std::string p = gossip::valueProblem(value.size(), rt.config().limits); !p.empty()) refuse(name, p);
+  const ReplicaId self = rt.id();
+  using R = crdt::MVRegister<std::string>;
+  rt.update<R>(name, [&](R& r) { return r.write(self, value); });
+}
+
+void clearMulti(Runtime& rt, const std::string& name) {
+  checkName(rt.config().limits, name);
+  using R = crdt::MVRegister<std::string>;
+  rt.update<R>(name, [&](R& r) { return r.reset(); });
+}
+
+void setFlag(Runtime& rt, const std::string& name, bool on) {
+  checkName(rt.config().limits, name);
+  const ReplicaId self = rt.id();
+  rt.update<crdt::EWFlag>(name, [&](crdt::EWFlag& f) { return on ? f.enable(self) : f.disable(); });
+}
+
 void removeAny(Runtime& rt, const std::string& name, const std::string& item) {
   checkName(rt.config().limits, name);
   const Value* v = rt.store().find(name);

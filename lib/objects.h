@@ -48,6 +48,14 @@ void remove(Runtime& rt, const std::string& name, const std::string& element);
 // An AW-LWW-map entry.
 void put(Runtime& rt, Clock& clock, const std::string& name, const std::string& key, const std::string& value);
 void removeKey(Runtime& rt, const std::string& name, const std::string& key);
+// A last-writer-wins register's value (stamped after the one it replaces here, as put).
+void setRegister(Runtime& rt, Clock& clock, const std::string& name, const std::string& value);
+// A multi-value register: write supersedes every value seen here (concurrent ones survive);
+// clear removes them all as seen here.
+void writeMulti(Runtime& rt, const std::string& name, const std::string& value);
+void clearMulti(Runtime& rt, const std::string& name);
+// An enable-wins flag (an enable concurrent with a disable wins).
+void setFlag(Runtime& rt, const std::string& name, bool on);
 // A set element or a map key, whichever kind `name` has; std::invalid_argument for other kinds
 // or an absent name.
 void removeAny(Runtime& rt, const std::string& name, const std::string& item);

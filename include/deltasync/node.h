@@ -10,6 +10,9 @@
 //   auto tags = node.set<std::string>("tags");                  tags.add("x"); tags.contains("x");
 //   auto users = node.map<std::string, std::string>("users");   users.put("alice", "online");
 //   auto scores = node.map<std::string, int64_t>("scores");     scores.put("alice", 42);
+//   auto title = node.lwwRegister<std::string>("title");        title.set("Q4"); title.get();
+//   auto draft = node.mvRegister<std::string>("draft");         draft.set("v2"); draft.values();
+//   auto beta = node.flag("beta");                              beta.enable(); beta.value();
 // (Sets and maps hold any types with a codec: include/deltasync/codec.h.)
 //   auto sub = users.subscribe([](const deltasync::MapChange& c) { ... });
 //
@@ -179,8 +182,8 @@ struct WriteResult {
 };
 
 // An object this node holds: its name and its kind as the wire names it ("pn-counter",
-// "or-set", "aw-lww-map", and the kinds peers may create that have no handle yet: "g-counter",
-// "lww-register", "mv-register", "ew-flag", "or-map").
+// "or-set", "aw-lww-map", "lww-register", "mv-register", "ew-flag", and the kinds peers may
+// create that have no handle yet: "g-counter", "or-map").
 struct ObjectInfo {
   std::string name;
   std::string kind;
@@ -208,11 +211,24 @@ struct MapChangeOf {
   std::vector<K> removed;            // sorted
   ChangeOrigin origin = ChangeOrigin::local;
 };
-// One key of a map: its value before and after (nullopt: absent).
+// One value before and after (nullopt: absent): a map key's, or a register's (Register::subscribe).
 template <typename V>
 struct KeyChangeOf {
   std::optional<V> before;
   std::optional<V> after;
+  ChangeOrigin origin = ChangeOrigin::local;
+};
+// A multi-value register's values before and after (concurrent writes are all values until a
+// later write observes them).
+template <typename T>
+struct MultiRegisterChange {
+  std::vector<T> before;
+  std::vector<T> after;
+  ChangeOrigin origin = ChangeOrigin::local;
+};
+struct FlagChange {
+  bool before;
+  bool after;
   ChangeOrigin origin = ChangeOrigin::local;
 };
 using MapChange = MapChangeOf<std::string, std::string>;
@@ -270,6 +286,36 @@ class DELTASYNC_API BytesMap {
   size_t size() const;
   Subscription subscribe(std::function<void(const MapChangeOf<std::string, std::string>&)> callback);
   Subscription subscribe(const std::string& key, std::function<void(const KeyChangeOf<std::string>&)> callback);
+  const std::string& name() const { return name_; }
+
+ private:
+  std::shared_ptr<NodeCore> core_;
+  std::string name_;
+};
+
+class DELTASYNC_API BytesRegister {
+ public:
+  BytesRegister(std::shared_ptr<NodeCore> core, std::string name) : core_(std::move(core)), name_(std::move(name)) {}
+  void set(const std::string& value);
+  std::future<WriteResult> set(const std::string& value, WriteTo to);
+  std::optional<std::string> get() const;
+  Subscription subscribe(std::function<void(const KeyChangeOf<std::string>&)> callback);
+  const std::string& name() const { return name_; }
+
+ private:
+  std::shared_ptr<NodeCore> core_;
+  std::string name_;
+};
+
+class DELTASYNC_API BytesMultiRegister {
+ public:
+  BytesMultiRegister(std::shared_ptr<NodeCore> core, std::string name) : core_(std::move(core)), name_(std::move(name)) {}
+  void set(const std::string& value);
+  std::future<WriteResult> set(const std::string& value, WriteTo to);
+  void clear();
+  std::future<WriteResult> clear(WriteTo to);
+  std::vector<std::string> values() const;
+  Subscription subscribe(std::function<void(const MultiRegisterChange<std::string>&)> callback);
   const std::string& name() const { return name_; }
 
  private:
@@ -400,6 +446,84 @@ class Map {
   detail::BytesMap raw_;
 };
 
+// A last-writer-wins register of a value of any type with a codec (include/deltasync/codec.h):
+// the write with the greatest hybrid-logical timestamp wins (ties: the greater replica id); a
+// set always wins over the value it replaced here, whatever the clocks say. A value that does
+// not decode as T makes get() throw CodecError.
+template <typename T>
+class Register {
+  static_assert(Encodable<T>, "deltasync::Register<T>: T needs a codec: specialise deltasync::Codec<T> "
+                              "(include/deltasync/codec.h)");
+
+ public:
+  void set(const T& value) { raw_.set(Codec<T>::encode(value)); }
+  std::future<WriteResult> set(const T& value, WriteTo to) { return raw_.set(Codec<T>::encode(value), to); }
+  std::optional<T> get() const { return decodeOne(raw_.get(), raw_.name()); }  // nullopt: never set
+  Subscription subscribe(std::function<void(const KeyChangeOf<T>&)> callback) {
+    return raw_.subscribe([name = raw_.name(), callback = std::move(callback)](const KeyChangeOf<std::string>& c) {
+      callback(KeyChangeOf<T>{decodeOne(c.before, name), decodeOne(c.after, name), c.origin});
+    });
+  }
+  const std::string& name() const { return raw_.name(); }
+
+ private:
+  friend class Node;
+  explicit Register(detail::BytesRegister raw) : raw_(std::move(raw)) {}
+  static std::optional<T> decodeOne(const std::optional<std::string>& bytes, const std::string& name) {
+    if (!bytes) return std::nullopt;
+    return detail::decodeStored<T>(*bytes, name, "value");
+  }
+  detail::BytesRegister raw_;
+};
+
+// A multi-value register: a set supersedes every value this node has seen; sets made
+// concurrently (on nodes that had not seen each other's) all survive, as values(), until a later
+// set observes them: the application resolves the conflict by setting. clear() removes the values
+// seen here (concurrent sets survive). values() are in the order of their writes' dots, the same
+// on every node.
+template <typename T>
+class MultiRegister {
+  static_assert(Encodable<T>, "deltasync::MultiRegister<T>: T needs a codec: specialise deltasync::Codec<T> "
+                              "(include/deltasync/codec.h)");
+
+ public:
+  void set(const T& value) { raw_.set(Codec<T>::encode(value)); }
+  std::future<WriteResult> set(const T& value, WriteTo to) { return raw_.set(Codec<T>::encode(value), to); }
+  void clear() { raw_.clear(); }
+  std::future<WriteResult> clear(WriteTo to) { return raw_.clear(to); }
+  std::vector<T> values() const { return detail::decodeAllStored<T>(raw_.values(), raw_.name(), "value"); }
+  Subscription subscribe(std::function<void(const MultiRegisterChange<T>&)> callback) {
+    return raw_.subscribe([name = raw_.name(), callback = std::move(callback)](const MultiRegisterChange<std::string>& c) {
+      callback(MultiRegisterChange<T>{detail::decodeAllStored<T>(c.before, name, "value"),
+                                      detail::decodeAllStored<T>(c.after, name, "value"), c.origin});
+    });
+  }
+  const std::string& name() const { return raw_.name(); }
+
+ private:
+  friend class Node;
+  explicit MultiRegister(detail::BytesMultiRegister raw) : raw_(std::move(raw)) {}
+  detail::BytesMultiRegister raw_;
+};
+
+// An enable-wins flag: an enable concurrent with a disable wins.
+class DELTASYNC_API Flag {
+ public:
+  void enable();
+  void disable();
+  std::future<WriteResult> enable(WriteTo to);
+  std::future<WriteResult> disable(WriteTo to);
+  bool value() const;
+  Subscription subscribe(std::function<void(const FlagChange&)> callback);
+  const std::string& name() const { return name_; }
+
+ private:
+  friend class Node;
+  Flag(std::shared_ptr<detail::NodeCore> core, std::string name) : core_(std::move(core)), name_(std::move(name)) {}
+  std::shared_ptr<detail::NodeCore> core_;
+  std::string name_;
+};
+
 class DELTASYNC_API Node {
  public:
   // Binds the listen address and starts; throws std::invalid_argument for a bad configuration
@@ -426,6 +550,18 @@ class DELTASYNC_API Node {
     checkKind(name, Kind::map);
     return Map<K, V>(detail::BytesMap(core_, name));
   }
+
+  template <typename T>
+  Register<T> lwwRegister(const std::string& name) {
+    checkKind(name, Kind::lwwRegister);
+    return Register<T>(detail::BytesRegister(core_, name));
+  }
+  template <typename T>
+  MultiRegister<T> mvRegister(const std::string& name) {
+    checkKind(name, Kind::mvRegister);
+    return MultiRegister<T>(detail::BytesMultiRegister(core_, name));
+  }
+  Flag flag(const std::string& name);
 
   // The presence tracker (include/deltasync/presence.h).
   Presence presence();
@@ -475,7 +611,7 @@ class DELTASYNC_API Node {
   void close();
 
  private:
-  enum class Kind { counter, set, map };
+  enum class Kind { counter, set, map, lwwRegister, mvRegister, flag };
   void checkKind(const std::string& name, Kind kind);
   std::shared_ptr<detail::NodeCore> core_;
 };

@@ -275,6 +275,81 @@ TEST_CASE("node: typed sets and maps replicate their values, listed in value ord
   CHECK(eventually([&] { return tb.size() == 4 && !tb.get(-7).has_value(); }));
 }
 
+TEST_CASE("node: registers and flags replicate; concurrent register sets and a racing flag resolve as defined") {
+  Quiet q;
+  Node a(config());
+  Node b(config({a.address()}));
+  auto title = a.lwwRegister<std::string>("title");
+  auto limit = a.lwwRegister<int64_t>("limit");
+  auto draft = a.mvRegister<std::string>("draft");
+  auto beta = a.flag("beta");
+  CHECK(title.get() == std::nullopt);
+  CHECK(draft.values().empty());
+  CHECK_FALSE(beta.value());
+
+  std::mutex m;
+  std::vector<KeyChangeOf<int64_t>> limits;
+  std::vector<FlagChange> flags;
+  auto limitSub = b.lwwRegister<int64_t>("limit").subscribe([&](const KeyChangeOf<int64_t>& c) {
+    std::lock_guard l(m);
+    limits.push_back(c);
+  });
+  auto flagSub = b.flag("beta").subscribe([&](const FlagChange& c) {
+    std::lock_guard l(m);
+    flags.push_back(c);
+  });
+  title.set("Q3");
+  title.set("Q4");  // wins over the value it replaced here
+  limit.set(-5);
+  draft.set("v1");
+  beta.enable();
+  CHECK(title.get() == std::optional<std::string>("Q4"));
+  CHECK(eventually([&] { return b.lwwRegister<std::string>("title").get() == std::optional<std::string>("Q4"); }));
+  CHECK(eventually([&] { return b.mvRegister<std::string>("draft").values() == std::vector<std::string>{"v1"}; }));
+  CHECK(eventually([&] { return b.flag("beta").value(); }));
+  CHECK(eventually([&] {
+    std::lock_guard l(m);
+    return limits.size() == 1 && flags.size() == 1;
+  }));
+  {
+    std::lock_guard l(m);
+    CHECK(limits[0].before == std::nullopt);
+    CHECK(limits[0].after == std::optional<int64_t>(-5));
+    CHECK(limits[0].origin == ChangeOrigin::peers);
+    CHECK_FALSE(flags[0].before);
+    CHECK(flags[0].after);
+  }
+
+  // Cut apart, both set the multi-value register and a disables the flag while b enables it.
+  b.setOffline(true);
+  draft.set("from-a");
+  b.mvRegister<std::string>("draft").set("from-b");
+  beta.disable();
+  b.flag("beta").enable();
+  CHECK_FALSE(beta.value());
+  b.setOffline(false);
+  auto both = [](std::vector<std::string> v) {
+    std::sort(v.begin(), v.end());
+    return v == std::vector<std::string>{"from-a", "from-b"};
+  };
+  CHECK(eventually([&] { return both(draft.values()) && both(b.mvRegister<std::string>("draft").values()); }));
+  CHECK(eventually([&] { return beta.value() && b.flag("beta").value(); }));  // enable wins
+  // A set that has seen both resolves the conflict everywhere; clear empties it.
+  draft.set("merged");
+  CHECK(eventually([&] { return b.mvRegister<std::string>("draft").values() == std::vector<std::string>{"merged"}; }));
+  draft.clear();
+  CHECK(eventually([&] { return b.mvRegister<std::string>("draft").values().empty(); }));
+
+  // Kinds are kept apart, and the values are held to the limits peers enforce.
+  CHECK_THROWS_AS(a.flag("title"), KindMismatch);
+  CHECK_THROWS_AS(a.mvRegister<std::string>("title"), KindMismatch);
+  CHECK_THROWS_AS(title.set(std::string(Limits{}.maxValueBytes + 1, 'x')), LimitExceeded);
+  const auto objects = a.objects();
+  CHECK(std::count(objects.begin(), objects.end(), ObjectInfo{"beta", "ew-flag"}) == 1);
+  CHECK(std::count(objects.begin(), objects.end(), ObjectInfo{"draft", "mv-register"}) == 1);
+  CHECK(std::count(objects.begin(), objects.end(), ObjectInfo{"title", "lww-register"}) == 1);
+}
+
 TEST_CASE("node: bytes that do not decode as the handle's type are a CodecError naming the object") {
   Quiet q;
   Node a(config());
