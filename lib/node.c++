@@ -1327,6 +1327,69 @@ Subscription BytesMultiRegister::subscribe(std::function<void(const MultiRegiste
                                        ChangeOrigin origin) { callback({std::move(before), std::move(after), origin}); });
 }
 
+using Nested = crdt::ORMap<std::string, gossip::Map>;
+
+void BytesMapOfMaps::put(const std::string& key, const std::string& inner, const std::string& value) {
+  core_->write([&, core = core_.get()](Runtime& rt) { objects::nestedPut(rt, core->clock(), name_, key, inner, value); });
+}
+
+std::future<WriteResult> BytesMapOfMaps::put(const std::string& key, const std::string& inner, const std::string& value,
+                                             WriteTo to) {
+  return core_->writeTo(
+      [&, core = core_.get()](Runtime& rt) { objects::nestedPut(rt, core->clock(), name_, key, inner, value); }, to);
+}
+
+void BytesMapOfMaps::remove(const std::string& key, const std::string& inner) {
+  core_->write([&](Runtime& rt) { objects::nestedRemove(rt, name_, key, inner); });
+}
+
+std::future<WriteResult> BytesMapOfMaps::remove(const std::string& key, const std::string& inner, WriteTo to) {
+  return core_->writeTo([&](Runtime& rt) { objects::nestedRemove(rt, name_, key, inner); }, to);
+}
+
+void BytesMapOfMaps::removeKey(const std::string& key) {
+  core_->write([&](Runtime& rt) { objects::nestedRemoveKey(rt, name_, key); });
+}
+
+std::future<WriteResult> BytesMapOfMaps::removeKey(const std::string& key, WriteTo to) {
+  return core_->writeTo([&](Runtime& rt) { objects::nestedRemoveKey(rt, name_, key); }, to);
+}
+
+std::optional<std::string> BytesMapOfMaps::get(const std::string& key, const std::string& inner) const {
+  return core_->read(name_, [&](const gossip::Value* v) -> std::optional<std::string> {
+    const auto* m = as<Nested>(v, name_);
+    if (m == nullptr || !m->contains(key)) return std::nullopt;
+    const gossip::Map in = m->get(key);  // (a copy of the inner map: the map's own winner rule)
+    const std::string* x = in.get(inner);
+    return x != nullptr ? std::optional<std::string>(*x) : std::nullopt;
+  });
+}
+
+std::vector<std::pair<std::string, std::string>> BytesMapOfMaps::entries(const std::string& key) const {
+  return core_->read(name_, [&](const gossip::Value* v) {
+    const auto* m = as<Nested>(v, name_);
+    if (m == nullptr || !m->contains(key)) return std::vector<std::pair<std::string, std::string>>{};
+    const gossip::Map inner = m->get(key);
+    return sortedEntries(&inner);
+  });
+}
+
+std::vector<std::string> BytesMapOfMaps::keys() const {
+  return core_->read(name_, [&](const gossip::Value* v) {
+    std::vector<std::string> out;
+    if (const auto* m = as<Nested>(v, name_)) m->forEachKey([&](const std::string& k) { out.push_back(k); });
+    std::sort(out.begin(), out.end());
+    return out;
+  });
+}
+
+size_t BytesMapOfMaps::size() const {
+  return core_->read(name_, [&](const gossip::Value* v) {
+    const auto* m = as<Nested>(v, name_);
+    return m ? m->size() : size_t{0};
+  });
+}
+
 }  // namespace detail
 
 void Flag::enable() {
@@ -1489,6 +1552,7 @@ void Node::checkKind(const std::string& name, Kind kind) {
       case Kind::lwwRegister: as<crdt::LWWRegister<std::string>>(v, name); break;
       case Kind::mvRegister: as<crdt::MVRegister<std::string>>(v, name); break;
       case Kind::flag: as<crdt::EWFlag>(v, name); break;
+      case Kind::mapOfMaps: as<crdt::ORMap<std::string, gossip::Map>>(v, name); break;
     }
     return 0;
   });

@@ -120,6 +120,35 @@ void setFlag(Runtime& rt, const std::string& name, bool on) {
   rt.update<crdt::EWFlag>(name, [&](crdt::EWFlag& f) { return on ? f.enable(self) : f.disable(); });
 }
 
+using Nested = crdt::ORMap<std::string, gossip::Map>;
+
+void nestedPut(Runtime& rt, Clock& clock, const std::string& name, const std::string& key, const std::string& inner,
+               const std::string& value) {
+  checkKey(rt, name, key);
+  if (std::string p = gossip::keyProblem(inner.size(), rt.config().limits); !p.empty()) refuse(name, p);
+  if (std::string p = gossip::valueProblem(value.size(), rt.config().limits); !p.empty()) refuse(name, p);
+  const ReplicaId self = rt.id();
+  rt.update<Nested>(name, [&](Nested& m) {
+    return m.update(key, [&](gossip::Map& in) {
+      const crdt::Timestamp replaced = in.contains(inner) ? in.stampOf(inner).first : crdt::Timestamp{};
+      return in.set(self, inner, value, clock.after(replaced));
+    });
+  });
+}
+
+void nestedRemove(Runtime& rt, const std::string& name, const std::string& key, const std::string& inner) {
+  checkName(rt.config().limits, name);
+  rt.update<Nested>(name, [&](Nested& m) {
+    if (!m.contains(key)) return Nested{};
+    return m.update(key, [&](gossip::Map& in) { return in.remove(inner); });
+  });
+}
+
+void nestedRemoveKey(Runtime& rt, const std::string& name, const std::string& key) {
+  checkName(rt.config().limits, name);
+  rt.update<Nested>(name, [&](Nested& m) { return m.remove(key); });
+}
+
 void removeAny(Runtime& rt, const std::string& name, const std::string& item) {
   checkName(rt.config().limits, name);
   const Value* v = rt.store().find(name);

@@ -56,6 +56,12 @@ void writeMulti(Runtime& rt, const std::string& name, const std::string& value);
 void clearMulti(Runtime& rt, const std::string& name);
 // An enable-wins flag (an enable concurrent with a disable wins).
 void setFlag(Runtime& rt, const std::string& name, bool on);
+// A map of maps (the or-map): an entry of the inner map at `key`; remove takes one entry out of
+// it, removeNested the whole inner map as seen here (concurrent puts into it survive).
+void nestedPut(Runtime& rt, Clock& clock, const std::string& name, const std::string& key, const std::string& inner,
+               const std::string& value);
+void nestedRemove(Runtime& rt, const std::string& name, const std::string& key, const std::string& inner);
+void nestedRemoveKey(Runtime& rt, const std::string& name, const std::string& key);
 // A set element or a map key, whichever kind `name` has; std::invalid_argument for other kinds
 // or an absent name.
 void removeAny(Runtime& rt, const std::string& name, const std::string& item);

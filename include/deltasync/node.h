@@ -13,6 +13,8 @@
 //   auto title = node.lwwRegister<std::string>("title");        title.set("Q4"); title.get();
 //   auto draft = node.mvRegister<std::string>("draft");         draft.set("v2"); draft.values();
 //   auto beta = node.flag("beta");                              beta.enable(); beta.value();
+//   auto rooms = node.mapOfMaps<std::string, std::string, std::string>("rooms");
+//                                                               rooms.at("r1").put("topic", "cats");
 // (Sets and maps hold any types with a codec: include/deltasync/codec.h.)
 //   auto sub = users.subscribe([](const deltasync::MapChange& c) { ... });
 //
@@ -182,8 +184,8 @@ struct WriteResult {
 };
 
 // An object this node holds: its name and its kind as the wire names it ("pn-counter",
-// "or-set", "aw-lww-map", "lww-register", "mv-register", "ew-flag", and the kinds peers may
-// create that have no handle yet: "g-counter", "or-map").
+// "or-set", "aw-lww-map", "lww-register", "mv-register", "ew-flag", "or-map" (a map of maps), and
+// the one kind peers may create that has no handle yet: "g-counter").
 struct ObjectInfo {
   std::string name;
   std::string kind;
@@ -316,6 +318,26 @@ class DELTASYNC_API BytesMultiRegister {
   std::future<WriteResult> clear(WriteTo to);
   std::vector<std::string> values() const;
   Subscription subscribe(std::function<void(const MultiRegisterChange<std::string>&)> callback);
+  const std::string& name() const { return name_; }
+
+ private:
+  std::shared_ptr<NodeCore> core_;
+  std::string name_;
+};
+
+class DELTASYNC_API BytesMapOfMaps {
+ public:
+  BytesMapOfMaps(std::shared_ptr<NodeCore> core, std::string name) : core_(std::move(core)), name_(std::move(name)) {}
+  void put(const std::string& key, const std::string& inner, const std::string& value);
+  std::future<WriteResult> put(const std::string& key, const std::string& inner, const std::string& value, WriteTo to);
+  void remove(const std::string& key, const std::string& inner);
+  std::future<WriteResult> remove(const std::string& key, const std::string& inner, WriteTo to);
+  void removeKey(const std::string& key);
+  std::future<WriteResult> removeKey(const std::string& key, WriteTo to);
+  std::optional<std::string> get(const std::string& key, const std::string& inner) const;
+  std::vector<std::pair<std::string, std::string>> entries(const std::string& key) const;
+  std::vector<std::string> keys() const;
+  size_t size() const;
   const std::string& name() const { return name_; }
 
  private:
@@ -506,6 +528,65 @@ class MultiRegister {
   detail::BytesMultiRegister raw_;
 };
 
+// A map of maps: keys K, each holding an add-wins map of IK -> V with last-writer-wins values
+// (as Map). A key is present while its inner map has entries. removeKey(k) removes the inner
+// map as seen here: a put into it made concurrently elsewhere survives (add wins), with only
+// what that put wrote. at(k) is a handle to one inner map (it exists once something is put).
+// keys() and entries() are sorted by encoded bytes (for the built-in codecs: by value). A write
+// costs O(size of the inner map it touches); keep inner maps small (thousands of entries), and
+// use one Map with compound keys for large ones.
+template <typename K, typename IK, typename V>
+class MapOfMaps {
+  static_assert(Encodable<K> && Encodable<IK> && Encodable<V>,
+                "deltasync::MapOfMaps<K, IK, V>: every type needs a codec: specialise deltasync::Codec "
+                "(include/deltasync/codec.h)");
+
+ public:
+  class Inner {
+   public:
+    void put(const IK& key, const V& value) { raw_.put(Codec<K>::encode(key_), Codec<IK>::encode(key), Codec<V>::encode(value)); }
+    std::future<WriteResult> put(const IK& key, const V& value, WriteTo to) {
+      return raw_.put(Codec<K>::encode(key_), Codec<IK>::encode(key), Codec<V>::encode(value), to);
+    }
+    void remove(const IK& key) { raw_.remove(Codec<K>::encode(key_), Codec<IK>::encode(key)); }
+    std::future<WriteResult> remove(const IK& key, WriteTo to) {
+      return raw_.remove(Codec<K>::encode(key_), Codec<IK>::encode(key), to);
+    }
+    std::optional<V> get(const IK& key) const {
+      auto bytes = raw_.get(Codec<K>::encode(key_), Codec<IK>::encode(key));
+      if (!bytes) return std::nullopt;
+      return detail::decodeStored<V>(*bytes, raw_.name(), "value");
+    }
+    std::vector<std::pair<IK, V>> entries() const {
+      std::vector<std::pair<IK, V>> out;
+      for (auto& [k, v] : raw_.entries(Codec<K>::encode(key_))) {
+        out.emplace_back(detail::decodeStored<IK>(k, raw_.name(), "key"), detail::decodeStored<V>(v, raw_.name(), "value"));
+      }
+      return out;
+    }
+    size_t size() const { return raw_.entries(Codec<K>::encode(key_)).size(); }
+    const K& key() const { return key_; }
+
+   private:
+    friend class MapOfMaps;
+    Inner(detail::BytesMapOfMaps raw, K key) : raw_(std::move(raw)), key_(std::move(key)) {}
+    detail::BytesMapOfMaps raw_;
+    K key_;
+  };
+
+  Inner at(const K& key) const { return Inner(raw_, key); }
+  void removeKey(const K& key) { raw_.removeKey(Codec<K>::encode(key)); }
+  std::future<WriteResult> removeKey(const K& key, WriteTo to) { return raw_.removeKey(Codec<K>::encode(key), to); }
+  std::vector<K> keys() const { return detail::decodeAllStored<K>(raw_.keys(), raw_.name(), "key"); }
+  size_t size() const { return raw_.size(); }
+  const std::string& name() const { return raw_.name(); }
+
+ private:
+  friend class Node;
+  explicit MapOfMaps(detail::BytesMapOfMaps raw) : raw_(std::move(raw)) {}
+  detail::BytesMapOfMaps raw_;
+};
+
 // An enable-wins flag: an enable concurrent with a disable wins.
 class DELTASYNC_API Flag {
  public:
@@ -562,6 +643,11 @@ class DELTASYNC_API Node {
     return MultiRegister<T>(detail::BytesMultiRegister(core_, name));
   }
   Flag flag(const std::string& name);
+  template <typename K, typename IK, typename V>
+  MapOfMaps<K, IK, V> mapOfMaps(const std::string& name) {
+    checkKind(name, Kind::mapOfMaps);
+    return MapOfMaps<K, IK, V>(detail::BytesMapOfMaps(core_, name));
+  }
 
   // The presence tracker (include/deltasync/presence.h).
   Presence presence();
@@ -611,7 +697,7 @@ class DELTASYNC_API Node {
   void close();
 
  private:
-  enum class Kind { counter, set, map, lwwRegister, mvRegister, flag };
+  enum class Kind { counter, set, map, lwwRegister, mvRegister, flag, mapOfMaps };
   void checkKind(const std::string& name, Kind kind);
   std::shared_ptr<detail::NodeCore> core_;
 };

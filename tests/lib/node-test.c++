@@ -18,6 +18,10 @@
 #include <mutex>
 #include <optional>
 #include <stdexcept>
+#include <random>
+#include <sstream>
+#include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -348,6 +352,80 @@ TEST_CASE("node: registers and flags replicate; concurrent register sets and a r
   CHECK(std::count(objects.begin(), objects.end(), ObjectInfo{"beta", "ew-flag"}) == 1);
   CHECK(std::count(objects.begin(), objects.end(), ObjectInfo{"draft", "mv-register"}) == 1);
   CHECK(std::count(objects.begin(), objects.end(), ObjectInfo{"title", "lww-register"}) == 1);
+}
+
+// Every handle kind as users build state through them: random operations at random nodes of
+// three, one of them cut off now and then (writes go on on both sides), then every node reads the
+// same everything. The seed is printed; HANDLES_SEED=N replays it.
+TEST_CASE("node: random handle operations on three nodes, through cuts, converge to the same reads") {
+  Quiet q;
+  uint64_t seed = std::random_device{}();
+  if (const char* s = std::getenv("HANDLES_SEED")) seed = std::stoull(s);
+  std::printf("handle convergence: HANDLES_SEED=%llu\n", static_cast<unsigned long long>(seed));
+  INFO("HANDLES_SEED=" << seed);
+  std::mt19937_64 rng(seed);
+  Node a(config());
+  Node b(config({a.address()}));
+  Node c(config({a.address()}));
+  Node* nodes[] = {&a, &b, &c};
+  REQUIRE(eventually([&] { return alive(a) == 3 && alive(b) == 3 && alive(c) == 3; }));
+  auto pick = [&](size_t n) { return static_cast<size_t>(rng() % n); };
+  auto word = [&] { return std::string(1, static_cast<char>('a' + pick(5))); };
+  // Everything a reader can see, as one string.
+  auto reads = [](Node& n) {
+    std::ostringstream out;
+    out << "count=" << n.counter("count").value() << " numbers=";
+    for (int64_t x : n.set<int64_t>("numbers").elements()) out << x << ",";
+    out << " prices=";
+    for (const auto& [k, v] : n.map<std::string, double>("prices").entries()) out << k << ":" << v << ",";
+    out << " title=" << n.lwwRegister<std::string>("title").get().value_or("-") << " version=";
+    auto versions = n.mvRegister<int64_t>("version").values();
+    for (int64_t x : versions) out << x << ",";
+    out << " beta=" << n.flag("beta").value() << " rooms=";
+    auto rooms = n.mapOfMaps<std::string, std::string, int64_t>("rooms");
+    for (const auto& k : rooms.keys()) {
+      out << k << "{";
+      for (const auto& [ik, v] : rooms.at(k).entries()) out << ik << ":" << v << ",";
+      out << "}";
+    }
+    return out.str();
+  };
+  size_t cut = 3;  // the node cut off, if any
+  for (int i = 0; i < 400; ++i) {
+    if (i % 40 == 39) {  // let what was written spread before going on (later writes then follow it causally)
+      std::vector<Node*> online;
+      for (size_t k = 0; k < 3; ++k) {
+        if (k != cut) online.push_back(nodes[k]);
+      }
+      REQUIRE(eventually([&] { return reads(*online[0]) == reads(*online[1]); }));
+    }
+    if (i % 50 == 25) {
+      cut = pick(3);
+      nodes[cut]->setOffline(true);
+    } else if (i % 50 == 45 && cut < 3) {
+      nodes[cut]->setOffline(false);
+      cut = 3;
+    }
+    Node& n = *nodes[pick(3)];
+    switch (pick(10)) {
+      case 0: n.counter("count").increment(1 + pick(3)); break;
+      case 1: n.counter("count").decrement(1); break;
+      case 2: pick(3) ? n.set<int64_t>("numbers").add(static_cast<int64_t>(pick(8)) - 4)
+                      : n.set<int64_t>("numbers").remove(static_cast<int64_t>(pick(8)) - 4); break;
+      case 3: pick(4) ? n.map<std::string, double>("prices").put(word(), static_cast<double>(pick(100)) / 8)
+                      : n.map<std::string, double>("prices").remove(word()); break;
+      case 4: n.lwwRegister<std::string>("title").set(word()); break;
+      case 5: pick(5) ? n.mvRegister<int64_t>("version").set(static_cast<int64_t>(pick(50)))
+                      : n.mvRegister<int64_t>("version").clear(); break;
+      case 6: pick(2) ? n.flag("beta").enable() : n.flag("beta").disable(); break;
+      case 7: n.mapOfMaps<std::string, std::string, int64_t>("rooms").at(word()).put(word(), static_cast<int64_t>(pick(9))); break;
+      case 8: n.mapOfMaps<std::string, std::string, int64_t>("rooms").at(word()).remove(word()); break;
+      default: n.mapOfMaps<std::string, std::string, int64_t>("rooms").removeKey(word()); break;
+    }
+  }
+  if (cut < 3) nodes[cut]->setOffline(false);
+  const bool same = eventually([&] { return reads(a) == reads(b) && reads(b) == reads(c); });
+  CHECK_MESSAGE(same, "a: " << reads(a) << "\nb: " << reads(b) << "\nc: " << reads(c));
 }
 
 TEST_CASE("node: bytes that do not decode as the handle's type are a CodecError naming the object") {
