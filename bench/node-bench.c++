@@ -35,6 +35,7 @@
 
 #include <kj/async-io.h>
 
+#include "measure.h"
 #include "gossip/rpc.h"
 
 namespace {
@@ -52,12 +53,7 @@ struct Options {
   int gossipIntervalMs = 100;
 };
 
-double percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  size_t i = static_cast<size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
-  return v[std::min(i, v.size() - 1)];
-}
+using deltasync::bench::percentile;
 
 uint64_t cpuTicks(pid_t pid) {
   std::ifstream f("/proc/" + std::to_string(pid) + "/stat");

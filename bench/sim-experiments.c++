@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "measure.h"
 #include "tests/sim/simulator.h"
 
 namespace ds = deltasync;
@@ -46,12 +47,7 @@ std::vector<double> numbers(const std::string& csv) {
   return out;
 }
 
-double percentile(std::vector<double> v, double p) {
-  if (v.empty()) return NAN;
-  std::sort(v.begin(), v.end());
-  size_t i = static_cast<size_t>(std::ceil(p / 100.0 * static_cast<double>(v.size()))) - 1;
-  return v[std::min(i, v.size() - 1)];
-}
+using deltasync::bench::percentile;
 
 // Engine options every experiment takes: --offers=0|1, --claim-ticks=N.
 void engineOptions(const Args& a, ds::gossip::EngineConfig& e) {
@@ -106,8 +102,8 @@ void rounds(const Args& a) {
         sim.runFor(3 * cfg.tickMs);  // let acks settle before the next update
       }
       double bound = std::ceil((loss > 0 ? 1.4 : 1.2) * std::log2(static_cast<double>(n)));
-      std::printf("| %zu | %.0f%% | %.0f | %.0f | %.0f | <= %.0f |\n", n, loss * 100, percentile(r, 50),
-                  percentile(r, 99), percentile(r, 100), bound);
+      std::printf("| %zu | %.0f%% | %.0f | %.0f | %.0f | <= %.0f |\n", n, loss * 100, percentile(r, 0.5),
+                  percentile(r, 0.99), percentile(r, 1.0), bound);
       std::fflush(stdout);
     }
   }
@@ -289,10 +285,10 @@ void detect(const Args& a) {
   }
   std::printf("## failure detection, N = %zu, default parameters, %zu crashes one after another\n\n", n, crashes);
   std::printf("| measure | p50 | p99 | max |\n|---|---|---|---|\n");
-  std::printf("| seconds until down at every live node | %.1f | %.1f | %.1f |\n", percentile(everywhere, 50),
-              percentile(everywhere, 99), percentile(everywhere, 100));
-  std::printf("| seconds until down at one observer | %.1f | %.1f | %.1f |\n", percentile(each, 50),
-              percentile(each, 99), percentile(each, 100));
+  std::printf("| seconds until down at every live node | %.1f | %.1f | %.1f |\n", percentile(everywhere, 0.5),
+              percentile(everywhere, 0.99), percentile(everywhere, 1.0));
+  std::printf("| seconds until down at one observer | %.1f | %.1f | %.1f |\n", percentile(each, 0.5),
+              percentile(each, 0.99), percentile(each, 1.0));
   std::printf("\ncrashes not seen by every live node within 60 s: %zu\n\n", undetected);
 }
 

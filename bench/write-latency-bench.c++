@@ -25,23 +25,14 @@
 #include <deltasync/log.h>
 #include <deltasync/node.h>
 
+#include "measure.h"
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-double ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
-
-double percentile(std::vector<double> v, double p) {
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
-}
-
-size_t argOr(int argc, char** argv, const char* name, size_t fallback) {
-  for (int i = 1; i + 1 < argc; ++i) {
-    if (std::strcmp(argv[i], name) == 0) return std::strtoull(argv[i + 1], nullptr, 10);
-  }
-  return fallback;
-}
+using deltasync::bench::argOr;
+using deltasync::bench::ms;
+using deltasync::bench::percentile;
 
 }  // namespace
 

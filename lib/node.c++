@@ -355,7 +355,23 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
 
   objects::Clock& clock() { return clock_; }
 
-  Subscription subscribe(std::string name, std::function<void(const gossip::Value*, ChangeOrigin)> deliver) {
+  // A subscription to object `name`, in one of two forms (the notifier thread runs both; a
+  // deleted object is shown to them as absent, nullptr):
+  //   subscribe        prepare(object, origin) runs under the shared state lock and returns the
+  //                    call to make once it is released (empty: nothing to report). For what is
+  //                    cheap to derive from the live object (a counter, a key, a register): no
+  //                    copy of the object is made.
+  //   subscribeCopies  deliver(object, origin) runs outside the lock on a copy of the object,
+  //                    made once per notification round for all such subscriptions of it: for
+  //                    what compares whole objects (a set's, a map's listing).
+  using Prepare = std::function<std::function<void()>(const gossip::Value*, ChangeOrigin)>;
+  Subscription subscribe(std::string name, Prepare prepare) {
+    auto sub = std::make_shared<Sub>();
+    sub->name = std::move(name);
+    sub->prepare = std::move(prepare);
+    return add(std::move(sub));
+  }
+  Subscription subscribeCopies(std::string name, std::function<void(const gossip::Value*, ChangeOrigin)> deliver) {
     auto sub = std::make_shared<Sub>();
     sub->name = std::move(name);
     sub->deliver = std::move(deliver);
@@ -446,7 +462,8 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
   struct Sub {
     std::string name;
     bool members = false;
-    std::function<void(const gossip::Value*, ChangeOrigin)> deliver;
+    Prepare prepare;                                                   // subscribe()
+    std::function<void(const gossip::Value*, ChangeOrigin)> deliver;  // subscribeCopies()
     std::function<void(const MemberEvent&)> onMember;
     // Presence subscriptions: their topic (or all), and the diffs not yet delivered (under
     // notifyMutex_).
@@ -501,10 +518,16 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
   // An object changed (under the state lock: on the loop thread, or a writer's).
   void changed(const gossip::Change& c) {
     if (control_) control_->changed(c.name);
-    std::lock_guard lock(notifyMutex_);
-    if (watched_.count(c.name) == 0) return;
-    dirty_[c.name] |= c.local() ? kLocal : kPeers;
-    notifyCv_.notify_one();
+    bool wake = false;
+    {
+      std::lock_guard lock(notifyMutex_);
+      if (watched_.count(c.name) == 0) return;
+      // Only the first change of a round wakes the notifier: later ones find it woken (it
+      // checks for changes before it sleeps again).
+      wake = dirty_.empty();
+      dirty_[c.name] |= c.local() ? kLocal : kPeers;
+    }
+    if (wake) notifyCv_.notify_one();
   }
   // Loop thread: a membership event.
   void memberEvent(const gossip::MemberEvent& e) {
@@ -582,20 +605,29 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
   // The notifier thread: coalesced changes -> callbacks.
   void notify() {
     std::unique_lock lock(notifyMutex_);
+    auto lastRound = std::chrono::steady_clock::now() - kNotifyRound;
     for (;;) {
       notifyCv_.wait(lock, [&] { return stopping_ || !dirty_.empty() || !memberEvents_.empty() || presenceDirty_; });
       if (stopping_) return;
+      // At most one round per kNotifyRound: under a stream of writes, what comes in meanwhile
+      // is coalesced into the next round instead of costing every write a wake-up (a change after
+      // a quiet spell is still reported at once).
+      if (notifyCv_.wait_until(lock, lastRound + kNotifyRound, [&] { return stopping_; })) return;
+      lastRound = std::chrono::steady_clock::now();
       presenceDirty_ = false;
       auto dirty = std::exchange(dirty_, {});
       auto events = std::exchange(memberEvents_, {});
       lock.unlock();
-      std::map<std::string, std::pair<std::optional<gossip::Value>, ChangeOrigin>> snapshots;
+      // The objects changed since the last round: where the changes came from, and the copy
+      // subscribeCopies() subscriptions share (made by the first of them).
+      struct Changed {
+        ChangeOrigin origin;
+        bool copied = false;
+        std::optional<gossip::Value> copy;
+      };
+      std::map<std::string, Changed> changed;
       for (const auto& [name, origins] : dirty) {
-        std::shared_lock state(stateMutex_);
-        if (runtime_ == nullptr) break;
-        const gossip::Value* v = runtime_->store().find(name);
-        snapshots[name] = {v ? std::optional<gossip::Value>(*v) : std::nullopt,
-                           origins == kLocal ? ChangeOrigin::local : origins == kPeers ? ChangeOrigin::peers : ChangeOrigin::both};
+        changed[name].origin = origins == kLocal ? ChangeOrigin::local : origins == kPeers ? ChangeOrigin::peers : ChangeOrigin::both;
       }
       lock.lock();
       std::vector<std::pair<uint64_t, std::shared_ptr<Sub>>> targets(subs_.begin(), subs_.end());
@@ -603,7 +635,7 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
         if (subs_.count(id) == 0) continue;  // cancelled meanwhile
         const bool wanted = sub->presence  ? !sub->pending.empty()
                             : sub->members ? !events.empty()
-                                           : snapshots.count(sub->name) != 0;
+                                           : changed.count(sub->name) != 0;
         if (!wanted) continue;
         calling_ = id;
         auto diffs = std::exchange(sub->pending, {});
@@ -616,9 +648,24 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
           } else if (sub->members) {
             for (const auto& e : events) sub->onMember(e);
           } else {
-            const auto& [snap, origin] = snapshots[sub->name];
-            // A deleted object looks absent: its subscribers see everything go, then nothing.
-            sub->deliver(snap && !gossip::isTombstone(*snap) ? &*snap : nullptr, origin);
+            Changed& c = changed[sub->name];
+            std::function<void()> call;
+            bool open = true;
+            {
+              std::shared_lock state(stateMutex_);
+              open = runtime_ != nullptr;  // (closing: nothing more is reported)
+              const gossip::Value* v = open ? runtime_->store().find(sub->name) : nullptr;
+              // A deleted object looks absent: its subscribers see everything go, then nothing.
+              if (v != nullptr && gossip::isTombstone(*v)) v = nullptr;
+              if (open && sub->prepare) {
+                call = sub->prepare(v, c.origin);
+              } else if (open && !c.copied) {
+                c.copied = true;
+                if (v != nullptr) c.copy = *v;
+              }
+            }
+            if (call) call();
+            if (open && sub->deliver) sub->deliver(c.copy ? &*c.copy : nullptr, c.origin);
           }
         } catch (const std::exception& e) {
           log::error("a subscription callback threw: {}", e.what());
@@ -1037,6 +1084,7 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
   std::map<std::string, int> watched_;
   size_t memberSubs_ = 0;
   static constexpr uint8_t kLocal = 1, kPeers = 2;
+  static constexpr std::chrono::milliseconds kNotifyRound{1};
   std::map<std::string, uint8_t> dirty_;  // objects changed since the last notification: kLocal | kPeers
   std::vector<MemberEvent> memberEvents_;
   bool presenceDirty_ = false;
@@ -1092,14 +1140,16 @@ const T* as(const gossip::Value* v, const std::string& name) {
 // are ignored (the handle's reads report the mismatch).
 template <typename K, typename T, typename Derive, typename Callback>
 Subscription watchValue(detail::NodeCore& core, const std::string& name, T initial, Derive derive, Callback callback) {
+  // (derive runs under the shared state lock, on the live object; the callback after it.)
   auto last = std::make_shared<T>(std::move(initial));
-  return core.subscribe(name, [last, derive = std::move(derive), callback = std::move(callback)](const gossip::Value* v,
-                                                                                               ChangeOrigin origin) {
-    if (v != nullptr && !std::holds_alternative<K>(*v)) return;
+  auto call = std::make_shared<Callback>(std::move(callback));
+  return core.subscribe(name, [last, derive = std::move(derive), call](const gossip::Value* v,
+                                                                       ChangeOrigin origin) -> std::function<void()> {
+    if (v != nullptr && !std::holds_alternative<K>(*v)) return {};
     T now = derive(v != nullptr ? &std::get<K>(*v) : nullptr);
-    if (now == *last) return;
+    if (now == *last) return {};
     T before = std::exchange(*last, now);
-    callback(std::move(before), std::move(now), origin);
+    return [call, before = std::move(before), now = std::move(now), origin] { (*call)(before, now, origin); };
   });
 }
 
@@ -1195,7 +1245,7 @@ size_t BytesSet::size() const {
 
 Subscription BytesSet::subscribe(std::function<void(const SetChange<std::string>&)> callback) {
   auto last = std::make_shared<std::vector<std::string>>(elements());
-  return core_->subscribe(name_, [last, callback = std::move(callback)](const gossip::Value* v, ChangeOrigin origin) {
+  return core_->subscribeCopies(name_, [last, callback = std::move(callback)](const gossip::Value* v, ChangeOrigin origin) {
     if (v != nullptr && !std::holds_alternative<crdt::ORSet<std::string>>(*v)) return;
     auto now = sortedElements(v ? &std::get<crdt::ORSet<std::string>>(*v) : nullptr);
     SetChange<std::string> change;
@@ -1245,7 +1295,7 @@ size_t BytesMap::size() const {
 
 Subscription BytesMap::subscribe(std::function<void(const MapChangeOf<std::string, std::string>&)> callback) {
   auto last = std::make_shared<std::vector<std::pair<std::string, std::string>>>(entries());
-  return core_->subscribe(name_, [last, callback = std::move(callback)](const gossip::Value* v, ChangeOrigin origin) {
+  return core_->subscribeCopies(name_, [last, callback = std::move(callback)](const gossip::Value* v, ChangeOrigin origin) {
     if (v != nullptr && !std::holds_alternative<gossip::Map>(*v)) return;
     auto now = sortedEntries(v ? &std::get<gossip::Map>(*v) : nullptr);
     MapChangeOf<std::string, std::string> change;

@@ -47,8 +47,10 @@
 // first with another kind); one of a deleted name throws ObjectDeleted (Node::deleteObject).
 // Calls on a closed node throw NodeClosed.
 //
-// Limits: a subscription diffs the whole object against its previous copy per notification
-// (O(object size) per coalesced batch); fine for the presence-sized objects this is for.
+// Limits: a subscription to a whole set or map diffs the object against its previous copy per
+// notification (O(object size) per coalesced batch); fine for objects of up to some 1e4 entries.
+// Subscriptions to one value (a map key, a counter, a register, a flag) read just that value,
+// whatever the object's size (bench/RESULTS.md "Subscriptions").
 #pragma once
 
 #include <cstddef>
