@@ -1,7 +1,8 @@
 // deltasync: run a node, or administer one.
 //
 //   deltasync node --listen HOST:PORT [--seed HOST:PORT]... --secret-file PATH [options]
-//   deltasync ctl HOST:PORT [--secret-file PATH] get|put|add|remove|incr|delete|watch|objects|members|seeds|stats|presence ...
+//   deltasync ctl HOST:PORT [--secret-file PATH] get|put|add|remove|incr|set|enable|disable|delete|watch|objects|
+//                                                members|seeds|stats|presence ...
 //
 // The cluster secret (>= 32 bytes) comes from --secret-file or the DELTASYNC_SECRET environment
 // variable; there is no default, and it is never printed. Exit codes: 0 success, 1 failure
@@ -92,12 +93,16 @@ const char* kCtlHelp =
     "\n"
     "verbs:\n"
     "  get NAME                 print an object (a counter's value, a set's elements, a map's\n"
-    "                           key=value lines); nothing if it does not exist\n"
+    "                           key=value lines, a register's value(s), a flag's true/false);\n"
+    "                           nothing if it does not exist\n"
     "  put NAME KEY VALUE       set a map entry\n"
     "  add NAME ELEMENT...      add set elements (one write each, in order; all acknowledged\n"
     "                           when it exits 0)\n"
     "  remove NAME ITEM         remove a set element or a map key\n"
     "  incr NAME [BY]           add BY (default 1; negative decrements) to a counter\n"
+    "  set NAME VALUE           set a last-writer-wins register\n"
+    "  enable NAME, disable NAME\n"
+    "                           switch an enable-wins flag (an enable concurrent with a disable wins)\n"
     "  delete NAME              delete an object for good, cluster-wide, whatever its kind: the\n"
     "                           name is retired (later writes to it fail; it is listed no more)\n"
     "  (a write with --wait N|majority returns once N peers, or a majority of the members,\n"
@@ -359,11 +364,13 @@ int runCtl(const std::vector<std::string>& args) {
   auto need = [&](size_t n, const char* shape) {
     if (rest.size() != n) throw Usage("usage: deltasync ctl ADDRESS " + verb + " " + shape);
   };
-  static const std::vector<std::string> verbs{"get",     "put",     "add",   "remove", "incr",     "delete",
-                                              "watch",   "objects", "members", "seeds", "stats", "presence"};
+  static const std::vector<std::string> verbs{"get",    "put",     "add",     "remove",  "incr",  "set",
+                                              "enable", "disable", "delete",  "watch",   "objects", "members",
+                                              "seeds",  "stats",   "presence"};
   if (std::find(verbs.begin(), verbs.end(), verb) == verbs.end()) {
     throw Usage("unknown verb '" + verb +
-                "' (get, put, add, remove, incr, delete, watch, objects, members, seeds, stats, presence)");
+                "' (get, put, add, remove, incr, set, enable, disable, delete, watch, objects, members, seeds, stats, "
+                "presence)");
   }
   if (verb == "seeds" && !rest.empty() && (rest.size() != 2 || (rest[0] != "add" && rest[0] != "remove"))) {
     throw Usage("usage: deltasync ctl ADDRESS seeds [add|remove HOST:PORT]");
@@ -375,7 +382,8 @@ int runCtl(const std::vector<std::string>& args) {
       throw Usage("usage: deltasync ctl ADDRESS presence list TOPIC | topics | replicas | hold TOPIC KEY META");
     }
   }
-  if (verb == "get" || verb == "watch" || verb == "delete") need(1, "NAME");
+  if (verb == "get" || verb == "watch" || verb == "delete" || verb == "enable" || verb == "disable") need(1, "NAME");
+  if (verb == "set") need(2, "NAME VALUE");
   if (verb == "put") need(3, "NAME KEY VALUE");
   if (verb == "add" && rest.size() < 2) need(2, "NAME ELEMENT...");
   if (verb == "remove") need(2, "NAME ITEM");
@@ -402,8 +410,9 @@ int runCtl(const std::vector<std::string>& args) {
   const std::optional<std::string> waitFor = p.one("wait");
   uint32_t waitPeers = 0;
   if (waitFor) {
-    if (verb != "put" && verb != "add" && verb != "remove" && verb != "incr" && verb != "delete") {
-      throw Usage("--wait goes with a write (put, add, remove, incr, delete)");
+    static const std::vector<std::string> writes{"put", "add", "remove", "incr", "set", "enable", "disable", "delete"};
+    if (std::find(writes.begin(), writes.end(), verb) == writes.end()) {
+      throw Usage("--wait goes with a write (put, add, remove, incr, set, enable, disable, delete)");
     }
     if (*waitFor != "majority") {
       const uint64_t n = parseNumber("--wait", *waitFor);
@@ -476,6 +485,16 @@ int runCtl(const std::vector<std::string>& args) {
     auto req = control.incrRequest();
     req.setName(text(rest[0]));
     req.setBy(by);
+    wait(req.send(), answer);
+  } else if (verb == "set") {
+    auto req = control.setRegisterRequest();
+    req.setName(text(rest[0]));
+    req.setValue(text(rest[1]));
+    wait(req.send(), answer);
+  } else if (verb == "enable" || verb == "disable") {
+    auto req = control.setFlagRequest();
+    req.setName(text(rest[0]));
+    req.setOn(verb == "enable");
     wait(req.send(), answer);
   } else if (verb == "delete") {
     auto req = control.deleteObjectRequest();

@@ -467,6 +467,10 @@ interface Control {
   # HOST:PORT, or another op, fails saying so.
   deleteObject @13 (name :Text);
   # Deletes the object for good, cluster-wide (deltasync::Node::deleteObject).
+  setRegister @14 (name :Text, value :Text);
+  # A last-writer-wins register's value (created if absent).
+  setFlag @15 (name :Text, on :Bool);
+  # Enables or disables an enable-wins flag (created if absent).
 
   struct Member {
     id @0 :UInt64;

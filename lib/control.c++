@@ -149,6 +149,14 @@ class ControlService::Impl final : public wire::Control::Server {
     auto p = context.getParams();
     return write([&](Runtime& rt) { objects::erase(rt, text(p.getName())); });
   }
+  kj::Promise<void> setRegister(SetRegisterContext context) override {
+    auto p = context.getParams();
+    return write([&](Runtime& rt) { objects::setRegister(rt, service_.clock_, text(p.getName()), text(p.getValue())); });
+  }
+  kj::Promise<void> setFlag(SetFlagContext context) override {
+    auto p = context.getParams();
+    return write([&](Runtime& rt) { objects::setFlag(rt, text(p.getName()), p.getOn()); });
+  }
   kj::Promise<void> incr(IncrContext context) override {
     auto p = context.getParams();
     return write([&](Runtime& rt) { objects::increment(rt, text(p.getName()), p.getBy()); });

@@ -303,6 +303,15 @@ def loopback(binary, workdir):
             raise Failure(f"ctl --wait with get: exit {r.returncode}, {r.stderr.strip()}")
         if c.ctl(0, "get", "users") != ["alice=online", "bob=away"]:  # applied even though not confirmed
             raise Failure(f"node 1 users: {c.ctl(0, 'get', 'users')}")
+        # Registers and flags from the command line.
+        c.ctl(0, "--wait", "4", "set", "motd", "hello")
+        c.ctl(1, "--wait", "4", "enable", "beta")
+        for i in range(NODES):
+            if c.ctl(i, "get", "motd") != ["hello"] or c.ctl(i, "get", "beta") != ["true"]:
+                raise Failure(f"node {i + 1}: motd {c.ctl(i, 'get', 'motd')}, beta {c.ctl(i, 'get', 'beta')}")
+        r = c.ctl_run(0, "enable", "motd")
+        if r.returncode != 1 or "lww-register" not in r.stderr:
+            raise Failure(f"ctl enable on a register: exit {r.returncode}, {r.stderr.strip()}")
         # Deleting an object: gone everywhere, its name retired.
         c.ctl(0, "put", "scratch", "k", "v")
         c.ctl(0, "--wait", "4", "delete", "scratch")
