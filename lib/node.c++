@@ -816,7 +816,7 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
       waiters_.push_back(std::move(w));
     }
     // A write that waits for peers goes out now, not at the next gossip round (up to
-    // gossipIntervalMs later: bench/RESULTS.md "Write consistency").
+    // gossipIntervalMs later: bench/RESULTS.md, session 16, "write consistency").
     if (urgent) rt.flush();
   }
 

@@ -50,7 +50,7 @@
 // Limits: a subscription to a whole set or map diffs the object against its previous copy per
 // notification (O(object size) per coalesced batch); fine for objects of up to some 1e4 entries.
 // Subscriptions to one value (a map key, a counter, a register, a flag) read just that value,
-// whatever the object's size (bench/RESULTS.md "Subscriptions").
+// whatever the object's size (bench/RESULTS.md, session 16, "subscriptions on a large object").
 #pragma once
 
 #include <cstddef>
@@ -164,7 +164,7 @@ struct MemberEvent {
 //   majority  a majority of the live members (alive or suspect, this node included) must hold
 //             it: floor(live / 2) peers, counted when the write is made; with both, the larger.
 // A write that waits for peers is sent to them at once, not at the next gossip round (about two
-// round trips for a majority on a LAN: bench/RESULTS.md "Write consistency").
+// round trips for a majority on a LAN: bench/RESULTS.md, session 16, "write consistency").
 // A peer counts once it acknowledged the write to this node directly: the node's neighbours
 // (Tuning::viewSize members, plus those that chose it). In a cluster larger than about
 // 2 x viewSize + 1, a majority can therefore not be confirmed and times out: ask for at most
