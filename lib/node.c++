@@ -1433,6 +1433,41 @@ std::vector<std::string> BytesMapOfMaps::keys() const {
   });
 }
 
+Subscription BytesMapOfMaps::subscribe(
+    std::function<void(const MapOfMapsChange<std::string, std::string, std::string>&)> callback) {
+  using Entry = std::tuple<std::string, std::string, std::string>;
+  auto listed = [](const gossip::Value* v) {
+    std::vector<Entry> out;
+    if (const auto* m = v != nullptr ? std::get_if<Nested>(v) : nullptr) {
+      m->forEachKey([&](const std::string& k) {
+        const gossip::Map inner = m->get(k);
+        inner.forEach([&](std::string_view ik, const std::string& x) { out.emplace_back(k, std::string(ik), x); });
+      });
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+  auto last = std::make_shared<std::vector<Entry>>(core_->read(name_, [&](const gossip::Value* v) {
+    as<Nested>(v, name_);
+    return listed(v);
+  }));
+  return core_->subscribeCopies(name_, [last, listed, callback = std::move(callback)](const gossip::Value* v, ChangeOrigin origin) {
+    if (v != nullptr && !std::holds_alternative<Nested>(*v)) return;
+    auto now = listed(v);
+    MapOfMapsChange<std::string, std::string, std::string> change;
+    change.origin = origin;
+    std::set_difference(now.begin(), now.end(), last->begin(), last->end(), std::back_inserter(change.put));
+    auto key = [](const Entry& a, const Entry& b) {
+      return std::tie(std::get<0>(a), std::get<1>(a)) < std::tie(std::get<0>(b), std::get<1>(b));
+    };
+    std::vector<Entry> gone;
+    std::set_difference(last->begin(), last->end(), now.begin(), now.end(), std::back_inserter(gone), key);
+    for (auto& [k, ik, x] : gone) change.removed.emplace_back(std::move(k), std::move(ik));
+    *last = std::move(now);
+    if (!change.put.empty() || !change.removed.empty()) callback(change);
+  });
+}
+
 size_t BytesMapOfMaps::size() const {
   return core_->read(name_, [&](const gossip::Value* v) {
     const auto* m = as<Nested>(v, name_);

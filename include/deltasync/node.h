@@ -60,6 +60,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -230,6 +231,14 @@ struct MultiRegisterChange {
   std::vector<T> after;
   ChangeOrigin origin = ChangeOrigin::local;
 };
+// A map of maps' entries put (new or changed, with their values) and removed, each named by
+// its key and inner key; sorted.
+template <typename K, typename IK, typename V>
+struct MapOfMapsChange {
+  std::vector<std::tuple<K, IK, V>> put;
+  std::vector<std::pair<K, IK>> removed;
+  ChangeOrigin origin = ChangeOrigin::local;
+};
 struct FlagChange {
   bool before;
   bool after;
@@ -340,6 +349,7 @@ class DELTASYNC_API BytesMapOfMaps {
   std::vector<std::pair<std::string, std::string>> entries(const std::string& key) const;
   std::vector<std::string> keys() const;
   size_t size() const;
+  Subscription subscribe(std::function<void(const MapOfMapsChange<std::string, std::string, std::string>&)> callback);
   const std::string& name() const { return name_; }
 
  private:
@@ -581,6 +591,21 @@ class MapOfMaps {
   std::future<WriteResult> removeKey(const K& key, WriteTo to) { return raw_.removeKey(Codec<K>::encode(key), to); }
   std::vector<K> keys() const { return detail::decodeAllStored<K>(raw_.keys(), raw_.name(), "key"); }
   size_t size() const { return raw_.size(); }
+  // Entries put and removed, in every inner map (O(size of the whole map) per notification).
+  Subscription subscribe(std::function<void(const MapOfMapsChange<K, IK, V>&)> callback) {
+    using Bytes3 = MapOfMapsChange<std::string, std::string, std::string>;
+    return raw_.subscribe([name = raw_.name(), callback = std::move(callback)](const Bytes3& c) {
+      MapOfMapsChange<K, IK, V> out{{}, {}, c.origin};
+      for (const auto& [k, ik, v] : c.put) {
+        out.put.emplace_back(detail::decodeStored<K>(k, name, "key"), detail::decodeStored<IK>(ik, name, "key"),
+                             detail::decodeStored<V>(v, name, "value"));
+      }
+      for (const auto& [k, ik] : c.removed) {
+        out.removed.emplace_back(detail::decodeStored<K>(k, name, "key"), detail::decodeStored<IK>(ik, name, "key"));
+      }
+      callback(out);
+    });
+  }
   const std::string& name() const { return raw_.name(); }
 
  private:

@@ -25,6 +25,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include <deltasync/log.h>
@@ -352,6 +353,49 @@ TEST_CASE("node: registers and flags replicate; concurrent register sets and a r
   CHECK(std::count(objects.begin(), objects.end(), ObjectInfo{"beta", "ew-flag"}) == 1);
   CHECK(std::count(objects.begin(), objects.end(), ObjectInfo{"draft", "mv-register"}) == 1);
   CHECK(std::count(objects.begin(), objects.end(), ObjectInfo{"title", "lww-register"}) == 1);
+}
+
+TEST_CASE("node: a map of maps replicates per inner map; a removed key survives a concurrent put into it") {
+  Quiet q;
+  Node a(config());
+  Node b(config({a.address()}));
+  auto rooms = a.mapOfMaps<std::string, std::string, int64_t>("rooms");
+  auto roomsB = b.mapOfMaps<std::string, std::string, int64_t>("rooms");
+  std::mutex m;
+  std::vector<std::tuple<std::string, std::string, int64_t>> puts;
+  std::vector<std::pair<std::string, std::string>> removed;
+  auto sub = roomsB.subscribe([&](const MapOfMapsChange<std::string, std::string, int64_t>& c) {
+    std::lock_guard l(m);
+    puts.insert(puts.end(), c.put.begin(), c.put.end());
+    removed.insert(removed.end(), c.removed.begin(), c.removed.end());
+  });
+  rooms.at("lobby").put("users", 3);
+  rooms.at("lobby").put("bots", 1);
+  rooms.at("cellar").put("users", 0);
+  CHECK(rooms.keys() == std::vector<std::string>{"cellar", "lobby"});
+  CHECK(rooms.at("lobby").get("users") == std::optional<int64_t>(3));
+  CHECK(eventually([&] { return roomsB.at("lobby").entries() == std::vector<std::pair<std::string, int64_t>>{{"bots", 1}, {"users", 3}}; }));
+  CHECK(eventually([&] {
+    std::lock_guard l(m);
+    return puts.size() == 3;
+  }));
+  // b removes the lobby while a, cut off, puts into it: the put survives, alone.
+  a.setOffline(true);
+  roomsB.removeKey("lobby");
+  rooms.at("lobby").put("late", 7);
+  rooms.at("cellar").remove("users");
+  a.setOffline(false);
+  auto lobby = [](MapOfMaps<std::string, std::string, int64_t>& r) { return r.at("lobby").entries(); };
+  const std::vector<std::pair<std::string, int64_t>> survivor{{"late", 7}};
+  CHECK(eventually([&] { return lobby(rooms) == survivor && lobby(roomsB) == survivor; }));
+  CHECK(eventually([&] { return roomsB.keys() == std::vector<std::string>{"lobby"}; }));
+  CHECK(eventually([&] {
+    std::lock_guard l(m);
+    std::sort(removed.begin(), removed.end());
+    return removed == std::vector<std::pair<std::string, std::string>>{
+                          {"cellar", "users"}, {"lobby", "bots"}, {"lobby", "users"}};
+  }));
+  CHECK_THROWS_AS((a.map<std::string, std::string>("rooms")), KindMismatch);
 }
 
 // Every handle kind as users build state through them: random operations at random nodes of
