@@ -1,49 +1,35 @@
-// converge: replicas edit shared state while partitioned and over a lossy network, then heal and
-// converge. A small, honest picture of what deltasync's CRDT core does: every write yields a
-// delta; deltas are joined in any order, any number of times; nothing acknowledged is lost.
+// converge: nodes edit shared state while cut off from each other, then reconnect and converge.
+// A small, honest picture of what deltasync does for an application: every node keeps taking
+// writes while partitioned (here: every other node offline, alone), and once the network is back
+// every node reads the same state, with nothing acknowledged lost.
 //
-//   examples/converge [--replicas N] [--ops N] [--loss PERCENT] [--seed S]
+//   examples/converge [--nodes N] [--ops N] [--seed S]
 //
-// The network is simulated in-process (the gossip engine and RPC transport come later).
-#include <algorithm>
+// N nodes run in this process, over TCP on 127.0.0.1, through the public API only
+// (<deltasync/node.h>). Exits 0 when every node ends with the same presence set, status map and
+// message count (the sum of every increment made), 1 when they do not within 60 s.
 #include <cerrno>
+#include <chrono>
 #include <cstdint>
 #include <cstdlib>
-#include <deque>
 #include <iostream>
+#include <memory>
 #include <random>
+#include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
-#include "crdt/aw-lww-map.h"
-#include "crdt/g-counter.h"
-#include "crdt/hlc.h"
-#include "crdt/or-set.h"
+#include <deltasync/log.h>
+#include <deltasync/node.h>
 
 namespace {
 
-using namespace deltasync::crdt;
-
-struct Replica {
-  ReplicaId id;
-  HybridLogicalClock clock;
-  ORSet<std::string> online;              // who is here
-  AWLWWMap<std::string, std::string> status;  // user -> status line
-  GCounter messages;                      // messages sent, cluster-wide
-};
-
-struct Delta {
-  ORSet<std::string> online;
-  AWLWWMap<std::string, std::string> status;
-  GCounter messages;
-};
-
 void usage(std::ostream& os) {
-  os << "usage: converge [--replicas N (2..64, default 3)] [--ops N (default 300)]\n"
-        "                [--loss PERCENT (0..95, default 30)] [--seed S (default 1)]\n"
-        "Runs N replicas that edit a presence set, a status map and a counter while the\n"
-        "network drops, duplicates and reorders deltas and is partitioned for the first half;\n"
-        "then heals with one anti-entropy round and checks that all replicas are equal.\n";
+  os << "usage: converge [--nodes N (2..16, default 3)] [--ops N (default 300)] [--seed S (default 1)]\n"
+        "Runs N nodes that edit a presence set, a status map and a message counter; for the first\n"
+        "half every other node is offline (cut off, still taking writes). Then all come back and\n"
+        "the program checks that every node reads the same state, with every increment counted.\n";
 }
 
 bool parseUint(const char* s, uint64_t lo, uint64_t hi, uint64_t& out) {
@@ -55,114 +41,94 @@ bool parseUint(const char* s, uint64_t lo, uint64_t hi, uint64_t& out) {
   return true;
 }
 
+// What a reader sees on node n, as one line.
+std::string reads(deltasync::Node& n) {
+  std::ostringstream out;
+  out << "online:";
+  for (const auto& u : n.set<std::string>("online").elements()) out << " " << u;
+  out << " | status:";
+  for (const auto& [u, s] : n.map<std::string, std::string>("status").entries()) out << " " << u << "=" << s;
+  out << " | messages: " << n.counter("messages").value();
+  return out.str();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  uint64_t replicas = 3, ops = 300, loss = 30, seed = 1;
+  uint64_t count = 3, ops = 300, seed = 1;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--help" || a == "-h") {
       usage(std::cout);
       return 0;
     }
-    uint64_t* target = a == "--replicas" ? &replicas
-                       : a == "--ops"    ? &ops
-                       : a == "--loss"   ? &loss
-                       : a == "--seed"   ? &seed
-                                         : nullptr;
-    uint64_t lo = a == "--replicas" ? 2 : 0;
-    uint64_t hi = a == "--replicas" ? 64 : a == "--loss" ? 95 : UINT64_MAX;
+    uint64_t* target = a == "--nodes" ? &count : a == "--ops" ? &ops : a == "--seed" ? &seed : nullptr;
+    const uint64_t lo = a == "--nodes" ? 2 : 0;
+    const uint64_t hi = a == "--nodes" ? 16 : UINT64_MAX;
     if (target == nullptr || i + 1 >= argc || !parseUint(argv[i + 1], lo, hi, *target)) {
-      std::cerr << "converge: bad argument '" << a << (i + 1 < argc ? " " + std::string(argv[i + 1]) : "")
-                << "'\n";
+      std::cerr << "converge: bad argument '" << a << (i + 1 < argc ? " " + std::string(argv[i + 1]) : "") << "'\n";
       usage(std::cerr);
       return 2;
     }
     ++i;
   }
+  deltasync::log::setLevel(deltasync::log::Level::warn);
+  try {
+    deltasync::NodeConfig config;
+    config.listen = "127.0.0.1:0";
+    config.secret = deltasync::Secret(std::string(40, 'c'));
+    std::vector<std::unique_ptr<deltasync::Node>> nodes;
+    nodes.push_back(std::make_unique<deltasync::Node>(config));
+    config.seeds = {nodes[0]->address()};
+    for (uint64_t i = 1; i < count; ++i) nodes.push_back(std::make_unique<deltasync::Node>(config));
 
-  std::mt19937_64 rng(seed);
-  auto pick = [&](uint64_t n) { return rng() % n; };  // our own range mapping: portable
-  const std::vector<std::string> users = {"ada", "bob", "cyd", "dee", "eve", "fay", "gus", "hal"};
-  const std::vector<std::string> moods = {"coding", "lunch", "in a meeting", "away", "reviewing"};
-
-  std::vector<Replica> reps;
-  for (uint64_t r = 0; r < replicas; ++r) reps.push_back(Replica{ReplicaId{r + 1}, HybridLogicalClock{}, {}, {}, {}});
-  std::deque<std::pair<size_t, Delta>> net;  // (destination, delta)
-  uint64_t physicalMillis = 1'700'000'000'000;
-  uint64_t sent = 0, delivered = 0, dropped = 0, totalMessages = 0;
-
-  for (uint64_t step = 0; step < ops; ++step) {
-    physicalMillis += pick(20);
-    size_t r = pick(replicas);
-    Replica& rep = reps[r];
-    const std::string& user = users[pick(users.size())];
-    Delta d;
-    switch (pick(4)) {
-      case 0: d.online = rep.online.add(rep.id, user); break;
-      case 1: d.online = rep.online.remove(user); break;
-      case 2:
-        d.status = rep.status.set(rep.id, user, moods[pick(moods.size())], rep.clock.now(physicalMillis));
-        break;
-      default: d.messages = rep.messages.increment(rep.id, 1 + pick(3)); ++totalMessages; break;
-    }
-    // Gossip the delta; the first half of the run is partitioned into even and odd replicas.
-    bool partitioned = step < ops / 2;
-    for (size_t j = 0; j < replicas; ++j) {
-      if (j == r || (partitioned && j % 2 != r % 2)) continue;
-      if (pick(100) < loss) {
-        ++dropped;
-        continue;
+    std::mt19937_64 rng(seed);
+    auto pick = [&](uint64_t n) { return rng() % n; };  // our own range mapping: portable
+    const std::vector<std::string> users = {"ada", "bob", "cyd", "dee", "eve", "fay", "gus", "hal"};
+    const std::vector<std::string> moods = {"coding", "lunch", "in a meeting", "away", "reviewing"};
+    int64_t sent = 0;
+    for (size_t i = 1; i < nodes.size(); i += 2) nodes[i]->setOffline(true);
+    std::cout << "converge: " << count << " nodes; every other one offline for the first " << ops / 2 << " of "
+              << ops << " writes\n";
+    for (uint64_t step = 0; step < ops; ++step) {
+      if (step == ops / 2) {
+        for (auto& n : nodes) n->setOffline(false);
+        std::cout << "converge: all back online\n";
       }
-      net.emplace_back(j, d);
-      ++sent;
-      if (pick(10) == 0) net.emplace_back(j, d);  // duplicate
+      deltasync::Node& n = *nodes[pick(count)];
+      const std::string& user = users[pick(users.size())];
+      switch (pick(4)) {
+        case 0: n.set<std::string>("online").add(user); break;
+        case 1: n.set<std::string>("online").remove(user); break;
+        case 2: n.map<std::string, std::string>("status").put(user, moods[pick(moods.size())]); break;
+        default: {
+          const int64_t k = 1 + static_cast<int64_t>(pick(3));
+          n.counter("messages").increment(static_cast<uint64_t>(k));
+          sent += k;
+        }
+      }
     }
-    // Deliver a few messages in random order.
-    for (int k = 0; k < 2 && !net.empty(); ++k) {
-      size_t i = pick(net.size());
-      auto [to, msg] = net[i];
-      net.erase(net.begin() + i);
-      reps[to].online.join(msg.online);
-      reps[to].status.join(msg.status);
-      reps[to].messages.join(msg.messages);
-      ++delivered;
+    const auto start = std::chrono::steady_clock::now();
+    const auto deadline = start + std::chrono::seconds(60);
+    for (;;) {
+      bool same = true;
+      const std::string first = reads(*nodes[0]);
+      for (auto& n : nodes) same = same && reads(*n) == first;
+      if (same && nodes[0]->counter("messages").value() == sent) {
+        const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+        std::cout << "converge: every node reads " << first << "\n"
+                  << "converge: converged " << ms.count() << " ms after the last write; " << sent
+                  << " messages sent, " << sent << " counted\n";
+        return 0;
+      }
+      if (std::chrono::steady_clock::now() > deadline) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
+    std::cerr << "converge: FAILED: the nodes did not converge within 60 s (" << sent << " messages sent)\n";
+    for (size_t i = 0; i < nodes.size(); ++i) std::cerr << "  node " << i + 1 << ": " << reads(*nodes[i]) << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "converge: " << e.what() << "\n";
+    return 1;
   }
-
-  auto show = [&](const char* title) {
-    std::cout << title << "\n";
-    for (auto& rep : reps) {
-      auto online = rep.online.elements();
-      std::sort(online.begin(), online.end());
-      std::cout << "  replica " << rep.id.value << ": online {";
-      for (size_t i = 0; i < online.size(); ++i) std::cout << (i ? ", " : "") << online[i];
-      std::cout << "}  statuses " << rep.status.size() << "  messages " << rep.messages.value()
-                << "\n";
-    }
-  };
-  std::cout << "deltasync converge: " << replicas << " replicas, " << ops << " operations, " << loss
-            << "% loss, seed " << seed << "\n"
-            << "  deltas sent " << sent << ", dropped " << dropped << ", delivered " << delivered
-            << ", still in flight " << net.size() << "\n";
-  show("before healing:");
-
-  // Heal: one full anti-entropy round (every replica joins every other's state).
-  std::vector<Replica> snapshot = reps;
-  for (auto& rep : reps) {
-    for (auto& other : snapshot) {
-      rep.online.join(other.online);
-      rep.status.join(other.status);
-      rep.messages.join(other.messages);
-    }
-  }
-  show("after healing:");
-
-  bool converged = true;
-  for (auto& rep : reps) {
-    converged = converged && rep.online == reps[0].online && rep.status == reps[0].status &&
-                rep.messages == reps[0].messages;
-  }
-  std::cout << (converged ? "converged: all replicas are equal\n" : "NOT CONVERGED\n");
-  return converged ? 0 : 1;
 }
