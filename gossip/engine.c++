@@ -131,13 +131,17 @@ void Engine::resume(uint64_t seq) {
 }
 
 void Engine::append(ReplicaId origin, const std::string& name, const Value& delta) {
-  // As the delta travels in our pushes: compact, with us as the implied writer.
-  size_t bytes = wireSize(delta, self_) + name.size();
-  log_.push_back(LogEntry{seq_++, origin, name, delta, bytes});
+  log_.push_back(LogEntry{seq_++, origin, name, delta});
   if (log_.size() > config_.maxLogEntries) {
     log_.pop_front();
     ++logStart_;
   }
+}
+
+size_t Engine::entrySize(const LogEntry& e) const {
+  // As the delta travels in our pushes: compact, with us as the implied writer.
+  if (e.bytes == 0) e.bytes = wireSize(e.delta, self_) + e.name.size();
+  return e.bytes;
 }
 
 void Engine::applyRemote(ReplicaId origin, const std::vector<NamedValue>& objects) {
@@ -258,10 +262,10 @@ std::map<std::string, Value> Engine::interval(ReplicaId j, uint64_t from, uint64
   to = from;
   while (to < end) {
     const LogEntry& e = log_[to - logStart_];
-    if (bounded && bytes > 0 && bytes + e.bytes > config_.maxPushBytes) break;
+    if (bounded && bytes > 0 && bytes + entrySize(e) > config_.maxPushBytes) break;
     ++to;
     if (config_.backPropagation && e.origin == j) continue;
-    bytes += e.bytes;
+    bytes += entrySize(e);
     auto [it, fresh] = joined.try_emplace(e.name, e.delta);
     if (!fresh) joinInto(it->second, e.delta);
   }
