@@ -154,25 +154,38 @@ TEST_CASE("engine: an element offered by two peers is asked of one; the other's 
   CHECK(t.net.entriesPushed(kA, kC, "s") == 0);  // x crossed to C once
 }
 
+// Two engines, each the other's neighbour.
+struct Pair {
+  Node a, b;
+  Net net;
+  explicit Pair(EngineConfig config = {}) : a(kA, config), b(kB, config) {
+    a.setNeighbors({kB});
+    b.setNeighbors({kA});
+    net.add(a);
+    net.add(b);
+  }
+  void rounds(int n) {
+    for (int r = 0; r < n; ++r) {
+      net.tick(a);
+      net.tick(b);
+      net.deliverAll();
+    }
+  }
+};
+
 TEST_CASE("engine: a backlog crosses in round trips, not one interval per tick") {
   for (bool offers : {true, false}) {
     CAPTURE(offers);
     EngineConfig config;
     config.maxPushBytes = 1024;
     config.offers = offers;
-    Node a(kA, config), b(kB, config);
-    a.setNeighbors({kB});
-    b.setNeighbors({kA});
-    Net net;
-    net.add(a);
-    net.add(b);
+    Pair t(config);
+    Node& a = t.a;
+    Node& b = t.b;
+    Net& net = t.net;
     // Known to each other first (an ack each), so the backlog goes by offers or pushes.
     a.update<Set>("s", [&](Set& s) { return s.add(kA, "first"); });
-    for (int r = 0; r < 3; ++r) {
-      net.tick(a);
-      net.tick(b);
-      net.deliverAll();
-    }
+    t.rounds(3);
     REQUIRE(has(b, "first"));
     for (int i = 0; i < 500; ++i) {
       a.update<Set>("s", [&](Set& s) { return s.add(kA, "element-" + std::to_string(i)); });
@@ -195,18 +208,12 @@ TEST_CASE("engine: flush sends new entries without a tick, and after the interva
     CAPTURE(offers);
     EngineConfig config;
     config.offers = offers;
-    Node a(kA, config), b(kB, config);
-    a.setNeighbors({kB});
-    b.setNeighbors({kA});
-    Net net;
-    net.add(a);
-    net.add(b);
+    Pair t(config);
+    Node& a = t.a;
+    Node& b = t.b;
+    Net& net = t.net;
     a.update<Set>("s", [&](Set& s) { return s.add(kA, "first"); });
-    for (int r = 0; r < 3; ++r) {
-      net.tick(a);
-      net.tick(b);
-      net.deliverAll();
-    }
+    t.rounds(3);
     REQUIRE(a.ackedBy(kB) == a.seq());
     auto flush = [&] {
       std::vector<Outgoing> out;
@@ -312,24 +319,6 @@ TEST_CASE("engine: a request is answered only for the open offer, at most once p
 }
 
 // Two engines, each the other's neighbour.
-struct Pair {
-  Node a{kA}, b{kB};
-  Net net;
-  Pair() {
-    a.setNeighbors({kB});
-    b.setNeighbors({kA});
-    net.add(a);
-    net.add(b);
-  }
-  void rounds(int n) {
-    for (int r = 0; r < n; ++r) {
-      net.tick(a);
-      net.tick(b);
-      net.deliverAll();
-    }
-  }
-};
-
 TEST_CASE("engine: a delta stamped beyond the skew bound is refused whole, and accepted once the clocks agree") {
   Pair t;
   Node& a = t.a;
