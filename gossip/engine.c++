@@ -76,26 +76,6 @@ Value dropEntries(const Value& v, const crdt::CausalContext& drop) {
       v);
 }
 
-// What v removes: its context dots that are no entry's (removals, superseded writes), with no
-// entries; bottom for kinds without dots. v == addsOf(v) ⊔ removalsOf(v), and each joins alone
-// (gossip/split.h says why).
-Value removalsOf(const Value& v) { return dropEntries(v, storeDots(v)); }
-
-// What v adds: its entries, with a context of exactly their dots (v itself for kinds without
-// dots). Joined alone it removes nothing.
-Value addsOf(const Value& v) {
-  return std::visit(
-      [&](const auto& x) -> Value {
-        using T = std::decay_t<decltype(x)>;
-        if constexpr (requires { T::fromParts(x.store(), storeDots(v)); x.store().collectDots(std::declval<crdt::CausalContext&>()); }) {
-          return T::fromParts(x.store(), storeDots(v));
-        } else {
-          return x;
-        }
-      },
-      v);
-}
-
 // True when v is a dot-store value with a context but no entries: all it does is remove (a
 // context part of a split state, gossip/split.h, or an object whose entries were all removed).
 bool isRemovalOnly(const Value& v) {
@@ -103,17 +83,17 @@ bool isRemovalOnly(const Value& v) {
   return ctx != nullptr && !ctx->empty() && storeDots(v).empty();
 }
 
-// Keeps `removals` of object `name` back until its successors are here (Engine::joinHeld). A
-// part of another kind than the one held (a confused peer) replaces it: the store refuses
+// Keeps `part` of object `name` back, joined with what is held of it already (Engine::joinHeld).
+// A part of another kind than the one held (a confused peer) replaces it: the store refuses
 // whichever contradicts it when the parts are joined. A tombstone is joined, never replaced.
-void holdRemovals(std::map<std::string, Value>& held, const std::string& name, Value removals) {
-  if (isBottom(removals)) return;
-  auto [it, fresh] = held.try_emplace(name, std::move(removals));
+void hold(std::map<std::string, Value>& held, const std::string& name, Value part) {
+  if (isBottom(part)) return;
+  auto [it, fresh] = held.try_emplace(name, std::move(part));
   if (fresh) return;
-  if (it->second.index() != removals.index() && !isTombstone(it->second) && !isTombstone(removals)) {
-    it->second = std::move(removals);
+  if (it->second.index() != part.index() && !isTombstone(it->second) && !isTombstone(part)) {
+    it->second = std::move(part);
   } else {
-    joinInto(it->second, removals);
+    joinInto(it->second, part);
   }
 }
 
@@ -123,6 +103,9 @@ Engine::Engine(ObjectStore& store, EngineConfig config)
     : store_(store), self_(store.self()), config_(config), rng_(crdt::mix64(store.self().value)) {
   if (self_.value == 0) throw std::invalid_argument("Engine: replica id 0 is reserved");
   store_.listen([this](const Change& c) { append(c.origin, c.name, config_.removeRedundant ? c.delta : c.received); });
+  store_.listenUnits([this] {
+    if (!log_.empty()) log_.back().more = false;
+  });
 }
 
 void Engine::resume(uint64_t seq) {
@@ -262,7 +245,8 @@ std::map<std::string, Value> Engine::interval(ReplicaId j, uint64_t from, uint64
   to = from;
   while (to < end) {
     const LogEntry& e = log_[to - logStart_];
-    if (bounded && bytes > 0 && bytes + entrySize(e) > config_.maxPushBytes) break;
+    // (Only between units: to > from here, since bytes > 0.)
+    if (bounded && bytes > 0 && bytes + entrySize(e) > config_.maxPushBytes && !log_[to - 1 - logStart_].more) break;
     ++to;
     if (config_.backPropagation && e.origin == j) continue;
     bytes += entrySize(e);
@@ -373,7 +357,7 @@ void Engine::receiveOffer(ReplicaId from, const OfferMsg& m, std::vector<Outgoin
   }
   Peer& p = peer(from);
   p.offered.clear();
-  p.heldRemovals.clear();  // the new offer covers them again (we never acked them)
+  p.held.clear();  // the new offer covers it again (we never acked it)
   for (const auto& o : m.objects) {
     if (p.neighbor) p.holds[o.name].join(o.dots);  // the offerer holds them (kept if we offer to it)
     p.offered[o.name] = o.dots;
@@ -389,7 +373,7 @@ void Engine::receiveOffer(ReplicaId from, const OfferMsg& m, std::vector<Outgoin
     // Nothing in the interval but the offered entries: we owe the ack as soon as we hold every
     // offered dot, whoever delivers them (now, if we already do).
     const uint64_t upTo = m.fromSeq <= p.recv ? std::max(p.recv, m.toSeq) : p.recv;
-    if (want.empty() && holdsAll(p.offered)) {
+    if (want.empty() && holdsOffered(p, nullptr)) {
       p.offered.clear();
       p.recv = upTo;
       ++stats_.acksSent;
@@ -412,86 +396,94 @@ void Engine::receivePush(ReplicaId from, const DeltaPushMsg& m, std::vector<Outg
   const bool contiguous = m.fromSeq <= recv;
   const uint64_t upTo = contiguous ? std::max(recv, m.toSeq) : recv;
   const bool tracked = m.partial && !p.offered.empty() && m.fromSeq == p.offeredFrom && m.toSeq == p.offeredTo;
-  // Read safety (engine.h): the removals of an object join only together with (or after) the
-  // entries that superseded them. A push that is the whole interval, contiguous with what we
-  // hold, has them all. An answer to our request lacks the offered entries we asked another peer
-  // for: an object still missing some holds its removals back until they are here (then the ack
-  // goes). A push we will not ack (a stale answer, an eager push past a gap) joins its entries
-  // only: the sender sends the interval again, removals and all, since no ack covers it.
-  auto complete = [&](const NamedValue& o) {
-    if (!m.partial) return contiguous;
-    if (!tracked) return false;
-    auto want = p.offered.find(o.name);
-    if (want == p.offered.end()) return true;
-    const Value* v = store_.find(o.name);
-    const crdt::CausalContext* ctx = v != nullptr ? contextOf(*v) : nullptr;
-    crdt::CausalContext lacking = ctx != nullptr ? want->second.minus(*ctx) : want->second;
-    return lacking.minus(storeDots(o.value)).empty();
-  };
-  if (std::all_of(m.objects.begin(), m.objects.end(), complete)) {
-    applyRemote(from, m.objects);
-  } else {
-    // Every object goes through the store's checks now (a bottom part joins as nothing).
-    std::vector<NamedValue> now, held;
-    now.reserve(m.objects.size());
-    for (const auto& o : m.objects) {
-      if (complete(o)) {
-        now.push_back(o);
-        continue;
-      }
-      now.push_back({o.name, addsOf(o.value)});
-      if (tracked) held.push_back({o.name, removalsOf(o.value)});
-    }
-    applyRemote(from, now);
-    for (auto& h : held) holdRemovals(p.heldRemovals, h.name, std::move(h.value));
+  // Batch atomicity and read safety (engine.h): what we join of a sender's interval is the whole
+  // interval, so every unit in it (and every removal with its successors) is joined whole. A
+  // push we will not ack (a stale answer, an eager push past a gap) is not joined at all: the
+  // sender sends the interval again, since no ack covers it.
+  if (m.partial ? !tracked : !contiguous) {
+    store_.check(m.objects);  // refused if it contradicts us, all the same
+    p.recv = recv;
+    releaseDeferredAcks(out);
+    return;
   }
-  p.recv = recv;
   if (config_.offers && p.neighbor) {
     for (const auto& o : m.objects) {
       crdt::CausalContext dots = storeDots(o.value);
       if (!dots.empty()) p.holds[o.name].join(dots);
     }
   }
-  if (m.partial) {
-    // The answer to a request: it left out the offered entries we did not ask for. Ack it only
-    // if it answers the offer we track (a stale answer is joined, not acked: the sender offers
-    // again), and only once we hold every dot of that offer.
-    if (!tracked) {
-      releaseDeferredAcks(out);
-      return;
-    }
-    p.claimed.clear();  // whatever it lacks will be asked again
-    if (!holdsAll(p.offered)) {
-      // Some offered dots were asked of another peer: ack once they are here (the ack says we
-      // hold all of [fromSeq, toSeq), and the push left those entries out).
+  if (!m.partial) {
+    applyRemote(from, m.objects);
+    p.recv = upTo;
+    ++stats_.acksSent;
+    out.push_back({from, AckMsg{self_, p.recv}});
+    releaseDeferredAcks(out);
+    return;
+  }
+  // The answer to our request: it left out the offered entries we asked another peer for. It is
+  // joined (with any earlier answer to the same offer) once we hold every dot of the offer; until
+  // then it is held, and the ack waits.
+  p.recv = recv;
+  p.claimed.clear();  // whatever it lacks will be asked again
+  if (p.held.empty() && holdsOffered(p, &m.objects)) {
+    applyRemote(from, m.objects);
+  } else {
+    store_.check(m.objects);
+    for (const auto& o : m.objects) hold(p.held, o.name, o.value);
+    if (!holdsOffered(p, nullptr)) {
       if (!p.ackDeferred) ++stats_.acksDeferred;
       p.ackDeferred = true;
       p.deferredRecv = std::max(p.deferredRecv, upTo);
       releaseDeferredAcks(out);
       return;
     }
-    joinHeld(from, p.heldRemovals);
-    p.offered.clear();
-    p.ackDeferred = false;
+    joinHeld(from, p.held);
   }
+  p.offered.clear();
+  p.ackDeferred = false;
   p.recv = upTo;
   ++stats_.acksSent;
   out.push_back({from, AckMsg{self_, p.recv}});
   releaseDeferredAcks(out);
 }
 
+bool Engine::holdsOffered(const Peer& p, const std::vector<NamedValue>* arriving) const {
+  for (const auto& [name, dots] : p.offered) {
+    const Value* v = store_.find(name);
+    if (v != nullptr && isTombstone(*v)) continue;  // a tombstone holds everything there is
+    const crdt::CausalContext* ctx = v != nullptr ? contextOf(*v) : nullptr;
+    crdt::CausalContext lacking = ctx != nullptr ? dots.minus(*ctx) : dots;
+    if (lacking.empty()) continue;
+    if (auto h = p.held.find(name); h != p.held.end()) lacking = lacking.minus(storeDots(h->second));
+    if (arriving != nullptr && !lacking.empty()) {
+      for (const auto& o : *arriving) {
+        if (o.name == name) lacking = lacking.minus(storeDots(o.value));
+      }
+    }
+    if (!lacking.empty()) return false;
+  }
+  return true;
+}
+
 void Engine::joinHeld(ReplicaId from, std::map<std::string, Value>& held) {
-  // One object at a time: each was checked when it arrived, but the store may have changed
-  // since (another peer created the object with another kind). Such a part is dropped and
-  // counted, not thrown at whoever sent the message that released it.
-  for (auto& [name, v] : held) {
-    try {
-      applyRemote(from, {{name, std::move(v)}});
-    } catch (const ProtocolError&) {
-      ++stats_.heldRefused;
+  std::vector<NamedValue> objects;
+  objects.reserve(held.size());
+  for (auto& [name, v] : held) objects.push_back({name, std::move(v)});
+  held.clear();
+  try {
+    applyRemote(from, objects);  // one unit
+  } catch (const ProtocolError&) {
+    // Each part was checked when it arrived, but the store may have changed since (another peer
+    // created an object with another kind): join the rest one by one, and drop and count what
+    // the store refuses, rather than throw at whoever sent the message that released them.
+    for (auto& o : objects) {
+      try {
+        applyRemote(from, {o});
+      } catch (const ProtocolError&) {
+        ++stats_.heldRefused;
+      }
     }
   }
-  held.clear();
 }
 
 Engine::DotsByName Engine::missingOf(ReplicaId from, const DotsByName& offered) const {
@@ -501,6 +493,10 @@ Engine::DotsByName Engine::missingOf(ReplicaId from, const DotsByName& offered) 
     if (v != nullptr && isTombstone(*v)) continue;  // deleted here: it wants nothing more
     const crdt::CausalContext* ctx = v != nullptr ? contextOf(*v) : nullptr;
     crdt::CausalContext missing = ctx != nullptr ? dots.minus(*ctx) : dots;
+    // Not what `from` sent already (held until its offer is complete).
+    if (const Peer* f = findPeer(from); f != nullptr && !missing.empty()) {
+      if (auto h = f->held.find(name); h != f->held.end()) missing = missing.minus(storeDots(h->second));
+    }
     // Not what another peer was asked for a moment ago: that is on its way.
     for (const auto& [k, q] : peers_) {
       if (missing.empty()) break;
@@ -533,7 +529,7 @@ void Engine::requestMissing(std::vector<Outgoing>& out) {
       // A live offerer offers again every retransmitTicks until we ack: this one stopped (we
       // left its view, or it restarted). Stop asking; its next offer starts afresh.
       q.offered.clear();
-      q.heldRemovals.clear();  // its next offer sends them again (nothing of it was acked)
+      q.held.clear();  // its next offer sends it again (nothing of it was acked)
       q.ackDeferred = false;
     }
     if (q.offered.empty() || (!q.claimed.empty() && tick_ - q.claimedAt < config_.claimTicks)) continue;
@@ -543,20 +539,10 @@ void Engine::requestMissing(std::vector<Outgoing>& out) {
   for (auto& [i, want] : asks) sendRequest(peers_[i].first, peers_[i].second, std::move(want), out);
 }
 
-bool Engine::holdsAll(const DotsByName& dots) const {
-  for (const auto& [name, d] : dots) {
-    const Value* v = store_.find(name);
-    if (v != nullptr && isTombstone(*v)) continue;  // a tombstone holds everything there is
-    const crdt::CausalContext* ctx = v != nullptr ? contextOf(*v) : nullptr;
-    if (ctx == nullptr || !ctx->includes(d)) return false;
-  }
-  return true;
-}
-
 void Engine::releaseDeferredAcks(std::vector<Outgoing>& out) {
   for (auto& [k, q] : peers_) {
-    if (!q.ackDeferred || !holdsAll(q.offered)) continue;
-    joinHeld(k, q.heldRemovals);
+    if (!q.ackDeferred || !holdsOffered(q, nullptr)) continue;
+    joinHeld(k, q.held);
     q.ackDeferred = false;
     q.offered.clear();
     q.recv = std::max(q.recv, q.deferredRecv);
@@ -689,11 +675,12 @@ void Engine::receive(ReplicaId from, const Message& message, uint64_t wallMs, st
         } else if constexpr (std::is_same_v<M, StateRequestMsg>) {
           serveRequest(from, m, out);
         } else if constexpr (std::is_same_v<M, StateChunkMsg>) {
-          // Read safety (engine.h): a large object travels split into entry parts and context
-          // parts (gossip/split.h); a context part joined before the entry parts of its chunk
-          // set would remove entries whose successors are still on their way. So removal-only
-          // objects of a transfer of several chunks wait until every chunk is here; those of a
-          // stale transfer are dropped (the current one brings the state again).
+          // Batch atomicity and read safety (engine.h): a transfer of several chunks is held
+          // until every chunk is here and joined as one unit, if it has at most maxHeldChunks;
+          // a larger one is joined as it arrives, except its removal-only parts (gossip/split.h's
+          // context parts: joined before the entry parts of their chunk set, they would remove
+          // entries whose successors are still on their way), which wait for the last chunk.
+          // What is held of a stale transfer is dropped (the current one brings the state again).
           Peer& p = peer(from);
           const bool current = m.transfer == p.inTransfer;
           if (current && p.inChunks.size() != m.total) {
@@ -701,22 +688,27 @@ void Engine::receive(ReplicaId from, const Message& message, uint64_t wallMs, st
             p.inMissing = m.total;
             p.inHeld.clear();
           }
-          if (m.total > 1 && std::any_of(m.objects.begin(), m.objects.end(),
-                                         [](const NamedValue& o) { return isRemovalOnly(o.value); })) {
-            // The store checks every object now (a removal-only one as bottom of its kind).
-            std::vector<NamedValue> now;
-            for (const auto& o : m.objects) now.push_back({o.name, isRemovalOnly(o.value) ? addsOf(o.value) : o.value});
-            applyRemote(from, now);
+          const bool holdAll = m.total > 1 && m.total <= config_.maxHeldChunks;
+          if (m.total > 1 && (holdAll || std::any_of(m.objects.begin(), m.objects.end(),
+                                                     [](const NamedValue& o) { return isRemovalOnly(o.value); }))) {
+            store_.check(m.objects);
+            if (!holdAll) {
+              std::vector<NamedValue> now;
+              for (const auto& o : m.objects) {
+                if (!isRemovalOnly(o.value)) now.push_back(o);
+              }
+              applyRemote(from, now);
+            }
             if (current) {
               for (const auto& o : m.objects) {
-                if (isRemovalOnly(o.value)) holdRemovals(p.inHeld, o.name, o.value);
+                if (holdAll || isRemovalOnly(o.value)) hold(p.inHeld, o.name, o.value);
               }
             }
           } else {
             applyRemote(from, m.objects);
           }
           releaseDeferredAcks(out);
-          if (!current) return;  // a stale transfer: joined, but not counted
+          if (!current) return;  // a stale transfer: not counted
           if (!p.inChunks[m.index]) {
             p.inChunks[m.index] = true;
             --p.inMissing;

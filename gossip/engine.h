@@ -54,6 +54,10 @@
 //         object split into independently joinable parts, gossip/split.h); j acks the
 //         digest's seq once it holds every chunk. Lost pieces: the digest is resent after
 //         catchupRetryTicks; each round sends only what still differs.
+//   units: the store's units (gossip/store.h: a batch of local writes, what one received message
+//         joined) are logged as consecutive entries and never split by a cut at maxPushBytes
+//         (a push holds at least one whole unit, however large), so what a receiver joins from
+//         one push holds every unit of it whole; see "Batch atomicity" below for the receiver.
 //   GC:   log entries below min(acked(j)) over the neighbours are dropped; the log never holds
 //         more than maxLogEntries (neighbours left behind catch up by digest).
 //
@@ -70,7 +74,7 @@
 //     complete offer, once it holds the dots) only if that is the offer j tracks for us, and
 //     only once j's contexts contain every dot the offer named (when dots
 //     were claimed from a third peer the ack waits for them: "deferred ack"); a stale answer
-//     is joined but not acked. So acked(j) still means "j holds all of our log below it", and
+//     is not joined, nor acked. So acked(j) still means "j holds all of our log below it", and
 //     log GC stays safe;
 //   - a request is answered only for the open offer (its [from, to)), at most once per tick,
 //     with at most the entries it names plus the interval's dot-less parts.
@@ -78,20 +82,29 @@
 //     pushes; it is forgotten (never wrong, only less useful) for objects outside the interval
 //     being offered and once j has acked our whole log, so it stays bounded.
 //
-// Read safety: no read shows a state that no sequence of the writes could produce. A delta's
-// removals (context dots that are no entry's: a remove, or the entries a write superseded) are
-// joined only together with, or after, the entries that superseded them, so a key that was only
-// ever overwritten never vanishes from the store, and no Change reports it gone:
-//   - a push joins whole only when it is the whole interval and contiguous with what we hold
-//     (then every successor of its removals is in it or already here);
-//   - an answer to our request may lack the offered entries we asked another peer for: an object
-//     that still lacks some joins its entries now and keeps its removals back (heldRemovals)
-//     until every offered dot is here; they are joined just before the ack. If the offer is
-//     replaced or forgotten they are dropped: no ack covered them, so the sender sends them again;
-//   - a push we will not ack (a stale answer, an eager push past a gap) joins its entries only,
-//     for the same reason;
-//   - a state transfer of several chunks keeps its removal-only parts (gossip/split.h's context
-//     parts) back until every chunk is here; a stale transfer's are dropped.
+// Batch atomicity and read safety: no read shows a state that no sequence of the writes could
+// produce. A unit (a batch of writes, gossip/store.h) is joined whole or not at all, and a
+// delta's removals (context dots that are no entry's: a remove, or the entries a write
+// superseded) only together with, or after, the entries that superseded them, so a key that was
+// only ever overwritten never vanishes from the store, and no Change reports it gone. Both follow
+// from one rule: what a receiver joins of a sender's log is whole intervals [from, to) (cut only
+// between units), or what it already holds:
+//   - a push joins when it is the whole interval and contiguous with what we hold;
+//   - an answer to our request may lack the offered entries we asked another peer for: it is
+//     held (with any earlier answer to the same offer) until every offered dot is here, then
+//     joined as one unit, just before the ack. Two answers that each wait for the other's dots
+//     are resolved when the claims expire: the dots are asked of their offerer again. If the
+//     offer is replaced or forgotten, what is held is dropped: no ack covered it, so the sender
+//     sends it again;
+//   - a push we will not ack (a stale answer, an eager push past a gap) is not joined, for the
+//     same reason;
+//   - a state transfer of at most maxHeldChunks chunks is held until every chunk is here and
+//     joined as one unit; a stale transfer's chunks are dropped. A larger transfer (a node
+//     catching up on more than maxHeldChunks x maxChunkBytes of differing state) is joined as
+//     it arrives, keeping only its removal-only parts (gossip/split.h's context parts) back until
+//     every chunk is here: read-safe, but a batch may show partly applied until the transfer
+//     ends (the documented limit; holding a transfer of any size whole would need the whole of
+//     it to arrive in one round, which a lossy link may never give).
 // tests/sim/read-safety-test checks it under every fault the simulator makes.
 //
 // Clock skew: last-writer-wins orders writes by hybrid-logical timestamps (crdt/hlc.h), so a
@@ -150,6 +163,10 @@ struct EngineConfig {
   // Clock skew: a received delta carrying a timestamp more than this far ahead of the receiver's
   // wall clock is refused whole (the HLC's bound, crdt/hlc.h; see "Clock skew" above).
   uint64_t maxForwardSkewMs = crdt::HybridLogicalClock::kDefaultMaxForwardSkewMillis;
+  // A state transfer of at most this many chunks is joined whole, once its last chunk is here (a
+  // batch is never seen half made); a larger one as it arrives (see "Batch atomicity"). At the
+  // defaults, transfers of up to 4 MiB.
+  uint32_t maxHeldChunks = 64;
 };
 
 struct EngineStats {
@@ -224,6 +241,9 @@ class Engine {
     ReplicaId origin;  // 0: local
     std::string name;
     Value delta;
+    // More entries of the same unit follow (gossip/store.h "Units": a batch, or what one message
+    // joined): a push is never cut after such an entry, so a receiver joins the unit whole.
+    bool more = true;
     // Estimated size in a push: the compact encoding (wireSize) plus the name; 0 until an
     // interval first needs it (entrySize): measured on the loop thread when a push or offer is
     // built, not on the writer's thread (it was a third of a handle write's cost), and never for
@@ -250,7 +270,7 @@ class Engine {
     uint64_t inTransfer = 0;
     std::vector<bool> inChunks;
     uint32_t inMissing = 0;
-    std::map<std::string, Value> inHeld;  // removal-only parts of inTransfer (read safety)
+    std::map<std::string, Value> inHeld;  // what inTransfer's chunks hold until the last one is here
     // lazy push, as sender
     bool offerOpen = false;   // the offer of [offerFrom, sentTo) awaits its ack
     bool offerServed = false;  // a request for it was answered, at tick offerServedAt
@@ -264,7 +284,7 @@ class Engine {
     uint64_t claimedAt = 0;   // tick of that request
     bool ackDeferred = false;
     uint64_t deferredRecv = 0;
-    std::map<std::string, Value> heldRemovals;  // of the tracked offer's answers (read safety)
+    std::map<std::string, Value> held;  // answers to the tracked offer, until it is complete
     uint64_t maxAheadMs = 0;  // clock skew seen (clockAhead)
   };
 
@@ -283,7 +303,9 @@ class Engine {
   void receiveOffer(ReplicaId from, const OfferMsg& m, std::vector<Outgoing>& out);
   void serveOfferRequest(ReplicaId j, const RequestMsg& m, std::vector<Outgoing>& out);
   void receivePush(ReplicaId from, const DeltaPushMsg& m, std::vector<Outgoing>& out);
-  bool holdsAll(const DotsByName& dots) const;
+  // True when every dot p offered is here: in the store, in what p's answers left held, or (when
+  // not null) in the objects arriving now.
+  bool holdsOffered(const Peer& p, const std::vector<NamedValue>* arriving) const;
   // The offered dots we lack and have not asked another peer for within claimTicks.
   DotsByName missingOf(ReplicaId from, const DotsByName& offered) const;
   void sendRequest(ReplicaId to, Peer& p, DotsByName want, std::vector<Outgoing>& out);
@@ -291,13 +313,14 @@ class Engine {
   void releaseDeferredAcks(std::vector<Outgoing>& out);
   // Throws ClockSkewRefused if an object carries a timestamp beyond the skew bound.
   void checkClock(ReplicaId from, const std::vector<NamedValue>& objects, uint64_t wallMs);
-  // Joins removals held back for read safety, then empties `held`.
+  // Joins what was held back (batch atomicity, read safety) as one unit, then empties `held`.
   void joinHeld(ReplicaId from, std::map<std::string, Value>& held);
   void sendDigest(ReplicaId j, Peer& p, std::vector<Outgoing>& out);
   void serveRequest(ReplicaId j, const StateRequestMsg& m, std::vector<Outgoing>& out);
   void collectGarbage();
   bool isNeighbor(ReplicaId j) const;
   Peer* findPeer(ReplicaId j);
+  const Peer* findPeer(ReplicaId j) const { return const_cast<Engine*>(this)->findPeer(j); }
   Peer& peer(ReplicaId j);  // inserted if absent
 
   ObjectStore& store_;

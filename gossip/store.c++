@@ -1,5 +1,8 @@
 #include "gossip/store.h"
 
+#include <stdexcept>
+#include <utility>
+
 #include "gossip/errors.h"
 
 namespace deltasync::gossip {
@@ -18,10 +21,40 @@ Value& ObjectStore::objectOfKind(const std::string& name, size_t kind) {
 void ObjectStore::applyLocal(const std::string& name, const Value& delta) {
   Value& v = objectOfKind(name, delta.index());
   joinInto(v, delta);
-  if (!isBottom(delta)) report(Change{name, delta, delta, ReplicaId{}});
+  if (!isBottom(delta)) reportLocal(name, delta);
 }
 
-JoinStats ObjectStore::joinRemote(ReplicaId from, const std::vector<NamedValue>& objects) {
+void ObjectStore::reportLocal(const std::string& name, const Value& delta) {
+  if (!inUnit_) {
+    report(Change{name, delta, delta, ReplicaId{}});
+    unitEnded();
+    return;
+  }
+  auto [it, fresh] = pending_.try_emplace(name, delta);
+  // A tombstone is the top of every kind: joined with it, an object's earlier deltas are gone.
+  if (!fresh) {
+    if (isTombstone(delta) || it->second.index() != delta.index()) {
+      it->second = delta;
+    } else {
+      joinInto(it->second, delta);
+    }
+  }
+}
+
+void ObjectStore::beginUnit() {
+  if (inUnit_) throw std::logic_error("ObjectStore::beginUnit: units do not nest");
+  inUnit_ = true;
+}
+
+void ObjectStore::endUnit() {
+  if (!inUnit_) throw std::logic_error("ObjectStore::endUnit without beginUnit");
+  inUnit_ = false;
+  auto pending = std::exchange(pending_, {});
+  for (const auto& [name, delta] : pending) report(Change{name, delta, delta, ReplicaId{}});
+  if (!pending.empty()) unitEnded();
+}
+
+void ObjectStore::check(const std::vector<NamedValue>& objects) const {
   for (const auto& o : objects) {
     auto it = objects_.find(o.name);
     if (it != objects_.end() && isTombstone(it->second)) continue;  // deleted here: nothing of it is joined
@@ -35,10 +68,14 @@ JoinStats ObjectStore::joinRemote(ReplicaId from, const std::vector<NamedValue>&
                           ") that it never made: forged, or this replica restarted without its state under its "
                           "old id (start it under a new id)");
     }
-    for (const auto& [prefix, check] : checks_) {
-      if (o.name.compare(0, prefix.size(), prefix) == 0) check(o.name, o.value);
+    for (const auto& [prefix, rule] : checks_) {
+      if (o.name.compare(0, prefix.size(), prefix) == 0) rule(o.name, o.value);
     }
   }
+}
+
+JoinStats ObjectStore::joinRemote(ReplicaId from, const std::vector<NamedValue>& objects) {
+  check(objects);
   JoinStats stats;
   for (const auto& o : objects) {
     auto it = objects_.find(o.name);
@@ -58,6 +95,7 @@ JoinStats ObjectStore::joinRemote(ReplicaId from, const std::vector<NamedValue>&
     ++stats.joined;
     report(Change{it->first, news, o.value, from});
   }
+  if (stats.joined != 0) unitEnded();
   return stats;
 }
 

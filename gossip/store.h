@@ -15,6 +15,15 @@
 // notifications; durable storage (lib/storage.h) persists them. A listener must not call back into the
 // store's mutators.
 //
+// Units: the changes of one call (a local update, a received message) form a unit, and so do
+// the local changes between beginUnit() and endUnit() (a batch of writes, lib/node.c++). After
+// the last change of a unit that reported any, the unit listeners are called: the engine keeps
+// a unit's log entries together (a push is never cut inside one), so peers join it whole. Within
+// an explicit unit the changes are not reported as they are made: each object's deltas are
+// joined and reported at endUnit(), one change per object in name order (one delta per object,
+// one log entry, one stored change). Readers under lib's state lock never see a unit half made:
+// a unit is made under the unique lock.
+//
 // restore() puts state in place at start (durable storage) and reports nothing: restored
 // state is not news to anyone, and peers that lack it catch up by digest.
 //
@@ -79,8 +88,7 @@ class ObjectStore {
       throw;
     }
     if (!delta.empty()) {
-      Value d(delta);
-      report(Change{name, d, d, ReplicaId{}});
+      reportLocal(name, Value(delta));
     } else if (!existed && isBottom(v)) {
       objects_.erase(name);
     }
@@ -104,12 +112,24 @@ class ObjectStore {
   // ProtocolError before anything is applied; then strips, joins and reports each. Objects
   // deleted here are skipped: nothing joins into a tombstone.
   JoinStats joinRemote(ReplicaId from, const std::vector<NamedValue>& objects);
+  // joinRemote()'s checks alone (ProtocolError), for a message whose objects are held back before
+  // they are joined (gossip/engine.h, "Batch atomicity"): it is refused when it arrives.
+  void check(const std::vector<NamedValue>& objects) const;
 
   // Start-up only: sets an object's state without reporting it.
   void restore(const std::string& name, Value state);
 
   // Listeners for the life of the store (the replica core and lib/ register theirs at start).
   void listen(Listener listener) { listeners_.push_back(std::move(listener)); }
+  // Called after the last change of each unit (see "Units").
+  void listenUnits(std::function<void()> listener) { unitListeners_.push_back(std::move(listener)); }
+
+  // An explicit unit of local changes (see "Units"); units do not nest. endUnit() reports what
+  // the unit changed, also when the caller ends it early because a write threw: what was applied
+  // is never left unreported (the log, storage and subscriptions always match the state).
+  void beginUnit();
+  void endUnit();
+  bool inUnit() const { return inUnit_; }
 
   // A rule for received objects whose names start with `prefix` (the presence tracker's): run by
   // joinRemote() on each such object before anything of the message is applied; it throws
@@ -123,13 +143,21 @@ class ObjectStore {
 
  private:
   Value& objectOfKind(const std::string& name, size_t kind);
+  // A local change: reported now, or joined into the open unit's pending delta of its object.
+  void reportLocal(const std::string& name, const Value& delta);
   void report(const Change& change) {
     for (const auto& l : listeners_) l(change);
+  }
+  void unitEnded() {
+    for (const auto& l : unitListeners_) l();
   }
 
   ReplicaId self_;
   std::map<std::string, Value> objects_;
   std::vector<Listener> listeners_;
+  std::vector<std::function<void()>> unitListeners_;
+  bool inUnit_ = false;
+  std::map<std::string, Value> pending_;  // the open unit's deltas, per object
   std::vector<std::pair<std::string, Check>> checks_;
 };
 

@@ -2,6 +2,7 @@
 // change hook that the engine, lib/'s subscriptions and durable storage rely on.
 #include "gossip/store.h"
 
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -177,6 +178,66 @@ TEST_CASE("store: reported deltas rebuild the state") {
     for (const auto& c : r.changes) reportedRemote += c.second == kB;
     RC_ASSERT(reportedRemote == remote);
   });
+}
+
+TEST_CASE("store: a unit's changes are reported at its end, one per object, and end the unit once") {
+  PROPERTY("units report joined deltas that rebuild the state", [] {
+    ObjectStore a(kA), b(kB);
+    Recorder r(a);
+    size_t unitsEnded = 0;
+    a.listenUnits([&] { ++unitsEnded; });
+    const auto ops = *rc::gen::container<std::vector<std::tuple<int, int, int>>>(
+        rc::gen::tuple(rc::gen::inRange(0, 5), rc::gen::inRange(0, 6), rc::gen::inRange(0, 3)));
+    size_t expectedUnits = 0;
+    std::set<std::string> touched;  // objects the open unit changed
+    size_t reportedAtBegin = 0;
+    for (const auto& [op, element, object] : ops) {
+      const std::string name = "o" + std::to_string(object);
+      const std::string el = "e" + std::to_string(element);
+      switch (op) {
+        case 0:
+        case 1: {
+          Set d = a.update<Set>(name, [&](Set& x) { return op == 0 ? x.add(kA, el) : x.remove(el); });
+          if (d.empty()) break;
+          if (a.inUnit()) {
+            touched.insert(name);
+          } else {
+            ++expectedUnits;
+          }
+          break;
+        }
+        case 2: {
+          Set d = b.update<Set>(name, [&](Set& x) { return x.add(kB, el); });
+          if (!a.inUnit() && a.joinRemote(kB, {{name, Value(d)}}).joined != 0) ++expectedUnits;
+          break;
+        }
+        case 3:
+          if (a.inUnit()) break;
+          a.beginUnit();
+          reportedAtBegin = r.changes.size();
+          break;
+        default:
+          if (!a.inUnit()) break;
+          RC_ASSERT(r.changes.size() == reportedAtBegin);  // nothing reported inside the unit
+          a.endUnit();
+          RC_ASSERT(r.changes.size() == reportedAtBegin + touched.size());  // one change per object
+          if (!touched.empty()) ++expectedUnits;
+          touched.clear();
+          break;
+      }
+    }
+    if (a.inUnit()) {
+      a.endUnit();
+      if (!touched.empty()) ++expectedUnits;
+    }
+    RC_ASSERT(r.mirror == a.objects());
+    RC_ASSERT(unitsEnded == expectedUnits);
+  });
+  ObjectStore s(kA);
+  s.beginUnit();
+  CHECK_THROWS_AS(s.beginUnit(), std::logic_error);
+  s.endUnit();
+  CHECK_THROWS_AS(s.endUnit(), std::logic_error);
 }
 
 }  // namespace

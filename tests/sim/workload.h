@@ -37,7 +37,7 @@ void checkSeeds(uint64_t first, const char* what, Run&& run) {
       FAIL_CHECK("seed " << seed << " (replay: DELTASYNC_SIM_SEED=" << seed << "): " << problem);
     }
   }
-  MESSAGE(seeds << " seeds, " << failures << " " << what);
+  MESSAGE(seeds << " seeds, " << failures << " " << std::string(what));
   CHECK(failures == 0);
 }
 
