@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <deque>
 #include <exception>
 #include <future>
 #include <map>
@@ -300,12 +301,12 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
     return f(*runtime_);
   }
 
-  // A write of a handle: exclusive(f), then, in sync durability, waits until a commit holds it.
+  // A write: exclusive(f), then, in sync durability, waits until a commit holds it.
   // Group commit: the first writer since the last commit rings the loop, which commits whatever
   // was recorded by then; writers meanwhile wait for the next one (anything sent to peers is
   // committed first anyway: Runtime's persist hook).
   template <typename F>
-  void write(F&& f) {
+  void commit(F&& f) {
     const uint64_t ticket = exclusive([&](Runtime& rt) -> uint64_t {
       f(rt);
       return storage_ ? storage_->recorded() : 0;
@@ -315,12 +316,12 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
     storage_->waitCommitted(ticket);
   }
 
-  // A write with a future (WriteTo): exclusive(f) now; the future completes on the loop thread
+  // A write with a future (WriteTo, commitTo): exclusive(f) now; the future completes on the loop thread
   // once the write is durable and held by the peers asked for, or at the timeout (see Waiter).
   // The waiter is registered under the state lock, so the loop's shutdown (which clears runtime_
   // under it, then fails every waiter) cannot miss it.
   template <typename F>
-  std::future<WriteResult> writeTo(F&& f, WriteTo to) {
+  std::future<WriteResult> commitTo(F&& f, WriteTo to) {
     if (to.peers == 0 && !to.majority && !(storage_ && config_.durability == Durability::sync)) {
       // Nothing to wait for (no peers asked, no commit to wait for): complete at once, without a
       // trip to the loop thread (bench/RESULTS.md, session 16, "handle writes").
@@ -351,6 +352,39 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
     wakeup_.ring();
     return future;
   }
+
+  // A handle's write: inside a batch this thread records for this node (Node::batch), recorded
+  // for it (and held to the limits now); otherwise applied now.
+  void write(const objects::Write& w) {
+    if (Batch* b = openBatch()) return b->add(w, config_.limits);
+    commit([&](Runtime& rt) { objects::apply(rt, clock_, w); });
+  }
+  std::future<WriteResult> writeTo(const objects::Write& w, WriteTo to) {
+    if (openBatch() != nullptr) {
+      throw std::logic_error("a write with a WriteTo inside Node::batch: pass the WriteTo to batch() instead");
+    }
+    return commitTo([&](Runtime& rt) { objects::apply(rt, clock_, w); }, to);
+  }
+
+  // Node::batch: runs f with a batch open on this thread for this node, then applies what it
+  // recorded as one unit through commit(apply) (commit or commitTo). (Node::batch inside a batch
+  // of this node runs f in that one instead.)
+  template <typename Commit>
+  decltype(auto) batch(const std::function<void()>& f, Commit&& commit) {
+    Batch b;
+    b.core = this;
+    b.outer = openBatches;
+    openBatches = &b;
+    try {
+      f();
+    } catch (...) {
+      openBatches = b.outer;
+      throw;  // nothing was applied
+    }
+    openBatches = b.outer;
+    return commit([&](Runtime& rt) { applyBatch(rt, b); });
+  }
+  bool inBatch() { return openBatch() != nullptr; }
 
   // Runs f(const gossip::Value* object) with the object (nullptr if absent) under the shared
   // state lock: never waits behind more than one write or one protocol step.
@@ -467,6 +501,84 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
   }
 
  private:
+  // A batch being recorded (Node::batch): copies of the writes its function made through this
+  // node's handles. Bounded so that the unit it becomes always fits one message to peers (the
+  // engine never cuts a push inside a unit): at most a quarter of Limits::maxObjectsPerMessage
+  // objects and of Limits::maxMessageBytes in keys and values.
+  struct Batch {
+    struct Entry {
+      std::string name, key, inner, value;
+      objects::Write w;
+    };
+    NodeCore* core = nullptr;
+    Batch* outer = nullptr;         // the batch open on this thread before this one (another node's)
+    std::deque<Entry> writes;       // (a deque: the writes point into their entries)
+    std::set<std::string, std::less<>> names;
+    size_t bytes = 0;
+
+    void add(const objects::Write& w, const Limits& limits) {
+      objects::check(limits, w);
+      const size_t size = w.name->size() + (w.key ? w.key->size() : 0) + (w.inner ? w.inner->size() : 0) +
+                          (w.value ? w.value->size() : 0) + 16;
+      const bool newName = names.count(*w.name) == 0;
+      if (newName && names.size() + 1 > limits.maxObjectsPerMessage / 4) {
+        throw LimitExceeded("a batch may write at most " + std::to_string(limits.maxObjectsPerMessage / 4) +
+                            " objects (it travels to peers as one message): split it");
+      }
+      if (bytes + size > limits.maxMessageBytes / 4) {
+        throw LimitExceeded("a batch may hold at most " + std::to_string(limits.maxMessageBytes / 4) +
+                            " bytes of names, keys and values (it travels to peers as one message): split it");
+      }
+      Entry& e = writes.emplace_back();
+      e.name = *w.name;
+      e.w = w;
+      e.w.name = &e.name;
+      if (w.key) e.w.key = &(e.key = *w.key);
+      if (w.inner) e.w.inner = &(e.inner = *w.inner);
+      if (w.value) e.w.value = &(e.value = *w.value);
+      if (newName) names.insert(e.name);
+      bytes += size;
+    }
+  };
+  static thread_local Batch* openBatches;
+  Batch* openBatch() {
+    for (Batch* b = openBatches; b != nullptr; b = b->outer) {
+      if (b->core == this) return b;
+    }
+    return nullptr;
+  }
+
+  // Applies a batch as one unit (gossip/store.h "Units"), all or nothing: first checks every
+  // write against its object's kind (as left by the batch's earlier writes), so that a kind
+  // mismatch or a deleted object throws before anything is applied; the limits were checked as
+  // the writes were recorded. (Only running out of memory can stop it part-way; what was applied
+  // is then reported and replicated like any write.)
+  void applyBatch(Runtime& rt, Batch& b) {
+    std::map<std::string_view, size_t> kinds;  // each object's kind as the batch leaves it
+    for (const Batch::Entry& e : b.writes) {
+      const std::string& name = e.name;
+      auto it = kinds.find(name);
+      if (it == kinds.end()) {
+        const gossip::Value* v = rt.store().find(name);
+        it = kinds.emplace(name, v == nullptr ? kAbsent : v->index()).first;
+      }
+      const size_t want = objects::kindOf(e.w);
+      if (it->second == gossip::kTombstoneKind) {
+        if (want == gossip::kTombstoneKind) continue;  // deleting twice does nothing more
+        throw ObjectDeleted("object '" + name + "' was deleted");
+      }
+      if (want != gossip::kTombstoneKind && it->second != kAbsent && it->second != want) {
+        throw KindMismatch("object '" + name + "' is a " + gossip::kindName(it->second) + ", not a " +
+                           gossip::kindName(want));
+      }
+      it->second = want;
+    }
+    rt.unit([&] {
+      for (const Batch::Entry& e : b.writes) objects::apply(rt, clock_, e.w);
+    });
+  }
+  static constexpr size_t kAbsent = SIZE_MAX;
+
   struct Sub {
     std::string name;
     bool members = false;
@@ -1105,6 +1217,8 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
   MetricsServer* metricsServer_ = nullptr;  // loop thread only
 };
 
+thread_local NodeCore::Batch* NodeCore::openBatches = nullptr;
+
 }  // namespace detail
 
 // ---- Subscription -------------------------------------------------------------------------
@@ -1132,6 +1246,8 @@ void Subscription::cancel() {
 // ---- handles ------------------------------------------------------------------------------
 
 namespace {
+
+using W = objects::Write;
 
 template <typename T>
 const T* as(const gossip::Value* v, const std::string& name) {
@@ -1182,22 +1298,22 @@ std::vector<std::pair<std::string, std::string>> sortedEntries(const gossip::Map
 
 void Counter::increment(uint64_t n) {
   if (n > static_cast<uint64_t>(INT64_MAX)) throw std::invalid_argument("Counter::increment: n > INT64_MAX");
-  core_->write([&](Runtime& rt) { objects::increment(rt, name_, static_cast<int64_t>(n)); });
+  core_->write(W{.op = W::Op::increment, .name = &name_, .by = static_cast<int64_t>(n)});
 }
 
 void Counter::decrement(uint64_t n) {
   if (n > static_cast<uint64_t>(INT64_MAX)) throw std::invalid_argument("Counter::decrement: n > INT64_MAX");
-  core_->write([&](Runtime& rt) { objects::increment(rt, name_, -static_cast<int64_t>(n)); });
+  core_->write(W{.op = W::Op::increment, .name = &name_, .by = -static_cast<int64_t>(n)});
 }
 
 std::future<WriteResult> Counter::increment(uint64_t n, WriteTo to) {
   if (n > static_cast<uint64_t>(INT64_MAX)) throw std::invalid_argument("Counter::increment: n > INT64_MAX");
-  return core_->writeTo([&](Runtime& rt) { objects::increment(rt, name_, static_cast<int64_t>(n)); }, to);
+  return core_->writeTo(W{.op = W::Op::increment, .name = &name_, .by = static_cast<int64_t>(n)}, to);
 }
 
 std::future<WriteResult> Counter::decrement(uint64_t n, WriteTo to) {
   if (n > static_cast<uint64_t>(INT64_MAX)) throw std::invalid_argument("Counter::decrement: n > INT64_MAX");
-  return core_->writeTo([&](Runtime& rt) { objects::increment(rt, name_, -static_cast<int64_t>(n)); }, to);
+  return core_->writeTo(W{.op = W::Op::increment, .name = &name_, .by = -static_cast<int64_t>(n)}, to);
 }
 
 int64_t Counter::value() const {
@@ -1218,19 +1334,19 @@ Subscription Counter::subscribe(std::function<void(const CounterChange&)> callba
 namespace detail {
 
 void BytesSet::add(const std::string& element) {
-  core_->write([&](Runtime& rt) { objects::add(rt, name_, element); });
+  core_->write(W{.op = W::Op::add, .name = &name_, .key = &element});
 }
 
 void BytesSet::remove(const std::string& element) {
-  core_->write([&](Runtime& rt) { objects::remove(rt, name_, element); });
+  core_->write(W{.op = W::Op::remove, .name = &name_, .key = &element});
 }
 
 std::future<WriteResult> BytesSet::add(const std::string& element, WriteTo to) {
-  return core_->writeTo([&](Runtime& rt) { objects::add(rt, name_, element); }, to);
+  return core_->writeTo(W{.op = W::Op::add, .name = &name_, .key = &element}, to);
 }
 
 std::future<WriteResult> BytesSet::remove(const std::string& element, WriteTo to) {
-  return core_->writeTo([&](Runtime& rt) { objects::remove(rt, name_, element); }, to);
+  return core_->writeTo(W{.op = W::Op::remove, .name = &name_, .key = &element}, to);
 }
 
 bool BytesSet::contains(const std::string& element) const {
@@ -1266,19 +1382,19 @@ Subscription BytesSet::subscribe(std::function<void(const SetChange<std::string>
 }
 
 void BytesMap::put(const std::string& key, const std::string& value) {
-  core_->write([&, core = core_.get()](Runtime& rt) { objects::put(rt, core->clock(), name_, key, value); });
+  core_->write(W{.op = W::Op::put, .name = &name_, .key = &key, .value = &value});
 }
 
 void BytesMap::remove(const std::string& key) {
-  core_->write([&](Runtime& rt) { objects::removeKey(rt, name_, key); });
+  core_->write(W{.op = W::Op::removeKey, .name = &name_, .key = &key});
 }
 
 std::future<WriteResult> BytesMap::put(const std::string& key, const std::string& value, WriteTo to) {
-  return core_->writeTo([&, core = core_.get()](Runtime& rt) { objects::put(rt, core->clock(), name_, key, value); }, to);
+  return core_->writeTo(W{.op = W::Op::put, .name = &name_, .key = &key, .value = &value}, to);
 }
 
 std::future<WriteResult> BytesMap::remove(const std::string& key, WriteTo to) {
-  return core_->writeTo([&](Runtime& rt) { objects::removeKey(rt, name_, key); }, to);
+  return core_->writeTo(W{.op = W::Op::removeKey, .name = &name_, .key = &key}, to);
 }
 
 std::optional<std::string> BytesMap::get(const std::string& key) const {
@@ -1333,11 +1449,11 @@ using LWW = crdt::LWWRegister<std::string>;
 using MV = crdt::MVRegister<std::string>;
 
 void BytesRegister::set(const std::string& value) {
-  core_->write([&, core = core_.get()](Runtime& rt) { objects::setRegister(rt, core->clock(), name_, value); });
+  core_->write(W{.op = W::Op::setRegister, .name = &name_, .value = &value});
 }
 
 std::future<WriteResult> BytesRegister::set(const std::string& value, WriteTo to) {
-  return core_->writeTo([&, core = core_.get()](Runtime& rt) { objects::setRegister(rt, core->clock(), name_, value); }, to);
+  return core_->writeTo(W{.op = W::Op::setRegister, .name = &name_, .value = &value}, to);
 }
 
 std::optional<std::string> BytesRegister::get() const {
@@ -1356,19 +1472,19 @@ Subscription BytesRegister::subscribe(std::function<void(const KeyChangeOf<std::
 }
 
 void BytesMultiRegister::set(const std::string& value) {
-  core_->write([&](Runtime& rt) { objects::writeMulti(rt, name_, value); });
+  core_->write(W{.op = W::Op::writeMulti, .name = &name_, .value = &value});
 }
 
 std::future<WriteResult> BytesMultiRegister::set(const std::string& value, WriteTo to) {
-  return core_->writeTo([&](Runtime& rt) { objects::writeMulti(rt, name_, value); }, to);
+  return core_->writeTo(W{.op = W::Op::writeMulti, .name = &name_, .value = &value}, to);
 }
 
 void BytesMultiRegister::clear() {
-  core_->write([&](Runtime& rt) { objects::clearMulti(rt, name_); });
+  core_->write(W{.op = W::Op::clearMulti, .name = &name_});
 }
 
 std::future<WriteResult> BytesMultiRegister::clear(WriteTo to) {
-  return core_->writeTo([&](Runtime& rt) { objects::clearMulti(rt, name_); }, to);
+  return core_->writeTo(W{.op = W::Op::clearMulti, .name = &name_}, to);
 }
 
 std::vector<std::string> BytesMultiRegister::values() const {
@@ -1388,29 +1504,28 @@ Subscription BytesMultiRegister::subscribe(std::function<void(const MultiRegiste
 using Nested = crdt::ORMap<std::string, gossip::Map>;
 
 void BytesMapOfMaps::put(const std::string& key, const std::string& inner, const std::string& value) {
-  core_->write([&, core = core_.get()](Runtime& rt) { objects::nestedPut(rt, core->clock(), name_, key, inner, value); });
+  core_->write(W{.op = W::Op::nestedPut, .name = &name_, .key = &key, .inner = &inner, .value = &value});
 }
 
 std::future<WriteResult> BytesMapOfMaps::put(const std::string& key, const std::string& inner, const std::string& value,
                                              WriteTo to) {
-  return core_->writeTo(
-      [&, core = core_.get()](Runtime& rt) { objects::nestedPut(rt, core->clock(), name_, key, inner, value); }, to);
+  return core_->writeTo(W{.op = W::Op::nestedPut, .name = &name_, .key = &key, .inner = &inner, .value = &value}, to);
 }
 
 void BytesMapOfMaps::remove(const std::string& key, const std::string& inner) {
-  core_->write([&](Runtime& rt) { objects::nestedRemove(rt, name_, key, inner); });
+  core_->write(W{.op = W::Op::nestedRemove, .name = &name_, .key = &key, .inner = &inner});
 }
 
 std::future<WriteResult> BytesMapOfMaps::remove(const std::string& key, const std::string& inner, WriteTo to) {
-  return core_->writeTo([&](Runtime& rt) { objects::nestedRemove(rt, name_, key, inner); }, to);
+  return core_->writeTo(W{.op = W::Op::nestedRemove, .name = &name_, .key = &key, .inner = &inner}, to);
 }
 
 void BytesMapOfMaps::removeKey(const std::string& key) {
-  core_->write([&](Runtime& rt) { objects::nestedRemoveKey(rt, name_, key); });
+  core_->write(W{.op = W::Op::nestedRemoveKey, .name = &name_, .key = &key});
 }
 
 std::future<WriteResult> BytesMapOfMaps::removeKey(const std::string& key, WriteTo to) {
-  return core_->writeTo([&](Runtime& rt) { objects::nestedRemoveKey(rt, name_, key); }, to);
+  return core_->writeTo(W{.op = W::Op::nestedRemoveKey, .name = &name_, .key = &key}, to);
 }
 
 std::optional<std::string> BytesMapOfMaps::get(const std::string& key, const std::string& inner) const {
@@ -1486,19 +1601,19 @@ size_t BytesMapOfMaps::size() const {
 }  // namespace detail
 
 void Flag::enable() {
-  core_->write([&](Runtime& rt) { objects::setFlag(rt, name_, true); });
+  core_->write(W{.op = W::Op::setFlag, .name = &name_, .on = true});
 }
 
 void Flag::disable() {
-  core_->write([&](Runtime& rt) { objects::setFlag(rt, name_, false); });
+  core_->write(W{.op = W::Op::setFlag, .name = &name_, .on = false});
 }
 
 std::future<WriteResult> Flag::enable(WriteTo to) {
-  return core_->writeTo([&](Runtime& rt) { objects::setFlag(rt, name_, true); }, to);
+  return core_->writeTo(W{.op = W::Op::setFlag, .name = &name_, .on = true}, to);
 }
 
 std::future<WriteResult> Flag::disable(WriteTo to) {
-  return core_->writeTo([&](Runtime& rt) { objects::setFlag(rt, name_, false); }, to);
+  return core_->writeTo(W{.op = W::Op::setFlag, .name = &name_, .on = false}, to);
 }
 
 bool Flag::value() const {
@@ -1661,12 +1776,22 @@ Flag Node::flag(const std::string& name) {
   return Flag(core_, name);
 }
 
+void Node::batch(const std::function<void()>& f) {
+  if (core_->inBatch()) return f();  // joins the batch open on this thread
+  core_->batch(f, [&](auto&& apply) { core_->commit(apply); });
+}
+
+std::future<WriteResult> Node::batch(const std::function<void()>& f, WriteTo to) {
+  if (core_->inBatch()) throw std::logic_error("Node::batch with a WriteTo inside a batch of the same node");
+  return core_->batch(f, [&](auto&& apply) { return core_->commitTo(apply, to); });
+}
+
 void Node::deleteObject(const std::string& name) {
-  core_->write([&](Runtime& rt) { objects::erase(rt, name); });
+  core_->write(W{.op = W::Op::erase, .name = &name});
 }
 
 std::future<WriteResult> Node::deleteObject(const std::string& name, WriteTo to) {
-  return core_->writeTo([&](Runtime& rt) { objects::erase(rt, name); }, to);
+  return core_->writeTo(W{.op = W::Op::erase, .name = &name}, to);
 }
 
 Presence Node::presence() { return Presence(core_); }

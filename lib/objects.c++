@@ -168,6 +168,61 @@ void erase(Runtime& rt, const std::string& name) {
   rt.erase(name);
 }
 
+void check(const Limits& limits, const Write& w) {
+  checkName(limits, *w.name);
+  if (w.key != nullptr && w.op != Write::Op::remove && w.op != Write::Op::removeKey &&
+      w.op != Write::Op::nestedRemove && w.op != Write::Op::nestedRemoveKey) {
+    if (std::string p = gossip::keyProblem(w.key->size(), limits); !p.empty()) refuse(*w.name, p);
+  }
+  if (w.inner != nullptr && w.op == Write::Op::nestedPut) {
+    if (std::string p = gossip::keyProblem(w.inner->size(), limits); !p.empty()) refuse(*w.name, p);
+  }
+  if (w.value != nullptr) {
+    if (std::string p = gossip::valueProblem(w.value->size(), limits); !p.empty()) refuse(*w.name, p);
+  }
+}
+
+size_t kindOf(const Write& w) {
+  using Op = Write::Op;
+  auto index = [](auto kind) { return Value(kind).index(); };
+  switch (w.op) {
+    case Op::increment: return index(std::in_place_type<crdt::PNCounter>);
+    case Op::add:
+    case Op::remove: return index(std::in_place_type<crdt::ORSet<std::string>>);
+    case Op::put:
+    case Op::removeKey: return index(std::in_place_type<gossip::Map>);
+    case Op::setRegister: return index(std::in_place_type<crdt::LWWRegister<std::string>>);
+    case Op::writeMulti:
+    case Op::clearMulti: return index(std::in_place_type<crdt::MVRegister<std::string>>);
+    case Op::setFlag: return index(std::in_place_type<crdt::EWFlag>);
+    case Op::nestedPut:
+    case Op::nestedRemove:
+    case Op::nestedRemoveKey: return index(std::in_place_type<Nested>);
+    case Op::erase: return gossip::kTombstoneKind;
+  }
+  throw std::logic_error("objects::kindOf: unknown write");
+}
+
+void apply(Runtime& rt, Clock& clock, const Write& w) {
+  using Op = Write::Op;
+  const std::string& name = *w.name;
+  switch (w.op) {
+    case Op::increment: return increment(rt, name, w.by);
+    case Op::add: return add(rt, name, *w.key);
+    case Op::remove: return remove(rt, name, *w.key);
+    case Op::put: return put(rt, clock, name, *w.key, *w.value);
+    case Op::removeKey: return removeKey(rt, name, *w.key);
+    case Op::setRegister: return setRegister(rt, clock, name, *w.value);
+    case Op::writeMulti: return writeMulti(rt, name, *w.value);
+    case Op::clearMulti: return clearMulti(rt, name);
+    case Op::setFlag: return setFlag(rt, name, w.on);
+    case Op::nestedPut: return nestedPut(rt, clock, name, *w.key, *w.inner, *w.value);
+    case Op::nestedRemove: return nestedRemove(rt, name, *w.key, *w.inner);
+    case Op::nestedRemoveKey: return nestedRemoveKey(rt, name, *w.key);
+    case Op::erase: return erase(rt, name);
+  }
+}
+
 std::vector<std::pair<std::string, const Value*>> listed(const gossip::ObjectStore& store) {
   std::vector<std::pair<std::string, const Value*>> out;
   for (const auto& [name, value] : store.objects()) {

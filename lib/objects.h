@@ -66,6 +66,40 @@ void nestedRemoveKey(Runtime& rt, const std::string& name, const std::string& ke
 // or an absent name.
 void removeAny(Runtime& rt, const std::string& name, const std::string& item);
 
+// One local write as a value: what the handles and batches hand to apply() (lib/node.c++). It
+// points at the caller's strings; a batch keeps its own copies.
+struct Write {
+  enum class Op : uint8_t {
+    increment,        // by
+    add,              // key: the element
+    remove,           // key: the element
+    put,              // key, value
+    removeKey,        // key
+    setRegister,      // value
+    writeMulti,       // value
+    clearMulti,
+    setFlag,          // on
+    nestedPut,        // key, inner, value
+    nestedRemove,     // key, inner
+    nestedRemoveKey,  // key
+    erase,
+  };
+  Op op;
+  const std::string* name;
+  const std::string* key = nullptr;
+  const std::string* inner = nullptr;
+  const std::string* value = nullptr;
+  int64_t by = 0;
+  bool on = false;
+};
+// Holds w to the limits (LimitExceeded; std::invalid_argument for a '$' name), as apply() does
+// before it changes anything.
+void check(const Limits& limits, const Write& w);
+// The kind of object w writes (gossip::Value's index); gossip::kTombstoneKind for erase (any).
+size_t kindOf(const Write& w);
+// The write, by the functions above (the caller holds the unique state lock).
+void apply(Runtime& rt, Clock& clock, const Write& w);
+
 // Deletes the object for good, cluster-wide, whatever its kind (gossip/object.h, Tombstone): it
 // reads as absent, and writes to it throw ObjectDeleted, here and on every node it reaches.
 // Deleting an absent name retires it all the same.

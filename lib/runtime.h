@@ -255,6 +255,22 @@ class Runtime {
     return delta;
   }
 
+  // Local updates made by f() as one unit (ObjectStore::beginUnit: one delta per object, one
+  // log unit that peers join whole); the caller holds the unique state lock (any thread). If f
+  // throws, what it applied is still reported (and the exception goes on).
+  template <typename F>
+  void unit(F&& f) {
+    gossip::ObjectStore& store = replica_.store();
+    store.beginUnit();
+    try {
+      f();
+    } catch (...) {
+      store.endUnit();
+      throw;
+    }
+    store.endUnit();
+  }
+
   // Loop thread: sends what the log holds to the neighbours now rather than at the next round
   // (Replica::flush), for writes whose futures wait for peers.
   void flush();

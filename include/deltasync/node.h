@@ -679,6 +679,28 @@ class DELTASYNC_API Node {
   // The presence tracker (include/deltasync/presence.h).
   Presence presence();
 
+  // Batches (as a transaction in Yjs or a change in Automerge): f runs at once, on this thread;
+  // the writes it makes through this node's handles (and deleteObject) are recorded, not applied,
+  // and applied together when f returns, as one unit:
+  //   - local readers see all of it or none of it, and each subscription hears of it once;
+  //   - each object it writes changes by one delta, and peers join the batch whole, never half
+  //     (gossip/engine.h "Batch atomicity"; the one exception, documented there: a node catching
+  //     up by a state transfer larger than 4 MiB may show it part-applied until the transfer ends);
+  //   - in sync durability it is committed in one transaction: after a crash, all or none of it.
+  // Reads inside f see the state before the batch. A write breaking a limit throws at the call,
+  // inside f (LimitExceeded: not recorded; the batch goes on if f catches it). If f throws,
+  // nothing is applied. When f returns, every write is checked against its object's kind first:
+  // KindMismatch or ObjectDeleted then, with nothing applied. A batch writes at most
+  // Limits::maxObjectsPerMessage / 4 objects and Limits::maxMessageBytes / 4 bytes of names,
+  // keys and values (LimitExceeded at the write that would pass either: it must fit one message
+  // to peers). Writes through other nodes' handles inside f are their own (or their own node's
+  // batch); presence operations are not batched. A batch inside a batch of the same node joins
+  // it. The blocking form returns once applied (and, in sync durability, committed); the WriteTo
+  // form returns at once with a future, as a single write's (WriteTo). A WriteTo write inside f
+  // throws std::logic_error: pass the WriteTo to batch().
+  void batch(const std::function<void()>& f);
+  std::future<WriteResult> batch(const std::function<void()>& f, WriteTo to);
+
   // The objects this node holds, by name (deltasync's own, named "$...", and deleted ones left
   // out).
   std::vector<ObjectInfo> objects() const;

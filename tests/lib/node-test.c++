@@ -15,6 +15,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
+#include <future>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
@@ -839,6 +840,173 @@ TEST_CASE("node: writes with a WriteTo return at once; the future says when peer
   auto pending = ma.put("at-close", "4", WriteTo::replicas(2, 60000));
   a.close();
   CHECK_THROWS_AS(pending.get(), NodeClosed);
+}
+
+TEST_CASE("node: a batch is applied whole: local readers and peers never see part of it") {
+  Quiet q;
+  Node a(config());
+  Node b(config({a.address()}));
+  REQUIRE(eventually([&] { return alive(a) == 2 && alive(b) == 2; }));
+  // Every batch puts key k into both maps; a reader that reads "first", then "second", sees at
+  // least as many keys in the second unless it caught a batch half applied.
+  auto reader = [](Node& n, std::atomic<bool>& done, std::atomic<int>& violations, std::atomic<int>& reads) {
+    auto first = n.map<int64_t, int64_t>("first");
+    auto second = n.map<int64_t, int64_t>("second");
+    while (!done) {
+      const size_t f = first.size();
+      const size_t s = second.size();
+      if (s < f) ++violations;
+      ++reads;
+    }
+  };
+  std::atomic<bool> done{false};
+  std::atomic<int> violations{0}, readsA{0}, readsB{0};
+  std::thread ra([&] { reader(a, done, violations, readsA); });
+  std::thread rb([&] { reader(b, done, violations, readsB); });
+  auto first = a.map<int64_t, int64_t>("first");
+  auto second = a.map<int64_t, int64_t>("second");
+  auto total = a.counter("total");
+  constexpr int64_t kBatches = 400;
+  for (int64_t k = 0; k < kBatches; ++k) {
+    a.batch([&] {
+      first.put(k, k);
+      for (int i = 0; i < 20; ++i) total.increment();  // (a wider window for a reader to fall in)
+      second.put(k, k);
+      // Reads inside a batch see the state before it.
+      CHECK_FALSE(first.get(k).has_value());
+    });
+    CHECK(first.get(k) == std::optional<int64_t>(k));
+  }
+  CHECK(eventually([&] { return b.map<int64_t, int64_t>("second").size() == kBatches; }));
+  done = true;
+  ra.join();
+  rb.join();
+  CHECK(readsA > 0);
+  CHECK(readsB > 0);
+  MESSAGE("reads " << readsA.load() << " " << readsB.load() << " violations " << violations.load());
+  CHECK(violations == 0);
+  CHECK(eventually([&] { return b.counter("total").value() == 20 * kBatches; }));
+
+  // One delta per object: a subscriber hears a batch of 100 puts as one event holding all.
+  std::mutex mu;
+  std::vector<size_t> events;
+  auto many = a.map<std::string, std::string>("many");
+  Subscription sub = many.subscribe([&](const MapChangeOf<std::string, std::string>& c) {
+    std::lock_guard lock(mu);
+    events.push_back(c.put.size());
+  });
+  a.batch([&] {
+    for (int i = 0; i < 100; ++i) many.put("k" + std::to_string(i), "v");
+  });
+  CHECK(eventually([&] {
+    std::lock_guard lock(mu);
+    return !events.empty();
+  }));
+  {
+    std::lock_guard lock(mu);
+    CHECK(events == std::vector<size_t>{100});
+  }
+
+  // With a WriteTo: the future says when peers hold the whole batch.
+  const WriteResult r = a.batch([&] {
+                           first.put(1000, 1);
+                           second.put(1000, 1);
+                         },
+                         WriteTo::replicas(1, 30000))
+                            .get();
+  CHECK(r.reached);
+  CHECK(b.map<int64_t, int64_t>("first").get(1000) == std::optional<int64_t>(1));
+}
+
+TEST_CASE("node: a batch that fails applies nothing; errors are clear") {
+  Quiet q;
+  NodeConfig cfg = config();
+  cfg.limits.maxObjectsPerMessage = 12;  // a batch may write 3 objects
+  Node a(cfg);
+  auto m = a.map<std::string, std::string>("m");
+  // The function throws: nothing of it is applied.
+  CHECK_THROWS_WITH_AS(a.batch([&] {
+                         m.put("x", "1");
+                         throw std::runtime_error("changed my mind");
+                       }),
+                       "changed my mind", std::runtime_error);
+  CHECK_FALSE(m.get("x").has_value());
+  // A kind clash between two writes of the batch: found before anything is applied.
+  auto asCounter = a.counter("fresh");
+  auto asMap = a.map<std::string, std::string>("fresh");
+  CHECK_THROWS_AS(a.batch([&] {
+                    m.put("y", "1");
+                    asCounter.increment();
+                    asMap.put("k", "v");
+                  }),
+                  KindMismatch);
+  CHECK_FALSE(m.get("y").has_value());
+  CHECK(a.objects().size() == 0);
+  // A write to a deleted object: the same.
+  auto gone = a.set<std::string>("gone");
+  gone.add("e");
+  a.deleteObject("gone");
+  CHECK_THROWS_AS(a.batch([&] {
+                    m.put("z", "1");
+                    gone.add("again");
+                  }),
+                  ObjectDeleted);
+  CHECK_FALSE(m.get("z").has_value());
+  // A delete inside the batch, then a write to it: refused whole too.
+  auto doomed = a.set<std::string>("doomed");
+  CHECK_THROWS_AS(a.batch([&] {
+                    a.deleteObject("doomed");
+                    doomed.add("e");
+                  }),
+                  ObjectDeleted);
+  CHECK_NOTHROW(doomed.add("still here"));
+  // A write over a limit throws at the call; caught, the batch goes on without it.
+  a.batch([&] {
+    CHECK_THROWS_AS(m.put(std::string(100000, 'k'), "v"), LimitExceeded);
+    m.put("w", "1");
+  });
+  CHECK(m.get("w") == std::optional<std::string>("1"));
+  // Too many objects for one message: the write that would pass the bound throws.
+  CHECK_THROWS_WITH_AS(a.batch([&] {
+                         for (int i = 0; i < 4; ++i) a.counter("c" + std::to_string(i)).increment();
+                       }),
+                       doctest::Contains("a batch may write at most 3 objects"), LimitExceeded);
+  CHECK_FALSE(a.objects().size() > 3);
+  // A WriteTo write inside a batch, or a WriteTo batch inside one.
+  CHECK_THROWS_AS(a.batch([&] { (void)m.put("v", "1", WriteTo::local()); }), std::logic_error);
+  CHECK_THROWS_AS(a.batch([&] { (void)a.batch([] {}, WriteTo::local()); }), std::logic_error);
+  // A batch inside a batch of the same node joins it.
+  a.batch([&] {
+    m.put("outer", "1");
+    a.batch([&] { m.put("inner", "1"); });
+    CHECK_FALSE(m.get("inner").has_value());
+  });
+  CHECK(m.get("inner") == std::optional<std::string>("1"));
+}
+
+TEST_CASE("node: a batch interrupted by close applies nothing and throws NodeClosed") {
+  Quiet q;
+  Node a(config());
+  auto m = a.map<std::string, std::string>("m");
+  std::promise<void> recorded, closed;
+  std::exception_ptr error;
+  std::thread t([&] {
+    try {
+      a.batch([&] {
+        m.put("k", "v");
+        recorded.set_value();
+        closed.get_future().wait();
+      });
+    } catch (...) {
+      error = std::current_exception();
+    }
+  });
+  recorded.get_future().wait();
+  a.close();
+  closed.set_value();
+  t.join();
+  REQUIRE(error);
+  CHECK_THROWS_AS(std::rethrow_exception(error), NodeClosed);
 }
 
 }  // namespace
