@@ -1,5 +1,5 @@
 // handle-bench: local writes per second through the public handles, against the raw CRDT in the
-// same run (issue 19's "handle writes within 2x of the raw CRDT"; batches are not built yet).
+// same run (issue 19's "batched handle writes within 2x of the raw CRDT").
 //
 // One node, no peers, no data directory. Each case writes for `seconds`, `runs` times; reported:
 // the first run (a fresh map) and the median of the runs, in writes/s, and the ratio to the raw
@@ -11,9 +11,11 @@
 //   non-blocking  put(key, value, WriteTo::local()) from one thread, 256 futures in flight: a
 //                 write counts once its future completed
 //   typed         Map<int64_t, int64_t>::put from one thread (the codecs' cost)
+//   batch N       Node::batch of N puts (1, 100, 10,000) from one thread: each batch is applied
+//                 as one unit when its function returns (one delta per object)
 // Keys cycle through 100,000 per thread, so maps stop growing after the first pass.
 //
-//   handle-bench [--seconds 2] [--runs 3]
+//   handle-bench [--seconds 2] [--runs 3] [--case NAME]   (NAME: only that case and raw)
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -47,8 +49,9 @@ std::vector<std::string> keyNames(const std::string& prefix) {
   return out;
 }
 
-// Runs write(i) for i = 0, 1, ... on `threads` threads for `seconds`; writes per second.
-double rate(int threads, double seconds, const std::function<void(int thread, uint64_t i)>& write) {
+// Runs write(i) for i = 0, 1, ... on `threads` threads for `seconds`; writes per second, each
+// call counting `perCall` writes.
+double rate(int threads, double seconds, const std::function<void(int thread, uint64_t i)>& write, uint64_t perCall = 1) {
   std::atomic<bool> stop{false};
   std::atomic<uint64_t> total{0};
   std::vector<std::thread> pool;
@@ -56,10 +59,11 @@ double rate(int threads, double seconds, const std::function<void(int thread, ui
   for (int t = 0; t < threads; ++t) {
     pool.emplace_back([&, t] {
       uint64_t n = 0;
+      const uint64_t between = std::max<uint64_t>(1, 64 / perCall);  // calls between looks at the clock
       while (!stop.load(std::memory_order_relaxed)) {
-        for (int k = 0; k < 64; ++k) write(t, n++);
+        for (uint64_t k = 0; k < between; ++k) write(t, n++);
       }
-      total += n;
+      total += n * perCall;
     });
   }
   std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
@@ -124,10 +128,31 @@ int main(int argc, char** argv) {
                      });
                    }});
 
+  for (uint64_t size : {uint64_t{1}, uint64_t{100}, uint64_t{10000}}) {
+    static std::deque<std::string> names;  // (stable: cases point at them)
+    names.push_back("batch " + std::to_string(size));
+    cases.push_back({names.back().c_str(), [&, size](size_t run) {
+                       auto m = node.map<std::string, std::string>("batch" + std::to_string(size) + "-" + std::to_string(run));
+                       return rate(
+                           1, seconds,
+                           [&](int, uint64_t i) {
+                             node.batch([&] {
+                               for (uint64_t b = 0; b < size; ++b) m.put(keys[0][(i * size + b) % kKeys], value);
+                             });
+                           },
+                           size);
+                     }});
+  }
+
   std::printf("%.0f s per run, %zu runs; one node, no peers, memory only\n", seconds, runs);
   std::printf("%-14s %14s %14s %10s\n", "case", "first/s", "median/s", "vs raw");
+  const char* only = nullptr;
+  for (int i = 1; i + 1 < argc; ++i) {
+    if (std::string(argv[i]) == "--case") only = argv[i + 1];
+  }
   double raw = 0;
   for (const Case& c : cases) {
+    if (only != nullptr && raw != 0 && std::string(c.name) != only) continue;
     std::vector<double> r;
     for (size_t run = 0; run < runs; ++run) r.push_back(c.measure(run));
     const double median = percentile(r, 0.5);

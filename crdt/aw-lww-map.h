@@ -52,6 +52,11 @@ class AWLWWMap : public Causal<AWLWWMap<K, V>, DotStore<K, Stamped<V>>> {
     return this->writeKey(self, k, Stamped<V>{ts, std::move(v)});
   }
   AWLWWMap remove(View k) { return this->removeKey(k); }
+  // set() and remove() with the delta joined into `delta` (Causal::writeKeyInto: a batch).
+  void setInto(AWLWWMap& delta, ReplicaId self, View k, V v, Timestamp ts) {
+    this->writeKeyInto(delta, self, k, Stamped<V>{ts, std::move(v)});
+  }
+  void removeInto(AWLWWMap& delta, View k) { this->removeKeyInto(delta, k); }
   AWLWWMap clear() { return this->removeAll(); }
 
   bool contains(View k) const { return this->store_.containsKey(k); }

@@ -84,11 +84,27 @@ class Causal {
   // everything that can throw for a reason other than memory runs before the state changes.
   template <typename St = Store>  // deferred: only dot stores have keys and values
   Derived writeKey(ReplicaId self, typename St::KeyView k, typename St::Value v) {
+    Derived delta;
+    writeKeyInto(delta, self, k, std::move(v));
+    return delta;
+  }
+
+  // writeKey(), with its delta joined into `delta` rather than returned: `delta` may hold the
+  // deltas of earlier writes of this replica to this value (a batch: gossip/store.h "Units"),
+  // and ends as their join with this write's, without building and joining a one-entry delta.
+  // Precondition: delta's dots all come from this value's writes (so an entry of k in it is one
+  // this write supersedes).
+  template <typename St = Store>
+  void writeKeyInto(Derived& delta, ReplicaId self, typename St::KeyView k, typename St::Value v) {
     Dot d = ctx_.nextDot(self);
     const uint64_t h = St::hashKey(k);  // one hash serves the probe and both inserts
     store_.prefetchWrite(h, d);         // overlaps the index misses with building the delta
-    Derived delta;
-    delta.store_.assignOne(k, d, v);
+    if (delta.ctx_.empty()) {
+      delta.store_.assignOne(k, d, v);  // a fresh delta: no general insert path
+    } else {
+      delta.store_.eraseKey(k);  // an earlier write of the batch: superseded (its dot stays)
+      delta.store_.insertNew(k, d, v);
+    }
     delta.ctx_.add(d);
     // Positions of the entries this write supersedes (usually 0 or 1; more after concurrency).
     uint32_t few[Store::kSmall];
@@ -108,7 +124,13 @@ class Causal {
       store_.eraseAt(pos[i]);
     }
     ctx_.add(d);
-    return delta;
+  }
+
+  // removeKey(), joined into `delta` as writeKeyInto() does.
+  template <typename St = Store>
+  void removeKeyInto(Derived& delta, typename St::KeyView k) {
+    delta.store_.eraseKey(k);
+    store_.eraseKey(k, &delta.ctx_);
   }
 
   // Removes every entry of key k. The delta is an empty store with the removed dots as context.

@@ -27,6 +27,9 @@ class ORSet : public Causal<ORSet<E>, DotStore<E>> {
   ORSet add(ReplicaId self, View e) { return this->writeKey(self, e, Empty{}); }
   // Removes e as observed here; a no-op delta (bottom) when e is absent.
   ORSet remove(View e) { return this->removeKey(e); }
+  // add() and remove() with the delta joined into `delta` (Causal::writeKeyInto: a batch).
+  void addInto(ORSet& delta, ReplicaId self, View e) { this->writeKeyInto(delta, self, e, Empty{}); }
+  void removeInto(ORSet& delta, View e) { this->removeKeyInto(delta, e); }
   // Removes every element observed here.
   ORSet clear() { return this->removeAll(); }
 

@@ -67,6 +67,16 @@ inline constexpr size_t kTombstoneKind = 8;
 static_assert(std::is_same_v<std::variant_alternative_t<kTombstoneKind, Value>, Tombstone>);
 inline bool isTombstone(const Value& v) { return v.index() == kTombstoneKind; }
 
+// The index of kind T in Value (what Value::index() gives for a T), at compile time.
+template <typename T, size_t I = 0>
+constexpr size_t kindIndex() {
+  if constexpr (std::is_same_v<std::variant_alternative_t<I, Value>, T>) {
+    return I;
+  } else {
+    return kindIndex<T, I + 1>();
+  }
+}
+
 // Containers of values (parts, chunks, pushes) move them when they grow, and copy them if a move
 // might throw: a copy of a large state costs as much as building it (crdt/causal-context.h).
 static_assert(std::is_nothrow_move_constructible_v<Value> && std::is_nothrow_move_assignable_v<Value>);

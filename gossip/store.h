@@ -95,6 +95,34 @@ class ObjectStore {
     return delta;
   }
 
+  // As update(), for a mutator that joins its delta into the one it is given:
+  // mutator(T& state, T& delta) (the crdt kinds' ...Into writes). Outside a unit `delta` is fresh
+  // and reported when not bottom; inside one it is the unit's pending delta of the object, so a
+  // batch builds one delta per object without joining a delta per write.
+  template <typename T, typename F>
+  void updateInto(const std::string& name, F&& mutator) {
+    const bool existed = objects_.count(name) != 0;
+    Value& v = objectOfKind(name, Value(std::in_place_type<T>).index());
+    T fresh;
+    auto pending = pending_.end();
+    if (inUnit_) pending = pending_.try_emplace(name, std::in_place_type<T>).first;
+    T& delta = pending != pending_.end() ? std::get<T>(pending->second) : fresh;
+    const bool had = !delta.empty();
+    try {
+      mutator(std::get<T>(v), delta);
+    } catch (...) {
+      if (!existed) objects_.erase(name);
+      if (pending != pending_.end() && !had) pending_.erase(pending);
+      throw;
+    }
+    if (pending == pending_.end() && !fresh.empty()) {
+      reportLocal(name, Value(std::move(fresh)));
+    } else if (pending != pending_.end() && !had && delta.empty()) {
+      pending_.erase(pending);
+    }
+    if (!existed && isBottom(v)) objects_.erase(name);
+  }
+
   // Joins a delta made on this node's behalf elsewhere (batched by lib/) and reports it. Same
   // errors as update().
   void applyLocal(const std::string& name, const Value& delta);

@@ -507,37 +507,47 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
   // objects and of Limits::maxMessageBytes in keys and values.
   struct Batch {
     struct Entry {
-      std::string name, key, inner, value;
-      objects::Write w;
+      std::string key, inner, value;
+      objects::Write w;  // its name points into `names`, the rest into this entry
     };
     NodeCore* core = nullptr;
-    Batch* outer = nullptr;         // the batch open on this thread before this one (another node's)
-    std::deque<Entry> writes;       // (a deque: the writes point into their entries)
-    std::set<std::string, std::less<>> names;
+    Batch* outer = nullptr;          // the batch open on this thread before this one (another node's)
+    std::deque<Entry> writes;        // (a deque: the writes point into their entries)
+    std::set<std::string, std::less<>> names;  // the objects written
+    const std::string* last = nullptr;         // the name of the last write (most repeat it)
     size_t bytes = 0;
 
     void add(const objects::Write& w, const Limits& limits) {
       objects::check(limits, w);
-      const size_t size = w.name->size() + (w.key ? w.key->size() : 0) + (w.inner ? w.inner->size() : 0) +
+      const size_t size = (w.key ? w.key->size() : 0) + (w.inner ? w.inner->size() : 0) +
                           (w.value ? w.value->size() : 0) + 16;
-      const bool newName = names.count(*w.name) == 0;
-      if (newName && names.size() + 1 > limits.maxObjectsPerMessage / 4) {
-        throw LimitExceeded("a batch may write at most " + std::to_string(limits.maxObjectsPerMessage / 4) +
-                            " objects (it travels to peers as one message): split it");
+      const std::string* name = last != nullptr && *last == *w.name ? last : nullptr;
+      if (name == nullptr) {
+        auto it = names.find(*w.name);
+        if (it == names.end()) {
+          if (names.size() + 1 > limits.maxObjectsPerMessage / 4) {
+            throw LimitExceeded("a batch may write at most " + std::to_string(limits.maxObjectsPerMessage / 4) +
+                                " objects (it travels to peers as one message): split it");
+          }
+          if (bytes + size + w.name->size() > limits.maxMessageBytes / 4) throw tooLarge(limits);
+          bytes += w.name->size();
+          it = names.insert(*w.name).first;
+        }
+        name = &*it;
       }
-      if (bytes + size > limits.maxMessageBytes / 4) {
-        throw LimitExceeded("a batch may hold at most " + std::to_string(limits.maxMessageBytes / 4) +
-                            " bytes of names, keys and values (it travels to peers as one message): split it");
-      }
+      if (bytes + size > limits.maxMessageBytes / 4) throw tooLarge(limits);
       Entry& e = writes.emplace_back();
-      e.name = *w.name;
       e.w = w;
-      e.w.name = &e.name;
+      e.w.name = name;
       if (w.key) e.w.key = &(e.key = *w.key);
       if (w.inner) e.w.inner = &(e.inner = *w.inner);
       if (w.value) e.w.value = &(e.value = *w.value);
-      if (newName) names.insert(e.name);
       bytes += size;
+      last = name;
+    }
+    static LimitExceeded tooLarge(const Limits& limits) {
+      return LimitExceeded("a batch may hold at most " + std::to_string(limits.maxMessageBytes / 4) +
+                           " bytes of names, keys and values (it travels to peers as one message): split it");
     }
   };
   static thread_local Batch* openBatches;
@@ -554,24 +564,29 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
   // the writes were recorded. (Only running out of memory can stop it part-way; what was applied
   // is then reported and replicated like any write.)
   void applyBatch(Runtime& rt, Batch& b) {
-    std::map<std::string_view, size_t> kinds;  // each object's kind as the batch leaves it
+    std::map<const std::string*, size_t> kinds;  // each object's kind as the batch leaves it
+    const std::string* lastName = nullptr;
+    size_t* kind = nullptr;
     for (const Batch::Entry& e : b.writes) {
-      const std::string& name = e.name;
-      auto it = kinds.find(name);
-      if (it == kinds.end()) {
-        const gossip::Value* v = rt.store().find(name);
-        it = kinds.emplace(name, v == nullptr ? kAbsent : v->index()).first;
+      const std::string& name = *e.w.name;
+      if (e.w.name != lastName) {
+        auto [it, fresh] = kinds.try_emplace(e.w.name, kAbsent);
+        if (fresh) {
+          if (const gossip::Value* v = rt.store().find(name)) it->second = v->index();
+        }
+        lastName = e.w.name;
+        kind = &it->second;
       }
       const size_t want = objects::kindOf(e.w);
-      if (it->second == gossip::kTombstoneKind) {
+      if (*kind == gossip::kTombstoneKind) {
         if (want == gossip::kTombstoneKind) continue;  // deleting twice does nothing more
         throw ObjectDeleted("object '" + name + "' was deleted");
       }
-      if (want != gossip::kTombstoneKind && it->second != kAbsent && it->second != want) {
-        throw KindMismatch("object '" + name + "' is a " + gossip::kindName(it->second) + ", not a " +
+      if (want != gossip::kTombstoneKind && *kind != kAbsent && *kind != want) {
+        throw KindMismatch("object '" + name + "' is a " + gossip::kindName(*kind) + ", not a " +
                            gossip::kindName(want));
       }
-      it->second = want;
+      *kind = want;
     }
     rt.unit([&] {
       for (const Batch::Entry& e : b.writes) objects::apply(rt, clock_, e.w);

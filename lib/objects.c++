@@ -69,27 +69,29 @@ void increment(Runtime& rt, const std::string& name, int64_t by) {
 void add(Runtime& rt, const std::string& name, const std::string& element) {
   checkKey(rt, name, element);
   const ReplicaId self = rt.id();
-  rt.update<crdt::ORSet<std::string>>(name, [&](crdt::ORSet<std::string>& s) { return s.add(self, element); });
+  using S = crdt::ORSet<std::string>;
+  rt.updateInto<S>(name, [&](S& s, S& delta) { s.addInto(delta, self, element); });
 }
 
 void remove(Runtime& rt, const std::string& name, const std::string& element) {
   checkName(rt.config().limits, name);
-  rt.update<crdt::ORSet<std::string>>(name, [&](crdt::ORSet<std::string>& s) { return s.remove(element); });
+  using S = crdt::ORSet<std::string>;
+  rt.updateInto<S>(name, [&](S& s, S& delta) { s.removeInto(delta, element); });
 }
 
 void put(Runtime& rt, Clock& clock, const std::string& name, const std::string& key, const std::string& value) {
   checkKey(rt, name, key);
   if (std::string p = gossip::valueProblem(value.size(), rt.config().limits); !p.empty()) refuse(name, p);
   const ReplicaId self = rt.id();
-  rt.update<gossip::Map>(name, [&](gossip::Map& m) {
+  rt.updateInto<gossip::Map>(name, [&](gossip::Map& m, gossip::Map& delta) {
     const crdt::Timestamp replaced = m.contains(key) ? m.stampOf(key).first : crdt::Timestamp{};
-    return m.set(self, key, value, clock.after(replaced));
+    m.setInto(delta, self, key, value, clock.after(replaced));
   });
 }
 
 void removeKey(Runtime& rt, const std::string& name, const std::string& key) {
   checkName(rt.config().limits, name);
-  rt.update<gossip::Map>(name, [&](gossip::Map& m) { return m.remove(key); });
+  rt.updateInto<gossip::Map>(name, [&](gossip::Map& m, gossip::Map& delta) { m.removeInto(delta, key); });
 }
 
 void setRegister(Runtime& rt, Clock& clock, const std::string& name, const std::string& value) {
@@ -184,20 +186,20 @@ void check(const Limits& limits, const Write& w) {
 
 size_t kindOf(const Write& w) {
   using Op = Write::Op;
-  auto index = [](auto kind) { return Value(kind).index(); };
+  using gossip::kindIndex;
   switch (w.op) {
-    case Op::increment: return index(std::in_place_type<crdt::PNCounter>);
+    case Op::increment: return kindIndex<crdt::PNCounter>();
     case Op::add:
-    case Op::remove: return index(std::in_place_type<crdt::ORSet<std::string>>);
+    case Op::remove: return kindIndex<crdt::ORSet<std::string>>();
     case Op::put:
-    case Op::removeKey: return index(std::in_place_type<gossip::Map>);
-    case Op::setRegister: return index(std::in_place_type<crdt::LWWRegister<std::string>>);
+    case Op::removeKey: return kindIndex<gossip::Map>();
+    case Op::setRegister: return kindIndex<crdt::LWWRegister<std::string>>();
     case Op::writeMulti:
-    case Op::clearMulti: return index(std::in_place_type<crdt::MVRegister<std::string>>);
-    case Op::setFlag: return index(std::in_place_type<crdt::EWFlag>);
+    case Op::clearMulti: return kindIndex<crdt::MVRegister<std::string>>();
+    case Op::setFlag: return kindIndex<crdt::EWFlag>();
     case Op::nestedPut:
     case Op::nestedRemove:
-    case Op::nestedRemoveKey: return index(std::in_place_type<Nested>);
+    case Op::nestedRemoveKey: return kindIndex<Nested>();
     case Op::erase: return gossip::kTombstoneKind;
   }
   throw std::logic_error("objects::kindOf: unknown write");

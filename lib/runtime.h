@@ -271,6 +271,13 @@ class Runtime {
     store.endUnit();
   }
 
+  // ObjectStore::updateInto, as update().
+  template <typename T, typename F>
+  void updateInto(const std::string& name, F&& mutator) {
+    replica_.store().updateInto<T>(name, std::forward<F>(mutator));
+    ++stats_.localUpdates;
+  }
+
   // Loop thread: sends what the log holds to the neighbours now rather than at the next round
   // (Replica::flush), for writes whose futures wait for peers.
   void flush();

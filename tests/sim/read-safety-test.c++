@@ -58,17 +58,24 @@ void watch(Simulator& sim, size_t i, Watch& w) {
   });
 }
 
-std::string runSeed(uint64_t seed) {
+// What both checks run under: `nodes` nodes; loss, duplication and reordering; a small log and
+// small chunks, so that peers left behind the log catch up by digest and objects travel split in
+// chunks; pushes cut at pushBytes and up to `spread` more.
+SimConfig faulty(uint64_t seed, std::mt19937_64& pick, size_t nodes, size_t pushBytes, size_t spread) {
   SimConfig cfg;
   cfg.seed = seed;
-  std::mt19937_64 pick(seed ^ 0xfeed);
-  cfg.nodes = 4 + pick() % 13;  // 4..16
+  cfg.nodes = nodes;
   cfg.chords = 1 + pick() % 2;
   cfg.faults = Faults{.loss = 0.2, .duplicate = 0.1, .reorder = 0.3};
-  // Catch-ups by digest (a peer left behind the log) whose objects travel split in chunks.
   cfg.engine.maxLogEntries = 16 + pick() % 48;
   cfg.engine.maxChunkBytes = 256;
-  cfg.engine.maxPushBytes = 512 + pick() % 4096;
+  cfg.engine.maxPushBytes = pushBytes + pick() % spread;
+  return cfg;
+}
+
+std::string runSeed(uint64_t seed) {
+  std::mt19937_64 pick(seed ^ 0xfeed);
+  SimConfig cfg = faulty(seed, pick, 4 + pick() % 13, 512, 4096);  // 4..16 nodes
   // Transfers of several chunks joined whole, or (1) as they arrive, removal-only parts held.
   cfg.engine.maxHeldChunks = pick() % 2 == 0 ? 1 : 64;
   Simulator sim(cfg);
@@ -145,15 +152,8 @@ TEST_CASE("read safety: an overwritten key is never absent after it appeared, un
 // joins, under loss, duplication, reordering, partitions, cuts at small push sizes and catch-ups
 // in small chunks (transfers held whole: the test sets no bound on them).
 std::string runBatchSeed(uint64_t seed) {
-  SimConfig cfg;
-  cfg.seed = seed;
   std::mt19937_64 pick(seed ^ 0xba7c);
-  cfg.nodes = 3 + pick() % 8;  // 3..10
-  cfg.chords = 1 + pick() % 2;
-  cfg.faults = Faults{.loss = 0.2, .duplicate = 0.1, .reorder = 0.3};
-  cfg.engine.maxLogEntries = 16 + pick() % 48;
-  cfg.engine.maxChunkBytes = 256;
-  cfg.engine.maxPushBytes = 128 + pick() % 1024;
+  SimConfig cfg = faulty(seed, pick, 3 + pick() % 8, 128, 1024);  // 3..10 nodes
   cfg.engine.maxHeldChunks = 1u << 20;
   Simulator sim(cfg);
   const size_t n = sim.size();

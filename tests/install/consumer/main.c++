@@ -1,5 +1,5 @@
 // Two deltasync nodes in one process on 127.0.0.1 (ephemeral ports), the second seeded with the
-// first: a map entry put on the first, and a presence tracked there, must reach the second. Exits 0 when it does, 1 (with what
+// first: two map entries put on the first (in one batch), and a presence tracked there, must reach the second. Exits 0 when it does, 1 (with what
 // the second node saw) when it does not within the deadline, 2 on an exception.
 //
 // Polls with a generous deadline instead of sleeping a fixed time: a loaded CI machine may be
@@ -29,8 +29,12 @@ int main() {
     std::printf("consumer: node %llu on %s, node %llu on %s\n", static_cast<unsigned long long>(first.id()),
                 first.address().c_str(), static_cast<unsigned long long>(second.id()), second.address().c_str());
 
-    first.map<std::string, std::string>("greetings").put("hello", "world");
-    first.map<std::string, int64_t>("scores").put("alice", -7);  // a typed map: codecs in the headers
+    auto greetings = first.map<std::string, std::string>("greetings");
+    auto mine = first.map<std::string, int64_t>("scores");  // a typed map: codecs in the headers
+    first.batch([&] {  // both writes as one unit
+      greetings.put("hello", "world");
+      mine.put("alice", -7);
+    });
     // The library's own error types cross its boundary: a key its peers would refuse is refused
     // here, by type.
     try {
