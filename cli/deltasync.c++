@@ -327,7 +327,7 @@ class Waits {
   template <typename T>
   T operator()(kj::Promise<T> promise, const std::string& what) {
     auto fail = [](std::string why) { return kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__, kj::heapString(why)); };
-    auto late = io_.provider->getTimer().atTime(deadline_).then([=]() -> kj::Promise<T> {
+    auto late = io_.provider->getTimer().atTime(deadline_).then([=, this]() -> kj::Promise<T> {
       return fail("timed out after " + std::to_string(timeoutMs_ / 1000) + " s waiting " + what + " (--timeout)");
     });
     return promise.exclusiveJoin(kj::mv(late)).exclusiveJoin(interrupted<T>(what)).wait(io_.waitScope);

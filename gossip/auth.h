@@ -46,8 +46,9 @@ class AuthError : public std::runtime_error {
 // envelopes may be deflated (kind flag 0x80), which version-2 nodes refuse, and compact values
 // of several entries are laid out in columns. 4: compact values may carry their context whole
 // (header bit F), which version-3 nodes refuse. 5: a deleted object travels as a tombstone
-// (Crdt.deleted), which version-4 nodes cannot read.
-inline constexpr uint32_t kProtocolVersion = 5;
+// (Crdt.deleted), which version-4 nodes cannot read. 6: reads that wait for their peers exchange
+// SyncRequest / SyncReply, which version-5 nodes cannot read.
+inline constexpr uint32_t kProtocolVersion = 6;
 
 using Secret = deltasync::Secret;
 

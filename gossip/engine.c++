@@ -204,20 +204,39 @@ void Engine::tick(std::vector<Outgoing>& out) {
 void Engine::flush(std::vector<Outgoing>& out) {
   if (config_.shipState) return;
   for (auto& [j, p] : peers_) {
-    if (!p.neighbor) continue;
-    if (p.sentTo > p.acked) {
-      if (p.sentTo < seq_) p.sentFull = true;  // the next interval once this one is acked
-      continue;
-    }
-    contact(j, p, out);
+    if (p.neighbor) contactSoon(j, p, out);
   }
 }
 
-void Engine::contact(ReplicaId j, Peer& p, std::vector<Outgoing>& out) {
+void Engine::contactSoon(ReplicaId j, Peer& p, std::vector<Outgoing>& out) {
+  if (p.sentTo > p.acked) {
+    if (p.sentTo < seq_) p.sentFull = true;  // the next interval once this one is acked
+    return;
+  }
+  contact(j, p, out);
+}
+
+uint64_t Engine::requestSync(std::vector<Outgoing>& out) {
+  ++syncId_;
+  for (ReplicaId j : neighbors_) out.push_back({j, SyncRequestMsg{self_, syncId_}});
+  return syncId_;
+}
+
+uint32_t Engine::syncedPeers(uint64_t id) const {
+  uint32_t n = 0;
+  for (const auto& [j, p] : peers_) n += p.neighbor && p.syncId >= id && p.recv >= p.syncSeq;
+  return n;
+}
+
+void Engine::skipOwn(ReplicaId j, Peer& p) {
   if (config_.backPropagation && p.known) {
     // Entries that came from j are known to j: step over them without sending (BP).
     while (p.acked < seq_ && p.acked >= logStart_ && log_[p.acked - logStart_].origin == j) ++p.acked;
   }
+}
+
+void Engine::contact(ReplicaId j, Peer& p, std::vector<Outgoing>& out) {
+  skipOwn(j, p);
   if (p.acked >= seq_) {
     p.holds.clear();  // only entries of the log not yet acked are ever filtered by it
     return;
@@ -674,6 +693,18 @@ void Engine::receive(ReplicaId from, const Message& message, uint64_t wallMs, st
           }
         } else if constexpr (std::is_same_v<M, StateRequestMsg>) {
           serveRequest(from, m, out);
+        } else if constexpr (std::is_same_v<M, SyncRequestMsg>) {
+          Peer* p = findPeer(from);
+          if (p == nullptr || !p->neighbor || config_.shipState) return;  // we do not send it our log
+          skipOwn(from, *p);
+          out.push_back({from, SyncReplyMsg{self_, m.id, p->acked >= seq_ ? 0 : seq_}});
+          contactSoon(from, *p, out);
+        } else if constexpr (std::is_same_v<M, SyncReplyMsg>) {
+          if (m.id > syncId_) throw ProtocolError("sync reply to a request never made");
+          Peer* p = findPeer(from);
+          if (p == nullptr || !p->neighbor || m.id < p->syncId) return;
+          p->syncId = m.id;
+          p->syncSeq = m.seq;
         } else if constexpr (std::is_same_v<M, StateChunkMsg>) {
           // Batch atomicity and read safety (engine.h): a transfer of several chunks is held
           // until every chunk is here and joined as one unit, if it has at most maxHeldChunks;

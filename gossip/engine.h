@@ -213,6 +213,15 @@ class Engine {
   // sent again.
   void flush(std::vector<Outgoing>& out);
 
+  // Reads that wait for their peers (lib: ReadFrom): asks every neighbour how far its log goes
+  // and to send it now (SyncRequest); returns the request's id. syncedPeers(id) counts the
+  // neighbours that answered it (or a later request) and whose log we have joined up to their
+  // answer: we hold everything they held when they answered. A neighbour that is not ours to
+  // push to does not answer (we would never get its log); an answer from a peer that is not our
+  // neighbour is ignored (we do not track what we joined of its log).
+  uint64_t requestSync(std::vector<Outgoing>& out);
+  uint32_t syncedPeers(uint64_t id) const;
+
   // A message from `from` (the transport's authenticated peer); wallMs is this node's wall clock
   // (ms since the epoch: the time its own writes are stamped with). Throws ProtocolError when
   // the message's sender is not `from`, it contradicts local state or it carries a timestamp
@@ -286,6 +295,8 @@ class Engine {
     uint64_t deferredRecv = 0;
     std::map<std::string, Value> held;  // answers to the tracked offer, until it is complete
     uint64_t maxAheadMs = 0;  // clock skew seen (clockAhead)
+    // sync, as requester: the latest request it answered and its log end then
+    uint64_t syncId = 0, syncSeq = 0;
   };
 
   void append(ReplicaId origin, const std::string& name, const Value& delta);
@@ -295,6 +306,11 @@ class Engine {
   void applyRemote(ReplicaId origin, const std::vector<NamedValue>& objects);
   // What a round sends j: nothing (all acked), a digest (catch-up), an offer or a push.
   void contact(ReplicaId j, Peer& p, std::vector<Outgoing>& out);
+  // contact() now if nothing is in flight to j; otherwise the next interval goes as soon as the
+  // one in flight is acked (flush()).
+  void contactSoon(ReplicaId j, Peer& p, std::vector<Outgoing>& out);
+  // Steps over the entries at the start of what j has not acked that came from j (BP).
+  void skipOwn(ReplicaId j, Peer& p);
   void sendPush(ReplicaId j, Peer& p, std::vector<Outgoing>& out);
   void sendOffer(ReplicaId j, Peer& p, std::vector<Outgoing>& out);
   // D[from, to) minus j's entries (BP), joined per object. With to == 0: as far as
@@ -331,6 +347,7 @@ class Engine {
   uint64_t seq_ = 0;
   uint64_t tick_ = 0;
   uint64_t rng_;  // splitmix64 state for the fan-out draw
+  uint64_t syncId_ = 0;  // the last requestSync()'s
   std::vector<ReplicaId> neighbors_;  // sorted, unique
   std::vector<std::pair<ReplicaId, Peer>> peers_;  // sorted by id; small (a view)
   EngineStats stats_;

@@ -568,6 +568,17 @@ struct Encoder {
     r.setToSeq(m.toSeq);
     encodeSummaries(m.objects, r.initObjects(static_cast<unsigned>(m.objects.size())));
   }
+  void operator()(const SyncRequestMsg& m) {
+    auto r = env.initSyncRequest();
+    r.setSender(m.sender.value);
+    r.setId(m.id);
+  }
+  void operator()(const SyncReplyMsg& m) {
+    auto r = env.initSyncReply();
+    r.setSender(m.sender.value);
+    r.setId(m.id);
+    r.setSeq(m.seq);
+  }
   void operator()(const HelloMsg& m) { encodeHello(m, env.initHello()); }
   void operator()(const HelloReplyMsg& m) { encodeHelloReply(m, env.initHelloReply()); }
   void operator()(const AuthProofMsg& m) { encodeAuthProof(m, env.initAuthProof()); }
@@ -672,6 +683,16 @@ Message decodeEnvelope(wire::Envelope::Reader env, const Limits& limits) {
       if (!(m.fromSeq < m.toSeq)) throw DecodeError("request: sequence numbers must satisfy fromSeq < toSeq");
       m.objects = decodeSummaries(r.getObjects(), limits, "request");
       return m;
+    }
+    case wire::Envelope::SYNC_REQUEST: {
+      auto r = env.getSyncRequest();
+      if (r.getId() == 0) throw DecodeError("sync-request: id 0 is never used");
+      return SyncRequestMsg{checkedId(r.getSender(), "sync-request: sender"), r.getId()};
+    }
+    case wire::Envelope::SYNC_REPLY: {
+      auto r = env.getSyncReply();
+      if (r.getId() == 0) throw DecodeError("sync-reply: id 0 is never used");
+      return SyncReplyMsg{checkedId(r.getSender(), "sync-reply: sender"), r.getId(), r.getSeq()};
     }
     case wire::Envelope::HELLO: return decodeHello(env.getHello(), limits);
     case wire::Envelope::HELLO_REPLY: return decodeHelloReply(env.getHelloReply(), limits);

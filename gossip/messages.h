@@ -90,6 +90,23 @@ struct StateChunkMsg {
   bool operator==(const StateChunkMsg&) const = default;
 };
 
+// A read that waits for its peers (lib: ReadFrom): "answer with how far your log goes, and send
+// it to me now". The reply's seq: once the requester has joined everything of the replier's log
+// below it (its Ack), it holds all the replier held when it answered; 0 when the replier knows
+// the requester holds all of its log already.
+struct SyncRequestMsg {
+  ReplicaId sender;
+  uint64_t id = 0;  // the requester's, increasing
+  bool operator==(const SyncRequestMsg&) const = default;
+};
+
+struct SyncReplyMsg {
+  ReplicaId sender;
+  uint64_t id = 0;  // the request's
+  uint64_t seq = 0;
+  bool operator==(const SyncReplyMsg&) const = default;
+};
+
 enum class MemberState : uint8_t { alive = 0, suspect = 1, down = 2, left = 3 };
 
 // "alive", "suspect", "down", "left": for ctl, metrics and logs.
@@ -165,10 +182,11 @@ struct AuthProofMsg {
   bool operator==(const AuthProofMsg&) const = default;
 };
 
-// Alternatives in the order of wire.capnp's Envelope union.
+// Alternatives in the order of wire.capnp's Envelope union (whose `compact` is a form of some of
+// them, not a message of its own).
 using Message = std::variant<DeltaPushMsg, AckMsg, DigestMsg, StateRequestMsg, StateChunkMsg,
                              PingMsg, PingReqMsg, PingAckMsg, HelloMsg, HelloReplyMsg,
-                             AuthProofMsg, OfferMsg, RequestMsg>;
+                             AuthProofMsg, OfferMsg, RequestMsg, SyncRequestMsg, SyncReplyMsg>;
 
 // A message a protocol state machine wants sent to peer `to`.
 struct Outgoing {

@@ -77,6 +77,8 @@ class Replica {
   // Sends the log's new entries to the neighbours now, not at the next gossip round
   // (Engine::flush): for writes that wait for their peers.
   void flush(std::vector<Outgoing>& out) { engine_.flush(out); }
+  // Asks the neighbours to sync us (Engine::requestSync): for reads that wait for their peers.
+  uint64_t requestSync(std::vector<Outgoing>& out) { return engine_.requestSync(out); }
 
   // Start-up only (durable storage), after the store's restore() calls and before any step: the
   // previous run under this id reached engine sequence `seq` and membership incarnation

@@ -180,6 +180,24 @@ struct Ack {
   # The receiver has joined everything of the sender's log below seq.
 }
 
+struct SyncRequest {
+  sender @0 :UInt64;
+  id @1 :UInt64;
+  # A read that waits for its peers (ReadFrom, since protocol version 6): the receiver answers
+  # with a SyncReply and sends its log to the sender now. Only neighbours answer (they are the
+  # ones that send the sender their log).
+}
+
+struct SyncReply {
+  sender @0 :UInt64;
+  id @1 :UInt64;
+  # The request's.
+  seq @2 :UInt64;
+  # The replier's log end when it answered: once the requester has joined everything of the
+  # replier's log below seq (and acked it), it holds all the replier held then. 0: the replier
+  # knows the requester holds its whole log already.
+}
+
 struct DotSummary {
   # Store dots of one object (the entries' own dots, not removal context).
   name @0 :Text;
@@ -391,6 +409,8 @@ struct Envelope {
     #            that each origin's id is a byte, 0 = the sender, or 1 and the 8-byte id)
     #   request  varint fromSeq, varint 0, varint toSeq - fromSeq (>= 1), then as an offer
     # Every field means what it means in the struct of the same kind, with the same rules.
+    syncRequest @14 :SyncRequest;
+    syncReply @15 :SyncReply;
   }
 }
 

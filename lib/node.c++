@@ -366,6 +366,29 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
     return commitTo([&](Runtime& rt) { objects::apply(rt, clock_, w); }, to);
   }
 
+  // Node::sync: a future that completes on the loop thread once the neighbours asked for have
+  // answered a sync request and we joined their logs up to their answers (or at the timeout).
+  std::future<SyncResult> sync(ReadFrom from) {
+    auto w = std::make_shared<Waiter>();
+    w->to = WriteTo{from.peers, from.majority, from.timeoutMs};
+    w->sync = true;
+    auto promise = std::make_shared<std::promise<SyncResult>>();
+    auto future = promise->get_future();
+    w->complete = [promise](WriteResult r, std::exception_ptr e) {
+      if (e) {
+        promise->set_exception(e);
+      } else {
+        promise->set_value(SyncResult{r.reached, r.heldBy, r.wanted});
+      }
+    };
+    exclusive([&](Runtime&) {  // (registered under the state lock, as writeTo's: see there)
+      std::lock_guard lock(waitersMutex_);
+      incoming_.push_back(std::move(w));
+    });
+    wakeup_.ring();
+    return future;
+  }
+
   // Node::batch: runs f with a batch open on this thread for this node, then applies what it
   // recorded as one unit through commit(apply) (commit or commitTo). (Node::batch inside a batch
   // of this node runs f in that one instead.)
@@ -943,10 +966,16 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
       live += m.state == gossip::MemberState::alive || m.state == gossip::MemberState::suspect;
     }
     bool urgent = false;
+    uint64_t syncId = 0;  // one request serves every read adopted now
     for (auto& w : fresh) {
       w->wanted = std::max(w->to.peers, w->to.majority ? live / 2 : 0);
       w->deadlineMs = rt.nowMs() + w->to.timeoutMs;
-      urgent = urgent || w->wanted != 0;
+      if (w->sync) {
+        if (w->wanted != 0 && syncId == 0) syncId = rt.requestSync();
+        w->syncId = syncId;
+      } else {
+        urgent = urgent || w->wanted != 0;
+      }
       tasks.add(timer.afterDelay(w->to.timeoutMs * kj::MILLISECONDS).then([this, &rt] { checkWaiters(rt); }));
       waiters_.push_back(std::move(w));
     }
@@ -961,12 +990,22 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
     if (waiters_.empty()) return;
     const uint64_t now = rt.nowMs();
     std::vector<uint64_t> acked;
+    std::map<uint64_t, uint32_t> synced;  // by sync request
     {
       std::shared_lock lock(stateMutex_);
       for (ReplicaId j : rt.engine().neighbors()) acked.push_back(rt.engine().ackedBy(j));
+      for (const auto& w : waiters_) {
+        if (w->sync && w->syncId != 0 && synced.count(w->syncId) == 0) synced[w->syncId] = rt.engine().syncedPeers(w->syncId);
+      }
     }
     std::erase_if(waiters_, [&](const std::shared_ptr<Waiter>& w) {
       std::string error;
+      if (w->sync) {
+        const uint32_t held = w->syncId != 0 ? synced[w->syncId] : 0;
+        if (held < w->wanted && now < w->deadlineMs) return false;
+        w->complete(WriteResult{held >= w->wanted, held, w->wanted}, nullptr);
+        return true;
+      }
       const auto state = storage_ && config_.durability == Durability::sync ? storage_->ticket(w->ticket, &error)
                                                                             : Storage::Ticket::committed;
       if (state == Storage::Ticket::failed) {
@@ -1198,6 +1237,8 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
   // A write's future (writeTo): the storage ticket and engine sequence number after it.
   struct Waiter {
     WriteTo to;
+    bool sync = false;        // a read's (Node::sync): waits for syncId's answers, not for acks
+    uint64_t syncId = 0;      // (set on the loop)
     uint64_t ticket = 0;
     uint64_t seq = 0;
     uint32_t wanted = 0;      // peers (set on the loop: majority counts the members then)
@@ -1800,6 +1841,8 @@ std::future<WriteResult> Node::batch(const std::function<void()>& f, WriteTo to)
   if (core_->inBatch()) throw std::logic_error("Node::batch with a WriteTo inside a batch of the same node");
   return core_->batch(f, [&](auto&& apply) { return core_->commitTo(apply, to); });
 }
+
+std::future<SyncResult> Node::sync(ReadFrom from) { return core_->sync(from); }
 
 void Node::deleteObject(const std::string& name) {
   core_->write(W{.op = W::Op::erase, .name = &name});

@@ -438,6 +438,13 @@ void Runtime::flush() {
   step([&] { replica_.flush(out_); });
 }
 
+uint64_t Runtime::requestSync() {
+  if (stopped_) return 0;
+  uint64_t id = 0;
+  step([&] { id = replica_.requestSync(out_); });
+  return id;
+}
+
 void Runtime::watchClock() {
   // The real monotonic clock, not the timer's (a test's timer runs on simulated time).
   const auto steady = std::chrono::duration_cast<std::chrono::milliseconds>(

@@ -281,6 +281,9 @@ class Runtime {
   // Loop thread: sends what the log holds to the neighbours now rather than at the next round
   // (Replica::flush), for writes whose futures wait for peers.
   void flush();
+  // Loop thread: asks the neighbours to sync this node (Replica::requestSync); the request's id,
+  // for engine().syncedPeers(). 0 when stopped.
+  uint64_t requestSync();
 
   // Deletes object `name` for good (ObjectStore::erase); the caller holds the unique state lock.
   void erase(const std::string& name) {

@@ -186,6 +186,31 @@ struct WriteResult {
   uint32_t wanted = 0;   // peers it waited for
 };
 
+// How much of the cluster a read must have seen (Akka Distributed Data's ReadLocal, ReadFrom(n)
+// and ReadMajority), for Node::sync:
+//   peers     other replicas whose state this node must hold, as of the call: each is asked
+//             how far its log goes and to send it now, and counts once this node has joined
+//             its log up to there;
+//   majority  a majority of the live members (alive or suspect, this node included): floor(live
+//             / 2) peers, counted when the sync starts; with both, the larger.
+// As for WriteTo, only the node's neighbours (Tuning::viewSize members, plus those that chose
+// it) can count: in a cluster larger than about 2 x viewSize + 1 ask for at most viewSize peers.
+struct ReadFrom {
+  uint32_t peers = 0;
+  bool majority = false;
+  uint64_t timeoutMs = 5000;
+
+  static ReadFrom local() { return {}; }
+  static ReadFrom replicas(uint32_t n, uint64_t timeoutMs = 5000) { return {n, false, timeoutMs}; }
+  static ReadFrom majorityOf(uint64_t timeoutMs = 5000) { return {0, true, timeoutMs}; }
+};
+
+struct SyncResult {
+  bool reached = false;     // `wanted` peers' state was joined within the timeout
+  uint32_t syncedWith = 0;  // peers whose state (as of the sync) this node held at the end
+  uint32_t wanted = 0;      // peers it waited for
+};
+
 // An object this node holds: its name and its kind as the wire names it ("pn-counter",
 // "or-set", "aw-lww-map", "lww-register", "mv-register", "ew-flag", "or-map" (a map of maps), and
 // the one kind peers may create that has no handle yet: "g-counter").
@@ -678,6 +703,15 @@ class DELTASYNC_API Node {
 
   // The presence tracker (include/deltasync/presence.h).
   Presence presence();
+
+  // A read that waits for its peers (Akka's ReadMajority): the future completes once this node
+  // holds everything `from.peers` (or a majority) of its neighbours held when sync() was called,
+  // or when the timeout runs out (`reached` false: reads then show what this node has, which
+  // may lack what the unreachable peers hold). Read after it, from any handle:
+  //   node.sync(ReadFrom::majorityOf(2000)).get();  auto v = users.get("alice");
+  // ReadFrom::local() completes at once. The call returns at once; the future throws NodeClosed
+  // if the node closes first.
+  std::future<SyncResult> sync(ReadFrom from);
 
   // Batches (as a transaction in Yjs or a change in Automerge): f runs at once, on this thread;
   // the writes it makes through this node's handles (and deleteObject) are recorded, not applied,

@@ -126,6 +126,8 @@ void envelopes(ReplicaId a, ReplicaId b) {
   ms.push_back(OfferMsg{a, 12, 20, {{"obj/1", dots}, {"obj/2", few}}, 10, true});
   ms.push_back(RequestMsg{b, 12, 20, {{"obj/1", few}}});
   ms.push_back(RequestMsg{b, 12, 20, {}});
+  ms.push_back(SyncRequestMsg{a, 3});
+  ms.push_back(SyncReplyMsg{b, 3, 20});
   ms.push_back(DeltaPushMsg{a, 10, 12, 20, everyKind("obj/", 2, a, b), true});
   // A batch of map writes, large enough to travel deflated (compact envelope flag 0x80).
   Map batch;

@@ -173,6 +173,38 @@ struct Pair {
   }
 };
 
+TEST_CASE("engine: a sync counts a peer once its log up to the answer is joined") {
+  for (bool offers : {true, false}) {
+    CAPTURE(offers);
+    EngineConfig config;
+    config.offers = offers;
+    Pair t(config);
+    t.a.update<Set>("s", [&](Set& s) { return s.add(kA, "first"); });
+    t.b.update<Set>("s", [&](Set& s) { return s.add(kB, "from-b"); });
+    t.rounds(3);
+    // B writes; before any tick A asks to sync: the answer alone does not count B, the log does.
+    t.b.update<Set>("s", [&](Set& s) { return s.add(kB, "late"); });
+    std::vector<Outgoing> out;
+    const uint64_t id = t.a.engine.requestSync(out);
+    t.net.enqueue(kA, out);
+    t.net.deliver([](const Sent& s) { return std::holds_alternative<SyncRequestMsg>(s.message) || std::holds_alternative<SyncReplyMsg>(s.message); });
+    CHECK(t.a.engine.syncedPeers(id) == 0);
+    CHECK_FALSE(has(t.a, "late"));
+    t.net.deliverAll();  // B sent its log at once, no tick needed
+    CHECK(has(t.a, "late"));
+    CHECK(t.a.engine.syncedPeers(id) == 1);
+    // What remains of B's log came from A (back propagation): B answers 0, A counts it at once.
+    t.a.update<Set>("s", [&](Set& s) { return s.add(kA, "echo"); });
+    t.rounds(3);
+    const uint64_t again = t.a.engine.requestSync(out);
+    t.net.enqueue(kA, out);
+    t.net.deliverAll();
+    CHECK(t.a.engine.syncedPeers(again) == 1);
+    // A reply to a request never made is refused.
+    CHECK_THROWS_AS(t.a.engine.receive(kB, SyncReplyMsg{kB, again + 1, 0}, kWallMs, out), ProtocolError);
+  }
+}
+
 TEST_CASE("engine: a backlog crosses in round trips, not one interval per tick") {
   for (bool offers : {true, false}) {
     CAPTURE(offers);

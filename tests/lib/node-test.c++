@@ -842,6 +842,49 @@ TEST_CASE("node: writes with a WriteTo return at once; the future says when peer
   CHECK_THROWS_AS(pending.get(), NodeClosed);
 }
 
+TEST_CASE("node: a read that syncs first sees every write its peers held when it started") {
+  Quiet q;
+  Node a(config());
+  Node b(config({a.address()}));
+  Node c(config({a.address()}));
+  REQUIRE(eventually([&] { return alive(a) == 3 && alive(b) == 3 && alive(c) == 3; }));
+  auto ma = a.map<std::string, int64_t>("m");
+  auto mb = b.map<std::string, int64_t>("m");
+  auto mc = c.map<std::string, int64_t>("m");
+  // Written on b and c just before a syncs with both: a holds them once the future completes,
+  // whatever gossip did meanwhile.
+  for (int64_t i = 0; i < 20; ++i) {
+    mb.put("b" + std::to_string(i), i);
+    mc.put("c" + std::to_string(i), i);
+    const SyncResult r = a.sync(ReadFrom::replicas(2, 30000)).get();
+    CHECK(r.reached);
+    CHECK(r.wanted == 2);
+    CHECK(r.syncedWith == 2);
+    CHECK(ma.get("b" + std::to_string(i)) == std::optional<int64_t>(i));
+    CHECK(ma.get("c" + std::to_string(i)) == std::optional<int64_t>(i));
+  }
+  // A majority of 3 is this node and one peer.
+  mb.put("majority", 1);
+  const SyncResult maj = a.sync(ReadFrom::majorityOf(30000)).get();
+  CHECK(maj.reached);
+  CHECK(maj.wanted == 1);
+  CHECK(maj.syncedWith >= 1);
+  // Local: at once.
+  const SyncResult local = a.sync(ReadFrom::local()).get();
+  CHECK(local.reached);
+  CHECK(local.wanted == 0);
+  // Cut off: it times out and says so; reads go on with what the node has.
+  a.setOffline(true);
+  const SyncResult cut = a.sync(ReadFrom::majorityOf(300)).get();
+  CHECK_FALSE(cut.reached);
+  CHECK(cut.syncedWith == 0);
+  CHECK(ma.get("b0") == std::optional<int64_t>(0));
+  a.setOffline(false);
+  // Closed: the call says so.
+  c.close();
+  CHECK_THROWS_AS((void)c.sync(ReadFrom::local()), NodeClosed);
+}
+
 TEST_CASE("node: a batch is applied whole: local readers and peers never see part of it") {
   Quiet q;
   Node a(config());
