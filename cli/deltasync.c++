@@ -89,12 +89,15 @@ const char* kNodeHelp =
 
 const char* kCtlHelp =
     "usage: deltasync ctl HOST:PORT [--secret-file PATH | --tls-cert PATH --tls-key PATH --tls-ca PATH]\n"
-    "                     [--cluster NAME] [--timeout SECONDS] [--wait N|majority] <verb> [args]\n"
+    "                     [--cluster NAME] [--timeout SECONDS] [--wait N|majority] [--sync N|majority]\n"
+    "                     <verb> [args]\n"
     "\n"
     "verbs:\n"
     "  get NAME                 print an object (a counter's value, a set's elements, a map's\n"
     "                           key=value lines, a register's value(s), a flag's true/false);\n"
-    "                           nothing if it does not exist\n"
+    "                           nothing if it does not exist. With --sync N|majority, first\n"
+    "                           until the node holds all that N peers (a majority) held: exit 1\n"
+    "                           without printing if they did not answer in time\n"
     "  put NAME KEY VALUE       set a map entry\n"
     "  add NAME ELEMENT...      add set elements (one write each, in order; all acknowledged\n"
     "                           when it exits 0)\n"
@@ -356,7 +359,7 @@ int runCtl(const std::vector<std::string>& args) {
     std::fputs(kCtlHelp, stdout);
     return args.empty() ? 2 : 0;
   }
-  Parsed p = parse(args, {"secret-file", "cluster", "tls-cert", "tls-key", "tls-ca", "timeout", "wait"});
+  Parsed p = parse(args, {"secret-file", "cluster", "tls-cert", "tls-key", "tls-ca", "timeout", "wait", "sync"});
   if (p.positional.size() < 2) throw Usage("ctl needs an address and a verb (deltasync ctl --help)");
   const std::string address = p.positional[0];
   const std::string verb = p.positional[1];
@@ -406,6 +409,13 @@ int runCtl(const std::vector<std::string>& args) {
 
   const uint64_t timeoutS = parseNumber("--timeout", p.one("timeout").value_or("10"));
   if (timeoutS == 0 || timeoutS > 86400) throw Usage("--timeout must be 1..86400 seconds");
+  // N|majority (--wait, --sync): N peers, or 0 for a majority.
+  auto peersOf = [](const char* flag, const std::string& v) -> uint32_t {
+    if (v == "majority") return 0;
+    const uint64_t n = parseNumber(flag, v);
+    if (n == 0 || n > 1000) throw Usage(std::string(flag) + " must be 1..1000 peers or 'majority', not '" + v + "'");
+    return static_cast<uint32_t>(n);
+  };
   // --wait N|majority: after a write, until N peers (a majority of the members) hold it.
   const std::optional<std::string> waitFor = p.one("wait");
   uint32_t waitPeers = 0;
@@ -414,11 +424,14 @@ int runCtl(const std::vector<std::string>& args) {
     if (std::find(writes.begin(), writes.end(), verb) == writes.end()) {
       throw Usage("--wait goes with a write (put, add, remove, incr, set, enable, disable, delete)");
     }
-    if (*waitFor != "majority") {
-      const uint64_t n = parseNumber("--wait", *waitFor);
-      if (n == 0 || n > 1000) throw Usage("--wait must be 1..1000 peers or 'majority', not '" + *waitFor + "'");
-      waitPeers = static_cast<uint32_t>(n);
-    }
+    waitPeers = peersOf("--wait", *waitFor);
+  }
+  // --sync N|majority: before a get, until the node holds what N peers (a majority) held.
+  const std::optional<std::string> syncWith = p.one("sync");
+  uint32_t syncPeers = 0;
+  if (syncWith) {
+    if (verb != "get") throw Usage("--sync goes with get");
+    syncPeers = peersOf("--sync", *syncWith);
   }
 
   kj::UnixEventPort::captureSignal(SIGINT);
@@ -457,6 +470,18 @@ int runCtl(const std::vector<std::string>& args) {
   auto text = [](const std::string& s) { return capnp::Text::Reader(s.data(), s.size()); };
 
   if (verb == "get") {
+    if (syncWith) {
+      auto req = control.syncRequest();
+      req.setPeers(syncPeers);
+      req.setMajority(*syncWith == "majority");
+      req.setTimeoutMs(timeoutS * 900);  // within --timeout, so that the answer says how far it got
+      auto r = wait(req.send(), "for " + address + " to sync with its peers (--sync)");
+      if (!r.getReached()) {
+        throw std::runtime_error(address + " synced with " + std::to_string(r.getSyncedWith()) + " of the " +
+                                 std::to_string(r.getWanted()) + " peers asked for within " +
+                                 std::to_string(timeoutS * 900 / 1000) + " s (--sync, --timeout)");
+      }
+    }
     auto req = control.getRequest();
     req.setName(text(rest[0]));
     auto r = wait(req.send(), answer);

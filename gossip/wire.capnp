@@ -491,6 +491,10 @@ interface Control {
   # A last-writer-wins register's value (created if absent).
   setFlag @15 (name :Text, on :Bool);
   # Enables or disables an enable-wins flag (created if absent).
+  sync @16 (peers :UInt32, majority :Bool, timeoutMs :UInt64) -> (reached :Bool, syncedWith :UInt32, wanted :UInt32);
+  # Waits until the node holds everything `peers` of its neighbours (or a majority of the live
+  # members) held when it was called, or `timeoutMs` has passed: deltasync::Node::sync, before a
+  # read (ctl get --sync).
 
   struct Member {
     id @0 :UInt64;

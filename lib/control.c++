@@ -211,6 +211,16 @@ class ControlService::Impl final : public wire::Control::Server {
       out.setWanted(r.wanted);
     });
   }
+  kj::Promise<void> sync(SyncContext context) override {
+    if (!service_.sync_) return kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__, kj::heapString("this node cannot sync"));
+    auto p = context.getParams();
+    return service_.sync_(p.getPeers(), p.getMajority(), p.getTimeoutMs()).then([context](WriteResult r) mutable {
+      auto out = context.getResults();
+      out.setReached(r.reached);
+      out.setSyncedWith(r.heldBy);
+      out.setWanted(r.wanted);
+    });
+  }
   kj::Promise<void> objects(ObjectsContext context) override {
     return read([&](const Runtime& rt) {
       std::vector<std::string> lines;

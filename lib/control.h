@@ -42,6 +42,9 @@ class ControlService {
   // unset: confirm fails.
   using ConfirmFn = std::function<kj::Promise<WriteResult>(uint32_t peers, bool majority, uint64_t timeoutMs)>;
   void setConfirm(ConfirmFn f) { confirm_ = std::move(f); }
+  // Serves Control.sync (lib/node.c++: Node::sync's wait; the result's heldBy is the peers synced
+  // with); unset: sync fails.
+  void setSync(ConfirmFn f) { sync_ = std::move(f); }
 
   wire::Control::Client client();
   // From the node's change listener (any thread, under the state lock): `name` changed. The
@@ -79,6 +82,7 @@ class ControlService {
   std::function<std::string()> metrics_;
   std::function<void()> afterWrite_;
   ConfirmFn confirm_;
+  ConfirmFn sync_;
   std::map<uint64_t, Watch> watches_;
   std::atomic<size_t> watching_{0};  // watches_.size(), for changed() on other threads
   std::mutex changedMutex_;

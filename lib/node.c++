@@ -923,11 +923,13 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
     });
   }
 
-  // Loop thread (ctl's confirm): like a write's future, for everything this node logged so far.
-  kj::Promise<WriteResult> confirm(Runtime& rt, kj::Timer& timer, kj::TaskSet& tasks, WriteTo to) {
+  // Loop thread (ctl's confirm): like a write's future, for everything this node logged so far;
+  // with `sync`, like Node::sync's (ctl get --sync).
+  kj::Promise<WriteResult> confirm(Runtime& rt, kj::Timer& timer, kj::TaskSet& tasks, WriteTo to, bool sync = false) {
     auto paf = kj::newPromiseAndFulfiller<WriteResult>();
     auto w = std::make_shared<Waiter>();
     w->to = to;
+    w->sync = sync;
     {
       std::shared_lock lock(stateMutex_);
       w->seq = rt.engine().seq();
@@ -1164,6 +1166,9 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
       tasks.add(wakeLoop(*rt, timer, tasks));
       control.setConfirm([this, &rt = *rt, &timer, &tasks](uint32_t peers, bool majority, uint64_t timeoutMs) {
         return confirm(rt, timer, tasks, WriteTo{peers, majority, timeoutMs});
+      });
+      control.setSync([this, &rt = *rt, &timer, &tasks](uint32_t peers, bool majority, uint64_t timeoutMs) {
+        return confirm(rt, timer, tasks, WriteTo{peers, majority, timeoutMs}, /*sync=*/true);
       });
       rt->setStepListener([this, &rt = *rt] { checkWaiters(rt); });
       rt->start();

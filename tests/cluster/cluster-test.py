@@ -303,6 +303,18 @@ def loopback(binary, workdir):
             raise Failure(f"ctl --wait with get: exit {r.returncode}, {r.stderr.strip()}")
         if c.ctl(0, "get", "users") != ["alice=online", "bob=away"]:  # applied even though not confirmed
             raise Failure(f"node 1 users: {c.ctl(0, 'get', 'users')}")
+        # A read with --sync: a write made on node 1 just before shows on node 5 once it synced with
+        # all four peers (a majority need not include node 1).
+        c.ctl(0, "put", "users", "carol", "busy")
+        got = c.ctl(4, "--sync", "4", "get", "users")
+        if "carol=busy" not in got:
+            raise Failure(f"node 5 after --sync 4 lacks node 1's write: {got}")
+        r = c.ctl_run(4, "--sync", "9", "--timeout", "2", "get", "users")
+        if r.returncode != 1 or "of the 9 peers asked for" not in r.stderr:
+            raise Failure(f"ctl --sync 9 with 4 peers: exit {r.returncode}, {r.stderr.strip()}")
+        r = c.ctl_run(0, "--sync", "2", "put", "users", "dave", "x")
+        if r.returncode != 2 or "--sync goes with get" not in r.stderr:
+            raise Failure(f"ctl --sync with put: exit {r.returncode}, {r.stderr.strip()}")
         # Registers and flags from the command line.
         c.ctl(0, "--wait", "4", "set", "motd", "hello")
         c.ctl(1, "--wait", "4", "enable", "beta")
