@@ -1319,6 +1319,16 @@ const T* as(const gossip::Value* v, const std::string& name) {
                              gossip::kindName(gossip::Value(std::in_place_type<T>)));
 }
 
+// What changed between two sorted listings of an object (the whole-object subscriptions): `added`
+// gets the items of `now` not in `last` (new or changed), `gone` the items of `last` whose key
+// `now` no longer has (keyLess: the listings' order on keys alone).
+template <typename T, typename KeyLess = std::less<T>>
+void diffListings(const std::vector<T>& last, const std::vector<T>& now, std::vector<T>& added, std::vector<T>& gone,
+                  KeyLess keyLess = {}) {
+  std::set_difference(now.begin(), now.end(), last.begin(), last.end(), std::back_inserter(added));
+  std::set_difference(last.begin(), last.end(), now.begin(), now.end(), std::back_inserter(gone), keyLess);
+}
+
 // A subscription to one value derived from object `name` of kind K (a counter's value, a
 // register's, a flag's, a map key's): derive(const K* object) gives it (nullptr: absent or
 // deleted); callback(before, after, origin) runs each time it changes. Objects of another kind
@@ -1435,8 +1445,7 @@ Subscription BytesSet::subscribe(std::function<void(const SetChange<std::string>
     auto now = sortedElements(v ? &std::get<crdt::ORSet<std::string>>(*v) : nullptr);
     SetChange<std::string> change;
     change.origin = origin;
-    std::set_difference(now.begin(), now.end(), last->begin(), last->end(), std::back_inserter(change.added));
-    std::set_difference(last->begin(), last->end(), now.begin(), now.end(), std::back_inserter(change.removed));
+    diffListings(*last, now, change.added, change.removed);
     *last = std::move(now);
     if (!change.added.empty() || !change.removed.empty()) callback(change);
   });
@@ -1485,10 +1494,8 @@ Subscription BytesMap::subscribe(std::function<void(const MapChangeOf<std::strin
     auto now = sortedEntries(v ? &std::get<gossip::Map>(*v) : nullptr);
     MapChangeOf<std::string, std::string> change;
     change.origin = origin;
-    std::set_difference(now.begin(), now.end(), last->begin(), last->end(), std::back_inserter(change.put));
-    auto key = [](const auto& a, const auto& b) { return a.first < b.first; };
     std::vector<std::pair<std::string, std::string>> gone;
-    std::set_difference(last->begin(), last->end(), now.begin(), now.end(), std::back_inserter(gone), key);
+    diffListings(*last, now, change.put, gone, [](const auto& a, const auto& b) { return a.first < b.first; });
     for (auto& [k, value] : gone) change.removed.push_back(std::move(k));
     *last = std::move(now);
     if (!change.put.empty() || !change.removed.empty()) callback(change);
@@ -1640,12 +1647,10 @@ Subscription BytesMapOfMaps::subscribe(
     auto now = listed(v);
     MapOfMapsChange<std::string, std::string, std::string> change;
     change.origin = origin;
-    std::set_difference(now.begin(), now.end(), last->begin(), last->end(), std::back_inserter(change.put));
-    auto key = [](const Entry& a, const Entry& b) {
-      return std::tie(std::get<0>(a), std::get<1>(a)) < std::tie(std::get<0>(b), std::get<1>(b));
-    };
     std::vector<Entry> gone;
-    std::set_difference(last->begin(), last->end(), now.begin(), now.end(), std::back_inserter(gone), key);
+    diffListings(*last, now, change.put, gone, [](const Entry& a, const Entry& b) {
+      return std::tie(std::get<0>(a), std::get<1>(a)) < std::tie(std::get<0>(b), std::get<1>(b));
+    });
     for (auto& [k, ik, x] : gone) change.removed.emplace_back(std::move(k), std::move(ik));
     *last = std::move(now);
     if (!change.put.empty() || !change.removed.empty()) callback(change);
