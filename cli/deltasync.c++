@@ -26,6 +26,7 @@
 #include "gossip/auth.h"
 #include "gossip/rpc.h"
 #include "lib/log.h"
+#include "lib/objects.h"
 #include "lib/tls.h"
 
 namespace {
@@ -90,7 +91,7 @@ const char* kNodeHelp =
 const char* kCtlHelp =
     "usage: deltasync ctl HOST:PORT [--secret-file PATH | --tls-cert PATH --tls-key PATH --tls-ca PATH]\n"
     "                     [--cluster NAME] [--timeout SECONDS] [--wait N|majority] [--sync N|majority]\n"
-    "                     <verb> [args]\n"
+    "                     [--type TYPE] [--key-type TYPE] <verb> [args]\n"
     "\n"
     "verbs:\n"
     "  get NAME                 print an object (a counter's value, a set's elements, a map's\n"
@@ -110,6 +111,9 @@ const char* kCtlHelp =
     "                           name is retired (later writes to it fail; it is listed no more)\n"
     "  (a write with --wait N|majority returns once N peers, or a majority of the members,\n"
     "   hold it: then a read on any of them shows it; exit 1 if they did not in time)\n"
+    "  (--type TYPE: the type of set elements, map values and register values, as a typed\n"
+    "   handle writes and reads them; --key-type TYPE: of map keys; TYPE is string (the\n"
+    "   default), bytes (hex), int, uint, double or bool; with get, put, add, remove, set, watch)\n"
     "  watch NAME               print the object now and after every change, until interrupted\n"
     "  objects                  print the objects the node holds: name, kind\n"
     "  members                  print the member table: id, address, state, incarnation\n"
@@ -359,7 +363,7 @@ int runCtl(const std::vector<std::string>& args) {
     std::fputs(kCtlHelp, stdout);
     return args.empty() ? 2 : 0;
   }
-  Parsed p = parse(args, {"secret-file", "cluster", "tls-cert", "tls-key", "tls-ca", "timeout", "wait", "sync"});
+  Parsed p = parse(args, {"secret-file", "cluster", "tls-cert", "tls-key", "tls-ca", "timeout", "wait", "sync", "type", "key-type"});
   if (p.positional.size() < 2) throw Usage("ctl needs an address and a verb (deltasync ctl --help)");
   const std::string address = p.positional[0];
   const std::string verb = p.positional[1];
@@ -426,6 +430,23 @@ int runCtl(const std::vector<std::string>& args) {
     }
     waitPeers = peersOf("--wait", *waitFor);
   }
+  // --type TYPE, --key-type TYPE: how set elements, map and register values (--type) and map keys
+  // (--key-type) are spelled (lib/objects.h TextType); the node turns them into typed bytes.
+  const std::string valueType = p.one("type").value_or("string");
+  const std::string keyType = p.one("key-type").value_or("string");
+  if (p.one("type") || p.one("key-type")) {
+    static const std::vector<std::string> typed{"get", "put", "add", "remove", "set", "watch"};
+    if (std::find(typed.begin(), typed.end(), verb) == typed.end()) {
+      throw Usage("--type and --key-type go with get, put, add, remove, set or watch");
+    }
+    for (const auto& [flag, type] : {std::pair{"--type", valueType}, std::pair{"--key-type", keyType}}) {
+      try {
+        deltasync::objects::textType(type);
+      } catch (const std::invalid_argument& e) {
+        throw Usage(std::string(flag) + ": " + e.what());
+      }
+    }
+  }
   // --sync N|majority: before a get, until the node holds what N peers (a majority) held.
   const std::optional<std::string> syncWith = p.one("sync");
   uint32_t syncPeers = 0;
@@ -484,6 +505,8 @@ int runCtl(const std::vector<std::string>& args) {
     }
     auto req = control.getRequest();
     req.setName(text(rest[0]));
+    req.setKeyType(text(keyType));
+    req.setValueType(text(valueType));
     auto r = wait(req.send(), answer);
     printLines(r.getLines());
   } else if (verb == "put") {
@@ -491,6 +514,8 @@ int runCtl(const std::vector<std::string>& args) {
     req.setName(text(rest[0]));
     req.setKey(text(rest[1]));
     req.setValue(text(rest[2]));
+    req.setKeyType(text(keyType));
+    req.setValueType(text(valueType));
     wait(req.send(), answer);
   } else if (verb == "add" || verb == "remove") {
     if (verb == "add") {
@@ -498,12 +523,15 @@ int runCtl(const std::vector<std::string>& args) {
         auto req = control.addRequest();
         req.setName(text(rest[0]));
         req.setElement(text(rest[i]));
+        req.setValueType(text(valueType));
         wait(req.send(), answer);
       }
     } else {
       auto req = control.removeRequest();
       req.setName(text(rest[0]));
       req.setElement(text(rest[1]));
+      req.setKeyType(text(keyType));
+      req.setValueType(text(valueType));
       wait(req.send(), answer);
     }
   } else if (verb == "incr") {
@@ -515,6 +543,7 @@ int runCtl(const std::vector<std::string>& args) {
     auto req = control.setRegisterRequest();
     req.setName(text(rest[0]));
     req.setValue(text(rest[1]));
+    req.setValueType(text(valueType));
     wait(req.send(), answer);
   } else if (verb == "enable" || verb == "disable") {
     auto req = control.setFlagRequest();
@@ -559,6 +588,8 @@ int runCtl(const std::vector<std::string>& args) {
   } else if (verb == "watch") {
     auto req = control.watchRequest();
     req.setName(text(rest[0]));
+    req.setKeyType(text(keyType));
+    req.setValueType(text(valueType));
     req.setWatcher(kj::heap<PrintingWatcher>());
     auto subscription = wait(req.send(), answer).getSubscription();
     wait.stopSignal().exclusiveJoin(connection.onDisconnect()).wait(io.waitScope);

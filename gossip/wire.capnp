@@ -453,20 +453,24 @@ interface Replicator {
 # its decimal value, a set as its elements, a map as "key=value" lines, sorted.
 
 interface Control {
-  get @0 (name :Text) -> (kind :Text, lines :List(Text));
+  # Typed values (ctl --type, --key-type): keyType is how map keys (and an or-map's fields) are
+  # spelled, valueType how set elements, map values and register values are; "" or "string": as
+  # they are; "bytes": hex; "int", "uint", "double", "bool": as lib/objects.h TextType says. The
+  # node turns the text into the bytes a typed handle reads (include/deltasync/codec.h) and back.
+  get @0 (name :Text, keyType :Text, valueType :Text) -> (kind :Text, lines :List(Text));
   # kind is "" when the object does not exist here (yet).
-  put @1 (name :Text, key :Text, value :Text);
+  put @1 (name :Text, key :Text, value :Text, keyType :Text, valueType :Text);
   # A map entry (the map is created if absent).
-  add @2 (name :Text, element :Text);
+  add @2 (name :Text, element :Text, valueType :Text);
   # A set element (the set is created if absent).
-  remove @3 (name :Text, element :Text);
-  # A set element or a map key, whichever `name` is.
+  remove @3 (name :Text, element :Text, keyType :Text, valueType :Text);
+  # A set element (of valueType) or a map key (of keyType), whichever `name` is.
   incr @4 (name :Text, by :Int64);
   # A counter (created if absent); a negative `by` decrements.
   members @5 () -> (members :List(Member));
   stats @6 () -> (text :Text);
   # The node's metrics, as Prometheus text.
-  watch @7 (name :Text, watcher :Watcher) -> (subscription :Subscription);
+  watch @7 (name :Text, watcher :Watcher, keyType :Text, valueType :Text) -> (subscription :Subscription);
   # Calls watcher.changed() with the object's lines now and after every (coalesced) change,
   # until the subscription is dropped or a call to the watcher fails.
   presence @8 (what :Text, topic :Text) -> (lines :List(Text));
@@ -487,7 +491,7 @@ interface Control {
   # HOST:PORT, or another op, fails saying so.
   deleteObject @13 (name :Text);
   # Deletes the object for good, cluster-wide (deltasync::Node::deleteObject).
-  setRegister @14 (name :Text, value :Text);
+  setRegister @14 (name :Text, value :Text, valueType :Text);
   # A last-writer-wins register's value (created if absent).
   setFlag @15 (name :Text, on :Bool);
   # Enables or disables an enable-wins flag (created if absent).

@@ -26,6 +26,19 @@ kj::Promise<void> guarded(F&& f) {
   return kj::READY_NOW;
 }
 
+const objects::TextType& typeOf(capnp::Text::Reader t) { return objects::textType(text(t)); }
+
+// objects::render, its CodecError naming the object and what to check.
+std::vector<std::string> shown(const std::string& name, const gossip::Value& v, const objects::TextType& keys,
+                               const objects::TextType& values) {
+  try {
+    return objects::render(v, keys, values);
+  } catch (const CodecError& e) {
+    throw CodecError("object '" + name + "' does not read as keys of type " + keys.name + " and values of type " +
+                     values.name + " (--key-type, --type): " + e.what());
+  }
+}
+
 void setLines(capnp::List<capnp::Text>::Builder out, const std::vector<std::string>& lines) {
   for (size_t i = 0; i < lines.size(); ++i) out.set(i, capnp::Text::Reader(lines[i].data(), lines[i].size()));
 }
@@ -129,21 +142,33 @@ class ControlService::Impl final : public wire::Control::Server {
       auto results = context.getResults();
       if (v == nullptr) return;
       results.setKind(gossip::kindName(*v));
-      auto lines = objects::render(*v);
+      auto lines = shown(text(context.getParams().getName()), *v, typeOf(context.getParams().getKeyType()),
+                         typeOf(context.getParams().getValueType()));
       setLines(results.initLines(lines.size()), lines);
     });
   }
   kj::Promise<void> put(PutContext context) override {
     auto p = context.getParams();
-    return write([&](Runtime& rt) { objects::put(rt, service_.clock_, text(p.getName()), text(p.getKey()), text(p.getValue())); });
+    return write([&](Runtime& rt) {
+      objects::put(rt, service_.clock_, text(p.getName()), typeOf(p.getKeyType()).fromText(text(p.getKey())),
+                   typeOf(p.getValueType()).fromText(text(p.getValue())));
+    });
   }
   kj::Promise<void> add(AddContext context) override {
     auto p = context.getParams();
-    return write([&](Runtime& rt) { objects::add(rt, text(p.getName()), text(p.getElement())); });
+    return write([&](Runtime& rt) {
+      objects::add(rt, text(p.getName()), typeOf(p.getValueType()).fromText(text(p.getElement())));
+    });
   }
   kj::Promise<void> remove(RemoveContext context) override {
     auto p = context.getParams();
-    return write([&](Runtime& rt) { objects::removeAny(rt, text(p.getName()), text(p.getElement())); });
+    return write([&](Runtime& rt) {
+      // A set's element is a value, a map's key a key: the node knows which `name` is.
+      const gossip::Value* v = rt.store().find(text(p.getName()));
+      const bool map = v != nullptr && std::holds_alternative<gossip::Map>(*v);
+      const auto& type = typeOf(map ? p.getKeyType() : p.getValueType());
+      objects::removeAny(rt, text(p.getName()), type.fromText(text(p.getElement())));
+    });
   }
   kj::Promise<void> deleteObject(DeleteObjectContext context) override {
     auto p = context.getParams();
@@ -151,7 +176,9 @@ class ControlService::Impl final : public wire::Control::Server {
   }
   kj::Promise<void> setRegister(SetRegisterContext context) override {
     auto p = context.getParams();
-    return write([&](Runtime& rt) { objects::setRegister(rt, service_.clock_, text(p.getName()), text(p.getValue())); });
+    return write([&](Runtime& rt) {
+      objects::setRegister(rt, service_.clock_, text(p.getName()), typeOf(p.getValueType()).fromText(text(p.getValue())));
+    });
   }
   kj::Promise<void> setFlag(SetFlagContext context) override {
     auto p = context.getParams();
@@ -244,7 +271,7 @@ class ControlService::Impl final : public wire::Control::Server {
   }
   kj::Promise<void> watch(WatchContext context) override {
     auto p = context.getParams();
-    uint64_t id = service_.addWatch(text(p.getName()), p.getWatcher());
+    uint64_t id = service_.addWatch(text(p.getName()), p.getWatcher(), typeOf(p.getKeyType()), typeOf(p.getValueType()));
     context.getResults().setSubscription(kj::heap<SubscriptionImpl>(service_, id));
     return kj::READY_NOW;
   }
@@ -282,9 +309,10 @@ ControlService::~ControlService() = default;
 
 wire::Control::Client ControlService::client() { return kj::heap<Impl>(*this); }
 
-uint64_t ControlService::addWatch(std::string name, wire::Watcher::Client watcher) {
+uint64_t ControlService::addWatch(std::string name, wire::Watcher::Client watcher, const objects::TextType& keys,
+                                  const objects::TextType& values) {
   uint64_t id = nextWatch_++;
-  watches_.emplace(id, Watch{std::move(name), kj::mv(watcher)});
+  watches_.emplace(id, Watch{std::move(name), kj::mv(watcher), &keys, &values});
   watching_.store(watches_.size());
   watches_.at(id).dirty = true;
   flush(id);
@@ -318,7 +346,12 @@ void ControlService::flush(uint64_t id) {
     std::shared_lock lock(rt_->stateMutex());
     if (const gossip::Value* v = rt_->store().find(w.name)) {
       request.setKind(gossip::kindName(*v));
-      auto lines = objects::render(*v);
+      std::vector<std::string> lines;
+      try {
+        lines = shown(w.name, *v, *w.keys, *w.values);
+      } catch (const CodecError& e) {
+        lines = {std::string("error: ") + e.what()};  // (the watch goes on: a later change may fit)
+      }
       setLines(request.initLines(lines.size()), lines);
     }
   }

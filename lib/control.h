@@ -62,6 +62,8 @@ class ControlService {
   struct Watch {
     std::string name;
     wire::Watcher::Client watcher;
+    const objects::TextType* keys;    // how to show the object (ctl --key-type, --type)
+    const objects::TextType* values;
     // A flush is scheduled (after the current step) or a call to the watcher is outstanding;
     // changes meanwhile only set `dirty`, and the end of either flushes again.
     bool busy = false;
@@ -72,7 +74,8 @@ class ControlService {
     void taskFailed(kj::Exception&&) override {}
   };
 
-  uint64_t addWatch(std::string name, wire::Watcher::Client watcher);
+  uint64_t addWatch(std::string name, wire::Watcher::Client watcher, const objects::TextType& keys,
+                    const objects::TextType& values);
   void removeWatch(uint64_t id);
   void flush(uint64_t id);
   kj::Promise<void> takeChanges();  // loop thread: the names changed() reported -> flush

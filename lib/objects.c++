@@ -1,8 +1,10 @@
 #include "lib/objects.h"
 
 #include <algorithm>
+#include <charconv>
 #include <stdexcept>
 
+#include <deltasync/codec.h>
 #include <deltasync/errors.h>
 
 #include "gossip/limits.h"
@@ -233,36 +235,112 @@ std::vector<std::pair<std::string, const Value*>> listed(const gossip::ObjectSto
   return out;
 }
 
-std::vector<std::string> render(const Value& value) {
-  std::vector<std::string> lines;
+namespace {
+
+std::string hexOf(const std::string& bytes) {
+  static const char* digits = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : bytes) {
+    out += digits[c >> 4];
+    out += digits[c & 15];
+  }
+  return out;
+}
+std::string fromHex(const std::string& text) {
+  auto nibble = [&](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    throw std::invalid_argument("'" + text + "' is not bytes in hex digits");
+  };
+  if (text.size() % 2 != 0) throw std::invalid_argument("'" + text + "' is not bytes in hex digits (odd length)");
+  std::string out;
+  for (size_t i = 0; i < text.size(); i += 2) out += static_cast<char>(nibble(text[i]) << 4 | nibble(text[i + 1]));
+  return out;
+}
+// The whole text as a number of type T (from_chars: no sign for unsigned, no spaces).
+template <typename T>
+T number(const std::string& text, const char* type) {
+  T x{};
+  const char* end = text.data() + text.size();
+  auto [ptr, ec] = std::from_chars(text.data(), end, x);
+  if (ec != std::errc() || ptr != end || text.empty()) throw std::invalid_argument("'" + text + "' is not " + type);
+  return x;
+}
+std::string shortest(double x) {
+  char buf[64];
+  auto [ptr, ec] = std::to_chars(buf, buf + sizeof buf, x);
+  return std::string(buf, ptr);
+}
+
+const TextType kTypes[] = {
+    {"string", [](const std::string& t) { return t; }, [](const std::string& b) { return b; }},
+    {"bytes", fromHex, hexOf},
+    {"int", [](const std::string& t) { return Codec<int64_t>::encode(number<int64_t>(t, "an int (int64)")); },
+     [](const std::string& b) { return std::to_string(Codec<int64_t>::decode(b)); }},
+    {"uint", [](const std::string& t) { return Codec<uint64_t>::encode(number<uint64_t>(t, "a uint (uint64)")); },
+     [](const std::string& b) { return std::to_string(Codec<uint64_t>::decode(b)); }},
+    {"double", [](const std::string& t) { return Codec<double>::encode(number<double>(t, "a double")); },
+     [](const std::string& b) { return shortest(Codec<double>::decode(b)); }},
+    {"bool",
+     [](const std::string& t) {
+       if (t != "true" && t != "false") throw std::invalid_argument("'" + t + "' is not a bool (true or false)");
+       return Codec<bool>::encode(t == "true");
+     },
+     [](const std::string& b) { return std::string(Codec<bool>::decode(b) ? "true" : "false"); }},
+};
+
+}  // namespace
+
+const TextType& textType(const std::string& name) {
+  if (name.empty()) return kTypes[0];
+  std::string known;
+  for (const TextType& t : kTypes) {
+    if (name == t.name) return t;
+    known += known.empty() ? "" : ", ";
+    known += t.name;
+  }
+  throw std::invalid_argument("unknown type '" + name + "' (the types: " + known + ")");
+}
+
+std::vector<std::string> render(const Value& value, const TextType& keys, const TextType& values) {
+  // (sort key: the stored bytes of what the line lists; line)
+  std::vector<std::pair<std::string, std::string>> lines;
+  auto line = [&](std::string order, std::string text) { lines.emplace_back(std::move(order), std::move(text)); };
   std::visit(
       [&](const auto& x) {
         using T = std::decay_t<decltype(x)>;
         if constexpr (std::is_same_v<T, crdt::GCounter> || std::is_same_v<T, crdt::PNCounter>) {
-          lines.push_back(std::to_string(x.value()));
+          line({}, std::to_string(x.value()));
         } else if constexpr (std::is_same_v<T, crdt::LWWRegister<std::string>>) {
-          if (const auto* s = x.get()) lines.push_back(*s);
+          if (const auto* s = x.get()) line(*s, values.toText(*s));
         } else if constexpr (std::is_same_v<T, crdt::MVRegister<std::string>>) {
-          lines = x.values();
+          for (const std::string& v : x.values()) line(v, values.toText(v));
         } else if constexpr (std::is_same_v<T, crdt::EWFlag>) {
-          lines.push_back(x.read() ? "true" : "false");
+          line({}, x.read() ? "true" : "false");
         } else if constexpr (std::is_same_v<T, crdt::ORSet<std::string>>) {
-          x.forEach([&](std::string_view e) { lines.emplace_back(e); });
+          x.forEach([&](std::string_view e) { line(std::string(e), values.toText(std::string(e))); });
         } else if constexpr (std::is_same_v<T, gossip::Map>) {
-          x.forEach([&](std::string_view k, const std::string& v) { lines.push_back(std::string(k) + "=" + v); });
+          x.forEach([&](std::string_view k, const std::string& v) {
+            line(std::string(k), keys.toText(std::string(k)) + "=" + values.toText(v));
+          });
         } else if constexpr (std::is_same_v<T, gossip::Tombstone>) {
           // deleted: nothing
         } else {
           x.forEachKey([&](const std::string& k) {
             x.get(k).forEach([&](std::string_view f, const std::string& v) {
-              lines.push_back(k + "." + std::string(f) + "=" + v);
+              // (ordered by key, then field: a 0 byte between them sorts a key before its longer peers)
+              line(k + '\0' + std::string(f), keys.toText(k) + "." + keys.toText(std::string(f)) + "=" + values.toText(v));
             });
           });
         }
       },
       value);
   std::sort(lines.begin(), lines.end());
-  return lines;
+  std::vector<std::string> out;
+  out.reserve(lines.size());
+  for (auto& [order, text] : lines) out.push_back(std::move(text));
+  return out;
 }
 
 }  // namespace deltasync::objects

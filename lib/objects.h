@@ -105,10 +105,26 @@ void apply(Runtime& rt, Clock& clock, const Write& w);
 // Deleting an absent name retires it all the same.
 void erase(Runtime& rt, const std::string& name);
 
+// How `deltasync ctl` writes and reads typed values (--type, --key-type): the text a person types
+// as the bytes a typed handle reads (include/deltasync/codec.h), and back. The types: string
+// (the text itself), bytes (hex digits), int (int64_t), uint (uint64_t), double, bool
+// (true/false). fromText throws std::invalid_argument for text that is not one; toText throws
+// CodecError for bytes that are not one.
+struct TextType {
+  const char* name;
+  std::string (*fromText)(const std::string& text);
+  std::string (*toText)(const std::string& bytes);
+};
+// The type called `name` ("" is string); std::invalid_argument naming the types otherwise.
+const TextType& textType(const std::string& name);
+
 // The object as text lines: a counter's value; a set's elements; a map's "key=value" entries;
 // a register's value(s); a flag's "true"/"false"; an or-map's "key.field=value" entries; nothing
-// for a deleted object. Sorted.
-std::vector<std::string> render(const gossip::Value& value);
+// for a deleted object. Map keys (and an or-map's fields) are shown as `keys`, set elements and
+// values as `values`; lines are in the order of the stored bytes of what they list (for the
+// built-in types, the values' order). CodecError for bytes that are not of the type.
+std::vector<std::string> render(const gossip::Value& value, const TextType& keys = textType("string"),
+                                const TextType& values = textType("string"));
 
 // The objects an application sees (by name; deltasync's own "$..." objects and deleted ones left
 // out): what

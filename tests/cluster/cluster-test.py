@@ -315,6 +315,21 @@ def loopback(binary, workdir):
         r = c.ctl_run(0, "--sync", "2", "put", "users", "dave", "x")
         if r.returncode != 2 or "--sync goes with get" not in r.stderr:
             raise Failure(f"ctl --sync with put: exit {r.returncode}, {r.stderr.strip()}")
+        # Typed values from the command line: what a Map<int64_t, double> handle writes and reads.
+        for k, v in (("10", "-2.5"), ("9", "0.1"), ("-1", "1e300")):
+            c.ctl(0, "--wait", "4", "--key-type", "int", "--type", "double", "put", "prices", k, v)
+        got = c.ctl(3, "--key-type", "int", "--type", "double", "get", "prices")
+        if got != ["-1=1e+300", "9=0.1", "10=-2.5"]:  # numeric order: the codec's bytes sort so
+            raise Failure(f"typed get on node 4: {got}")
+        r = c.ctl_run(0, "--key-type", "int", "put", "prices", "ten", "1")
+        if r.returncode != 1 or "'ten' is not an int" not in r.stderr:
+            raise Failure(f"ctl put of a bad int key: exit {r.returncode}, {r.stderr.strip()}")
+        r = c.ctl_run(0, "--type", "bool", "get", "prices")
+        if r.returncode != 1 or "does not read as keys of type string and values of type bool" not in r.stderr:
+            raise Failure(f"ctl get as the wrong type: exit {r.returncode}, {r.stderr.strip()}")
+        r = c.ctl_run(0, "--type", "float", "get", "prices")
+        if r.returncode != 2 or "unknown type 'float'" not in r.stderr:
+            raise Failure(f"ctl --type float: exit {r.returncode}, {r.stderr.strip()}")
         # Registers and flags from the command line.
         c.ctl(0, "--wait", "4", "set", "motd", "hello")
         c.ctl(1, "--wait", "4", "enable", "beta")

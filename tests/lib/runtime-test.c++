@@ -12,10 +12,13 @@
 #include <string>
 #include <vector>
 
+#include <deltasync/codec.h>
+
 #include "lib/clock-watch.h"
 #include "lib/control.h"
 #include "lib/log.h"
 #include "lib/metrics.h"
+#include "lib/objects.h"
 #include "tests/lib/pipe-cluster.h"
 
 namespace deltasync {
@@ -53,6 +56,33 @@ TEST_CASE("log: json lines are one object per line, the message escaped") {
   CHECK(std::count(text.begin(), text.end(), '\n') == 1);
   CHECK(log::parseFormat("json") == log::Format::json);
   CHECK_THROWS_AS(log::parseFormat("xml"), std::invalid_argument);
+}
+
+TEST_CASE("objects: ctl's typed text is the typed handles' bytes, shown back in their order") {
+  const auto& ints = objects::textType("int");
+  CHECK(ints.fromText("-3") == Codec<int64_t>::encode(-3));
+  CHECK(ints.toText(Codec<int64_t>::encode(INT64_MIN)) == "-9223372036854775808");
+  CHECK(objects::textType("uint").fromText("18446744073709551615") == Codec<uint64_t>::encode(UINT64_MAX));
+  CHECK(objects::textType("double").toText(objects::textType("double").fromText("0.1")) == "0.1");
+  CHECK(objects::textType("bool").fromText("true") == Codec<bool>::encode(true));
+  CHECK(objects::textType("bytes").fromText("00ff") == std::string("\0\xff", 2));
+  CHECK(objects::textType("bytes").toText(std::string("\0\xff", 2)) == "00ff");
+  CHECK(&objects::textType("") == &objects::textType("string"));
+  for (const auto& [type, bad] : std::vector<std::pair<std::string, std::string>>{
+           {"int", "12x"}, {"int", ""}, {"int", "9223372036854775808"}, {"uint", "-1"}, {"double", "one"},
+           {"bool", "yes"}, {"bytes", "abc"}, {"bytes", "zz"}}) {
+    CAPTURE(type);
+    CAPTURE(bad);
+    CHECK_THROWS_AS(objects::textType(type).fromText(bad), std::invalid_argument);
+  }
+  CHECK_THROWS_WITH_AS(objects::textType("float"), doctest::Contains("the types: string, bytes, int, uint, double, bool"),
+                       std::invalid_argument);
+  CHECK_THROWS_AS(ints.toText("abc"), CodecError);
+  // An int-keyed map shown numerically, not as text sorts ("10" < "9").
+  gossip::Map m;
+  for (int64_t k : {10, 9, -1}) m.join(m.set(ReplicaId{1}, ints.fromText(std::to_string(k)), ints.fromText("7"), crdt::Timestamp{1}));
+  CHECK(objects::render(m, ints, ints) == std::vector<std::string>{"-1=7", "9=7", "10=7"});
+  CHECK_THROWS_AS(objects::render(m, objects::textType("bool"), ints), CodecError);
 }
 
 TEST_CASE("runtime: addresses split at their last colon, IPv6 hosts bracketed") {
