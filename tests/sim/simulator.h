@@ -168,6 +168,15 @@ class Simulator {
     collectEvents(i);
     sendAll(i);
   }
+  // Node i asks its neighbours to sync it (Replica::requestSync: a read that waits for its
+  // peers); the request's id, for engine(i).syncedPeers().
+  uint64_t requestSync(size_t i) {
+    out_.clear();
+    const uint64_t id = nodes_[i].replica->requestSync(out_);
+    fold(0xA1, i, id, 0);
+    sendAll(i);
+    return id;
+  }
   // Sends m from node `from` to node `to` over the simulated network, as if `from` had (a
   // holder of the secret forging a message in its name, in the security tests).
   void inject(size_t from, size_t to, const gossip::Message& m) { send(from, to, m); }
