@@ -47,7 +47,7 @@ class AuthError : public std::runtime_error {
 // of several entries are laid out in columns. 4: compact values may carry their context whole
 // (header bit F), which version-3 nodes refuse. 5: a deleted object travels as a tombstone
 // (Crdt.deleted), which version-4 nodes cannot read. 6: reads that wait for their peers exchange
-// SyncRequest / SyncReply, which version-5 nodes cannot read.
+// SyncRequest / SyncReply, and maps of sets travel (Crdt.orMapOfSets): version-5 nodes read neither.
 inline constexpr uint32_t kProtocolVersion = 6;
 
 using Secret = deltasync::Secret;

@@ -450,7 +450,7 @@ crdt::LWWRegister<std::string> decodeRegister(ColumnReader& in, WriterRefs& w, u
 
 }  // namespace
 
-bool compactable(const Value& v) { return v.index() < kOrMapKind; }  // (not the or-map, nor a tombstone)
+bool compactable(const Value& v) { return v.index() < kOrMapKind; }  // (not the or-maps, nor a tombstone)
 
 void encodeCompact(const Value& v, crdt::ReplicaId implicitWriter, ColumnWriter& out) {
   const size_t kind = v.index();
@@ -461,7 +461,7 @@ void encodeCompact(const Value& v, crdt::ReplicaId implicitWriter, ColumnWriter&
           encodeCounter(x, kind, implicitWriter, out);
         } else if constexpr (std::is_same_v<T, crdt::LWWRegister<std::string>>) {
           encodeRegister(x, implicitWriter, out);
-        } else if constexpr (std::is_same_v<T, crdt::ORMap<std::string, Map>> || std::is_same_v<T, Tombstone>) {
+        } else if constexpr (std::is_same_v<T, MapOfMaps> || std::is_same_v<T, MapOfSets> || std::is_same_v<T, Tombstone>) {
           throw std::invalid_argument(std::string("encodeCompact: the ") + kindName(kind) + " kind has no compact form");
         } else {
           encodeCausal(x, kind, implicitWriter, out);

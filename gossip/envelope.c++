@@ -37,8 +37,10 @@ void encodeKindInto(const T& x, wire::Crdt::Builder out) {
     encodeCausal(x, out.initAwLwwMap());
   } else if constexpr (std::is_same_v<T, Tombstone>) {
     out.setDeleted();
+  } else if constexpr (std::is_same_v<T, MapOfSets>) {
+    encode(x, out.initOrMapOfSets());
   } else {
-    static_assert(std::is_same_v<T, crdt::ORMap<std::string, Map>>);
+    static_assert(std::is_same_v<T, MapOfMaps>);
     encode(x, out.initOrMap());
   }
 }
@@ -73,6 +75,7 @@ Value decodeValueFrom(wire::Crdt::Reader in, const Limits& limits, ReplicaId sen
     case wire::Crdt::AW_LWW_MAP: return decodeCausal<Map>(in.getAwLwwMap(), limits);
     case wire::Crdt::OR_MAP: return decodeORMap<crdt::ORMap<std::string, Map>>(in.getOrMap(), limits);
     case wire::Crdt::DELETED: return Tombstone{};
+    case wire::Crdt::OR_MAP_OF_SETS: return decodeORMap<MapOfSets>(in.getOrMapOfSets(), limits);
   }
   throw DecodeError("object: unknown CRDT kind " + std::to_string(static_cast<unsigned>(in.which())));
 }
@@ -759,6 +762,7 @@ template size_t encodedSize(const crdt::EWFlag&);
 template size_t encodedSize(const crdt::ORSet<std::string>&);
 template size_t encodedSize(const Map&);
 template size_t encodedSize(const crdt::ORMap<std::string, Map>&);
+template size_t encodedSize(const MapOfSets&);
 template size_t encodedSize(const Tombstone&);
 
 Value decodeValue(const unsigned char* data, size_t size, const Limits& limits) {

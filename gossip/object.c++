@@ -9,7 +9,7 @@ namespace deltasync::gossip {
 namespace {
 
 constexpr const char* kNames[] = {"g-counter", "pn-counter", "lww-register", "mv-register", "ew-flag",
-                                  "or-set",    "aw-lww-map", "or-map",       "deleted"};
+                                  "or-set",    "aw-lww-map", "or-map",       "deleted",     "or-map-of-sets"};
 static_assert(std::size(kNames) == kKindCount);
 
 template <size_t... I>

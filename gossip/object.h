@@ -6,8 +6,8 @@
 // which is what a replicated key-value library exposes (applications encode their own types).
 //
 // The variant's alternative index is the kind tag: 0-7 in the order of wire.capnp's Crdt union,
-// 8 (deleted) its `deleted` member (union tag 9: tag 8 is the compact form). Never reorder; append
-// new kinds at the end.
+// then (tag 8 being the compact form) 8 (deleted) its `deleted` member (union tag 9) and 9 (a map
+// of sets) its `orMapOfSets` (union tag 10). Never reorder; append new kinds at the end.
 //
 // Deleting an object (Tombstone): a deleted name is retired for good, cluster-wide, as in Akka
 // Distributed Data. The tombstone is the top of every kind's lattice for its name: joined into
@@ -45,6 +45,8 @@
 namespace deltasync::gossip {
 
 using Map = crdt::AWLWWMap<std::string, std::string>;
+using MapOfMaps = crdt::ORMap<std::string, Map>;
+using MapOfSets = crdt::ORMap<std::string, crdt::ORSet<std::string>>;
 
 // A deleted object (see above). Never bottom: it is the most that can be known of a name.
 struct Tombstone {
@@ -59,8 +61,9 @@ using Value = std::variant<crdt::GCounter,                          // 0 gCounte
                            crdt::EWFlag,                            // 4 ewFlag
                            crdt::ORSet<std::string>,                // 5 orSet
                            Map,                                     // 6 awLwwMap
-                           crdt::ORMap<std::string, Map>,           // 7 orMap (of maps)
-                           Tombstone>;                              // 8 deleted (union tag 9)
+                           MapOfMaps,                               // 7 orMap (of maps)
+                           Tombstone,                               // 8 deleted (union tag 9)
+                           MapOfSets>;                              // 9 orMapOfSets (union tag 10)
 
 inline constexpr size_t kKindCount = std::variant_size_v<Value>;
 inline constexpr size_t kTombstoneKind = 8;

@@ -146,6 +146,9 @@ struct Crdt {
     # state chunks (large states) keep the column encodings above.
     deleted @9 :Void;
     # The object was deleted: a tombstone, final (gossip/object.h). Since protocol version 5.
+    orMapOfSets @10 :ORMapState;
+    # A map of add-wins sets (the nested stores are the sets' dot stores). Since protocol
+    # version 6.
   }
 }
 

@@ -1664,6 +1664,95 @@ size_t BytesMapOfMaps::size() const {
   });
 }
 
+using Sets = gossip::MapOfSets;
+
+void BytesMapOfSets::add(const std::string& key, const std::string& element) {
+  core_->write(W{.op = W::Op::setsAdd, .name = &name_, .key = &key, .inner = &element});
+}
+
+std::future<WriteResult> BytesMapOfSets::add(const std::string& key, const std::string& element, WriteTo to) {
+  return core_->writeTo(W{.op = W::Op::setsAdd, .name = &name_, .key = &key, .inner = &element}, to);
+}
+
+void BytesMapOfSets::remove(const std::string& key, const std::string& element) {
+  core_->write(W{.op = W::Op::setsRemove, .name = &name_, .key = &key, .inner = &element});
+}
+
+std::future<WriteResult> BytesMapOfSets::remove(const std::string& key, const std::string& element, WriteTo to) {
+  return core_->writeTo(W{.op = W::Op::setsRemove, .name = &name_, .key = &key, .inner = &element}, to);
+}
+
+void BytesMapOfSets::removeKey(const std::string& key) {
+  core_->write(W{.op = W::Op::setsRemoveKey, .name = &name_, .key = &key});
+}
+
+std::future<WriteResult> BytesMapOfSets::removeKey(const std::string& key, WriteTo to) {
+  return core_->writeTo(W{.op = W::Op::setsRemoveKey, .name = &name_, .key = &key}, to);
+}
+
+bool BytesMapOfSets::contains(const std::string& key, const std::string& element) const {
+  return core_->read(name_, [&](const gossip::Value* v) {
+    const auto* m = as<Sets>(v, name_);
+    const auto* set = m != nullptr ? m->store().find(key) : nullptr;  // (read in place: no copy)
+    return set != nullptr && set->containsKey(element);
+  });
+}
+
+std::vector<std::string> BytesMapOfSets::elements(const std::string& key) const {
+  return core_->read(name_, [&](const gossip::Value* v) {
+    std::vector<std::string> out;
+    const auto* m = as<Sets>(v, name_);
+    if (const auto* set = m != nullptr ? m->store().find(key) : nullptr) {
+      set->forEachKey([&](std::string_view e) { out.emplace_back(e); });
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+  });
+}
+
+std::vector<std::string> BytesMapOfSets::keys() const {
+  return core_->read(name_, [&](const gossip::Value* v) {
+    std::vector<std::string> out;
+    if (const auto* m = as<Sets>(v, name_)) m->forEachKey([&](const std::string& k) { out.push_back(k); });
+    std::sort(out.begin(), out.end());
+    return out;
+  });
+}
+
+size_t BytesMapOfSets::size() const {
+  return core_->read(name_, [&](const gossip::Value* v) {
+    const auto* m = as<Sets>(v, name_);
+    return m ? m->size() : size_t{0};
+  });
+}
+
+Subscription BytesMapOfSets::subscribe(std::function<void(const MapOfSetsChange<std::string, std::string>&)> callback) {
+  using Entry = std::pair<std::string, std::string>;
+  auto listed = [](const gossip::Value* v) {
+    std::vector<Entry> out;
+    if (const auto* m = v != nullptr ? std::get_if<Sets>(v) : nullptr) {
+      m->store().forEach([&](const std::string& k, const auto& set) {
+        set.forEachKey([&](std::string_view e) { out.emplace_back(k, std::string(e)); });
+      });
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+  auto last = std::make_shared<std::vector<Entry>>(core_->read(name_, [&](const gossip::Value* v) {
+    as<Sets>(v, name_);
+    return listed(v);
+  }));
+  return core_->subscribeCopies(name_, [last, listed, callback = std::move(callback)](const gossip::Value* v, ChangeOrigin origin) {
+    if (v != nullptr && !std::holds_alternative<Sets>(*v)) return;
+    auto now = listed(v);
+    MapOfSetsChange<std::string, std::string> change;
+    change.origin = origin;
+    diffListings(*last, now, change.added, change.removed);
+    *last = std::move(now);
+    if (!change.added.empty() || !change.removed.empty()) callback(change);
+  });
+}
+
 }  // namespace detail
 
 void Flag::enable() {
@@ -1827,6 +1916,7 @@ void Node::checkKind(const std::string& name, Kind kind) {
       case Kind::mvRegister: as<crdt::MVRegister<std::string>>(v, name); break;
       case Kind::flag: as<crdt::EWFlag>(v, name); break;
       case Kind::mapOfMaps: as<crdt::ORMap<std::string, gossip::Map>>(v, name); break;
+      case Kind::mapOfSets: as<gossip::MapOfSets>(v, name); break;
     }
     return 0;
   });

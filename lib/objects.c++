@@ -153,6 +153,29 @@ void nestedRemoveKey(Runtime& rt, const std::string& name, const std::string& ke
   rt.update<Nested>(name, [&](Nested& m) { return m.remove(key); });
 }
 
+using Sets = gossip::MapOfSets;
+using Set = crdt::ORSet<std::string>;
+
+void setsAdd(Runtime& rt, const std::string& name, const std::string& key, const std::string& element) {
+  checkKey(rt, name, key);
+  if (std::string p = gossip::keyProblem(element.size(), rt.config().limits); !p.empty()) refuse(name, p);
+  const ReplicaId self = rt.id();
+  rt.update<Sets>(name, [&](Sets& m) { return m.update(key, [&](Set& s) { return s.add(self, element); }); });
+}
+
+void setsRemove(Runtime& rt, const std::string& name, const std::string& key, const std::string& element) {
+  checkName(rt.config().limits, name);
+  rt.update<Sets>(name, [&](Sets& m) {
+    if (!m.contains(key)) return Sets{};
+    return m.update(key, [&](Set& s) { return s.remove(element); });
+  });
+}
+
+void setsRemoveKey(Runtime& rt, const std::string& name, const std::string& key) {
+  checkName(rt.config().limits, name);
+  rt.update<Sets>(name, [&](Sets& m) { return m.remove(key); });
+}
+
 void removeAny(Runtime& rt, const std::string& name, const std::string& item) {
   checkName(rt.config().limits, name);
   const Value* v = rt.store().find(name);
@@ -174,11 +197,11 @@ void erase(Runtime& rt, const std::string& name) {
 
 void check(const Limits& limits, const Write& w) {
   checkName(limits, *w.name);
-  if (w.key != nullptr && w.op != Write::Op::remove && w.op != Write::Op::removeKey &&
-      w.op != Write::Op::nestedRemove && w.op != Write::Op::nestedRemoveKey) {
+  if (w.key != nullptr && w.op != Write::Op::remove && w.op != Write::Op::removeKey && w.op != Write::Op::nestedRemove &&
+      w.op != Write::Op::nestedRemoveKey && w.op != Write::Op::setsRemove && w.op != Write::Op::setsRemoveKey) {
     if (std::string p = gossip::keyProblem(w.key->size(), limits); !p.empty()) refuse(*w.name, p);
   }
-  if (w.inner != nullptr && w.op == Write::Op::nestedPut) {
+  if (w.inner != nullptr && (w.op == Write::Op::nestedPut || w.op == Write::Op::setsAdd)) {
     if (std::string p = gossip::keyProblem(w.inner->size(), limits); !p.empty()) refuse(*w.name, p);
   }
   if (w.value != nullptr) {
@@ -202,6 +225,9 @@ size_t kindOf(const Write& w) {
     case Op::nestedPut:
     case Op::nestedRemove:
     case Op::nestedRemoveKey: return kindIndex<Nested>();
+    case Op::setsAdd:
+    case Op::setsRemove:
+    case Op::setsRemoveKey: return kindIndex<Sets>();
     case Op::erase: return gossip::kTombstoneKind;
   }
   throw std::logic_error("objects::kindOf: unknown write");
@@ -223,6 +249,9 @@ void apply(Runtime& rt, Clock& clock, const Write& w) {
     case Op::nestedPut: return nestedPut(rt, clock, name, *w.key, *w.inner, *w.value);
     case Op::nestedRemove: return nestedRemove(rt, name, *w.key, *w.inner);
     case Op::nestedRemoveKey: return nestedRemoveKey(rt, name, *w.key);
+    case Op::setsAdd: return setsAdd(rt, name, *w.key, *w.inner);
+    case Op::setsRemove: return setsRemove(rt, name, *w.key, *w.inner);
+    case Op::setsRemoveKey: return setsRemoveKey(rt, name, *w.key);
     case Op::erase: return erase(rt, name);
   }
 }
@@ -326,6 +355,12 @@ std::vector<std::string> render(const Value& value, const TextType& keys, const 
           });
         } else if constexpr (std::is_same_v<T, gossip::Tombstone>) {
           // deleted: nothing
+        } else if constexpr (std::is_same_v<T, gossip::MapOfSets>) {
+          x.forEachKey([&](const std::string& k) {
+            x.get(k).forEach([&](std::string_view e) {
+              line(k + '\0' + std::string(e), keys.toText(k) + "." + values.toText(std::string(e)));
+            });
+          });
         } else {
           x.forEachKey([&](const std::string& k) {
             x.get(k).forEach([&](std::string_view f, const std::string& v) {

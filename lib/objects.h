@@ -62,6 +62,11 @@ void nestedPut(Runtime& rt, Clock& clock, const std::string& name, const std::st
                const std::string& value);
 void nestedRemove(Runtime& rt, const std::string& name, const std::string& key, const std::string& inner);
 void nestedRemoveKey(Runtime& rt, const std::string& name, const std::string& key);
+// A map of sets: an element of the set at `key`; removeSet takes the whole set as seen here
+// (concurrent adds into it survive).
+void setsAdd(Runtime& rt, const std::string& name, const std::string& key, const std::string& element);
+void setsRemove(Runtime& rt, const std::string& name, const std::string& key, const std::string& element);
+void setsRemoveKey(Runtime& rt, const std::string& name, const std::string& key);
 // A set element or a map key, whichever kind `name` has; std::invalid_argument for other kinds
 // or an absent name.
 void removeAny(Runtime& rt, const std::string& name, const std::string& item);
@@ -82,6 +87,9 @@ struct Write {
     nestedPut,        // key, inner, value
     nestedRemove,     // key, inner
     nestedRemoveKey,  // key
+    setsAdd,          // key, inner: the element
+    setsRemove,       // key, inner: the element
+    setsRemoveKey,    // key
     erase,
   };
   Op op;
@@ -119,8 +127,9 @@ struct TextType {
 const TextType& textType(const std::string& name);
 
 // The object as text lines: a counter's value; a set's elements; a map's "key=value" entries;
-// a register's value(s); a flag's "true"/"false"; an or-map's "key.field=value" entries; nothing
-// for a deleted object. Map keys (and an or-map's fields) are shown as `keys`, set elements and
+// a register's value(s); a flag's "true"/"false"; an or-map's "key.field=value" entries; a map of
+// sets' "key.element" lines; nothing for a deleted object. Map keys (and an or-map's fields) are
+// shown as `keys`, set elements and
 // values as `values`; lines are in the order of the stored bytes of what they list (for the
 // built-in types, the values' order). CodecError for bytes that are not of the type.
 std::vector<std::string> render(const gossip::Value& value, const TextType& keys = textType("string"),

@@ -212,8 +212,8 @@ struct SyncResult {
 };
 
 // An object this node holds: its name and its kind as the wire names it ("pn-counter",
-// "or-set", "aw-lww-map", "lww-register", "mv-register", "ew-flag", "or-map" (a map of maps), and
-// the one kind peers may create that has no handle yet: "g-counter").
+// "or-set", "aw-lww-map", "lww-register", "mv-register", "ew-flag", "or-map" (a map of maps),
+// "or-map-of-sets", and the one kind peers may create that has no handle yet: "g-counter").
 struct ObjectInfo {
   std::string name;
   std::string kind;
@@ -262,6 +262,13 @@ template <typename K, typename IK, typename V>
 struct MapOfMapsChange {
   std::vector<std::tuple<K, IK, V>> put;
   std::vector<std::pair<K, IK>> removed;
+  ChangeOrigin origin = ChangeOrigin::local;
+};
+// A map of sets' elements added and removed, as (key, element) pairs.
+template <typename K, typename E>
+struct MapOfSetsChange {
+  std::vector<std::pair<K, E>> added;
+  std::vector<std::pair<K, E>> removed;
   ChangeOrigin origin = ChangeOrigin::local;
 };
 struct FlagChange {
@@ -354,6 +361,27 @@ class DELTASYNC_API BytesMultiRegister {
   std::future<WriteResult> clear(WriteTo to);
   std::vector<std::string> values() const;
   Subscription subscribe(std::function<void(const MultiRegisterChange<std::string>&)> callback);
+  const std::string& name() const { return name_; }
+
+ private:
+  std::shared_ptr<NodeCore> core_;
+  std::string name_;
+};
+
+class DELTASYNC_API BytesMapOfSets {
+ public:
+  BytesMapOfSets(std::shared_ptr<NodeCore> core, std::string name) : core_(std::move(core)), name_(std::move(name)) {}
+  void add(const std::string& key, const std::string& element);
+  std::future<WriteResult> add(const std::string& key, const std::string& element, WriteTo to);
+  void remove(const std::string& key, const std::string& element);
+  std::future<WriteResult> remove(const std::string& key, const std::string& element, WriteTo to);
+  void removeKey(const std::string& key);
+  std::future<WriteResult> removeKey(const std::string& key, WriteTo to);
+  bool contains(const std::string& key, const std::string& element) const;
+  std::vector<std::string> elements(const std::string& key) const;
+  std::vector<std::string> keys() const;
+  size_t size() const;
+  Subscription subscribe(std::function<void(const MapOfSetsChange<std::string, std::string>&)> callback);
   const std::string& name() const { return name_; }
 
  private:
@@ -572,14 +600,50 @@ class MultiRegister {
 // keys() and entries() are sorted by encoded bytes (for the built-in codecs: by value). A write
 // costs O(size of the inner map it touches); keep inner maps small (thousands of entries), and
 // use one Map with compound keys for large ones.
+namespace detail {
+
+// What every map of nested values offers (MapOfMaps, MapOfSets): its keys, removing one, and the
+// nested value at a key (at(), whose handle keeps the raw handle and the key: KeyedBase).
+template <typename K, typename Raw>
+class NestedMapBase {
+ public:
+  void removeKey(const K& key) { raw_.removeKey(Codec<K>::encode(key)); }
+  std::future<WriteResult> removeKey(const K& key, WriteTo to) { return raw_.removeKey(Codec<K>::encode(key), to); }
+  std::vector<K> keys() const { return decodeAllStored<K>(raw_.keys(), raw_.name(), "key"); }
+  size_t size() const { return raw_.size(); }
+  const std::string& name() const { return raw_.name(); }
+
+ protected:
+  explicit NestedMapBase(Raw raw) : raw_(std::move(raw)) {}
+  Raw raw_;
+};
+
+template <typename K, typename Raw>
+class KeyedBase {
+ public:
+  const K& key() const { return key_; }
+
+ protected:
+  KeyedBase(Raw raw, K key) : raw_(std::move(raw)), key_(std::move(key)) {}
+  std::string encodedKey() const { return Codec<K>::encode(key_); }
+  Raw raw_;
+  K key_;
+};
+
+}  // namespace detail
+
 template <typename K, typename IK, typename V>
-class MapOfMaps {
+class MapOfMaps : public detail::NestedMapBase<K, detail::BytesMapOfMaps> {
   static_assert(Encodable<K> && Encodable<IK> && Encodable<V>,
                 "deltasync::MapOfMaps<K, IK, V>: every type needs a codec: specialise deltasync::Codec "
                 "(include/deltasync/codec.h)");
 
  public:
-  class Inner {
+  class Inner : public detail::KeyedBase<K, detail::BytesMapOfMaps> {
+    using Base = detail::KeyedBase<K, detail::BytesMapOfMaps>;
+    using Base::raw_;
+    using Base::key_;
+
    public:
     void put(const IK& key, const V& value) { raw_.put(Codec<K>::encode(key_), Codec<IK>::encode(key), Codec<V>::encode(value)); }
     std::future<WriteResult> put(const IK& key, const V& value, WriteTo to) {
@@ -602,20 +666,13 @@ class MapOfMaps {
       return out;
     }
     size_t size() const { return raw_.entries(Codec<K>::encode(key_)).size(); }
-    const K& key() const { return key_; }
 
    private:
     friend class MapOfMaps;
-    Inner(detail::BytesMapOfMaps raw, K key) : raw_(std::move(raw)), key_(std::move(key)) {}
-    detail::BytesMapOfMaps raw_;
-    K key_;
+    Inner(detail::BytesMapOfMaps raw, K key) : Base(std::move(raw), std::move(key)) {}
   };
 
-  Inner at(const K& key) const { return Inner(raw_, key); }
-  void removeKey(const K& key) { raw_.removeKey(Codec<K>::encode(key)); }
-  std::future<WriteResult> removeKey(const K& key, WriteTo to) { return raw_.removeKey(Codec<K>::encode(key), to); }
-  std::vector<K> keys() const { return detail::decodeAllStored<K>(raw_.keys(), raw_.name(), "key"); }
-  size_t size() const { return raw_.size(); }
+  Inner at(const K& key) const { return Inner(this->raw_, key); }
   // Entries put and removed, in every inner map (O(size of the whole map) per notification).
   Subscription subscribe(std::function<void(const MapOfMapsChange<K, IK, V>&)> callback) {
     using Bytes3 = MapOfMapsChange<std::string, std::string, std::string>;
@@ -631,12 +688,68 @@ class MapOfMaps {
       callback(out);
     });
   }
-  const std::string& name() const { return raw_.name(); }
 
  private:
   friend class Node;
-  explicit MapOfMaps(detail::BytesMapOfMaps raw) : raw_(std::move(raw)) {}
-  detail::BytesMapOfMaps raw_;
+  using detail::NestedMapBase<K, detail::BytesMapOfMaps>::raw_;
+  explicit MapOfMaps(detail::BytesMapOfMaps raw) : detail::NestedMapBase<K, detail::BytesMapOfMaps>(std::move(raw)) {}
+};
+
+// A map of add-wins sets (Riak's map of sets): m.at("alice").add("admin"); m.at("alice").contains(...).
+// Removing a key removes its set as seen here: elements added concurrently on other nodes
+// survive (add wins), so the key comes back with just those. Reads look at the set in place.
+template <typename K, typename E>
+class MapOfSets : public detail::NestedMapBase<K, detail::BytesMapOfSets> {
+  static_assert(Encodable<K> && Encodable<E>,
+                "deltasync::MapOfSets<K, E>: both types need a codec: specialise deltasync::Codec "
+                "(include/deltasync/codec.h)");
+
+ public:
+  class Inner : public detail::KeyedBase<K, detail::BytesMapOfSets> {
+    using Base = detail::KeyedBase<K, detail::BytesMapOfSets>;
+    using Base::raw_;
+    using Base::key_;
+
+   public:
+    void add(const E& element) { raw_.add(Codec<K>::encode(key_), Codec<E>::encode(element)); }
+    std::future<WriteResult> add(const E& element, WriteTo to) {
+      return raw_.add(Codec<K>::encode(key_), Codec<E>::encode(element), to);
+    }
+    void remove(const E& element) { raw_.remove(Codec<K>::encode(key_), Codec<E>::encode(element)); }
+    std::future<WriteResult> remove(const E& element, WriteTo to) {
+      return raw_.remove(Codec<K>::encode(key_), Codec<E>::encode(element), to);
+    }
+    bool contains(const E& element) const { return raw_.contains(Codec<K>::encode(key_), Codec<E>::encode(element)); }
+    std::vector<E> elements() const {
+      return detail::decodeAllStored<E>(raw_.elements(Codec<K>::encode(key_)), raw_.name(), "element");
+    }
+    size_t size() const { return raw_.elements(Codec<K>::encode(key_)).size(); }
+
+   private:
+    friend class MapOfSets;
+    Inner(detail::BytesMapOfSets raw, K key) : Base(std::move(raw), std::move(key)) {}
+  };
+
+  Inner at(const K& key) const { return Inner(this->raw_, key); }
+  // Elements added and removed, in every set (O(size of the whole map) per notification).
+  Subscription subscribe(std::function<void(const MapOfSetsChange<K, E>&)> callback) {
+    using Raw = MapOfSetsChange<std::string, std::string>;
+    return raw_.subscribe([name = raw_.name(), callback = std::move(callback)](const Raw& c) {
+      MapOfSetsChange<K, E> out{{}, {}, c.origin};
+      for (const auto& [k, e] : c.added) {
+        out.added.emplace_back(detail::decodeStored<K>(k, name, "key"), detail::decodeStored<E>(e, name, "element"));
+      }
+      for (const auto& [k, e] : c.removed) {
+        out.removed.emplace_back(detail::decodeStored<K>(k, name, "key"), detail::decodeStored<E>(e, name, "element"));
+      }
+      callback(out);
+    });
+  }
+
+ private:
+  friend class Node;
+  using detail::NestedMapBase<K, detail::BytesMapOfSets>::raw_;
+  explicit MapOfSets(detail::BytesMapOfSets raw) : detail::NestedMapBase<K, detail::BytesMapOfSets>(std::move(raw)) {}
 };
 
 // An enable-wins flag: an enable concurrent with a disable wins.
@@ -699,6 +812,11 @@ class DELTASYNC_API Node {
   MapOfMaps<K, IK, V> mapOfMaps(const std::string& name) {
     checkKind(name, Kind::mapOfMaps);
     return MapOfMaps<K, IK, V>(detail::BytesMapOfMaps(core_, name));
+  }
+  template <typename K, typename E>
+  MapOfSets<K, E> mapOfSets(const std::string& name) {
+    checkKind(name, Kind::mapOfSets);
+    return MapOfSets<K, E>(detail::BytesMapOfSets(core_, name));
   }
 
   // The presence tracker (include/deltasync/presence.h).
@@ -780,7 +898,7 @@ class DELTASYNC_API Node {
   void close();
 
  private:
-  enum class Kind { counter, set, map, lwwRegister, mvRegister, flag, mapOfMaps };
+  enum class Kind { counter, set, map, lwwRegister, mvRegister, flag, mapOfMaps, mapOfSets };
   void checkKind(const std::string& name, Kind kind);
   std::shared_ptr<detail::NodeCore> core_;
 };

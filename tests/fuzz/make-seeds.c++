@@ -54,6 +54,7 @@ std::vector<NamedValue> everyKind(const std::string& prefix, int n, ReplicaId a,
   ORSet<std::string> s;
   Map m;
   ORMap<std::string, Map> om;
+  MapOfSets os;
   for (int k = 0; k <= n; ++k) {
     ReplicaId w = k % 2 ? a : b;
     g.increment(w, uint64_t(k) + 1);
@@ -69,11 +70,13 @@ std::vector<NamedValue> everyKind(const std::string& prefix, int n, ReplicaId a,
       return in.set(w, "user-" + std::to_string(k), "here", Timestamp{uint64_t(k)});
     });
     if (k % 5 == 4) om.remove("room-" + std::to_string(k % 2));
+    os.update("group-" + std::to_string(k % 3), [&](ORSet<std::string>& in) { return in.add(w, "member-" + std::to_string(k)); });
+    if (k % 5 == 3) os.remove("group-" + std::to_string(k % 2));
   }
   std::vector<NamedValue> out;
-  std::vector<Value> values{g, p, r, mv, f, s, m, om};
-  for (size_t kind = 0; kind < values.size(); ++kind) {
-    out.push_back({prefix + kindName(kind), std::move(values[kind])});
+  for (Value& v : std::vector<Value>{g, p, r, mv, f, s, m, om, os}) {
+    const std::string name = prefix + kindName(v);
+    out.push_back({name, std::move(v)});
   }
   return out;
 }

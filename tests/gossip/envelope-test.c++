@@ -150,6 +150,25 @@ Value genValue(size_t kind) {
           });
     case kTombstoneKind:
       return Tombstone{};
+    case kindIndex<MapOfSets>(): {
+      using M = MapOfSets;
+      auto add = [](M& m, ReplicaId self) {
+        std::string k = *rc::gen::element<std::string>("room", "lobby", "k");
+        return m.update(k, [&](ORSet<std::string>& in) { return in.add(self, genBytes()); });
+      };
+      return made<M>(
+          [&](M& m, ReplicaId self) {
+            const int op = *rc::gen::inRange(0, 5);
+            if (op == 0) {
+              m.remove(*rc::gen::element<std::string>("room", "lobby", "k"));
+            } else if (op == 1) {
+              m.update("room", [&](ORSet<std::string>& in) { return in.remove(genBytes()); });
+            } else {
+              add(m, self);
+            }
+          },
+          add);
+    }
     default: {
       using M = ORMap<std::string, Map>;
       auto set = [](M& m, ReplicaId self) {
@@ -982,13 +1001,13 @@ void setRawWhich(Builder b, uint16_t which) {
 TEST_CASE("envelope: unknown message and CRDT kinds (a newer peer's) are rejected") {
   expectRejected([](wire::Envelope::Builder env) { ack(env); return env; },
                  [](auto env) { setRawWhich(env, 16); }, "envelope: unknown message kind 16");
-  expectRejected(push, [](auto p) { setRawWhich(p.getObjects()[0].getValue(), 10); },
-                 "object: unknown CRDT kind 10");
+  expectRejected(push, [](auto p) { setRawWhich(p.getObjects()[0].getValue(), 11); },
+                 "object: unknown CRDT kind 11");
   capnp::MallocMessageBuilder mb;
-  setRawWhich(mb.initRoot<wire::Crdt>(), 10);
+  setRawWhich(mb.initRoot<wire::Crdt>(), 11);
   auto framed = frame(mb);
   CHECK_THROWS_WITH_AS(decodeValue(framed.begin(), framed.size(), kLimits),
-                       doctest::Contains("object: unknown CRDT kind 10"), DecodeError);
+                       doctest::Contains("object: unknown CRDT kind 11"), DecodeError);
 }
 
 TEST_CASE("envelope: membership updates") {

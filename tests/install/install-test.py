@@ -32,7 +32,7 @@ class Failure(Exception):
 # DELTASYNC_API, the log functions, and the exceptions' type information (lib/libdeltasync.map).
 PUBLIC_SYMBOL = re.compile(
     r"((typeinfo for |typeinfo name for |vtable for )deltasync::(KindMismatch|NodeClosed|LimitExceeded|StorageFailed|CodecError|ObjectDeleted)$)|"
-    r"(deltasync::((Node|Subscription|Counter|Presence|PresenceConnection|Secret|KindMismatch|NodeClosed|LimitExceeded|StorageFailed|CodecError|ObjectDeleted|log|Flag|detail::BytesSet|detail::BytesMap|detail::BytesRegister|detail::BytesMultiRegister|detail::BytesMapOfMaps)::))")
+    r"(deltasync::((Node|Subscription|Counter|Presence|PresenceConnection|Secret|KindMismatch|NodeClosed|LimitExceeded|StorageFailed|CodecError|ObjectDeleted|log|Flag|detail::BytesSet|detail::BytesMap|detail::BytesRegister|detail::BytesMultiRegister|detail::BytesMapOfMaps|detail::BytesMapOfSets)::))")
 
 
 def run(cmd, env=None, cwd=None):

@@ -399,6 +399,50 @@ TEST_CASE("node: a map of maps replicates per inner map; a removed key survives 
   CHECK_THROWS_AS((a.map<std::string, std::string>("rooms")), KindMismatch);
 }
 
+TEST_CASE("node: a map of sets replicates per key; a removed key keeps the elements added concurrently") {
+  Quiet q;
+  Node a(config());
+  Node b(config({a.address()}));
+  auto groups = a.mapOfSets<std::string, int64_t>("groups");
+  auto groupsB = b.mapOfSets<std::string, int64_t>("groups");
+  std::mutex m;
+  std::vector<std::pair<std::string, int64_t>> added, removed;
+  auto sub = groupsB.subscribe([&](const MapOfSetsChange<std::string, int64_t>& c) {
+    std::lock_guard l(m);
+    added.insert(added.end(), c.added.begin(), c.added.end());
+    removed.insert(removed.end(), c.removed.begin(), c.removed.end());
+  });
+  groups.at("admins").add(10);
+  groups.at("admins").add(2);  // listed in numeric order: the codec's bytes sort so
+  groups.at("guests").add(-1);
+  CHECK(groups.keys() == std::vector<std::string>{"admins", "guests"});
+  CHECK(groups.at("admins").contains(10));
+  CHECK_FALSE(groups.at("admins").contains(3));
+  CHECK(groups.at("nobody").elements().empty());
+  CHECK(eventually([&] { return groupsB.at("admins").elements() == std::vector<int64_t>{2, 10}; }));
+  CHECK(eventually([&] {
+    std::lock_guard l(m);
+    return added.size() == 3;
+  }));
+  // b removes the admins while a, cut off, adds one: that element survives, alone (add wins).
+  a.setOffline(true);
+  groupsB.removeKey("admins");
+  groups.at("admins").add(7);
+  groups.at("guests").remove(-1);
+  a.setOffline(false);
+  const std::vector<int64_t> survivor{7};
+  CHECK(eventually([&] { return groups.at("admins").elements() == survivor && groupsB.at("admins").elements() == survivor; }));
+  CHECK(eventually([&] { return groupsB.keys() == std::vector<std::string>{"admins"}; }));
+  CHECK(eventually([&] {
+    std::lock_guard l(m);
+    std::sort(removed.begin(), removed.end());
+    return removed == std::vector<std::pair<std::string, int64_t>>{{"admins", 2}, {"admins", 10}, {"guests", -1}};
+  }));
+  CHECK(b.objects() == std::vector<ObjectInfo>{{"groups", "or-map-of-sets"}});
+  CHECK_THROWS_AS((a.mapOfMaps<std::string, std::string, int64_t>("groups")), KindMismatch);
+  CHECK_THROWS_AS((void)groups.at(std::string(100000, 'k')).add(1), LimitExceeded);
+}
+
 // Every handle kind as users build state through them: random operations at random nodes of
 // three, one of them cut off now and then (writes go on on both sides), then every node reads the
 // same everything. The seed is printed; HANDLES_SEED=N replays it.
@@ -433,6 +477,13 @@ TEST_CASE("node: random handle operations on three nodes, through cuts, converge
       for (const auto& [ik, v] : rooms.at(k).entries()) out << ik << ":" << v << ",";
       out << "}";
     }
+    out << " groups=";
+    auto groups = n.mapOfSets<std::string, int64_t>("groups");
+    for (const auto& k : groups.keys()) {
+      out << k << "{";
+      for (int64_t e : groups.at(k).elements()) out << e << ",";
+      out << "}";
+    }
     return out.str();
   };
   size_t cut = 3;  // the node cut off, if any
@@ -452,7 +503,15 @@ TEST_CASE("node: random handle operations on three nodes, through cuts, converge
       cut = 3;
     }
     Node& n = *nodes[pick(3)];
-    switch (pick(10)) {
+    switch (pick(13)) {
+      case 10: n.mapOfSets<std::string, int64_t>("groups").at(word()).add(static_cast<int64_t>(pick(6))); break;
+      case 11: n.mapOfSets<std::string, int64_t>("groups").at(word()).remove(static_cast<int64_t>(pick(6))); break;
+      case 12:
+        n.batch([&] {
+          n.mapOfSets<std::string, int64_t>("groups").removeKey(word());
+          n.counter("count").increment(1);
+        });
+        break;
       case 0: n.counter("count").increment(1 + pick(3)); break;
       case 1: n.counter("count").decrement(1); break;
       case 2: pick(3) ? n.set<int64_t>("numbers").add(static_cast<int64_t>(pick(8)) - 4)
