@@ -175,7 +175,7 @@ struct EngineStats {
   uint64_t deltasRedundant = 0;  // received object deltas RR found fully known
   uint64_t offersSent = 0, offerRequestsSent = 0;
   uint64_t acksDeferred = 0;     // pushes whose ack waited for dots asked of another peer
-  uint64_t heldRefused = 0;      // held-back removals the store refused once released (kind clash)
+  uint64_t heldRefused = 0;      // held-back parts the store refused once released (kind clash)
   uint64_t skewRefused = 0;      // messages refused for a timestamp beyond maxForwardSkewMs
 };
 

@@ -84,7 +84,6 @@ constexpr size_t kindIndex() {
 // might throw: a copy of a large state costs as much as building it (crdt/causal-context.h).
 static_assert(std::is_nothrow_move_constructible_v<Value> && std::is_nothrow_move_assignable_v<Value>);
 
-// "g-counter", "pn-counter", ..., "or-map": for errors and logs.
 // True when `delta` holds a write under `self` that `state` (this replica's object of the same
 // kind; nullptr when absent) lacks: a dot or a counter increment this replica never made. Only
 // this replica mints under its id, so such a delta is forged, or this replica lost state it once
@@ -98,6 +97,7 @@ bool claimsUnminted(const Value& delta, const Value* state, crdt::ReplicaId self
 // forward-skew bound (EngineConfig::maxForwardSkewMs) before joining a received delta.
 crdt::Timestamp latestStamp(const Value& v);
 
+// "g-counter", "pn-counter", ..., "or-map", "deleted", "or-map-of-sets": for errors and logs.
 const char* kindName(size_t kind);
 inline const char* kindName(const Value& v) { return kindName(v.index()); }
 

@@ -1,6 +1,12 @@
 // deltasync::log: the level of the library's log lines and where they go (by default one line
 // per event on stderr). Both are process-wide; the default level is info. Secrets are never
 // logged.
+//
+// Why not spdlog (Debian's 1.10, on the same fmt 9): the library needs levels, one sink callback,
+// text or JSON lines and rate limits (lib/log.h), about 130 lines. spdlog in the public headers
+// would impose its version, and fmt's, on every application that embeds deltasync; a hidden copy
+// would duplicate the application's own. An application that logs through spdlog routes these
+// lines into it with setSink (one lambda calling its logger).
 #pragma once
 
 #include <functional>

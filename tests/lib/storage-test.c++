@@ -649,6 +649,43 @@ TEST_CASE("many writer threads in sync durability: every acknowledged write is t
   CHECK(n.map<std::string, std::string>("m").entries().size() == size_t{kThreads * kEach});
 }
 
+TEST_CASE("batches in sync durability: every acknowledged batch is there whole after a restart") {
+  TempDir dir;
+  constexpr int kThreads = 4, kEach = 50;
+  {
+    Node n(durable(dir.str()));
+    std::vector<std::thread> writers;
+    for (int t = 0; t < kThreads; ++t) {
+      writers.emplace_back([&n, t] {
+        auto first = n.map<std::string, int64_t>("first");
+        auto second = n.map<std::string, int64_t>("second");
+        auto total = n.counter("total");
+        for (int i = 0; i < kEach; ++i) {
+          const std::string k = std::to_string(t) + "/" + std::to_string(i);
+          n.batch([&] {
+            first.put(k, i);
+            total.increment();
+            second.put(k, i);
+          });
+        }
+      });
+    }
+    for (auto& w : writers) w.join();
+    // A batch whose function throws leaves nothing, on disk either.
+    CHECK_THROWS_AS(n.batch([&] {
+                      n.map<std::string, int64_t>("first").put("never", 1);
+                      throw std::runtime_error("abandoned");
+                    }),
+                    std::runtime_error);
+  }
+  Node n(durable(dir.str()));
+  const auto first = n.map<std::string, int64_t>("first").entries();
+  CHECK(first.size() == size_t{kThreads * kEach});
+  CHECK(first == n.map<std::string, int64_t>("second").entries());
+  CHECK(n.counter("total").value() == kThreads * kEach);
+  CHECK_FALSE(n.map<std::string, int64_t>("first").get("never").has_value());
+}
+
 TEST_CASE("a read-only directory is refused with a clear error, not started empty") {
   TempDir dir;
   const std::string data = dir.str() + "/data";
