@@ -495,14 +495,18 @@ int runCtl(const std::vector<std::string>& args) {
   const std::string answer = "for " + address + " to answer '" + verb + "'";
   auto control = wait(auth.replicator.controlRequest().send(), answer).getControl();
   auto text = [](const std::string& s) { return capnp::Text::Reader(s.data(), s.size()); };
+  // --wait and --sync: how many peers, or a majority; answered within --timeout, so that the
+  // answer says how far it got.
+  auto askPeers = [&](auto req, uint32_t peers, const std::string& spelled, const std::string& what) {
+    req.setPeers(peers);
+    req.setMajority(spelled == "majority");
+    req.setTimeoutMs(timeoutS * 900);
+    return wait(req.send(), what);
+  };
 
   if (verb == "get") {
     if (syncWith) {
-      auto req = control.syncRequest();
-      req.setPeers(syncPeers);
-      req.setMajority(*syncWith == "majority");
-      req.setTimeoutMs(timeoutS * 900);  // within --timeout, so that the answer says how far it got
-      auto r = wait(req.send(), "for " + address + " to sync with its peers (--sync)");
+      auto r = askPeers(control.syncRequest(), syncPeers, *syncWith, "for " + address + " to sync with its peers (--sync)");
       if (!r.getReached()) {
         throw std::runtime_error(address + " synced with " + std::to_string(r.getSyncedWith()) + " of the " +
                                  std::to_string(r.getWanted()) + " peers asked for within " +
@@ -601,11 +605,7 @@ int runCtl(const std::vector<std::string>& args) {
     wait.stopSignal().exclusiveJoin(connection.onDisconnect()).wait(io.waitScope);
   }
   if (waitFor) {
-    auto req = control.confirmRequest();
-    req.setPeers(waitPeers);
-    req.setMajority(*waitFor == "majority");
-    req.setTimeoutMs(timeoutS * 900);  // within --timeout, so that the answer says how far it got
-    auto r = wait(req.send(), "for " + address + " to confirm the write (--wait)");
+    auto r = askPeers(control.confirmRequest(), waitPeers, *waitFor, "for " + address + " to confirm the write (--wait)");
     if (!r.getReached()) {
       throw std::runtime_error("the write is applied on " + address + ", but " + std::to_string(r.getHeldBy()) + " of the " +
                                std::to_string(r.getWanted()) + " peers asked for confirmed it within " +
