@@ -848,8 +848,8 @@ class DELTASYNC_API Node {
   // to peers). Writes through other nodes' handles inside f are their own (or their own node's
   // batch); presence operations are not batched. A batch inside a batch of the same node joins
   // it. The blocking form returns once applied (and, in sync durability, committed); the WriteTo
-  // form returns at once with a future, as a single write's (WriteTo). A WriteTo write inside f
-  // throws std::logic_error: pass the WriteTo to batch().
+  // form returns once applied, with a future that completes as a single write's does (WriteTo).
+  // A WriteTo write inside f throws std::logic_error: pass the WriteTo to batch().
   void batch(const std::function<void()>& f);
   std::future<WriteResult> batch(const std::function<void()>& f, WriteTo to);
 
