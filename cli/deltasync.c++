@@ -81,7 +81,7 @@ const char* kNodeHelp =
     "                          that much, and the node then starts under a new id)\n"
     "  --flush-ms MS           async commit period (default 100)\n"
     "  --gossip-interval MS    one gossip round (default 100)\n"
-    "  --probe-interval MS     one failure-detector probe period (default 1000)\n"
+    "  --probe-interval MS     one failure-detector probe period (default 500)\n"
     "  --metrics HOST:PORT     serve Prometheus metrics over HTTP at /metrics\n"
     "  --log-level LEVEL       debug, info, warn, error or off (default info)\n"
     "  --log-format FORMAT     text (default) or json: one JSON object per line on stderr,\n"

@@ -96,6 +96,7 @@ void Membership::setState(Member& m, MemberState s, uint64_t incarnation, uint64
     if (recent_.size() > 64) recent_.erase(recent_.begin());
   }
   m.confirmations.clear();
+  if (s == MemberState::suspect && changed) urgent_.push_back(m.info.id);
   if (changed) {
     // An alive member that was suspect is "up" again only as far as events go if it had been
     // reported down; suspect -> alive is reported too, so subscribers can clear a warning.
@@ -142,14 +143,19 @@ bool Membership::apply(const MemberUpdate& u, ReplicaId reporter, uint64_t nowMs
         m.confirmations.size() <= config_.indirectProbes) {
       m.confirmations.push_back(u.reporter);
       enqueue(u);
+      if (u.reporter == self_) flood(u, out);
     }
     return false;
   }
   if (!u.address.empty()) m.info.address = u.address;
+  const bool back = m.info.state == MemberState::down && u.state == MemberState::alive;
   setState(m, u.state, u.incarnation, nowMs);
   if (u.state != MemberState::alive) m.confirmations.push_back(u.reporter.value != 0 ? u.reporter : reporter);
   if (rebroadcast || u.state != MemberState::alive) enqueue(recordOf(m));  // a refutation, rejoin or failure: never dropped for space
-  if (u.state == MemberState::down || u.state == MemberState::left) flood(u, out);
+  if (u.state == MemberState::down || u.state == MemberState::left || back ||
+      (u.state == MemberState::suspect && u.reporter == self_)) {
+    flood(u, out);
+  }
   return true;
 }
 
@@ -293,6 +299,21 @@ const MemberInfo* Membership::member(ReplicaId id) const {
   return it == members_.end() ? nullptr : &it->second.info;
 }
 
+// The view, round-robin, reshuffled each pass.
+ReplicaId Membership::nextProbeTarget() {
+  if (probeNext_ >= probeOrder_.size()) {
+    probeOrder_ = view();
+    for (size_t i = probeOrder_.size(); i > 1; --i) std::swap(probeOrder_[i - 1], probeOrder_[random() % i]);
+    probeNext_ = 0;
+  }
+  while (probeNext_ < probeOrder_.size()) {
+    const ReplicaId id = probeOrder_[probeNext_++];
+    auto it = members_.find(id);
+    if (it != members_.end() && isLive(it->second.info.state)) return id;
+  }
+  return {};
+}
+
 void Membership::tick(uint64_t nowMs, std::vector<Outgoing>& out) {
   lastNow_ = nowMs;
   if (left_) return;
@@ -369,18 +390,34 @@ void Membership::tick(uint64_t nowMs, std::vector<Outgoing>& out) {
   }
   if (!probe_.active && nowMs >= nextProbeAtMs_) {
     nextProbeAtMs_ = nowMs + config_.probeIntervalMs;
-    if (probeNext_ >= probeOrder_.size()) {
-      probeOrder_ = view();
-      for (size_t i = probeOrder_.size(); i > 1; --i) std::swap(probeOrder_[i - 1], probeOrder_[random() % i]);
-      probeNext_ = 0;
-    }
-    while (probeNext_ < probeOrder_.size()) {
-      ReplicaId target = probeOrder_[probeNext_++];
-      auto it = members_.find(target);
-      if (it == members_.end() || !isLive(it->second.info.state)) continue;
+    if (ReplicaId target = nextProbeTarget(); target.value != 0) {
       probe_ = Probe{true, target, ++seq_, nowMs, false};
       sendPing(target, probe_.seq, out);
+    }
+    // A member that turned suspect (whoever suspected it) gets a ping of its own beside the probe:
+    // the ping tells it so (piggyback), and a live one refutes in its ack one round trip after
+    // the suspicion reached us, instead of whenever somebody happens to write to it.
+    while (!urgent_.empty()) {
+      const ReplicaId id = urgent_.front();
+      urgent_.pop_front();
+      auto it = members_.find(id);
+      if (it == members_.end() || it->second.info.state != MemberState::suspect || id == probe_.target) continue;
+      sendPing(id, ++seq_, out);
       break;
+    }
+    // A member down for less than removeAfterMs is pinged too, one per period in turn: after a
+    // partition heals, the sides find each other within about a period (the ping tells it that
+    // it is down here; it refutes in its ack) instead of one random down member per syncIntervalMs.
+    if (!downs_.empty()) {
+      auto it = downs_.upper_bound(lastDownPinged_);
+      for (size_t n = 0; n < downs_.size(); ++n, ++it) {
+        if (it == downs_.end()) it = downs_.begin();
+        if (!members_.at(*it).info.removed) {
+          lastDownPinged_ = *it;
+          sendPing(*it, ++seq_, out);
+          break;
+        }
+      }
     }
   }
   // Reconnect: ping one random down member now and then (partition healing).

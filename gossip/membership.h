@@ -29,8 +29,13 @@
 // each pass); without an ack after probeTimeoutMs, ping it once more directly and ask
 // indirectProbes other view members to ping it (PingReq); without any ack by the end of the
 // period, suspect it. (At 10% i.i.d. loss a probe then fails falsely with probability
-// ~0.19 * 0.19 * 0.34^4 = 5e-4.) A suspect is declared
-// down when its suspicion timeout expires:
+// ~0.19 * 0.19 * 0.34^4 = 5e-4.) Besides its probe, each period a node pings one member that
+// turned suspect in its table (whoever suspected it) and one member that went down less than
+// removeAfterMs ago, in turn. Such a ping carries the receiver's record, so a live suspect
+// refutes in its ack a round trip after the suspicion reached the pinger (instead of whenever
+// somebody happened to write to it: that is what lets the suspicion timeout be short without
+// false downs), and after a partition heals the sides find each other within about a period.
+// A suspect is declared down when its suspicion timeout expires:
 //     min = suspicionMinMult * max(1, log10 N) * probeIntervalMs,  max = suspicionMaxMult * min,
 //     timeout = max(min, max - (max - min) * log(C + 1) / log(K + 1))
 // with C independent confirmations (distinct members reporting the same suspicion) and K =
@@ -41,8 +46,9 @@
 // own record and, when the receiver is suspect or down in the sender's table, the receiver's
 // record (so it can refute at once). The queue holds at most maxQueue updates: beyond that, the
 // most-sent "alive" updates are dropped first (table sync below covers them); suspicions,
-// downs, leaves and refutations are never dropped for space. Down and left are also flooded to
-// the view at once.
+// downs, leaves and refutations are never dropped for space. Down, left, a member back from
+// down, and this node's own suspicions and confirmations are also flooded to the view at once
+// (so the other members probe the suspect, and confirm or hear its refutation, within a period).
 //
 // Table sync (push-pull, for joins and after partitions): pings and acks carry a hash of the
 // sender's live ids; on a mismatch the receiver of a ping answers with a sample of its table
@@ -59,6 +65,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <set>
 #include <string>
@@ -73,12 +80,12 @@ namespace deltasync::gossip {
 inline constexpr uint64_t kMaxIncarnationLead = uint64_t{1} << 32;
 
 struct MembershipConfig {
-  uint64_t probeIntervalMs = 1000;
-  uint64_t probeTimeoutMs = 400;
+  uint64_t probeIntervalMs = 500;
+  uint64_t probeTimeoutMs = 200;
   uint32_t indirectProbes = 4;
   uint32_t viewSize = 4;
-  double suspicionMinMult = 2;
-  double suspicionMaxMult = 4;
+  double suspicionMinMult = 1;
+  double suspicionMaxMult = 2;
   uint32_t retransmitMult = 3;
   uint32_t maxPiggyback = 8;
   uint32_t maxQueue = 64;
@@ -187,6 +194,7 @@ class Membership {
   // Reports a live member as `s` on this node's own authority (suspect, retire).
   void declare(ReplicaId id, MemberState s, uint64_t nowMs, std::vector<Outgoing>& out);
   void rebuildView(uint64_t nowMs);
+  ReplicaId nextProbeTarget();
 
   ReplicaId self_;
   std::string address_;
@@ -226,6 +234,8 @@ class Membership {
     bool indirect = false;
   } probe_;
   std::map<uint64_t, Relay> relays_;
+  ReplicaId lastDownPinged_;      // recent downs are pinged in turn (tick)
+  std::deque<ReplicaId> urgent_;  // turned suspect: probed before the round-robin (tick)
 };
 
 }  // namespace deltasync::gossip
