@@ -150,9 +150,12 @@ class PresenceTracker {
   std::vector<OriginInfo> origins() const;  // sorted by id, self included
   size_t localCount() const { return localCount_; }
 
-  // Diffs since the last call, by topic.
-  std::map<std::string, PresenceDiff> takeDiffs() { return std::exchange(diffs_, {}); }
-  bool hasDiffs() const { return !diffs_.empty(); }
+  // Diffs since the last call, by topic (coalesced here, from the joins and leaves recorded in
+  // order: recording one costs a push onto a vector, so writes nobody listens to pay no more).
+  std::map<std::string, PresenceDiff> takeDiffs();
+  bool hasDiffs() const { return !events_.empty(); }
+  // Forgets the diffs since the last call (nobody listens).
+  void dropDiffs() { events_.clear(); }
 
   // The check the store runs on a received presence object (throws ProtocolError).
   void check(const std::string& name, const Value& delta) const;
@@ -204,12 +207,13 @@ class PresenceTracker {
   void disarm(ReplicaId id, const Origin& o);
   void purge(ReplicaId id);
   const Map* object(ReplicaId id) const;
-  PresenceRef write(uint64_t connection, const std::string& topic, const std::string& key, const std::string& meta,
-                    uint64_t previous);
+  // Writes this node's entry (entryKey: encodeKey's) with a new dot: its ref.
+  PresenceRef write(const std::string& entryKey, const std::string& meta, uint64_t previous);
 
   ObjectStore& store_;
   Limits limits_;
   PresenceConfig config_;
+  std::string selfName_;  // presenceObjectName(self())
   std::map<std::string, Topic, std::less<>> topics_;  // visible presences only
   std::map<ReplicaId, Origin> origins_;
   std::set<std::pair<uint64_t, ReplicaId>> timers_;  // (deadline, origin): see arm()
@@ -220,7 +224,12 @@ class PresenceTracker {
   // This node's entries another node removed while their connection lives (entry key -> meta):
   // tracked again by tick().
   std::map<std::string, std::string> lost_;
-  std::map<std::string, PresenceDiff> diffs_;
+  struct DiffEvent {  // a join or leave, as PresenceDiff::add takes it
+    std::string topic, key;
+    PresenceMeta meta;
+    bool leave = false;
+  };
+  std::vector<DiffEvent> events_;  // since takeDiffs / dropDiffs, in order
 };
 
 }  // namespace deltasync::gossip

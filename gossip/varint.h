@@ -17,15 +17,27 @@ inline uint64_t zigzag(int64_t v) {
 }
 inline int64_t unzigzag(uint64_t u) { return static_cast<int64_t>(u >> 1) ^ -static_cast<int64_t>(u & 1); }
 
+// Bytes appendVarint takes for v.
+inline size_t varintSize(uint64_t v) {
+  size_t n = 1;
+  for (; v >= 0x80; v >>= 7) ++n;
+  return n;
+}
+
+// Appends v as a varint to any byte container (a std::string or ColumnWriter's vector).
+template <typename Bytes>
+void appendVarint(Bytes& out, uint64_t v) {
+  using Byte = typename Bytes::value_type;
+  while (v >= 0x80) {
+    out.push_back(static_cast<Byte>((v & 0x7f) | 0x80));
+    v >>= 7;
+  }
+  out.push_back(static_cast<Byte>(v));
+}
+
 class ColumnWriter {
  public:
-  void varint(uint64_t v) {
-    while (v >= 0x80) {
-      bytes_.push_back(static_cast<unsigned char>(v | 0x80));
-      v >>= 7;
-    }
-    bytes_.push_back(static_cast<unsigned char>(v));
-  }
+  void varint(uint64_t v) { appendVarint(bytes_, v); }
   void signedVarint(int64_t v) { varint(zigzag(v)); }
   void raw(std::string_view s) { bytes_.insert(bytes_.end(), s.begin(), s.end()); }
   void byte(unsigned char b) { bytes_.push_back(b); }

@@ -506,7 +506,7 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
     auto it = subs_.find(id);
     if (it == subs_.end()) return;
     if (it->second->presence) {
-      // nothing to unwatch
+      --presenceSubs_;
     } else if (!it->second->members) {
       if (--watched_[it->second->name] == 0) watched_.erase(it->second->name);
     } else {
@@ -637,7 +637,9 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
     uint64_t id = nextSub_++;
     if (sub->members) {
       ++memberSubs_;
-    } else if (!sub->presence) {
+    } else if (sub->presence) {
+      ++presenceSubs_;
+    } else {
       ++watched_[sub->name];
     }
     subs_.emplace(id, std::move(sub));
@@ -1128,7 +1130,8 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
       rt->setControl([&control](ReplicaId) { return control.client(); });
       rt->listen([this](const gossip::Change& c) { changed(c); });
       rt->setMemberListener([this](const gossip::MemberEvent& e) { memberEvent(e); });
-      rt->setPresenceListener([this](std::map<std::string, gossip::PresenceDiff> d) { presenceChanged(std::move(d)); });
+      rt->setPresenceListener([this](std::map<std::string, gossip::PresenceDiff> d) { presenceChanged(std::move(d)); },
+                              [this] { return presenceSubs_.load() != 0; });
       {
         std::unique_lock lock(stateMutex_);
         runtime_ = rt.get();
@@ -1264,6 +1267,8 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
   std::map<uint64_t, std::shared_ptr<Sub>> subs_;
   std::map<std::string, int> watched_;
   size_t memberSubs_ = 0;
+  // Presence subscriptions (changed under notifyMutex_; read by the loop under the state lock).
+  std::atomic<size_t> presenceSubs_{0};
   static constexpr uint8_t kLocal = 1, kPeers = 2;
   static constexpr std::chrono::milliseconds kNotifyRound{1};
   std::map<std::string, uint8_t> dirty_;  // objects changed since the last notification: kLocal | kPeers

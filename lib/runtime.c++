@@ -380,9 +380,13 @@ void Runtime::signOfLife(ReplicaId id) {
 }
 
 void Runtime::flushPresence() {
-  if (!replica_.presence().hasDiffs()) return;
-  auto diffs = replica_.presence().takeDiffs();
-  if (onPresence_) onPresence_(std::move(diffs));
+  auto& tracker = replica_.presence();
+  if (!tracker.hasDiffs()) return;
+  if (!onPresence_ || (presenceWanted_ && !presenceWanted_())) {
+    tracker.dropDiffs();
+    return;
+  }
+  onPresence_(tracker.takeDiffs());
 }
 
 template <typename F>

@@ -334,8 +334,14 @@ class Runtime {
   const gossip::PresenceTracker& presence() const { return replica_.presence(); }
   // Called with the presence diffs of each step and local operation, under the unique state lock
   // (on whichever thread made them).
+  // `wanted` says whether anyone listens now (read under the unique state lock; a listener that
+  // registers takes a snapshot under the state lock first, so dropping the diffs made before
+  // loses it nothing): when not, the diffs are dropped instead of coalesced.
   using PresenceListener = std::function<void(std::map<std::string, gossip::PresenceDiff>)>;
-  void setPresenceListener(PresenceListener f) { onPresence_ = std::move(f); }
+  void setPresenceListener(PresenceListener f, std::function<bool()> wanted) {
+    onPresence_ = std::move(f);
+    presenceWanted_ = std::move(wanted);
+  }
 
   // Called with every change of the store (inside the change, under the unique state lock, on
   // whichever thread made it; see gossip/store.h). Register before start().
@@ -447,6 +453,7 @@ class Runtime {
   Histogram deliverLatency_;
   std::function<void(const gossip::MemberEvent&)> onMember_;
   PresenceListener onPresence_;
+  std::function<bool()> presenceWanted_;
   std::function<void()> onStep_;
   std::function<bool()> persist_;
   ErrorHandler errors_;

@@ -131,6 +131,29 @@ TEST_CASE("presence: tracked on one node, listed on all, with diffs that replay 
   for (const auto& r : replicas) CHECK(r.status == ReplicaStatus::up);
 }
 
+TEST_CASE("presence: diffs nobody listens to are dropped; a later subscription still replays to the list") {
+  Node a(config());
+  auto pa = a.presence();
+  auto conn = pa.connect();
+  {
+    Replay first;
+    auto sub = pa.subscribe("room", std::ref(first));
+    conn.track("room", "k1", "{}");
+    CHECK(eventually([&] { return first.of("room") == refs(pa, "room") && !first.of("room").empty(); }));
+    CHECK(first.error == "");
+  }  // unsubscribed: nobody listens from here
+  conn.track("room", "k2", "{}");
+  conn.untrack("room", "k1");
+  Replay later;
+  auto sub = pa.subscribe("room", std::ref(later));  // the state, then every later change
+  conn.track("room", "k3", "{}");
+  conn.update("room", "k2", R"({"x":1})");
+  conn.untrack("room", "k3");
+  CHECK(eventually([&] { return later.of("room") == refs(pa, "room") && refs(pa, "room").count("k2") == 1; }));
+  CHECK(refs(pa, "room").size() == 1);
+  CHECK(later.error == "");
+}
+
 TEST_CASE("presence: a node that closes takes its presences with it; many threads track at once") {
   Node a(config());
   Node b(config({a.address()}));
