@@ -135,8 +135,9 @@ const char* kCtlHelp =
     "\n"
     "The secret comes from --secret-file or DELTASYNC_SECRET: the node's client secret if it has one\n"
     "(node --client-secret-file), else its cluster secret; ctl gets the control interface only.\n"
-    "A node under mutual TLS takes a client certificate of the cluster CA instead (any\n"
-    "replica-<id> name). 'deltasync ctl <verb> --help' shows this text too.\n";
+    "A node under mutual TLS takes a certificate of the cluster CA instead: a client certificate\n"
+    "(CN client-<name>) gets the control interface only; a node's own (replica-<id>) works too,\n"
+    "but give operators client certificates. 'deltasync ctl <verb> --help' shows this text too.\n";
 
 bool wantsHelp(const std::vector<std::string>& args) {
   for (const auto& a : args) {

@@ -124,6 +124,12 @@ Gatekeeper::Gatekeeper(std::optional<Secret> secret, ReplicaId self, std::string
 }
 
 kj::Promise<void> Gatekeeper::attach(AttachContext context) {
+  if (shared_->options.tlsClient) {  // a control client's certificate: control only
+    ++stats_->authenticated;
+    if (shared_->options.onAuthenticated) shared_->options.onAuthenticated(ReplicaId{});
+    context.getResults().setReplicator(kj::heap<ReplicatorImpl>(shared_, stats_, ReplicaId{}, true));
+    return kj::READY_NOW;
+  }
   const auto& peer = shared_->options.tlsPeer;
   if (!peer) return failed("attach needs a connection under mutual TLS with a client certificate");
   if (*peer == shared_->self) return failed("the client's certificate names this node's own id");

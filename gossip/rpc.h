@@ -76,6 +76,9 @@ struct GatekeeperOptions {
   // Set when the connection runs under mutual TLS and the client's certificate proved this id:
   // attach() then hands out its Replicator (no secret needed).
   std::optional<ReplicaId> tlsPeer;
+  // Set when the connection runs under mutual TLS and the client's certificate is a control
+  // client's (lib/tls.h): attach() hands out a Replicator that serves control() only.
+  bool tlsClient = false;
   // Asked after each message delivered from `peer`: what to send back on this connection (the
   // return path above); empty: nothing.
   std::function<std::vector<Message>(ReplicaId peer)> replies;

@@ -278,7 +278,8 @@ void Runtime::accept(kj::Own<kj::AsyncIoStream> stream, const std::string& sourc
                  .then(
                      [this, source, member](TlsStream s) {
                        --pendingTls_;
-                       serve(kj::mv(s.stream), s.peer, source, member);
+                       serve(kj::mv(s.stream), s.client ? std::nullopt : std::optional(s.peer), source, member,
+                             s.client);
                      },
                      [this, source](kj::Exception&& e) {
                        --pendingTls_;
@@ -289,7 +290,7 @@ void Runtime::accept(kj::Own<kj::AsyncIoStream> stream, const std::string& sourc
 }
 
 void Runtime::serve(kj::Own<kj::AsyncIoStream> stream, std::optional<ReplicaId> tlsPeer, const std::string& source,
-                    bool member) {
+                    bool member, bool tlsClient) {
   if (stopped_) {
     release(source);
     return;
@@ -303,6 +304,7 @@ void Runtime::serve(kj::Own<kj::AsyncIoStream> stream, std::optional<ReplicaId> 
   options.stats = gatekeeperStats_;
   options.replies = [this](ReplicaId peer) { return takeReplies(peer); };
   options.tlsPeer = tlsPeer;
+  options.tlsClient = tlsClient;
   auto gated = kj::heap<PreAuthStream>(kj::mv(stream), config_.preAuthBytes, [this, source] {
     ++stats_.preAuthOversize;
     if (admissionLog.allow(nowMs())) {

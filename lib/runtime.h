@@ -363,8 +363,9 @@ class Runtime {
   };
 
   // member: admitted as a live member's host while the pending slots were full (never evicted).
+  // tlsPeer / tlsClient: what the peer's TLS certificate proved (a replica, or a control client).
   void serve(kj::Own<kj::AsyncIoStream> stream, std::optional<ReplicaId> tlsPeer, const std::string& source,
-             bool member);
+             bool member, bool tlsClient = false);
   // Admission of an unauthenticated connection from `source`: takes a pending slot, or counts,
   // logs and returns false. release() gives the slot back (authenticated, or gone).
   bool admit(const std::string& source, bool& member);

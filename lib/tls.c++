@@ -5,6 +5,7 @@
 
 #include <kj/debug.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -32,17 +33,21 @@ T parse(const std::string& path, const char* what) {
   }
 }
 
-TlsStream verified(kj::AuthenticatedStream s) {
+// clients: whether a control client's certificate is accepted (the server side) or only a
+// replica's (the client side: a server is always a node).
+TlsStream verified(kj::AuthenticatedStream s, bool clients) {
   auto* identity = dynamic_cast<kj::TlsPeerIdentity*>(s.peerIdentity.get());
   if (identity == nullptr || !identity->hasCertificate()) {
     KJ_FAIL_REQUIRE("the peer presented no certificate");
   }
   std::string cn = identity->getCommonName().cStr();
+  if (clients && Tls::isClientName(cn)) return TlsStream{kj::mv(s.stream), crdt::ReplicaId{}, true};
   crdt::ReplicaId id;
   try {
     id = Tls::idOf(cn);
   } catch (const std::invalid_argument&) {
-    KJ_FAIL_REQUIRE("the peer's certificate does not name a replica", cn);
+    if (clients) KJ_FAIL_REQUIRE("the peer's certificate names neither a replica nor a control client", cn);
+    KJ_FAIL_REQUIRE("the server's certificate does not name a replica", cn);
   }
   return TlsStream{kj::mv(s.stream), id};
 }
@@ -106,6 +111,16 @@ crdt::ReplicaId Tls::idOf(const std::string& commonName) {
   return crdt::ReplicaId{v};
 }
 
+bool Tls::isClientName(const std::string& commonName) {
+  const std::string prefix = "client-";
+  if (commonName.rfind(prefix, 0) != 0 || commonName.size() == prefix.size() || commonName.size() > prefix.size() + 64) {
+    return false;
+  }
+  return std::all_of(commonName.begin() + static_cast<long>(prefix.size()), commonName.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+  });
+}
+
 crdt::ReplicaId Tls::idOfCertificateFile(const std::string& path) {
   std::string pem = readFile(path, "certificate");
   BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
@@ -125,14 +140,14 @@ crdt::ReplicaId Tls::idOfCertificateFile(const std::string& path) {
 
 kj::Promise<TlsStream> Tls::accept(kj::Own<kj::AsyncIoStream> stream) {
   return context_->wrapServer(kj::AuthenticatedStream{kj::mv(stream), kj::UnknownPeerIdentity::newInstance()})
-      .then([](kj::AuthenticatedStream s) { return verified(kj::mv(s)); });
+      .then([](kj::AuthenticatedStream s) { return verified(kj::mv(s), true); });
 }
 
 kj::Promise<TlsStream> Tls::connect(kj::Own<kj::AsyncIoStream> stream) {
   return context_
       ->wrapClient(kj::AuthenticatedStream{kj::mv(stream), kj::UnknownPeerIdentity::newInstance()},
                    kj::StringPtr(cluster_.c_str()))
-      .then([](kj::AuthenticatedStream s) { return verified(kj::mv(s)); });
+      .then([](kj::AuthenticatedStream s) { return verified(kj::mv(s), false); });
 }
 
 }  // namespace deltasync

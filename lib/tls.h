@@ -1,15 +1,19 @@
 // Mutual TLS between nodes (kj-tls), the alternative to the shared-secret handshake.
 //
-// Every node holds a certificate signed by the cluster's CA, with
-//   subject CN = "replica-<id>"    (the node's replica id, decimal), and
-//   a DNS subjectAltName equal to the cluster name (NodeConfig::cluster, default "deltasync").
+// Every certificate is signed by the cluster's CA and has a DNS subjectAltName equal to the
+// cluster name (NodeConfig::cluster, default "deltasync"). Its subject CN says its role:
+//   "replica-<id>"    a node (the replica id, decimal): replication and control;
+//   "client-<name>"   a control client (deltasync ctl; name: 1-64 of [A-Za-z0-9._-]): the control
+//                     interface only, never replication (the trust model's "clients are not
+//                     replicas", as a client secret gives it in the shared-secret mode).
 // Both ends verify each other's chain against the CA only (never the system trust store), the
-// client also checks the cluster name, and each learns the other's replica id from its CN. The
-// server then hands the client a Replicator bound to that id (Gatekeeper.attach): an id is proved
-// by a key only its node holds, not by a secret every member shares.
+// client also checks the cluster name, and each learns the other's role (and a replica's id) from
+// its CN. A server must be a replica. The server hands a replica a Replicator bound to its id, a
+// client one that serves control() only (Gatekeeper.attach): an id is proved by a key only its
+// node holds, not by a secret every member shares.
 //
 // Errors: files that cannot be read or parsed throw std::runtime_error naming the file; a peer
-// whose certificate does not verify, or whose CN is not "replica-<nonzero id>", fails its
+// whose certificate does not verify, or whose CN names no role it may have here, fails its
 // connection (kj exception), nothing else.
 #pragma once
 
@@ -25,10 +29,12 @@
 
 namespace deltasync {
 
-// A verified TLS stream and the replica id its peer's certificate names.
+// A verified TLS stream and the role its peer's certificate names: a replica (peer: its id) or,
+// on an accepted connection only, a control client (client: true, peer 0).
 struct TlsStream {
   kj::Own<kj::AsyncIoStream> stream;
   crdt::ReplicaId peer;
+  bool client = false;
 };
 
 class Tls {
@@ -41,6 +47,8 @@ class Tls {
 
   // "replica-<id>" -> id; std::invalid_argument for anything else (or id 0).
   static crdt::ReplicaId idOf(const std::string& commonName);
+  // Whether commonName is a control client's: "client-<name>" as above.
+  static bool isClientName(const std::string& commonName);
   // The replica id a PEM certificate file names (its subject CN); std::runtime_error naming the
   // file when it cannot be read or names no replica.
   static crdt::ReplicaId idOfCertificateFile(const std::string& path);

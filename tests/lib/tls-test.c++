@@ -4,7 +4,9 @@
 // are all refused, and nothing of theirs is applied.
 #include <doctest/doctest.h>
 
+#include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "tests/lib/pipe-cluster.h"
@@ -89,6 +91,48 @@ TEST_CASE("tls: another CA's certificate and a certificate naming no replica are
   CHECK(c.at("a").gatekeeperStats().proofRejected >= 1);  // TLS handshakes refused, counted
   objects::add(c.at("b"), "s", "honest");
   CHECK(c.runUntil([&] { return c.render("a", "s") == std::vector<std::string>{"honest"}; }, 3000));
+}
+
+TEST_CASE("tls: a control client's certificate opens the control interface only") {
+  Cluster c;
+  useTls(c, [](uint64_t id) { return files("replica-" + std::to_string(id)); });
+  Runtime& a = c.start(1, "a", {});
+  CHECK(Tls::isClientName("client-admin"));
+  CHECK(Tls::isClientName("client-ops.eu_1"));
+  CHECK_FALSE(Tls::isClientName("client-"));
+  CHECK_FALSE(Tls::isClientName("client-a b"));
+  CHECK_FALSE(Tls::isClientName("client-" + std::string(65, 'x')));
+  CHECK_FALSE(Tls::isClientName("replica-3"));
+  // A node will not run under a client's certificate: it names no replica.
+  CHECK_THROWS_WITH_AS(Tls::idOfCertificateFile(kDir + "/admin.pem"), doctest::Contains("replica-<id>"),
+                       std::runtime_error);
+
+  auto connectAs = [&](const std::string& cert) {
+    auto pipe = kj::newTwoWayPipe();
+    a.accept(kj::mv(pipe.ends[1]));
+    auto tls = std::make_shared<Tls>(files(cert), "deltasync", c.timer, 5000);
+    auto secured = tls->connect(kj::mv(pipe.ends[0])).eagerlyEvaluate(nullptr);
+    REQUIRE(c.runUntil([&] { return secured.poll(c.ws); }, 5000));
+    TlsStream s = secured.wait(c.ws);
+    CHECK(s.peer == ReplicaId{1});  // the server is a replica, and says which
+    auto conn = std::make_shared<gossip::RpcConnection>(*s.stream, gossip::Limits{});
+    auto attached = gossip::attach(conn->gatekeeper(), s.peer).eagerlyEvaluate(nullptr);
+    REQUIRE(c.runUntil([&] { return attached.poll(c.ws); }, 5000));
+    return std::make_tuple(tls, kj::mv(s.stream), conn, attached.wait(c.ws));
+  };
+  auto [tls, stream, conn, auth] = connectAs("admin");
+  // The call reaches the node's control hook (these runtimes have none: that is its answer).
+  auto control = auth.replicator.controlRequest().send().eagerlyEvaluate(nullptr);
+  c.run(100);
+  CHECK_THROWS_WITH_AS(control.wait(c.ws), doctest::Contains("this node serves no control interface"), kj::Exception);
+  crdt::ORSet<std::string> set;
+  auto push = gossip::deliver(auth.replicator, gossip::DeltaPushMsg{ReplicaId{5}, 0, 0, 1,
+                                                                    {{"s", gossip::Value(set.add(ReplicaId{5}, "x"))}}})
+                  .eagerlyEvaluate(nullptr);
+  c.run(100);
+  CHECK_THROWS_WITH_AS(push.wait(c.ws), doctest::Contains("a control client cannot replicate"), kj::Exception);
+  CHECK(a.store().find("s") == nullptr);
+  CHECK(a.gatekeeperStats().authenticated == 1);
 }
 
 TEST_CASE("tls: a client without TLS gets nothing from a TLS node") {
