@@ -27,20 +27,25 @@
 
 namespace deltasync::crdt::_ {
 
-// The secret seed of the hashes that the dot stores index keys and dots by: drawn once per
-// process from the OS's random source (crdt/flat-index.c++). Keys and dots come from peers, and
+// The secret seed of the hashes that the dot stores index keys and dots by: handed in once per
+// process, before any store is built (setHashSeed). crdt/ does no I/O, so it does not draw it:
+// lib/runtime.c++ draws it from the OS's random source when the library loads. Keys and dots come from peers, and
 // with a public hash a peer can compute values that collide: distinct keys of one hash share a
 // probe cluster, so n of them cost O(n^2) probes to index (hash flooding). Unseeded, 15-byte keys
 // with one 64-bit hash could be computed directly. With the seed unknown, collisions can only be
 // hit by chance. (Only index layout depends on it, never a result: positions found in a
 // cluster are always ordered or compared before use.)
 //
-// It is a plain global, drawn by a constructor that runs before any ordinary static initialiser
+// It is a plain global, set by a constructor that runs before any ordinary static initialiser
 // (priority 101), so every store ever built sees one value. (A function with a static local
 // cost ~13 instructions per call with the spills around it, ~65 per map write; bench/RESULTS.md,
-// session 6.)
+// session 6.) Without setHashSeed it is 0: the index layout is then the same in every run (the
+// simulator and crdt's and gossip's own tests run so), and peers could aim collisions at it.
 extern uint64_t gHashSeed;
 inline uint64_t hashSeed() { return gHashSeed; }
+// Sets the seed. Only before any store is built (a store indexed under one seed is not found
+// under another): from a [[gnu::constructor(101)]] function, as lib/runtime.c++ does.
+inline void setHashSeed(uint64_t seed) { gHashSeed = seed; }
 
 class FlatIndex {
  public:

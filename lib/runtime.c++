@@ -15,6 +15,23 @@ using gossip::Message;
 
 namespace {
 
+// The crdt hash seed (crdt/flat-index.h: crdt/ does no I/O, so it is handed its seed) from the
+// OS's random source, when the library loads: before any ordinary static initialiser (priorities
+// up to 100 are the implementation's), so no store is built with another seed. Here, beside the
+// runtime, so that every program that runs a node links it.
+[[gnu::constructor(101)]] void seedCrdtHashes() {
+  uint64_t seed = 0;
+  try {
+    const gossip::Nonce n = gossip::randomNonce();  // getrandom(2)
+    for (size_t i = 0; i < 8; ++i) seed = (seed << 8) | n[i];
+  } catch (const std::exception&) {
+    // No random source: still differs between processes and runs, if less secretly.
+    seed = static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+    seed ^= reinterpret_cast<uintptr_t>(&seed);
+  }
+  crdt::_::setHashSeed(seed);
+}
+
 bool isBulk(const Message& m) {
   return std::holds_alternative<gossip::DeltaPushMsg>(m) || std::holds_alternative<gossip::StateChunkMsg>(m);
 }
