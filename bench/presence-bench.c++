@@ -143,6 +143,14 @@ void trackerBench(int runs, size_t n) {
     for (uint64_t c = 0; c <= n / 4; ++c) t->close(c);
     std::printf("%-58s %9.3f s\n", "tracker: close n/4 connections (4 presences each)", seconds(a, Clock::now()));
   }
+  {
+    ObjectStore store(ReplicaId{1});
+    PresenceTracker t(store, limits);
+    for (size_t i = 0; i < n; ++i) t.track(7, topic(i), key(i), R"({"s":"online"})");
+    const auto a = Clock::now();
+    t.close(7);
+    std::printf("%-58s %9.3f s\n", "tracker: close one connection of n presences", seconds(a, Clock::now()));
+  }
 }
 
 // ---- churn on the simulator -----------------------------------------------------------------

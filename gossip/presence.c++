@@ -237,11 +237,12 @@ size_t PresenceTracker::close(uint64_t connection) {
   localCount_ -= keys.size();
   for (const auto& k : keys) lost_.erase(k);
   if (const Map* m = object(self()); m != nullptr) {
+    // One delta for all of them, each removal joined straight into it: joining one removal delta
+    // per key (as before) joined contexts of a size growing with each, quadratic in the keys:
+    // closing a connection of 20,000 presences took 1.47 G instructions, half a second.
     store_.update<Map>(selfName_, [&](Map& state) {
       Map delta;
-      for (const auto& k : keys) {
-        if (state.contains(k)) delta.join(state.remove(k));
-      }
+      for (const auto& k : keys) state.removeInto(delta, k);
       return delta;
     });
   }
