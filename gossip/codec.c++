@@ -68,9 +68,7 @@ crdt::CausalContext decode(wire::CausalContext::Reader in, const Limits& limits)
 
 void encodeDots(const crdt::CausalContext& c, ColumnWriter& out, crdt::ReplicaId implicit) {
   for (const auto& o : c.origins()) {
-    if (implicit.value == 0) {
-      out.fixed64(o.replica.value);
-    } else if (o.replica == implicit) {
+    if (o.replica == implicit) {
       out.byte(0);
     } else {
       out.byte(1);
@@ -89,15 +87,11 @@ crdt::CausalContext decodeDots(const unsigned char* data, size_t size, const Lim
   while (!in.atEnd()) {
     if (++origins > limits.maxOrigins) in.fail("more than limits.maxOrigins origins");
     uint64_t replica = implicit.value;
-    if (implicit.value != 0) {
-      unsigned char marker = in.byte();
-      if (marker > 1) in.fail("origin marker neither 0 (the sender) nor 1 (an id follows)");
-      if (marker == 1) {
-        replica = in.fixed64();
-        if (replica == implicit.value) in.fail("the sender's id written out (marker 0 stands for it)");
-      }
-    } else {
+    const unsigned char marker = in.byte();
+    if (marker > 1) in.fail("origin marker neither 0 (the sender) nor 1 (an id follows)");
+    if (marker == 1) {
       replica = in.fixed64();
+      if (replica == implicit.value) in.fail("the sender's id written out (marker 0 stands for it)");
     }
     if (replica == 0) in.fail("origin replica id 0 (no such replica)");
     if (origins > 1 && !(prevReplica < replica)) in.fail("origin replica ids not strictly increasing");

@@ -42,12 +42,12 @@ namespace deltasync::gossip {
 void encode(const crdt::CausalContext& c, wire::CausalContext::Builder out);
 crdt::CausalContext decode(wire::CausalContext::Reader in, const Limits& limits);
 
-// The compact dot-set blob of wire.capnp's DotSummary.dots (offers and requests). With an
-// implicit origin (nonzero; the compact envelope's sender), each origin's id is instead a byte:
-// 0 for the implicit origin, or 1 followed by the 8-byte id (never the implicit one).
-void encodeDots(const crdt::CausalContext& c, ColumnWriter& out, crdt::ReplicaId implicit = {});
-crdt::CausalContext decodeDots(const unsigned char* data, size_t size, const Limits& limits,
-                               crdt::ReplicaId implicit = {});
+// The dot-set blob of the compact offer and request (wire.capnp: Envelope.compact): per origin,
+// in strictly increasing replica order, a byte: 0 for the implicit origin (the message's sender,
+// nonzero), or 1 followed by the 8-byte id (never the implicit one); then the runs as in
+// DotSummary.dots.
+void encodeDots(const crdt::CausalContext& c, ColumnWriter& out, crdt::ReplicaId implicit);
+crdt::CausalContext decodeDots(const unsigned char* data, size_t size, const Limits& limits, crdt::ReplicaId implicit);
 
 void encode(const crdt::GCounter& c, wire::GCounter::Builder out);
 crdt::GCounter decode(wire::GCounter::Reader in, const Limits& limits);

@@ -202,7 +202,9 @@ struct SyncReply {
 }
 
 struct DotSummary {
-  # Store dots of one object (the entries' own dots, not removal context).
+  # Store dots of one object (the entries' own dots, not removal context). (Offers and requests
+  # travel compact only: the compact envelope below spells each origin's id as a marker byte,
+  # 0 for the sender, or 1 and the 8-byte id.)
   name @0 :Text;
   dots @1 :Data;
   # A set of dots, compact (a CausalContext costs ~24 bytes per origin, this ~11): per origin,
@@ -397,8 +399,11 @@ struct Envelope {
     request @12 :Request;
     compact @13 :Data;
     # A push, ack, offer or request as one byte string: the messages of every gossip round,
-    # at about half the size of their structs. Senders use it for those four kinds (a push
-    # only when every object has a compact value, i.e. holds no orMap). Format (varint and
+    # at about half the size of their structs. Acks, offers and requests travel only so: their
+    # struct arms above (ack @1, offer @11, request @12) are refused by receivers (one decoder
+    # per rule); the structs stay in the schema because field numbers are never reused, and
+    # document the meaning of each field. A push travels so when every object has a compact
+    # value (i.e. holds no or-map nor tombstone), else in its struct arm. Format (varint and
     # zigzag as above; names are varint length + bytes, with the rules of object names):
     #   u8 kind (0 push, 1 ack, 11 offer, 12 request: the tags above; bit 7 set: every
     #      byte after this one is raw deflate, RFC 1951, of the bytes described below, inflated

@@ -13,6 +13,7 @@
 #include "gossip/codec.h"
 #include "gossip/compact.h"
 #include "gossip/compression.h"
+#include "gossip/envelope-wire.h"
 #include "gossip/message.h"
 #include "tests/support/property.h"
 
@@ -454,12 +455,6 @@ auto push = [](wire::Envelope::Builder env) {
   fillObjects(p.initObjects(2), {"alpha", "beta"});
   return p;
 };
-auto ack = [](wire::Envelope::Builder env) {
-  auto a = env.initAck();
-  a.setSender(7);
-  a.setSeq(3);
-  return a;
-};
 auto syncRequest = [](wire::Envelope::Builder env) {
   auto r = env.initSyncRequest();
   r.setSender(7);
@@ -551,54 +546,6 @@ auto authProof = [](wire::Envelope::Builder env) {
   return a;
 };
 
-// Offers and requests: objects "a", "b" with dots of replica 9 and 10.
-void fillSummaries(capnp::List<wire::DotSummary>::Builder list, std::initializer_list<const char*> names) {
-  unsigned i = 0;
-  for (const char* n : names) {
-    list[i].setName(n);
-    CausalContext c;
-    c.addRange(ReplicaId{9}, 1, 3);
-    c.add(Dot{ReplicaId{10}, 7 + i});
-    ColumnWriter w;
-    encodeDots(c, w);
-    list[i].setDots(capnp::Data::Reader(w.bytes().data(), w.size()));
-    ++i;
-  }
-}
-
-// A raw dots blob: per origin the 8-byte id, then the varints given (run count, gap, span...).
-std::vector<unsigned char> dotsBlob(std::initializer_list<std::pair<uint64_t, std::vector<uint64_t>>> origins) {
-  ColumnWriter w;
-  for (const auto& [id, varints] : origins) {
-    char b[8];
-    for (int k = 0; k < 8; ++k) b[k] = static_cast<char>(id >> (8 * k));
-    w.raw(std::string_view(b, 8));
-    for (uint64_t v : varints) w.varint(v);
-  }
-  return w.bytes();
-}
-void setDots(wire::DotSummary::Builder d, const std::vector<unsigned char>& blob) {
-  d.setDots(capnp::Data::Reader(blob.data(), blob.size()));
-}
-auto offer = [](wire::Envelope::Builder env) {
-  auto o = env.initOffer();
-  o.setSender(7);
-  o.setBase(1);
-  o.setFromSeq(2);
-  o.setToSeq(5);
-  o.setComplete(true);
-  fillSummaries(o.initObjects(2), {"a", "b"});
-  return o;
-};
-auto request = [](wire::Envelope::Builder env) {
-  auto r = env.initRequest();
-  r.setSender(7);
-  r.setFromSeq(2);
-  r.setToSeq(5);
-  fillSummaries(r.initObjects(2), {"a", "b"});
-  return r;
-};
-
 Message decodeBuilt(capnp::MallocMessageBuilder& mb, const Limits& limits) {
   auto bytes = frame(mb);
   return decodeMessage(bytes.begin(), bytes.size(), limits);
@@ -637,7 +584,6 @@ TEST_CASE("envelope: the valid baselines decode to what was built") {
   REQUIRE(p.objects.size() == 2);
   CHECK(p.objects[1].name == "beta");
   CHECK(std::get<GCounter>(p.objects[1].value).value() == 3);
-  CHECK(std::get<AckMsg>(expectAccepted(ack, none)) == AckMsg{ReplicaId{7}, 3});
   CHECK(std::get<DigestMsg>(expectAccepted(digest, none)).entries.size() == 3);
   CHECK(std::get<StateRequestMsg>(expectAccepted(stateRequest, none)).names ==
         std::vector<std::string>{"a", "b", "c"});
@@ -659,17 +605,29 @@ TEST_CASE("envelope: the valid baselines decode to what was built") {
   CHECK(std::get<HelloMsg>(expectAccepted(hello, none)).cluster == "prod-eu");
   CHECK(std::get<HelloReplyMsg>(expectAccepted(helloReply, none)).replica == ReplicaId{7});
   CHECK(std::get<AuthProofMsg>(expectAccepted(authProof, none)) == AuthProofMsg{});
-  auto o = std::get<OfferMsg>(expectAccepted(offer, none));
-  REQUIRE(o.objects.size() == 2);
-  CHECK((o.base == 1 && o.fromSeq == 2 && o.toSeq == 5 && o.complete && o.objects[1].name == "b"));
-  CHECK(o.objects[1].dots.contains(Dot{ReplicaId{10}, 8}));
-  CHECK(o.objects[0].dots.dotCount() == 4);
-  CHECK(std::get<RequestMsg>(expectAccepted(request, none)).objects == o.objects);
+}
+
+TEST_CASE("envelope: an ack, offer or request in its struct form is refused (they travel compact only)") {
+  // Every sender writes them compact (encodeEnvelope); one decoder per rule, the compact one.
+  for (int kind = 0; kind < 3; ++kind) {
+    capnp::MallocMessageBuilder mb;
+    auto env = mb.initRoot<wire::Envelope>();
+    if (kind == 0) env.initAck().setSender(7);
+    if (kind == 1) env.initOffer().setSender(7);
+    if (kind == 2) env.initRequest().setSender(7);
+    CHECK_THROWS_WITH_AS(decodeBuilt(mb, kLimits), doctest::Contains("they travel compact only"), DecodeError);
+  }
+  // And nothing writes them.
+  for (const Message& m : {Message{AckMsg{ReplicaId{7}, 3}}, Message{OfferMsg{ReplicaId{7}, 2, 5, {}, 1, true}},
+                           Message{RequestMsg{ReplicaId{7}, 2, 5, {}}}}) {
+    capnp::MallocMessageBuilder mb;
+    encodeEnvelope(m, mb.initRoot<wire::Envelope>());
+    CHECK(mb.getRoot<wire::Envelope>().which() == wire::Envelope::COMPACT);
+  }
 }
 
 TEST_CASE("envelope: replica ids must be nonzero") {
   expectRejected(push, [](auto p) { p.setSender(0); }, "push: sender is 0");
-  expectRejected(ack, [](auto a) { a.setSender(0); }, "ack: sender is 0");
   expectRejected(digest, [](auto d) { d.setSender(0); }, "digest: sender is 0");
   expectRejected(stateRequest, [](auto r) { r.setSender(0); }, "state request: sender is 0");
   expectRejected(stateChunk, [](auto c) { c.setSender(0); }, "state chunk: sender is 0");
@@ -679,8 +637,6 @@ TEST_CASE("envelope: replica ids must be nonzero") {
   expectRejected(pingAck, [](auto p) { p.setSender(0); }, "ping-ack: sender is 0");
   expectRejected(pingAck, [](auto p) { p.setTarget(0); }, "ping-ack: target is 0");
   expectRejected(hello, [](auto h) { h.setReplica(0); }, "hello: replica is 0");
-  expectRejected(offer, [](auto o) { o.setSender(0); }, "offer: sender is 0");
-  expectRejected(request, [](auto r) { r.setSender(0); }, "request: sender is 0");
   expectRejected(syncRequest, [](auto r) { r.setSender(0); }, "sync-request: sender is 0");
   expectRejected(syncReply, [](auto r) { r.setSender(0); }, "sync-reply: sender is 0");
   expectRejected(syncRequest, [](auto r) { r.setId(0); }, "sync-request: id 0 is never used");
@@ -702,78 +658,6 @@ TEST_CASE("envelope: push sequence numbers satisfy base <= fromSeq < toSeq") {
   // The edges that are allowed: base == fromSeq, toSeq == fromSeq + 1.
   auto m = std::get<DeltaPushMsg>(expectAccepted(push, [](auto p) { p.setBase(2); p.setToSeq(3); }));
   CHECK((m.base == 2 && m.fromSeq == 2 && m.toSeq == 3));
-}
-
-TEST_CASE("envelope: offer and request sequence numbers satisfy (base <=) fromSeq < toSeq") {
-  const char* offerRule = "offer: sequence numbers must satisfy base <= fromSeq < toSeq";
-  expectRejected(offer, [](auto o) { o.setFromSeq(5); }, offerRule);
-  expectRejected(offer, [](auto o) { o.setToSeq(2); }, offerRule);
-  expectRejected(offer, [](auto o) { o.setBase(3); }, offerRule);
-  expectAccepted(offer, [](auto o) { o.setBase(2); });
-  expectRejected(request, [](auto r) { r.setFromSeq(5); }, "request: sequence numbers must satisfy fromSeq < toSeq");
-  expectRejected(request, [](auto r) { r.setToSeq(0); r.setFromSeq(0); },
-                 "request: sequence numbers must satisfy fromSeq < toSeq");
-  auto m = std::get<OfferMsg>(expectAccepted(offer, [](auto o) { o.setBase(0); o.setFromSeq(0); o.setToSeq(1); }));
-  CHECK((m.fromSeq == 0 && m.toSeq == 1));
-}
-
-TEST_CASE("envelope: offer and request summaries") {
-  // Names: non-empty, within limits.maxNameBytes, strictly increasing.
-  expectRejected(offer, [](auto o) { o.getObjects()[0].setName(""); }, "offer: empty object name");
-  expectRejected(request, [](auto r) { r.getObjects()[1].setName(""); }, "request: empty object name");
-  expectRejected(offer, [](auto o) { o.getObjects()[1].setName("a"); }, "offer: names not strictly increasing");
-  expectRejected(request, [](auto r) { fillSummaries(r.initObjects(2), {"b", "a"}); },
-                 "request: names not strictly increasing");
-  Limits one = kLimits;
-  one.maxNameBytes = 1;
-  expectRejected(request, [](auto r) { r.getObjects()[1].setName("bb"); },
-                 "request: object name longer than limits.maxNameBytes", one);
-  expectRejected(offer, [](auto o) { o.getObjects()[1].setName("bb"); },
-                 "offer: object name longer than limits.maxNameBytes", one);
-  // Counts.
-  Limits two = kLimits;
-  two.maxObjectsPerMessage = 2;
-  expectRejected(offer, [](auto o) { fillSummaries(o.initObjects(3), {"a", "b", "c"}); },
-                 "offer: more than limits.maxObjectsPerMessage objects", two);
-  expectRejected(request, [](auto r) { fillSummaries(r.initObjects(3), {"a", "b", "c"}); },
-                 "request: more than limits.maxObjectsPerMessage objects", two);
-  // Every summary names at least one dot.
-  expectRejected(offer, [](auto o) { o.getObjects()[1].initDots(0); }, "offer: object 'b' with no dots");
-  expectRejected(request, [](auto r) { r.getObjects()[0].initDots(0); }, "request: object 'a' with no dots");
-  // The dots blob: what decodes, and each of its rules.
-  auto m = std::get<OfferMsg>(expectAccepted(offer, [](auto o) {
-    setDots(o.getObjects()[0], dotsBlob({{5, {2, 0, 1, 1, 0}}, {1ull << 63, {1, 6, 0}}}));
-  }));
-  CausalContext want;
-  want.addRange(ReplicaId{5}, 1, 2);
-  want.add(Dot{ReplicaId{5}, 5});  // lo = previous hi + 2 + gap
-  want.add(Dot{ReplicaId{1ull << 63}, 7});
-  CHECK(m.objects[0].dots == want);
-  expectRejected(offer, [](auto o) { setDots(o.getObjects()[0], dotsBlob({{0, {1, 0, 0}}})); },
-                 "column 'dots': origin replica id 0");
-  expectRejected(request, [](auto r) { setDots(r.getObjects()[1], dotsBlob({{9, {1, 0, 0}}, {9, {1, 3, 0}}})); },
-                 "column 'dots': origin replica ids not strictly increasing");
-  expectRejected(offer, [](auto o) { setDots(o.getObjects()[0], dotsBlob({{9, {0}}})); },
-                 "column 'dots': origin without intervals");
-  expectRejected(offer, [](auto o) { setDots(o.getObjects()[0], dotsBlob({{9, {2, 0, 0}}})); },
-                 "column 'dots': truncated varint");
-  expectRejected(offer, [](auto o) { setDots(o.getObjects()[0], dotsBlob({{9, {1, 0, 0, 0x7f}}})); },
-                 "column 'dots': truncated 8-byte value");  // a fourth byte: the start of a cut id
-  expectRejected(offer, [](auto o) { setDots(o.getObjects()[0], dotsBlob({{9, {1, 1ull << 48, 0}}})); },
-                 "column 'dots': interval beyond 2^48-1");
-  Limits small = kLimits;
-  small.maxOrigins = 2;  // the baseline's
-  expectRejected(offer, [](auto o) {
-    setDots(o.getObjects()[0], dotsBlob({{9, {1, 0, 0}}, {10, {1, 0, 0}}, {11, {1, 0, 0}}}));
-  },
-                 "column 'dots': more than limits.maxOrigins origins", small);
-  small = kLimits;
-  small.maxIntervalsPerOrigin = 1;
-  expectRejected(offer, [](auto o) { setDots(o.getObjects()[0], dotsBlob({{9, {2, 0, 0, 0, 0}}})); },
-                 "column 'dots': more than limits.maxIntervalsPerOrigin intervals", small);
-  // A request may want nothing.
-  auto r = std::get<RequestMsg>(expectAccepted(request, [](auto r) { r.initObjects(0); }));
-  CHECK(r.objects.empty());
 }
 
 TEST_CASE("envelope: object names in a push and a state chunk") {
@@ -999,7 +883,7 @@ void setRawWhich(Builder b, uint16_t which) {
 }
 
 TEST_CASE("envelope: unknown message and CRDT kinds (a newer peer's) are rejected") {
-  expectRejected([](wire::Envelope::Builder env) { ack(env); return env; },
+  expectRejected([](wire::Envelope::Builder env) { syncRequest(env); return env; },
                  [](auto env) { setRawWhich(env, 16); }, "envelope: unknown message kind 16");
   expectRejected(push, [](auto p) { setRawWhich(p.getObjects()[0].getValue(), 11); },
                  "object: unknown CRDT kind 11");
@@ -1724,6 +1608,107 @@ TEST_CASE("envelope: the compact envelope's rules") {
   }
 }
 
+
+// An offer (kind 11: flags 1, i.e. complete) or request (kind 12) from `sender`: the three
+// sequence varints as written, then (name, dots blob) objects.
+ColumnWriter compactSummaries(unsigned char kind, std::vector<uint64_t> seqs,
+                              std::vector<std::pair<std::string, ColumnWriter>> objects, uint64_t sender = 7) {
+  ColumnWriter w = compactHead(kind, sender);
+  if (kind == 11) w.byte(1);
+  for (uint64_t v : seqs) w.varint(v);
+  w.varint(objects.size());
+  for (const auto& [n, dots] : objects) {
+    name(w, n);
+    w.varint(dots.size());
+    w.raw(std::string_view(reinterpret_cast<const char*>(dots.bytes().data()), dots.size()));
+  }
+  return w;
+}
+// A dots blob of the compact form: per origin, marker 0 (the sender) or 1 and the 8-byte id, then
+// the varints given (run count, then (gap, span) pairs).
+ColumnWriter compactDots(std::vector<std::pair<uint64_t, std::vector<uint64_t>>> origins, uint64_t sender = 7) {
+  ColumnWriter w;
+  for (const auto& [id, varints] : origins) {
+    if (id == sender) {
+      w.byte(0);
+    } else {
+      w.byte(1);
+      w.fixed64(id);
+    }
+    for (uint64_t v : varints) w.varint(v);
+  }
+  return w;
+}
+ColumnWriter someDots() { return compactDots({{7, {1, 0, 2}}, {9, {1, 4, 0}}}); }
+
+// The rules the struct forms of offers and requests had, on the one form that travels.
+TEST_CASE("envelope: compact offers and requests: senders, sequence numbers, names, dots") {
+  const std::vector<uint64_t> offerSeqs{2, 0, 3}, requestSeqs{2, 0, 3};
+  // Baselines.
+  auto o = std::get<OfferMsg>(decodeCompactEnvelope(compactSummaries(11, offerSeqs, {{"a", someDots()}, {"b", someDots()}})));
+  CHECK((o.base == 2 && o.fromSeq == 2 && o.toSeq == 5 && o.complete && o.objects.size() == 2));
+  CHECK(o.objects[1].dots.contains(Dot{ReplicaId{9}, 5}));
+  CHECK(o.objects[0].dots.dotCount() == 4);
+  auto r = std::get<RequestMsg>(decodeCompactEnvelope(compactSummaries(12, requestSeqs, {{"a", someDots()}})));
+  CHECK((r.fromSeq == 2 && r.toSeq == 5 && r.objects.size() == 1));
+  CHECK(std::get<RequestMsg>(decodeCompactEnvelope(compactSummaries(12, requestSeqs, {}))).objects.empty());  // wants nothing
+  // Senders.
+  expectCompactEnvelopeRejected(compactSummaries(11, offerSeqs, {{"a", someDots()}}, 0), "offer: sender is 0");
+  expectCompactEnvelopeRejected(compactSummaries(12, requestSeqs, {{"a", someDots()}}, 0), "request: sender is 0");
+  // Sequence numbers: fromSeq < toSeq, within 64 bits.
+  expectCompactEnvelopeRejected(compactSummaries(11, {2, 0, 0}, {{"a", someDots()}}),
+                                "offer: sequence numbers must satisfy base <= fromSeq < toSeq");
+  expectCompactEnvelopeRejected(compactSummaries(11, {UINT64_MAX, 1, 1}, {{"a", someDots()}}),
+                                "offer: sequence numbers must satisfy base <= fromSeq < toSeq");
+  expectCompactEnvelopeRejected(compactSummaries(12, {2, 0, 0}, {{"a", someDots()}}),
+                                "request: sequence numbers must satisfy fromSeq < toSeq");
+  auto edge = std::get<OfferMsg>(decodeCompactEnvelope(compactSummaries(11, {0, 0, 1}, {{"a", someDots()}})));
+  CHECK((edge.base == 0 && edge.fromSeq == 0 && edge.toSeq == 1));
+  // Names: non-empty, within limits.maxNameBytes, strictly increasing, at most maxObjectsPerMessage.
+  expectCompactEnvelopeRejected(compactSummaries(11, offerSeqs, {{"", someDots()}}), "offer: empty object name");
+  expectCompactEnvelopeRejected(compactSummaries(12, requestSeqs, {{"b", someDots()}, {"a", someDots()}}),
+                                "request: names not strictly increasing");
+  Limits one = kLimits;
+  one.maxNameBytes = 1;
+  expectCompactEnvelopeRejected(compactSummaries(12, requestSeqs, {{"bb", someDots()}}),
+                                "request: object name longer than limits.maxNameBytes", one);
+  Limits two = kLimits;
+  two.maxObjectsPerMessage = 2;
+  expectCompactEnvelopeRejected(
+      compactSummaries(11, offerSeqs, {{"a", someDots()}, {"b", someDots()}, {"c", someDots()}}),
+      "offer: more than limits.maxObjectsPerMessage objects", two);
+  // Every summary names at least one dot.
+  expectCompactEnvelopeRejected(compactSummaries(12, requestSeqs, {{"a", ColumnWriter{}}}), "request: object 'a' with no dots");
+  // The dots blob's rules.
+  auto dotsRule = [&](ColumnWriter dots, const char* rule, const Limits& limits = kLimits) {
+    expectCompactEnvelopeRejected(compactSummaries(11, offerSeqs, {{"a", std::move(dots)}}), rule, limits);
+  };
+  {
+    ColumnWriter zero;
+    zero.byte(1);
+    zero.fixed64(0);
+    zero.varint(1);
+    zero.varint(0);
+    zero.varint(0);
+    dotsRule(std::move(zero), "column 'dots': origin replica id 0");
+  }
+  dotsRule(compactDots({{9, {0}}}), "column 'dots': origin without intervals");
+  dotsRule(compactDots({{9, {2, 0, 0}}}), "column 'dots': truncated varint");
+  dotsRule(compactDots({{9, {1, 1ull << 48, 0}}}), "column 'dots': interval beyond 2^48-1");
+  {
+    ColumnWriter cut;  // marker 1, then 3 bytes of an id
+    cut.byte(1);
+    cut.raw("abc");
+    dotsRule(std::move(cut), "column 'dots': truncated 8-byte value");
+  }
+  Limits small = kLimits;
+  small.maxOrigins = 2;
+  dotsRule(compactDots({{7, {1, 0, 0}}, {9, {1, 0, 0}}, {10, {1, 0, 0}}}), "column 'dots': more than limits.maxOrigins origins",
+           small);
+  small = kLimits;
+  small.maxIntervalsPerOrigin = 1;
+  dotsRule(compactDots({{9, {2, 0, 0, 0, 0}}}), "column 'dots': more than limits.maxIntervalsPerOrigin intervals", small);
+}
 
 TEST_CASE("envelope: a large compact envelope travels deflated") {
   // 500 entries whose keys alone take 8,500 bytes: deflated, the whole message is smaller.

@@ -105,7 +105,7 @@ TEST_CASE("security: malformed envelopes fail their call only; the connection an
                   .wait(s.c.ws);
   // Sender 0 (ids are nonzero), then a sender other than the authenticated id.
   auto bad = auth.replicator.deliverRequest();
-  bad.initEnvelope().initAck().setSeq(1);
+  bad.initEnvelope().initSyncRequest().setId(1);
   CHECK_THROWS_WITH_AS(bad.send().wait(s.c.ws), doctest::Contains("invalid envelope"), kj::Exception);
   CHECK_THROWS_WITH_AS(gossip::deliver(auth.replicator, gossip::AckMsg{ReplicaId{2}, 1}).wait(s.c.ws),
                        doctest::Contains("authenticated as"), kj::Exception);
