@@ -214,6 +214,7 @@ class PresenceTracker {
   Limits limits_;
   PresenceConfig config_;
   std::string selfName_;  // presenceObjectName(self())
+  bool skipOwnChange_ = false;  // inside track()'s write of a new entry (see there)
   std::map<std::string, Topic, std::less<>> topics_;  // visible presences only
   std::map<ReplicaId, Origin> origins_;
   std::set<std::pair<uint64_t, ReplicaId>> timers_;  // (deadline, origin): see arm()
