@@ -91,7 +91,7 @@ const char* kNodeHelp =
 const char* kCtlHelp =
     "usage: deltasync ctl HOST:PORT [--secret-file PATH | --tls-cert PATH --tls-key PATH --tls-ca PATH]\n"
     "                     [--cluster NAME] [--timeout SECONDS] [--wait N|majority] [--sync N|majority]\n"
-    "                     [--type TYPE] [--key-type TYPE] <verb> [args]\n"
+    "                     [--type TYPE] [--key-type TYPE] [--key KEY] <verb> [args]\n"
     "\n"
     "verbs:\n"
     "  get NAME                 print an object (a counter's value, a set's elements, a map's\n"
@@ -102,8 +102,10 @@ const char* kCtlHelp =
     "  put NAME KEY VALUE       set a map entry\n"
     "  add NAME ELEMENT...      add set elements (one write each, in order; all acknowledged\n"
     "                           when it exits 0)\n"
-    "  remove NAME ITEM         remove a set element or a map key\n"
-    "  incr NAME [BY]           add BY (default 1; negative decrements) to a counter\n"
+    "  remove NAME ITEM         remove a set element, a map key or a map of counters' key (the\n"
+    "                           counter resets; counts made concurrently elsewhere survive)\n"
+    "  incr NAME [BY]           add BY (default 1; negative decrements) to a counter; with\n"
+    "                           --key KEY, to the counter at KEY of a map of counters\n"
     "  set NAME VALUE           set a last-writer-wins register\n"
     "  enable NAME, disable NAME\n"
     "                           switch an enable-wins flag (an enable concurrent with a disable wins)\n"
@@ -113,7 +115,8 @@ const char* kCtlHelp =
     "   hold it: then a read on any of them shows it; exit 1 if they did not in time)\n"
     "  (--type TYPE: the type of set elements, map values and register values, as a typed\n"
     "   handle writes and reads them; --key-type TYPE: of map keys; TYPE is string (the\n"
-    "   default), bytes (hex), int, uint, double or bool; with get, put, add, remove, set, watch)\n"
+    "   default), bytes (hex), int, uint, double or bool; with get, put, add, remove, set, watch,\n"
+    "   incr)\n"
     "  watch NAME               print the object now and after every change, until interrupted\n"
     "  objects                  print the objects the node holds: name, kind\n"
     "  members                  print the member table: id, address, state, incarnation\n"
@@ -370,7 +373,8 @@ int runCtl(const std::vector<std::string>& args) {
     std::fputs(kCtlHelp, stdout);
     return args.empty() ? 2 : 0;
   }
-  Parsed p = parse(args, {"secret-file", "cluster", "tls-cert", "tls-key", "tls-ca", "timeout", "wait", "sync", "type", "key-type"});
+  Parsed p = parse(args, {"secret-file", "cluster", "tls-cert", "tls-key", "tls-ca", "timeout", "wait", "sync", "type", "key-type",
+                          "key"});
   if (p.positional.size() < 2) throw Usage("ctl needs an address and a verb (deltasync ctl --help)");
   const std::string address = p.positional[0];
   const std::string verb = p.positional[1];
@@ -442,9 +446,9 @@ int runCtl(const std::vector<std::string>& args) {
   const std::string valueType = p.one("type").value_or("string");
   const std::string keyType = p.one("key-type").value_or("string");
   if (p.one("type") || p.one("key-type")) {
-    static const std::vector<std::string> typed{"get", "put", "add", "remove", "set", "watch"};
+    static const std::vector<std::string> typed{"get", "put", "add", "remove", "set", "watch", "incr"};
     if (std::find(typed.begin(), typed.end(), verb) == typed.end()) {
-      throw Usage("--type and --key-type go with get, put, add, remove, set or watch");
+      throw Usage("--type and --key-type go with get, put, add, remove, set, watch or incr");
     }
     for (const auto& [flag, type] : {std::pair{"--type", valueType}, std::pair{"--key-type", keyType}}) {
       try {
@@ -454,6 +458,7 @@ int runCtl(const std::vector<std::string>& args) {
       }
     }
   }
+  if (p.one("key") && verb != "incr") throw Usage("--key goes with incr (the key of a map of counters)");
   // --sync N|majority: before a get, until the node holds what N peers (a majority) held.
   const std::optional<std::string> syncWith = p.one("sync");
   uint32_t syncPeers = 0;
@@ -549,6 +554,10 @@ int runCtl(const std::vector<std::string>& args) {
     auto req = control.incrRequest();
     req.setName(text(rest[0]));
     req.setBy(by);
+    if (const auto key = p.one("key")) {
+      req.setKey(text(*key));
+      req.setKeyType(text(keyType));
+    }
     wait(req.send(), answer);
   } else if (verb == "set") {
     auto req = control.setRegisterRequest();

@@ -113,6 +113,12 @@ class CounterMap {
     }
   }
 
+  // Replica r's totals on key k ({r, 0, 0} when it never counted there).
+  PNCounter::Entry totalsOf(const K& k, ReplicaId r) const {
+    auto it = slots_.find(k);
+    return it == slots_.end() ? PNCounter::Entry{r, 0, 0} : it->second.totals.get(r);
+  }
+
   // Every slot, removed keys included, in key order (for the wire codec).
   const_iterator begin() const { return slots_.begin(); }
   const_iterator end() const { return slots_.end(); }

@@ -48,7 +48,8 @@ class AuthError : public std::runtime_error {
 // (header bit F), which version-3 nodes refuse. 5: a deleted object travels as a tombstone
 // (Crdt.deleted), which version-4 nodes cannot read. 6: reads that wait for their peers exchange
 // SyncRequest / SyncReply, and maps of sets travel (Crdt.orMapOfSets): version-5 nodes read neither.
-inline constexpr uint32_t kProtocolVersion = 6;
+// 7: maps of counters travel (Crdt.mapOfCounters), which version-6 nodes cannot read.
+inline constexpr uint32_t kProtocolVersion = 7;
 
 using Secret = deltasync::Secret;
 

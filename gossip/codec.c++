@@ -160,4 +160,39 @@ crdt::PNCounter decode(wire::PNCounter::Reader in, const Limits& limits) {
   return crdt::PNCounter::fromEntries(out);
 }
 
+void encode(const crdt::CounterMap<std::string>& m, wire::CounterMapState::Builder out) {
+  auto slots = out.initSlots(static_cast<unsigned>(m.slotCount()));
+  unsigned i = 0;
+  for (const auto& [k, s] : m) {
+    slots[i].setKey(capnp::Data::Reader(reinterpret_cast<const kj::byte*>(k.data()), k.size()));
+    encode(s.totals, slots[i].initTotals());
+    encode(s.floors, slots[i].initFloors());
+    ++i;
+  }
+}
+
+crdt::CounterMap<std::string> decode(wire::CounterMapState::Reader in, const Limits& limits) {
+  auto slots = in.getSlots();
+  if (slots.size() > limits.maxEntries) throw DecodeError("map of counters: more than limits.maxEntries keys");
+  crdt::CounterMap<std::string> out;
+  std::string previous;
+  uint64_t entries = 0;
+  for (unsigned i = 0; i < slots.size(); ++i) {
+    auto key = slots[i].getKey();
+    if (key.size() > limits.maxKeyBytes) throw DecodeError("map of counters: key longer than limits.maxKeyBytes");
+    std::string k(reinterpret_cast<const char*>(key.begin()), key.size());
+    if (i > 0 && !(previous < k)) throw DecodeError("map of counters: keys not strictly increasing");
+    crdt::CounterMap<std::string>::Slot slot{decode(slots[i].getTotals(), limits), decode(slots[i].getFloors(), limits)};
+    entries += slot.totals.size() + slot.floors.size();
+    if (entries > limits.maxEntries) throw DecodeError("map of counters: more than limits.maxEntries counter entries");
+    if (slot.totals.empty()) throw DecodeError("map of counters: a key without totals");
+    if (!crdt::CounterMap<std::string>::valid(slot)) {
+      throw DecodeError("map of counters: a floor above its writer's totals (floors are observed totals)");
+    }
+    out.insertSlot(k, std::move(slot));
+    previous = std::move(k);
+  }
+  return out;
+}
+
 }  // namespace deltasync::gossip

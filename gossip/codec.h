@@ -24,6 +24,7 @@
 
 #include "crdt/aw-lww-map.h"
 #include "crdt/causal-context.h"
+#include "crdt/counter-map.h"
 #include "crdt/dot-store.h"
 #include "crdt/ew-flag.h"
 #include "crdt/g-counter.h"
@@ -54,6 +55,11 @@ crdt::GCounter decode(wire::GCounter::Reader in, const Limits& limits);
 
 void encode(const crdt::PNCounter& c, wire::PNCounter::Builder out);
 crdt::PNCounter decode(wire::PNCounter::Reader in, const Limits& limits);
+
+// A map of counters (wire.capnp CounterMapState): keys strictly increasing, within limits, each
+// slot valid (crdt::CounterMap::valid).
+void encode(const crdt::CounterMap<std::string>& m, wire::CounterMapState::Builder out);
+crdt::CounterMap<std::string> decode(wire::CounterMapState::Reader in, const Limits& limits);
 
 namespace _ {
 

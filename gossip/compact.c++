@@ -461,7 +461,8 @@ void encodeCompact(const Value& v, crdt::ReplicaId implicitWriter, ColumnWriter&
           encodeCounter(x, kind, implicitWriter, out);
         } else if constexpr (std::is_same_v<T, crdt::LWWRegister<std::string>>) {
           encodeRegister(x, implicitWriter, out);
-        } else if constexpr (std::is_same_v<T, MapOfMaps> || std::is_same_v<T, MapOfSets> || std::is_same_v<T, Tombstone>) {
+        } else if constexpr (std::is_same_v<T, MapOfMaps> || std::is_same_v<T, MapOfSets> || std::is_same_v<T, Tombstone> ||
+                             std::is_same_v<T, MapOfCounters>) {
           throw std::invalid_argument(std::string("encodeCompact: the ") + kindName(kind) + " kind has no compact form");
         } else {
           encodeCausal(x, kind, implicitWriter, out);

@@ -39,6 +39,8 @@ void encodeKindInto(const T& x, wire::Crdt::Builder out) {
     out.setDeleted();
   } else if constexpr (std::is_same_v<T, MapOfSets>) {
     encode(x, out.initOrMapOfSets());
+  } else if constexpr (std::is_same_v<T, MapOfCounters>) {
+    encode(x, out.initMapOfCounters());
   } else {
     static_assert(std::is_same_v<T, MapOfMaps>);
     encode(x, out.initOrMap());
@@ -76,6 +78,7 @@ Value decodeValueFrom(wire::Crdt::Reader in, const Limits& limits, ReplicaId sen
     case wire::Crdt::OR_MAP: return decodeORMap<crdt::ORMap<std::string, Map>>(in.getOrMap(), limits);
     case wire::Crdt::DELETED: return Tombstone{};
     case wire::Crdt::OR_MAP_OF_SETS: return decodeORMap<MapOfSets>(in.getOrMapOfSets(), limits);
+    case wire::Crdt::MAP_OF_COUNTERS: return decode(in.getMapOfCounters(), limits);
   }
   throw DecodeError("object: unknown CRDT kind " + std::to_string(static_cast<unsigned>(in.which())));
 }
@@ -714,6 +717,7 @@ template size_t encodedSize(const crdt::ORSet<std::string>&);
 template size_t encodedSize(const Map&);
 template size_t encodedSize(const crdt::ORMap<std::string, Map>&);
 template size_t encodedSize(const MapOfSets&);
+template size_t encodedSize(const MapOfCounters&);
 template size_t encodedSize(const Tombstone&);
 
 Value decodeValue(const unsigned char* data, size_t size, const Limits& limits) {

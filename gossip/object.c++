@@ -9,7 +9,8 @@ namespace deltasync::gossip {
 namespace {
 
 constexpr const char* kNames[] = {"g-counter", "pn-counter", "lww-register", "mv-register", "ew-flag",
-                                  "or-set",    "aw-lww-map", "or-map",       "deleted",     "or-map-of-sets"};
+                                  "or-set",    "aw-lww-map", "or-map",       "deleted",     "or-map-of-sets",
+                                  "map-of-counters"};
 static_assert(std::size(kNames) == kKindCount);
 
 template <size_t... I>
@@ -100,6 +101,14 @@ bool claimsUnminted(const Value& delta, const Value* state, crdt::ReplicaId self
           return theirs.increments > mine.increments || theirs.decrements > mine.decrements;
         } else if constexpr (std::is_same_v<T, crdt::LWWRegister<std::string>> || std::is_same_v<T, Tombstone>) {
           return false;
+        } else if constexpr (std::is_same_v<T, MapOfCounters>) {
+          // Per key, as for the PN-counter (a floor never exceeds its totals: valid()).
+          for (const auto& [k, slot] : d) {
+            const auto theirs = slot.totals.get(self);
+            const auto mine = s != nullptr ? s->totalsOf(k, self) : crdt::PNCounter::Entry{self, 0, 0};
+            if (theirs.increments > mine.increments || theirs.decrements > mine.decrements) return true;
+          }
+          return false;
         } else {
           return d.context().max(self) > (s ? s->context().max(self) : 0);
         }
@@ -163,6 +172,13 @@ uint64_t contentHash(const Value& v) {
           }
         } else if constexpr (std::is_same_v<T, Tombstone>) {
           h = combine(h, 0xdead);
+        } else if constexpr (std::is_same_v<T, MapOfCounters>) {
+          for (const auto& [k, slot] : x) {  // in key order
+            h = combine(h, hashBytes(k));
+            for (const auto& e : slot.totals) h = combine(h, combine(e.replica.value, combine(e.increments, e.decrements)));
+            h = combine(h, 0xf1005);
+            for (const auto& e : slot.floors) h = combine(h, combine(e.replica.value, combine(e.increments, e.decrements)));
+          }
         } else {
           h = combine(h, combine(hashContext(x.context()), hashStore(x.store())));
         }

@@ -6,8 +6,9 @@
 // which is what a replicated key-value library exposes (applications encode their own types).
 //
 // The variant's alternative index is the kind tag: 0-7 in the order of wire.capnp's Crdt union,
-// then (tag 8 being the compact form) 8 (deleted) its `deleted` member (union tag 9) and 9 (a map
-// of sets) its `orMapOfSets` (union tag 10). Never reorder; append new kinds at the end.
+// then (tag 8 being the compact form) 8 (deleted) its `deleted` member (union tag 9), 9 (a map
+// of sets) its `orMapOfSets` (union tag 10) and 10 (a map of counters) its `mapOfCounters` (union
+// tag 11). Never reorder; append new kinds at the end.
 //
 // Deleting an object (Tombstone): a deleted name is retired for good, cluster-wide, as in Akka
 // Distributed Data. The tombstone is the top of every kind's lattice for its name: joined into
@@ -34,6 +35,7 @@
 #include <deltasync/errors.h>
 
 #include "crdt/aw-lww-map.h"
+#include "crdt/counter-map.h"
 #include "crdt/ew-flag.h"
 #include "crdt/g-counter.h"
 #include "crdt/lww-register.h"
@@ -47,6 +49,7 @@ namespace deltasync::gossip {
 using Map = crdt::AWLWWMap<std::string, std::string>;
 using MapOfMaps = crdt::ORMap<std::string, Map>;
 using MapOfSets = crdt::ORMap<std::string, crdt::ORSet<std::string>>;
+using MapOfCounters = crdt::CounterMap<std::string>;
 
 // A deleted object (see above). Never bottom: it is the most that can be known of a name.
 struct Tombstone {
@@ -63,7 +66,8 @@ using Value = std::variant<crdt::GCounter,                          // 0 gCounte
                            Map,                                     // 6 awLwwMap
                            MapOfMaps,                               // 7 orMap (of maps)
                            Tombstone,                               // 8 deleted (union tag 9)
-                           MapOfSets>;                              // 9 orMapOfSets (union tag 10)
+                           MapOfSets,                               // 9 orMapOfSets (union tag 10)
+                           MapOfCounters>;                          // 10 mapOfCounters (union tag 11)
 
 inline constexpr size_t kKindCount = std::variant_size_v<Value>;
 inline constexpr size_t kTombstoneKind = 8;
@@ -97,7 +101,8 @@ bool claimsUnminted(const Value& delta, const Value* state, crdt::ReplicaId self
 // forward-skew bound (EngineConfig::maxForwardSkewMs) before joining a received delta.
 crdt::Timestamp latestStamp(const Value& v);
 
-// "g-counter", "pn-counter", ..., "or-map", "deleted", "or-map-of-sets": for errors and logs.
+// "g-counter", "pn-counter", ..., "or-map", "deleted", "or-map-of-sets", "map-of-counters": for
+// errors and logs.
 const char* kindName(size_t kind);
 inline const char* kindName(const Value& v) { return kindName(v.index()); }
 

@@ -129,6 +129,20 @@ struct LWWRegister {
 # ---------------------------------------------------------------------------------------------
 # Replicated objects and gossip envelopes (used by the gossip engine and the node runtime)
 
+struct CounterMapState {
+  # crdt/counter-map.h: per key, every writer's totals and the floors removals recorded.
+  slots @0 :List(Slot);
+  # Strictly increasing keys (byte order), at most limits.maxEntries, each at most
+  # limits.maxKeyBytes.
+  struct Slot {
+    key @0 :Data;
+    totals @1 :PNCounter;
+    # Not empty.
+    floors @2 :PNCounter;
+    # Per writer and half, at most its totals (a writer without totals has no floor).
+  }
+}
+
 struct Crdt {
   union {
     gCounter @0 :GCounter;
@@ -149,6 +163,9 @@ struct Crdt {
     orMapOfSets @10 :ORMapState;
     # A map of add-wins sets (the nested stores are the sets' dot stores). Since protocol
     # version 6.
+    mapOfCounters @11 :CounterMapState;
+    # A map of counters whose key removal resets what it observed (crdt/counter-map.h). Since
+    # protocol version 7.
   }
 }
 
@@ -473,8 +490,9 @@ interface Control {
   # A set element (the set is created if absent).
   remove @3 (name :Text, element :Text, keyType :Text, valueType :Text);
   # A set element (of valueType) or a map key (of keyType), whichever `name` is.
-  incr @4 (name :Text, by :Int64);
-  # A counter (created if absent); a negative `by` decrements.
+  incr @4 (name :Text, by :Int64, key :Text, keyType :Text);
+  # A counter (created if absent); a negative `by` decrements. With a key: the counter at that key
+  # (of keyType) of a map of counters.
   members @5 () -> (members :List(Member));
   stats @6 () -> (text :Text);
   # The node's metrics, as Prometheus text.

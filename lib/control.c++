@@ -163,9 +163,11 @@ class ControlService::Impl final : public wire::Control::Server {
   kj::Promise<void> remove(RemoveContext context) override {
     auto p = context.getParams();
     return write([&](Runtime& rt) {
-      // A set's element is a value, a map's key a key: the node knows which `name` is.
+      // A set's element is a value, a map's (or a map of counters') key a key: the node knows
+      // which `name` is.
       const gossip::Value* v = rt.store().find(text(p.getName()));
-      const bool map = v != nullptr && std::holds_alternative<gossip::Map>(*v);
+      const bool map = v != nullptr && (std::holds_alternative<gossip::Map>(*v) ||
+                                        std::holds_alternative<gossip::MapOfCounters>(*v));
       const auto& type = typeOf(map ? p.getKeyType() : p.getValueType());
       objects::removeAny(rt, text(p.getName()), type.fromText(text(p.getElement())));
     });
@@ -186,6 +188,11 @@ class ControlService::Impl final : public wire::Control::Server {
   }
   kj::Promise<void> incr(IncrContext context) override {
     auto p = context.getParams();
+    if (p.hasKey()) {
+      return write([&](Runtime& rt) {
+        objects::countersAdd(rt, text(p.getName()), typeOf(p.getKeyType()).fromText(text(p.getKey())), p.getBy());
+      });
+    }
     return write([&](Runtime& rt) { objects::increment(rt, text(p.getName()), p.getBy()); });
   }
   kj::Promise<void> members(MembersContext context) override {

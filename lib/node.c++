@@ -1758,6 +1758,104 @@ Subscription BytesMapOfSets::subscribe(std::function<void(const MapOfSetsChange<
   });
 }
 
+using Counters = gossip::MapOfCounters;
+
+namespace {
+int64_t countBy(uint64_t n, bool up, const char* what) {
+  if (n > static_cast<uint64_t>(INT64_MAX)) throw std::invalid_argument(std::string(what) + ": n > INT64_MAX");
+  return up ? static_cast<int64_t>(n) : -static_cast<int64_t>(n);
+}
+}  // namespace
+
+void BytesMapOfCounters::increment(const std::string& key, uint64_t n) {
+  core_->write(W{.op = W::Op::countersAdd, .name = &name_, .key = &key, .by = countBy(n, true, "MapOfCounters::increment")});
+}
+
+void BytesMapOfCounters::decrement(const std::string& key, uint64_t n) {
+  core_->write(W{.op = W::Op::countersAdd, .name = &name_, .key = &key, .by = countBy(n, false, "MapOfCounters::decrement")});
+}
+
+std::future<WriteResult> BytesMapOfCounters::increment(const std::string& key, uint64_t n, WriteTo to) {
+  return core_->writeTo(
+      W{.op = W::Op::countersAdd, .name = &name_, .key = &key, .by = countBy(n, true, "MapOfCounters::increment")}, to);
+}
+
+std::future<WriteResult> BytesMapOfCounters::decrement(const std::string& key, uint64_t n, WriteTo to) {
+  return core_->writeTo(
+      W{.op = W::Op::countersAdd, .name = &name_, .key = &key, .by = countBy(n, false, "MapOfCounters::decrement")}, to);
+}
+
+void BytesMapOfCounters::removeKey(const std::string& key) {
+  core_->write(W{.op = W::Op::countersRemoveKey, .name = &name_, .key = &key});
+}
+
+std::future<WriteResult> BytesMapOfCounters::removeKey(const std::string& key, WriteTo to) {
+  return core_->writeTo(W{.op = W::Op::countersRemoveKey, .name = &name_, .key = &key}, to);
+}
+
+int64_t BytesMapOfCounters::value(const std::string& key) const {
+  return core_->read(name_, [&](const gossip::Value* v) {
+    const auto* m = as<Counters>(v, name_);
+    return m != nullptr ? m->value(key) : int64_t{0};
+  });
+}
+
+bool BytesMapOfCounters::contains(const std::string& key) const {
+  return core_->read(name_, [&](const gossip::Value* v) {
+    const auto* m = as<Counters>(v, name_);
+    return m != nullptr && m->contains(key);
+  });
+}
+
+std::vector<std::pair<std::string, int64_t>> BytesMapOfCounters::entries() const {
+  return core_->read(name_, [&](const gossip::Value* v) {
+    const auto* m = as<Counters>(v, name_);
+    return m != nullptr ? m->entries() : std::vector<std::pair<std::string, int64_t>>{};
+  });
+}
+
+size_t BytesMapOfCounters::size() const {
+  return core_->read(name_, [&](const gossip::Value* v) {
+    const auto* m = as<Counters>(v, name_);
+    return m != nullptr ? m->size() : size_t{0};
+  });
+}
+
+Subscription BytesMapOfCounters::subscribe(std::function<void(const MapOfCountersChange<std::string>&)> callback) {
+  using Entry = std::pair<std::string, int64_t>;
+  auto listed = [](const gossip::Value* v) {
+    const auto* m = v != nullptr ? std::get_if<Counters>(v) : nullptr;
+    return m != nullptr ? m->entries() : std::vector<Entry>{};  // sorted by key
+  };
+  auto last = std::make_shared<std::vector<Entry>>(core_->read(name_, [&](const gossip::Value* v) {
+    as<Counters>(v, name_);
+    return listed(v);
+  }));
+  return core_->subscribeCopies(name_, [last, listed, callback = std::move(callback)](const gossip::Value* v, ChangeOrigin origin) {
+    if (v != nullptr && !std::holds_alternative<Counters>(*v)) return;
+    auto now = listed(v);
+    MapOfCountersChange<std::string> change;
+    change.origin = origin;
+    // Both listings sorted by key: one merge pass.
+    auto a = last->begin(), b = now.begin();
+    while (a != last->end() || b != now.end()) {
+      if (b == now.end() || (a != last->end() && a->first < b->first)) {
+        change.changed.emplace_back(a->first, a->second, 0);
+        ++a;
+      } else if (a == last->end() || b->first < a->first) {
+        change.changed.emplace_back(b->first, 0, b->second);
+        ++b;
+      } else {
+        if (a->second != b->second) change.changed.emplace_back(a->first, a->second, b->second);
+        ++a;
+        ++b;
+      }
+    }
+    *last = std::move(now);
+    if (!change.changed.empty()) callback(change);
+  });
+}
+
 }  // namespace detail
 
 void Flag::enable() {
@@ -1922,6 +2020,7 @@ void Node::checkKind(const std::string& name, Kind kind) {
       case Kind::flag: as<crdt::EWFlag>(v, name); break;
       case Kind::mapOfMaps: as<crdt::ORMap<std::string, gossip::Map>>(v, name); break;
       case Kind::mapOfSets: as<gossip::MapOfSets>(v, name); break;
+      case Kind::mapOfCounters: as<gossip::MapOfCounters>(v, name); break;
     }
     return 0;
   });

@@ -176,6 +176,21 @@ void setsRemoveKey(Runtime& rt, const std::string& name, const std::string& key)
   rt.update<Sets>(name, [&](Sets& m) { return m.remove(key); });
 }
 
+using Counters = gossip::MapOfCounters;
+
+void countersAdd(Runtime& rt, const std::string& name, const std::string& key, int64_t by) {
+  checkKey(rt, name, key);
+  if (by == 0) return;
+  const ReplicaId self = rt.id();
+  const uint64_t n = by > 0 ? static_cast<uint64_t>(by) : uint64_t{0} - static_cast<uint64_t>(by);
+  rt.update<Counters>(name, [&](Counters& m) { return by > 0 ? m.increment(self, key, n) : m.decrement(self, key, n); });
+}
+
+void countersRemoveKey(Runtime& rt, const std::string& name, const std::string& key) {
+  checkName(rt.config().limits, name);
+  rt.update<Counters>(name, [&](Counters& m) { return m.removeKey(key); });
+}
+
 void removeAny(Runtime& rt, const std::string& name, const std::string& item) {
   checkName(rt.config().limits, name);
   const Value* v = rt.store().find(name);
@@ -185,8 +200,11 @@ void removeAny(Runtime& rt, const std::string& name, const std::string& item) {
     remove(rt, name, item);
   } else if (std::holds_alternative<gossip::Map>(*v)) {
     removeKey(rt, name, item);
+  } else if (std::holds_alternative<Counters>(*v)) {
+    countersRemoveKey(rt, name, item);
   } else {
-    throw std::invalid_argument("'" + name + "' is a " + gossip::kindName(*v) + ": remove takes a set or a map");
+    throw std::invalid_argument("'" + name + "' is a " + gossip::kindName(*v) +
+                                ": remove takes a set, a map or a map of counters");
   }
 }
 
@@ -198,7 +216,8 @@ void erase(Runtime& rt, const std::string& name) {
 void check(const Limits& limits, const Write& w) {
   checkName(limits, *w.name);
   if (w.key != nullptr && w.op != Write::Op::remove && w.op != Write::Op::removeKey && w.op != Write::Op::nestedRemove &&
-      w.op != Write::Op::nestedRemoveKey && w.op != Write::Op::setsRemove && w.op != Write::Op::setsRemoveKey) {
+      w.op != Write::Op::nestedRemoveKey && w.op != Write::Op::setsRemove && w.op != Write::Op::setsRemoveKey &&
+      w.op != Write::Op::countersRemoveKey) {
     if (std::string p = gossip::keyProblem(w.key->size(), limits); !p.empty()) refuse(*w.name, p);
   }
   if (w.inner != nullptr && (w.op == Write::Op::nestedPut || w.op == Write::Op::setsAdd)) {
@@ -228,6 +247,8 @@ size_t kindOf(const Write& w) {
     case Op::setsAdd:
     case Op::setsRemove:
     case Op::setsRemoveKey: return kindIndex<Sets>();
+    case Op::countersAdd:
+    case Op::countersRemoveKey: return kindIndex<Counters>();
     case Op::erase: return gossip::kTombstoneKind;
   }
   throw std::logic_error("objects::kindOf: unknown write");
@@ -252,6 +273,8 @@ void apply(Runtime& rt, Clock& clock, const Write& w) {
     case Op::setsAdd: return setsAdd(rt, name, *w.key, *w.inner);
     case Op::setsRemove: return setsRemove(rt, name, *w.key, *w.inner);
     case Op::setsRemoveKey: return setsRemoveKey(rt, name, *w.key);
+    case Op::countersAdd: return countersAdd(rt, name, *w.key, w.by);
+    case Op::countersRemoveKey: return countersRemoveKey(rt, name, *w.key);
     case Op::erase: return erase(rt, name);
   }
 }
@@ -355,6 +378,8 @@ std::vector<std::string> render(const Value& value, const TextType& keys, const 
           });
         } else if constexpr (std::is_same_v<T, gossip::Tombstone>) {
           // deleted: nothing
+        } else if constexpr (std::is_same_v<T, gossip::MapOfCounters>) {
+          for (const auto& [k, v] : x.entries()) line(k, keys.toText(k) + "=" + std::to_string(v));
         } else if constexpr (std::is_same_v<T, gossip::MapOfSets>) {
           x.forEachKey([&](const std::string& k) {
             x.get(k).forEach([&](std::string_view e) {

@@ -67,6 +67,10 @@ void nestedRemoveKey(Runtime& rt, const std::string& name, const std::string& ke
 void setsAdd(Runtime& rt, const std::string& name, const std::string& key, const std::string& element);
 void setsRemove(Runtime& rt, const std::string& name, const std::string& key, const std::string& element);
 void setsRemoveKey(Runtime& rt, const std::string& name, const std::string& key);
+// A map of counters: the counter at `key` goes up by `by` (down when by < 0); removeKey resets it
+// as seen here (counts made concurrently survive, crdt/counter-map.h).
+void countersAdd(Runtime& rt, const std::string& name, const std::string& key, int64_t by);
+void countersRemoveKey(Runtime& rt, const std::string& name, const std::string& key);
 // A set element or a map key, whichever kind `name` has; std::invalid_argument for other kinds
 // or an absent name.
 void removeAny(Runtime& rt, const std::string& name, const std::string& item);
@@ -90,6 +94,8 @@ struct Write {
     setsAdd,          // key, inner: the element
     setsRemove,       // key, inner: the element
     setsRemoveKey,    // key
+    countersAdd,      // key, by
+    countersRemoveKey,  // key
     erase,
   };
   Op op;
@@ -128,7 +134,7 @@ const TextType& textType(const std::string& name);
 
 // The object as text lines: a counter's value; a set's elements; a map's "key=value" entries;
 // a register's value(s); a flag's "true"/"false"; an or-map's "key.field=value" entries; a map of
-// sets' "key.element" lines; nothing for a deleted object. Map keys (and an or-map's fields) are
+// sets' "key.element" lines; a map of counters' "key=value" lines; nothing for a deleted object. Map keys (and an or-map's fields) are
 // shown as `keys`, set elements and
 // values as `values`; lines are in the order of the stored bytes of what they list (for the
 // built-in types, the values' order). CodecError for bytes that are not of the type.

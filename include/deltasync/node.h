@@ -217,7 +217,8 @@ struct SyncResult {
 
 // An object this node holds: its name and its kind as the wire names it ("pn-counter",
 // "or-set", "aw-lww-map", "lww-register", "mv-register", "ew-flag", "or-map" (a map of maps),
-// "or-map-of-sets", and the one kind peers may create that has no handle yet: "g-counter").
+// "or-map-of-sets", "map-of-counters", and the one kind peers may create that has no handle yet:
+// "g-counter").
 struct ObjectInfo {
   std::string name;
   std::string kind;
@@ -273,6 +274,13 @@ template <typename K, typename E>
 struct MapOfSetsChange {
   std::vector<std::pair<K, E>> added;
   std::vector<std::pair<K, E>> removed;
+  ChangeOrigin origin = ChangeOrigin::local;
+};
+// A map of counters' keys whose value changed: (key, before, after), sorted; a key that is
+// absent on one side counts as 0 there (a removed key goes to 0).
+template <typename K>
+struct MapOfCountersChange {
+  std::vector<std::tuple<K, int64_t, int64_t>> changed;
   ChangeOrigin origin = ChangeOrigin::local;
 };
 struct FlagChange {
@@ -386,6 +394,27 @@ class DELTASYNC_API BytesMapOfSets {
   std::vector<std::string> keys() const;
   size_t size() const;
   Subscription subscribe(std::function<void(const MapOfSetsChange<std::string, std::string>&)> callback);
+  const std::string& name() const { return name_; }
+
+ private:
+  std::shared_ptr<NodeCore> core_;
+  std::string name_;
+};
+
+class DELTASYNC_API BytesMapOfCounters {
+ public:
+  BytesMapOfCounters(std::shared_ptr<NodeCore> core, std::string name) : core_(std::move(core)), name_(std::move(name)) {}
+  void increment(const std::string& key, uint64_t n);
+  void decrement(const std::string& key, uint64_t n);
+  std::future<WriteResult> increment(const std::string& key, uint64_t n, WriteTo to);
+  std::future<WriteResult> decrement(const std::string& key, uint64_t n, WriteTo to);
+  void removeKey(const std::string& key);
+  std::future<WriteResult> removeKey(const std::string& key, WriteTo to);
+  int64_t value(const std::string& key) const;
+  bool contains(const std::string& key) const;
+  std::vector<std::pair<std::string, int64_t>> entries() const;
+  size_t size() const;
+  Subscription subscribe(std::function<void(const MapOfCountersChange<std::string>&)> callback);
   const std::string& name() const { return name_; }
 
  private:
@@ -756,6 +785,62 @@ class MapOfSets : public detail::NestedMapBase<K, detail::BytesMapOfSets> {
   explicit MapOfSets(detail::BytesMapOfSets raw) : detail::NestedMapBase<K, detail::BytesMapOfSets>(std::move(raw)) {}
 };
 
+// A map of counters (Akka's PNCounterMap; Riak's map of counters): m.increment("alice", 3),
+// m.value("alice"). removeKey resets a counter to what was counted after the removal, wherever
+// that happened: increments made concurrently with it survive, never the old total (as an
+// add-wins set keeps a concurrent add; crdt/counter-map.h). A removed key stays in the object's
+// metadata (a few bytes per writer that counted on it), so that old copies of its counts cannot
+// bring them back. Keys of any type with a codec; entries() and events sorted by the keys' bytes.
+template <typename K>
+class MapOfCounters {
+  static_assert(Encodable<K>, "deltasync::MapOfCounters<K>: K needs a codec: specialise deltasync::Codec<K> "
+                              "(include/deltasync/codec.h)");
+
+ public:
+  // n at most INT64_MAX (std::invalid_argument otherwise).
+  void increment(const K& key, uint64_t n = 1) { raw_.increment(Codec<K>::encode(key), n); }
+  void decrement(const K& key, uint64_t n = 1) { raw_.decrement(Codec<K>::encode(key), n); }
+  std::future<WriteResult> increment(const K& key, uint64_t n, WriteTo to) { return raw_.increment(Codec<K>::encode(key), n, to); }
+  std::future<WriteResult> decrement(const K& key, uint64_t n, WriteTo to) { return raw_.decrement(Codec<K>::encode(key), n, to); }
+  void removeKey(const K& key) { raw_.removeKey(Codec<K>::encode(key)); }
+  std::future<WriteResult> removeKey(const K& key, WriteTo to) { return raw_.removeKey(Codec<K>::encode(key), to); }
+  // 0 for an absent key.
+  int64_t value(const K& key) const { return raw_.value(Codec<K>::encode(key)); }
+  bool contains(const K& key) const { return raw_.contains(Codec<K>::encode(key)); }
+  std::vector<std::pair<K, int64_t>> entries() const { return decodeKeys(raw_.entries(), raw_.name()); }
+  size_t size() const { return raw_.size(); }
+  Subscription subscribe(std::function<void(const MapOfCountersChange<K>&)> callback) {
+    if constexpr (std::is_same_v<K, std::string>) {
+      return raw_.subscribe(std::move(callback));
+    } else {
+      return raw_.subscribe([name = raw_.name(), callback = std::move(callback)](const MapOfCountersChange<std::string>& c) {
+        MapOfCountersChange<K> out{{}, c.origin};
+        for (const auto& [k, before, after] : c.changed) {
+          out.changed.emplace_back(detail::decodeStored<K>(k, name, "key"), before, after);
+        }
+        callback(out);
+      });
+    }
+  }
+  const std::string& name() const { return raw_.name(); }
+
+ private:
+  friend class Node;
+  explicit MapOfCounters(detail::BytesMapOfCounters raw) : raw_(std::move(raw)) {}
+  static std::vector<std::pair<K, int64_t>> decodeKeys(std::vector<std::pair<std::string, int64_t>> bytes,
+                                                       const std::string& name) {
+    if constexpr (std::is_same_v<K, std::string>) {
+      return bytes;
+    } else {
+      std::vector<std::pair<K, int64_t>> out;
+      out.reserve(bytes.size());
+      for (auto& [k, v] : bytes) out.emplace_back(detail::decodeStored<K>(k, name, "key"), v);
+      return out;
+    }
+  }
+  detail::BytesMapOfCounters raw_;
+};
+
 // An enable-wins flag: an enable concurrent with a disable wins.
 class DELTASYNC_API Flag {
  public:
@@ -821,6 +906,11 @@ class DELTASYNC_API Node {
   MapOfSets<K, E> mapOfSets(const std::string& name) {
     checkKind(name, Kind::mapOfSets);
     return MapOfSets<K, E>(detail::BytesMapOfSets(core_, name));
+  }
+  template <typename K>
+  MapOfCounters<K> mapOfCounters(const std::string& name) {
+    checkKind(name, Kind::mapOfCounters);
+    return MapOfCounters<K>(detail::BytesMapOfCounters(core_, name));
   }
 
   // The presence tracker (include/deltasync/presence.h).
@@ -902,7 +992,7 @@ class DELTASYNC_API Node {
   void close();
 
  private:
-  enum class Kind { counter, set, map, lwwRegister, mvRegister, flag, mapOfMaps, mapOfSets };
+  enum class Kind { counter, set, map, lwwRegister, mvRegister, flag, mapOfMaps, mapOfSets, mapOfCounters };
   void checkKind(const std::string& name, Kind kind);
   std::shared_ptr<detail::NodeCore> core_;
 };

@@ -330,6 +330,21 @@ def loopback(binary, workdir):
         r = c.ctl_run(0, "--type", "float", "get", "prices")
         if r.returncode != 2 or "unknown type 'float'" not in r.stderr:
             raise Failure(f"ctl --type float: exit {r.returncode}, {r.stderr.strip()}")
+        # A map of counters from the command line (MapOfCounters<int64_t>): incr --key, get, remove.
+        c.ctl(0, "--wait", "4", "--key-type", "int", "--key", "7", "incr", "votes", "5")
+        c.ctl(1, "--wait", "4", "--key-type", "int", "--key", "-3", "incr", "votes", "-2")
+        got = c.ctl(2, "--key-type", "int", "get", "votes")
+        if got != ["-3=-2", "7=5"]:
+            raise Failure(f"map of counters on node 3: {got}")
+        c.ctl(2, "--wait", "4", "--key-type", "int", "remove", "votes", "7")
+        if c.ctl(4, "--key-type", "int", "get", "votes") != ["-3=-2"]:
+            raise Failure(f"map of counters after remove, node 5: {c.ctl(4, '--key-type', 'int', 'get', 'votes')}")
+        r = c.ctl_run(0, "--key", "7", "get", "votes")
+        if r.returncode != 2 or "--key goes with incr" not in r.stderr:
+            raise Failure(f"ctl --key with get: exit {r.returncode}, {r.stderr.strip()}")
+        r = c.ctl_run(0, "--key", "x", "incr", "motd-counter-kind", "1")
+        if r.returncode != 0:
+            raise Failure(f"ctl incr --key on a new name: exit {r.returncode}, {r.stderr.strip()}")
         # Registers and flags from the command line.
         c.ctl(0, "--wait", "4", "set", "motd", "hello")
         c.ctl(1, "--wait", "4", "enable", "beta")

@@ -55,6 +55,7 @@ std::vector<NamedValue> everyKind(const std::string& prefix, int n, ReplicaId a,
   Map m;
   ORMap<std::string, Map> om;
   MapOfSets os;
+  MapOfCounters mc;
   for (int k = 0; k <= n; ++k) {
     ReplicaId w = k % 2 ? a : b;
     g.increment(w, uint64_t(k) + 1);
@@ -72,9 +73,12 @@ std::vector<NamedValue> everyKind(const std::string& prefix, int n, ReplicaId a,
     if (k % 5 == 4) om.remove("room-" + std::to_string(k % 2));
     os.update("group-" + std::to_string(k % 3), [&](ORSet<std::string>& in) { return in.add(w, "member-" + std::to_string(k)); });
     if (k % 5 == 3) os.remove("group-" + std::to_string(k % 2));
+    mc.increment(w, "score-" + std::to_string(k % 4), uint64_t(k) + 1);
+    if (k % 3 == 1) mc.decrement(w, "score-" + std::to_string(k % 4), 1);
+    if (k % 6 == 5) mc.removeKey("score-" + std::to_string(k % 2));
   }
   std::vector<NamedValue> out;
-  for (Value& v : std::vector<Value>{g, p, r, mv, f, s, m, om, os}) {
+  for (Value& v : std::vector<Value>{g, p, r, mv, f, s, m, om, os, mc}) {
     const std::string name = prefix + kindName(v);
     out.push_back({name, std::move(v)});
   }

@@ -170,7 +170,25 @@ Value genValue(size_t kind) {
           },
           add);
     }
+    case kindIndex<MapOfCounters>(): {
+      using M = MapOfCounters;
+      auto count = [](M& m, ReplicaId self) {
+        std::string k = *rc::gen::element<std::string>("room", "lobby", "k");
+        const uint64_t n = *rc::gen::inRange<uint64_t>(1, 1000);
+        return *rc::gen::arbitrary<bool>() ? m.increment(self, k, n) : m.decrement(self, k, n);
+      };
+      return made<M>(
+          [&](M& m, ReplicaId self) {
+            if (*rc::gen::inRange(0, 4) == 0) {
+              m.removeKey(*rc::gen::element<std::string>("room", "lobby", "k"));
+            } else {
+              count(m, self);
+            }
+          },
+          count);
+    }
     default: {
+      static_assert(kindIndex<ORMap<std::string, Map>>() == 7);
       using M = ORMap<std::string, Map>;
       auto set = [](M& m, ReplicaId self) {
         std::string k = *rc::gen::element<std::string>("room", "lobby", "k");
@@ -885,13 +903,65 @@ void setRawWhich(Builder b, uint16_t which) {
 TEST_CASE("envelope: unknown message and CRDT kinds (a newer peer's) are rejected") {
   expectRejected([](wire::Envelope::Builder env) { syncRequest(env); return env; },
                  [](auto env) { setRawWhich(env, 16); }, "envelope: unknown message kind 16");
-  expectRejected(push, [](auto p) { setRawWhich(p.getObjects()[0].getValue(), 11); },
-                 "object: unknown CRDT kind 11");
+  expectRejected(push, [](auto p) { setRawWhich(p.getObjects()[0].getValue(), 12); },
+                 "object: unknown CRDT kind 12");
   capnp::MallocMessageBuilder mb;
-  setRawWhich(mb.initRoot<wire::Crdt>(), 11);
+  setRawWhich(mb.initRoot<wire::Crdt>(), 12);
   auto framed = frame(mb);
   CHECK_THROWS_WITH_AS(decodeValue(framed.begin(), framed.size(), kLimits),
-                       doctest::Contains("object: unknown CRDT kind 11"), DecodeError);
+                       doctest::Contains("object: unknown CRDT kind 12"), DecodeError);
+}
+
+TEST_CASE("envelope: a map of counters' rules (keys, limits, floors never above totals)") {
+  // Builds a value of slots (key, totals of replica 5, floors of replica 5 or of `floorOf`).
+  struct SlotSpec {
+    std::string key;
+    uint64_t p = 1, n = 0, fp = 0, fn = 0;
+    uint64_t floorOf = 5;
+  };
+  auto decoded = [](std::vector<SlotSpec> specs, const Limits& limits = kLimits) {
+    capnp::MallocMessageBuilder mb;
+    auto slots = mb.initRoot<wire::Crdt>().initMapOfCounters().initSlots(static_cast<unsigned>(specs.size()));
+    for (unsigned i = 0; i < specs.size(); ++i) {
+      slots[i].setKey(capnp::Data::Reader(reinterpret_cast<const kj::byte*>(specs[i].key.data()), specs[i].key.size()));
+      if (specs[i].p != 0 || specs[i].n != 0) {
+        auto t = slots[i].initTotals().initEntries(1);
+        t[0].setReplica(5);
+        t[0].setIncrements(specs[i].p);
+        t[0].setDecrements(specs[i].n);
+      }
+      if (specs[i].fp != 0 || specs[i].fn != 0) {
+        auto f = slots[i].initFloors().initEntries(1);
+        f[0].setReplica(specs[i].floorOf);
+        f[0].setIncrements(specs[i].fp);
+        f[0].setDecrements(specs[i].fn);
+      }
+    }
+    auto framed = frame(mb);
+    return decodeValue(framed.begin(), framed.size(), limits);
+  };
+  auto rejected = [&](std::vector<SlotSpec> specs, const char* rule, const Limits& limits = kLimits) {
+    INFO("rule: ", rule);
+    CHECK_THROWS_WITH_AS(decoded(std::move(specs), limits), doctest::Contains(rule), DecodeError);
+  };
+  const auto m = std::get<MapOfCounters>(decoded({{"a", 5, 1, 2, 0}, {"b", 3, 0, 3, 0}}));
+  CHECK(m.value("a") == 2);  // (5 - 2) - (1 - 0)
+  CHECK_FALSE(m.contains("b"));  // reset: floors == totals
+  CHECK(m.slotCount() == 2);
+  rejected({{"b"}, {"a"}}, "map of counters: keys not strictly increasing");
+  rejected({{"a"}, {"a"}}, "map of counters: keys not strictly increasing");
+  rejected({{"a", 0, 0}}, "map of counters: a key without totals");
+  rejected({{"a", 5, 1, 6, 0}}, "a floor above its writer's totals");
+  rejected({{"a", 5, 1, 5, 2}}, "a floor above its writer's totals");
+  rejected({{"a", 5, 1, 1, 0, 9}}, "a floor above its writer's totals");  // a floor of a writer without totals
+  Limits small = kLimits;
+  small.maxKeyBytes = 1;
+  rejected({{"ab"}}, "map of counters: key longer than limits.maxKeyBytes", small);
+  small = kLimits;
+  small.maxEntries = 2;
+  rejected({{"a"}, {"b"}, {"c"}}, "map of counters: more than limits.maxEntries keys", small);
+  rejected({{"a", 5, 1, 1, 0}, {"b", 1, 0, 1, 0}}, "more than limits.maxEntries counter entries", small);
+  CHECK(std::get<MapOfCounters>(decoded({{"a", 5, 1, 1, 0}}, small)).value("a") == 3);
 }
 
 TEST_CASE("envelope: membership updates") {

@@ -415,7 +415,7 @@ TEST_CASE("runtime: the control interface reads, writes and watches through RPC"
   auto rmBad = control.removeRequest();
   rmBad.setName("hits");
   rmBad.setElement("x");
-  CHECK_THROWS_WITH_AS(rmBad.send().wait(c.ws), doctest::Contains("remove takes a set or a map"), kj::Exception);
+  CHECK_THROWS_WITH_AS(rmBad.send().wait(c.ws), doctest::Contains("remove takes a set, a map or a map of counters"), kj::Exception);
   auto wrongKind = control.addRequest();
   wrongKind.setName("hits");
   wrongKind.setElement("x");
