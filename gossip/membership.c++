@@ -401,7 +401,9 @@ void Membership::tick(uint64_t nowMs, std::vector<Outgoing>& out) {
       const ReplicaId id = urgent_.front();
       urgent_.pop_front();
       auto it = members_.find(id);
-      if (it == members_.end() || it->second.info.state != MemberState::suspect || id == probe_.target) continue;
+      if (it == members_.end() || it->second.info.state != MemberState::suspect || (probe_.active && id == probe_.target)) {
+        continue;  // (the probe pings it already)
+      }
       sendPing(id, ++seq_, out);
       break;
     }
