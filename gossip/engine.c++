@@ -149,7 +149,7 @@ bool Engine::isNeighbor(ReplicaId j) const {
   return std::binary_search(neighbors_.begin(), neighbors_.end(), j);
 }
 
-Engine::Peer* Engine::findPeer(ReplicaId j) {
+const Engine::Peer* Engine::findPeer(ReplicaId j) const {
   auto it = std::lower_bound(peers_.begin(), peers_.end(), j, [](const auto& e, ReplicaId id) { return e.first < id; });
   return it != peers_.end() && it->first == j ? &it->second : nullptr;
 }

@@ -128,6 +128,7 @@
 #include <map>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "crdt/hlc.h"
@@ -335,8 +336,9 @@ class Engine {
   void serveRequest(ReplicaId j, const StateRequestMsg& m, std::vector<Outgoing>& out);
   void collectGarbage();
   bool isNeighbor(ReplicaId j) const;
-  Peer* findPeer(ReplicaId j);
-  const Peer* findPeer(ReplicaId j) const { return const_cast<Engine*>(this)->findPeer(j); }
+  const Peer* findPeer(ReplicaId j) const;
+  // (The one lookup, const; called on a non-const engine its result may be written.)
+  Peer* findPeer(ReplicaId j) { return const_cast<Peer*>(std::as_const(*this).findPeer(j)); }
   Peer& peer(ReplicaId j);  // inserted if absent
 
   ObjectStore& store_;
