@@ -56,6 +56,17 @@ class AWLWWMap : public Causal<AWLWWMap<K, V>, DotStore<K, Stamped<V>>> {
   void setInto(AWLWWMap& delta, ReplicaId self, View k, V v, Timestamp ts) {
     this->writeKeyInto(delta, self, k, Stamped<V>{ts, std::move(v)});
   }
+  // setInto() stamped stamp(replaced): replaced is the timestamp of k's winning write here
+  // (Timestamp{} when absent), found by the write's own lookup (a write stamps after what it
+  // replaces: lib/objects.h, Clock).
+  template <typename Stamp>
+  void setIntoAfter(AWLWWMap& delta, ReplicaId self, View k, V v, Stamp&& stamp) {
+    this->writeKeyIntoWith(delta, self, k, [&](const uint32_t* superseded, size_t n) {
+      Timestamp replaced{};  // the winner's: the greatest timestamp among k's entries
+      for (size_t i = 0; i < n; ++i) replaced = std::max(replaced, this->store_.valueAt(superseded[i]).ts);
+      return Stamped<V>{stamp(replaced), std::move(v)};
+    });
+  }
   void removeInto(AWLWWMap& delta, View k) { this->removeKeyInto(delta, k); }
   AWLWWMap clear() { return this->removeAll(); }
 
@@ -70,6 +81,12 @@ class AWLWWMap : public Causal<AWLWWMap<K, V>, DotStore<K, Stamped<V>>> {
   // The greatest timestamp of any entry, winning or not (Timestamp{} when empty): what a receiver
   // holds against its clock's forward-skew bound before joining a delta.
   Timestamp latest() const { return latestStamp(this->store_); }
+  // The winning write's timestamp, Timestamp{} when k is absent (one lookup: a write of k stamps
+  // after it).
+  Timestamp stampOrZero(View k) const {
+    uint32_t best = winner(k);
+    return best == DotStore<K, Stamped<V>>::kNone ? Timestamp{} : this->store_.valueAt(best).ts;
+  }
   // The winning write's timestamp and writer, for k present.
   std::pair<Timestamp, ReplicaId> stampOf(View k) const {
     uint32_t best = winner(k);

@@ -96,16 +96,18 @@ class Causal {
   // this write supersedes).
   template <typename St = Store>
   void writeKeyInto(Derived& delta, ReplicaId self, typename St::KeyView k, typename St::Value v) {
+    writeKeyIntoWith(delta, self, k, [&](const uint32_t*, size_t) { return std::move(v); });
+  }
+
+  // writeKeyInto() of the value make(const uint32_t* superseded, size_t n) returns, given the
+  // store positions of the n entries the write supersedes (valid for reading during the call):
+  // for a value that depends on what it replaces (AWLWWMap stamps after it) without a lookup of
+  // its own. make runs before anything changes; if it throws, nothing has.
+  template <typename St = Store, typename Make>
+  void writeKeyIntoWith(Derived& delta, ReplicaId self, typename St::KeyView k, Make&& make) {
     Dot d = ctx_.nextDot(self);
     const uint64_t h = St::hashKey(k);  // one hash serves the probe and both inserts
-    store_.prefetchWrite(h, d);         // overlaps the index misses with building the delta
-    if (delta.ctx_.empty()) {
-      delta.store_.assignOne(k, d, v);  // a fresh delta: no general insert path
-    } else {
-      delta.store_.eraseKey(k);  // an earlier write of the batch: superseded (its dot stays)
-      delta.store_.insertNew(k, d, v);
-    }
-    delta.ctx_.add(d);
+    store_.prefetchWrite(h, d);         // the new dot's index slot, needed at the insert below
     // Positions of the entries this write supersedes (usually 0 or 1; more after concurrency).
     uint32_t few[Store::kSmall];
     std::vector<uint32_t> many;
@@ -116,8 +118,28 @@ class Causal {
       if (n >= Store::kSmall) many.push_back(p);
       ++n;
     });
-    store_.insertNew(k, d, std::move(v), n == 0, h);  // appended after every old position
     uint32_t* pos = n > Store::kSmall ? many.data() : few;
+    typename St::Value v = make(static_cast<const uint32_t*>(pos), n);
+    if (delta.ctx_.empty()) {
+      delta.store_.assignOne(k, d, v);  // a fresh delta: no general insert path
+    } else {
+      // An earlier write of the batch to k is superseded (its dot stays in delta's context).
+      // (One probe with the hash in hand, not eraseKey's and insertNew's own.)
+      size_t had = 0;
+      uint32_t prev = 0;
+      delta.store_.forEachPosOfKey(k, h, [&](uint32_t p) {
+        prev = p;
+        ++had;
+      });
+      if (had == 1) {
+        delta.store_.eraseAt(prev);
+      } else if (had > 1) {  // (each write of k erases the one before, so not from a batch's writes)
+        delta.store_.eraseKey(k);
+      }
+      delta.store_.insertNew(k, d, v, true, h);
+    }
+    delta.ctx_.add(d);
+    store_.insertNew(k, d, std::move(v), n == 0, h);  // appended after every old position
     std::sort(pos, pos + n, std::greater<uint32_t>());  // descending: the rest stay valid
     for (size_t i = 0; i < n; ++i) {
       delta.ctx_.add(store_.dotAt(pos[i]));

@@ -7,9 +7,11 @@
 
 namespace deltasync::gossip {
 
-Value& ObjectStore::objectOfKind(const std::string& name, size_t kind) {
-  auto it = objects_.find(name);
-  if (it == objects_.end()) return objects_.emplace(name, bottomOf(kind)).first->second;
+Value& ObjectStore::objectOfKind(const std::string& name, size_t kind, bool* existed) {
+  auto it = objects_.lower_bound(name);
+  const bool found = it != objects_.end() && it->first == name;
+  if (existed != nullptr) *existed = found;
+  if (!found) return objects_.emplace_hint(it, name, bottomOf(kind))->second;
   if (isTombstone(it->second)) throw ObjectDeleted("object '" + name + "' was deleted");
   if (kind == kTombstoneKind) return it->second;  // deleting: any kind becomes the tombstone
   if (it->second.index() != kind) {
@@ -30,7 +32,11 @@ void ObjectStore::reportLocal(const std::string& name, const Value& delta) {
     unitEnded();
     return;
   }
-  auto [it, fresh] = pending_.try_emplace(name, delta);
+  bool fresh = false;
+  auto it = pendingOf(name, [&] {
+    fresh = true;
+    return delta;
+  });
   // A tombstone is the top of every kind: joined with it, an object's earlier deltas are gone.
   if (!fresh) {
     if (isTombstone(delta) || it->second.index() != delta.index()) {
@@ -50,6 +56,7 @@ void ObjectStore::endUnit() {
   if (!inUnit_) throw std::logic_error("ObjectStore::endUnit without beginUnit");
   inUnit_ = false;
   auto pending = std::exchange(pending_, {});
+  lastPending_ = pending_.end();
   for (const auto& [name, delta] : pending) report(Change{name, delta, delta, ReplicaId{}});
   if (!pending.empty()) unitEnded();
 }

@@ -78,8 +78,8 @@ class ObjectStore {
   // removing an absent element) or a throwing mutator leaves no bottom object behind.
   template <typename T, typename F>
   T update(const std::string& name, F&& mutator) {
-    const bool existed = objects_.count(name) != 0;
-    Value& v = objectOfKind(name, Value(std::in_place_type<T>).index());
+    bool existed = true;
+    Value& v = objectOfKind(name, Value(std::in_place_type<T>).index(), &existed);
     T delta;
     try {
       delta = mutator(std::get<T>(v));
@@ -101,24 +101,24 @@ class ObjectStore {
   // batch builds one delta per object without joining a delta per write.
   template <typename T, typename F>
   void updateInto(const std::string& name, F&& mutator) {
-    const bool existed = objects_.count(name) != 0;
-    Value& v = objectOfKind(name, Value(std::in_place_type<T>).index());
+    bool existed = true;
+    Value& v = objectOfKind(name, Value(std::in_place_type<T>).index(), &existed);
     T fresh;
     auto pending = pending_.end();
-    if (inUnit_) pending = pending_.try_emplace(name, std::in_place_type<T>).first;
+    if (inUnit_) pending = pendingOf(name, [] { return Value(std::in_place_type<T>); });
     T& delta = pending != pending_.end() ? std::get<T>(pending->second) : fresh;
     const bool had = !delta.empty();
     try {
       mutator(std::get<T>(v), delta);
     } catch (...) {
       if (!existed) objects_.erase(name);
-      if (pending != pending_.end() && !had) pending_.erase(pending);
+      if (pending != pending_.end() && !had) erasePending(pending);
       throw;
     }
     if (pending == pending_.end() && !fresh.empty()) {
       reportLocal(name, Value(std::move(fresh)));
     } else if (pending != pending_.end() && !had && delta.empty()) {
-      pending_.erase(pending);
+      erasePending(pending);
     }
     if (!existed && isBottom(v)) objects_.erase(name);
   }
@@ -170,7 +170,23 @@ class ObjectStore {
   size_t size() const { return objects_.size(); }
 
  private:
-  Value& objectOfKind(const std::string& name, size_t kind);
+  // Object `name`, created as bottom of `kind` if absent; *existed (when given) says whether it was
+  // there. Throws ObjectDeleted and KindMismatch (see update()).
+  Value& objectOfKind(const std::string& name, size_t kind, bool* existed = nullptr);
+  using Pending = std::map<std::string, Value>::iterator;
+  // The open unit's pending delta of `name`, made by make() if it has none. The last one found is
+  // remembered: a batch writes one object many times in a row.
+  template <typename Make>
+  Pending pendingOf(const std::string& name, Make&& make) {
+    if (lastPending_ != pending_.end() && lastPending_->first == name) return lastPending_;
+    auto it = pending_.lower_bound(name);
+    if (it == pending_.end() || it->first != name) it = pending_.emplace_hint(it, name, make());
+    return lastPending_ = it;
+  }
+  void erasePending(Pending it) {
+    if (it == lastPending_) lastPending_ = pending_.end();
+    pending_.erase(it);
+  }
   // A local change: reported now, or joined into the open unit's pending delta of its object.
   void reportLocal(const std::string& name, const Value& delta);
   void report(const Change& change) {
@@ -186,6 +202,7 @@ class ObjectStore {
   std::vector<std::function<void()>> unitListeners_;
   bool inUnit_ = false;
   std::map<std::string, Value> pending_;  // the open unit's deltas, per object
+  Pending lastPending_ = pending_.end();  // pendingOf()'s last answer, or end()
   std::vector<std::pair<std::string, Check>> checks_;
 };
 

@@ -612,7 +612,7 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
       *kind = want;
     }
     rt.unit([&] {
-      for (const Batch::Entry& e : b.writes) objects::apply(rt, clock_, e.w);
+      for (const Batch::Entry& e : b.writes) objects::applyChecked(rt, clock_, e.w);  // (checked by add())
     });
   }
   static constexpr size_t kAbsent = SIZE_MAX;
@@ -1370,26 +1370,28 @@ std::vector<std::pair<std::string, std::string>> sortedEntries(const gossip::Map
   return out;
 }
 
+// A counter step of n up or down as the signed `by` of a write (n at most INT64_MAX).
+int64_t countBy(uint64_t n, bool up, const char* what) {
+  if (n > static_cast<uint64_t>(INT64_MAX)) throw std::invalid_argument(std::string(what) + ": n > INT64_MAX");
+  return up ? static_cast<int64_t>(n) : -static_cast<int64_t>(n);
+}
+
 }  // namespace
 
 void Counter::increment(uint64_t n) {
-  if (n > static_cast<uint64_t>(INT64_MAX)) throw std::invalid_argument("Counter::increment: n > INT64_MAX");
-  core_->write(W{.op = W::Op::increment, .name = &name_, .by = static_cast<int64_t>(n)});
+  core_->write(W{.op = W::Op::increment, .name = &name_, .by = countBy(n, true, "Counter::increment")});
 }
 
 void Counter::decrement(uint64_t n) {
-  if (n > static_cast<uint64_t>(INT64_MAX)) throw std::invalid_argument("Counter::decrement: n > INT64_MAX");
-  core_->write(W{.op = W::Op::increment, .name = &name_, .by = -static_cast<int64_t>(n)});
+  core_->write(W{.op = W::Op::increment, .name = &name_, .by = countBy(n, false, "Counter::decrement")});
 }
 
 std::future<WriteResult> Counter::increment(uint64_t n, WriteTo to) {
-  if (n > static_cast<uint64_t>(INT64_MAX)) throw std::invalid_argument("Counter::increment: n > INT64_MAX");
-  return core_->writeTo(W{.op = W::Op::increment, .name = &name_, .by = static_cast<int64_t>(n)}, to);
+  return core_->writeTo(W{.op = W::Op::increment, .name = &name_, .by = countBy(n, true, "Counter::increment")}, to);
 }
 
 std::future<WriteResult> Counter::decrement(uint64_t n, WriteTo to) {
-  if (n > static_cast<uint64_t>(INT64_MAX)) throw std::invalid_argument("Counter::decrement: n > INT64_MAX");
-  return core_->writeTo(W{.op = W::Op::increment, .name = &name_, .by = -static_cast<int64_t>(n)}, to);
+  return core_->writeTo(W{.op = W::Op::increment, .name = &name_, .by = countBy(n, false, "Counter::decrement")}, to);
 }
 
 int64_t Counter::value() const {
@@ -1760,13 +1762,6 @@ Subscription BytesMapOfSets::subscribe(std::function<void(const MapOfSetsChange<
 
 using Counters = gossip::MapOfCounters;
 
-namespace {
-int64_t countBy(uint64_t n, bool up, const char* what) {
-  if (n > static_cast<uint64_t>(INT64_MAX)) throw std::invalid_argument(std::string(what) + ": n > INT64_MAX");
-  return up ? static_cast<int64_t>(n) : -static_cast<int64_t>(n);
-}
-}  // namespace
-
 void BytesMapOfCounters::increment(const std::string& key, uint64_t n) {
   core_->write(W{.op = W::Op::countersAdd, .name = &name_, .key = &key, .by = countBy(n, true, "MapOfCounters::increment")});
 }
@@ -1836,21 +1831,16 @@ Subscription BytesMapOfCounters::subscribe(std::function<void(const MapOfCounter
     auto now = listed(v);
     MapOfCountersChange<std::string> change;
     change.origin = origin;
-    // Both listings sorted by key: one merge pass.
-    auto a = last->begin(), b = now.begin();
-    while (a != last->end() || b != now.end()) {
-      if (b == now.end() || (a != last->end() && a->first < b->first)) {
-        change.changed.emplace_back(a->first, a->second, 0);
-        ++a;
-      } else if (a == last->end() || b->first < a->first) {
-        change.changed.emplace_back(b->first, 0, b->second);
-        ++b;
-      } else {
-        if (a->second != b->second) change.changed.emplace_back(a->first, a->second, b->second);
-        ++a;
-        ++b;
-      }
+    std::vector<Entry> put, gone;
+    auto keyLess = [](const Entry& a, const Entry& b) { return a.first < b.first; };
+    diffListings(*last, now, put, gone, keyLess);
+    for (auto& [key, after] : put) {
+      auto was = std::lower_bound(last->begin(), last->end(), Entry{key, 0}, keyLess);
+      const int64_t before = was != last->end() && was->first == key ? was->second : 0;
+      change.changed.emplace_back(std::move(key), before, after);
     }
+    for (auto& [key, before] : gone) change.changed.emplace_back(std::move(key), before, 0);
+    std::sort(change.changed.begin(), change.changed.end());
     *last = std::move(now);
     if (!change.changed.empty()) callback(change);
   });

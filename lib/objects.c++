@@ -45,10 +45,9 @@ std::string shown(const std::string& name) {
 void refuse(const std::string& name, const std::string& problem) {
   throw LimitExceeded("object '" + shown(name) + "': " + problem + ": peers would refuse it");
 }
-void checkKey(const Runtime& rt, const std::string& name, const std::string& key) {
-  checkName(rt.config().limits, name);
-  if (std::string p = gossip::keyProblem(key.size(), rt.config().limits); !p.empty()) refuse(name, p);
-}
+
+// |by| as the unsigned step the counters take (INT64_MIN included).
+uint64_t magnitude(int64_t by) { return by > 0 ? static_cast<uint64_t>(by) : uint64_t{0} - static_cast<uint64_t>(by); }
 
 }  // namespace
 
@@ -60,88 +59,79 @@ void checkName(const Limits& limits, const std::string& name) {
   }
 }
 
+using Nested = crdt::ORMap<std::string, gossip::Map>;
+using Sets = gossip::MapOfSets;
+using Set = crdt::ORSet<std::string>;
+using Counters = gossip::MapOfCounters;
+
+namespace {
+// The writes, for arguments already held to the limits (check()): apply() and the wrappers below
+// check first, applyChecked() is given writes a batch checked when it recorded them.
+namespace unchecked {
+
 void increment(Runtime& rt, const std::string& name, int64_t by) {
-  checkName(rt.config().limits, name);
   const ReplicaId self = rt.id();
   if (by == 0) return;
-  const uint64_t n = by > 0 ? static_cast<uint64_t>(by) : uint64_t{0} - static_cast<uint64_t>(by);
+  const uint64_t n = magnitude(by);
   rt.update<crdt::PNCounter>(name, [&](crdt::PNCounter& c) { return by > 0 ? c.increment(self, n) : c.decrement(self, n); });
 }
 
 void add(Runtime& rt, const std::string& name, const std::string& element) {
-  checkKey(rt, name, element);
   const ReplicaId self = rt.id();
   using S = crdt::ORSet<std::string>;
   rt.updateInto<S>(name, [&](S& s, S& delta) { s.addInto(delta, self, element); });
 }
 
 void remove(Runtime& rt, const std::string& name, const std::string& element) {
-  checkName(rt.config().limits, name);
   using S = crdt::ORSet<std::string>;
   rt.updateInto<S>(name, [&](S& s, S& delta) { s.removeInto(delta, element); });
 }
 
 void put(Runtime& rt, Clock& clock, const std::string& name, const std::string& key, const std::string& value) {
-  checkKey(rt, name, key);
-  if (std::string p = gossip::valueProblem(value.size(), rt.config().limits); !p.empty()) refuse(name, p);
   const ReplicaId self = rt.id();
   rt.updateInto<gossip::Map>(name, [&](gossip::Map& m, gossip::Map& delta) {
-    const crdt::Timestamp replaced = m.contains(key) ? m.stampOf(key).first : crdt::Timestamp{};
-    m.setInto(delta, self, key, value, clock.after(replaced));
+    m.setIntoAfter(delta, self, key, value, [&](crdt::Timestamp replaced) { return clock.after(replaced); });
   });
 }
 
 void removeKey(Runtime& rt, const std::string& name, const std::string& key) {
-  checkName(rt.config().limits, name);
   rt.updateInto<gossip::Map>(name, [&](gossip::Map& m, gossip::Map& delta) { m.removeInto(delta, key); });
 }
 
 void setRegister(Runtime& rt, Clock& clock, const std::string& name, const std::string& value) {
-  checkName(rt.config().limits, name);
-  if (std::string p = gossip::valueProblem(value.size(), rt.config().limits); !p.empty()) refuse(name, p);
   const ReplicaId self = rt.id();
   using R = crdt::LWWRegister<std::string>;
   rt.update<R>(name, [&](R& r) { return r.set(self, value, clock.after(r.timestamp())); });
 }
 
 void writeMulti(Runtime& rt, const std::string& name, const std::string& value) {
-  checkName(rt.config().limits, name);
-  if (std::string p = gossip::valueProblem(value.size(), rt.config().limits); !p.empty()) refuse(name, p);
   const ReplicaId self = rt.id();
   using R = crdt::MVRegister<std::string>;
   rt.update<R>(name, [&](R& r) { return r.write(self, value); });
 }
 
 void clearMulti(Runtime& rt, const std::string& name) {
-  checkName(rt.config().limits, name);
   using R = crdt::MVRegister<std::string>;
   rt.update<R>(name, [&](R& r) { return r.reset(); });
 }
 
 void setFlag(Runtime& rt, const std::string& name, bool on) {
-  checkName(rt.config().limits, name);
   const ReplicaId self = rt.id();
   rt.update<crdt::EWFlag>(name, [&](crdt::EWFlag& f) { return on ? f.enable(self) : f.disable(); });
 }
 
-using Nested = crdt::ORMap<std::string, gossip::Map>;
-
 void nestedPut(Runtime& rt, Clock& clock, const std::string& name, const std::string& key, const std::string& inner,
                const std::string& value) {
-  checkKey(rt, name, key);
-  if (std::string p = gossip::keyProblem(inner.size(), rt.config().limits); !p.empty()) refuse(name, p);
-  if (std::string p = gossip::valueProblem(value.size(), rt.config().limits); !p.empty()) refuse(name, p);
   const ReplicaId self = rt.id();
   rt.update<Nested>(name, [&](Nested& m) {
     return m.update(key, [&](gossip::Map& in) {
-      const crdt::Timestamp replaced = in.contains(inner) ? in.stampOf(inner).first : crdt::Timestamp{};
+      const crdt::Timestamp replaced = in.stampOrZero(inner);
       return in.set(self, inner, value, clock.after(replaced));
     });
   });
 }
 
 void nestedRemove(Runtime& rt, const std::string& name, const std::string& key, const std::string& inner) {
-  checkName(rt.config().limits, name);
   rt.update<Nested>(name, [&](Nested& m) {
     if (!m.contains(key)) return Nested{};
     return m.update(key, [&](gossip::Map& in) { return in.remove(inner); });
@@ -149,22 +139,15 @@ void nestedRemove(Runtime& rt, const std::string& name, const std::string& key, 
 }
 
 void nestedRemoveKey(Runtime& rt, const std::string& name, const std::string& key) {
-  checkName(rt.config().limits, name);
   rt.update<Nested>(name, [&](Nested& m) { return m.remove(key); });
 }
 
-using Sets = gossip::MapOfSets;
-using Set = crdt::ORSet<std::string>;
-
 void setsAdd(Runtime& rt, const std::string& name, const std::string& key, const std::string& element) {
-  checkKey(rt, name, key);
-  if (std::string p = gossip::keyProblem(element.size(), rt.config().limits); !p.empty()) refuse(name, p);
   const ReplicaId self = rt.id();
   rt.update<Sets>(name, [&](Sets& m) { return m.update(key, [&](Set& s) { return s.add(self, element); }); });
 }
 
 void setsRemove(Runtime& rt, const std::string& name, const std::string& key, const std::string& element) {
-  checkName(rt.config().limits, name);
   rt.update<Sets>(name, [&](Sets& m) {
     if (!m.contains(key)) return Sets{};
     return m.update(key, [&](Set& s) { return s.remove(element); });
@@ -172,23 +155,59 @@ void setsRemove(Runtime& rt, const std::string& name, const std::string& key, co
 }
 
 void setsRemoveKey(Runtime& rt, const std::string& name, const std::string& key) {
-  checkName(rt.config().limits, name);
   rt.update<Sets>(name, [&](Sets& m) { return m.remove(key); });
 }
 
-using Counters = gossip::MapOfCounters;
-
 void countersAdd(Runtime& rt, const std::string& name, const std::string& key, int64_t by) {
-  checkKey(rt, name, key);
   if (by == 0) return;
   const ReplicaId self = rt.id();
-  const uint64_t n = by > 0 ? static_cast<uint64_t>(by) : uint64_t{0} - static_cast<uint64_t>(by);
+  const uint64_t n = magnitude(by);
   rt.update<Counters>(name, [&](Counters& m) { return by > 0 ? m.increment(self, key, n) : m.decrement(self, key, n); });
 }
 
 void countersRemoveKey(Runtime& rt, const std::string& name, const std::string& key) {
-  checkName(rt.config().limits, name);
   rt.update<Counters>(name, [&](Counters& m) { return m.removeKey(key); });
+}
+
+void erase(Runtime& rt, const std::string& name) {
+  rt.erase(name);
+}
+
+}  // namespace unchecked
+}  // namespace
+
+// The writes this file offers by name (the control service, tests): each checks, then writes.
+void increment(Runtime& rt, const std::string& name, int64_t by) {
+  check(rt.config().limits, Write{.op = Write::Op::increment, .name = &name, .by = by});
+  unchecked::increment(rt, name, by);
+}
+
+void add(Runtime& rt, const std::string& name, const std::string& element) {
+  check(rt.config().limits, Write{.op = Write::Op::add, .name = &name, .key = &element});
+  unchecked::add(rt, name, element);
+}
+
+void put(Runtime& rt, Clock& clock, const std::string& name, const std::string& key, const std::string& value) {
+  apply(rt, clock, Write{.op = Write::Op::put, .name = &name, .key = &key, .value = &value});
+}
+
+void setRegister(Runtime& rt, Clock& clock, const std::string& name, const std::string& value) {
+  apply(rt, clock, Write{.op = Write::Op::setRegister, .name = &name, .value = &value});
+}
+
+void setFlag(Runtime& rt, const std::string& name, bool on) {
+  check(rt.config().limits, Write{.op = Write::Op::setFlag, .name = &name, .on = on});
+  unchecked::setFlag(rt, name, on);
+}
+
+void countersAdd(Runtime& rt, const std::string& name, const std::string& key, int64_t by) {
+  check(rt.config().limits, Write{.op = Write::Op::countersAdd, .name = &name, .key = &key, .by = by});
+  unchecked::countersAdd(rt, name, key, by);
+}
+
+void erase(Runtime& rt, const std::string& name) {
+  check(rt.config().limits, Write{.op = Write::Op::erase, .name = &name});
+  unchecked::erase(rt, name);
 }
 
 void removeAny(Runtime& rt, const std::string& name, const std::string& item) {
@@ -197,20 +216,15 @@ void removeAny(Runtime& rt, const std::string& name, const std::string& item) {
   if (v == nullptr) throw std::invalid_argument("no object named '" + name + "'");
   if (gossip::isTombstone(*v)) throw ObjectDeleted("object '" + name + "' was deleted");
   if (std::holds_alternative<crdt::ORSet<std::string>>(*v)) {
-    remove(rt, name, item);
+    unchecked::remove(rt, name, item);
   } else if (std::holds_alternative<gossip::Map>(*v)) {
-    removeKey(rt, name, item);
+    unchecked::removeKey(rt, name, item);
   } else if (std::holds_alternative<Counters>(*v)) {
-    countersRemoveKey(rt, name, item);
+    unchecked::countersRemoveKey(rt, name, item);
   } else {
     throw std::invalid_argument("'" + name + "' is a " + gossip::kindName(*v) +
                                 ": remove takes a set, a map or a map of counters");
   }
-}
-
-void erase(Runtime& rt, const std::string& name) {
-  checkName(rt.config().limits, name);
-  rt.erase(name);
 }
 
 void check(const Limits& limits, const Write& w) {
@@ -255,27 +269,32 @@ size_t kindOf(const Write& w) {
 }
 
 void apply(Runtime& rt, Clock& clock, const Write& w) {
+  check(rt.config().limits, w);
+  applyChecked(rt, clock, w);
+}
+
+void applyChecked(Runtime& rt, Clock& clock, const Write& w) {
   using Op = Write::Op;
   const std::string& name = *w.name;
   switch (w.op) {
-    case Op::increment: return increment(rt, name, w.by);
-    case Op::add: return add(rt, name, *w.key);
-    case Op::remove: return remove(rt, name, *w.key);
-    case Op::put: return put(rt, clock, name, *w.key, *w.value);
-    case Op::removeKey: return removeKey(rt, name, *w.key);
-    case Op::setRegister: return setRegister(rt, clock, name, *w.value);
-    case Op::writeMulti: return writeMulti(rt, name, *w.value);
-    case Op::clearMulti: return clearMulti(rt, name);
-    case Op::setFlag: return setFlag(rt, name, w.on);
-    case Op::nestedPut: return nestedPut(rt, clock, name, *w.key, *w.inner, *w.value);
-    case Op::nestedRemove: return nestedRemove(rt, name, *w.key, *w.inner);
-    case Op::nestedRemoveKey: return nestedRemoveKey(rt, name, *w.key);
-    case Op::setsAdd: return setsAdd(rt, name, *w.key, *w.inner);
-    case Op::setsRemove: return setsRemove(rt, name, *w.key, *w.inner);
-    case Op::setsRemoveKey: return setsRemoveKey(rt, name, *w.key);
-    case Op::countersAdd: return countersAdd(rt, name, *w.key, w.by);
-    case Op::countersRemoveKey: return countersRemoveKey(rt, name, *w.key);
-    case Op::erase: return erase(rt, name);
+    case Op::increment: return unchecked::increment(rt, name, w.by);
+    case Op::add: return unchecked::add(rt, name, *w.key);
+    case Op::remove: return unchecked::remove(rt, name, *w.key);
+    case Op::put: return unchecked::put(rt, clock, name, *w.key, *w.value);
+    case Op::removeKey: return unchecked::removeKey(rt, name, *w.key);
+    case Op::setRegister: return unchecked::setRegister(rt, clock, name, *w.value);
+    case Op::writeMulti: return unchecked::writeMulti(rt, name, *w.value);
+    case Op::clearMulti: return unchecked::clearMulti(rt, name);
+    case Op::setFlag: return unchecked::setFlag(rt, name, w.on);
+    case Op::nestedPut: return unchecked::nestedPut(rt, clock, name, *w.key, *w.inner, *w.value);
+    case Op::nestedRemove: return unchecked::nestedRemove(rt, name, *w.key, *w.inner);
+    case Op::nestedRemoveKey: return unchecked::nestedRemoveKey(rt, name, *w.key);
+    case Op::setsAdd: return unchecked::setsAdd(rt, name, *w.key, *w.inner);
+    case Op::setsRemove: return unchecked::setsRemove(rt, name, *w.key, *w.inner);
+    case Op::setsRemoveKey: return unchecked::setsRemoveKey(rt, name, *w.key);
+    case Op::countersAdd: return unchecked::countersAdd(rt, name, *w.key, w.by);
+    case Op::countersRemoveKey: return unchecked::countersRemoveKey(rt, name, *w.key);
+    case Op::erase: return unchecked::erase(rt, name);
   }
 }
 

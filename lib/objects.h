@@ -40,37 +40,18 @@ class Clock {
 // (gossip/presence.h), written only by their owners.
 void checkName(const Limits& limits, const std::string& name);
 
-// A PN-counter: by > 0 increments, by < 0 decrements.
+// Single writes by name (the control service; tests), each checked as apply() checks it:
+// a PN-counter goes up by `by` (down when by < 0); an OR-set element is added; an AW-LWW-map
+// entry is put, and a last-writer-wins register set, stamped after the value it replaces here;
+// an enable-wins flag is set; a map of counters' counter at `key` goes up by `by`; an object is
+// deleted. Every kind's writes are the Write ops below, through apply().
 void increment(Runtime& rt, const std::string& name, int64_t by);
-// An OR-set element.
 void add(Runtime& rt, const std::string& name, const std::string& element);
-void remove(Runtime& rt, const std::string& name, const std::string& element);
-// An AW-LWW-map entry.
 void put(Runtime& rt, Clock& clock, const std::string& name, const std::string& key, const std::string& value);
-void removeKey(Runtime& rt, const std::string& name, const std::string& key);
-// A last-writer-wins register's value (stamped after the one it replaces here, as put).
 void setRegister(Runtime& rt, Clock& clock, const std::string& name, const std::string& value);
-// A multi-value register: write supersedes every value seen here (concurrent ones survive);
-// clear removes them all as seen here.
-void writeMulti(Runtime& rt, const std::string& name, const std::string& value);
-void clearMulti(Runtime& rt, const std::string& name);
-// An enable-wins flag (an enable concurrent with a disable wins).
 void setFlag(Runtime& rt, const std::string& name, bool on);
-// A map of maps (the or-map): an entry of the inner map at `key`; remove takes one entry out of
-// it, removeNested the whole inner map as seen here (concurrent puts into it survive).
-void nestedPut(Runtime& rt, Clock& clock, const std::string& name, const std::string& key, const std::string& inner,
-               const std::string& value);
-void nestedRemove(Runtime& rt, const std::string& name, const std::string& key, const std::string& inner);
-void nestedRemoveKey(Runtime& rt, const std::string& name, const std::string& key);
-// A map of sets: an element of the set at `key`; removeSet takes the whole set as seen here
-// (concurrent adds into it survive).
-void setsAdd(Runtime& rt, const std::string& name, const std::string& key, const std::string& element);
-void setsRemove(Runtime& rt, const std::string& name, const std::string& key, const std::string& element);
-void setsRemoveKey(Runtime& rt, const std::string& name, const std::string& key);
-// A map of counters: the counter at `key` goes up by `by` (down when by < 0); removeKey resets it
-// as seen here (counts made concurrently survive, crdt/counter-map.h).
 void countersAdd(Runtime& rt, const std::string& name, const std::string& key, int64_t by);
-void countersRemoveKey(Runtime& rt, const std::string& name, const std::string& key);
+void erase(Runtime& rt, const std::string& name);
 // A set element or a map key, whichever kind `name` has; std::invalid_argument for other kinds
 // or an absent name.
 void removeAny(Runtime& rt, const std::string& name, const std::string& item);
@@ -79,24 +60,24 @@ void removeAny(Runtime& rt, const std::string& name, const std::string& item);
 // points at the caller's strings; a batch keeps its own copies.
 struct Write {
   enum class Op : uint8_t {
-    increment,        // by
-    add,              // key: the element
-    remove,           // key: the element
-    put,              // key, value
-    removeKey,        // key
-    setRegister,      // value
-    writeMulti,       // value
-    clearMulti,
-    setFlag,          // on
-    nestedPut,        // key, inner, value
-    nestedRemove,     // key, inner
-    nestedRemoveKey,  // key
-    setsAdd,          // key, inner: the element
-    setsRemove,       // key, inner: the element
-    setsRemoveKey,    // key
-    countersAdd,      // key, by
-    countersRemoveKey,  // key
-    erase,
+    increment,          // by: a PN-counter up (by > 0) or down
+    add,                // key: an OR-set element
+    remove,             // key: the element
+    put,                // key, value: an AW-LWW-map entry, stamped after the one it replaces here
+    removeKey,          // key
+    setRegister,        // value: a last-writer-wins register (stamped as put)
+    writeMulti,         // value: a multi-value register; supersedes every value seen here
+    clearMulti,         //   (concurrent ones survive); clear removes them all as seen here
+    setFlag,            // on: an enable-wins flag
+    nestedPut,          // key, inner, value: an entry of the map of maps' inner map at key
+    nestedRemove,       // key, inner
+    nestedRemoveKey,    // key: the whole inner map as seen here (concurrent puts survive)
+    setsAdd,            // key, inner: an element of the map of sets' set at key
+    setsRemove,         // key, inner
+    setsRemoveKey,      // key: the whole set as seen here (concurrent adds survive)
+    countersAdd,        // key, by: the map of counters' counter at key up by `by`
+    countersRemoveKey,  // key: resets it as seen here (crdt/counter-map.h)
+    erase,              // the object, for good
   };
   Op op;
   const std::string* name;
@@ -111,8 +92,10 @@ struct Write {
 void check(const Limits& limits, const Write& w);
 // The kind of object w writes (gossip::Value's index); gossip::kTombstoneKind for erase (any).
 size_t kindOf(const Write& w);
-// The write, by the functions above (the caller holds the unique state lock).
+// Checks the write (check()), then makes it (the caller holds the unique state lock).
 void apply(Runtime& rt, Clock& clock, const Write& w);
+// apply() of a write that was checked already (a batch checks each write as it records it).
+void applyChecked(Runtime& rt, Clock& clock, const Write& w);
 
 // Deletes the object for good, cluster-wide, whatever its kind (gossip/object.h, Tombstone): it
 // reads as absent, and writes to it throw ObjectDeleted, here and on every node it reaches.

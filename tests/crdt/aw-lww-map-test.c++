@@ -184,14 +184,18 @@ TEST_CASE("AWLWWMap: copy, mutate the copy, join back: nothing lost") {
 }
 
 TEST_CASE("AWLWWMap: writes joined into one delta (a batch) equal the join of their deltas") {
-  PROPERTY("setInto / removeInto == join of set / remove", [] {
+  PROPERTY("setInto / setIntoAfter / removeInto == join of set / remove", [] {
     // Two copies of a state that already holds another replica's entries (so writes supersede
     // entries of both writers), then the same writes: one returning deltas, one accumulating.
-    Map base;
-    for (const auto& [k, v] : *rc::gen::container<std::vector<std::pair<int, int>>>(
-             rc::gen::pair(rc::gen::inRange(0, 8), rc::gen::inRange(0, 100)))) {
-      base.set(ReplicaId{2}, k, v, Timestamp{1});
+    // Replicas 2 and 3 write concurrently, so a key may hold two entries (the winner: the greater
+    // stamp).
+    Map base, other;
+    for (const auto& [k, v, t] : *rc::gen::container<std::vector<std::tuple<int, int, int>>>(
+             rc::gen::tuple(rc::gen::inRange(0, 8), rc::gen::inRange(0, 100), rc::gen::inRange(1, 20)))) {
+      base.set(ReplicaId{2}, k, v, Timestamp{static_cast<uint64_t>(t)});
+      other.set(ReplicaId{3}, k, v, Timestamp{static_cast<uint64_t>(t % 7 + 1)});
     }
+    base.join(other);
     Map stepwise = base, batched = base;
     Map joined, delta;
     const auto ops = *rc::gen::container<std::vector<std::tuple<bool, int, int>>>(
@@ -199,8 +203,20 @@ TEST_CASE("AWLWWMap: writes joined into one delta (a batch) equal the join of th
     uint64_t ts = 10;
     for (const auto& [put, k, v] : ops) {
       if (put) {
+        // Every other put goes through setIntoAfter, which must hand over the winner's stamp.
+        const Timestamp winner = stepwise.stampOrZero(k);
+        RC_ASSERT(winner == (stepwise.contains(k) ? stepwise.stampOf(k).first : Timestamp{}));
         joined.join(stepwise.set(ReplicaId{1}, k, v, Timestamp{ts}));
-        batched.setInto(delta, ReplicaId{1}, k, v, Timestamp{ts});
+        if (ts % 2 == 0) {
+          batched.setInto(delta, ReplicaId{1}, k, v, Timestamp{ts});
+        } else {
+          Timestamp replaced{UINT64_MAX};
+          batched.setIntoAfter(delta, ReplicaId{1}, k, v, [&](Timestamp r) {
+            replaced = r;
+            return Timestamp{ts};
+          });
+          RC_ASSERT(replaced == winner);
+        }
       } else {
         joined.join(stepwise.remove(k));
         batched.removeInto(delta, k);
