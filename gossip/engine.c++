@@ -114,11 +114,18 @@ void Engine::resume(uint64_t seq) {
 }
 
 void Engine::append(ReplicaId origin, const std::string& name, const Value& delta) {
-  log_.push_back(LogEntry{seq_++, origin, name, delta});
-  if (log_.size() > config_.maxLogEntries) {
-    log_.pop_front();
-    ++logStart_;
-  }
+  LogEntry& e = log_.emplace_back(LogEntry{seq_++, origin, name, delta});
+  e.memory = sizeof(LogEntry) + name.size() + memoryBytes(delta);
+  logBytes_ += e.memory;
+  // Bounded in entries and in bytes (one entry may be a batch of thousands of writes); the newest
+  // entry stays whatever its size.
+  while (log_.size() > config_.maxLogEntries || (logBytes_ > config_.maxLogBytes && log_.size() > 1)) dropOldest();
+}
+
+void Engine::dropOldest() {
+  logBytes_ -= log_.front().memory;
+  log_.pop_front();
+  ++logStart_;
 }
 
 size_t Engine::entrySize(const LogEntry& e) const {
@@ -347,7 +354,7 @@ void Engine::serveOfferRequest(ReplicaId j, const RequestMsg& m, std::vector<Out
   if (p->offerServed && p->offerServedAt == tick_) return;
   p->offerServed = true;
   p->offerServedAt = tick_;
-  if (m.fromSeq < logStart_) return;  // collected meanwhile (maxLogEntries): j catches up by digest
+  if (m.fromSeq < logStart_) return;  // collected meanwhile (maxLogEntries/Bytes): j catches up by digest
   uint64_t to = m.toSeq;
   std::map<std::string, Value> joined = interval(j, m.fromSeq, to);
   std::map<std::string_view, const crdt::CausalContext*> want;
@@ -760,15 +767,12 @@ void Engine::receive(ReplicaId from, const Message& message, uint64_t wallMs, st
 }
 
 void Engine::collectGarbage() {
-  if (neighbors_.empty()) return;  // nobody to serve: keep the log (bounded by maxLogEntries)
+  if (neighbors_.empty()) return;  // nobody to serve: keep the log (bounded by maxLogEntries/Bytes)
   uint64_t low = seq_;
   for (const auto& [j, p] : peers_) {
     if (p.neighbor) low = std::min(low, p.acked);
   }
-  while (logStart_ < low && !log_.empty()) {
-    log_.pop_front();
-    ++logStart_;
-  }
+  while (logStart_ < low && !log_.empty()) dropOldest();
 }
 
 }  // namespace deltasync::gossip

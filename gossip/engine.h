@@ -59,7 +59,8 @@
 //         (a push holds at least one whole unit, however large), so what a receiver joins from
 //         one push holds every unit of it whole; see "Batch atomicity" below for the receiver.
 //   GC:   log entries below min(acked(j)) over the neighbours are dropped; the log never holds
-//         more than maxLogEntries (neighbours left behind catch up by digest).
+//         more than maxLogEntries, nor more than maxLogBytes of deltas in memory beside its
+//         newest entry (neighbours left behind catch up by digest).
 //
 // Invariants (checked by tests/sim): every delta joined here is logged (unless RR found it
 // redundant) until every neighbour acked it; acked(j) <= seq_; recv(j) only counts contiguous
@@ -145,6 +146,7 @@ struct EngineConfig {
   uint32_t retransmitTicks = 3;     // resend an unacked push after this many ticks
   uint32_t catchupRetryTicks = 6;   // resend a digest after this many ticks without progress
   size_t maxLogEntries = 1 << 16;   // oldest entries beyond this are dropped
+  size_t maxLogBytes = 64 << 20;    // and beyond this many bytes of logged deltas (memoryBytes)
   bool backPropagation = true;      // BP (off only for comparison experiments)
   bool removeRedundant = true;      // RR (off only for comparison experiments)
   // Lazy push (Offer -> Request -> DeltaPush): announce the interval's store dots first and send
@@ -242,6 +244,7 @@ class Engine {
   uint64_t seq() const { return seq_; }
   uint64_t logStart() const { return logStart_; }
   size_t logSize() const { return log_.size(); }
+  size_t logBytes() const { return logBytes_; }
   uint64_t ackedBy(ReplicaId peer) const;
   const EngineStats& stats() const { return stats_; }
 
@@ -259,6 +262,7 @@ class Engine {
     // built, not on the writer's thread (it was a third of a handle write's cost), and never for
     // entries collected before anything was sent.
     mutable size_t bytes = 0;
+    size_t memory = 0;  // what the entry holds in memory (counted against maxLogBytes)
   };
   using DotsByName = std::map<std::string, crdt::CausalContext>;
   struct Peer {
@@ -301,6 +305,7 @@ class Engine {
   };
 
   void append(ReplicaId origin, const std::string& name, const Value& delta);
+  void dropOldest();  // the log's first entry
   size_t entrySize(const LogEntry& e) const;
   // Joins a message's objects into the store (which validates them all first and reports what
   // inflated it: append() logs that).
@@ -346,6 +351,7 @@ class Engine {
   EngineConfig config_;
   std::deque<LogEntry> log_;
   uint64_t logStart_ = 0;
+  size_t logBytes_ = 0;  // sum of the entries' memory
   uint64_t seq_ = 0;
   uint64_t tick_ = 0;
   uint64_t rng_;  // splitmix64 state for the fan-out draw

@@ -124,6 +124,18 @@ bool isBottom(const Value& v) {
   return std::visit([](const auto& x) { return x.empty(); }, v);
 }
 
+size_t memoryBytes(const Value& v) {
+  return std::visit(
+      [](const auto& x) -> size_t {
+        if constexpr (requires { x.memoryBytes(); }) {
+          return x.memoryBytes();
+        } else {
+          return sizeof(x);
+        }
+      },
+      v);
+}
+
 void joinInto(Value& state, const Value& delta) {
   if (isTombstone(state)) return;
   if (isTombstone(delta)) {

@@ -116,6 +116,10 @@ Value bottomOf(size_t kind);
 
 bool isBottom(const Value& v);
 
+// Bytes the value holds in memory (the kinds' memoryBytes(), which count their containers and
+// string keys; an estimate, not an allocator's measure).
+size_t memoryBytes(const Value& v);
+
 // state ⊔= delta. Throws KindMismatch (state unchanged) when the kinds differ and neither is a
 // tombstone, and whatever the CRDT's join throws (crdt::LimitError, state unchanged).
 void joinInto(Value& state, const Value& delta);

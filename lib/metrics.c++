@@ -131,6 +131,7 @@ std::string prometheusText(const Runtime& rt, const NodeCounters& node) {
   gauge("inbound_pending", "Inbound connections not yet authenticated.", rt.pendingInbound());
   gauge("objects", "Replicated objects held.", rt.store().size());
   gauge("log_entries", "Delta-log entries held.", rt.engine().logSize());
+  gauge("log_bytes", "Bytes of deltas the delta log holds in memory (estimated).", rt.engine().logBytes());
   gauge("replication_lag_entries", "Log entries the slowest neighbour has not acked.", rt.replicationLag());
   gauge("subscriptions", "Live subscriptions.", node.subscriptions);
   // One series per peer whose timestamps were ever ahead of our clock (a peer known to the engine).

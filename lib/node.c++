@@ -108,7 +108,7 @@ constexpr Tuning kTuning{};
 constexpr gossip::EngineConfig kEngine{};
 constexpr gossip::MembershipConfig kMembership{};
 static_assert(kTuning.maxPushBytes == kEngine.maxPushBytes && kTuning.maxChunkBytes == kEngine.maxChunkBytes &&
-              kTuning.maxLogEntries == kEngine.maxLogEntries);
+              kTuning.maxLogEntries == kEngine.maxLogEntries && kTuning.maxLogBytes == kEngine.maxLogBytes);
 static_assert(kTuning.probeIntervalMs == kMembership.probeIntervalMs &&
               kTuning.probeTimeoutMs == kMembership.probeTimeoutMs && kTuning.viewSize == kMembership.viewSize &&
               kTuning.removeAfterMs == kMembership.removeAfterMs);
@@ -120,6 +120,7 @@ void applyTuning(const Tuning& t, RuntimeConfig& rc) {
   rc.engine.maxPushBytes = t.maxPushBytes;
   rc.engine.maxChunkBytes = t.maxChunkBytes;
   rc.engine.maxLogEntries = t.maxLogEntries;
+  rc.engine.maxLogBytes = t.maxLogBytes;
   rc.membership.probeIntervalMs = t.probeIntervalMs;
   rc.membership.probeTimeoutMs = t.probeTimeoutMs;
   rc.membership.viewSize = t.viewSize;

@@ -90,6 +90,7 @@ struct Tuning {
   size_t maxChunkBytes = 64 << 10;    // estimated encoded bytes of one state-transfer chunk
   size_t maxLogEntries = 1 << 16;     // delta log entries kept for peers that lag; beyond, a
                                       // lagging peer catches up by state transfer
+  size_t maxLogBytes = 64 << 20;      // and at most this many bytes of them in memory
   // Failure detector (SWIM): every probeIntervalMs one member of the view is pinged; without an
   // ack after probeTimeoutMs it is probed indirectly, then suspected. At these defaults, with 8
   // nodes under 10% loss, the far side of a partition is declared down everywhere within about

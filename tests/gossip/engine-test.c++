@@ -131,6 +131,40 @@ struct Triangle {
   }
 };
 
+TEST_CASE("engine: the log holds at most maxLogBytes of deltas; a neighbour left behind catches up by digest") {
+  EngineConfig config;
+  config.maxLogBytes = 16 << 10;
+  Node a{kA, config}, b{kB};
+  Net net;
+  net.add(a);
+  net.add(b);
+  // Units of 50 writes each (one log entry of a 50-element delta): with no neighbour to ack them,
+  // only the byte bound collects them.
+  size_t largest = 0;
+  for (int u = 0; u < 200; ++u) {
+    a.store.beginUnit();
+    for (int k = 0; k < 50; ++k) {
+      a.update<Set>("s", [&](Set& s) { return s.add(kA, "element-" + std::to_string(u * 50 + k)); });
+    }
+    a.store.endUnit();
+    largest = std::max(largest, a.engine.logBytes());
+    CHECK((a.engine.logBytes() <= config.maxLogBytes || a.engine.logSize() == 1));
+  }
+  CHECK(a.engine.logSize() < 200);
+  CHECK(a.engine.logStart() > 0);
+  CHECK(largest > config.maxLogBytes / 2);  // (the bound, not something smaller, held it)
+  a.setNeighbors({kB});
+  b.setNeighbors({kA});
+  for (int r = 0; r < 40 && !has(b, "element-9999"); ++r) {
+    net.tick(a);
+    net.tick(b);
+    net.deliverAll();
+  }
+  CHECK(a.stats().digestsSent > 0);
+  for (int i = 0; i < 10000; i += 333) CHECK(has(b, "element-" + std::to_string(i)));
+  CHECK(has(b, "element-9999"));
+}
+
 TEST_CASE("engine: an element offered by two peers is asked of one; the other's ack waits for it") {
   Triangle t;
   t.a.update<Set>("s", [&](Set& s) { return s.add(kA, "x"); });
