@@ -96,7 +96,12 @@ class ChunkedVector {
   ~ChunkedVector() { releaseChunks(); }
 
   void swap(ChunkedVector& o) noexcept {
-    head_.swap(o.head_);
+    // (Not head_.swap: boost's small_vector::swap swaps elements one by one unless both buffers
+    // are on the heap, and a fresh vector's is inline, so every move-assignment into an empty
+    // vector copied its head. Moves steal heap buffers.)
+    InlineVector<T> head(std::move(head_));
+    head_ = std::move(o.head_);
+    o.head_ = std::move(head);
     chunks_.swap(o.chunks_);
     std::swap(block_, o.block_);
     std::swap(blockChunks_, o.blockChunks_);

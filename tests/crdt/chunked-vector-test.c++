@@ -148,6 +148,28 @@ TEST_CASE("ChunkedVector: growth past the head copies nothing; shrinking has hys
   CHECK(v.capacity() == 2);
 }
 
+TEST_CASE("ChunkedVector: moves and swaps hand over buffers, never elements") {
+  using V = _::ChunkedVector<int, 3>;  // head up to 8, then chunks of 8
+  for (int n : {5, 8, 9, 30}) {  // (a head of a few ints fits the inline buffer: those move)
+    CAPTURE(n);
+    V v;
+    for (int i = 0; i < n; ++i) v.push_back(i);
+    std::vector<const int*> at;
+    for (int i = 0; i < n; ++i) at.push_back(&v[static_cast<size_t>(i)]);
+    V w;  // fresh: its head is the inline buffer
+    w = std::move(v);
+    V x;
+    x.swap(w);
+    REQUIRE(x.size() == static_cast<size_t>(n));
+    CHECK(v.empty());
+    CHECK(w.empty());
+    for (int i = 0; i < n; ++i) {
+      CHECK(x[static_cast<size_t>(i)] == i);
+      CHECK(&x[static_cast<size_t>(i)] == at[static_cast<size_t>(i)]);  // (elements never moved)
+    }
+  }
+}
+
 TEST_CASE("ChunkedVector: reserve matches what pushing would leave; memory accounting") {
   using V = _::ChunkedVector<uint64_t, 4>;  // head up to 16, chunks of 16
   V a, b;
