@@ -202,10 +202,13 @@ void Membership::sendPing(ReplicaId to, uint64_t seq, std::vector<Outgoing>& out
   out.push_back({to, PingMsg{self_, seq, piggyback(to), tableHash_, inOut}});
 }
 
-bool Membership::maySample(uint64_t nowMs) {
-  if (sampled_ && nowMs < lastSampleAtMs_ + config_.syncIntervalMs) return false;
-  sampled_ = true;
-  lastSampleAtMs_ = nowMs;
+bool Membership::maySample(ReplicaId to, uint64_t nowMs) {
+  auto it = members_.find(to);  // the sender's own record leads its message: known by now
+  if (it == members_.end()) return false;
+  Member& m = it->second;
+  if (m.sampled && nowMs < m.sampledAtMs + config_.syncIntervalMs) return false;
+  m.sampled = true;
+  m.sampledAtMs = nowMs;
   return true;
 }
 
@@ -235,6 +238,7 @@ void Membership::addSeed(ReplicaId id, std::string address, uint64_t nowMs) {
   if (id == self_ || members_.count(id) != 0) return;
   std::vector<Outgoing> ignored;
   apply(MemberUpdate{id, 0, MemberState::alive, std::move(address)}, self_, nowMs, ignored);
+  joinPings_.push_back(id);
 }
 
 void Membership::suspect(ReplicaId id, uint64_t nowMs, std::vector<Outgoing>& out) {
@@ -317,6 +321,12 @@ ReplicaId Membership::nextProbeTarget() {
 void Membership::tick(uint64_t nowMs, std::vector<Outgoing>& out) {
   lastNow_ = nowMs;
   if (left_) return;
+  // Seeds added since the last tick are pinged now, not at the first probe (a random point of
+  // the first period): the ack carries the seed's table sample, so a joiner knows the cluster
+  // one round trip after its handshake.
+  for (ReplicaId id : std::exchange(joinPings_, {})) {
+    if (auto it = members_.find(id); it != members_.end() && isLive(it->second.info.state)) sendPing(id, ++seq_, out);
+  }
   // In-view expiry (once a second is plenty): members that stopped probing us leave the view.
   if (nowMs >= nextExpiryAtMs_) {
     nextExpiryAtMs_ = nowMs + 1000;
@@ -478,7 +488,7 @@ void Membership::receive(ReplicaId from, const Message& message, uint64_t nowMs,
             viewDirty_ = viewDirty_ || fresh;
           }
           PingAckMsg ack{self_, m.seq, self_, piggyback(from), tableHash_, {}};
-          if (m.tableHash != tableHash_ && maySample(nowMs)) ack.sample = sample();
+          if (m.tableHash != tableHash_ && maySample(from, nowMs)) ack.sample = sample();
           out.push_back({from, std::move(ack)});
         } else if constexpr (std::is_same_v<M, PingReqMsg>) {
           applyAll(m.updates);
@@ -490,7 +500,7 @@ void Membership::receive(ReplicaId from, const Message& message, uint64_t nowMs,
           applyAll(m.updates);
           for (const auto& u : m.sample) apply(u, from, nowMs, out, false);
           if (m.seq == 0) return;  // a flood or the pull half of a sync, not an answer
-          if (m.target == from && m.tableHash != tableHash_ && maySample(nowMs)) {
+          if (m.target == from && m.tableHash != tableHash_ && maySample(from, nowMs)) {
             out.push_back({from, PingAckMsg{self_, 0, self_, {selfRecord()}, tableHash_, sample()}});
           }
           if (probe_.active && m.seq == probe_.seq && m.target == probe_.target) {

@@ -53,10 +53,13 @@
 // Table sync (push-pull, for joins and after partitions): pings and acks carry a hash of the
 // sender's live ids; on a mismatch the receiver of a ping answers with a sample of its table
 // (recently changed members first, then a random fill, at most maxSyncMembers), and the pinger,
-// seeing a mismatching ack, sends its own sample back; at most one sample per syncIntervalMs
-// leaves a node. Samples are applied but not re-gossiped. Every syncIntervalMs a node also pings
-// one random down member: after a partition heals, the two sides find each other again this way
-// and refute.
+// seeing a mismatching ack, sends its own sample back. At most one sample per syncIntervalMs
+// goes to each member, so what a node sends in samples is bounded by the members that ping it
+// (its view, in-view included), not by the cluster. (Before, one sample per syncIntervalMs left a
+// node in all: a joiner whose seed had just answered another mismatch learned of the others by
+// dissemination only, a probe period or more later.) Samples are applied but not re-gossiped.
+// Every syncIntervalMs a node also pings one random down member: after a partition heals, the
+// two sides find each other again this way and refute.
 //
 // Cost per node and probe period: one probe (ping + ack, plus indirect probes on failure) with
 // at most maxPiggyback updates; no scan of the member table except when the view is rebuilt
@@ -125,7 +128,8 @@ class Membership {
   // last heard of it (suspect, down, left) without a round of refutation.
   void resume(uint64_t incarnation) { incarnation_ = std::max(incarnation_, incarnation + 1); }
 
-  // A member to join through (its id known from the transport handshake).
+  // A member to join through (its id known from the transport handshake); pinged at the next
+  // tick, so its ack's table sample reaches this node without waiting for the first probe.
   void addSeed(ReplicaId id, std::string address, uint64_t nowMs);
 
   void tick(uint64_t nowMs, std::vector<Outgoing>& out);
@@ -156,6 +160,8 @@ class Membership {
     uint64_t changedAtMs = 0;
     std::vector<ReplicaId> confirmations;
     uint64_t hash = 0;  // rendezvous hash for the out-view
+    bool sampled = false;  // a table sample went to it, at sampledAtMs
+    uint64_t sampledAtMs = 0;
   };
   struct Broadcast {
     MemberUpdate update;
@@ -183,7 +189,7 @@ class Membership {
   // suspect / pending-removal sets, according to its current state.
   void track(const Member& m, int sign);
   std::vector<MemberUpdate> sample();
-  bool maySample(uint64_t nowMs);
+  bool maySample(ReplicaId to, uint64_t nowMs);  // at most one table sample per syncIntervalMs to each member
   void enqueue(const MemberUpdate& u, bool droppable = false);
   MemberUpdate recordOf(const Member& m) const;
   MemberUpdate selfRecord() const;
@@ -216,8 +222,6 @@ class Membership {
   uint64_t nextExpiryAtMs_ = 0;
   std::vector<ReplicaId> recent_;  // recently changed members, newest last (at most 64)
   uint64_t nextSweepAtMs_ = 0;
-  uint64_t lastSampleAtMs_ = 0;
-  bool sampled_ = false;
   uint64_t lastNow_ = 0;
   // probing
   std::vector<ReplicaId> probeOrder_;
@@ -236,6 +240,7 @@ class Membership {
   std::map<uint64_t, Relay> relays_;
   ReplicaId lastDownPinged_;      // recent downs are pinged in turn (tick)
   std::deque<ReplicaId> urgent_;  // turned suspect: probed before the round-robin (tick)
+  std::vector<ReplicaId> joinPings_;  // seeds added since the last tick: pinged at once
 };
 
 }  // namespace deltasync::gossip

@@ -2,6 +2,8 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <deque>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -58,6 +60,61 @@ TEST_CASE("membership: 50 nodes joining through seeds all learn each other; view
   CHECK(maxView <= 4 * gossip::MembershipConfig{}.viewSize);
   CHECK(sim.stats().suspicions == 0);  // no faults, no suspicion
   CHECK(sim.stats().errors == 0);
+}
+
+// Membership objects wired by hand, every message delivered at once: what one round trip carries.
+struct Wire {
+  std::map<uint64_t, gossip::Membership*> nodes;
+  // Delivers `out` and everything it sets off, to members in `nodes` only.
+  void deliver(ReplicaId from, std::vector<gossip::Outgoing> out, uint64_t nowMs) {
+    std::deque<std::pair<ReplicaId, gossip::Outgoing>> queue;
+    for (auto& o : out) queue.emplace_back(from, std::move(o));
+    while (!queue.empty()) {
+      auto [sender, o] = std::move(queue.front());
+      queue.pop_front();
+      auto it = nodes.find(o.to.value);
+      if (it == nodes.end()) continue;
+      std::vector<gossip::Outgoing> replies;
+      it->second->receive(sender, o.message, nowMs, replies);
+      for (auto& r : replies) queue.emplace_back(o.to, std::move(r));
+    }
+  }
+  void tick(gossip::Membership& m, uint64_t nowMs) {
+    std::vector<gossip::Outgoing> out;
+    m.tick(nowMs, out);
+    deliver(m.self(), std::move(out), nowMs);
+  }
+};
+
+TEST_CASE("membership: joiners through one seed know the cluster one round trip after their first tick") {
+  // A cluster whose news has long been disseminated: nothing about a or b is piggybacked any
+  // more, so a joiner learns of them only from the seed's table sample. Before, the seed sent one
+  // sample per syncIntervalMs in all, and a joiner pinged it at its first probe (a random point
+  // of the first period): the second of two joiners 100 ms apart knew neither a nor b.
+  gossip::MembershipConfig cfg;
+  gossip::Membership s(ReplicaId{1}, "s", cfg), a(ReplicaId{2}, "a", cfg), b(ReplicaId{3}, "b", cfg);
+  Wire wire{{{1, &s}, {2, &a}, {3, &b}}};
+  a.addSeed(s.self(), "s", 0);
+  b.addSeed(s.self(), "s", 0);
+  uint64_t now = 0;
+  for (; now < 60000; now += 10) {
+    for (auto* m : {&s, &a, &b}) wire.tick(*m, now);
+  }
+  REQUIRE(s.liveMembers().size() == 3);
+  REQUIRE(a.liveMembers().size() == 3);
+  for (uint64_t joiner : {10, 11, 12}) {
+    INFO("joiner ", joiner);
+    now += 100;
+    cfg.seed = joiner;
+    gossip::Membership n(ReplicaId{joiner}, "n", cfg);
+    wire.nodes[joiner] = &n;
+    n.addSeed(s.self(), "s", now);
+    wire.tick(n, now);  // its first tick: the join ping, the seed's ack with its sample
+    CHECK(n.member(a.self()) != nullptr);
+    CHECK(n.member(b.self()) != nullptr);
+    if (joiner != 10) CHECK(n.member(ReplicaId{10}) != nullptr);  // the first joiner
+    wire.nodes.erase(joiner);  // it stays alive in s's table: the next joiner's sample holds it
+  }
 }
 
 TEST_CASE("membership: a crashed node is declared down at every live node, then removed") {
