@@ -35,6 +35,7 @@
 #include "crdt/pn-counter.h"
 #include "gossip/errors.h"
 #include "gossip/limits.h"
+#include "gossip/split.h"
 #include "gossip/varint.h"
 #include "gossip/wire.capnp.h"
 
@@ -295,48 +296,55 @@ class StoreKeys<std::string> {
   }
 };
 
+// The store entries at `at` (a run of s's canonical order), as a store of just those entries
+// would encode: encodeStore is the run of all of them, and a catch-up part (gossip/split.h) one
+// run, encoded without building it.
 template <typename K, typename V>
-void encodeStore(const crdt::DotStore<K, V>& s, wire::DotStore::Builder out) {
+void encodeStoreRange(const crdt::DotStore<K, V>& s, Positions at, wire::DotStore::Builder out) {
   using KS = Scalar<K>;
   using VC = ValueColumns<V>;
+  // Entries go out by (writer, counter), whatever the storage order (DotStore::dotOrder): that
+  // order follows arrival and erases (swap-remove), so after deletes it made the same entries
+  // encode up to 1.7x larger (bench/RESULTS.md). In that order the writers come ascending.
   std::vector<crdt::ReplicaId> writers;
-  s.forEachDot([&](crdt::Dot d) {  // (runs of one writer are the rule: sort the runs, not the dots)
-    if (writers.empty() || writers.back() != d.replica) writers.push_back(d.replica);
-  });
-  std::sort(writers.begin(), writers.end());
-  writers.erase(std::unique(writers.begin(), writers.end()), writers.end());
+  for (uint32_t i = 0; i < at.count; ++i) {
+    const crdt::ReplicaId r = s.dotAt(at[i]).replica;
+    if (writers.empty() || writers.back() != r) writers.push_back(r);
+  }
   auto ws = out.initWriters(static_cast<unsigned>(writers.size()));
   for (unsigned i = 0; i < writers.size(); ++i) ws.set(i, writers[i].value);
 
-  // Entries go out by (writer, counter), whatever the storage order (DotStore::dotOrder): that
-  // order follows arrival and erases (swap-remove), so after deletes it made the same entries
-  // encode up to 1.7x larger (bench/RESULTS.md).
-  auto writerOf = [&](crdt::Dot d) {
-    return static_cast<uint64_t>(std::lower_bound(writers.begin(), writers.end(), d.replica) - writers.begin());
-  };
-  const auto n = static_cast<uint32_t>(s.size());
-  const std::vector<uint32_t> order = s.dotOrder();
-  std::vector<uint64_t> prevCounter(writers.size(), 0);
+  uint64_t w = 0;  // the index in `writers` of the current entry's writer
+  uint64_t prevCounter = 0;
   ColumnWriter dots, keys, values, timestamps;
   typename KS::KeyState keyState;
   uint64_t prevTs = 0;
-  for (uint32_t i = 0; i < n; ++i) {
-    const uint32_t p = order.empty() ? i : order[i];
+  for (uint32_t i = 0; i < at.count; ++i) {
+    const uint32_t p = at[i];
     const crdt::Dot d = s.dotAt(p);
-    const uint64_t w = writerOf(d);
+    if (d.replica != writers[w]) {
+      ++w;
+      prevCounter = 0;
+    }
     dots.varint(w);
-    dots.varint(zigzag(static_cast<int64_t>(d.counter - prevCounter[w])));
-    prevCounter[w] = d.counter;
+    dots.varint(zigzag(static_cast<int64_t>(d.counter - prevCounter)));
+    prevCounter = d.counter;
     KS::writeKey(keys, keyState, s.keyAt(p));
     VC::write(values, timestamps, prevTs, s.valueAt(p));
   }
-  out.setCount(static_cast<uint32_t>(s.size()));
+  out.setCount(at.count);
   out.setDots(asData(dots));
   out.setKeyKind(KS::kKind);
   out.setKeys(asData(keys));
   out.setValueKind(VC::kKind);
   out.setValues(asData(values));
   out.setTimestamps(asData(timestamps));
+}
+
+template <typename K, typename V>
+void encodeStore(const crdt::DotStore<K, V>& s, wire::DotStore::Builder out) {
+  const std::vector<uint32_t> order = s.dotOrder();
+  encodeStoreRange(s, Positions{order.empty() ? nullptr : order.data(), 0, static_cast<uint32_t>(s.size())}, out);
 }
 
 // A store dot that its context lacks (decodeStore, requireDotsInContext).
@@ -559,6 +567,13 @@ template <typename T>
 void encodeCausal(const T& x, wire::CausalState::Builder out) {
   encode(x.context(), out.initContext());
   _::encodeStore(x.store(), out.initStore());
+}
+
+// A catch-up part of x (gossip/split.h): the entries of x's store at `at`, with context ctx.
+template <typename T>
+void encodeCausalPart(const T& x, Positions at, const crdt::CausalContext& ctx, wire::CausalState::Builder out) {
+  encode(ctx, out.initContext());
+  _::encodeStoreRange(x.store(), at, out.initStore());
 }
 
 template <typename T>

@@ -10,24 +10,23 @@
 
 namespace deltasync::gossip {
 
-std::vector<SizedPart<Value>> partsOf(const Value& v, size_t maxBytes) {
+std::vector<Bytes> partsOf(const Value& v, size_t maxBytes) {
   return std::visit(
-      [&](const auto& x) -> std::vector<SizedPart<Value>> {
-        using T = std::decay_t<decltype(x)>;
+      [&](const auto& x) -> std::vector<Bytes> {
         if constexpr (requires { x.store().dotAt(0); }) {  // the dot-store kinds
           // Every entry costs at least two bytes (its writer and counter columns), so a store of
           // more than maxBytes / 2 entries is split without encoding it whole first.
-          size_t whole = 0;
-          if (x.store().size() > maxBytes / 2 || (whole = encodedSize(x)) > maxBytes) {
-            std::vector<SizedPart<Value>> out;
-            for (SizedPart<T>& p : splitCausal(x, maxBytes, [](const T& p) { return encodedSize(p); })) {
-              out.push_back({Value(std::move(p.part)), p.bytes});
-            }
-            return out;
+          if (x.store().size() <= maxBytes / 2) {
+            if (Bytes whole = encodeValue(v); whole.size() <= maxBytes) return {std::move(whole)};
           }
-          return {{v, whole}};
+          std::vector<Bytes> out;
+          auto parts = splitCausal(
+              x, maxBytes, [&](Positions at, crdt::CausalContext&& ctx) { return encodeCausalPart(x, at, ctx); },
+              [](const Bytes& b) { return b.size(); });
+          for (auto& p : parts) out.push_back(std::move(p.part));
+          return out;
         }
-        return {{v, encodedSize(x)}};
+        return {encodeValue(v)};
       },
       v);
 }
@@ -598,27 +597,27 @@ void Engine::serveRequest(ReplicaId j, const StateRequestMsg& m, std::vector<Out
   // Pack whole objects into chunks of at most maxChunkBytes (estimated); an object larger than
   // that is split into parts that join independently (gossip/split.h), one part per chunk at
   // most, since a chunk names each object once.
-  std::vector<std::vector<NamedValue>> chunks(1);
+  std::vector<std::vector<EncodedObject>> chunks(1);
   size_t bytes = 0;
   for (const std::string& name : m.names) {
     const Value* v = store_.find(name);
     if (v == nullptr) continue;  // never ours (a confused or hostile peer): nothing to send
-    for (SizedPart<Value>& part : partsOf(*v, config_.maxChunkBytes)) {
-      size_t size = part.bytes + name.size();
+    for (Bytes& part : partsOf(*v, config_.maxChunkBytes)) {
+      size_t size = part.size() + name.size();
       bool named = std::any_of(chunks.back().begin(), chunks.back().end(),
-                               [&](const NamedValue& o) { return o.name == name; });
+                               [&](const EncodedObject& o) { return o.name == name; });
       if (!chunks.back().empty() && (named || bytes + size > config_.maxChunkBytes)) {
         chunks.emplace_back();
         bytes = 0;
       }
       bytes += size;
-      chunks.back().push_back({name, std::move(part.part)});
+      chunks.back().push_back({name, std::move(part)});
     }
   }
   const auto total = static_cast<uint32_t>(chunks.size());
   for (uint32_t i = 0; i < total; ++i) {
     ++stats_.chunksSent;
-    out.push_back({j, StateChunkMsg{self_, m.seq, i, total, std::move(chunks[i])}});
+    out.push_back({j, StateChunkMsg{self_, m.seq, i, total, {}, std::move(chunks[i])}});
   }
 }
 

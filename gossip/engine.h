@@ -361,9 +361,10 @@ class Engine {
   EngineStats stats_;
 };
 
-// v itself, or (a dot-store kind encoding to more than maxBytes) parts of at most maxBytes each
-// that join to v and each join independently (gossip/split.h), each with its encodedSize.
+// What a state transfer sends of v, encoded as gossip/envelope.h encodeValue frames a value: v
+// itself, or (a dot-store kind encoding to more than maxBytes) parts of at most maxBytes each
+// that join to v and each join independently (gossip/split.h), encoded straight from v's entries.
 // Counters, registers and or-maps are never split.
-std::vector<SizedPart<Value>> partsOf(const Value& v, size_t maxBytes);
+std::vector<std::vector<unsigned char>> partsOf(const Value& v, size_t maxBytes);
 
 }  // namespace deltasync::gossip

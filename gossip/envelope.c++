@@ -4,6 +4,7 @@
 #include <capnp/message.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <string>
 
@@ -18,6 +19,25 @@ namespace {
 
 // ---- values ------------------------------------------------------------------------------
 
+// Where a causal kind's state goes in a Crdt (each kind has exactly one arm).
+template <typename T>
+wire::CausalState::Builder causalArm(wire::Crdt::Builder out) {
+  if constexpr (std::is_same_v<T, crdt::MVRegister<std::string>>) {
+    return out.initMvRegister();
+  } else if constexpr (std::is_same_v<T, crdt::EWFlag>) {
+    return out.initEwFlag();
+  } else if constexpr (std::is_same_v<T, crdt::ORSet<std::string>>) {
+    return out.initOrSet();
+  } else {
+    static_assert(std::is_same_v<T, Map>);
+    return out.initAwLwwMap();
+  }
+}
+
+template <typename T>
+constexpr bool kCausalKind = std::is_same_v<T, crdt::MVRegister<std::string>> || std::is_same_v<T, crdt::EWFlag> ||
+                             std::is_same_v<T, crdt::ORSet<std::string>> || std::is_same_v<T, Map>;
+
 // The column encoding of one kind's value (each kind has exactly one).
 template <typename T>
 void encodeKindInto(const T& x, wire::Crdt::Builder out) {
@@ -27,14 +47,8 @@ void encodeKindInto(const T& x, wire::Crdt::Builder out) {
     encode(x, out.initPnCounter());
   } else if constexpr (std::is_same_v<T, crdt::LWWRegister<std::string>>) {
     encode(x, out.initLwwRegister());
-  } else if constexpr (std::is_same_v<T, crdt::MVRegister<std::string>>) {
-    encodeCausal(x, out.initMvRegister());
-  } else if constexpr (std::is_same_v<T, crdt::EWFlag>) {
-    encodeCausal(x, out.initEwFlag());
-  } else if constexpr (std::is_same_v<T, crdt::ORSet<std::string>>) {
-    encodeCausal(x, out.initOrSet());
-  } else if constexpr (std::is_same_v<T, Map>) {
-    encodeCausal(x, out.initAwLwwMap());
+  } else if constexpr (kCausalKind<T>) {
+    encodeCausal(x, causalArm<T>(out));
   } else if constexpr (std::is_same_v<T, Tombstone>) {
     out.setDeleted();
   } else if constexpr (std::is_same_v<T, MapOfSets>) {
@@ -490,7 +504,24 @@ struct Encoder {
   void operator()(const StateChunkMsg& m) {
     capnp::MallocMessageBuilder inner;
     auto list = inner.initRoot<wire::ObjectList>();
-    encodeObjects(m.objects, list.initObjects(static_cast<unsigned>(m.objects.size())));
+    auto objects = list.initObjects(static_cast<unsigned>(m.objects.size() + m.encoded.size()));
+    encodeObjects(m.objects, objects);
+    for (unsigned i = 0; i < m.encoded.size(); ++i) {
+      const EncodedObject& o = m.encoded[i];
+      auto out = objects[static_cast<unsigned>(m.objects.size()) + i];
+      out.setName(text(o.name));
+      // Our own encodeValue-framed bytes, read back whatever their size: a receiver holds the
+      // chunk to its limits, as it would had the value been encoded here.
+      static const Limits kOwn = [] {
+        Limits l;
+        l.maxMessageBytes = SIZE_MAX;
+        l.maxSegments = UINT32_MAX;
+        l.traversalLimitWords = UINT64_MAX;
+        return l;
+      }();
+      IncomingMessage value(kj::ArrayPtr<const kj::byte>(o.value.data(), o.value.size()), kOwn);
+      value.decodeRoot<wire::Crdt>([&](wire::Crdt::Reader r) { out.setValue(r); });
+    }
     auto payload = frame(inner);
     auto c = env.initStateChunk();
     c.setSender(m.sender.value);
@@ -698,27 +729,16 @@ Bytes encodeValue(const Value& v) {
 }
 
 template <typename T>
-size_t encodedSize(const T& x) {
+Bytes encodeCausalPart(const T& x, Positions at, const crdt::CausalContext& ctx) {
   capnp::MallocMessageBuilder mb;
-  encodeKindInto(x, mb.initRoot<wire::Crdt>());
-  return capnp::computeSerializedSizeInWords(mb) * sizeof(capnp::word);  // frame()'s length
+  encodeCausalPart(x, at, ctx, causalArm<T>(mb.initRoot<wire::Crdt>()));
+  return toBytes(frame(mb));
 }
 
-size_t encodedSize(const Value& v) {
-  return std::visit([](const auto& x) { return encodedSize(x); }, v);
-}
-
-template size_t encodedSize(const crdt::GCounter&);
-template size_t encodedSize(const crdt::PNCounter&);
-template size_t encodedSize(const crdt::LWWRegister<std::string>&);
-template size_t encodedSize(const crdt::MVRegister<std::string>&);
-template size_t encodedSize(const crdt::EWFlag&);
-template size_t encodedSize(const crdt::ORSet<std::string>&);
-template size_t encodedSize(const Map&);
-template size_t encodedSize(const crdt::ORMap<std::string, Map>&);
-template size_t encodedSize(const MapOfSets&);
-template size_t encodedSize(const MapOfCounters&);
-template size_t encodedSize(const Tombstone&);
+template Bytes encodeCausalPart(const crdt::MVRegister<std::string>&, Positions, const crdt::CausalContext&);
+template Bytes encodeCausalPart(const crdt::EWFlag&, Positions, const crdt::CausalContext&);
+template Bytes encodeCausalPart(const crdt::ORSet<std::string>&, Positions, const crdt::CausalContext&);
+template Bytes encodeCausalPart(const Map&, Positions, const crdt::CausalContext&);
 
 Value decodeValue(const unsigned char* data, size_t size, const Limits& limits) {
   IncomingMessage in(kj::ArrayPtr<const kj::byte>(data, size), limits);

@@ -21,6 +21,7 @@
 #include "gossip/errors.h"
 #include "gossip/limits.h"
 #include "gossip/messages.h"
+#include "gossip/split.h"
 
 namespace deltasync::gossip {
 
@@ -40,9 +41,15 @@ Bytes encodeValue(const Value& v);
 Value decodeValue(const unsigned char* data, size_t size, const Limits& limits);
 
 // encodeValue(...).size() without making the bytes; the template takes one kind of Value (T is
-// one of its alternatives) without wrapping it in a Value, as catch-up parts are (gossip/split.h).
+// one of its alternatives) without wrapping it in a Value.
 size_t encodedSize(const Value& v);
 template <typename T>
 size_t encodedSize(const T& x);
+
+// A catch-up part of a causal state x (gossip/split.h): the entries of x's store at `at` with
+// context ctx, framed as encodeValue frames a value. The same bytes as encodeValue of that part
+// built as a value of T, without building it. T: ORSet, AWLWWMap, MVRegister or EWFlag of Value.
+template <typename T>
+Bytes encodeCausalPart(const T& x, Positions at, const crdt::CausalContext& ctx);
 
 }  // namespace deltasync::gossip

@@ -26,6 +26,15 @@ struct NamedValue {
   bool operator==(const NamedValue&) const = default;
 };
 
+// An object whose value is encoded already, as gossip/envelope.h encodeValue frames a value (a
+// wire Crdt): what the engine serves of a large object (its catch-up parts, encoded straight
+// from the state's entries, gossip/split.h). Only a sender holds these; decoding gives NamedValue.
+struct EncodedObject {
+  std::string name;
+  std::vector<unsigned char> value;
+  bool operator==(const EncodedObject&) const = default;
+};
+
 struct DeltaPushMsg {
   ReplicaId sender;
   uint64_t base = 0;
@@ -86,7 +95,9 @@ struct StateChunkMsg {
   uint64_t transfer = 0;
   uint32_t index = 0;
   uint32_t total = 0;
-  std::vector<NamedValue> objects;  // names unique within the chunk
+  std::vector<NamedValue> objects;  // names unique within the chunk, with those of `encoded`
+  // Sent after `objects`, in the same list of the wire (a decoded chunk has them in `objects`).
+  std::vector<EncodedObject> encoded;
   bool operator==(const StateChunkMsg&) const = default;
 };
 

@@ -1,5 +1,5 @@
 // Splitting a large causal state into parts of bounded encoded size that each join
-// independently (state transfers: the engine's partsOf sizes them, serveRequest packs them into
+// independently (state transfers: the engine's partsOf encodes them, serveRequest packs them into
 // StateChunks).
 //
 // Why each part is itself a valid delta below the state: a part that carried the whole context
@@ -11,15 +11,14 @@
 // Each part p satisfies state ⊔ p == state, and the join of all parts is the state. A part is
 // larger than maxBytes only when one entry alone is.
 //
-// Pure crdt/ code plus a caller-supplied size function (so no capnp here).
+// Pure crdt/ code plus caller-supplied make and size functions (so no capnp here).
 #pragma once
 
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <stdexcept>
+#include <type_traits>
 #include <utility>
-#include <variant>
 #include <vector>
 
 #include "crdt/causal-context.h"
@@ -64,52 +63,58 @@ void emitBatches(size_t n, size_t maxBytes, Make&& make, Size&& size, std::vecto
 
 }  // namespace _
 
+// A run of a dot store's entries in its canonical order (DotStore::dotOrder): the entries at
+// order positions [first, first + count); order null when the storage order is that order.
+struct Positions {
+  const uint32_t* order = nullptr;
+  uint32_t first = 0;
+  uint32_t count = 0;
+  uint32_t operator[](uint32_t i) const { return order != nullptr ? order[first + i] : first + i; }
+};
+
 // Entry parts are cut from the entries in (writer, counter) order, the order the encodings use
 // (gossip/codec.h encodeStore): each part's entries are then in encoding order already, and its
 // context, exactly its dots, is a few intervals (one per writer where counters run on) rather
 // than one per dot.
 //
-// T: a causal dot-store type (ORSet, AWLWWMap, MVRegister, EWFlag). size(const T&) -> bytes.
-template <typename T, typename Size>
-std::vector<SizedPart<T>> splitCausal(const T& x, size_t maxBytes, Size&& size) {
-  using Store = typename T::Store;
-  std::vector<SizedPart<T>> out;
-  const Store& store = x.store();
+// Parts are not built as states: make(Positions at, CausalContext ctx) makes whatever the caller
+// sends (the engine encodes the entries at `at` of x's store with context ctx straight into the
+// bytes a state chunk carries: gossip/envelope.h encodeCausalPart). A context part has no
+// entries (at.count == 0). size(part) -> bytes.
+//
+// T: a causal dot-store type (ORSet, AWLWWMap, MVRegister, EWFlag).
+template <typename T, typename Make, typename Size,
+          typename Part = std::invoke_result_t<Make&, Positions, crdt::CausalContext&&>>
+std::vector<SizedPart<Part>> splitCausal(const T& x, size_t maxBytes, Make&& make, Size&& size) {
+  std::vector<SizedPart<Part>> out;
+  const auto& store = x.store();
   const auto n = static_cast<uint32_t>(store.size());
   const std::vector<uint32_t> order = store.dotOrder();  // empty: the storage order is that order
-  _::emitBatches<T>(n, maxBytes, [&](size_t first, size_t count) {
-    typename Store::Loader load(count);
+  const uint32_t* orderData = order.empty() ? nullptr : order.data();
+  _::emitBatches<Part>(n, maxBytes, [&](size_t first, size_t count) {
+    const Positions at{orderData, static_cast<uint32_t>(first), static_cast<uint32_t>(count)};
     crdt::CausalContext ctx;
     crdt::Dot run{};  // the current run of counters of one writer: run.replica, [lo, run.counter]
     uint64_t lo = 0;
-    uint32_t writer = 0;
-    for (size_t i = first; i < first + count; ++i) {
-      const uint32_t p = order.empty() ? static_cast<uint32_t>(i) : order[i];
-      const crdt::Dot d = store.dotAt(p);
-      if (i == first || d.replica != run.replica) {
-        if (i != first) ctx.addRange(run.replica, lo, run.counter);
-        writer = load.writer(d.replica);
-        lo = d.counter;
-      } else if (d.counter != run.counter + 1) {
-        ctx.addRange(run.replica, lo, run.counter);
+    for (uint32_t i = 0; i < at.count; ++i) {
+      const crdt::Dot d = store.dotAt(at[i]);
+      if (i == 0 || d.replica != run.replica || d.counter != run.counter + 1) {
+        if (i != 0) ctx.addRange(run.replica, lo, run.counter);
         lo = d.counter;
       }
       run = d;
-      load.add(writer, d.counter, store.keyAt(p), store.valueAt(p));
     }
-    if (count != 0) ctx.addRange(run.replica, lo, run.counter);
-    auto loaded = std::move(load).finish();
-    // The entries come from one valid store: no dot repeats, and no limit was asked for.
-    if (!std::holds_alternative<Store>(loaded)) throw std::logic_error("splitCausal: a store's entries did not load");
-    return T::fromParts(std::get<Store>(std::move(loaded)), std::move(ctx));
+    if (at.count != 0) ctx.addRange(run.replica, lo, run.counter);
+    return make(at, std::move(ctx));
   }, size, out);
 
   crdt::CausalContext live;  // (by runs of counters, as the parts' contexts above)
+  const Positions all{orderData, 0, n};
   for (uint32_t i = 0; i < n;) {
-    const crdt::Dot d = store.dotAt(order.empty() ? i : order[i]);
+    const crdt::Dot d = store.dotAt(all[i]);
     uint64_t hi = d.counter;
     for (++i; i < n; ++i) {
-      const crdt::Dot e = store.dotAt(order.empty() ? i : order[i]);
+      const crdt::Dot e = store.dotAt(all[i]);
       if (e.replica != d.replica || e.counter != hi + 1) break;
       hi = e.counter;
     }
@@ -118,12 +123,12 @@ std::vector<SizedPart<T>> splitCausal(const T& x, size_t maxBytes, Size&& size) 
   crdt::CausalContext removed = x.context().minus(live);
   std::vector<std::pair<crdt::ReplicaId, crdt::Interval>> intervals;
   removed.forEachInterval([&](crdt::ReplicaId r, crdt::Interval i) { intervals.push_back({r, i}); });
-  _::emitBatches<T>(intervals.size(), maxBytes, [&](size_t first, size_t count) {
+  _::emitBatches<Part>(intervals.size(), maxBytes, [&](size_t first, size_t count) {
     crdt::CausalContext ctx;
     for (size_t i = first; i < first + count; ++i) {
       ctx.addRange(intervals[i].first, intervals[i].second.lo, intervals[i].second.hi);
     }
-    return T::fromParts(Store(), std::move(ctx));
+    return make(Positions{}, std::move(ctx));
   }, size, out);
   return out;
 }

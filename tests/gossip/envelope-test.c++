@@ -417,6 +417,28 @@ TEST_CASE("envelope: state chunks are compressed only when that pays") {
   CHECK(decodeMessage(encodeMessage(runs), kLimits) == Message{runs});
 }
 
+TEST_CASE("envelope: a chunk's encoded objects travel as objects, after the decoded ones") {
+  PROPERTY("encoded and decoded objects in one chunk", [] {
+    const auto objects = genObjects(4);
+    const size_t split = *rc::gen::inRange<size_t>(0, objects.size() + 1);
+    StateChunkMsg sent{genId(), *rc::gen::arbitrary<uint64_t>(), 0, 1, {}};
+    StateChunkMsg expected = sent;
+    for (size_t i = 0; i < objects.size(); ++i) {
+      if (i < split) {
+        sent.objects.push_back(objects[i]);
+      } else {
+        sent.encoded.push_back({objects[i].name, encodeValue(objects[i].value)});
+      }
+    }
+    expected.objects = objects;
+    RC_ASSERT(decodeMessage(encodeMessage(sent), kLimits) == Message{expected});
+  });
+  // A name in both lists is a name twice on the wire: refused like any repeated name.
+  StateChunkMsg twice{ReplicaId{1}, 9, 0, 1, {{"n", GCounter{}}}};
+  twice.encoded.push_back({"n", encodeValue(GCounter{})});
+  CHECK_THROWS_WITH_AS(decodeMessage(encodeMessage(twice), kLimits), doctest::Contains("appears twice"), DecodeError);
+}
+
 // ---- validation: one valid baseline per envelope kind, then one broken rule per test --------
 
 // Text from bytes, NULs included (capnp's std::string conversion would stop at the first NUL).

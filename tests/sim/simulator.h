@@ -379,7 +379,10 @@ class Simulator {
         }
       };
       if (auto* p = std::get_if<gossip::DeltaPushMsg>(&m)) count(p->objects, p->sender);
-      if (auto* c = std::get_if<gossip::StateChunkMsg>(&m)) count(c->objects, gossip::ReplicaId{});
+      if (std::holds_alternative<gossip::StateChunkMsg>(m)) {  // its objects are encoded already
+        const gossip::Message decoded = gossip::decodeMessage(*bytes, gossip::Limits{});
+        count(std::get<gossip::StateChunkMsg>(decoded).objects, gossip::ReplicaId{});
+      }
     }
     const Faults& f = config_.faults;
     if (group_[from] != group_[to] || blocked_.count({from, to}) != 0 || chance(f.loss)) {
