@@ -137,6 +137,7 @@ void Engine::applyRemote(ReplicaId origin, const std::vector<NamedValue>& object
   JoinStats js = store_.joinRemote(origin, objects);
   stats_.deltasJoined += js.joined;
   stats_.deltasRedundant += js.redundant;
+  stats_.deltasRefuted += js.refuted;
 }
 
 void Engine::setNeighbors(std::vector<ReplicaId> neighbors) {

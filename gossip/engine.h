@@ -176,6 +176,7 @@ struct EngineStats {
   uint64_t pushesSent = 0, acksSent = 0, digestsSent = 0, requestsSent = 0, chunksSent = 0;
   uint64_t deltasJoined = 0;     // received object deltas that inflated the state
   uint64_t deltasRedundant = 0;  // received object deltas RR found fully known
+  uint64_t deltasRefuted = 0;    // received object deltas that claimed our dots (object.h, refute)
   uint64_t offersSent = 0, offerRequestsSent = 0;
   uint64_t acksDeferred = 0;     // pushes whose ack waited for dots asked of another peer
   uint64_t heldRefused = 0;      // held-back parts the store refused once released (kind clash)

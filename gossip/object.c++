@@ -1,8 +1,10 @@
 #include "gossip/object.h"
 
 #include <algorithm>
+#include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 namespace deltasync::gossip {
 
@@ -112,6 +114,95 @@ bool claimsUnminted(const Value& delta, const Value* state, crdt::ReplicaId self
         } else {
           return d.context().max(self) > (s ? s->context().max(self) : 0);
         }
+      },
+      delta);
+}
+
+namespace {
+
+// The kinds that refute: dot stores at the top level.
+template <typename T>
+constexpr bool kRefutes = requires(const T& x) { x.store().dotAt(0); T::fromParts(x.store(), x.context()); };
+
+// (greatest dot of self in state, greatest claimed by delta) for the kinds that refute.
+template <typename T>
+std::pair<uint64_t, uint64_t> claimOf(const T& d, const Value* state, crdt::ReplicaId self) {
+  const T* s = state != nullptr ? std::get_if<T>(state) : nullptr;
+  return {s != nullptr ? s->context().max(self) : 0, d.context().max(self)};
+}
+
+}  // namespace
+
+bool refutable(const Value& delta, const Value* state, crdt::ReplicaId self) {
+  return std::visit(
+      [&](const auto& d) {
+        using T = std::decay_t<decltype(d)>;
+        if constexpr (kRefutes<T>) {
+          const auto [mine, claimed] = claimOf(d, state, self);
+          // (and room past the claim for every entry of ours that may need a new dot)
+          const T* s = state != nullptr ? std::get_if<T>(state) : nullptr;
+          const uint64_t ours = s != nullptr ? s->store().size() : 0;
+          return claimed > mine && claimed - mine <= kMaxDotLead && claimed <= crdt::kMaxDotCounter - ours;
+        } else {
+          return false;
+        }
+      },
+      delta);
+}
+
+Refutation refute(const Value& delta, const Value* state, crdt::ReplicaId self) {
+  return std::visit(
+      [&](const auto& d) -> Refutation {
+        using T = std::decay_t<decltype(d)>;
+        if constexpr (kRefutes<T>) {
+          using Store = typename T::Store;
+          if (!refutable(delta, state, self)) throw std::logic_error("refute: not refutable");
+          const auto [mine, claimed] = claimOf(d, state, self);
+          crdt::CausalContext unminted;
+          unminted.addRange(self, mine + 1, claimed);
+          T accepted = T::fromParts(d.store().unseenBy(unminted), d.context());
+          // Our entries the delta removes (it covers their dots and lacks them), re-homed.
+          const T* s = state != nullptr ? std::get_if<T>(state) : nullptr;
+          std::vector<uint32_t> lost;
+          for (uint32_t p = 0; s != nullptr && p < s->store().size(); ++p) {
+            const crdt::Dot dot = s->store().dotAt(p);
+            if (dot.replica == self && d.context().contains(dot) && !d.store().containsDot(dot)) lost.push_back(p);
+          }
+          typename Store::Loader load(lost.size());
+          uint64_t next = claimed;
+          if (!lost.empty()) {
+            const uint32_t w = load.writer(self);
+            for (uint32_t p : lost) load.add(w, ++next, s->store().keyAt(p), s->store().valueAt(p));
+          }
+          auto loaded = std::move(load).finish();
+          if (!std::holds_alternative<Store>(loaded)) throw std::logic_error("refute: re-homed entries did not load");
+          crdt::CausalContext ctx;
+          ctx.addRange(self, mine + 1, next);
+          return {Value(std::move(accepted)), Value(T::fromParts(std::get<Store>(std::move(loaded)), std::move(ctx)))};
+        } else {
+          throw std::logic_error("refute: not refutable");
+        }
+      },
+      delta);
+}
+
+std::string claimTooFar(const Value& delta, const Value* state) {
+  return std::visit(
+      [&](const auto& d) -> std::string {
+        using T = std::decay_t<decltype(d)>;
+        if constexpr (requires { d.context().origins(); }) {
+          const T* s = state != nullptr ? std::get_if<T>(state) : nullptr;
+          for (const auto& o : d.context().origins()) {
+            if (o.intervals.empty()) continue;
+            const uint64_t claimed = o.intervals.back().hi;
+            const uint64_t known = s != nullptr ? s->context().max(o.replica) : 0;
+            if (claimed > known && claimed - known > kMaxDotLead) {
+              return "claims dots of replica " + std::to_string(o.replica.value) + " up to " + std::to_string(claimed) +
+                     ", more than 2^32 beyond the " + std::to_string(known) + " known here (forged?)";
+            }
+          }
+        }
+        return {};
       },
       delta);
 }

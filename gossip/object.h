@@ -96,6 +96,37 @@ static_assert(std::is_nothrow_move_constructible_v<Value> && std::is_nothrow_mov
 // not checked (an overwritten write of ours may legitimately come back later).
 bool claimsUnminted(const Value& delta, const Value* state, crdt::ReplicaId self);
 
+// Refutation (the dot-store kinds: set, map, multi-value register, flag). A replica is the only
+// authority on its own dots, as a member is on its incarnation (membership.h). A delta that
+// claims dots under this replica's id beyond what it minted, by at most kMaxDotLead, is refuted
+// rather than refused: refusing it left the claim in the rest of the cluster (a holder of the
+// secret can send it anywhere), where it removed this replica's entries and swallowed its next
+// writes as already seen, and every later message that carried it was refused here, so
+// replication to this replica stalled for good. Refuting:
+//   - accepted: the delta without its entries under self that self never made; joining it moves
+//     this replica's dot counter past the claim, so no later write of its reuses a claimed dot;
+//   - local (then applied as this replica's write): this replica's entries the delta removes,
+//     re-homed under fresh dots past the claim with their keys, values and stamps (an LWW winner
+//     stays the winner), and a context covering every claimed dot, so that whoever joined a
+//     forged entry under this replica's id removes it.
+// After both have spread, every replica holds this replica's entries as before, under new dots,
+// and its next writes are accepted everywhere. Counters and or-maps are refused as before.
+inline constexpr uint64_t kMaxDotLead = uint64_t{1} << 32;
+struct Refutation {
+  Value accepted;
+  Value local;
+};
+bool refutable(const Value& delta, const Value* state, crdt::ReplicaId self);
+// Requires refutable(delta, state, self).
+Refutation refute(const Value& delta, const Value* state, crdt::ReplicaId self);
+
+// Empty, or why `delta` is refused whatever this replica holds: its context claims some replica's
+// dots more than kMaxDotLead beyond the greatest known here for that replica (in `state`, this
+// replica's object of the same kind; nullptr when absent). No honest replica writes 2^32 times to
+// one object between two deltas a receiver sees; a forged claim beyond that could not be refuted
+// by its victim (its counters would run out), so it is not taken anywhere.
+std::string claimTooFar(const Value& delta, const Value* state);
+
 // The greatest write timestamp in v (an LWW register's, every AW-LWW-map entry's, nested ones
 // included); Timestamp{} for kinds without timestamps. The engine holds it against the
 // forward-skew bound (EngineConfig::maxForwardSkewMs) before joining a received delta.

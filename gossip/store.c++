@@ -1,7 +1,10 @@
 #include "gossip/store.h"
 
+#include <optional>
 #include <stdexcept>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "gossip/errors.h"
 
@@ -69,7 +72,11 @@ void ObjectStore::check(const std::vector<NamedValue>& objects) const {
       throw ProtocolError("object '" + o.name + "' is a " + kindName(it->second) + " here, the peer sent a " +
                           kindName(o.value));
     }
-    if (claimsUnminted(o.value, it == objects_.end() ? nullptr : &it->second, self_)) {
+    const Value* state = it == objects_.end() ? nullptr : &it->second;
+    if (std::string far = claimTooFar(o.value, state); !far.empty()) {
+      throw ProtocolError("object '" + o.name + "' " + far);
+    }
+    if (claimsUnminted(o.value, state, self_) && !refutable(o.value, state, self_)) {
       throw ProtocolError("object '" + o.name + "' carries writes under this replica's id (" +
                           std::to_string(self_.value) +
                           ") that it never made: forged, or this replica restarted without its state under its "
@@ -84,25 +91,36 @@ void ObjectStore::check(const std::vector<NamedValue>& objects) const {
 JoinStats ObjectStore::joinRemote(ReplicaId from, const std::vector<NamedValue>& objects) {
   check(objects);
   JoinStats stats;
+  std::vector<std::pair<std::string, Value>> refutations;  // applied as our writes after the join
   for (const auto& o : objects) {
     auto it = objects_.find(o.name);
+    const Value* received = &o.value;
+    std::optional<Refutation> refuted;
+    if (!(it != objects_.end() && isTombstone(it->second)) &&
+        claimsUnminted(o.value, it == objects_.end() ? nullptr : &it->second, self_)) {
+      refuted = refute(o.value, it == objects_.end() ? nullptr : &it->second, self_);  // check(): refutable
+      received = &refuted->accepted;
+      refutations.emplace_back(o.name, std::move(refuted->local));
+      ++stats.refuted;
+    }
     if (it == objects_.end()) {
-      if (isBottom(o.value)) continue;
-      it = objects_.emplace(o.name, o.value).first;
+      if (isBottom(*received)) continue;
+      it = objects_.emplace(o.name, *received).first;
       ++stats.joined;
-      report(Change{it->first, o.value, o.value, from});
+      report(Change{it->first, *received, *received, from});
       continue;
     }
-    Value news = strip(o.value, it->second);
+    Value news = strip(*received, it->second);
     if (isBottom(news)) {
       ++stats.redundant;
       continue;
     }
     joinInto(it->second, news);
     ++stats.joined;
-    report(Change{it->first, news, o.value, from});
+    report(Change{it->first, news, *received, from});
   }
   if (stats.joined != 0) unitEnded();
+  for (const auto& [name, local] : refutations) applyLocal(name, local);
   return stats;
 }
 

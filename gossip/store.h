@@ -59,6 +59,7 @@ struct Change {
 struct JoinStats {
   uint64_t joined = 0;     // objects whose delta inflated the state
   uint64_t redundant = 0;  // objects whose delta the state already held (RR)
+  uint64_t refuted = 0;    // objects whose delta claimed our dots beyond ours (object.h, refute)
 };
 
 class ObjectStore {
@@ -136,9 +137,12 @@ class ObjectStore {
   }
 
   // Joins the objects of a message from peer `from`: first checks every one (its kind matches
-  // ours; it claims no write under our id that we lack: claimsUnminted) and throws
-  // ProtocolError before anything is applied; then strips, joins and reports each. Objects
-  // deleted here are skipped: nothing joins into a tombstone.
+  // ours; no replica's dots claimed far beyond what we know: claimTooFar; a write under our id
+  // that we lack, claimsUnminted, only where it can be refuted) and throws ProtocolError before
+  // anything is applied; then strips, joins and reports each. A delta that claims our dots is
+  // joined as refute() accepts it, and its refutation is applied as our write after the message
+  // (gossip/object.h, "Refutation"). Objects deleted here are skipped: nothing joins into a
+  // tombstone.
   JoinStats joinRemote(ReplicaId from, const std::vector<NamedValue>& objects);
   // joinRemote()'s checks alone (ProtocolError), for a message whose objects are held back before
   // they are joined (gossip/engine.h, "Batch atomicity"): it is refused when it arrives.

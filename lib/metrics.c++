@@ -64,6 +64,8 @@ std::string prometheusText(const Runtime& rt, const NodeCounters& node) {
   counter("local_updates_total", "Local updates applied.", s.localUpdates);
   counter("deltas_joined_total", "Received deltas that changed the state.", e.deltasJoined);
   counter("deltas_redundant_total", "Received deltas the state already held.", e.deltasRedundant);
+  counter("deltas_refuted_total", "Received deltas that claimed this replica's dots beyond its own (refuted).",
+          e.deltasRefuted);
   counter("pushes_sent_total", "Delta-interval pushes sent.", e.pushesSent);
   counter("messages_sent_total", "Messages delivered to peers.", s.messagesSent);
   counter("messages_received_total", "Messages accepted from peers.", s.messagesReceived);

@@ -44,6 +44,7 @@ std::string describe(const kj::Exception* e) {
 // runtimes in one loop: sharing is harmless).
 log::RateLimit linkLog(1000);
 log::RateLimit rejectLog(1000);
+log::RateLimit refuteLog(10000);
 log::RateLimit authLog(10000);
 
 log::RateLimit admissionLog(10000);
@@ -370,6 +371,7 @@ void Runtime::onMessage(ReplicaId from, Message message) {
     ++stats_.messagesDropped;
     return;
   }
+  const uint64_t refutedBefore = replica_.engine().stats().deltasRefuted;
   try {
     step([&] { replica_.receive(from, message, nowMs(), wallMs(), out_); });
   } catch (const std::exception& e) {
@@ -380,6 +382,12 @@ void Runtime::onMessage(ReplicaId from, Message message) {
     throw;
   }
   ++stats_.messagesReceived;
+  if (const uint64_t n = replica_.engine().stats().deltasRefuted - refutedBefore; n != 0 && refuteLog.allow(nowMs())) {
+    log::warn("a message from {} claimed this replica's writes beyond its own in {} object(s): refuted (our entries "
+              "re-written under new dots, the claimed ones removed); a holder of the cluster secret forged it, or "
+              "relayed a forgery ({} similar suppressed)",
+              from.value, n, refuteLog.suppressed());
+  }
   signOfLife(from);
 }
 

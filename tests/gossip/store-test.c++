@@ -2,6 +2,7 @@
 // change hook that the engine, lib/'s subscriptions and durable storage rely on.
 #include "gossip/store.h"
 
+#include <optional>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -58,10 +59,11 @@ TEST_CASE("store: a remote message is checked whole before any of it is applied"
   std::get<Set>(wrongKind).add(kB, "z");
   CHECK_THROWS_AS(a.joinRemote(kB, {{"s", good}, {"n", wrongKind}}), ProtocolError);
   CHECK(a.find("s") == nullptr);
-  // A write under the receiver's own id that it never made.
-  Value forged(Set{});
-  std::get<Set>(forged).add(kA, "mine?");
-  CHECK_THROWS_AS(a.joinRemote(kB, {{"s", good}, {"t", forged}}), ProtocolError);
+  // A counter increment under the receiver's own id that it never made (counters cannot be
+  // refuted: refused).
+  Value forged(crdt::GCounter{});
+  std::get<crdt::GCounter>(forged).increment(kA, 5);
+  CHECK_THROWS_AS(a.joinRemote(kB, {{"s", good}, {"n", forged}}), ProtocolError);
   CHECK(a.find("s") == nullptr);
   CHECK(r.changes.size() == 1);
   JoinStats js = a.joinRemote(kB, {{"s", good}});
@@ -69,6 +71,77 @@ TEST_CASE("store: a remote message is checked whole before any of it is applied"
   CHECK(a.joinRemote(kB, {{"s", good}}).redundant == 1);  // RR: nothing new, nothing reported
   REQUIRE(r.changes.size() == 2);
   CHECK(r.changes[1] == std::make_pair(std::string("s"), kB));
+}
+
+// A forged delta in a's name: a context claiming a's dots 1..10 (its two entries among them, so
+// whoever joins it removes them) and a planted entry at (a, 11).
+Value forgedAgainstA() {
+  Set f;
+  for (int i = 0; i < 10; ++i) f.add(kA, "junk" + std::to_string(i));
+  for (int i = 0; i < 10; ++i) f.remove("junk" + std::to_string(i));
+  f.add(kA, "planted");
+  return Value(f);
+}
+
+std::set<std::string> elementsOf(const ObjectStore& s, const std::string& name) {
+  const auto els = std::get<Set>(*s.find(name)).elements();
+  return {els.begin(), els.end()};
+}
+
+TEST_CASE("store: a claim on our own dots is refuted: our entries come back everywhere, the planted one goes") {
+  const ReplicaId kC{3};
+  ObjectStore a(kA), b(kB);
+  Recorder r(a);
+  std::optional<Value> lastLocal;
+  a.listen([&](const Change& c) {
+    if (c.local()) lastLocal = c.delta;
+  });
+  b.joinRemote(kA, {{"s", Value(a.update<Set>("s", [](Set& x) { return x.add(kA, "x"); }))}});
+  b.joinRemote(kA, {{"s", Value(a.update<Set>("s", [](Set& x) { return x.add(kA, "y"); }))}});
+  REQUIRE(elementsOf(b, "s") == std::set<std::string>{"x", "y"});
+  // The forger (c, holding the secret) sends it to b: b cannot tell it from a relayed delta.
+  const Value forged = forgedAgainstA();
+  b.joinRemote(kC, {{"s", forged}});
+  CHECK(elementsOf(b, "s") == std::set<std::string>{"planted"});
+  // b relays it to a. Before, a refused it (and every later message that carried it, for good).
+  const size_t before = r.changes.size();
+  JoinStats js = a.joinRemote(kB, {{"s", forged}});
+  CHECK(js.refuted == 1);
+  CHECK(elementsOf(a, "s") == std::set<std::string>{"x", "y"});  // not removed here, nothing planted
+  // a's refutation is its own write, reported as local: the re-homed entries and the claimed dots.
+  REQUIRE(r.changes.size() == before + 2);
+  CHECK(r.changes.back() == std::make_pair(std::string("s"), ReplicaId{}));
+  REQUIRE(lastLocal.has_value());
+  const Set& refutation = std::get<Set>(*lastLocal);
+  CHECK(refutation.size() == 2);                  // x and y under (a, 12) and (a, 13)
+  CHECK(refutation.context().max(kA) == 13);      // past the claim (11)
+  CHECK(refutation.context().contains({kA, 11}));  // the planted entry's dot: removed where joined
+  // The refutation relayed to b: a's entries are back, the planted one is gone.
+  b.joinRemote(kA, {{"s", *lastLocal}});
+  CHECK(elementsOf(b, "s") == std::set<std::string>{"x", "y"});
+  // a's next write is new to b (its counter is past the claim), not swallowed as already seen.
+  b.joinRemote(kA, {{"s", Value(a.update<Set>("s", [](Set& x) { return x.add(kA, "z"); }))}});
+  CHECK(elementsOf(b, "s") == std::set<std::string>{"x", "y", "z"});
+  CHECK(elementsOf(a, "s") == elementsOf(b, "s"));
+}
+
+TEST_CASE("store: a claim far beyond any known dot of a replica is refused by everyone") {
+  ObjectStore a(kA), b(kB);
+  b.joinRemote(kA, {{"s", Value(a.update<Set>("s", [](Set& x) { return x.add(kA, "x"); }))}});
+  crdt::CausalContext far;
+  far.addRange(kA, 1, kMaxDotLead + 2);  // a's own 1 + 2^32 + 1: one past the lead
+  const Value forged(Set::fromParts(Set::Store(), far));
+  for (ObjectStore* s : {&a, &b}) {
+    CHECK_THROWS_WITH_AS(s->joinRemote(ReplicaId{3}, {{"s", forged}}), doctest::Contains("more than 2^32 beyond"),
+                         ProtocolError);
+    CHECK(elementsOf(*s, "s") == std::set<std::string>{"x"});
+  }
+  // At the lead exactly it is taken (b) and refuted (a).
+  crdt::CausalContext near;
+  near.addRange(kA, 1, kMaxDotLead + 1);
+  const Value claim(Set::fromParts(Set::Store(), near));
+  CHECK(a.joinRemote(ReplicaId{3}, {{"s", claim}}).refuted == 1);
+  CHECK_NOTHROW(b.joinRemote(ReplicaId{3}, {{"s", claim}}));
 }
 
 TEST_CASE("store: restore sets state without reporting it") {

@@ -285,6 +285,39 @@ TEST_CASE("anti-entropy: catching up on a large object goes in bounded chunks") 
   CHECK(chunks >= 10);
 }
 
+TEST_CASE("anti-entropy: a forged claim on a replica's dots is refuted by it, and the cluster keeps its data") {
+  // A holder of the secret sends node 3 a delta in node 0's name: a context claiming node 0's
+  // dots far past its own (its entries among them) and a planted entry. Node 3 cannot tell it
+  // from a relayed delta and spreads it. Before, node 0's entries vanished everywhere, node 0
+  // refused every message that carried the claim, and its next writes were taken as seen.
+  SimConfig cfg;
+  cfg.seed = 17;
+  cfg.nodes = 5;
+  Simulator sim(cfg);
+  for (int k = 0; k < 20; ++k) {
+    sim.at(0, [&](gossip::ObjectStore& e) { e.update<Set>("set", [&](Set& s) { return s.add(sim.id(0), "own-" + std::to_string(k)); }); });
+  }
+  sim.at(1, [&](gossip::ObjectStore& e) { e.update<Set>("set", [&](Set& s) { return s.add(sim.id(1), "other"); }); });
+  REQUIRE(sim.runUntilQuiet(500 * cfg.tickMs));
+  Set forged;  // context (node 0, 1..1001), one entry "planted" at (node 0, 1001)
+  for (int i = 0; i < 1001; ++i) forged.add(sim.id(0), "planted");
+  REQUIRE(forged.context().max(sim.id(0)) == 1001);
+  sim.inject(4, 3, gossip::DeltaPushMsg{sim.id(4), 0, 0, 1, {{"set", gossip::Value(forged)}}});
+  REQUIRE(sim.runUntilQuiet(500 * cfg.tickMs));
+  sim.at(0, [&](gossip::ObjectStore& e) { e.update<Set>("set", [&](Set& s) { return s.add(sim.id(0), "after"); }); });
+  REQUIRE(sim.runUntilQuiet(500 * cfg.tickMs));
+  CHECK(sim.divergence() == "");
+  for (size_t i = 0; i < sim.size(); ++i) {
+    INFO("node ", i);
+    const Set& s = std::get<Set>(*sim.store(i).find("set"));
+    CHECK(s.size() == 22);  // own-0..19, other, after
+    CHECK(s.contains("after"));
+    CHECK(s.contains("other"));
+    CHECK_FALSE(s.contains("planted"));
+  }
+  CHECK(sim.engine(0).stats().deltasRefuted >= 1);
+}
+
 TEST_CASE("anti-entropy: the log is collected once every neighbour has acked") {
   SimConfig cfg;
   cfg.seed = 5;
