@@ -111,6 +111,9 @@ bool claimsUnminted(const Value& delta, const Value* state, crdt::ReplicaId self
 //     forged entry under this replica's id removes it.
 // After both have spread, every replica holds this replica's entries as before, under new dots,
 // and its next writes are accepted everywhere. Counters and or-maps are refused as before.
+// The price, under attack only: a removal of one of those entries that was still on its way to
+// this replica when it refuted does not cover the re-written entry (a concurrent re-add, and adds
+// win), so the entry stays; a concurrent newer write to a map key still wins by its stamp.
 inline constexpr uint64_t kMaxDotLead = uint64_t{1} << 32;
 struct Refutation {
   Value accepted;
