@@ -150,17 +150,14 @@ bool refutable(const Value& delta, const Value* state, crdt::ReplicaId self) {
       delta);
 }
 
-Refutation refute(const Value& delta, const Value* state, crdt::ReplicaId self) {
+Value refute(const Value& delta, const Value* state, crdt::ReplicaId self) {
   return std::visit(
-      [&](const auto& d) -> Refutation {
+      [&](const auto& d) -> Value {
         using T = std::decay_t<decltype(d)>;
         if constexpr (kRefutes<T>) {
           using Store = typename T::Store;
           if (!refutable(delta, state, self)) throw std::logic_error("refute: not refutable");
-          const auto [mine, claimed] = claimOf(d, state, self);
-          crdt::CausalContext unminted;
-          unminted.addRange(self, mine + 1, claimed);
-          T accepted = T::fromParts(d.store().unseenBy(unminted), d.context());
+          const uint64_t claimed = claimOf(d, state, self).second;
           // Our entries the delta removes (it covers their dots and lacks them), re-homed.
           const T* s = state != nullptr ? std::get_if<T>(state) : nullptr;
           std::vector<uint32_t> lost;
@@ -177,8 +174,8 @@ Refutation refute(const Value& delta, const Value* state, crdt::ReplicaId self) 
           auto loaded = std::move(load).finish();
           if (!std::holds_alternative<Store>(loaded)) throw std::logic_error("refute: re-homed entries did not load");
           crdt::CausalContext ctx;
-          ctx.addRange(self, mine + 1, next);
-          return {Value(std::move(accepted)), Value(T::fromParts(std::get<Store>(std::move(loaded)), std::move(ctx)))};
+          if (next > claimed) ctx.addRange(self, claimed + 1, next);
+          return Value(T::fromParts(std::get<Store>(std::move(loaded)), std::move(ctx)));
         } else {
           throw std::logic_error("refute: not refutable");
         }

@@ -103,25 +103,26 @@ bool claimsUnminted(const Value& delta, const Value* state, crdt::ReplicaId self
 // secret can send it anywhere), where it removed this replica's entries and swallowed its next
 // writes as already seen, and every later message that carried it was refused here, so
 // replication to this replica stalled for good. Refuting:
-//   - accepted: the delta without its entries under self that self never made; joining it moves
-//     this replica's dot counter past the claim, so no later write of its reuses a claimed dot;
-//   - local (then applied as this replica's write): this replica's entries the delta removes,
-//     re-homed under fresh dots past the claim with their keys, values and stamps (an LWW winner
-//     stays the winner), and a context covering every claimed dot, so that whoever joined a
-//     forged entry under this replica's id removes it.
-// After both have spread, every replica holds this replica's entries as before, under new dots,
+//   - the delta is joined as it came. Joining it moves this replica's dot counter past the claim,
+//     so no later write of its reuses a claimed dot and none is taken anywhere as already seen.
+//     Entries it holds under this replica's id stay: the rest of the cluster has taken them
+//     already, and they may be this replica's own writes from before it lost its state (restarted
+//     under its id without it); removing them could lose acknowledged data, and keeping them
+//     converges. (Under the shared secret a forger can write in any replica's name anywhere else
+//     too: see gossip/README.md, "Trust model".)
+//   - refute() returns this replica's write, applied after the join: its entries the delta removes, re-written
+//     under fresh dots past the claim with their keys, values and stamps (an LWW winner stays the
+//     winner), so they come back wherever the claim removed them.
+// After both have spread, every replica holds this replica's entries as before (under new dots)
 // and its next writes are accepted everywhere. Counters and or-maps are refused as before.
 // The price, under attack only: a removal of one of those entries that was still on its way to
 // this replica when it refuted does not cover the re-written entry (a concurrent re-add, and adds
 // win), so the entry stays; a concurrent newer write to a map key still wins by its stamp.
 inline constexpr uint64_t kMaxDotLead = uint64_t{1} << 32;
-struct Refutation {
-  Value accepted;
-  Value local;
-};
 bool refutable(const Value& delta, const Value* state, crdt::ReplicaId self);
-// Requires refutable(delta, state, self).
-Refutation refute(const Value& delta, const Value* state, crdt::ReplicaId self);
+// The refutation of `delta` by this replica, whose object is `state` (before the join); bottom
+// when the claim removes nothing of ours. Requires refutable(delta, state, self).
+Value refute(const Value& delta, const Value* state, crdt::ReplicaId self);
 
 // Empty, or why `delta` is refused whatever this replica holds: its context claims some replica's
 // dots more than kMaxDotLead beyond the greatest known here for that replica (in `state`, this

@@ -1,6 +1,5 @@
 #include "gossip/store.h"
 
-#include <optional>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -94,30 +93,28 @@ JoinStats ObjectStore::joinRemote(ReplicaId from, const std::vector<NamedValue>&
   std::vector<std::pair<std::string, Value>> refutations;  // applied as our writes after the join
   for (const auto& o : objects) {
     auto it = objects_.find(o.name);
-    const Value* received = &o.value;
-    std::optional<Refutation> refuted;
     if (!(it != objects_.end() && isTombstone(it->second)) &&
         claimsUnminted(o.value, it == objects_.end() ? nullptr : &it->second, self_)) {
-      refuted = refute(o.value, it == objects_.end() ? nullptr : &it->second, self_);  // check(): refutable
-      received = &refuted->accepted;
-      refutations.emplace_back(o.name, std::move(refuted->local));
+      // check(): refutable. Made before the join, from the state the claim removes from.
+      Value local = refute(o.value, it == objects_.end() ? nullptr : &it->second, self_);
+      if (!isBottom(local)) refutations.emplace_back(o.name, std::move(local));
       ++stats.refuted;
     }
     if (it == objects_.end()) {
-      if (isBottom(*received)) continue;
-      it = objects_.emplace(o.name, *received).first;
+      if (isBottom(o.value)) continue;
+      it = objects_.emplace(o.name, o.value).first;
       ++stats.joined;
-      report(Change{it->first, *received, *received, from});
+      report(Change{it->first, o.value, o.value, from});
       continue;
     }
-    Value news = strip(*received, it->second);
+    Value news = strip(o.value, it->second);
     if (isBottom(news)) {
       ++stats.redundant;
       continue;
     }
     joinInto(it->second, news);
     ++stats.joined;
-    report(Change{it->first, news, *received, from});
+    report(Change{it->first, news, o.value, from});
   }
   if (stats.joined != 0) unitEnded();
   for (const auto& [name, local] : refutations) applyLocal(name, local);

@@ -140,9 +140,8 @@ class ObjectStore {
   // ours; no replica's dots claimed far beyond what we know: claimTooFar; a write under our id
   // that we lack, claimsUnminted, only where it can be refuted) and throws ProtocolError before
   // anything is applied; then strips, joins and reports each. A delta that claims our dots is
-  // joined as refute() accepts it, and its refutation is applied as our write after the message
-  // (gossip/object.h, "Refutation"). Objects deleted here are skipped: nothing joins into a
-  // tombstone.
+  // joined, and its refutation applied as our write after the message (gossip/object.h,
+  // "Refutation"). Objects deleted here are skipped: nothing joins into a tombstone.
   JoinStats joinRemote(ReplicaId from, const std::vector<NamedValue>& objects);
   // joinRemote()'s checks alone (ProtocolError), for a message whose objects are held back before
   // they are joined (gossip/engine.h, "Batch atomicity"): it is refused when it arrives.

@@ -88,7 +88,7 @@ std::set<std::string> elementsOf(const ObjectStore& s, const std::string& name) 
   return {els.begin(), els.end()};
 }
 
-TEST_CASE("store: a claim on our own dots is refuted: our entries come back everywhere, the planted one goes") {
+TEST_CASE("store: a claim on our own dots is refuted: our entries come back everywhere") {
   const ReplicaId kC{3};
   ObjectStore a(kA), b(kB);
   Recorder r(a);
@@ -107,22 +107,30 @@ TEST_CASE("store: a claim on our own dots is refuted: our entries come back ever
   const size_t before = r.changes.size();
   JoinStats js = a.joinRemote(kB, {{"s", forged}});
   CHECK(js.refuted == 1);
-  CHECK(elementsOf(a, "s") == std::set<std::string>{"x", "y"});  // not removed here, nothing planted
-  // a's refutation is its own write, reported as local: the re-homed entries and the claimed dots.
+  // Joined as it came (the planted entry is kept, as everywhere: it could be a write of a's own
+  // from before a lost its state), and a's entries that it removed are written again.
+  CHECK(elementsOf(a, "s") == std::set<std::string>{"planted", "x", "y"});
   REQUIRE(r.changes.size() == before + 2);
   CHECK(r.changes.back() == std::make_pair(std::string("s"), ReplicaId{}));
   REQUIRE(lastLocal.has_value());
   const Set& refutation = std::get<Set>(*lastLocal);
-  CHECK(refutation.size() == 2);                  // x and y under (a, 12) and (a, 13)
-  CHECK(refutation.context().max(kA) == 13);      // past the claim (11)
-  CHECK(refutation.context().contains({kA, 11}));  // the planted entry's dot: removed where joined
-  // The refutation relayed to b: a's entries are back, the planted one is gone.
+  CHECK(refutation.size() == 2);              // x and y under (a, 12) and (a, 13), past the claim (11)
+  CHECK(refutation.context().max(kA) == 13);
+  CHECK(refutation.context().dotCount() == 2);
+  // The refutation relayed to b: a's entries are back.
   b.joinRemote(kA, {{"s", *lastLocal}});
-  CHECK(elementsOf(b, "s") == std::set<std::string>{"x", "y"});
+  CHECK(elementsOf(b, "s") == std::set<std::string>{"planted", "x", "y"});
   // a's next write is new to b (its counter is past the claim), not swallowed as already seen.
   b.joinRemote(kA, {{"s", Value(a.update<Set>("s", [](Set& x) { return x.add(kA, "z"); }))}});
-  CHECK(elementsOf(b, "s") == std::set<std::string>{"x", "y", "z"});
+  CHECK(elementsOf(b, "s") == std::set<std::string>{"planted", "x", "y", "z"});
   CHECK(elementsOf(a, "s") == elementsOf(b, "s"));
+  // A claim that removes nothing of a's is joined with no write of a's.
+  const size_t changes = r.changes.size();
+  crdt::CausalContext onlyNew;
+  onlyNew.addRange(kA, 15, 30);
+  CHECK(a.joinRemote(kB, {{"s", Value(Set::fromParts(Set::Store(), onlyNew))}}).refuted == 1);
+  CHECK(r.changes.size() == changes + 1);  // the join; no refutation write
+  CHECK(elementsOf(a, "s") == std::set<std::string>{"planted", "x", "y", "z"});
 }
 
 TEST_CASE("store: a claim far beyond any known dot of a replica is refused by everyone") {
