@@ -775,23 +775,54 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
       // a quiet spell is still reported at once).
       if (notifyCv_.wait_until(lock, lastRound + kNotifyRound, [&] { return stopping_; })) return;
       lastRound = std::chrono::steady_clock::now();
-      presenceDirty_ = false;
-      auto dirty = std::exchange(dirty_, {});
-      auto events = std::exchange(memberEvents_, {});
       lock.unlock();
-      // The objects changed since the last round: where the changes came from, and the copy
-      // subscribeCopies() subscriptions share (made by the first of them).
+      // This round's changes, and the state they are shown from, are taken together under the
+      // state lock (changed() marks a change under it): whatever a subscription is shown has its
+      // origin counted in this round. (Marks taken first and the state read later showed a
+      // change that landed in between under the other changes' origins: a local write reported as
+      // made by peers.) prepare() runs here too; callbacks run after, outside both locks.
       struct Changed {
         ChangeOrigin origin;
         bool copied = false;
         std::optional<gossip::Value> copy;
       };
       std::map<std::string, Changed> changed;
-      for (const auto& [name, origins] : dirty) {
-        changed[name].origin = origins == kLocal ? ChangeOrigin::local : origins == kPeers ? ChangeOrigin::peers : ChangeOrigin::both;
+      std::map<uint64_t, std::function<void()>> calls;  // subscribe(): what prepare() returned
+      std::vector<std::pair<uint64_t, std::shared_ptr<Sub>>> targets;
+      decltype(memberEvents_) events;
+      bool open = true;
+      {
+        std::shared_lock state(stateMutex_);
+        lock.lock();
+        presenceDirty_ = false;
+        auto dirty = std::exchange(dirty_, {});
+        events = std::exchange(memberEvents_, {});
+        targets.assign(subs_.begin(), subs_.end());
+        lock.unlock();
+        for (const auto& [name, origins] : dirty) {
+          changed[name].origin = origins == kLocal ? ChangeOrigin::local : origins == kPeers ? ChangeOrigin::peers : ChangeOrigin::both;
+        }
+        open = runtime_ != nullptr;  // (closing: nothing more is reported)
+        for (auto& [id, sub] : targets) {
+          if (!open || sub->presence || sub->members) continue;
+          auto c = changed.find(sub->name);
+          if (c == changed.end()) continue;
+          const gossip::Value* v = runtime_->store().find(sub->name);
+          // A deleted object looks absent: its subscribers see everything go, then nothing.
+          if (v != nullptr && gossip::isTombstone(*v)) v = nullptr;
+          if (sub->prepare) {
+            try {
+              calls[id] = sub->prepare(v, c->second.origin);
+            } catch (const std::exception& e) {
+              log::error("a subscription callback threw: {}", e.what());
+            }
+          } else if (!c->second.copied) {
+            c->second.copied = true;
+            if (v != nullptr) c->second.copy = *v;
+          }
+        }
       }
       lock.lock();
-      std::vector<std::pair<uint64_t, std::shared_ptr<Sub>>> targets(subs_.begin(), subs_.end());
       for (auto& [id, sub] : targets) {
         if (subs_.count(id) == 0) continue;  // cancelled meanwhile
         const bool wanted = sub->presence  ? !sub->pending.empty()
@@ -808,25 +839,10 @@ class NodeCore : public std::enable_shared_from_this<NodeCore> {
             }
           } else if (sub->members) {
             for (const auto& e : events) sub->onMember(e);
-          } else {
-            Changed& c = changed[sub->name];
-            std::function<void()> call;
-            bool open = true;
-            {
-              std::shared_lock state(stateMutex_);
-              open = runtime_ != nullptr;  // (closing: nothing more is reported)
-              const gossip::Value* v = open ? runtime_->store().find(sub->name) : nullptr;
-              // A deleted object looks absent: its subscribers see everything go, then nothing.
-              if (v != nullptr && gossip::isTombstone(*v)) v = nullptr;
-              if (open && sub->prepare) {
-                call = sub->prepare(v, c.origin);
-              } else if (open && !c.copied) {
-                c.copied = true;
-                if (v != nullptr) c.copy = *v;
-              }
-            }
-            if (call) call();
-            if (open && sub->deliver) sub->deliver(c.copy ? &*c.copy : nullptr, c.origin);
+          } else if (open) {
+            const Changed& c = changed.at(sub->name);
+            if (auto call = calls.find(id); call != calls.end() && call->second) call->second();
+            if (sub->deliver) sub->deliver(c.copy ? &*c.copy : nullptr, c.origin);
           }
         } catch (const std::exception& e) {
           log::error("a subscription callback threw: {}", e.what());
