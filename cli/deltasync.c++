@@ -82,6 +82,9 @@ const char* kNodeHelp =
     "  --flush-ms MS           async commit period (default 100)\n"
     "  --gossip-interval MS    one gossip round (default 100)\n"
     "  --probe-interval MS     one failure-detector probe period (default 500)\n"
+    "  --prune-after HOURS     a member gone (down and removed, or left) this long is pruned from\n"
+    "                          every object's metadata, cluster-wide, and refused if it comes back\n"
+    "                          (it must start under a new id); 0 never prunes (default 168: 7 days)\n"
     "  --metrics HOST:PORT     serve Prometheus metrics over HTTP at /metrics\n"
     "  --log-level LEVEL       debug, info, warn, error or off (default info)\n"
     "  --log-format FORMAT     text (default) or json: one JSON object per line on stderr,\n"
@@ -227,7 +230,7 @@ int runNode(const std::vector<std::string>& args) {
   }
   Parsed p = parse(args, {"listen", "advertise", "seed", "dns-seed", "secret-file", "cluster", "id", "gossip-interval",
                           "probe-interval", "metrics", "log-level", "log-format", "tls-cert", "tls-key", "tls-ca",
-                          "client-secret-file", "data-dir", "durability", "flush-ms"});
+                          "client-secret-file", "data-dir", "durability", "flush-ms", "prune-after"});
   if (!p.positional.empty()) throw Usage("unexpected argument '" + p.positional[0] + "'");
   try {
     if (auto level = p.one("log-level")) deltasync::log::setLevel(deltasync::log::parseLevel(*level));
@@ -261,6 +264,11 @@ int runNode(const std::vector<std::string>& args) {
     config.tuning.probeIntervalMs = parseNumber("--probe-interval", *g);
     if (config.tuning.probeIntervalMs < 10) throw Usage("--probe-interval must be >= 10");
     config.tuning.probeTimeoutMs = std::max<uint64_t>(5, config.tuning.probeIntervalMs * 2 / 5);
+  }
+  if (auto h = p.one("prune-after")) {
+    const uint64_t hours = parseNumber("--prune-after", *h);
+    if (hours > 1000000) throw Usage("--prune-after must be at most 1000000 hours");
+    config.tuning.pruneAfterMs = hours * 3600 * 1000;
   }
   if (auto m = p.one("metrics")) config.metricsListen = *m;
   if (auto d = p.one("data-dir")) {

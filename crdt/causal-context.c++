@@ -155,6 +155,12 @@ void CausalContext::erase(Dot d) {
   if (iv.empty()) origins_.erase(it);
 }
 
+void CausalContext::eraseReplica(ReplicaId r) {
+  auto it = std::lower_bound(origins_.begin(), origins_.end(), r,
+                             [](const Origin& o, ReplicaId id) { return o.replica < id; });
+  if (it != origins_.end() && it->replica == r) origins_.erase(it);
+}
+
 void CausalContext::join(const CausalContext& other) {
   if (other.origins_.empty()) return;
   if (origins_.empty()) {

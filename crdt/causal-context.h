@@ -107,6 +107,8 @@ class CausalContext {
 
   // Removes one dot (used to build exact delta contexts). No-op when absent.
   void erase(Dot d);
+  // Removes every dot of r (pruning a removed replica: gossip/pruning.h). No-op when absent.
+  void eraseReplica(ReplicaId r);
 
   void join(const CausalContext& other);
 

@@ -150,6 +150,11 @@ class Membership {
   const MemberInfo* member(ReplicaId id) const;
   // Every member this node knows of (self excluded), removed ones included, sorted by id.
   std::vector<MemberInfo> members() const;
+  // The same, unsorted and not copied: f(const MemberInfo&).
+  template <typename F>
+  void forEachMember(F&& f) const {
+    for (const auto& [id, m] : members_) f(m.info);
+  }
   size_t memberCount() const { return members_.size(); }
   // Events since the last call.
   std::vector<MemberEvent> takeEvents() { return std::exchange(events_, {}); }

@@ -8,6 +8,13 @@
 
 namespace deltasync::gossip {
 
+uint64_t hashBytes(std::string_view s) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (unsigned char c : s) h = (h ^ c) * 0x100000001b3ULL;
+  return crdt::mix64(h);
+}
+uint64_t hashCombine(uint64_t a, uint64_t b) { return crdt::mix64(a * 0x9e3779b97f4a7c15ULL + b); }
+
 namespace {
 
 constexpr const char* kNames[] = {"g-counter", "pn-counter", "lww-register", "mv-register", "ew-flag",
@@ -29,26 +36,19 @@ void requireSameKind(const Value& a, const Value& b) {
   }
 }
 
-// FNV-1a over bytes, finished by mix64: stable across platforms and standard libraries.
-uint64_t hashBytes(std::string_view s) {
-  uint64_t h = 0xcbf29ce484222325ULL;
-  for (unsigned char c : s) h = (h ^ c) * 0x100000001b3ULL;
-  return crdt::mix64(h);
-}
-uint64_t combine(uint64_t a, uint64_t b) { return crdt::mix64(a * 0x9e3779b97f4a7c15ULL + b); }
 
 uint64_t hashScalar(std::string_view s) { return hashBytes(s); }
 uint64_t hashScalar(const std::monostate&) { return 0x5151; }
 uint64_t hashScalar(const crdt::Empty&) { return 0x6161; }
 template <typename V>
 uint64_t hashScalar(const crdt::Stamped<V>& s) {
-  return combine(s.ts.value, hashScalar(s.value));
+  return hashCombine(s.ts.value, hashScalar(s.value));
 }
 
 uint64_t hashContext(const crdt::CausalContext& c) {
   uint64_t h = 0x1234;  // intervals are canonical (sorted, maximal), so a running hash is fine
   c.forEachInterval([&](crdt::ReplicaId r, crdt::Interval i) {
-    h = combine(h, combine(r.value, combine(i.lo, i.hi)));
+    h = hashCombine(h, hashCombine(r.value, hashCombine(i.lo, i.hi)));
   });
   return h;
 }
@@ -58,15 +58,15 @@ template <typename K, typename V>
 uint64_t hashStore(const crdt::DotStore<K, V>& s) {
   uint64_t sum = 0;
   s.forEach([&](const auto& k, crdt::Dot d, const V& v) {
-    sum += combine(combine(hashScalar(k), combine(d.replica.value, d.counter)), hashScalar(v));
+    sum += hashCombine(hashCombine(hashScalar(k), hashCombine(d.replica.value, d.counter)), hashScalar(v));
   });
-  return combine(s.size(), sum);
+  return hashCombine(s.size(), sum);
 }
 template <typename K, typename T>
 uint64_t hashStore(const crdt::ORMapStore<K, T>& s) {
   uint64_t sum = 0;
-  s.forEach([&](const K& k, const auto& inner) { sum += combine(hashScalar(k), hashStore(inner)); });
-  return combine(s.size(), sum);
+  s.forEach([&](const K& k, const auto& inner) { sum += hashCombine(hashScalar(k), hashStore(inner)); });
+  return hashCombine(s.size(), sum);
 }
 
 }  // namespace
@@ -261,26 +261,26 @@ uint64_t contentHash(const Value& v) {
         using T = std::decay_t<decltype(x)>;
         uint64_t h = v.index() + 1;
         if constexpr (std::is_same_v<T, crdt::GCounter>) {
-          for (const auto& e : x) h = combine(h, combine(e.replica.value, e.count));
+          for (const auto& e : x) h = hashCombine(h, hashCombine(e.replica.value, e.count));
         } else if constexpr (std::is_same_v<T, crdt::PNCounter>) {
           for (const auto& e : x) {
-            h = combine(h, combine(e.replica.value, combine(e.increments, e.decrements)));
+            h = hashCombine(h, hashCombine(e.replica.value, hashCombine(e.increments, e.decrements)));
           }
         } else if constexpr (std::is_same_v<T, crdt::LWWRegister<std::string>>) {
           if (x.get() != nullptr) {
-            h = combine(h, combine(x.timestamp().value, combine(x.writer().value, hashBytes(*x.get()))));
+            h = hashCombine(h, hashCombine(x.timestamp().value, hashCombine(x.writer().value, hashBytes(*x.get()))));
           }
         } else if constexpr (std::is_same_v<T, Tombstone>) {
-          h = combine(h, 0xdead);
+          h = hashCombine(h, 0xdead);
         } else if constexpr (std::is_same_v<T, MapOfCounters>) {
           for (const auto& [k, slot] : x) {  // in key order
-            h = combine(h, hashBytes(k));
-            for (const auto& e : slot.totals) h = combine(h, combine(e.replica.value, combine(e.increments, e.decrements)));
-            h = combine(h, 0xf1005);
-            for (const auto& e : slot.floors) h = combine(h, combine(e.replica.value, combine(e.increments, e.decrements)));
+            h = hashCombine(h, hashBytes(k));
+            for (const auto& e : slot.totals) h = hashCombine(h, hashCombine(e.replica.value, hashCombine(e.increments, e.decrements)));
+            h = hashCombine(h, 0xf1005);
+            for (const auto& e : slot.floors) h = hashCombine(h, hashCombine(e.replica.value, hashCombine(e.increments, e.decrements)));
           }
         } else {
-          h = combine(h, combine(hashContext(x.context()), hashStore(x.store())));
+          h = hashCombine(h, hashCombine(hashContext(x.context()), hashStore(x.store())));
         }
         return h;
       },

@@ -29,6 +29,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <variant>
 
@@ -165,5 +166,10 @@ Value strip(const Value& delta, const Value& state);
 
 // Order-independent hash of the value's content (see the invariant above).
 uint64_t contentHash(const Value& v);
+
+// The hashes contentHash() is made of, stable across platforms and standard libraries: FNV-1a
+// over bytes finished by mix64, and an order-dependent combination of two hashes.
+uint64_t hashBytes(std::string_view s);
+uint64_t hashCombine(uint64_t a, uint64_t b);
 
 }  // namespace deltasync::gossip

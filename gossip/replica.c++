@@ -10,22 +10,28 @@ Replica::Replica(ReplicaId self, std::string address, ReplicaConfig config)
     : config_(std::move(config)),
       store_(self),
       engine_(store_, config_.engine),
-      presence_(store_, config_.limits, config_.presence) {
+      presence_(store_, config_.limits, config_.presence),
+      pruner_(store_, config_.pruning, config_.limits.maxValueBytes) {
   if (config_.gossipIntervalMs == 0 || config_.membershipTickMs == 0) {
     throw std::invalid_argument("Replica: gossipIntervalMs and membershipTickMs must be > 0");
   }
   if (config_.membership) {
     membership_ = std::make_unique<Membership>(self, std::move(address), config_.membershipConfig);
   }
+  store_.addCheck(std::string(kPruneObject), checkPruneObject);
 }
 
 void Replica::resume(uint64_t seq, uint64_t incarnation) {
+  store_.learnPruned(false);  // restored state: the marks it holds were applied before the restart
   engine_.resume(seq);
   if (membership_) membership_->resume(incarnation);
 }
 
 void Replica::receive(ReplicaId from, const Message& message, uint64_t nowMs, uint64_t wallMs,
                       std::vector<Outgoing>& out) {
+  if (store_.forgotten(from)) {
+    throw ProtocolError(prunedError(from));
+  }
   if (!isMembershipMessage(message)) {
     engine_.receive(from, message, wallMs, out);
     return;
@@ -83,11 +89,15 @@ void Replica::afterMembershipStep() {
   if (view != engine_.neighbors()) engine_.setNeighbors(view);
 }
 
-void Replica::stepPresence(uint64_t nowMs) {
+void Replica::stepMaintenance(uint64_t nowMs, uint64_t wallMs) {
   for (const auto& e : std::exchange(presenceEvents_, {})) presence_.memberEvent(e, nowMs);
   if (nowMs >= nextPresenceMs_) {
     nextPresenceMs_ = nowMs + config_.presenceTickMs;
     presence_.tick(nowMs);
+  }
+  if (membership_ && nowMs >= nextPruneMs_) {
+    nextPruneMs_ = nowMs + std::max<uint64_t>(config_.pruning.checkIntervalMs, 1);
+    pruner_.step(*membership_, wallMs);
   }
 }
 

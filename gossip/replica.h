@@ -9,8 +9,9 @@
 //     events queue for takeEvents().
 // Inputs: local changes (through store()), received messages, ticks, seeds, leave. Outputs:
 // messages to send (appended to `out`), member events, and the store's change reports.
-// The presence tracker (gossip/presence.h) rides on the store and on membership's events, fed
-// by stepPresence() (see there).
+// The presence tracker (gossip/presence.h) and pruning (gossip/pruning.h) ride on the store and
+// on membership, stepped by stepMaintenance() (see there). Messages from a replica the cluster
+// pruned are refused (ProtocolError).
 //
 // No sockets, threads or clocks: time comes in as milliseconds from the driver (its monotonic
 // time for the protocol's timers; its wall clock, where received timestamps are checked). lib/runtime
@@ -35,6 +36,7 @@
 #include "gossip/limits.h"
 #include "gossip/membership.h"
 #include "gossip/presence.h"
+#include "gossip/pruning.h"
 #include "gossip/store.h"
 
 namespace deltasync::gossip {
@@ -48,6 +50,7 @@ struct ReplicaConfig {
   PresenceConfig presence;
   Limits limits;  // the peers' rules that the presence tracker holds its own writes to
   uint64_t presenceTickMs = 1000;  // resolution of permdown
+  PruneConfig pruning;             // removed replicas' metadata (gossip/pruning.h; needs membership)
 };
 
 class Replica {
@@ -97,15 +100,22 @@ class Replica {
   // Member events since the last call (empty without membership).
   std::vector<MemberEvent> takeEvents() { return std::exchange(events_, {}); }
 
-  // The presence tracker (gossip/presence.h) over this replica's store. Membership's events and
-  // time reach it through stepPresence(), not through receive() and tick(): those run while
-  // other threads may read the store (lib/runtime ticks without its state lock), and presence
-  // steps write the store and its own indexes. So a driver calls stepPresence() after each
-  // step when presencePending(), holding the store exclusively.
+  // The presence tracker (gossip/presence.h) over this replica's store.
   PresenceTracker& presence() { return presence_; }
   const PresenceTracker& presence() const { return presence_; }
-  bool presencePending(uint64_t nowMs) const { return !presenceEvents_.empty() || nowMs >= nextPresenceMs_; }
-  void stepPresence(uint64_t nowMs);
+  // Pruning of removed replicas (gossip/pruning.h; it runs only with membership).
+  const Pruner& pruner() const { return pruner_; }
+
+  // Maintenance: the steps that write the store on this node's own behalf, driven by membership's
+  // events and by time: the presence tracker (member events, permdown) and pruning (votes, marks).
+  // They do not run inside receive() and tick(): those run while other threads may read the store
+  // (lib/runtime ticks without its state lock), and these write the store and the tracker's
+  // indexes. So a driver calls stepMaintenance() after each step when maintenancePending(),
+  // holding the store exclusively. wallMs: the driver's wall clock (pruning's gone marks).
+  bool maintenancePending(uint64_t nowMs) const {
+    return !presenceEvents_.empty() || nowMs >= nextPresenceMs_ || (membership_ && nowMs >= nextPruneMs_);
+  }
+  void stepMaintenance(uint64_t nowMs, uint64_t wallMs);
 
  private:
   void afterMembershipStep();
@@ -114,6 +124,8 @@ class Replica {
   ObjectStore store_;  // before engine_ and presence_: they listen to it
   Engine engine_;
   PresenceTracker presence_;
+  Pruner pruner_;
+  uint64_t nextPruneMs_ = 0;
   std::vector<MemberEvent> presenceEvents_;
   uint64_t nextPresenceMs_ = 0;
   std::unique_ptr<Membership> membership_;

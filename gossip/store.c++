@@ -1,11 +1,14 @@
 #include "gossip/store.h"
 
+#include <algorithm>
+#include <iterator>
 #include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "gossip/errors.h"
+#include "gossip/pruning.h"
 
 namespace deltasync::gossip {
 
@@ -87,11 +90,34 @@ void ObjectStore::check(const std::vector<NamedValue>& objects) const {
   }
 }
 
+namespace {
+
+// objects, or (in `copy`) objects with every forgotten replica stripped from them.
+const std::vector<NamedValue>& withoutForgotten(const std::vector<NamedValue>& objects,
+                                                const std::set<ReplicaId>& forgotten, std::vector<NamedValue>& copy) {
+  auto mentionsAny = [&](const Value& v) {
+    return std::any_of(forgotten.begin(), forgotten.end(), [&](ReplicaId r) { return mentions(v, r); });
+  };
+  if (forgotten.empty() || std::none_of(objects.begin(), objects.end(), [&](const NamedValue& o) { return mentionsAny(o.value); })) {
+    return objects;
+  }
+  copy = objects;
+  for (auto& o : copy) {
+    for (ReplicaId r : forgotten) forget(o.value, r);
+  }
+  return copy;
+}
+
+}  // namespace
+
 JoinStats ObjectStore::joinRemote(ReplicaId from, const std::vector<NamedValue>& objects) {
-  check(objects);
+  std::vector<NamedValue> copy;
+  const std::vector<NamedValue>* in = &withoutForgotten(objects, forgotten_, copy);
+  check(*in);
   JoinStats stats;
   std::vector<std::pair<std::string, Value>> refutations;  // applied as our writes after the join
-  for (const auto& o : objects) {
+  bool reported = false;
+  auto joinOne = [&](const NamedValue& o) {
     auto it = objects_.find(o.name);
     if (!(it != objects_.end() && isTombstone(it->second)) &&
         claimsUnminted(o.value, it == objects_.end() ? nullptr : &it->second, self_)) {
@@ -101,24 +127,90 @@ JoinStats ObjectStore::joinRemote(ReplicaId from, const std::vector<NamedValue>&
       ++stats.refuted;
     }
     if (it == objects_.end()) {
-      if (isBottom(o.value)) continue;
+      if (isBottom(o.value)) return;
       it = objects_.emplace(o.name, o.value).first;
       ++stats.joined;
+      reported = true;
       report(Change{it->first, o.value, o.value, from});
-      continue;
+      return;
     }
     Value news = strip(o.value, it->second);
     if (isBottom(news)) {
       ++stats.redundant;
-      continue;
+      return;
     }
     joinInto(it->second, news);
     ++stats.joined;
+    reported = true;
     report(Change{it->first, news, o.value, from});
+  };
+  // "$prune" first: a done mark it brings is applied to our state as it is before the message's
+  // other objects (the pruner's own re-homed entries among them) are joined (gossip/pruning.h).
+  const auto marks = std::find_if(in->begin(), in->end(), [](const NamedValue& o) { return o.name == kPruneObject; });
+  if (marks != in->end()) {
+    joinOne(*marks);
+    const size_t before = forgotten_.size();
+    if (reported) unitEnded();
+    reported = false;
+    learnPruned();
+    if (forgotten_.size() != before) {
+      std::vector<NamedValue> again;
+      if (&withoutForgotten(*in, forgotten_, again) == &again) {
+        copy = std::move(again);
+        in = &copy;
+      }
+    }
   }
-  if (stats.joined != 0) unitEnded();
+  for (const auto& o : *in) {
+    if (o.name != kPruneObject) joinOne(o);
+  }
+  if (reported) unitEnded();
   for (const auto& [name, local] : refutations) applyLocal(name, local);
   return stats;
+}
+
+void ObjectStore::learnPruned(bool reportChanges) {
+  const Value* marks = find(std::string(kPruneObject));
+  const Map* m = marks != nullptr ? std::get_if<Map>(marks) : nullptr;
+  if (m == nullptr) return;
+  std::vector<std::pair<ReplicaId, PruneMarker>> fresh;
+  m->forEach([&](std::string_view key, const std::string& value) {
+    const auto r = doneOf(key);
+    if (!r || forgotten_.count(*r) != 0) return;
+    if (*r == self_) {
+      prunedSelf_ = true;
+      return;
+    }
+    fresh.emplace_back(*r, decodePruneMarker(value));  // (checked when it was received: checkPruneObject)
+  });
+  if (fresh.empty()) return;
+  std::sort(fresh.begin(), fresh.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  const bool ownUnit = reportChanges && !inUnit_;
+  if (ownUnit) beginUnit();
+  try {
+    for (const auto& [r, marker] : fresh) {
+      for (const auto& part : marker.objects) {
+        auto it = objects_.find(part.name);
+        if (it == objects_.end() || isTombstone(it->second)) continue;
+        Value write = applyPart(part, it->second, r, marker.pruner);
+        if (isBottom(write)) continue;
+        if (reportChanges) {
+          applyLocal(part.name, write);
+        } else {
+          joinInto(it->second, write);
+        }
+      }
+      for (auto it = objects_.begin(); it != objects_.end();) {
+        forget(it->second, r);
+        it = isBottom(it->second) ? objects_.erase(it) : std::next(it);
+      }
+      forgotten_.insert(r);
+    }
+  } catch (...) {
+    if (ownUnit) endUnit();
+    throw;
+  }
+  if (ownUnit) endUnit();
 }
 
 void ObjectStore::restore(const std::string& name, Value state) {

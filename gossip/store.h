@@ -39,6 +39,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -168,6 +169,19 @@ class ObjectStore {
   using Check = std::function<void(const std::string& name, const Value& delta)>;
   void addCheck(std::string prefix, Check check) { checks_.emplace_back(std::move(prefix), std::move(check)); }
 
+  // Forgotten replicas (gossip/pruning.h): replicas pruned from the cluster, by the done marks of
+  // the reserved object "$prune". learnPruned() applies each new mark: its marker's writes, joined
+  // as this node's local change (one unit), then r stripped from every object; from then on r is
+  // stripped from every object received, before anything else looks at it. joinRemote() learns a
+  // mark that a message brings before it joins the message's other objects. A mark naming this
+  // replica is not applied: prunedSelf() says so (the cluster refuses it; it needs a new id).
+  // With `report` false (start-up, after restore()) nothing is reported: the marks were applied
+  // before the restart, and applying them again changes nothing but what the strip left behind.
+  void learnPruned(bool reportChanges = true);
+  bool forgotten(ReplicaId r) const { return forgotten_.count(r) != 0; }
+  const std::set<ReplicaId>& forgottenReplicas() const { return forgotten_; }
+  bool prunedSelf() const { return prunedSelf_; }
+
   const Value* find(const std::string& name) const;
   const std::map<std::string, Value>& objects() const { return objects_; }
   size_t size() const { return objects_.size(); }
@@ -207,6 +221,8 @@ class ObjectStore {
   std::map<std::string, Value> pending_;  // the open unit's deltas, per object
   Pending lastPending_ = pending_.end();  // pendingOf()'s last answer, or end()
   std::vector<std::pair<std::string, Check>> checks_;
+  std::set<ReplicaId> forgotten_;
+  bool prunedSelf_ = false;
 };
 
 }  // namespace deltasync::gossip

@@ -67,6 +67,9 @@ std::string prometheusText(const Runtime& rt, const NodeCounters& node) {
   counter("deltas_refuted_total", "Received deltas that claimed this replica's dots beyond its own (refuted).",
           e.deltasRefuted);
   counter("pushes_sent_total", "Delta-interval pushes sent.", e.pushesSent);
+  counter("replicas_pruned_total", "Removed replicas this node pruned from the cluster's metadata (as the pruner).",
+          rt.pruneStats().pruned);
+  gauge("replicas_forgotten", "Replicas pruned from the cluster that this node has forgotten.", rt.forgottenReplicas());
   counter("messages_sent_total", "Messages delivered to peers.", s.messagesSent);
   counter("messages_received_total", "Messages accepted from peers.", s.messagesReceived);
   counter("messages_rejected_total", "Messages from peers refused as invalid.", s.messagesRejected);

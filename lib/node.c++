@@ -112,6 +112,7 @@ static_assert(kTuning.maxPushBytes == kEngine.maxPushBytes && kTuning.maxChunkBy
 static_assert(kTuning.probeIntervalMs == kMembership.probeIntervalMs &&
               kTuning.probeTimeoutMs == kMembership.probeTimeoutMs && kTuning.viewSize == kMembership.viewSize &&
               kTuning.removeAfterMs == kMembership.removeAfterMs);
+static_assert(kTuning.pruneAfterMs == gossip::PruneConfig{}.pruneAfterMs);
 
 // The runtime's configuration for a node: the tuning an operator sets over the protocol's
 // defaults (the engine's experiment switches keep theirs).
@@ -125,6 +126,7 @@ void applyTuning(const Tuning& t, RuntimeConfig& rc) {
   rc.membership.probeTimeoutMs = t.probeTimeoutMs;
   rc.membership.viewSize = t.viewSize;
   rc.membership.removeAfterMs = t.removeAfterMs;
+  rc.pruning.pruneAfterMs = t.pruneAfterMs;
 }
 
 gossip::PresenceConfig presenceConfig(const PresenceSettings& p) {

@@ -146,6 +146,7 @@ Runtime::Runtime(RuntimeConfig config, std::optional<gossip::Secret> secret, kj:
         r.membershipConfig = config_.membership;
         r.membershipConfig.seed ^= config_.id.value;
         r.presence = config_.presence;
+        r.pruning = config_.pruning;
         r.limits = config_.limits;
         return r;
       }()),
@@ -201,6 +202,13 @@ bool Runtime::memberHost(const std::string& source) const {
 }
 
 std::string Runtime::vetPeer(ReplicaId peer, const std::string& source) const {
+  if (replica_.store().forgotten(peer)) {
+    std::string why = gossip::prunedError(peer);
+    if (admissionLog.allow(nowMs())) {
+      log::warn("refused a peer from {}: {} ({} similar suppressed)", source, why, admissionLog.suppressed());
+    }
+    return why;
+  }
   if (!config_.pinMemberHosts || source.empty() || replica_.membership() == nullptr) return {};
   const gossip::MemberInfo* m = replica_.membership()->member(peer);
   if (m == nullptr || m->removed || !(m->state == gossip::MemberState::alive || m->state == gossip::MemberState::suspect)) {
@@ -391,6 +399,27 @@ void Runtime::onMessage(ReplicaId from, Message message) {
   signOfLife(from);
 }
 
+void Runtime::notePruning() {
+  const auto& forgotten = replica_.store().forgottenReplicas();
+  if (forgotten.size() != forgottenSeen_) {
+    std::string ids;
+    for (ReplicaId r : forgotten) ids += (ids.empty() ? "" : ", ") + std::to_string(r.value);
+    log::info("replicas pruned from the cluster, forgotten here (their entries kept under a live member's id; they "
+              "are refused if they come back): {}", ids);
+    forgottenSeen_ = forgotten.size();
+  }
+  if (replica_.store().prunedSelf() && !prunedSelfSeen_) {
+    prunedSelfSeen_ = true;
+    log::error("this replica ({}) was pruned from the cluster while it was away (gone for longer than the pruning "
+               "horizon): peers refuse it and will not take its writes; restart it with a new data directory",
+               config_.id.value);
+  }
+  if (replica_.pruner().stats().blocked != blockedSeen_) {
+    blockedSeen_ = replica_.pruner().stats().blocked;
+    if (!blockedSeen_.empty()) log::info("pruning: {}", blockedSeen_);
+  }
+}
+
 void Runtime::signOfLife(ReplicaId id) {
   auto it = links_.find(id);
   if (it == links_.end()) return;
@@ -428,8 +457,9 @@ void Runtime::step(F&& f) {
       out_.clear();
       throw;
     }
-    if (const uint64_t now = nowMs(); replica_.presencePending(now)) replica_.stepPresence(now);
+    if (const uint64_t now = nowMs(); replica_.maintenancePending(now)) replica_.stepMaintenance(now, wallMs());
     flushPresence();
+    notePruning();
     events = replica_.takeEvents();
   }
   send(out_);

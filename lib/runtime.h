@@ -34,8 +34,8 @@
 // is held to the total caps only.
 //   member events -> Replica::takeEvents() after each step: links to removed members are
 //                    dropped, the rest goes to setMemberListener's listener;
-//   presence      -> in each step, Replica::stepPresence() when it is pending (member events,
-//                    permdown time); the tracker's diffs of the step (and of local presence
+//   maintenance   -> in each step, Replica::stepMaintenance() when it is pending (presence:
+//                    member events, permdown time; pruning of removed replicas); the tracker's diffs of the step (and of local presence
 //                    operations: withPresence()) go to the presence listener, under the state
 //                    lock, so every listener sees the diffs in the order they were made.
 //
@@ -147,6 +147,7 @@ struct RuntimeConfig {
   gossip::EngineConfig engine;
   gossip::MembershipConfig membership;
   gossip::PresenceConfig presence;
+  gossip::PruneConfig pruning;
   gossip::Limits limits;
   uint32_t maxQueuedPerPeer = 4096;  // messages per lane
   uint32_t maxUrgentInflight = 16;
@@ -311,6 +312,9 @@ class Runtime {
   // Under the state lock (shared at least).
   const gossip::ObjectStore& store() const { return replica_.store(); }
   const gossip::Engine& engine() const { return replica_.engine(); }
+  // Pruning of removed replicas (gossip/pruning.h): what this node did, and how many it forgot.
+  const gossip::PruneStats& pruneStats() const { return replica_.pruner().stats(); }
+  size_t forgottenReplicas() const { return replica_.store().forgottenReplicas().size(); }
   const gossip::Membership& membership() const { return *replica_.membership(); }
   std::shared_mutex& stateMutex() { return stateMutex_; }
   std::vector<MemberRow> members() const;
@@ -404,6 +408,12 @@ class Runtime {
   template <typename F>
   void step(F&& f);
   void flushPresence();  // under the unique state lock
+  // Logs what pruning did in a step: replicas forgotten, this replica pruned, why a candidate
+  // waits (on change only).
+  void notePruning();
+  size_t forgottenSeen_ = 0;
+  bool prunedSelfSeen_ = false;
+  std::string blockedSeen_;
   // Its address answers as another replica: Replica::retire, and nothing more is sent to it.
   void retireLater(ReplicaId id);
   void signOfLife(ReplicaId id);  // the peer shows it is up: retry its idle link now (rate-limited)

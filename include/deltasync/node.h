@@ -101,6 +101,10 @@ struct Tuning {
   uint64_t probeTimeoutMs = 200;
   uint32_t viewSize = 4;              // members each node probes and gossips with (partial view)
   uint64_t removeAfterMs = 30000;     // a down member is forgotten (reported removed) after this
+  // A member removed or left this long ago is pruned: its id leaves every object's metadata,
+  // cluster-wide, its entries kept under a live member's id (README, "Pruning removed replicas").
+  // It is refused if it comes back later: it must start under a new id. 0: never prune.
+  uint64_t pruneAfterMs = 7ULL * 24 * 3600 * 1000;
 };
 
 // When a write returns, with a data directory (NodeConfig::dataDir):

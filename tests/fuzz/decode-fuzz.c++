@@ -188,7 +188,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   } catch (const DecodeError&) {
   }
   r.tick(60000, out);
-  if (r.presencePending(60000)) r.stepPresence(60000);
+  if (r.maintenancePending(60000)) r.stepMaintenance(60000, 60000);
   for (const auto& [name, v] : r.store().objects()) requireValid(v);
   // The presence indexes agree with themselves: count() is the metas list() returns.
   for (const auto& topic : r.presence().topics()) {

@@ -65,6 +65,7 @@ struct SimConfig {
   bool membership = false;
   gossip::MembershipConfig membershipConfig;
   gossip::PresenceConfig presence;
+  gossip::PruneConfig pruning;
   // Also count the encoded bytes of the CRDT values inside pushes and chunks (costs a second
   // encoding of each; for experiments).
   bool countPayload = false;
@@ -282,6 +283,7 @@ class Simulator {
     rc.membershipConfig = config_.membershipConfig;
     rc.membershipConfig.seed = config_.seed * 1000003 + self.value;
     rc.presence = config_.presence;
+    rc.pruning = config_.pruning;
     rc.limits = config_.limits;
     nodes_[i].replica = std::make_unique<gossip::Replica>(self, "", rc);
     if (!config_.membership) return;
@@ -296,7 +298,7 @@ class Simulator {
   // Records node i's member events (suspicions are only counted), and steps its presence
   // tracker as lib/runtime does after every step.
   void collectEvents(size_t i) {
-    if (nodes_[i].replica->presencePending(now_)) nodes_[i].replica->stepPresence(now_);
+    if (nodes_[i].replica->maintenancePending(now_)) nodes_[i].replica->stepMaintenance(now_, now_);
     for (auto& e : nodes_[i].replica->takeEvents()) {
       if (e.state == gossip::MemberState::suspect && !e.removed) {
         ++stats_.suspicions;

@@ -1,0 +1,208 @@
+// Pruning removed replicas (gossip/pruning.h) on the real replica core under the deterministic
+// simulator, with membership: a node that is gone for good is pruned once its gone mark is
+// pruneAfterMs old, by one pruner, and afterwards no object anywhere holds its id while every
+// read gives what it gave before; the two sides of a partition do not prune meanwhile; a node
+// that comes back after it was pruned is refused and its writes are not taken.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "tests/sim/simulator.h"
+
+namespace deltasync::sim {
+namespace {
+
+using Set = crdt::ORSet<std::string>;
+using Reg = crdt::MVRegister<std::string>;
+
+// What an application reads from a node: every object's content, ids and dots left out.
+std::map<std::string, std::string> reads(const gossip::ObjectStore& s) {
+  std::map<std::string, std::string> out;
+  for (const auto& [name, v] : s.objects()) {
+    if (name[0] == '$') continue;
+    std::string r;
+    if (const auto* set = std::get_if<Set>(&v)) {
+      auto e = set->elements();
+      std::sort(e.begin(), e.end());
+      for (const auto& x : e) r += x + ",";
+    } else if (const auto* map = std::get_if<gossip::Map>(&v)) {
+      std::map<std::string, std::string> kv;
+      map->forEach([&](std::string_view k, const std::string& val) { kv[std::string(k)] = val; });
+      for (const auto& [k, val] : kv) r += k + "=" + val + ",";
+    } else if (const auto* c = std::get_if<crdt::PNCounter>(&v)) {
+      r = std::to_string(c->value());
+    } else if (const auto* g = std::get_if<crdt::GCounter>(&v)) {
+      r = std::to_string(g->value());
+    } else if (const auto* reg = std::get_if<Reg>(&v)) {
+      auto vals = reg->values();
+      std::sort(vals.begin(), vals.end());
+      for (const auto& x : vals) r += x + ",";
+    }
+    out[name] = r;
+  }
+  return out;
+}
+
+SimConfig config(uint64_t seed) {
+  SimConfig cfg;
+  cfg.nodes = 6;
+  cfg.seed = seed;
+  cfg.membership = true;
+  cfg.pruning.pruneAfterMs = 60000;
+  cfg.pruning.checkIntervalMs = 1000;
+  return cfg;
+}
+
+// Every node writes to every kind that can be re-homed; node `victim` more than most.
+void writeAll(Simulator& sim, int round) {
+  for (size_t i = 0; i < sim.size(); ++i) {
+    if (!sim.alive(i)) continue;
+    const auto self = sim.id(i);
+    const std::string tag = std::to_string(i) + "-" + std::to_string(round);
+    sim.at(i, [&](gossip::ObjectStore& s) {
+      s.update<Set>("set", [&](Set& x) { return x.add(self, "e" + tag); });
+      s.update<gossip::Map>("map", [&](gossip::Map& x) {
+        return x.set(self, "k" + std::to_string((i + round) % 4), "v" + tag, crdt::Timestamp{uint64_t(round) << 20 | i});
+      });
+      s.update<crdt::PNCounter>("pn", [&](crdt::PNCounter& x) { return x.increment(self, i + 1); });
+      s.update<crdt::GCounter>("g", [&](crdt::GCounter& x) { return x.increment(self, 2); });
+      s.update<Reg>("reg", [&](Reg& x) { return x.write(self, "r" + tag); });
+    });
+  }
+}
+
+bool anyMentions(Simulator& sim, ReplicaId r) {
+  for (size_t i = 0; i < sim.size(); ++i) {
+    if (!sim.alive(i)) continue;
+    for (const auto& [name, v] : sim.store(i).objects()) {
+      if (gossip::mentions(v, r)) return true;
+    }
+  }
+  return false;
+}
+
+uint64_t prunings(Simulator& sim) {
+  uint64_t n = 0;
+  for (size_t i = 0; i < sim.size(); ++i) n += sim.replica(i).pruner().stats().pruned;
+  return n;
+}
+
+bool allForgot(Simulator& sim, ReplicaId r) {
+  for (size_t i = 0; i < sim.size(); ++i) {
+    if (sim.alive(i) && !sim.store(i).forgotten(r)) return false;
+  }
+  return true;
+}
+
+TEST_CASE("pruning: a node gone for good is pruned once, leaves no trace, and every read stays the same") {
+  for (uint64_t seed : {1, 2, 3}) {
+    INFO("seed ", seed);
+    Simulator sim(config(seed));
+    sim.runFor(10000);
+    for (int round = 0; round < 5; ++round) {
+      writeAll(sim, round);
+      sim.runFor(500);
+    }
+    const size_t victim = 5;
+    const ReplicaId gone = sim.id(victim);
+    REQUIRE(sim.runUntilQuiet(60000));
+    // Some of its entries are removed or overwritten by others before it goes.
+    sim.at(1, [&](gossip::ObjectStore& s) {
+      s.update<Set>("set", [&](Set& x) { return x.remove("e5-0"); });
+    });
+    REQUIRE(sim.runUntilQuiet(60000));
+    sim.crash(victim);
+    sim.runFor(5000);
+    const auto before = reads(sim.store(0));
+    REQUIRE(before.at("set").find("e5-1") != std::string::npos);
+    CHECK(anyMentions(sim, gone));
+
+    // Removed after removeAfterMs (30 s), pruned pruneAfterMs (60 s) later.
+    for (int t = 0; t < 200 && !allForgot(sim, gone); ++t) sim.runFor(1000);
+    REQUIRE(allForgot(sim, gone));
+    REQUIRE(sim.runUntilQuiet(60000));
+    CHECK(prunings(sim) == 1);
+    CHECK(sim.divergence() == "");
+    CHECK_FALSE(anyMentions(sim, gone));
+    for (size_t i = 0; i < sim.size(); ++i) {
+      if (sim.alive(i)) CHECK(reads(sim.store(i)) == before);
+    }
+    // The re-homed entries are ordinary entries: removing one removes it everywhere.
+    sim.at(2, [&](gossip::ObjectStore& s) {
+      s.update<Set>("set", [&](Set& x) { return x.remove("e5-1"); });
+    });
+    writeAll(sim, 9);
+    REQUIRE(sim.runUntilQuiet(60000));
+    CHECK(sim.divergence() == "");
+    CHECK(reads(sim.store(0)).at("set").find("e5-1") == std::string::npos);
+    // Nothing waits: the gone mark and the votes went with the pruning.
+    for (size_t i = 0; i < sim.size(); ++i) {
+      if (sim.alive(i)) CHECK(sim.replica(i).pruner().stats().blocked == "");
+    }
+  }
+}
+
+TEST_CASE("pruning: while a partition is on, neither side prunes; after the heal one node does") {
+  // Node 5 dies; 60 s later (its gone mark still young) the cluster splits {0,1} | {2,3,4} for
+  // 80 s. Node 5's mark comes of age during the split, but each side has marked the other gone
+  // (young marks): nobody prunes. Pruning each side's view of node 5 apart would re-home its
+  // entries twice (a counter counted twice after the heal).
+  Simulator sim(config(7));
+  sim.runFor(10000);
+  for (int round = 0; round < 3; ++round) {
+    writeAll(sim, round);
+    sim.runFor(500);
+  }
+  REQUIRE(sim.runUntilQuiet(60000));
+  const auto before = reads(sim.store(0));
+  const ReplicaId gone = sim.id(5);
+  sim.crash(5);
+  sim.runFor(60000);
+  sim.partition({0, 0, 1, 1, 1, 2});
+  sim.runFor(80000);
+  CHECK(prunings(sim) == 0);
+  for (size_t i = 0; i < 5; ++i) CHECK_FALSE(sim.store(i).forgotten(gone));
+  CHECK(sim.replica(0).pruner().stats().blocked.find("marked gone less than") != std::string::npos);
+  sim.heal();
+  for (int t = 0; t < 300 && !allForgot(sim, gone); ++t) sim.runFor(1000);
+  REQUIRE(allForgot(sim, gone));
+  REQUIRE(sim.runUntilQuiet(60000));
+  CHECK(prunings(sim) == 1);
+  CHECK(sim.divergence() == "");
+  CHECK_FALSE(anyMentions(sim, gone));
+  CHECK(reads(sim.store(0)) == before);
+}
+
+TEST_CASE("pruning: a node that comes back after it was pruned is refused, and its writes are not taken") {
+  Simulator sim(config(11));
+  sim.runFor(10000);
+  writeAll(sim, 0);
+  REQUIRE(sim.runUntilQuiet(60000));
+  const ReplicaId gone = sim.id(5);
+  sim.crash(5);
+  for (int t = 0; t < 200 && !allForgot(sim, gone); ++t) sim.runFor(1000);
+  REQUIRE(allForgot(sim, gone));
+  REQUIRE(sim.runUntilQuiet(60000));
+  const auto before = reads(sim.store(0));
+  // It returns with its state under its id, and writes.
+  sim.restart(5, true);
+  sim.at(5, [&](gossip::ObjectStore& s) {
+    s.update<Set>("set", [&](Set& x) { return x.add(gone, "late"); });
+  });
+  const uint64_t errors = sim.stats().errors;
+  sim.runFor(30000);
+  CHECK(sim.stats().errors > errors);
+  CHECK(sim.stats().lastError.find("was pruned from the cluster") != std::string::npos);
+  for (size_t i = 0; i < 5; ++i) {
+    INFO("node ", i);
+    CHECK(reads(sim.store(i)) == before);
+    CHECK(sim.store(i).forgotten(gone));
+    for (const auto& [name, v] : sim.store(i).objects()) CHECK_FALSE(gossip::mentions(v, gone));
+  }
+}
+
+}  // namespace
+}  // namespace deltasync::sim
