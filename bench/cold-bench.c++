@@ -23,6 +23,8 @@
 //   map-chunk                                   the same map split into catch-up parts of at
 //                                               most EngineConfig::maxChunkBytes (partsOf), each
 //                                               encoded (what serving a request does)
+//   prune-scan, prune-apply                     pruning the map's writer (gossip/pruning.h): a
+//                                               vote's digest of it; applying the done mark
 // The copies a join starts from are made before its timer starts, as in the Google Benchmark
 // binaries; destroying results is never timed.
 //
@@ -52,6 +54,7 @@
 #include "crdt/or-set.h"
 #include "gossip/engine.h"
 #include "gossip/envelope.h"
+#include "gossip/pruning.h"
 
 namespace deltasync::bench {
 namespace {
@@ -252,6 +255,36 @@ Case mapChunk() {
           }};
 }
 
+// Pruning the replica that wrote the 1e6-key map (gossip/pruning.h): a pruning vote's digest of
+// what the map holds of it (each look while a replica awaits pruning), and applying the done
+// mark on a copy (the marker's part, its write joined, the id forgotten: each node does it once).
+Case pruneScan() {
+  auto v = bigMap();
+  auto digest = std::make_shared<uint64_t>(0);
+  return {kAddCount, [] {}, [v, digest] { *digest = gossip::traceOf(*v, kReplicaA); },
+          [digest] { return *digest != 0; }};
+}
+
+Case pruneApply() {
+  auto v = bigMap();
+  auto copy = std::make_shared<std::unique_ptr<gossip::Value>>();
+  const crdt::ReplicaId pruner{kReplicaA.value + 1};
+  return {kAddCount, [v, copy] { *copy = std::make_unique<gossip::Value>(*v); },
+          [copy, pruner] {
+            gossip::Value& x = **copy;
+            auto part = gossip::markerPart("m", x, kReplicaA, pruner);
+            gossip::joinInto(x, gossip::applyPart(*part, x, kReplicaA, pruner));
+            gossip::forget(x, kReplicaA);
+          },
+          [copy, pruner] {
+            const auto& m = std::get<gossip::Map>(**copy);
+            bool ok = m.size() == kAddCount && !gossip::mentions(**copy, kReplicaA) &&
+                      m.context().max(pruner) == kAddCount;
+            copy->reset();
+            return ok;
+          }};
+}
+
 const std::vector<std::pair<std::string, std::function<Case()>>>& cases() {
   static const std::vector<std::pair<std::string, std::function<Case()>>> all = {
       {"orset-add/shuffled", [] { return orsetAdd(Order::kShuffled); }},
@@ -262,6 +295,8 @@ const std::vector<std::pair<std::string, std::function<Case()>>>& cases() {
       {"map-merge", mapMerge},
       {"map-encode", mapEncode},
       {"map-chunk", mapChunk},
+      {"prune-scan", pruneScan},
+      {"prune-apply", pruneApply},
   };
   return all;
 }

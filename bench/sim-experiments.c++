@@ -10,6 +10,9 @@
 //                           sets over 1,000 keys, fan-out 2: bytes per operation until converged
 //   sim-experiments detect  [--nodes=1000] [--crashes=20]  time until a crash is down everywhere
 //   sim-experiments idle    [--nodes=1000]  bytes per second per node of an idle cluster
+//   sim-experiments restarts [--generations=100] [--prune-after=60]  6 nodes; every 10 s one node
+//                           stops (leaves) and starts again under a new id, then writes: the
+//                           replica ids left in the objects' metadata, with pruning and without
 //   sim-experiments all     everything above with defaults (rounds also at N = 10000, static)
 #include <algorithm>
 #include <cmath>
@@ -17,10 +20,12 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "gossip/compact.h"
 #include "measure.h"
 #include "tests/sim/simulator.h"
 
@@ -311,11 +316,94 @@ void idle(const Args& a) {
               static_cast<double>(sim.stats().messages - m0) / static_cast<double>(n * seconds));
 }
 
+// What an object store holds of its objects' metadata: distinct replica ids in the contexts and
+// counters of the user's objects, their bytes in memory, and their compact encoding.
+struct Metadata {
+  size_t ids = 0, memory = 0, encoded = 0;
+};
+Metadata metadata(const ds::gossip::ObjectStore& s) {
+  std::set<uint64_t> ids;
+  Metadata m;
+  for (const auto& [name, v] : s.objects()) {
+    if (name[0] == '$') continue;
+    std::visit(
+        [&](const auto& x) {
+          if constexpr (requires { x.context().origins(); }) {
+            for (const auto& o : x.context().origins()) ids.insert(o.replica.value);
+          } else if constexpr (requires { x.begin()->replica; }) {
+            for (const auto& e : x) ids.insert(e.replica.value);
+          }
+        },
+        v);
+    m.memory += ds::gossip::memoryBytes(v);
+    if (ds::gossip::compactable(v)) {
+      ds::gossip::ColumnWriter w;
+      ds::gossip::encodeCompact(v, s.self(), w);
+      m.encoded += w.size();
+    }
+  }
+  m.ids = ids.size();
+  return m;
+}
+
+void restarts(const Args& a) {
+  const int generations = std::stoi(a.get("generations", "100"));
+  const uint64_t pruneAfterS = std::stoull(a.get("prune-after", "60"));
+  std::printf("## metadata after %d restarts under new ids (6 nodes, one stops and starts every 10 s)\n\n",
+              generations);
+  std::printf("| pruning | replica ids in the metadata | memory bytes | compact bytes | replicas pruned |\n"
+              "|---|---|---|---|---|\n");
+  for (const uint64_t after : {uint64_t{0}, pruneAfterS * 1000}) {
+    SimConfig cfg;
+    cfg.nodes = 6;
+    cfg.seed = 21;
+    cfg.membership = true;
+    cfg.pruning.pruneAfterMs = after;
+    cfg.pruning.checkIntervalMs = 1000;
+    Simulator sim(cfg);
+    sim.runFor(10000);
+    auto write = [&](size_t i, int g) {
+      const auto self = sim.id(i);
+      sim.at(i, [&](ds::gossip::ObjectStore& s) {
+        for (int k = 0; k < 50; ++k) {
+          const std::string key = "k" + std::to_string(sim.below(1000));
+          s.update<ds::gossip::Map>("map", [&](ds::gossip::Map& m) {
+            return m.set(self, key, "v" + std::to_string(g), ds::crdt::Timestamp{uint64_t(g) << 20 | uint64_t(k)});
+          });
+        }
+        s.update<ds::crdt::ORSet<std::string>>("set", [&](ds::crdt::ORSet<std::string>& x) {
+          return x.add(self, "e" + std::to_string(sim.below(200)));
+        });
+        s.update<ds::crdt::PNCounter>("counter", [&](ds::crdt::PNCounter& c) { return c.increment(self, 1); });
+      });
+    };
+    for (size_t i = 0; i < sim.size(); ++i) write(i, 0);
+    for (int g = 1; g <= generations; ++g) {
+      const size_t i = 1 + sim.below(sim.size() - 1);  // node 0 stays: it is measured
+      sim.leave(i);
+      sim.runFor(500);
+      sim.crash(i);
+      sim.restart(i, false);
+      sim.runFor(1000);
+      write(i, g);
+      sim.runFor(8500);
+    }
+    sim.runFor(after + 60000);  // the last ones pruned too
+    sim.runUntilQuiet(120000);
+    const Metadata m = metadata(sim.store(0));
+    uint64_t pruned = 0;
+    for (size_t i = 0; i < sim.size(); ++i) pruned += sim.replica(i).pruner().stats().pruned;
+    std::printf("| %s | %zu | %zu | %zu | %lu |\n", after == 0 ? "off" : ("after " + std::to_string(pruneAfterS) + " s").c_str(),
+                m.ids, m.memory, m.encoded, static_cast<unsigned long>(pruned));
+  }
+  std::printf("\n");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc < 2 || std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0) {
-    std::printf("usage: sim-experiments rounds|mesh|sets|detect|idle|all [--key=value ...]\n"
+    std::printf("usage: sim-experiments rounds|mesh|sets|detect|idle|restarts|all [--key=value ...]\n"
                 "see the top of bench/sim-experiments.c++ for the options\n");
     return argc < 2 ? 2 : 0;
   }
@@ -336,6 +424,7 @@ int main(int argc, char** argv) {
     else if (what == "sets") sets(a);
     else if (what == "detect") detect(a);
     else if (what == "idle") idle(a);
+    else if (what == "restarts") restarts(a);
     else if (what == "all") {
       rounds(a);
       Args big;

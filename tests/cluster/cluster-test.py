@@ -460,6 +460,10 @@ def hardening(binary, workdir):
     r = subprocess.run([binary, "ctl", "127.0.0.1:1", "add", "s"], capture_output=True, text=True, timeout=10)
     if r.returncode != 2 or "NAME ELEMENT..." not in r.stderr:
         raise Failure(f"ctl add without an element: exit {r.returncode}, {r.stderr.strip()}")
+    r = subprocess.run([binary, "node", "--listen", "127.0.0.1:0", "--prune-after", "soon"], capture_output=True,
+                       text=True, timeout=10)
+    if r.returncode != 2 or "--prune-after" not in r.stderr:
+        raise Failure(f"node --prune-after soon: exit {r.returncode}, {r.stderr.strip()}")
     hosts = ["127.0.0.1", "127.0.0.2"]
     port = free_port(hosts)
     metrics = f"127.0.0.1:{free_port(['127.0.0.1'])}"

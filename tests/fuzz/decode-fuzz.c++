@@ -1,9 +1,10 @@
 // libFuzzer target for one decoder entry point (13: the replica core's receive path behind the
-// decoder), chosen at build time by FUZZ_ENTRY (one
+// decoder; 14: pruning markers), chosen at build time by FUZZ_ENTRY (one
 // executable per entry point, see tests/fuzz/meson.build). Each input is a framed message:
 //   - decoding must either succeed or throw DecodeError (anything else crashes the fuzzer);
 //   - a decoded value must satisfy its invariants, and re-encoding then decoding it must give
 //     the same value (so nothing accepted is ever half-understood).
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 
@@ -12,6 +13,7 @@
 #include "gossip/compression.h"
 #include "gossip/envelope.h"
 #include "gossip/message.h"
+#include "gossip/pruning.h"
 #include "gossip/replica.h"
 #include "gossip/auth.h"
 
@@ -203,6 +205,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     } catch (const AuthError&) {
     }
   }
+#elif FUZZ_ENTRY == 14
+  // A pruning marker (gossip/pruning.h): the value of a "$prune" done mark, raw bytes. At most
+  // 2^16 dots per object here, so a run cannot make a single input slow.
+  PruneMarker marker;
+  try {
+    marker = decodePruneMarker(std::string_view(reinterpret_cast<const char*>(data), size), 1 << 16);
+  } catch (const DecodeError&) {
+    return 0;
+  }
+  for (const auto& o : marker.objects) require(std::is_sorted(o.dots.begin(), o.dots.end()));
+  require(decodePruneMarker(encodePruneMarker(marker), 1 << 16) == marker);
 #else
 #error "FUZZ_ENTRY must name a decoder entry point"
 #endif

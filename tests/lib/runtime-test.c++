@@ -14,6 +14,7 @@
 
 #include <deltasync/codec.h>
 
+#include "gossip/pruning.h"
 #include "lib/clock-watch.h"
 #include "lib/control.h"
 #include "lib/log.h"
@@ -180,6 +181,40 @@ TEST_CASE("runtime: a crashed replica is declared down, restarts with its id and
   const std::vector<std::string> all{"also-while-down", "before", "while-down"};
   REQUIRE(c.runUntil([&] { return c.render("c", "s") == all && c.liveMembers("a") == 3; }));
   CHECK(c.render("b", "s") == all);
+}
+
+TEST_CASE("runtime: a replica gone past the pruning horizon is pruned; back under its id, it is refused at the handshake") {
+  Cluster c;
+  c.tune = [](RuntimeConfig& rc) {
+    rc.membership.removeAfterMs = 300;
+    rc.pruning.pruneAfterMs = 1;  // (wall clock) due as soon as it is marked gone
+    rc.pruning.checkIntervalMs = 100;
+  };
+  c.start(1, "a", {});
+  c.start(2, "b", {"a"});
+  c.start(3, "c", {"a"});
+  REQUIRE(c.runUntil([&] { return c.liveMembers("a") == 3 && c.liveMembers("b") == 3 && c.liveMembers("c") == 3; }));
+  objects::add(c.at("c"), "s", "from-c");
+  REQUIRE(c.runUntil([&] { return c.render("a", "s") == std::vector<std::string>{"from-c"} &&
+                                  c.render("b", "s") == std::vector<std::string>{"from-c"}; }));
+  c.crash("c");
+  REQUIRE(c.runUntil([&] { return c.at("a").forgottenReplicas() == 1 && c.at("b").forgottenReplicas() == 1; }));
+  CHECK(c.at("a").pruneStats().pruned == 1);  // the lowest live id prunes
+  CHECK(c.render("a", "s") == std::vector<std::string>{"from-c"});  // its entry kept, under a's id
+  CHECK(c.render("b", "s") == std::vector<std::string>{"from-c"});
+  for (const char* n : {"a", "b"}) {
+    for (const auto& [name, v] : c.at(n).store().objects()) CHECK_FALSE(gossip::mentions(v, ReplicaId{3}));
+  }
+  // It comes back under its id: refused, and nothing it writes is taken.
+  const uint64_t refused = c.at("a").gatekeeperStats().peerRefused + c.at("b").gatekeeperStats().peerRefused;
+  c.start(3, "c", {"a"});
+  objects::add(c.at("c"), "s", "late");
+  REQUIRE(c.runUntil([&] {
+    return c.at("a").gatekeeperStats().peerRefused + c.at("b").gatekeeperStats().peerRefused > refused;
+  }));
+  c.run(2000);
+  CHECK(c.render("a", "s") == std::vector<std::string>{"from-c"});
+  CHECK(c.liveMembers("a") == 2);
 }
 
 TEST_CASE("runtime: dials back off while a peer refuses, and reconnect when it returns") {
