@@ -6,6 +6,7 @@
 
 #include "gossip/compact.h"
 #include "gossip/envelope.h"
+#include "gossip/pruning.h"
 #include "gossip/split.h"
 
 namespace deltasync::gossip {
@@ -600,16 +601,31 @@ void Engine::serveRequest(ReplicaId j, const StateRequestMsg& m, std::vector<Out
   // most, since a chunk names each object once.
   std::vector<std::vector<EncodedObject>> chunks(1);
   size_t bytes = 0;
+  // Pruning's marks ride in every chunk when the peer lacks some and they are small: a chunk of a
+  // large transfer is joined as it arrives, and a counter the pruner's share was folded into must
+  // never be joined where the pruned replica's own share is not forgotten yet (gossip/pruning.h).
+  std::vector<EncodedObject> marks;
+  if (std::find(m.names.begin(), m.names.end(), kPruneObject) != m.names.end()) {
+    if (const Value* v = store_.find(std::string(kPruneObject))) {
+      auto parts = partsOf(*v, config_.maxChunkBytes);
+      if (parts.size() == 1 && parts[0].size() <= config_.maxChunkBytes / 4) {
+        marks.push_back({std::string(kPruneObject), std::move(parts[0])});
+        bytes = marks[0].value.size() + marks[0].name.size();
+        chunks.back() = marks;
+      }
+    }
+  }
   for (const std::string& name : m.names) {
     const Value* v = store_.find(name);
     if (v == nullptr) continue;  // never ours (a confused or hostile peer): nothing to send
+    if (!marks.empty() && name == kPruneObject) continue;  // in every chunk already
     for (Bytes& part : partsOf(*v, config_.maxChunkBytes)) {
       size_t size = part.size() + name.size();
       bool named = std::any_of(chunks.back().begin(), chunks.back().end(),
                                [&](const EncodedObject& o) { return o.name == name; });
-      if (!chunks.back().empty() && (named || bytes + size > config_.maxChunkBytes)) {
-        chunks.emplace_back();
-        bytes = 0;
+      if (chunks.back().size() > marks.size() && (named || bytes + size > config_.maxChunkBytes)) {
+        chunks.push_back(marks);
+        bytes = marks.empty() ? 0 : marks[0].value.size() + marks[0].name.size();
       }
       bytes += size;
       chunks.back().push_back({name, std::move(part)});

@@ -387,7 +387,9 @@ void Pruner::step(const Membership& membership, uint64_t wallMs) {
   std::vector<ReplicaId> voters{self};  // this node and the members alive, suspect or down here
   membership.forEachMember([&](const MemberInfo& m) {
     const bool out = m.removed || m.state == MemberState::left;
-    if (!out) voters.push_back(m.id);
+    // (A pruned replica that came back may be alive in the table for a while: its messages are
+    // refused, so it is soon down again. It never votes.)
+    if (!out && !store_.forgotten(m.id)) voters.push_back(m.id);
     if (out && !gone.count(m.id) && !store_.forgotten(m.id)) {
       const bool left = m.state == MemberState::left;
       const std::string since = std::to_string(wallMs) + (left ? " left" : "");

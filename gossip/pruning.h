@@ -53,7 +53,12 @@
 //     it, so the pruner's own re-homed entries, sent with the mark, never hide such a removal.
 //   - Counters: r's totals no longer change and every member had the same ones (digest); the
 //     marker's sum joins by maximum, so it counts them once, however often it is applied. The
-//     sum is joined and r forgotten in one call, so no reader sees r's totals twice.
+//     sum is joined and r forgotten in one call, so no reader sees r's totals twice. A counter
+//     that already holds the sum (any later state of the pruner's, or of a node that applied
+//     the mark) must not be joined where r is not forgotten yet: a push carries the mark's unit
+//     before anything that follows it in the sender's log, and a catch-up carries "$prune" in
+//     every chunk when the receiver lacks part of it (Engine::serveRequest; only a "$prune"
+//     larger than a quarter of a chunk, thousands of marks, goes once, in the first chunk).
 //   - A replica that comes back after it was pruned (its id in a done mark) is refused: its
 //     messages are refused (ProtocolError naming the cause) and whatever anyone sends of its
 //     dots is stripped. It must restart under a new id (a new data directory); what it wrote

@@ -146,11 +146,14 @@ JoinStats ObjectStore::joinRemote(ReplicaId from, const std::vector<NamedValue>&
     reported = true;
     report(Change{it->first, news, o.value, from});
   };
-  // "$prune" first: a done mark it brings is applied to our state as it is before the message's
-  // other objects (the pruner's own re-homed entries among them) are joined (gossip/pruning.h).
-  const auto marks = std::find_if(in->begin(), in->end(), [](const NamedValue& o) { return o.name == kPruneObject; });
-  if (marks != in->end()) {
-    joinOne(*marks);
+  // "$prune" first (all its parts): a done mark it brings is applied to our state as it is before
+  // the message's other objects (the pruner's own re-homed entries among them) are joined
+  // (gossip/pruning.h).
+  const bool marks = std::any_of(in->begin(), in->end(), [](const NamedValue& o) { return o.name == kPruneObject; });
+  if (marks) {
+    for (const auto& o : *in) {
+      if (o.name == kPruneObject) joinOne(o);
+    }
     const size_t before = forgotten_.size();
     if (reported) unitEnded();
     reported = false;

@@ -4,7 +4,9 @@
 // rules that make it safe.
 #include "gossip/engine.h"
 #include "gossip/envelope.h"
+#include "gossip/pruning.h"
 
+#include <algorithm>
 #include <deque>
 #include <map>
 #include <string>
@@ -475,6 +477,39 @@ TEST_CASE("engine: a large map is served in parts that are full, encoded once, a
     // Every entry part but the last is at least 5/8 of the bound (the cut aims at 7/8).
     CHECK(bytes >= (entryParts - 1) * maxBytes * 5 / 8);
   }
+}
+
+TEST_CASE("engine: pruning's marks ride in every chunk of a catch-up that lacks them") {
+  // A chunk of a large transfer is joined as it arrives: a counter that a pruner's share was
+  // folded into must not land where the pruned replica's own share is still counted.
+  EngineConfig cfg;
+  cfg.maxLogEntries = 1;  // b catches up by digest
+  cfg.maxChunkBytes = 4096;
+  Node a(kA, cfg), b(kB, cfg);
+  Net net;
+  net.add(a);
+  net.add(b);
+  for (int i = 0; i < 3000; ++i) a.update<Set>("s", [&](Set& x) { return x.add(kA, "element-" + std::to_string(i)); });
+  a.update<Map>(std::string(kPruneObject), [&](Map& m) { return m.set(kA, goneKey(kC), "1", {}); });
+  a.setNeighbors({kB});
+  b.setNeighbors({kA});
+  for (int round = 0; round < 10; ++round) {
+    net.tick(a);
+    net.tick(b);
+    net.deliverAll();
+  }
+  size_t chunks = 0, withMarks = 0;
+  for (const auto& sent : net.delivered) {
+    const auto* c = std::get_if<StateChunkMsg>(&sent.message);
+    if (c == nullptr) continue;
+    ++chunks;
+    withMarks += std::count_if(c->objects.begin(), c->objects.end(), [](const NamedValue& o) { return o.name == kPruneObject; });
+  }
+  CHECK(chunks >= 3);
+  CHECK(withMarks == chunks);
+  REQUIRE(b.find("s") != nullptr);
+  CHECK(std::get<Set>(*b.find("s")).size() == 3000);
+  CHECK(*b.find(std::string(kPruneObject)) == *a.find(std::string(kPruneObject)));
 }
 
 }  // namespace
