@@ -58,7 +58,9 @@
 //     the mark) must not be joined where r is not forgotten yet: a push carries the mark's unit
 //     before anything that follows it in the sender's log, and a catch-up carries "$prune" in
 //     every chunk when the receiver lacks part of it (Engine::serveRequest; only a "$prune"
-//     larger than a quarter of a chunk, thousands of marks, goes once, in the first chunk).
+//     larger than a quarter of a chunk, thousands of marks, goes once like any object: then a
+//     transfer too large to be held whole may show such a counter high until its "$prune"
+//     part arrives).
 //   - A replica that comes back after it was pruned (its id in a done mark) is refused: its
 //     messages are refused (ProtocolError naming the cause) and whatever anyone sends of its
 //     dots is stripped. It must restart under a new id (a new data directory); what it wrote
