@@ -119,6 +119,9 @@ class CounterMap {
     return it == slots_.end() ? PNCounter::Entry{r, 0, 0} : it->second.totals.get(r);
   }
 
+  // Key k's slot, or end().
+  const_iterator find(const K& k) const { return slots_.find(k); }
+
   // Every slot, removed keys included, in key order (for the wire codec).
   const_iterator begin() const { return slots_.begin(); }
   const_iterator end() const { return slots_.end(); }

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstdio>
 #include <limits>
+#include <map>
+#include <unordered_map>
 #include <type_traits>
 #include <utility>
 
@@ -103,19 +105,24 @@ bool mentions(const Value& v, ReplicaId r) {
       v);
 }
 
-std::string unprunable(const Value& v, ReplicaId r) {
+std::string unprunable(const Value& v, ReplicaId r, ReplicaId pruner) {
+  auto overflows = [](const crdt::PNCounter::Entry& a, const crdt::PNCounter::Entry& b) {
+    return addOverflows(a.increments, b.increments) || addOverflows(a.decrements, b.decrements);
+  };
   return std::visit(
       [&](const auto& x) -> std::string {
         using T = std::decay_t<decltype(x)>;
-        if constexpr (kCausal<T> && !kDots<T>) {
-          bool live = false;
-          x.store().forEachDot([&](crdt::Dot d) { live = live || d.replica == r; });
-          return live ? std::string("it holds live entries of the replica in an ") + kindName(v) +
-                            " (entries in or-maps are not re-homed yet)"
-                      : std::string();
+        if constexpr (kCounter<T>) {
+          const auto [p, n] = totalsOf(x, r);
+          const auto [sp, sn] = totalsOf(x, pruner);
+          return addOverflows(sp, p) || addOverflows(sn, n) ? "the pruner's total would pass 2^64 - 1" : "";
         } else if constexpr (std::is_same_v<T, MapOfCounters>) {
-          return traceOf(v, r) != 0 ? "it holds counts of the replica in a map of counters (not re-homed yet)"
-                                    : std::string();
+          for (const auto& [k, slot] : x) {
+            if (overflows(slot.totals.get(r), slot.totals.get(pruner)) || overflows(slot.floors.get(r), slot.floors.get(pruner))) {
+              return "the pruner's total of a key would pass 2^64 - 1";
+            }
+          }
+          return {};
         } else {
           return {};
         }
@@ -128,7 +135,7 @@ std::optional<PruneMarker::Object> markerPart(const std::string& name, const Val
       [&](const auto& x) -> std::optional<PruneMarker::Object> {
         using T = std::decay_t<decltype(x)>;
         PruneMarker::Object part{name};
-        if constexpr (kDots<T>) {
+        if constexpr (kCausal<T>) {
           x.store().forEachDot([&](crdt::Dot d) {
             if (d.replica == r) part.dots.push_back(d.counter);
           });
@@ -143,11 +150,20 @@ std::optional<PruneMarker::Object> markerPart(const std::string& name, const Val
           const auto [p, n] = totalsOf(x, r);
           if (p == 0 && n == 0) return std::nullopt;
           const auto [sp, sn] = totalsOf(x, self);
-          if (addOverflows(sp, p) || addOverflows(sn, n)) {
-            throw std::overflow_error("pruning: the pruner's counter total would pass 2^64 - 1");
-          }
-          part.increments = sp + p;
+          part.increments = sp + p;  // (unprunable(): no overflow)
           part.decrements = sn + n;
+          return part;
+        } else if constexpr (std::is_same_v<T, MapOfCounters>) {
+          for (const auto& [k, slot] : x) {
+            const auto t = slot.totals.get(r);
+            if (t.increments == 0 && t.decrements == 0) continue;
+            const auto f = slot.floors.get(r);
+            const auto st = slot.totals.get(self);
+            const auto sf = slot.floors.get(self);
+            part.slots.push_back({k, st.increments + t.increments, st.decrements + t.decrements,
+                                  sf.increments + f.increments, sf.decrements + f.decrements});
+          }
+          if (part.slots.empty()) return std::nullopt;
           return part;
         } else {
           return std::nullopt;
@@ -187,6 +203,62 @@ Value applyPart(const PruneMarker::Object& part, const Value& v, ReplicaId r, Re
           auto loaded = std::move(load).finish();
           if (!std::holds_alternative<Store>(loaded)) throw std::logic_error("pruning: re-homed entries did not load");
           return Value(T::fromParts(std::get<Store>(std::move(loaded)), std::move(out)));
+        } else if constexpr (kCausal<T>) {  // or-maps: r's entries sit in the keys' inner stores
+          using Outer = typename T::Store;
+          using Inner = typename Outer::Inner;
+          using Key = typename T::Key;
+          const auto& ctx = x.context();
+          std::unordered_map<uint64_t, std::pair<const Key*, uint32_t>> at;  // r's counter -> (key, position)
+          x.store().forEach([&](const Key& k, const Inner& inner) {
+            for (uint32_t p = 0; p < inner.size(); ++p) {
+              if (const crdt::Dot d = inner.dotAt(p); d.replica == r) at.emplace(d.counter, std::pair{&k, p});
+            }
+          });
+          std::map<Key, Inner> moved;
+          crdt::CausalContext out;
+          for (size_t i = 0; i < part.dots.size(); ++i) {
+            const crdt::Dot was{r, part.dots[i]};
+            const crdt::Dot now{pruner, part.base + i + 1};
+            if (ctx.contains(now)) continue;
+            if (auto it = at.find(was.counter); it != at.end()) {
+              const Inner& inner = *x.store().find(*it->second.first);
+              moved[*it->second.first].insertNew(inner.keyAt(it->second.second), now, inner.valueAt(it->second.second));
+              out.add(was);
+              out.add(now);
+            } else if (ctx.contains(was)) {
+              out.add(now);
+            }
+          }
+          if (out.empty()) return Value(T{});
+          Outer store;
+          for (auto& [k, inner] : moved) store.put(k, std::move(inner));
+          return Value(T::fromParts(std::move(store), std::move(out)));
+        } else if constexpr (std::is_same_v<T, MapOfCounters>) {
+          // Per key: the marker's sums, and our own r floors added to our pruner floors (see the
+          // header), every half at most the folded totals.
+          MapOfCounters out;
+          for (const auto& s : part.slots) {
+            MapOfCounters::Slot slot;
+            const crdt::PNCounter::Entry mineT = x.totalsOf(s.key, pruner);
+            const crdt::PNCounter::Entry totals{pruner, std::max(mineT.increments, s.increments),
+                                                std::max(mineT.decrements, s.decrements)};
+            crdt::PNCounter::Entry floors{pruner, s.floorIncrements, s.floorDecrements};
+            if (auto it = x.find(s.key); it != x.end()) {
+              const auto pf = it->second.floors.get(pruner);
+              const auto rf = it->second.floors.get(r);
+              floors.increments = std::max({floors.increments, pf.increments,
+                                            addOverflows(pf.increments, rf.increments) ? UINT64_MAX : pf.increments + rf.increments});
+              floors.decrements = std::max({floors.decrements, pf.decrements,
+                                            addOverflows(pf.decrements, rf.decrements) ? UINT64_MAX : pf.decrements + rf.decrements});
+            }
+            floors.increments = std::min(floors.increments, totals.increments);
+            floors.decrements = std::min(floors.decrements, totals.decrements);
+            if (totals.increments == 0 && totals.decrements == 0) continue;
+            slot.totals = crdt::PNCounter::fromEntries({&totals, 1});
+            slot.floors = crdt::PNCounter::fromEntries({&floors, 1});
+            out.insertSlot(s.key, std::move(slot));
+          }
+          return strip(Value(std::move(out)), v);  // only what adds to our state
         } else if constexpr (std::is_same_v<T, crdt::GCounter>) {
           if (x.get(pruner) >= part.increments) return Value(T{});
           const crdt::GCounter::Entry e{pruner, part.increments};
@@ -269,6 +341,12 @@ std::string encodePruneMarker(const PruneMarker& m) {
     }
     appendVarint(out, o.increments);
     appendVarint(out, o.decrements);
+    appendVarint(out, o.slots.size());
+    for (const auto& slot : o.slots) {
+      appendVarint(out, slot.key.size());
+      out += slot.key;
+      for (uint64_t v : {slot.increments, slot.decrements, slot.floorIncrements, slot.floorDecrements}) appendVarint(out, v);
+    }
   }
   return out;
 }
@@ -300,6 +378,19 @@ PruneMarker decodePruneMarker(std::string_view bytes, uint64_t maxDots) {
     if (o.base > crdt::kMaxDotCounter - o.dots.size()) in.fail("re-homed dots past the counter limit");
     o.increments = in.varint();
     o.decrements = in.varint();
+    const uint64_t slots = in.varint();
+    if (slots > in.remaining()) in.fail("more keys than bytes");
+    for (uint64_t j = 0; j < slots; ++j) {
+      PruneMarker::Slot slot;
+      slot.key = std::string(in.raw(in.varint()));
+      slot.increments = in.varint();
+      slot.decrements = in.varint();
+      slot.floorIncrements = in.varint();
+      slot.floorDecrements = in.varint();
+      if (slot.floorIncrements > slot.increments || slot.floorDecrements > slot.decrements) in.fail("a floor above its total");
+      if (!o.slots.empty() && o.slots.back().key >= slot.key) in.fail("keys not ascending");
+      o.slots.push_back(std::move(slot));
+    }
     if (!m.objects.empty() && m.objects.back().name >= o.name) in.fail("object names not ascending");
     m.objects.push_back(std::move(o));
   }
@@ -431,7 +522,7 @@ void Pruner::step(const Membership& membership, uint64_t wallMs) {
     for (const auto& [name, v] : store_.objects()) {
       if (const uint64_t t = traceOf(v, r); t != 0) digest += hashCombine(hashBytes(name), t);
       if (why.empty()) {
-        if (std::string u = unprunable(v, r); !u.empty()) why = "object '" + name + "': " + u;
+        if (std::string u = unprunable(v, r, self); !u.empty()) why = "object '" + name + "': " + u;
       }
     }
     char hex[17];

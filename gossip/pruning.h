@@ -38,7 +38,10 @@
 //      this node's local change (logged and sent like any write: the same on every node, so
 //      idempotent), then r is stripped from every object, and from every object received from
 //      then on, and r's messages are refused. Nothing the readers see changes: r's entries are
-//      the pruner's now, and r's totals are counted in the pruner's.
+//      the pruner's now, and r's totals are counted in the pruner's. (An object left with
+//      nothing but r's context, every entry of it removed, becomes bottom and leaves the store,
+//      as if never written: it reads empty either way. Kept, it would differ from the store of a
+//      node that never had it, and catch-up would ask for it for ever.)
 //
 // Why it is safe:
 //   - Agreement: equal digests mean every live member holds the same entries and context of r
@@ -68,11 +71,16 @@
 //     never rejoins under its old identity); pruneAfterMs defaults to 7 days for nodes that go
 //     offline for long.
 //
-// Limits (documented in README): an or-map (of maps or of sets) or a map of counters that holds
-// r's live entries or totals cannot be re-homed yet: r is then not pruned (unprunable() says
-// why) until those entries are overwritten or removed. An LWW register keeps its writer's id
-// (a tie-break, not metadata that grows). Under the shared secret, a done mark is a statement
-// any holder of the secret can forge (gossip/README.md, "Trust model").
+// Maps of counters: a key's floors are what removeKeys observed. The marker adds r's floors to the
+// pruner's as it adds the totals; a node applying it also adds the r floors it holds itself to
+// the pruner's it holds (a removeKey it made concurrently observed r's share: that share stays
+// reset). Each is at most the folded totals, so the floors stay below the totals.
+//
+// Limits (documented in README): an LWW register keeps its writer's id (a tie-break, not
+// metadata that grows). A replica whose share would overflow the pruner's counter, or whose
+// marker would pass the peers' value limit, is not pruned (unprunable(), Pruner::prune say why).
+// Under the shared secret, a done mark is a statement any holder of the secret can forge
+// (gossip/README.md, "Trust model").
 #pragma once
 
 #include <cstdint>
@@ -100,17 +108,24 @@ uint64_t traceOf(const Value& v, ReplicaId r);
 // Whether v mentions r at all (cheap: a context lookup, or a counter entry).
 bool mentions(const Value& v, ReplicaId r);
 
-// Empty when r's trace in v can be pruned; otherwise why not (see "Limits").
-std::string unprunable(const Value& v, ReplicaId r);
+// Empty when r's trace in v can be pruned by `pruner`; otherwise why not (see "Limits").
+std::string unprunable(const Value& v, ReplicaId r, ReplicaId pruner);
 
 // done/<r>'s value: what becomes of r's share of each object that holds it.
 struct PruneMarker {
+  // Maps of counters, per key r counted in: the pruner's totals and floors with r's added.
+  struct Slot {
+    std::string key;
+    uint64_t increments = 0, decrements = 0, floorIncrements = 0, floorDecrements = 0;
+    bool operator==(const Slot&) const = default;
+  };
   struct Object {
     std::string name;
-    uint64_t base = 0;           // dot stores: dots[i] becomes (pruner, base + i + 1)
+    uint64_t base = 0;           // dot stores, or-maps: dots[i] becomes (pruner, base + i + 1)
     std::vector<uint64_t> dots;  // r's live entries' counters, ascending
     uint64_t increments = 0;     // counters: the pruner's totals with r's added
     uint64_t decrements = 0;
+    std::vector<Slot> slots;     // maps of counters, keys ascending
     bool operator==(const Object&) const = default;
   };
   ReplicaId pruner;
@@ -124,7 +139,7 @@ inline constexpr uint64_t kMaxMarkerDots = uint64_t{16} << 20;
 PruneMarker decodePruneMarker(std::string_view bytes, uint64_t maxDots = kMaxMarkerDots);
 
 // The marker's part for object `name` (v at the pruner `self`); nullopt when v holds no live
-// entry or totals of r. Requires unprunable(v, r) empty.
+// entry or totals of r. Requires unprunable(v, r, self) empty.
 std::optional<PruneMarker::Object> markerPart(const std::string& name, const Value& v, ReplicaId r, ReplicaId self);
 
 // The write that applies `part` (of a marker by `pruner`) to this node's object v (see "Why it

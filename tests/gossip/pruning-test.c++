@@ -27,11 +27,13 @@ std::vector<NamedValue> all(const ObjectStore& s) {
   return out;
 }
 
-// What readers see: elements and counter values (no ids, no dots).
+// What readers see: elements and counter values (no ids, no dots). An object with nothing to
+// read is left out: pruning removes one that held nothing but the pruned replica's context.
 std::string reads(const ObjectStore& s) {
   std::string out;
   for (const auto& [name, v] : s.objects()) {
     if (name[0] == '$') continue;
+    const size_t start = out.size();
     out += name + ":";
     if (const auto* set = std::get_if<Set>(&v)) {
       auto e = set->elements();
@@ -41,6 +43,23 @@ std::string reads(const ObjectStore& s) {
       out += std::to_string(c->value());
     } else if (const auto* g = std::get_if<crdt::GCounter>(&v)) {
       out += std::to_string(g->value());
+    } else if (const auto* om = std::get_if<MapOfSets>(&v)) {
+      std::vector<std::string> keys;
+      om->forEachKey([&](const std::string& k) { keys.push_back(k); });
+      std::sort(keys.begin(), keys.end());
+      for (const auto& k : keys) {
+        auto e = om->get(k).elements();
+        std::sort(e.begin(), e.end());
+        out += k + "{";
+        for (const auto& x : e) out += x + ",";
+        out += "}";
+      }
+    } else if (const auto* cm = std::get_if<MapOfCounters>(&v)) {
+      for (const auto& [k, n] : cm->entries()) out += k + "=" + std::to_string(n) + ",";
+    }
+    if (out.size() == start + name.size() + 1) {
+      out.resize(start);
+      continue;
     }
     out += ";";
   }
@@ -59,18 +78,22 @@ void pruneAt(ObjectStore& p, ReplicaId r) {
 }
 
 TEST_CASE("pruning: markers encode and decode, and malformed ones are refused") {
-  PruneMarker m{kP, {{"a", 7, {1, 2, 9}, 0, 0}, {"b", 0, {}, 12, 3}}};
+  PruneMarker m{kP, {{"a", 7, {1, 2, 9}, 0, 0, {}}, {"b", 0, {}, 12, 3, {}}, {"c", 0, {}, 0, 0, {{"k", 5, 1, 2, 1}, {"l", 1, 0, 0, 0}}}}};
   CHECK(decodePruneMarker(encodePruneMarker(m)) == m);
+  PruneMarker floorAbove{kP, {{"c", 0, {}, 0, 0, {{"k", 1, 0, 2, 0}}}}};
+  CHECK_THROWS_AS(decodePruneMarker(encodePruneMarker(floorAbove)), DecodeError);
+  PruneMarker keysUnsorted{kP, {{"c", 0, {}, 0, 0, {{"l", 1, 0, 0, 0}, {"k", 1, 0, 0, 0}}}}};
+  CHECK_THROWS_AS(decodePruneMarker(encodePruneMarker(keysUnsorted)), DecodeError);
   CHECK_THROWS_AS(decodePruneMarker(""), DecodeError);
   std::string bytes = encodePruneMarker(m);
   CHECK_THROWS_AS(decodePruneMarker(bytes + "x"), DecodeError);           // trailing
   CHECK_THROWS_AS(decodePruneMarker(bytes.substr(0, bytes.size() - 1)), DecodeError);  // truncated
-  PruneMarker repeated{kP, {{"a", 0, {3, 3}, 0, 0}}};
+  PruneMarker repeated{kP, {{"a", 0, {3, 3}, 0, 0, {}}}};
   CHECK_THROWS_AS(decodePruneMarker(encodePruneMarker(repeated)), DecodeError);  // not ascending
-  PruneMarker unsorted{kP, {{"b", 0, {}, 1, 0}, {"a", 0, {}, 1, 0}}};
+  PruneMarker unsorted{kP, {{"b", 0, {}, 1, 0, {}}, {"a", 0, {}, 1, 0, {}}}};
   CHECK_THROWS_AS(decodePruneMarker(encodePruneMarker(unsorted)), DecodeError);
   // Runs of consecutive dots take a few bytes, and a run is held to what a store may hold.
-  PruneMarker big{kP, {{"a", 5, {}, 0, 0}}};
+  PruneMarker big{kP, {{"a", 5, {}, 0, 0, {}}}};
   for (uint64_t d = 1; d <= 100000; ++d) big.objects[0].dots.push_back(d);
   big.objects[0].dots.push_back(100005);
   CHECK(encodePruneMarker(big).size() < 32);
@@ -103,19 +126,24 @@ TEST_CASE("pruning: a received $prune object is checked") {
   CHECK(s.size() == 0);
 }
 
-TEST_CASE("pruning: or-maps and maps of counters holding the replica's entries are not pruned") {
+TEST_CASE("pruning: a share that would overflow the pruner's total is not pruned") {
+  crdt::GCounter g;
+  g.join(g.increment(kR, UINT64_MAX - 1));
+  g.join(g.increment(kP, 5));
+  CHECK(unprunable(Value(g), kR, kP).find("2^64") != std::string::npos);
+  CHECK(unprunable(Value(g), kR, ReplicaId{7}).empty());
+  MapOfCounters c;
+  c.join(c.increment(kR, "k", UINT64_MAX));
+  c.join(c.increment(kP, "k", 1));
+  CHECK(unprunable(Value(c), kR, kP).find("2^64") != std::string::npos);
+  // An or-map whose entries of r are all gone is pruned like any other: its context only.
   MapOfSets m;
   m.update("k", [](Set& s) { return s.add(kR, "x"); });
-  CHECK(unprunable(Value(m), kR).find("or-map") != std::string::npos);
-  CHECK(unprunable(Value(m), kP).empty());
-  MapOfCounters c;
-  c.join(c.increment(kR, "k"));
-  CHECK(unprunable(Value(c), kR).find("map of counters") != std::string::npos);
-  // Once every entry of r in an or-map is gone, its context is pruned like any other.
   m.join(m.remove("k"));
-  CHECK(unprunable(Value(m), kR).empty());
   Value v(m);
+  CHECK(unprunable(v, kR, kP).empty());
   CHECK(mentions(v, kR));
+  CHECK_FALSE(markerPart("m", v, kR, kP).has_value());
   forget(v, kR);
   CHECK_FALSE(mentions(v, kR));
   CHECK(traceOf(v, kR) == 0);
@@ -148,11 +176,13 @@ TEST_CASE("pruning: concurrent writes and removals read as without pruning, and 
     const int n = *rc::gen::inRange(1, 12);
     struct Op {
       int node;   // 0 the pruner, 1 and 2 the others
-      int kind;   // 0 remove an element, 1 add one, 2 count, 3 sync (node <- other)
+      int kind;   // 0 remove an element, 1 add one, 2 count, 3 sync (node <- other), 4 remove a
+                  // key of the map of sets, 5 add to one, 6 reset a key of the map of counters,
+                  // 7 count in one
       int arg;
     };
     const auto ops = *rc::gen::container<std::vector<Op>>(rc::gen::construct<Op>(
-        rc::gen::inRange(0, 3), rc::gen::inRange(0, 4), rc::gen::inRange(0, 16)));
+        rc::gen::inRange(0, 3), rc::gen::inRange(0, 8), rc::gen::inRange(0, 16)));
     const bool pruneFirst = *rc::gen::arbitrary<bool>();
 
     auto run = [&](bool prune) {
@@ -163,6 +193,10 @@ TEST_CASE("pruning: concurrent writes and removals read as without pruning, and 
         r.update<Set>("set", [&](Set& x) { return x.add(kR, "e" + std::to_string(i)); });
         r.update<crdt::PNCounter>("pn", [&](crdt::PNCounter& x) { return x.increment(kR, i + 1); });
         r.update<crdt::GCounter>("g", [&](crdt::GCounter& x) { return x.increment(kR, 2); });
+        r.update<MapOfSets>("om", [&](MapOfSets& x) {
+          return x.update("k" + std::to_string(i % 3), [&](Set& s) { return s.add(kR, "x" + std::to_string(i)); });
+        });
+        r.update<MapOfCounters>("cm", [&](MapOfCounters& x) { return x.increment(kR, "k" + std::to_string(i % 3), i + 1); });
       }
       r.update<Set>("set", [&](Set& x) { return x.remove("e0"); });  // a removal r made itself
       s[1]->update<Set>("set", [&](Set& x) { return x.add(s[1]->self(), "b"); });
@@ -183,6 +217,16 @@ TEST_CASE("pruning: concurrent writes and removals read as without pruning, and 
           at.update<Set>("set", [&](Set& x) { return x.add(at.self(), e); });
         } else if (op.kind == 2) {
           at.update<crdt::PNCounter>("pn", [&](crdt::PNCounter& x) { return x.decrement(at.self(), 1); });
+        } else if (op.kind == 4) {
+          at.update<MapOfSets>("om", [&](MapOfSets& x) { return x.remove("k" + std::to_string(op.arg % 4)); });
+        } else if (op.kind == 5) {
+          at.update<MapOfSets>("om", [&](MapOfSets& x) {
+            return x.update("k" + std::to_string(op.arg % 4), [&](Set& s) { return s.add(at.self(), e); });
+          });
+        } else if (op.kind == 6) {
+          at.update<MapOfCounters>("cm", [&](MapOfCounters& x) { return x.removeKey("k" + std::to_string(op.arg % 4)); });
+        } else if (op.kind == 7) {
+          at.update<MapOfCounters>("cm", [&](MapOfCounters& x) { return x.increment(at.self(), "k" + std::to_string(op.arg % 4), 1); });
         } else {
           const ObjectStore& from = *s[(op.node + 1 + op.arg % 2) % 3];
           at.joinRemote(from.self(), all(from));
@@ -238,6 +282,20 @@ TEST_CASE("pruning: a removal made before the mark arrives is kept, also when th
   b.joinRemote(kR, all(r));
   CHECK_FALSE(std::get<Set>(*b.find("set")).contains("x"));
   for (const auto& [name, v] : b.objects()) CHECK_FALSE(mentions(v, kR));
+}
+
+TEST_CASE("pruning: a key reset concurrently with the pruning stays reset in a map of counters") {
+  ObjectStore r(kR), p(kP), b(ReplicaId{2});
+  r.update<MapOfCounters>("cm", [&](MapOfCounters& x) { return x.increment(kR, "k", 5); });
+  p.joinRemote(kR, all(r));
+  b.joinRemote(kR, all(r));
+  pruneAt(p, kR);
+  b.update<MapOfCounters>("cm", [&](MapOfCounters& x) { return x.removeKey("k"); });
+  b.joinRemote(kP, all(p));  // learns the mark after its reset
+  CHECK_FALSE(std::get<MapOfCounters>(*b.find("cm")).contains("k"));
+  p.joinRemote(b.self(), all(b));
+  CHECK_FALSE(std::get<MapOfCounters>(*p.find("cm")).contains("k"));
+  CHECK(p.objects() == b.objects());
 }
 
 TEST_CASE("pruning: a restarted store applies the marks it holds again, without reporting") {

@@ -36,12 +36,25 @@ std::map<std::string, std::string> reads(const gossip::ObjectStore& s) {
       r = std::to_string(c->value());
     } else if (const auto* g = std::get_if<crdt::GCounter>(&v)) {
       r = std::to_string(g->value());
+    } else if (const auto* om = std::get_if<gossip::MapOfSets>(&v)) {
+      std::vector<std::string> keys;
+      om->forEachKey([&](const std::string& k) { keys.push_back(k); });
+      std::sort(keys.begin(), keys.end());
+      for (const auto& k : keys) {
+        auto e = om->get(k).elements();
+        std::sort(e.begin(), e.end());
+        r += k + "{";
+        for (const auto& x : e) r += x + ",";
+        r += "}";
+      }
+    } else if (const auto* cm = std::get_if<gossip::MapOfCounters>(&v)) {
+      for (const auto& [k, n] : cm->entries()) r += k + "=" + std::to_string(n) + ",";
     } else if (const auto* reg = std::get_if<Reg>(&v)) {
       auto vals = reg->values();
       std::sort(vals.begin(), vals.end());
       for (const auto& x : vals) r += x + ",";
     }
-    out[name] = r;
+    if (!r.empty()) out[name] = r;  // (nothing to read: pruning may remove it, gossip/pruning.h)
   }
   return out;
 }
@@ -70,6 +83,12 @@ void writeAll(Simulator& sim, int round) {
       s.update<crdt::PNCounter>("pn", [&](crdt::PNCounter& x) { return x.increment(self, i + 1); });
       s.update<crdt::GCounter>("g", [&](crdt::GCounter& x) { return x.increment(self, 2); });
       s.update<Reg>("reg", [&](Reg& x) { return x.write(self, "r" + tag); });
+      s.update<gossip::MapOfSets>("om", [&](gossip::MapOfSets& x) {
+        return x.update("k" + std::to_string(round % 3), [&](Set& e) { return e.add(self, "o" + tag); });
+      });
+      s.update<gossip::MapOfCounters>("cm", [&](gossip::MapOfCounters& x) {
+        return x.increment(self, "k" + std::to_string((i + round) % 3), i + 1);
+      });
     });
   }
 }
@@ -112,6 +131,7 @@ TEST_CASE("pruning: a node gone for good is pruned once, leaves no trace, and ev
     // Some of its entries are removed or overwritten by others before it goes.
     sim.at(1, [&](gossip::ObjectStore& s) {
       s.update<Set>("set", [&](Set& x) { return x.remove("e5-0"); });
+      s.update<gossip::MapOfCounters>("cm", [&](gossip::MapOfCounters& x) { return x.removeKey("k0"); });
     });
     REQUIRE(sim.runUntilQuiet(60000));
     sim.crash(victim);
