@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "gossip/errors.h"
+#include "gossip/presence.h"
 #include "gossip/store.h"
 #include "gossip/varint.h"
 
@@ -523,6 +524,11 @@ void Pruner::step(const Membership& membership, uint64_t wallMs) {
       if (const uint64_t t = traceOf(v, r); t != 0) digest += hashCombine(hashBytes(name), t);
       if (why.empty()) {
         if (std::string u = unprunable(v, r, self); !u.empty()) why = "object '" + name + "': " + u;
+      }
+      // A presence object holds its owner's dots alone (presence.h): r's is never re-homed, so
+      // pruning waits until the tracker purged r's presences (after permdownMs).
+      if (why.empty() && presenceOwner(name) == r && markerPart(name, v, r, self)) {
+        why = "its presences are not purged yet (they are, permdownMs after it went down)";
       }
     }
     char hex[17];

@@ -76,6 +76,10 @@
 // the pruner's it holds (a removeKey it made concurrently observed r's share: that share stays
 // reset). Each is at most the folded totals, so the floors stay below the totals.
 //
+// Presence objects ("$presence/<owner>", presence.h) hold their owner's dots alone, so r's own
+// is never re-homed: r is pruned once the tracker purged its presences (permdownMs after it went
+// down; the pruner waits until then), and its emptied object then leaves the store.
+//
 // Limits (documented in README): an LWW register keeps its writer's id (a tie-break, not
 // metadata that grows). A replica whose share would overflow the pruner's counter, or whose
 // marker would pass the peers' value limit, is not pruned (unprunable(), Pruner::prune say why).

@@ -6,6 +6,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <map>
 #include <string>
 #include <vector>
@@ -194,6 +195,36 @@ TEST_CASE("pruning: while a partition is on, neither side prunes; after the heal
   CHECK(sim.divergence() == "");
   CHECK_FALSE(anyMentions(sim, gone));
   CHECK(reads(sim.store(0)) == before);
+}
+
+TEST_CASE("pruning: a node's presences are purged before it is pruned, and its presence object leaves no trace") {
+  // A presence object holds its owner's dots alone (gossip/presence.h): it is never re-homed.
+  SimConfig cfg = config(13);
+  cfg.presence.permdownMs = 150000;  // longer than removal (30 s) + pruneAfterMs (60 s)
+  Simulator sim(cfg);
+  sim.runFor(10000);
+  writeAll(sim, 0);
+  sim.at(5, [&](gossip::ObjectStore&) { sim.replica(5).presence().track(1, "room", "alice", "{}"); });
+  REQUIRE(sim.runUntilQuiet(60000));
+  const ReplicaId gone = sim.id(5);
+  REQUIRE(sim.replica(0).presence().count("room") == 1);
+  sim.crash(5);
+  sim.runFor(120000);  // gone mark of age, presences not purged yet
+  CHECK_FALSE(sim.store(0).forgotten(gone));
+  CHECK(sim.replica(0).pruner().stats().blocked.find("presences are not purged") != std::string::npos);
+  for (int t = 0; t < 300 && !allForgot(sim, gone); ++t) sim.runFor(1000);
+  REQUIRE(allForgot(sim, gone));
+  REQUIRE(sim.runUntilQuiet(60000));
+  CHECK(sim.divergence() == "");
+  CHECK_FALSE(anyMentions(sim, gone));
+  for (size_t i = 0; i < 5; ++i) {
+    CHECK(sim.replica(i).presence().count("room") == 0);
+    CHECK(sim.store(i).find(std::string(gossip::kPresencePrefix) + [&] {
+      char hex[17];
+      std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(gone.value));
+      return std::string(hex);
+    }()) == nullptr);
+  }
 }
 
 TEST_CASE("pruning: a node that comes back after it was pruned is refused, and its writes are not taken") {
