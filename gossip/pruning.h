@@ -81,7 +81,9 @@
 // down; the pruner waits until then), and its emptied object then leaves the store.
 //
 // Limits (documented in README): an LWW register keeps its writer's id (a tie-break, not
-// metadata that grows). A replica whose share would overflow the pruner's counter, or whose
+// metadata that grows). A gone mark carries the wall clock of the member that wrote it: one
+// whose clock runs days slow makes a mark look that much older everywhere, and the replica is
+// pruned that much early (lib/ reports clock jumps; run NTP). A replica whose share would overflow the pruner's counter, or whose
 // marker would pass the peers' value limit, is not pruned (unprunable(), Pruner::prune say why).
 // Under the shared secret, a done mark is a statement any holder of the secret can forge
 // (gossip/README.md, "Trust model").
