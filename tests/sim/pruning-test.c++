@@ -166,6 +166,58 @@ TEST_CASE("pruning: a node gone for good is pruned once, leaves no trace, and ev
   }
 }
 
+TEST_CASE("pruning: under loss, duplication and reordering, removals and counts racing the pruning are all kept") {
+  // The victim leaves 300 elements; from before its gone mark comes of age, every 100 ms a live
+  // node removes one of them and counts. While removals of its entries are in flight the votes
+  // disagree, so the pruning waits for them; whatever the order, every removal and count is kept.
+  // (The narrow race, a removal made after the votes were counted and before the remover learnt
+  // the mark, is pinned by tests/gossip/pruning-test's model.)
+  for (uint64_t seed : {4, 5, 6, 7}) {
+    INFO("seed ", seed);
+    Simulator sim(config(seed));
+    sim.runFor(10000);
+    sim.setFaults(Faults{0.05, 0.02, 0.05, 1, 20, 300});
+    writeAll(sim, 0);
+    const ReplicaId gone = sim.id(5);
+    sim.at(5, [&](gossip::ObjectStore& s) {
+      for (int k = 0; k < 300; ++k) s.update<Set>("set", [&](Set& x) { return x.add(gone, "v" + std::to_string(k)); });
+    });
+    REQUIRE(sim.runUntilQuiet(120000));
+    auto setOf = [&](size_t i) { return std::get<Set>(*sim.store(i).find("set")).elements(); };
+    auto expected = setOf(0);
+    REQUIRE(expected.size() == 306);
+    int64_t count = std::get<crdt::PNCounter>(*sim.store(0).find("pn")).value();
+    sim.crash(5);
+    sim.runFor(80000);  // removed after ~30 s; its gone mark comes of age ~60 s later
+    CHECK_FALSE(sim.store(0).forgotten(gone));
+    for (int k = 0; k < 300; ++k) {
+      const size_t i = sim.below(5);
+      const std::string e = "v" + std::to_string(k);
+      sim.at(i, [&](gossip::ObjectStore& s) {
+        s.update<Set>("set", [&](Set& x) { return x.remove(e); });
+        s.update<crdt::PNCounter>("pn", [&](crdt::PNCounter& x) { return x.increment(sim.id(i), 1); });
+      });
+      expected.erase(std::find(expected.begin(), expected.end(), e));
+      ++count;
+      sim.runFor(100);
+    }
+    for (int t = 0; t < 200 && !allForgot(sim, gone); ++t) sim.runFor(1000);
+    REQUIRE(allForgot(sim, gone));
+    sim.setFaults(Faults{});
+    REQUIRE(sim.runUntilQuiet(120000));
+    CHECK(prunings(sim) == 1);
+    CHECK(sim.divergence() == "");
+    CHECK_FALSE(anyMentions(sim, gone));
+    std::sort(expected.begin(), expected.end());
+    for (size_t i = 0; i < 5; ++i) {
+      auto got = setOf(i);
+      std::sort(got.begin(), got.end());
+      CHECK(got == expected);
+      CHECK(std::get<crdt::PNCounter>(*sim.store(i).find("pn")).value() == count);
+    }
+  }
+}
+
 TEST_CASE("pruning: while a partition is on, neither side prunes; after the heal one node does") {
   // Node 5 dies; 60 s later (its gone mark still young) the cluster splits {0,1} | {2,3,4} for
   // 80 s. Node 5's mark comes of age during the split, but each side has marked the other gone
