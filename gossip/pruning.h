@@ -25,7 +25,7 @@
 //      pruner: a counter would count r twice after the heal): while members are cut off they are
 //      marked gone, and their marks are young. Members that left do not hold pruning up: a
 //      node that restarts without a data directory leaves under its old id (lib/ leaves on
-//      stop) and comes back under a new one, and a cluster that restarts so more often than
+//      stop) and comes back under a new one, and a cluster that restarts more often than
 //      pruneAfterMs must still prune. A node killed without leaving holds pruning up for
 //      pruneAfterMs.
 //   4. Pruning is one unit of local writes (store.h, "Units"), so peers take it whole: the done
@@ -83,8 +83,10 @@
 // Limits (documented in README): an LWW register keeps its writer's id (a tie-break, not
 // metadata that grows). A gone mark carries the wall clock of the member that wrote it: one
 // whose clock runs days slow makes a mark look that much older everywhere, and the replica is
-// pruned that much early (lib/ reports clock jumps; run NTP). A replica whose share would overflow the pruner's counter, or whose
-// marker would pass the peers' value limit, is not pruned (unprunable(), Pruner::prune say why).
+// pruned that much early (lib/ reports clock jumps; run NTP). A replica whose share would
+// overflow the pruner's counter, or whose marker would pass the peers' value limit, is not
+// pruned (unprunable(), Pruner::prune say why). Pruning waits while writes that touch r's
+// entries keep arriving (each changes the digests); r's entries are finite, so the wait ends.
 // Under the shared secret, a done mark is a statement any holder of the secret can forge
 // (gossip/README.md, "Trust model").
 #pragma once
