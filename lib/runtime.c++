@@ -401,12 +401,13 @@ void Runtime::onMessage(ReplicaId from, Message message) {
 
 void Runtime::notePruning() {
   const auto& forgotten = replica_.store().forgottenReplicas();
-  if (forgotten.size() != forgottenSeen_) {
-    std::string ids;
-    for (ReplicaId r : forgotten) ids += (ids.empty() ? "" : ", ") + std::to_string(r.value);
+  if (forgotten.size() != forgottenSeen_.size()) {
+    std::string ids;  // the new ones only: the set grows by one per replica pruned, for ever
+    for (ReplicaId r : forgotten) {
+      if (forgottenSeen_.insert(r).second) ids += (ids.empty() ? "" : ", ") + std::to_string(r.value);
+    }
     log::info("replicas pruned from the cluster, forgotten here (their entries kept under a live member's id; they "
               "are refused if they come back): {}", ids);
-    forgottenSeen_ = forgotten.size();
   }
   if (replica_.store().prunedSelf() && !prunedSelfSeen_) {
     prunedSelfSeen_ = true;

@@ -411,7 +411,7 @@ class Runtime {
   // Logs what pruning did in a step: replicas forgotten, this replica pruned, why a candidate
   // waits (on change only).
   void notePruning();
-  size_t forgottenSeen_ = 0;
+  std::set<ReplicaId> forgottenSeen_;
   bool prunedSelfSeen_ = false;
   std::string blockedSeen_;
   // Its address answers as another replica: Replica::retire, and nothing more is sent to it.
