@@ -468,6 +468,12 @@ TEST_CASE("node: a map of counters replicates per key; a removed key keeps only 
   a.setOffline(true);
   votesB.removeKey(10);
   CHECK_FALSE(votesB.contains(10));
+  // Notified before a's count can arrive: a subscription reports net changes per round, and a
+  // round that took both would show 5 -> 2.
+  CHECK(eventually([&] {
+    std::lock_guard l(m);
+    return std::find(changes.begin(), changes.end(), std::make_tuple(int64_t{10}, int64_t{5}, int64_t{0})) != changes.end();
+  }));
   votes.increment(10, 2);
   votesB.increment(2, 4, WriteTo::local()).get();
   a.setOffline(false);
