@@ -123,6 +123,16 @@ void trackerBench(int runs, size_t n) {
     const double bytes = static_cast<double>(gHeap.load() - before) / static_cast<double>(n);
     std::printf("%-58s %9.0f B (store object + indexes; meta 15 B, key ~10 B, topic 5 B) (target <= 100 B)\n",
                 "tracker: heap bytes per presence", bytes);
+    {  // the store object's share: what stays when a second tracker's indexes go
+      ObjectStore s2(ReplicaId{1});
+      const int64_t b0 = gHeap.load();
+      auto t2 = std::make_unique<PresenceTracker>(s2, limits);
+      for (size_t i = 0; i < n; ++i) t2->track(i / 4, topic(i), key(i), R"({"s":"online"})");
+      t2->takeDiffs();
+      t2.reset();
+      std::printf("%-58s %9.0f B\n", "  of which the store object",
+                  static_cast<double>(gHeap.load() - b0) / static_cast<double>(n));
+    }
     report("tracker: list a 10k-presence topic (1e5 in the node) (ms)", repeat(runs * 20, [&] {
              const auto a = Clock::now();
              auto l = t->list("room3");
