@@ -409,9 +409,32 @@ std::string goneKey(ReplicaId r) { return "gone/" + hex16(r); }
 std::string voteKey(ReplicaId r, ReplicaId voter) { return "vote/" + hex16(r) + "/" + hex16(voter); }
 std::string doneKey(ReplicaId r) { return "done/" + hex16(r); }
 
+std::optional<PruneKey> parsePruneKey(std::string_view key) {
+  const std::string_view head = key.substr(0, 5);
+  if (head == "vote/") {
+    if (key.size() != 5 + 16 + 1 + 16 || key[21] != '/') return std::nullopt;
+    auto r = parseHex16(key.substr(5, 16));
+    auto voter = parseHex16(key.substr(22));
+    if (!r || !voter) return std::nullopt;
+    return PruneKey{PruneKey::vote, *r, *voter};
+  }
+  PruneKey::Kind kind;
+  if (head == "gone/") {
+    kind = PruneKey::gone;
+  } else if (head == "done/") {
+    kind = PruneKey::done;
+  } else {
+    return std::nullopt;
+  }
+  auto r = parseHex16(key.substr(5));
+  if (!r) return std::nullopt;
+  return PruneKey{kind, *r, ReplicaId{}};
+}
+
 std::optional<ReplicaId> doneOf(std::string_view key) {
-  if (key.substr(0, 5) != "done/") return std::nullopt;
-  return parseHex16(key.substr(5));
+  auto k = parsePruneKey(key);
+  if (!k || k->kind != PruneKey::done) return std::nullopt;
+  return k->replica;
 }
 
 void checkPruneObject(const std::string& name, const Value& delta) {
@@ -422,17 +445,15 @@ void checkPruneObject(const std::string& name, const Value& delta) {
   std::string error;
   m->store().forEach([&](std::string_view key, crdt::Dot, const auto& stamped) {
     if (!error.empty()) return;
-    const bool gone = key.substr(0, 5) == "gone/" && parseHex16(key.substr(5));
-    const bool vote = key.substr(0, 5) == "vote/" && key.size() == 5 + 16 + 1 + 16 && key[21] == '/' &&
-                      parseHex16(key.substr(5, 16)) && parseHex16(key.substr(22));
-    if (doneOf(key)) {
+    const auto k = parsePruneKey(key);
+    if (!k) {
+      error = "object '$prune': unknown key (" + std::to_string(key.size()) + " bytes)";
+    } else if (k->kind == PruneKey::done) {
       try {
         decodePruneMarker(stamped.value);
       } catch (const DecodeError& e) {
         error = "object '$prune': key '" + std::string(key) + "': " + e.what();
       }
-    } else if (!gone && !vote) {
-      error = "object '$prune': unknown key (" + std::to_string(key.size()) + " bytes)";
     }
   });
   if (!error.empty()) throw ProtocolError(error);
@@ -457,21 +478,17 @@ void Pruner::step(const Membership& membership, uint64_t wallMs) {
   std::map<ReplicaId, Gone> gone;
   std::map<ReplicaId, std::map<ReplicaId, uint64_t>> votes;  // r -> voter -> digest
   std::map<ReplicaId, std::vector<std::string>> keysOf;   // r -> its gone and vote keys
-  if (const Map* marks = store_.find(std::string(kPruneObject)) ? std::get_if<Map>(store_.find(std::string(kPruneObject))) : nullptr) {
+  const Value* object = store_.find(std::string(kPruneObject));
+  if (const Map* marks = object != nullptr ? std::get_if<Map>(object) : nullptr) {
     marks->forEach([&](std::string_view key, const std::string& value) {
-      if (key.substr(0, 5) == "gone/") {
-        if (auto r = parseHex16(key.substr(5))) {
-          gone[*r] = Gone{std::strtoull(value.c_str(), nullptr, 10), value.ends_with(" left")};
-          keysOf[*r].emplace_back(key);
-        }
-      } else if (key.substr(0, 5) == "vote/" && key.size() == 38) {
-        auto r = parseHex16(key.substr(5, 16));
-        auto n = parseHex16(key.substr(22));
-        if (r && n) {
-          votes[*r][*n] = std::strtoull(value.c_str(), nullptr, 16);
-          keysOf[*r].emplace_back(key);
-        }
+      const auto k = parsePruneKey(key);
+      if (!k || k->kind == PruneKey::done) return;
+      if (k->kind == PruneKey::gone) {
+        gone[k->replica] = Gone{std::strtoull(value.c_str(), nullptr, 10), value.ends_with(" left")};
+      } else {
+        votes[k->replica][k->voter] = std::strtoull(value.c_str(), nullptr, 16);
       }
+      keysOf[k->replica].emplace_back(key);
     });
   }
 
@@ -517,20 +534,28 @@ void Pruner::step(const Membership& membership, uint64_t wallMs) {
   if (due.empty()) return;
   std::sort(voters.begin(), voters.end());
   const bool pruner = voters.front() == self;
-  for (ReplicaId r : due) {
-    uint64_t digest = 0x9a11;
-    std::string why;
-    for (const auto& [name, v] : store_.objects()) {
-      if (const uint64_t t = traceOf(v, r); t != 0) digest += hashCombine(hashBytes(name), t);
-      if (why.empty()) {
-        if (std::string u = unprunable(v, r, self); !u.empty()) why = "object '" + name + "': " + u;
+  // One scan of the state for all of them: each one's digest and, if any, why it cannot be pruned.
+  std::vector<uint64_t> digests(due.size(), 0x9a11);
+  std::vector<std::string> whys(due.size());
+  for (const auto& [name, v] : store_.objects()) {
+    const uint64_t nameHash = hashBytes(name);
+    for (size_t i = 0; i < due.size(); ++i) {
+      const ReplicaId r = due[i];
+      if (const uint64_t t = traceOf(v, r); t != 0) digests[i] += hashCombine(nameHash, t);
+      if (whys[i].empty()) {
+        if (std::string u = unprunable(v, r, self); !u.empty()) whys[i] = "object '" + name + "': " + u;
       }
       // A presence object holds its owner's dots alone (presence.h): r's is never re-homed, so
       // pruning waits until the tracker purged r's presences (after permdownMs).
-      if (why.empty() && presenceOwner(name) == r && markerPart(name, v, r, self)) {
-        why = "its presences are not purged yet (they are, permdownMs after it went down)";
+      if (whys[i].empty() && presenceOwner(name) == r && markerPart(name, v, r, self)) {
+        whys[i] = "its presences are not purged yet (they are, permdownMs after it went down)";
       }
     }
+  }
+  for (size_t i = 0; i < due.size(); ++i) {
+    const ReplicaId r = due[i];
+    const uint64_t digest = digests[i];
+    const std::string& why = whys[i];
     char hex[17];
     std::snprintf(hex, sizeof hex, "%llx", static_cast<unsigned long long>(digest));
     if (auto it = votes[r].find(self); it == votes[r].end() || it->second != digest) {
@@ -558,7 +583,9 @@ void Pruner::step(const Membership& membership, uint64_t wallMs) {
       stats_.blocked = "replica " + hex16(r) + " waits for the members' votes to agree";
       continue;
     }
-    if (std::string why = prune(r, keysOf[r]); !why.empty()) stats_.blocked = "replica " + hex16(r) + " cannot be pruned: " + why;
+    if (std::string refused = prune(r, keysOf[r]); !refused.empty()) {
+      stats_.blocked = "replica " + hex16(r) + " cannot be pruned: " + refused;
+    }
   }
 }
 

@@ -164,6 +164,15 @@ std::string prunedError(ReplicaId r);
 std::string goneKey(ReplicaId r);
 std::string voteKey(ReplicaId r, ReplicaId voter);
 std::string doneKey(ReplicaId r);
+// A key of "$prune", parsed: the one reader of the three forms above (the check, the pruner and
+// the store all go through it).
+struct PruneKey {
+  enum Kind : uint8_t { gone, vote, done } kind = gone;
+  ReplicaId replica;  // the replica the key is about
+  ReplicaId voter;    // vote keys only
+};
+// nullopt for anything but exactly one of the three forms (ids as 16 lowercase hex digits).
+std::optional<PruneKey> parsePruneKey(std::string_view key);
 // r of a "done/<r>" key; nullopt for any other key.
 std::optional<ReplicaId> doneOf(std::string_view key);
 

@@ -102,6 +102,19 @@ TEST_CASE("pruning: markers encode and decode, and malformed ones are refused") 
   CHECK(doneOf(doneKey(ReplicaId{0xabc})) == ReplicaId{0xabc});
   CHECK_FALSE(doneOf("done/xyz").has_value());
   CHECK_FALSE(doneOf(goneKey(kR)).has_value());
+  // The one key parser: each form round-trips, anything else is refused.
+  const auto vote = parsePruneKey(voteKey(kR, kP));
+  REQUIRE(vote.has_value());
+  CHECK((vote->kind == PruneKey::vote && vote->replica == kR && vote->voter == kP));
+  const auto gone = parsePruneKey(goneKey(kR));
+  REQUIRE(gone.has_value());
+  CHECK((gone->kind == PruneKey::gone && gone->replica == kR));
+  for (const std::string& bad : std::vector<std::string>{"gone/", "gone/00000000000000zz", "vote/" + std::string(16, '0'), voteKey(kR, kP) + "0",
+                          "vote/" + std::string(16, '0') + "x" + std::string(16, '0'), "gonE/" + std::string(16, '0'),
+                          "done/" + std::string(17, '0'), "x"}) {
+    CAPTURE(bad);
+    CHECK_FALSE(parsePruneKey(bad).has_value());
+  }
 }
 
 TEST_CASE("pruning: a received $prune object is checked") {
