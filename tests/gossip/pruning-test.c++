@@ -13,6 +13,7 @@
 #include "gossip/errors.h"
 #include "gossip/store.h"
 #include "tests/support/property.h"
+#include "tests/support/reads.h"
 
 namespace deltasync::gossip {
 namespace {
@@ -27,44 +28,7 @@ std::vector<NamedValue> all(const ObjectStore& s) {
   return out;
 }
 
-// What readers see: elements and counter values (no ids, no dots). An object with nothing to
-// read is left out: pruning removes one that held nothing but the pruned replica's context.
-std::string reads(const ObjectStore& s) {
-  std::string out;
-  for (const auto& [name, v] : s.objects()) {
-    if (name[0] == '$') continue;
-    const size_t start = out.size();
-    out += name + ":";
-    if (const auto* set = std::get_if<Set>(&v)) {
-      auto e = set->elements();
-      std::sort(e.begin(), e.end());
-      for (const auto& x : e) out += x + ",";
-    } else if (const auto* c = std::get_if<crdt::PNCounter>(&v)) {
-      out += std::to_string(c->value());
-    } else if (const auto* g = std::get_if<crdt::GCounter>(&v)) {
-      out += std::to_string(g->value());
-    } else if (const auto* om = std::get_if<MapOfSets>(&v)) {
-      std::vector<std::string> keys;
-      om->forEachKey([&](const std::string& k) { keys.push_back(k); });
-      std::sort(keys.begin(), keys.end());
-      for (const auto& k : keys) {
-        auto e = om->get(k).elements();
-        std::sort(e.begin(), e.end());
-        out += k + "{";
-        for (const auto& x : e) out += x + ",";
-        out += "}";
-      }
-    } else if (const auto* cm = std::get_if<MapOfCounters>(&v)) {
-      for (const auto& [k, n] : cm->entries()) out += k + "=" + std::to_string(n) + ",";
-    }
-    if (out.size() == start + name.size() + 1) {
-      out.resize(start);
-      continue;
-    }
-    out += ";";
-  }
-  return out;
-}
+using testing::reads;
 
 // The pruner's step 4 without membership: the done mark for r from its state, then learnt.
 void pruneAt(ObjectStore& p, ReplicaId r) {
@@ -262,7 +226,7 @@ TEST_CASE("pruning: concurrent writes and removals read as without pruning, and 
     // (Without pruning at the start the agreement is stale: members may have written since.)
     const auto model = run(false);
     const auto pruned = run(true);
-    const std::string want = reads(*model[0]);
+    const auto want = reads(*model[0]);
     for (size_t i = 0; i < 3; ++i) {
       RC_ASSERT(reads(*model[i]) == want);
       RC_ASSERT(reads(*pruned[i]) == want);

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "tests/sim/simulator.h"
+#include "tests/support/reads.h"
 
 namespace deltasync::sim {
 namespace {
@@ -19,46 +20,7 @@ namespace {
 using Set = crdt::ORSet<std::string>;
 using Reg = crdt::MVRegister<std::string>;
 
-// What an application reads from a node: every object's content, ids and dots left out.
-std::map<std::string, std::string> reads(const gossip::ObjectStore& s) {
-  std::map<std::string, std::string> out;
-  for (const auto& [name, v] : s.objects()) {
-    if (name[0] == '$') continue;
-    std::string r;
-    if (const auto* set = std::get_if<Set>(&v)) {
-      auto e = set->elements();
-      std::sort(e.begin(), e.end());
-      for (const auto& x : e) r += x + ",";
-    } else if (const auto* map = std::get_if<gossip::Map>(&v)) {
-      std::map<std::string, std::string> kv;
-      map->forEach([&](std::string_view k, const std::string& val) { kv[std::string(k)] = val; });
-      for (const auto& [k, val] : kv) r += k + "=" + val + ",";
-    } else if (const auto* c = std::get_if<crdt::PNCounter>(&v)) {
-      r = std::to_string(c->value());
-    } else if (const auto* g = std::get_if<crdt::GCounter>(&v)) {
-      r = std::to_string(g->value());
-    } else if (const auto* om = std::get_if<gossip::MapOfSets>(&v)) {
-      std::vector<std::string> keys;
-      om->forEachKey([&](const std::string& k) { keys.push_back(k); });
-      std::sort(keys.begin(), keys.end());
-      for (const auto& k : keys) {
-        auto e = om->get(k).elements();
-        std::sort(e.begin(), e.end());
-        r += k + "{";
-        for (const auto& x : e) r += x + ",";
-        r += "}";
-      }
-    } else if (const auto* cm = std::get_if<gossip::MapOfCounters>(&v)) {
-      for (const auto& [k, n] : cm->entries()) r += k + "=" + std::to_string(n) + ",";
-    } else if (const auto* reg = std::get_if<Reg>(&v)) {
-      auto vals = reg->values();
-      std::sort(vals.begin(), vals.end());
-      for (const auto& x : vals) r += x + ",";
-    }
-    if (!r.empty()) out[name] = r;  // (nothing to read: pruning may remove it, gossip/pruning.h)
-  }
-  return out;
-}
+using testing::reads;
 
 SimConfig config(uint64_t seed) {
   SimConfig cfg;
