@@ -17,6 +17,12 @@ uint64_t hashCombine(uint64_t a, uint64_t b) { return crdt::mix64(a * 0x9e3779b9
 
 namespace {
 
+// The state as the delta's kind T: nullptr when there is none or it is of another kind.
+template <typename T>
+const T* stateAs(const Value* state) {
+  return state != nullptr ? std::get_if<T>(state) : nullptr;
+}
+
 constexpr const char* kNames[] = {"g-counter", "pn-counter", "lww-register", "mv-register", "ew-flag",
                                   "or-set",    "aw-lww-map", "or-map",       "deleted",     "or-map-of-sets",
                                   "map-of-counters"};
@@ -94,7 +100,7 @@ bool claimsUnminted(const Value& delta, const Value* state, crdt::ReplicaId self
   return std::visit(
       [&](const auto& d) {
         using T = std::decay_t<decltype(d)>;
-        const T* s = state ? std::get_if<T>(state) : nullptr;
+        const T* s = stateAs<T>(state);
         if constexpr (std::is_same_v<T, crdt::GCounter>) {
           return d.get(self) > (s ? s->get(self) : 0);
         } else if constexpr (std::is_same_v<T, crdt::PNCounter>) {
@@ -127,7 +133,7 @@ constexpr bool kRefutes = requires(const T& x) { x.store().dotAt(0); T::fromPart
 // (greatest dot of self in state, greatest claimed by delta) for the kinds that refute.
 template <typename T>
 std::pair<uint64_t, uint64_t> claimOf(const T& d, const Value* state, crdt::ReplicaId self) {
-  const T* s = state != nullptr ? std::get_if<T>(state) : nullptr;
+  const T* s = stateAs<T>(state);
   return {s != nullptr ? s->context().max(self) : 0, d.context().max(self)};
 }
 
@@ -140,7 +146,7 @@ bool refutable(const Value& delta, const Value* state, crdt::ReplicaId self) {
         if constexpr (kRefutes<T>) {
           const auto [mine, claimed] = claimOf(d, state, self);
           // (and room past the claim for every entry of ours that may need a new dot)
-          const T* s = state != nullptr ? std::get_if<T>(state) : nullptr;
+          const T* s = stateAs<T>(state);
           const uint64_t ours = s != nullptr ? s->store().size() : 0;
           return claimed > mine && claimed - mine <= kMaxDotLead && claimed <= crdt::kMaxDotCounter - ours;
         } else {
@@ -159,7 +165,7 @@ Value refute(const Value& delta, const Value* state, crdt::ReplicaId self) {
           if (!refutable(delta, state, self)) throw std::logic_error("refute: not refutable");
           const uint64_t claimed = claimOf(d, state, self).second;
           // Our entries the delta removes (it covers their dots and lacks them), re-homed.
-          const T* s = state != nullptr ? std::get_if<T>(state) : nullptr;
+          const T* s = stateAs<T>(state);
           std::vector<uint32_t> lost;
           for (uint32_t p = 0; s != nullptr && p < s->store().size(); ++p) {
             const crdt::Dot dot = s->store().dotAt(p);
@@ -188,7 +194,7 @@ std::string claimTooFar(const Value& delta, const Value* state) {
       [&](const auto& d) -> std::string {
         using T = std::decay_t<decltype(d)>;
         if constexpr (requires { d.context().origins(); }) {
-          const T* s = state != nullptr ? std::get_if<T>(state) : nullptr;
+          const T* s = stateAs<T>(state);
           for (const auto& o : d.context().origins()) {
             if (o.intervals.empty()) continue;
             const uint64_t claimed = o.intervals.back().hi;
