@@ -129,6 +129,10 @@ namespace {
 // The kinds that refute: dot stores at the top level.
 template <typename T>
 constexpr bool kRefutes = requires(const T& x) { x.store().dotAt(0); T::fromParts(x.store(), x.context()); };
+// The kinds that adopt a claim on this replica's counts instead (object.h, "Refutation").
+template <typename T>
+constexpr bool kCounts =
+    std::is_same_v<T, crdt::GCounter> || std::is_same_v<T, crdt::PNCounter> || std::is_same_v<T, MapOfCounters>;
 
 // (greatest dot of self in state, greatest claimed by delta) for the kinds that refute.
 template <typename T>
@@ -143,7 +147,9 @@ bool refutable(const Value& delta, const Value* state, crdt::ReplicaId self) {
   return std::visit(
       [&](const auto& d) {
         using T = std::decay_t<decltype(d)>;
-        if constexpr (kRefutes<T>) {
+        if constexpr (kCounts<T>) {
+          return claimsUnminted(delta, state, self);  // adopted: see object.h
+        } else if constexpr (kRefutes<T>) {
           const auto [mine, claimed] = claimOf(d, state, self);
           // (and room past the claim for every entry of ours that may need a new dot)
           const T* s = stateAs<T>(state);
@@ -160,7 +166,11 @@ Value refute(const Value& delta, const Value* state, crdt::ReplicaId self) {
   return std::visit(
       [&](const auto& d) -> Value {
         using T = std::decay_t<decltype(d)>;
-        if constexpr (kRefutes<T>) {
+        if constexpr (kCounts<T>) {
+          // Nothing to write: joining the delta adopts the claimed totals as our own.
+          if (!refutable(delta, state, self)) throw std::logic_error("refute: not refutable");
+          return Value(T{});
+        } else if constexpr (kRefutes<T>) {
           using Store = typename T::Store;
           if (!refutable(delta, state, self)) throw std::logic_error("refute: not refutable");
           const uint64_t claimed = claimOf(d, state, self).second;

@@ -93,8 +93,9 @@ static_assert(std::is_nothrow_move_constructible_v<Value> && std::is_nothrow_mov
 // kind; nullptr when absent) lacks: a dot or a counter increment this replica never made. Only
 // this replica mints under its id, so such a delta is forged, or this replica lost state it once
 // had (restarted under its old id without it; its next writes would reuse dots the cluster has
-// seen). Either way joining it would corrupt, so the engine refuses it. Registers' writer ids are
-// not checked (an overwritten write of ours may legitimately come back later).
+// seen). Such a delta is refuted, or adopted (counters), where refutable() says so (below), and
+// refused otherwise (or-maps). Registers' writer ids are not checked (an overwritten write of ours
+// may legitimately come back later).
 bool claimsUnminted(const Value& delta, const Value* state, crdt::ReplicaId self);
 
 // Refutation (the dot-store kinds: set, map, multi-value register, flag). A replica is the only
@@ -115,7 +116,16 @@ bool claimsUnminted(const Value& delta, const Value* state, crdt::ReplicaId self
 //     under fresh dots past the claim with their keys, values and stamps (an LWW winner stays the
 //     winner), so they come back wherever the claim removed them.
 // After both have spread, every replica holds this replica's entries as before (under new dots)
-// and its next writes are accepted everywhere. Counters and or-maps are refused as before.
+// and its next writes are accepted everywhere.
+// Counters (g-, pn-counters, maps of counters) adopt the claim instead: a count cannot be taken
+// back (entries join by max), so refusing it fixed nothing elsewhere and only stalled replication
+// to this replica, as above. Joined, the claimed totals become this replica's, and its next
+// increments count on from them, so none is swallowed anywhere as already counted. If this
+// replica lost its state, that is exactly its old count coming back; if the claim is forged, the
+// count is inflated everywhere, which a holder of the secret can do under its own id as well.
+// (A claim near 2^64 leaves no room: this replica's later increments there throw
+// std::overflow_error to the caller rather than wrap.) Nothing is written (refute() returns
+// bottom); it is counted and logged as a refutation. Or-maps are refused as before.
 // The price, under attack only: a removal of one of those entries that was still on its way to
 // this replica when it refuted does not cover the re-written entry (a concurrent re-add, and adds
 // win), so the entry stays; a concurrent newer write to a map key still wins by its stamp.

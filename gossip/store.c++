@@ -119,8 +119,8 @@ JoinStats ObjectStore::joinRemote(ReplicaId from, const std::vector<NamedValue>&
   bool reported = false;
   auto joinOne = [&](const NamedValue& o) {
     auto it = objects_.find(o.name);
-    // (check() refused every claim on our dots that cannot be refuted; refutable() is O(1), where
-    // claimsUnminted() walks a map of counters.)
+    // (check() refused every claim on our dots that cannot be refuted; refutable() is O(1) but
+    // for counter maps, where it walks the delta's keys as the join does.)
     if (!(it != objects_.end() && isTombstone(it->second)) &&
         refutable(o.value, it == objects_.end() ? nullptr : &it->second, self_)) {
       // Made before the join, from the state the claim removes from.

@@ -392,8 +392,9 @@ void Runtime::onMessage(ReplicaId from, Message message) {
   ++stats_.messagesReceived;
   if (const uint64_t n = replica_.engine().stats().deltasRefuted - refutedBefore; n != 0 && refuteLog.allow(nowMs())) {
     log::warn("a message from {} claimed this replica's writes beyond its own in {} object(s): refuted (our entries "
-              "re-written under new dots, the claimed ones removed); a holder of the cluster secret forged it, or "
-              "relayed a forgery ({} similar suppressed)",
+              "re-written under new dots, the claimed ones removed; claimed counts adopted as ours); a holder of the "
+              "cluster secret forged it or relayed a forgery, or this replica restarted without its state ({} "
+              "similar suppressed)",
               from.value, n, refuteLog.suppressed());
   }
   signOfLife(from);

@@ -59,18 +59,49 @@ TEST_CASE("store: a remote message is checked whole before any of it is applied"
   std::get<Set>(wrongKind).add(kB, "z");
   CHECK_THROWS_AS(a.joinRemote(kB, {{"s", good}, {"n", wrongKind}}), ProtocolError);
   CHECK(a.find("s") == nullptr);
-  // A counter increment under the receiver's own id that it never made (counters cannot be
-  // refuted: refused).
-  Value forged(crdt::GCounter{});
-  std::get<crdt::GCounter>(forged).increment(kA, 5);
-  CHECK_THROWS_AS(a.joinRemote(kB, {{"s", good}, {"n", forged}}), ProtocolError);
+  // An or-map claiming the receiver's own dots beyond what it minted (or-maps cannot be refuted:
+  // refused, and nothing else of the message is joined).
+  MapOfMaps om;
+  Value forged(om.update("k", [&](Map& m) { return m.set(kA, "x", "1", crdt::Timestamp{}); }));
+  CHECK_THROWS_AS(a.joinRemote(kB, {{"s", good}, {"om", forged}}), ProtocolError);
   CHECK(a.find("s") == nullptr);
+  CHECK(a.find("om") == nullptr);
   CHECK(r.changes.size() == 1);
   JoinStats js = a.joinRemote(kB, {{"s", good}});
   CHECK(js.joined == 1);
   CHECK(a.joinRemote(kB, {{"s", good}}).redundant == 1);  // RR: nothing new, nothing reported
   REQUIRE(r.changes.size() == 2);
   CHECK(r.changes[1] == std::make_pair(std::string("s"), kB));
+}
+
+TEST_CASE("store: a claim on our own count is adopted: our next increments count on from it") {
+  // a has counted 1 in each counter; a delta (forged, or a's own count from before it lost its
+  // state) says a counted 5. Joined: a counts on from 5, so its next increment (6) is taken by b,
+  // which holds the claim too, instead of being swallowed as already counted.
+  ObjectStore a(kA), b(kB);
+  a.update<crdt::GCounter>("g", [](crdt::GCounter& c) { return c.increment(kA); });
+  a.update<crdt::PNCounter>("pn", [](crdt::PNCounter& c) { return c.increment(kA); });
+  a.update<MapOfCounters>("mc", [](MapOfCounters& m) { return m.increment(kA, "k"); });
+  crdt::GCounter g;
+  crdt::PNCounter pn;
+  MapOfCounters mc;
+  const std::vector<NamedValue> claim{
+      {"g", Value(g.increment(kA, 5))}, {"pn", Value(pn.increment(kA, 5))}, {"mc", Value(mc.increment(kA, "k", 5))}};
+  b.joinRemote(ReplicaId{9}, claim);
+  CHECK(a.joinRemote(ReplicaId{9}, claim).refuted == 3);
+  CHECK(std::get<crdt::GCounter>(*a.find("g")).value() == 5);
+  CHECK(std::get<crdt::PNCounter>(*a.find("pn")).value() == 5);
+  CHECK(std::get<MapOfCounters>(*a.find("mc")).value("k") == 5);
+  // Nothing left to refute: the same claim again is plain redundant.
+  CHECK(a.joinRemote(ReplicaId{9}, claim).refuted == 0);
+  const std::vector<NamedValue> next{
+      {"g", Value(a.update<crdt::GCounter>("g", [](crdt::GCounter& c) { return c.increment(kA); }))},
+      {"pn", Value(a.update<crdt::PNCounter>("pn", [](crdt::PNCounter& c) { return c.increment(kA); }))},
+      {"mc", Value(a.update<MapOfCounters>("mc", [](MapOfCounters& m) { return m.increment(kA, "k"); }))}};
+  CHECK(b.joinRemote(kA, next).joined == 3);
+  CHECK(std::get<crdt::GCounter>(*b.find("g")).value() == 6);
+  CHECK(std::get<crdt::PNCounter>(*b.find("pn")).value() == 6);
+  CHECK(std::get<MapOfCounters>(*b.find("mc")).value("k") == 6);
 }
 
 // A forged delta in a's name: a context claiming a's dots 1..10 (its two entries among them, so
