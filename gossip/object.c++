@@ -129,6 +129,13 @@ namespace {
 // The kinds that refute: dot stores at the top level.
 template <typename T>
 constexpr bool kRefutes = requires(const T& x) { x.store().dotAt(0); T::fromParts(x.store(), x.context()); };
+// ... and the or-maps, whose nested stores are dot stores.
+template <typename T>
+constexpr bool kRefutesNested = requires(const T& x) {
+  typename T::Store::Inner;
+  x.store().forEach([](const auto&, const auto&) {});
+  T::fromParts(x.store(), x.context());
+};
 // The kinds that adopt a claim on this replica's counts instead (object.h, "Refutation").
 template <typename T>
 constexpr bool kCounts =
@@ -141,6 +148,39 @@ std::pair<uint64_t, uint64_t> claimOf(const T& d, const Value* state, crdt::Repl
   return {s != nullptr ? s->context().max(self) : 0, d.context().max(self)};
 }
 
+// This replica's entries of `store` that `d` removes (its context covers their dots and its store
+// lacks them), as a store of the same type under the fresh dots next + 1, next + 2, ... (next is
+// advanced past them), with their keys, values and stamps.
+template <typename Store, typename Delta>
+Store rehomeLost(const Store& store, const Delta& d, crdt::ReplicaId self, uint64_t& next) {
+  std::vector<uint32_t> lost;
+  for (uint32_t p = 0; p < store.size(); ++p) {
+    const crdt::Dot dot = store.dotAt(p);
+    if (dot.replica == self && d.context().contains(dot) && !d.store().containsDot(dot)) lost.push_back(p);
+  }
+  typename Store::Loader load(lost.size());
+  if (!lost.empty()) {
+    const uint32_t w = load.writer(self);
+    for (uint32_t p : lost) load.add(w, ++next, store.keyAt(p), store.valueAt(p));
+  }
+  auto loaded = std::move(load).finish();
+  if (!std::holds_alternative<Store>(loaded)) throw std::logic_error("refute: re-homed entries did not load");
+  return std::get<Store>(std::move(loaded));
+}
+
+// The entries a refutation may re-home: every entry of the state.
+template <typename T>
+uint64_t entriesOf(const T* s) {
+  if (s == nullptr) return 0;
+  if constexpr (kRefutesNested<T>) {
+    uint64_t n = 0;
+    s->store().forEach([&](const auto&, const auto& inner) { n += inner.size(); });
+    return n;
+  } else {
+    return s->store().size();
+  }
+}
+
 }  // namespace
 
 bool refutable(const Value& delta, const Value* state, crdt::ReplicaId self) {
@@ -149,11 +189,10 @@ bool refutable(const Value& delta, const Value* state, crdt::ReplicaId self) {
         using T = std::decay_t<decltype(d)>;
         if constexpr (kCounts<T>) {
           return claimsUnminted(delta, state, self);  // adopted: see object.h
-        } else if constexpr (kRefutes<T>) {
+        } else if constexpr (kRefutes<T> || kRefutesNested<T>) {
           const auto [mine, claimed] = claimOf(d, state, self);
           // (and room past the claim for every entry of ours that may need a new dot)
-          const T* s = stateAs<T>(state);
-          const uint64_t ours = s != nullptr ? s->store().size() : 0;
+          const uint64_t ours = entriesOf(stateAs<T>(state));
           return claimed > mine && claimed - mine <= kMaxDotLead && claimed <= crdt::kMaxDotCounter - ours;
         } else {
           return false;
@@ -170,28 +209,26 @@ Value refute(const Value& delta, const Value* state, crdt::ReplicaId self) {
           // Nothing to write: joining the delta adopts the claimed totals as our own.
           if (!refutable(delta, state, self)) throw std::logic_error("refute: not refutable");
           return Value(T{});
-        } else if constexpr (kRefutes<T>) {
-          using Store = typename T::Store;
+        } else if constexpr (kRefutes<T> || kRefutesNested<T>) {
           if (!refutable(delta, state, self)) throw std::logic_error("refute: not refutable");
           const uint64_t claimed = claimOf(d, state, self).second;
-          // Our entries the delta removes (it covers their dots and lacks them), re-homed.
+          // Our entries the delta removes, re-homed (an or-map's key by key, under the same keys).
           const T* s = stateAs<T>(state);
-          std::vector<uint32_t> lost;
-          for (uint32_t p = 0; s != nullptr && p < s->store().size(); ++p) {
-            const crdt::Dot dot = s->store().dotAt(p);
-            if (dot.replica == self && d.context().contains(dot) && !d.store().containsDot(dot)) lost.push_back(p);
-          }
-          typename Store::Loader load(lost.size());
+          typename T::Store store;
           uint64_t next = claimed;
-          if (!lost.empty()) {
-            const uint32_t w = load.writer(self);
-            for (uint32_t p : lost) load.add(w, ++next, s->store().keyAt(p), s->store().valueAt(p));
+          if constexpr (kRefutesNested<T>) {
+            if (s != nullptr) {
+              s->store().forEach([&](const auto& key, const auto& inner) {
+                auto moved = rehomeLost(inner, d, self, next);
+                if (!moved.empty()) store.put(key, std::move(moved));
+              });
+            }
+          } else if (s != nullptr) {
+            store = rehomeLost(s->store(), d, self, next);
           }
-          auto loaded = std::move(load).finish();
-          if (!std::holds_alternative<Store>(loaded)) throw std::logic_error("refute: re-homed entries did not load");
           crdt::CausalContext ctx;
           if (next > claimed) ctx.addRange(self, claimed + 1, next);
-          return Value(T::fromParts(std::get<Store>(std::move(loaded)), std::move(ctx)));
+          return Value(T::fromParts(std::move(store), std::move(ctx)));
         } else {
           throw std::logic_error("refute: not refutable");
         }

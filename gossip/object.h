@@ -94,11 +94,12 @@ static_assert(std::is_nothrow_move_constructible_v<Value> && std::is_nothrow_mov
 // this replica mints under its id, so such a delta is forged, or this replica lost state it once
 // had (restarted under its old id without it; its next writes would reuse dots the cluster has
 // seen). Such a delta is refuted, or adopted (counters), where refutable() says so (below), and
-// refused otherwise (or-maps). Registers' writer ids are not checked (an overwritten write of ours
+// refused otherwise. Registers' writer ids are not checked (an overwritten write of ours
 // may legitimately come back later).
 bool claimsUnminted(const Value& delta, const Value* state, crdt::ReplicaId self);
 
-// Refutation (the dot-store kinds: set, map, multi-value register, flag). A replica is the only
+// Refutation (the dot-store kinds: set, map, multi-value register, flag, and the or-maps, whose
+// nested stores are refuted key by key). A replica is the only
 // authority on its own dots, as a member is on its incarnation (membership.h). A delta that
 // claims dots under this replica's id beyond what it minted, by at most kMaxDotLead, is refuted
 // rather than refused: refusing it left the claim in the rest of the cluster (a holder of the
@@ -125,7 +126,7 @@ bool claimsUnminted(const Value& delta, const Value* state, crdt::ReplicaId self
 // count is inflated everywhere, which a holder of the secret can do under its own id as well.
 // (A claim near 2^64 leaves no room: this replica's later increments there throw
 // std::overflow_error to the caller rather than wrap.) Nothing is written (refute() returns
-// bottom); it is counted and logged as a refutation. Or-maps are refused as before.
+// bottom); it is counted and logged as a refutation.
 // The price, under attack only: a removal of one of those entries that was still on its way to
 // this replica when it refuted does not cover the re-written entry (a concurrent re-add, and adds
 // win), so the entry stays; a concurrent newer write to a map key still wins by its stamp.

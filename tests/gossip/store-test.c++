@@ -59,13 +59,13 @@ TEST_CASE("store: a remote message is checked whole before any of it is applied"
   std::get<Set>(wrongKind).add(kB, "z");
   CHECK_THROWS_AS(a.joinRemote(kB, {{"s", good}, {"n", wrongKind}}), ProtocolError);
   CHECK(a.find("s") == nullptr);
-  // An or-map claiming the receiver's own dots beyond what it minted (or-maps cannot be refuted:
-  // refused, and nothing else of the message is joined).
-  MapOfMaps om;
-  Value forged(om.update("k", [&](Map& m) { return m.set(kA, "x", "1", crdt::Timestamp{}); }));
-  CHECK_THROWS_AS(a.joinRemote(kB, {{"s", good}, {"om", forged}}), ProtocolError);
+  // A claim on some replica's dots more than 2^32 beyond what is known here (claimTooFar):
+  // refused, and nothing else of the message is joined.
+  crdt::CausalContext far;
+  far.addRange(kB, 1, (uint64_t{1} << 32) + 2);
+  CHECK_THROWS_AS(a.joinRemote(kB, {{"s", good}, {"t", Value(Set::fromParts(Set::Store(), far))}}), ProtocolError);
   CHECK(a.find("s") == nullptr);
-  CHECK(a.find("om") == nullptr);
+  CHECK(a.find("t") == nullptr);
   CHECK(r.changes.size() == 1);
   JoinStats js = a.joinRemote(kB, {{"s", good}});
   CHECK(js.joined == 1);
@@ -102,6 +102,37 @@ TEST_CASE("store: a claim on our own count is adopted: our next increments count
   CHECK(std::get<crdt::GCounter>(*b.find("g")).value() == 6);
   CHECK(std::get<crdt::PNCounter>(*b.find("pn")).value() == 6);
   CHECK(std::get<MapOfCounters>(*b.find("mc")).value("k") == 6);
+}
+
+TEST_CASE("store: a claim on our own dots in an or-map is refuted key by key") {
+  // a holds "x" under key "k" and "y" under "j" of a map of sets; a forged delta claims a's dots
+  // 1..3 and holds none of them: whoever joins it loses both.
+  ObjectStore a(kA), b(kB);
+  b.joinRemote(kA, {{"ms", Value(a.update<MapOfSets>("ms", [](MapOfSets& m) {
+                       return m.update("k", [](crdt::ORSet<std::string>& s) { return s.add(kA, "x"); });
+                     }))}});
+  b.joinRemote(kA, {{"ms", Value(a.update<MapOfSets>("ms", [](MapOfSets& m) {
+                       return m.update("j", [](crdt::ORSet<std::string>& s) { return s.add(kA, "y"); });
+                     }))}});
+  crdt::CausalContext claim;
+  claim.addRange(kA, 1, 3);
+  const Value forged(MapOfSets::fromParts(MapOfSets::Store(), claim));
+  b.joinRemote(ReplicaId{9}, {{"ms", forged}});
+  CHECK(std::get<MapOfSets>(*b.find("ms")).size() == 0);
+  std::optional<Value> refutation;
+  a.listen([&](const Change& c) {
+    if (c.local()) refutation = c.delta;
+  });
+  CHECK(a.joinRemote(ReplicaId{9}, {{"ms", forged}}).refuted == 1);
+  REQUIRE(refutation.has_value());
+  const auto& rm = std::get<MapOfSets>(*refutation);
+  CHECK(rm.context().max(kA) == 5);  // x and y under (a, 4) and (a, 5), past the claim (3)
+  b.joinRemote(kA, {{"ms", *refutation}});
+  for (const ObjectStore* s : {&a, &b}) {
+    const auto& m = std::get<MapOfSets>(*s->find("ms"));
+    CHECK(m.get("k").elements() == std::vector<std::string>{"x"});
+    CHECK(m.get("j").elements() == std::vector<std::string>{"y"});
+  }
 }
 
 // A forged delta in a's name: a context claiming a's dots 1..10 (its two entries among them, so
