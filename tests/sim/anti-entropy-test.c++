@@ -319,6 +319,49 @@ TEST_CASE("anti-entropy: a forged claim on a replica's dots is refuted by it, an
   CHECK(sim.engine(0).stats().deltasRefuted >= 1);
 }
 
+TEST_CASE("anti-entropy: forged claims on a replica's counts and or-map dots: adopted and refuted, nothing stalls") {
+  // The same forgery against node 0's counter and map of sets: a count of 1000 in its name (it
+  // counted 20), and a context claiming its or-map dots 1..1001 with none of its entries. Before,
+  // node 0 refused both for good (replication to it stalled, the cluster never went quiet).
+  SimConfig cfg;
+  cfg.seed = 23;
+  cfg.nodes = 5;
+  Simulator sim(cfg);
+  const ReplicaId victim = sim.id(0);
+  for (int k = 0; k < 20; ++k) {
+    sim.at(0, [&](gossip::ObjectStore& e) {
+      e.update<crdt::GCounter>("hits", [&](crdt::GCounter& c) { return c.increment(victim); });
+      e.update<gossip::MapOfSets>("rooms", [&](gossip::MapOfSets& m) {
+        return m.update("r" + std::to_string(k % 3), [&](Set& s) { return s.add(victim, "own-" + std::to_string(k)); });
+      });
+    });
+  }
+  REQUIRE(sim.runUntilQuiet(500 * cfg.tickMs));
+  crdt::GCounter count;
+  crdt::CausalContext claim;
+  claim.addRange(victim, 1, 1001);
+  sim.inject(4, 3, gossip::DeltaPushMsg{sim.id(4), 0, 0, 1,
+                                        {{"hits", gossip::Value(count.increment(victim, 1000))},
+                                         {"rooms", gossip::Value(gossip::MapOfSets::fromParts({}, claim))}}});
+  REQUIRE(sim.runUntilQuiet(500 * cfg.tickMs));
+  sim.at(0, [&](gossip::ObjectStore& e) {
+    e.update<crdt::GCounter>("hits", [&](crdt::GCounter& c) { return c.increment(victim); });
+    e.update<gossip::MapOfSets>("rooms", [&](gossip::MapOfSets& m) {
+      return m.update("r0", [&](Set& s) { return s.add(victim, "after"); });
+    });
+  });
+  REQUIRE(sim.runUntilQuiet(500 * cfg.tickMs));
+  CHECK(sim.divergence() == "");
+  for (size_t i = 0; i < sim.size(); ++i) {
+    INFO("node ", i);
+    CHECK(std::get<crdt::GCounter>(*sim.store(i).find("hits")).value() == 1001);  // adopted, then counted on
+    const auto& rooms = std::get<gossip::MapOfSets>(*sim.store(i).find("rooms"));
+    for (int k = 0; k < 20; ++k) CHECK(rooms.get("r" + std::to_string(k % 3)).contains("own-" + std::to_string(k)));
+    CHECK(rooms.get("r0").contains("after"));
+  }
+  CHECK(sim.engine(0).stats().deltasRefuted >= 2);
+}
+
 TEST_CASE("anti-entropy: the log is collected once every neighbour has acked") {
   SimConfig cfg;
   cfg.seed = 5;
