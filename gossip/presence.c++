@@ -5,6 +5,7 @@
 
 #include <deltasync/errors.h>
 
+#include "crdt/flat-index.h"
 #include "gossip/errors.h"
 #include "gossip/varint.h"
 
@@ -15,6 +16,37 @@ namespace {
 constexpr char kHex[] = "0123456789abcdef";
 
 bool byRef(const PresenceMeta& a, const PresenceMeta& b) { return a.ref < b.ref; }
+
+// An entry key (see encodeKey) and value (encodeValue) read in place: views into `bytes`.
+struct KeyParts {
+  std::string_view topic, key;
+  uint64_t connection = 0;
+};
+
+KeyParts keyParts(std::string_view bytes) {
+  ColumnReader r(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), "presence key");
+  KeyParts e;
+  e.topic = r.raw(r.varint());
+  e.key = r.raw(r.varint());
+  e.connection = r.fixed64();
+  r.expectEnd();
+  return e;
+}
+
+std::pair<uint64_t, std::string_view> valueParts(std::string_view bytes) {
+  ColumnReader r(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), "presence value");
+  uint64_t previous = r.varint();
+  return {previous, r.raw(r.remaining())};
+}
+
+// The connection of an entry key: its last 8 bytes (encodeKey).
+uint64_t connectionOf(std::string_view entryKey) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) {
+    v |= uint64_t(static_cast<unsigned char>(entryKey[entryKey.size() - 8 + i])) << (8 * i);
+  }
+  return v;
+}
 
 }  // namespace
 
@@ -81,16 +113,6 @@ std::string PresenceTracker::encodeKey(const std::string& topic, const std::stri
   return out;
 }
 
-PresenceTracker::Entry PresenceTracker::decodeKey(std::string_view bytes) {
-  ColumnReader r(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), "presence key");
-  Entry e;
-  e.topic = std::string(r.raw(r.varint()));
-  e.key = std::string(r.raw(r.varint()));
-  e.connection = r.fixed64();
-  r.expectEnd();
-  return e;
-}
-
 std::string PresenceTracker::encodeValue(uint64_t previous, const std::string& meta) {
   std::string out;
   out.reserve(varintSize(previous) + meta.size());  // exact: the store keeps this string
@@ -99,10 +121,83 @@ std::string PresenceTracker::encodeValue(uint64_t previous, const std::string& m
   return out;
 }
 
-std::pair<uint64_t, std::string> PresenceTracker::decodeValue(std::string_view bytes) {
-  ColumnReader r(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), "presence value");
-  uint64_t previous = r.varint();
-  return {previous, std::string(r.raw(r.remaining()))};
+std::string PresenceTracker::topicPrefix(std::string_view topic) {
+  std::string out;
+  appendVarint(out, topic.size());
+  out += topic;
+  return out;
+}
+
+std::string PresenceTracker::rowPlace(std::string_view topic, std::string_view key) {
+  std::string out;
+  out.reserve(varintSize(topic.size()) + topic.size() + key.size());
+  appendVarint(out, topic.size());
+  out += topic;
+  out += key;
+  return out;
+}
+
+// ---- RefIndex -------------------------------------------------------------------------------
+
+size_t PresenceTracker::RefIndex::home(uint64_t ref) const {
+  // Seeded as the dot stores' indexes are (refs come from peers: see crdt::hashSeed).
+  return static_cast<size_t>(crdt::mix64(ref ^ crdt::_::hashSeed())) & (slots_.size() - 1);
+}
+
+const PresenceTracker::RowMap::iterator* PresenceTracker::RefIndex::find(uint64_t ref) const {
+  if (size_ == 0) return nullptr;
+  const size_t mask = slots_.size() - 1;
+  for (size_t i = home(ref);; i = (i + 1) & mask) {
+    if (slots_[i].ref == ref) return &slots_[i].at;
+    if (slots_[i].ref == 0) return nullptr;
+  }
+}
+
+void PresenceTracker::RefIndex::insert(uint64_t ref, RowMap::iterator at) {
+  if ((size_ + 1) * 5 > slots_.size() * 4) resize(slots_.empty() ? 8 : slots_.size() * 2);
+  const size_t mask = slots_.size() - 1;
+  size_t i = home(ref);
+  while (slots_[i].ref != 0) i = (i + 1) & mask;
+  slots_[i] = Slot{ref, at};
+  ++size_;
+}
+
+void PresenceTracker::RefIndex::erase(uint64_t ref) {
+  if (size_ == 0) return;
+  const size_t mask = slots_.size() - 1;
+  size_t i = home(ref);
+  while (slots_[i].ref != ref) {
+    if (slots_[i].ref == 0) return;
+    i = (i + 1) & mask;
+  }
+  // Backward-shift deletion: later slots of the probe run move into the hole unless their home
+  // lies cyclically in (hole, slot], so every ref stays reachable from its home without markers.
+  for (size_t j = (i + 1) & mask; slots_[j].ref != 0; j = (j + 1) & mask) {
+    const size_t h = home(slots_[j].ref);
+    const bool stays = i <= j ? (i < h && h <= j) : (i < h || h <= j);
+    if (!stays) {
+      slots_[i] = slots_[j];
+      i = j;
+    }
+  }
+  slots_[i] = Slot{};
+  --size_;
+  if (size_ == 0) {
+    slots_ = {};
+  } else if (slots_.size() > 8 && size_ * 8 < slots_.size()) {
+    resize(slots_.size() / 2);
+  }
+}
+
+void PresenceTracker::RefIndex::resize(size_t slots) {
+  std::vector<Slot> old = std::exchange(slots_, std::vector<Slot>(slots));
+  const size_t mask = slots - 1;
+  for (const Slot& s : old) {
+    if (s.ref == 0) continue;
+    size_t i = home(s.ref);
+    while (slots_[i].ref != 0) i = (i + 1) & mask;
+    slots_[i] = s;
+  }
 }
 
 // ---- construction and checks ----------------------------------------------------------------
@@ -151,8 +246,8 @@ void PresenceTracker::check(const std::string& name, const Value& delta) const {
                           ": only its owner writes it");
     }
     try {
-      Entry e = decodeKey(k);
-      auto [previous, meta] = decodeValue(v.value);
+      const KeyParts e = keyParts(k);
+      const std::string_view meta = valueParts(v.value).second;
       if (e.topic.empty()) throw ProtocolError("presence object '" + name + "': an entry with an empty topic");
       if (std::string p = sizeProblem(e.topic, e.key, meta); !p.empty()) {
         throw ProtocolError("presence object '" + name + "': an entry's " + p);
@@ -175,25 +270,40 @@ PresenceRef PresenceTracker::write(const std::string& entryKey, const std::strin
   return PresenceRef{me, ref};
 }
 
+bool PresenceTracker::isTracked(const Map* mine, const std::string& entryKey) const {
+  return (mine != nullptr && mine->contains(entryKey)) || lost_.count(entryKey) != 0;
+}
+
+PresenceTracker::Connection& PresenceTracker::remember(uint64_t connection, uint64_t ref) {
+  Connection& c = local_[connection];
+  // Stale refs (see Connection) go when they outnumber the live ones: amortised O(1) a write.
+  if (c.refs.size() >= 2 * c.live + 8) {
+    if (const Map* mine = object(self())) {
+      const ReplicaId me = self();
+      std::erase_if(c.refs, [&](uint64_t r) { return !mine->store().containsDot(crdt::Dot{me, r}); });
+    }
+  }
+  c.refs.push_back(ref);
+  return c;
+}
+
 PresenceRef PresenceTracker::track(uint64_t connection, const std::string& topic, const std::string& key,
                                    const std::string& meta) {
   checkSizes(topic, key, meta);
-  auto& keys = local_[connection];
   const std::string k = encodeKey(topic, key, connection);
-  if (keys.count(k) != 0) {
+  const Map* mine = object(self());
+  if (isTracked(mine, k)) {
     throw std::invalid_argument("presence ('" + topic + "', '" + key + "') is already tracked on this connection");
   }
   if (localCount_ >= config_.maxPresences) {
-    if (keys.empty()) local_.erase(connection);
     throw LimitExceeded("presence: this node tracks maxPresences (" + std::to_string(config_.maxPresences) +
                         ") presences already");
   }
-  // A new entry (the usual case: the key is not in our object) is shown from what we know here
-  // rather than decoded back from the store's report of it (onChange skips it): the same row and
-  // the same join, without decoding its key and value again (about 5% of a track's instructions).
-  // A key still in the object (a write that replaces an entry) goes the general way, so that the
-  // entry it replaces leaves.
-  const Map* mine = object(self());
+  // A new entry (always: the own object holds tracked entries only, see the header) is shown
+  // from what we know here rather than decoded back from the store's report of it (onChange
+  // skips it): the same row and the same join, without decoding its key and value again (about
+  // 5% of a track's instructions). A key still in the object would go the general way, so that
+  // the entry it replaces leaves.
   const bool fresh = mine == nullptr || !mine->contains(k);
   PresenceRef ref;
   try {
@@ -202,11 +312,10 @@ PresenceRef PresenceTracker::track(uint64_t connection, const std::string& topic
     skipOwnChange_ = false;
   } catch (...) {
     skipOwnChange_ = false;
-    if (keys.empty()) local_.erase(connection);
     throw;
   }
-  if (fresh) show(self(), origins_[self()], ref.counter, Entry{topic, key, connection}, 0, meta);
-  keys.insert(k);
+  if (fresh) show(self(), origins_[self()], ref.counter, k, 0, meta);
+  ++remember(connection, ref.counter).live;
   ++localCount_;
   return ref;
 }
@@ -214,55 +323,72 @@ PresenceRef PresenceTracker::track(uint64_t connection, const std::string& topic
 PresenceRef PresenceTracker::update(uint64_t connection, const std::string& topic, const std::string& key,
                                     const std::string& meta) {
   checkSizes(topic, key, meta);
-  auto it = local_.find(connection);
   const std::string k = encodeKey(topic, key, connection);
-  if (it == local_.end() || it->second.count(k) == 0) {
+  const Map* mine = object(self());
+  if (!isTracked(mine, k)) {
     throw std::invalid_argument("presence ('" + topic + "', '" + key + "') is not tracked on this connection");
   }
   uint64_t previous = 0;
-  if (const Map* m = object(self())) {
-    m->store().forEachOfKey(k, [&](crdt::Dot d, const auto&) { previous = d.counter; });
+  if (mine != nullptr) {
+    mine->store().forEachOfKey(k, [&](crdt::Dot d, const auto&) { previous = d.counter; });
   }
   lost_.erase(k);
-  return write(k, meta, previous);
+  PresenceRef ref = write(k, meta, previous);
+  remember(connection, ref.counter);
+  return ref;
 }
 
 bool PresenceTracker::untrack(uint64_t connection, const std::string& topic, const std::string& key) {
-  auto it = local_.find(connection);
   const std::string k = encodeKey(topic, key, connection);
-  if (it == local_.end() || it->second.erase(k) == 0) return false;
-  if (it->second.empty()) local_.erase(it);
+  const Map* mine = object(self());
+  const bool stored = mine != nullptr && mine->contains(k);
+  if (!stored && lost_.count(k) == 0) return false;
+  if (auto it = local_.find(connection); it != local_.end() && --it->second.live == 0) local_.erase(it);
   --localCount_;
   lost_.erase(k);
-  if (const Map* m = object(self()); m != nullptr && m->contains(k)) {
-    store_.update<Map>(selfName_, [&](Map& m) { return m.remove(k); });
-  }
+  if (stored) store_.update<Map>(selfName_, [&](Map& m) { return m.remove(k); });
   return true;
 }
 
 size_t PresenceTracker::close(uint64_t connection) {
   auto it = local_.find(connection);
   if (it == local_.end()) return 0;
-  const std::set<std::string> keys = std::move(it->second);
+  const Connection c = std::move(it->second);
   local_.erase(it);
-  localCount_ -= keys.size();
-  for (const auto& k : keys) lost_.erase(k);
+  localCount_ -= c.live;
+  size_t stored = 0;
   if (const Map* m = object(self()); m != nullptr) {
     // One delta for all of them, each removal joined straight into it: joining one removal delta
     // per key (as before) joined contexts of a size growing with each, quadratic in the keys:
     // closing a connection of 20,000 presences took 1.47 G instructions, half a second.
+    const ReplicaId me = self();
     store_.update<Map>(selfName_, [&](Map& state) {
       Map delta;
-      for (const auto& k : keys) state.removeInto(delta, k);
+      std::string k;
+      for (uint64_t ref : c.refs) {
+        const uint32_t p = state.store().findDot(crdt::Dot{me, ref});
+        if (p == Map::Store::kNone) continue;  // stale
+        k.assign(state.store().keyAt(p));
+        state.removeInto(delta, k);
+        ++stored;
+      }
       return delta;
     });
   }
-  return keys.size();
+  // The others were purged by another node (lost_), normally none.
+  for (auto l = lost_.begin(); stored < c.live && l != lost_.end();) {
+    if (connectionOf(l->first) == connection) {
+      l = lost_.erase(l);
+      ++stored;
+    } else {
+      ++l;
+    }
+  }
+  return c.live;
 }
 
 bool PresenceTracker::tracked(uint64_t connection, const std::string& topic, const std::string& key) const {
-  auto it = local_.find(connection);
-  return it != local_.end() && it->second.count(encodeKey(topic, key, connection)) != 0;
+  return isTracked(object(self()), encodeKey(topic, key, connection));
 }
 
 // ---- the store's changes --------------------------------------------------------------------
@@ -278,61 +404,97 @@ bool PresenceTracker::visible(const Origin& o, ReplicaId id) const {
 
 PresenceMeta PresenceTracker::metaOf(const Row& r) {
   return PresenceMeta{PresenceRef{r.origin, r.ref}, PresenceRef{r.previous == 0 ? ReplicaId{} : r.origin, r.previous},
-                      r.connection, r.meta};
+                      r.connection, std::string(r.meta.view())};
 }
 
-void PresenceTracker::show(ReplicaId id, Origin& o, uint64_t ref, Entry entry, uint64_t previous, std::string meta) {
-  Row row{id, ref, previous, entry.connection, std::move(meta)};
-  events_.push_back(DiffEvent{entry.topic, entry.key, metaOf(row), false});
-  Topic& t = topics_[entry.topic];
-  auto& rows = t.keys[entry.key];
-  auto at = std::upper_bound(rows.begin(), rows.end(), row, [](const Row& a, const Row& b) {
-    return std::tie(a.origin, a.ref) < std::tie(b.origin, b.ref);
-  });
-  rows.insert(at, std::move(row));
-  ++t.count;
-  o.shown.emplace(ref, std::move(entry));
-}
+namespace {
 
-void PresenceTracker::hide(ReplicaId id, Origin& o, std::map<uint64_t, Entry>::iterator it, bool byOther) {
-  const Entry& e = it->second;
+bool rowBefore(ReplicaId origin, uint64_t ref, const auto& r) { return std::tie(origin, ref) < std::tie(r.origin, r.ref); }
+
+}  // namespace
+
+void PresenceTracker::show(ReplicaId id, Origin& o, uint64_t ref, std::string_view entryKey, uint64_t previous,
+                           std::string_view meta) {
+  const KeyParts e = keyParts(entryKey);
+  Row row{id, ref, previous, e.connection, crdt::CompactString(meta)};
+  events_.push_back(DiffEvent{std::string(e.topic), std::string(e.key), metaOf(row), false});
+  const std::string place = rowPlace(e.topic, e.key);
   auto t = topics_.find(e.topic);
-  if (t != topics_.end()) {
-    auto k = t->second.keys.find(e.key);
-    if (k != t->second.keys.end()) {
-      auto& rows = k->second;
-      auto r = std::find_if(rows.begin(), rows.end(), [&](const Row& x) { return x.origin == id && x.ref == it->first; });
-      if (r != rows.end()) {
-        // This node's own entry removed by another node (a purge) while its connection lives:
-        // remember its meta to track it again (tick()).
-        if (id == self() && byOther) {
-          auto l = local_.find(r->connection);
-          const std::string k2 = encodeKey(e.topic, e.key, r->connection);
-          if (l != local_.end() && l->second.count(k2) != 0) lost_[k2] = r->meta;
-        }
-        events_.push_back(DiffEvent{e.topic, e.key, metaOf(*r), true});
-        rows.erase(r);
-        --t->second.count;
-        if (rows.empty()) t->second.keys.erase(k);
-        if (t->second.keys.empty()) topics_.erase(t);
+  if (t == topics_.end()) t = topics_.emplace(std::string(e.topic), TopicCount{}).first;
+  auto at = rows_.lower_bound(std::string_view(place));
+  if (at == rows_.end() || at->first.view() != place) {
+    at = rows_.emplace_hint(at, crdt::CompactString(place), Rows{std::move(row), nullptr});
+    ++t->second.keys;
+  } else {
+    Rows& rows = at->second;
+    if (!rows.more) rows.more = std::make_unique<std::vector<Row>>();
+    auto& more = *rows.more;
+    if (rowBefore(row.origin, row.ref, rows.first)) std::swap(row, rows.first);
+    more.insert(std::upper_bound(more.begin(), more.end(), row,
+                                 [](const Row& a, const Row& b) { return rowBefore(a.origin, a.ref, b); }),
+                std::move(row));
+  }
+  ++t->second.count;
+  o.shown.insert(ref, at);
+}
+
+void PresenceTracker::hide(ReplicaId id, Origin& o, uint64_t ref, RowMap::iterator at, bool byOther) {
+  o.shown.erase(ref);
+  Rows& rows = at->second;
+  Row* r = &rows.first;
+  if (r->origin != id || r->ref != ref) {
+    r = nullptr;
+    if (rows.more) {
+      for (Row& x : *rows.more) {
+        if (x.origin == id && x.ref == ref) r = &x;
       }
     }
+    if (r == nullptr) return;  // (not reached: the index and the rows agree)
   }
-  o.shown.erase(it);
+  // The place is varint(topic bytes) topic key.
+  const std::string_view place = at->first.view();
+  ColumnReader pr(reinterpret_cast<const unsigned char*>(place.data()), place.size(), "presence place");
+  const std::string_view topic = pr.raw(pr.varint());
+  const std::string_view key = pr.raw(pr.remaining());
+  // This node's own entry removed by another node (a purge): its connection lives (the own
+  // object holds tracked entries only), so remember its meta to track it again (tick()).
+  if (id == self() && byOther && local_.count(r->connection) != 0) {
+    lost_[encodeKey(std::string(topic), std::string(key), r->connection)] = std::string(r->meta.view());
+  }
+  events_.push_back(DiffEvent{std::string(topic), std::string(key), metaOf(*r), true});
+  auto t = topics_.find(topic);
+  --t->second.count;
+  if (r == &rows.first && !rows.more) {
+    --t->second.keys;
+    rows_.erase(at);
+  } else {
+    auto& more = *rows.more;
+    if (r == &rows.first) {
+      rows.first = std::move(more.front());
+      more.erase(more.begin());
+    } else {
+      more.erase(more.begin() + (r - more.data()));
+    }
+    if (more.empty()) rows.more.reset();
+  }
+  if (t->second.count == 0) topics_.erase(t);
 }
 
 void PresenceTracker::showAll(ReplicaId id, Origin& o) {
   const Map* m = object(id);
   if (m == nullptr) return;
   m->store().forEach([&](std::string_view k, crdt::Dot d, const crdt::Stamped<std::string>& v) {
-    if (d.replica != id || o.shown.count(d.counter) != 0) return;
-    auto [previous, meta] = decodeValue(v.value);
-    show(id, o, d.counter, decodeKey(k), previous, std::move(meta));
+    if (d.replica != id || o.shown.contains(d.counter)) return;
+    auto [previous, meta] = valueParts(v.value);
+    show(id, o, d.counter, k, previous, meta);
   });
 }
 
 void PresenceTracker::hideAll(ReplicaId id, Origin& o) {
-  while (!o.shown.empty()) hide(id, o, o.shown.begin(), false);
+  std::vector<std::pair<uint64_t, RowMap::iterator>> all;
+  all.reserve(o.shown.size());
+  o.shown.forEach([&](uint64_t ref, RowMap::iterator at) { all.emplace_back(ref, at); });
+  for (const auto& [ref, at] : all) hide(id, o, ref, at, false);
 }
 
 void PresenceTracker::onChange(const Change& c) {
@@ -347,24 +509,33 @@ void PresenceTracker::onChange(const Change& c) {
     return;
   }
   const Map* state = object(owner);
-  // Leaves: shown rows whose dots the delta's context covers and the state no longer holds.
-  if (const auto* covered = delta->context().find(owner)) {
-    for (const auto& i : covered->intervals) {
-      for (auto it = o.shown.lower_bound(i.lo); it != o.shown.end() && it->first <= i.hi;) {
-        auto next = std::next(it);
-        if (state == nullptr || !state->store().containsDot(crdt::Dot{owner, it->first})) {
-          hide(owner, o, it, !c.local());
+  // Leaves: shown rows whose dots the delta's context covers and the state no longer holds. The
+  // covered counters are looked up one by one, or the shown refs scanned when there are fewer.
+  if (const auto* covered = delta->context().find(owner); covered != nullptr && o.shown.size() != 0) {
+    std::vector<std::pair<uint64_t, RowMap::iterator>> gone;
+    auto left = [&](uint64_t ref) { return state == nullptr || !state->store().containsDot(crdt::Dot{owner, ref}); };
+    uint64_t span = 0;
+    for (const auto& i : covered->intervals) span += std::min<uint64_t>(i.hi - i.lo + 1, o.shown.size() + 1);
+    if (span <= o.shown.size()) {
+      for (const auto& i : covered->intervals) {
+        for (uint64_t ref = i.lo;; ++ref) {
+          if (const RowMap::iterator* at = o.shown.find(ref); at != nullptr && left(ref)) gone.emplace_back(ref, *at);
+          if (ref == i.hi) break;
         }
-        it = next;
       }
+    } else {
+      o.shown.forEach([&](uint64_t ref, RowMap::iterator at) {
+        if (crdt::CausalContext::containsCounter(covered->intervals, ref) && left(ref)) gone.emplace_back(ref, at);
+      });
     }
+    for (const auto& [ref, at] : gone) hide(owner, o, ref, at, !c.local());
   }
   // Joins: the delta's entries the state holds and that are not shown yet.
   if (state == nullptr) return;
   delta->store().forEach([&](std::string_view k, crdt::Dot d, const crdt::Stamped<std::string>& v) {
-    if (d.replica != owner || o.shown.count(d.counter) != 0 || !state->store().containsDot(d)) return;
-    auto [previous, meta] = decodeValue(v.value);
-    show(owner, o, d.counter, decodeKey(k), previous, std::move(meta));
+    if (d.replica != owner || o.shown.contains(d.counter) || !state->store().containsDot(d)) return;
+    auto [previous, meta] = valueParts(v.value);
+    show(owner, o, d.counter, k, previous, meta);
   });
 }
 
@@ -452,12 +623,11 @@ void PresenceTracker::tick(uint64_t nowMs) {
     if (it != origins_.end() && it->second.status == OriginStatus::gone) purge(id);
   }
   // Our own presences another node purged (it took us for gone) while their connections live.
+  // (Every entry of lost_ is tracked: untrack, close and update take theirs out.)
   for (const auto& [k, meta] : std::exchange(lost_, {})) {
-    Entry e = decodeKey(k);
-    if (!tracked(e.connection, e.topic, e.key)) continue;
     const Map* m = object(self());
     if (m != nullptr && m->contains(k)) continue;  // tracked again meanwhile (update)
-    write(k, meta, 0);
+    remember(connectionOf(k), write(k, meta, 0).counter);
   }
 }
 
@@ -474,23 +644,32 @@ std::vector<std::pair<std::string, std::vector<PresenceMeta>>> PresenceTracker::
   std::vector<std::pair<std::string, std::vector<PresenceMeta>>> out;
   auto t = topics_.find(topic);
   if (t == topics_.end()) return out;
-  out.reserve(t->second.keys.size());
-  for (const auto& [key, rows] : t->second.keys) {
+  out.reserve(t->second.keys);
+  const std::string prefix = topicPrefix(topic);
+  for (auto at = rows_.lower_bound(std::string_view(prefix)); at != rows_.end(); ++at) {
+    const std::string_view place = at->first.view();
+    if (!place.starts_with(prefix)) break;
+    const Rows& rows = at->second;
     std::vector<PresenceMeta> metas;
-    metas.reserve(rows.size());
-    for (const auto& r : rows) metas.push_back(metaOf(r));
-    out.emplace_back(key, std::move(metas));
+    metas.reserve(1 + (rows.more ? rows.more->size() : 0));
+    metas.push_back(metaOf(rows.first));
+    if (rows.more) {
+      for (const auto& r : *rows.more) metas.push_back(metaOf(r));
+    }
+    out.emplace_back(place.substr(prefix.size()), std::move(metas));
   }
   return out;
 }
 
 std::vector<PresenceMeta> PresenceTracker::get(const std::string& topic, const std::string& key) const {
   std::vector<PresenceMeta> out;
-  auto t = topics_.find(topic);
-  if (t == topics_.end()) return out;
-  auto k = t->second.keys.find(key);
-  if (k == t->second.keys.end()) return out;
-  for (const auto& r : k->second) out.push_back(metaOf(r));
+  auto at = rows_.find(std::string_view(rowPlace(topic, key)));
+  if (at == rows_.end()) return out;
+  const Rows& rows = at->second;
+  out.push_back(metaOf(rows.first));
+  if (rows.more) {
+    for (const auto& r : *rows.more) out.push_back(metaOf(r));
+  }
   return out;
 }
 
@@ -501,7 +680,7 @@ size_t PresenceTracker::count(const std::string& topic) const {
 
 size_t PresenceTracker::keyCount(const std::string& topic) const {
   auto t = topics_.find(topic);
-  return t == topics_.end() ? 0 : t->second.keys.size();
+  return t == topics_.end() ? 0 : t->second.keys;
 }
 
 std::vector<std::string> PresenceTracker::topics() const {

@@ -39,13 +39,34 @@
 // join (new ref) in the same diff. PresenceDiff::add() coalesces: a join and a leave of the same
 // ref in one batch cancel.
 //
-// Cost: track/update/untrack O(log n); a received delta O(its entries + covered rows); list(topic)
-// O(answer); get O(log keys + answer); count O(1); hiding or showing an origin O(its presences).
+// Layout (the tracker's own indexes; the store holds every entry once more, in the objects):
+//   - rows_: every visible presence, in one ordered map from its place, varint(topic bytes) topic
+//     key (a CompactString: inline up to 15 bytes), to the place's rows sorted by (origin, ref).
+//     The usual single row lives in the map node; several (one key on several connections or
+//     replicas) put the others in a heap vector. Byte order on places keeps each topic's places
+//     contiguous with its keys in std::string order, so list() walks one range;
+//   - topics_: per topic with a visible presence, its rows and places (count, keyCount, topics);
+//   - Origin::shown: per origin, its visible refs -> their node in rows_ (std::map nodes do not
+//     move), in an open-addressing table. Invariant: a row is in rows_ iff its ref is in its
+//     origin's shown, iff the origin is visible here and its object here holds the row's dot;
+//   - local_: per connection of this node with a live presence, how many it has and the refs
+//     written for them, stale ones included (the live refs are those the own object holds). The
+//     own object holds exactly the entries this node tracks, except the purged ones in lost_ (a
+//     restart clears it before restoring it, lib/node.c++, and the only other writer removes),
+//     so tracked() asks the object, and no entry key is copied here.
+//   About 150 bytes a presence besides the store's (1e5 presences, 15-byte metas, short keys:
+//   bench/presence-bench): the map node 104, the ref slot ~20, the connection's share ~27.
+//
+// Cost: track/update/untrack O(log n); a received delta O(its entries + min(covered counters,
+// the origin's visible rows)); list(topic) O(log n + answer); get O(log n + answer); count O(1)
+// after the topic's lookup; hiding or showing an origin O(its presences); close(connection)
+// O(its refs) (plus lost_ when some of its presences were purged).
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -53,6 +74,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "crdt/compact-string.h"
 #include "gossip/limits.h"
 #include "gossip/membership.h"
 #include "gossip/store.h"
@@ -161,32 +183,80 @@ class PresenceTracker {
   void check(const std::string& name, const Value& delta) const;
 
  private:
-  struct Entry {  // a decoded entry key
-    std::string topic, key;
-    uint64_t connection = 0;
-  };
+  // One visible presence, as list() shows it (topic and key are its place in rows_).
   struct Row {
     ReplicaId origin;
     uint64_t ref = 0;
     uint64_t previous = 0;
     uint64_t connection = 0;
-    std::string meta;
+    crdt::CompactString meta;
   };
-  struct Topic {
-    size_t count = 0;
-    std::map<std::string, std::vector<Row>, std::less<>> keys;
+  // A (topic, key)'s rows, sorted by (origin, ref): `first` and, when there are more (the rare
+  // case: one key on several connections or replicas), the others in `more`, never empty then.
+  struct Rows {
+    Row first;
+    std::unique_ptr<std::vector<Row>> more;
+  };
+  struct ViewLess {
+    using is_transparent = void;
+    static std::string_view view(const crdt::CompactString& s) { return s.view(); }
+    static std::string_view view(std::string_view s) { return s; }
+    template <typename A, typename B>
+    bool operator()(const A& a, const B& b) const { return view(a) < view(b); }
+  };
+  // Place (see rowPlace()) -> rows.
+  using RowMap = std::map<crdt::CompactString, Rows, ViewLess>;
+  // An origin's visible refs -> their place in rows_: open addressing (linear probing), 16 bytes
+  // a slot, at most 4/5 full; a ref of 0 marks a free slot (refs start at 1).
+  class RefIndex {
+   public:
+    size_t size() const { return size_; }
+    bool contains(uint64_t ref) const { return find(ref) != nullptr; }
+    const RowMap::iterator* find(uint64_t ref) const;
+    void insert(uint64_t ref, RowMap::iterator at);  // ref is absent
+    void erase(uint64_t ref);
+    // Calls f(ref, place) for every ref (in slot order, no particular one).
+    template <typename F>
+    void forEach(F&& f) const {
+      for (const Slot& s : slots_) {
+        if (s.ref != 0) f(s.ref, s.at);
+      }
+    }
+
+   private:
+    struct Slot {
+      uint64_t ref = 0;
+      RowMap::iterator at{};
+    };
+    size_t home(uint64_t ref) const;
+    void resize(size_t slots);
+    std::vector<Slot> slots_;  // empty, or a power of two
+    size_t size_ = 0;
+  };
+  struct TopicCount {
+    size_t count = 0;  // rows
+    size_t keys = 0;   // places
   };
   struct Origin {
     OriginStatus status = OriginStatus::up;
     uint64_t sinceMs = 0;
-    bool known = false;                    // reported by membership (else hidden)
-    std::map<uint64_t, Entry> shown;       // ref -> entry, while visible
+    bool known = false;  // reported by membership (else hidden)
+    RefIndex shown;      // its visible rows
+  };
+  // This node's presences on one connection: the refs written for them, some of them stale
+  // (replaced by update(), untracked, or purged: whatever the own object no longer holds).
+  struct Connection {
+    std::vector<uint64_t> refs;
+    size_t live = 0;  // presences tracked on it (lost_ ones included)
   };
 
   static std::string encodeKey(const std::string& topic, const std::string& key, uint64_t connection);
-  static Entry decodeKey(std::string_view bytes);
   static std::string encodeValue(uint64_t previous, const std::string& meta);
-  static std::pair<uint64_t, std::string> decodeValue(std::string_view bytes);
+  // varint(topic bytes) topic: the start of every place of the topic.
+  static std::string topicPrefix(std::string_view topic);
+  // A row's place in rows_: topicPrefix(topic) key. Byte order sorts places by topic length,
+  // topic, then key (std::string's order), so a topic's places are contiguous, keys sorted.
+  static std::string rowPlace(std::string_view topic, std::string_view key);
 
   std::string sizeProblem(std::string_view topic, std::string_view key, std::string_view meta) const;
   // Local writes: std::invalid_argument (empty topic) or LimitExceeded; check() holds received
@@ -196,9 +266,10 @@ class PresenceTracker {
   // The store's report of a change to a presence object.
   void onChange(const Change& c);
   bool visible(const Origin& o, ReplicaId id) const;
-  void show(ReplicaId id, Origin& o, uint64_t ref, Entry entry, uint64_t previous, std::string meta);
+  // Shows the entry (entryKey: encodeKey's) with dot (id, ref).
+  void show(ReplicaId id, Origin& o, uint64_t ref, std::string_view entryKey, uint64_t previous, std::string_view meta);
   // byOther: removed by another node's write (a purge of ours: see lost_).
-  void hide(ReplicaId id, Origin& o, std::map<uint64_t, Entry>::iterator it, bool byOther);
+  void hide(ReplicaId id, Origin& o, uint64_t ref, RowMap::iterator at, bool byOther);
   void showAll(ReplicaId id, Origin& o);
   void hideAll(ReplicaId id, Origin& o);
   void setStatus(ReplicaId id, OriginStatus s, uint64_t nowMs);
@@ -207,20 +278,25 @@ class PresenceTracker {
   void disarm(ReplicaId id, const Origin& o);
   void purge(ReplicaId id);
   const Map* object(ReplicaId id) const;
+  // Whether this node tracks the entry (entryKey: encodeKey's); mine: object(self()).
+  bool isTracked(const Map* mine, const std::string& entryKey) const;
   // Writes this node's entry (entryKey: encodeKey's) with a new dot: its ref.
   PresenceRef write(const std::string& entryKey, const std::string& meta, uint64_t previous);
+  // Notes a ref written for a presence on `connection` (its `live` count is the caller's).
+  Connection& remember(uint64_t connection, uint64_t ref);
 
   ObjectStore& store_;
   Limits limits_;
   PresenceConfig config_;
   std::string selfName_;  // presenceObjectName(self())
   bool skipOwnChange_ = false;  // inside track()'s write of a new entry (see there)
-  std::map<std::string, Topic, std::less<>> topics_;  // visible presences only
+  RowMap rows_;  // visible presences only
+  std::map<std::string, TopicCount, std::less<>> topics_;  // those with a visible presence
   std::map<ReplicaId, Origin> origins_;
   std::set<std::pair<uint64_t, ReplicaId>> timers_;  // (deadline, origin): see arm()
   std::set<ReplicaId> refilled_;                     // gone origins whose objects got entries again
-  // This node's live presences: connection -> entry keys.
-  std::unordered_map<uint64_t, std::set<std::string>> local_;
+  // This node's connections with a live presence.
+  std::unordered_map<uint64_t, Connection> local_;
   size_t localCount_ = 0;
   // This node's entries another node removed while their connection lives (entry key -> meta):
   // tracked again by tick().
