@@ -274,16 +274,44 @@ bool PresenceTracker::isTracked(const Map* mine, const std::string& entryKey) co
   return (mine != nullptr && mine->contains(entryKey)) || lost_.count(entryKey) != 0;
 }
 
+PresenceTracker::Connection::Connection(Connection&& o) noexcept : live(o.live), size_(o.size_), heap_(o.heap_), u_(o.u_) {
+  o.size_ = 0;
+  o.heap_ = 0;
+  o.live = 0;
+}
+
+void PresenceTracker::Connection::free() {
+  if (heap_) delete[] u_.heap.refs;
+  heap_ = 0;
+  size_ = 0;
+}
+
+void PresenceTracker::Connection::push(uint64_t ref) {
+  if (size_ == capacity()) {
+    const size_t capacity = 2 * size_;
+    auto* refs = new uint64_t[capacity];
+    std::copy(begin(), end(), refs);
+    const uint32_t n = size_;
+    free();
+    u_.heap.refs = refs;
+    u_.heap.capacity = capacity;
+    heap_ = 1;
+    size_ = n;
+  }
+  (heap_ ? u_.heap.refs : u_.refs)[size_++] = ref;
+}
+
 PresenceTracker::Connection& PresenceTracker::remember(uint64_t connection, uint64_t ref) {
   Connection& c = local_[connection];
-  // Stale refs (see Connection) go when they outnumber the live ones: amortised O(1) a write.
-  if (c.refs.size() >= 2 * c.live + 8) {
+  // Stale refs (see Connection) go when the refs are full and at least half of them stale:
+  // amortised O(1) a write.
+  if (c.size() == c.capacity() && c.size() >= 2 * size_t{c.live}) {
     if (const Map* mine = object(self())) {
       const ReplicaId me = self();
-      std::erase_if(c.refs, [&](uint64_t r) { return !mine->store().containsDot(crdt::Dot{me, r}); });
+      c.keepIf([&](uint64_t r) { return mine->store().containsDot(crdt::Dot{me, r}); });
     }
   }
-  c.refs.push_back(ref);
+  c.push(ref);
   return c;
 }
 
@@ -365,7 +393,7 @@ size_t PresenceTracker::close(uint64_t connection) {
     store_.update<Map>(selfName_, [&](Map& state) {
       Map delta;
       std::string k;
-      for (uint64_t ref : c.refs) {
+      for (uint64_t ref : c) {
         const uint32_t p = state.store().findDot(crdt::Dot{me, ref});
         if (p == Map::Store::kNone) continue;  // stale
         k.assign(state.store().keyAt(p));

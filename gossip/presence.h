@@ -54,8 +54,9 @@
 //     own object holds exactly the entries this node tracks, except the purged ones in lost_ (a
 //     restart clears it before restoring it, lib/node.c++, and the only other writer removes),
 //     so tracked() asks the object, and no entry key is copied here.
-//   About 150 bytes a presence besides the store's (1e5 presences, 15-byte metas, short keys:
-//   bench/presence-bench): the map node 104, the ref slot ~20, the connection's share ~27.
+//   About 140 bytes a presence besides the store's (1e5 presences, 15-byte metas, short keys,
+//   4 a connection: bench/presence-bench): the map node 104, the ref slot ~20, the connection's
+//   share ~17.
 //
 // Cost: track/update/untrack O(log n); a received delta O(its entries + min(covered counters,
 // the origin's visible rows)); list(topic) O(log n + answer); get O(log n + answer); count O(1)
@@ -244,10 +245,44 @@ class PresenceTracker {
     RefIndex shown;      // its visible rows
   };
   // This node's presences on one connection: the refs written for them, some of them stale
-  // (replaced by update(), untracked, or purged: whatever the own object no longer holds).
-  struct Connection {
-    std::vector<uint64_t> refs;
-    size_t live = 0;  // presences tracked on it (lost_ ones included)
+  // (replaced by update(), untracked, or purged: whatever the own object no longer holds), in
+  // 40 bytes: up to 4 refs inline (a connection usually holds a few presences), more on the heap.
+  class Connection {
+   public:
+    Connection() = default;
+    Connection(Connection&& o) noexcept;
+    Connection& operator=(Connection&&) = delete;
+    ~Connection() { free(); }
+    const uint64_t* begin() const { return heap_ ? u_.heap.refs : u_.refs; }
+    const uint64_t* end() const { return begin() + size_; }
+    size_t size() const { return size_; }
+    void push(uint64_t ref);
+    // Keeps the refs for which keep(ref) holds.
+    template <typename P>
+    void keepIf(P&& keep) {
+      uint64_t* r = heap_ ? u_.heap.refs : u_.refs;
+      uint32_t n = 0;
+      for (uint32_t i = 0; i < size_; ++i) {
+        if (keep(r[i])) r[n++] = r[i];
+      }
+      size_ = n;
+    }
+    size_t capacity() const { return heap_ ? u_.heap.capacity : kInline; }
+
+    uint32_t live = 0;  // presences tracked on it (lost_ ones included)
+
+   private:
+    static constexpr uint32_t kInline = 4;
+    void free();
+    uint32_t size_ : 31 = 0;
+    uint32_t heap_ : 1 = 0;
+    union {
+      uint64_t refs[kInline];
+      struct {
+        uint64_t* refs;
+        size_t capacity;
+      } heap;
+    } u_;
   };
 
   static std::string encodeKey(const std::string& topic, const std::string& key, uint64_t connection);
