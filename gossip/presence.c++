@@ -206,7 +206,7 @@ PresenceTracker::PresenceTracker(ObjectStore& store, const Limits& limits, Prese
     : store_(store), limits_(limits), config_(config), selfName_(presenceObjectName(store.self())) {
   store_.listen([this](const Change& c) { onChange(c); });
   store_.addCheck(std::string(kPresencePrefix), [this](const std::string& name, const Value& v) { check(name, v); });
-  origins_[self()].known = true;
+  originOf(self()).known = true;
 }
 
 // The presence limits (config_): "" or what is over, for local writes and received entries alike.
@@ -342,7 +342,7 @@ PresenceRef PresenceTracker::track(uint64_t connection, const std::string& topic
     skipOwnChange_ = false;
     throw;
   }
-  if (fresh) show(self(), origins_[self()], ref.counter, k, 0, meta);
+  if (fresh) show(self(), originOf(self()), ref.counter, k, 0, meta);
   ++remember(connection, ref.counter).live;
   ++localCount_;
   return ref;
@@ -430,37 +430,81 @@ bool PresenceTracker::visible(const Origin& o, ReplicaId id) const {
   return id == self() || (o.known && (o.status == OriginStatus::up || o.status == OriginStatus::suspect));
 }
 
-PresenceMeta PresenceTracker::metaOf(const Row& r) {
-  return PresenceMeta{PresenceRef{r.origin, r.ref}, PresenceRef{r.previous == 0 ? ReplicaId{} : r.origin, r.previous},
+PresenceTracker::Origin& PresenceTracker::originOf(ReplicaId id) {
+  auto [it, added] = origins_.try_emplace(id);
+  if (added) {
+    if (freeSlots_.empty()) {
+      it->second.slot = static_cast<uint32_t>(originIds_.size());
+      originIds_.push_back(id);
+    } else {
+      it->second.slot = freeSlots_.back();
+      freeSlots_.pop_back();
+      originIds_[it->second.slot] = id;
+    }
+  }
+  return it->second;
+}
+
+PresenceTracker::Row PresenceTracker::makeRow(uint32_t slot, uint64_t ref, uint64_t previous, uint64_t connection,
+                                              std::string_view meta) {
+  Row r;
+  r.refWord = ref | uint64_t{slot & 0xffff} << 48;
+  if (previous >= kCounterBits) bigPrevious_[{slot, ref}] = previous;
+  r.previousWord = std::min(previous, kCounterBits) | uint64_t{slot >> 16} << 48;
+  r.connection = connection;
+  r.meta = crdt::CompactString(meta);
+  return r;
+}
+
+PresenceMeta PresenceTracker::metaOf(const Row& r) const {
+  const ReplicaId origin = originIds_[r.slot()];
+  uint64_t previous = r.previousWord & kCounterBits;
+  if (previous == kCounterBits) previous = bigPrevious_.at({r.slot(), r.ref()});
+  return PresenceMeta{PresenceRef{origin, r.ref()}, PresenceRef{previous == 0 ? ReplicaId{} : origin, previous},
                       r.connection, std::string(r.meta.view())};
 }
 
-namespace {
+template <typename Less>
+void PresenceTracker::Rows::insert(Row r, Less&& less) {
+  if (many() == nullptr) {
+    auto v = std::make_unique<std::vector<Row>>();
+    v->reserve(2);
+    v->push_back(std::move(row_));
+    row_ = Row{};
+    row_.connection = reinterpret_cast<uintptr_t>(v.release());  // refWord 0: see Rows
+  }
+  std::vector<Row>& v = *many();
+  v.insert(std::upper_bound(v.begin(), v.end(), r, less), std::move(r));
+}
 
-bool rowBefore(ReplicaId origin, uint64_t ref, const auto& r) { return std::tie(origin, ref) < std::tie(r.origin, r.ref); }
+bool PresenceTracker::Rows::erase(const Row* which) {
+  std::vector<Row>* v = many();
+  if (v == nullptr) return true;
+  v->erase(v->begin() + (which - v->data()));
+  if (v->size() == 1) {
+    Row last = std::move(v->front());
+    delete v;
+    row_ = std::move(last);
+  }
+  return false;
+}
 
-}  // namespace
-
-void PresenceTracker::show(ReplicaId id, Origin& o, uint64_t ref, std::string_view entryKey, uint64_t previous,
+void PresenceTracker::show(ReplicaId, Origin& o, uint64_t ref, std::string_view entryKey, uint64_t previous,
                            std::string_view meta) {
   const KeyParts e = keyParts(entryKey);
-  Row row{id, ref, previous, e.connection, crdt::CompactString(meta)};
+  Row row = makeRow(o.slot, ref, previous, e.connection, meta);
   events_.push_back(DiffEvent{std::string(e.topic), std::string(e.key), metaOf(row), false});
   const std::string place = rowPlace(e.topic, e.key);
   auto t = topics_.find(e.topic);
   if (t == topics_.end()) t = topics_.emplace(std::string(e.topic), TopicCount{}).first;
   auto at = rows_.lower_bound(std::string_view(place));
   if (at == rows_.end() || at->first.view() != place) {
-    at = rows_.emplace_hint(at, crdt::CompactString(place), Rows{std::move(row), nullptr});
+    at = rows_.emplace_hint(at, crdt::CompactString(place), std::move(row));
     ++t->second.keys;
   } else {
-    Rows& rows = at->second;
-    if (!rows.more) rows.more = std::make_unique<std::vector<Row>>();
-    auto& more = *rows.more;
-    if (rowBefore(row.origin, row.ref, rows.first)) std::swap(row, rows.first);
-    more.insert(std::upper_bound(more.begin(), more.end(), row,
-                                 [](const Row& a, const Row& b) { return rowBefore(a.origin, a.ref, b); }),
-                std::move(row));
+    at->second.insert(std::move(row), [this](const Row& a, const Row& b) {
+      return std::pair(originIds_[a.slot()], a.ref()) < std::pair(originIds_[b.slot()], b.ref());
+    });
   }
   ++t->second.count;
   o.shown.insert(ref, at);
@@ -469,16 +513,11 @@ void PresenceTracker::show(ReplicaId id, Origin& o, uint64_t ref, std::string_vi
 void PresenceTracker::hide(ReplicaId id, Origin& o, uint64_t ref, RowMap::iterator at, bool byOther) {
   o.shown.erase(ref);
   Rows& rows = at->second;
-  Row* r = &rows.first;
-  if (r->origin != id || r->ref != ref) {
-    r = nullptr;
-    if (rows.more) {
-      for (Row& x : *rows.more) {
-        if (x.origin == id && x.ref == ref) r = &x;
-      }
-    }
-    if (r == nullptr) return;  // (not reached: the index and the rows agree)
+  const Row* r = nullptr;
+  for (const Row& x : rows) {
+    if (x.slot() == o.slot && x.ref() == ref) r = &x;
   }
+  if (r == nullptr) return;  // (not reached: the index and the rows agree)
   // The place is varint(topic bytes) topic key.
   const std::string_view place = at->first.view();
   ColumnReader pr(reinterpret_cast<const unsigned char*>(place.data()), place.size(), "presence place");
@@ -490,20 +529,12 @@ void PresenceTracker::hide(ReplicaId id, Origin& o, uint64_t ref, RowMap::iterat
     lost_[encodeKey(std::string(topic), std::string(key), r->connection)] = std::string(r->meta.view());
   }
   events_.push_back(DiffEvent{std::string(topic), std::string(key), metaOf(*r), true});
+  if ((r->previousWord & kCounterBits) == kCounterBits) bigPrevious_.erase({o.slot, ref});
   auto t = topics_.find(topic);
   --t->second.count;
-  if (r == &rows.first && !rows.more) {
+  if (rows.erase(r)) {
     --t->second.keys;
     rows_.erase(at);
-  } else {
-    auto& more = *rows.more;
-    if (r == &rows.first) {
-      rows.first = std::move(more.front());
-      more.erase(more.begin());
-    } else {
-      more.erase(more.begin() + (r - more.data()));
-    }
-    if (more.empty()) rows.more.reset();
   }
   if (t->second.count == 0) topics_.erase(t);
 }
@@ -531,7 +562,7 @@ void PresenceTracker::onChange(const Change& c) {
   if (owner.value == 0) return;
   const Map* delta = std::get_if<Map>(&c.delta);
   if (delta == nullptr) return;  // check() refused such a remote one; a local write of ours never is
-  Origin& o = origins_[owner];
+  Origin& o = originOf(owner);
   if (!visible(o, owner)) {  // shown again from the store when it is up
     if (o.status == OriginStatus::gone && !c.local()) refilled_.insert(owner);  // purged again by tick()
     return;
@@ -571,7 +602,7 @@ void PresenceTracker::onChange(const Change& c) {
 
 void PresenceTracker::setStatus(ReplicaId id, OriginStatus s, uint64_t nowMs) {
   if (id == self()) return;
-  Origin& o = origins_[id];
+  Origin& o = originOf(id);
   const bool was = visible(o, id);
   const bool changed = o.status != s || !o.known;
   o.known = true;
@@ -641,6 +672,7 @@ void PresenceTracker::tick(uint64_t nowMs) {
         it->second.sinceMs = nowMs;  // not empty yet: keep the row a while more
         arm(id, it->second);
       } else {
+        freeSlots_.push_back(it->second.slot);  // (a gone origin shows no rows)
         origins_.erase(it);
       }
     }
@@ -679,11 +711,8 @@ std::vector<std::pair<std::string, std::vector<PresenceMeta>>> PresenceTracker::
     if (!place.starts_with(prefix)) break;
     const Rows& rows = at->second;
     std::vector<PresenceMeta> metas;
-    metas.reserve(1 + (rows.more ? rows.more->size() : 0));
-    metas.push_back(metaOf(rows.first));
-    if (rows.more) {
-      for (const auto& r : *rows.more) metas.push_back(metaOf(r));
-    }
+    metas.reserve(rows.size());
+    for (const Row& r : rows) metas.push_back(metaOf(r));
     out.emplace_back(place.substr(prefix.size()), std::move(metas));
   }
   return out;
@@ -693,11 +722,7 @@ std::vector<PresenceMeta> PresenceTracker::get(const std::string& topic, const s
   std::vector<PresenceMeta> out;
   auto at = rows_.find(std::string_view(rowPlace(topic, key)));
   if (at == rows_.end()) return out;
-  const Rows& rows = at->second;
-  out.push_back(metaOf(rows.first));
-  if (rows.more) {
-    for (const auto& r : *rows.more) out.push_back(metaOf(r));
-  }
+  for (const Row& r : at->second) out.push_back(metaOf(r));
   return out;
 }
 

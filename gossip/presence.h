@@ -42,21 +42,22 @@
 // Layout (the tracker's own indexes; the store holds every entry once more, in the objects):
 //   - rows_: every visible presence, in one ordered map from its place, varint(topic bytes) topic
 //     key (a CompactString: inline up to 15 bytes), to the place's rows sorted by (origin, ref).
-//     The usual single row lives in the map node; several (one key on several connections or
-//     replicas) put the others in a heap vector. Byte order on places keeps each topic's places
-//     contiguous with its keys in std::string order, so list() walks one range;
+//     The usual single row (40 bytes, see Row) lives in the map node; several (one key on several
+//     connections or replicas) move to a heap vector. Byte order on places keeps each topic's
+//     places contiguous with its keys in std::string order, so list() walks one range;
 //   - topics_: per topic with a visible presence, its rows and places (count, keyCount, topics);
-//   - Origin::shown: per origin, its visible refs -> their node in rows_ (std::map nodes do not
-//     move), in an open-addressing table. Invariant: a row is in rows_ iff its ref is in its
-//     origin's shown, iff the origin is visible here and its object here holds the row's dot;
+//   - origins_: per origin, its slot (rows name their origin by it: originIds_) and shown, its
+//     visible refs -> their node in rows_ (std::map nodes do not move), in an open-addressing
+//     table. Invariant: a row is in rows_ iff its ref is in its origin's shown, iff the origin is
+//     visible here and its object here holds the row's dot;
 //   - local_: per connection of this node with a live presence, how many it has and the refs
 //     written for them, stale ones included (the live refs are those the own object holds). The
 //     own object holds exactly the entries this node tracks, except the purged ones in lost_ (a
 //     restart clears it before restoring it, lib/node.c++, and the only other writer removes),
 //     so tracked() asks the object, and no entry key is copied here.
-//   About 140 bytes a presence besides the store's (1e5 presences, 15-byte metas, short keys,
-//   4 a connection: bench/presence-bench): the map node 104, the ref slot ~20, the connection's
-//   share ~17.
+//   About 125 bytes a presence besides the store's (1e5 presences, 15-byte metas, short keys,
+//   4 a connection: bench/presence-bench): the map node 88 (32 of it std::map's), the ref slot
+//   ~20 (16 bytes, 4/5 full at most), the connection's share ~17.
 //
 // Cost: track/update/untrack O(log n); a received delta O(its entries + min(covered counters,
 // the origin's visible rows)); list(topic) O(log n + answer); get O(log n + answer); count O(1)
@@ -184,19 +185,47 @@ class PresenceTracker {
   void check(const std::string& name, const Value& delta) const;
 
  private:
-  // One visible presence, as list() shows it (topic and key are its place in rows_).
+  static constexpr uint64_t kCounterBits = crdt::kMaxDotCounter;  // the low 48 bits
+  // One visible presence, as list() shows it (its topic and key are its place in rows_), in 40
+  // bytes: its ref and the ref it replaced, each a 48-bit counter (crdt::kMaxDotCounter) with a
+  // half of its origin's 32-bit slot (originIds_) above it, its connection and its meta. A
+  // received previous counter of 48 bits or more (never a real ref) is kept in bigPrevious_,
+  // its field holding kCounterBits.
   struct Row {
-    ReplicaId origin;
-    uint64_t ref = 0;
-    uint64_t previous = 0;
+    uint64_t refWord = 0;  // ref | slot's low half << 48; never 0 (refs start at 1): see Rows
+    uint64_t previousWord = 0;  // previous | slot's high half << 48
     uint64_t connection = 0;
     crdt::CompactString meta;
+    uint64_t ref() const { return refWord & kCounterBits; }
+    uint32_t slot() const {
+      return static_cast<uint32_t>(refWord >> 48) | static_cast<uint32_t>(previousWord >> 48) << 16;
+    }
   };
-  // A (topic, key)'s rows, sorted by (origin, ref): `first` and, when there are more (the rare
-  // case: one key on several connections or replicas), the others in `more`, never empty then.
-  struct Rows {
-    Row first;
-    std::unique_ptr<std::vector<Row>> more;
+  // A place's rows, sorted by (origin, ref), in 40 bytes: the usual single row inline, or (its
+  // refWord 0) a heap vector of two or more, its address in the connection field.
+  class Rows {
+   public:
+    explicit Rows(Row r) : row_(std::move(r)) {}
+    Rows(const Rows&) = delete;
+    Rows& operator=(const Rows&) = delete;
+    ~Rows() { delete many(); }
+    Row* begin() { return many() != nullptr ? many()->data() : &row_; }
+    Row* end() { return many() != nullptr ? many()->data() + many()->size() : &row_ + 1; }
+    const Row* begin() const { return const_cast<Rows*>(this)->begin(); }
+    const Row* end() const { return const_cast<Rows*>(this)->end(); }
+    size_t size() const { return many() != nullptr ? many()->size() : 1; }
+    // Adds r where less(a, b) (the rows' order) puts it.
+    template <typename Less>
+    void insert(Row r, Less&& less);
+    // Removes *which (one of the rows); true when it was the only one (the place is then to be
+    // erased, *this unchanged).
+    bool erase(const Row* which);
+
+   private:
+    std::vector<Row>* many() const {
+      return row_.refWord == 0 ? reinterpret_cast<std::vector<Row>*>(row_.connection) : nullptr;
+    }
+    Row row_;
   };
   struct ViewLess {
     using is_transparent = void;
@@ -242,6 +271,7 @@ class PresenceTracker {
     OriginStatus status = OriginStatus::up;
     uint64_t sinceMs = 0;
     bool known = false;  // reported by membership (else hidden)
+    uint32_t slot = 0;   // its index in originIds_, for its rows
     RefIndex shown;      // its visible rows
   };
   // This node's presences on one connection: the refs written for them, some of them stale
@@ -297,7 +327,10 @@ class PresenceTracker {
   // Local writes: std::invalid_argument (empty topic) or LimitExceeded; check() holds received
   // entries to the same sizeProblem().
   void checkSizes(const std::string& topic, const std::string& key, const std::string& meta) const;
-  static PresenceMeta metaOf(const Row& r);
+  Row makeRow(uint32_t slot, uint64_t ref, uint64_t previous, uint64_t connection, std::string_view meta);
+  PresenceMeta metaOf(const Row& r) const;
+  // origins_[id], made with a slot when new.
+  Origin& originOf(ReplicaId id);
   // The store's report of a change to a presence object.
   void onChange(const Change& c);
   bool visible(const Origin& o, ReplicaId id) const;
@@ -328,6 +361,9 @@ class PresenceTracker {
   RowMap rows_;  // visible presences only
   std::map<std::string, TopicCount, std::less<>> topics_;  // those with a visible presence
   std::map<ReplicaId, Origin> origins_;
+  std::vector<ReplicaId> originIds_;  // slot -> id (of an origin in origins_, or free)
+  std::vector<uint32_t> freeSlots_;
+  std::map<std::pair<uint32_t, uint64_t>, uint64_t> bigPrevious_;  // (slot, ref) -> previous: see Row
   std::set<std::pair<uint64_t, ReplicaId>> timers_;  // (deadline, origin): see arm()
   std::set<ReplicaId> refilled_;                     // gone origins whose objects got entries again
   // This node's connections with a live presence.

@@ -14,6 +14,7 @@
 #include <deltasync/errors.h>
 
 #include "gossip/errors.h"
+#include "gossip/varint.h"
 #include "tests/support/property.h"
 
 namespace deltasync::gossip {
@@ -325,6 +326,101 @@ TEST_CASE("presence: diffs coalesce a join and a leave of the same ref") {
   later.add("k", m, false);
   d.append(later);
   CHECK(d.empty());
+}
+
+TEST_CASE("presence: one key's rows from several origins and connections stay sorted by ref as they come and go") {
+  Node a(kA), b(kB), c(kC);
+  a.tracker.track(1, "room", "alice", "a1");
+  b.tracker.track(1, "room", "alice", "b1");
+  c.tracker.track(1, "room", "alice", "c1");
+  a.tracker.track(2, "room", "alice", "a2");
+  sync(c, b);  // c's row arrives before a's at b
+  sync(a, b);
+  auto refs = [&] {
+    std::vector<std::pair<uint64_t, std::string>> out;
+    for (const auto& m : b.tracker.get("room", "alice")) out.emplace_back(m.ref.origin.value, m.meta);
+    return out;
+  };
+  using V = std::vector<std::pair<uint64_t, std::string>>;
+  CHECK(refs() == V{{kA.value, "a1"}, {kA.value, "a2"}, {kB.value, "b1"}, {kC.value, "c1"}});
+  CHECK(b.tracker.list("room") == std::vector<std::pair<std::string, std::vector<PresenceMeta>>>{
+                                      {"alice", b.tracker.get("room", "alice")}});
+  a.tracker.untrack(1, "room", "alice");  // the first row goes
+  sync(a, b);
+  CHECK(refs() == V{{kA.value, "a2"}, {kB.value, "b1"}, {kC.value, "c1"}});
+  b.tracker.untrack(1, "room", "alice");  // a middle one
+  CHECK(refs() == V{{kA.value, "a2"}, {kC.value, "c1"}});
+  b.tracker.memberEvent(MemberEvent{kC, MemberState::down}, 100);  // the last one
+  CHECK(refs() == V{{kA.value, "a2"}});
+  CHECK(b.tracker.keyCount("room") == 1);
+  b.tracker.memberEvent(MemberEvent{kC, MemberState::alive}, 200);
+  CHECK(refs() == V{{kA.value, "a2"}, {kC.value, "c1"}});
+  a.tracker.close(2);
+  sync(a, b);
+  b.tracker.memberEvent(MemberEvent{kC, MemberState::down}, 300);
+  CHECK(b.tracker.get("room", "alice").empty());
+  CHECK(b.tracker.count("room") == 0);
+  CHECK(b.tracker.topics().empty());
+}
+
+TEST_CASE("presence: a received entry's previous ref is shown as it came, whatever its size") {
+  Node a(kA), b(kB);
+  for (uint64_t previous : {uint64_t{0}, uint64_t{7}, crdt::kMaxDotCounter, uint64_t{1} << 60, ~uint64_t{0}}) {
+    std::string entry = "\x04room\x05" "alice";
+    for (int i = 0; i < 8; ++i) entry.push_back(static_cast<char>(i == 0 ? 1 : 0));  // connection 1: replaced each round
+    std::string value;
+    appendVarint(value, previous);
+    value += "m";
+    a.store.update<Map>(presenceObjectName(kA), [&](Map& s) { return s.set(kA, entry, value, crdt::Timestamp{}); });
+    sync(a, b);
+    auto metas = b.tracker.get("room", "alice");
+    REQUIRE(metas.size() == 1);
+    CHECK(metas[0].previous.counter == previous);
+    CHECK(metas[0].previous.origin == (previous == 0 ? ReplicaId{} : kA));
+    CHECK(metas[0].meta == "m");
+  }
+  auto d = b.tracker.takeDiffs();
+  CHECK(d["room"].joins.at("alice").back().previous.counter == ~uint64_t{0});
+}
+
+TEST_CASE("presence: a connection closed while another node's purge of its presences is pending") {
+  PresenceConfig config;
+  config.permdownMs = 1000;
+  Node a(kA, config), b(kB, config);
+  a.tracker.track(1, "room", "alice", "a");
+  a.tracker.track(1, "room", "bob", "a");
+  a.tracker.track(2, "room", "carol", "a");
+  sync(a, b);
+  b.tracker.memberEvent(MemberEvent{kA, MemberState::down}, 0);
+  b.tracker.tick(1000);  // purged
+  sync(b, a);
+  CHECK(a.tracker.count("room") == 0);
+  CHECK(a.tracker.localCount() == 3);
+  CHECK(a.tracker.tracked(1, "room", "alice"));  // still tracked: tracked again at the next tick
+  CHECK(a.tracker.close(1) == 2);
+  CHECK_FALSE(a.tracker.tracked(1, "room", "alice"));
+  CHECK(a.tracker.localCount() == 1);
+  a.tracker.tick(2000);
+  CHECK(a.tracker.count("room") == 1);
+  CHECK(a.tracker.get("room", "carol").size() == 1);
+  CHECK(a.tracker.close(2) == 1);
+  CHECK(a.tracker.count("room") == 0);
+  CHECK(a.tracker.localCount() == 0);
+}
+
+TEST_CASE("presence: many updates and untracks on one connection keep its presences") {
+  Node a(kA);
+  for (int i = 0; i < 40; ++i) a.tracker.track(1, "room", "k" + std::to_string(i), "0");
+  for (int round = 1; round <= 5; ++round) {
+    for (int i = 0; i < 40; i += 2) a.tracker.update(1, "room", "k" + std::to_string(i), std::to_string(round));
+  }
+  for (int i = 0; i < 40; i += 4) CHECK(a.tracker.untrack(1, "room", "k" + std::to_string(i)));
+  CHECK(a.tracker.count("room") == 30);
+  CHECK(a.tracker.get("room", "k2").at(0).meta == "5");
+  CHECK(a.tracker.get("room", "k2").at(0).previous.counter != 0);
+  CHECK(a.tracker.close(1) == 30);
+  CHECK(a.tracker.count("room") == 0);
+  CHECK(std::get<Map>(*a.store.find(presenceObjectName(kA))).size() == 0);
 }
 
 TEST_CASE("presence: any order of state exchanges converges to the model, and diffs replay to the list") {
