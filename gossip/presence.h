@@ -136,7 +136,9 @@ struct OriginInfo {
 class PresenceTracker {
  public:
   // Registers the store listener and the received-object check: the tracker must live as long as
-  // `store`. The store must not hold presence objects yet, or call rebuild().
+  // `store`. The store must not hold presence objects yet. This node's own object, when restored
+  // into the store later, must be empty (lib/node.c++ clears it): tracked() reads it as the list
+  // of what this node tracks.
   PresenceTracker(ObjectStore& store, const Limits& limits, PresenceConfig config = {});
   PresenceTracker(const PresenceTracker&) = delete;
   PresenceTracker& operator=(const PresenceTracker&) = delete;
