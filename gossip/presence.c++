@@ -361,9 +361,7 @@ PresenceRef PresenceTracker::update(uint64_t connection, const std::string& topi
     mine->store().forEachOfKey(k, [&](crdt::Dot d, const auto&) { previous = d.counter; });
   }
   lost_.erase(k);
-  PresenceRef ref = write(k, meta, previous);
-  remember(connection, ref.counter);
-  return ref;
+  return write(k, meta, previous);  // (onChange gives its connection the new ref)
 }
 
 bool PresenceTracker::untrack(uint64_t connection, const std::string& topic, const std::string& key) {
@@ -595,6 +593,12 @@ void PresenceTracker::onChange(const Change& c) {
     if (d.replica != owner || o.shown.contains(d.counter) || !state->store().containsDot(d)) return;
     auto [previous, meta] = valueParts(v.value);
     show(owner, o, d.counter, k, previous, meta);
+    // A new entry of ours on a live connection (update's new ref, a purged presence tracked
+    // again, or our entries re-written under new dots by a refutation, gossip/object.h): its
+    // connection holds the ref, so that close() finds it.
+    if (owner == self()) {
+      if (auto it = local_.find(connectionOf(k)); it != local_.end()) remember(it->first, d.counter);
+    }
   });
 }
 
@@ -687,7 +691,7 @@ void PresenceTracker::tick(uint64_t nowMs) {
   for (const auto& [k, meta] : std::exchange(lost_, {})) {
     const Map* m = object(self());
     if (m != nullptr && m->contains(k)) continue;  // tracked again meanwhile (update)
-    remember(connectionOf(k), write(k, meta, 0).counter);
+    write(k, meta, 0);  // (onChange gives its connection the new ref)
   }
 }
 

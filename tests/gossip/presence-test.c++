@@ -408,6 +408,28 @@ TEST_CASE("presence: a connection closed while another node's purge of its prese
   CHECK(a.tracker.localCount() == 0);
 }
 
+TEST_CASE("presence: our presences written again under new dots (a refuted claim) still leave when their connection closes") {
+  // A forged delta claims a's presence dots 1..3 (it tracked 1 and 2) and holds none: a refutes
+  // it by writing both entries again under new dots (gossip/object.h, "Refutation"). Closing the
+  // connection must remove them under those dots.
+  Node a(kA), b(kB);
+  a.tracker.track(1, "room", "u1", "m1");
+  a.tracker.track(1, "room", "u2", "m2");
+  sync(a, b);
+  crdt::CausalContext claim;
+  claim.addRange(kA, 1, 3);
+  const std::string name = presenceObjectName(kA);
+  CHECK(a.store.joinRemote(kC, {{name, Value(Map::fromParts(Map::Store(), claim))}}).refuted == 1);
+  REQUIRE(a.tracker.count("room") == 2);
+  CHECK(a.tracker.get("room", "u1").at(0).ref.counter > 3);
+  CHECK(a.tracker.tracked(1, "room", "u1"));
+  CHECK(a.tracker.close(1) == 2);
+  CHECK(a.tracker.count("room") == 0);
+  CHECK(std::get<Map>(*a.store.find(name)).size() == 0);
+  sync(a, b);
+  CHECK(b.tracker.count("room") == 0);
+}
+
 TEST_CASE("presence: many updates and untracks on one connection keep its presences") {
   Node a(kA);
   for (int i = 0; i < 40; ++i) a.tracker.track(1, "room", "k" + std::to_string(i), "0");
