@@ -17,35 +17,11 @@ constexpr char kHex[] = "0123456789abcdef";
 
 bool byRef(const PresenceMeta& a, const PresenceMeta& b) { return a.ref < b.ref; }
 
-// An entry key (see encodeKey) and value (encodeValue) read in place: views into `bytes`.
-struct KeyParts {
-  std::string_view topic, key;
-  uint64_t connection = 0;
-};
-
-KeyParts keyParts(std::string_view bytes) {
-  ColumnReader r(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), "presence key");
-  KeyParts e;
-  e.topic = r.raw(r.varint());
-  e.key = r.raw(r.varint());
-  e.connection = r.fixed64();
-  r.expectEnd();
-  return e;
-}
-
+// An entry value (encodeValue) read in place: a view into `bytes`.
 std::pair<uint64_t, std::string_view> valueParts(std::string_view bytes) {
   ColumnReader r(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), "presence value");
   uint64_t previous = r.varint();
   return {previous, r.raw(r.remaining())};
-}
-
-// The connection of an entry key: its last 8 bytes (encodeKey).
-uint64_t connectionOf(std::string_view entryKey) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) {
-    v |= uint64_t(static_cast<unsigned char>(entryKey[entryKey.size() - 8 + i])) << (8 * i);
-  }
-  return v;
 }
 
 }  // namespace
@@ -121,11 +97,14 @@ std::string PresenceTracker::encodeValue(uint64_t previous, const std::string& m
   return out;
 }
 
-std::string PresenceTracker::topicPrefix(std::string_view topic) {
-  std::string out;
-  appendVarint(out, topic.size());
-  out += topic;
-  return out;
+PresenceTracker::KeyParts PresenceTracker::keyParts(std::string_view bytes) {
+  ColumnReader r(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), "presence key");
+  KeyParts e;
+  e.topic = r.raw(r.varint());
+  e.key = r.raw(r.varint());
+  e.connection = r.fixed64();
+  r.expectEnd();
+  return e;
 }
 
 std::string PresenceTracker::rowPlace(std::string_view topic, std::string_view key) {
@@ -342,7 +321,7 @@ PresenceRef PresenceTracker::track(uint64_t connection, const std::string& topic
     skipOwnChange_ = false;
     throw;
   }
-  if (fresh) show(self(), originOf(self()), ref.counter, k, 0, meta);
+  if (fresh) show(self(), originOf(self()), ref.counter, KeyParts{topic, key, connection}, 0, meta);
   ++remember(connection, ref.counter).live;
   ++localCount_;
   return ref;
@@ -403,7 +382,7 @@ size_t PresenceTracker::close(uint64_t connection) {
   }
   // The others were purged by another node (lost_), normally none.
   for (auto l = lost_.begin(); stored < c.live && l != lost_.end();) {
-    if (connectionOf(l->first) == connection) {
+    if (keyParts(l->first).connection == connection) {
       l = lost_.erase(l);
       ++stored;
     } else {
@@ -487,9 +466,8 @@ bool PresenceTracker::Rows::erase(const Row* which) {
   return false;
 }
 
-void PresenceTracker::show(ReplicaId, Origin& o, uint64_t ref, std::string_view entryKey, uint64_t previous,
+void PresenceTracker::show(ReplicaId, Origin& o, uint64_t ref, const KeyParts& e, uint64_t previous,
                            std::string_view meta) {
-  const KeyParts e = keyParts(entryKey);
   Row row = makeRow(o.slot, ref, previous, e.connection, meta);
   events_.push_back(DiffEvent{std::string(e.topic), std::string(e.key), metaOf(row), false});
   const std::string place = rowPlace(e.topic, e.key);
@@ -543,7 +521,7 @@ void PresenceTracker::showAll(ReplicaId id, Origin& o) {
   m->store().forEach([&](std::string_view k, crdt::Dot d, const crdt::Stamped<std::string>& v) {
     if (d.replica != id || o.shown.contains(d.counter)) return;
     auto [previous, meta] = valueParts(v.value);
-    show(id, o, d.counter, k, previous, meta);
+    show(id, o, d.counter, keyParts(k), previous, meta);
   });
 }
 
@@ -592,13 +570,12 @@ void PresenceTracker::onChange(const Change& c) {
   delta->store().forEach([&](std::string_view k, crdt::Dot d, const crdt::Stamped<std::string>& v) {
     if (d.replica != owner || o.shown.contains(d.counter) || !state->store().containsDot(d)) return;
     auto [previous, meta] = valueParts(v.value);
-    show(owner, o, d.counter, k, previous, meta);
+    const KeyParts e = keyParts(k);
+    show(owner, o, d.counter, e, previous, meta);
     // A new entry of ours on a live connection (update's new ref, a purged presence tracked
     // again, or our entries re-written under new dots by a refutation, gossip/object.h): its
     // connection holds the ref, so that close() finds it.
-    if (owner == self()) {
-      if (auto it = local_.find(connectionOf(k)); it != local_.end()) remember(it->first, d.counter);
-    }
+    if (owner == self() && local_.count(e.connection) != 0) remember(e.connection, d.counter);
   });
 }
 
@@ -709,7 +686,7 @@ std::vector<std::pair<std::string, std::vector<PresenceMeta>>> PresenceTracker::
   auto t = topics_.find(topic);
   if (t == topics_.end()) return out;
   out.reserve(t->second.keys);
-  const std::string prefix = topicPrefix(topic);
+  const std::string prefix = rowPlace(topic, {});  // (every place of the topic starts so)
   for (auto at = rows_.lower_bound(std::string_view(prefix)); at != rows_.end(); ++at) {
     const std::string_view place = at->first.view();
     if (!place.starts_with(prefix)) break;

@@ -319,9 +319,14 @@ class PresenceTracker {
 
   static std::string encodeKey(const std::string& topic, const std::string& key, uint64_t connection);
   static std::string encodeValue(uint64_t previous, const std::string& meta);
-  // varint(topic bytes) topic: the start of every place of the topic.
-  static std::string topicPrefix(std::string_view topic);
-  // A row's place in rows_: topicPrefix(topic) key. Byte order sorts places by topic length,
+  // An entry key (encodeKey) read in place: views into `bytes`. Throws DecodeError.
+  struct KeyParts {
+    std::string_view topic, key;
+    uint64_t connection = 0;
+  };
+  static KeyParts keyParts(std::string_view bytes);
+  // A row's place in rows_: varint(topic bytes) topic key (rowPlace(topic, {}) starts every place
+  // of the topic). Byte order sorts places by topic length,
   // topic, then key (std::string's order), so a topic's places are contiguous, keys sorted.
   static std::string rowPlace(std::string_view topic, std::string_view key);
 
@@ -337,7 +342,7 @@ class PresenceTracker {
   void onChange(const Change& c);
   bool visible(const Origin& o, ReplicaId id) const;
   // Shows the entry (entryKey: encodeKey's) with dot (id, ref).
-  void show(ReplicaId id, Origin& o, uint64_t ref, std::string_view entryKey, uint64_t previous, std::string_view meta);
+  void show(ReplicaId id, Origin& o, uint64_t ref, const KeyParts& entry, uint64_t previous, std::string_view meta);
   // byOther: removed by another node's write (a purge of ours: see lost_).
   void hide(ReplicaId id, Origin& o, uint64_t ref, RowMap::iterator at, bool byOther);
   void showAll(ReplicaId id, Origin& o);
