@@ -183,6 +183,10 @@ uint64_t entriesOf(const T* s) {
 
 }  // namespace
 
+bool adoptsClaims(const Value& delta) {
+  return std::visit([](const auto& d) { return kCounts<std::decay_t<decltype(d)>>; }, delta);
+}
+
 bool refutable(const Value& delta, const Value* state, crdt::ReplicaId self) {
   return std::visit(
       [&](const auto& d) {

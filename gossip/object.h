@@ -132,6 +132,9 @@ bool claimsUnminted(const Value& delta, const Value* state, crdt::ReplicaId self
 // win), so the entry stays; a concurrent newer write to a map key still wins by its stamp.
 inline constexpr uint64_t kMaxDotLead = uint64_t{1} << 32;
 bool refutable(const Value& delta, const Value* state, crdt::ReplicaId self);
+// True for the counter kinds, which adopt every claim (refutable() then equals claimsUnminted()):
+// a claim of theirs is never refused, and a check can skip looking for one. O(1).
+bool adoptsClaims(const Value& delta);
 // The refutation of `delta` by this replica, whose object is `state` (before the join); bottom
 // when the claim removes nothing of ours. Requires refutable(delta, state, self).
 Value refute(const Value& delta, const Value* state, crdt::ReplicaId self);

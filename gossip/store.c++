@@ -78,7 +78,8 @@ void ObjectStore::check(const std::vector<NamedValue>& objects) const {
     if (std::string far = claimTooFar(o.value, state); !far.empty()) {
       throw ProtocolError("object '" + o.name + "' " + far);
     }
-    if (claimsUnminted(o.value, state, self_) && !refutable(o.value, state, self_)) {
+    // (Counters adopt every claim: no walk of a map of counters' keys here, the join does one.)
+    if (!adoptsClaims(o.value) && claimsUnminted(o.value, state, self_) && !refutable(o.value, state, self_)) {
       throw ProtocolError("object '" + o.name + "' carries writes under this replica's id (" +
                           std::to_string(self_.value) +
                           ") that it never made: forged, or this replica restarted without its state under its "
