@@ -18,8 +18,8 @@
 //   map-merge                                   both ways (copyOfA.join(B), copyOfB.join(A)) of
 //                                               two replicas' 1e5 half-overlapping sets
 //   map-encode                                  one encoding of a 1e6-key AWLWWMap<string,
-//                                               string> (gossip encodeValue, as a state chunk
-//                                               carries it)
+//                                               string> (the compact one, wireSize: as storage
+//                                               and an unsplit state chunk carry it)
 //   map-chunk                                   the same map split into catch-up parts of at
 //                                               most EngineConfig::maxChunkBytes (partsOf), each
 //                                               encoded (what serving a request does)
@@ -53,7 +53,7 @@
 #include "crdt/hlc.h"
 #include "crdt/or-set.h"
 #include "gossip/engine.h"
-#include "gossip/envelope.h"
+#include "gossip/compact.h"
 #include "gossip/pruning.h"
 
 namespace deltasync::bench {
@@ -233,22 +233,22 @@ std::shared_ptr<gossip::Value> bigMap() {
 Case mapEncode() {
   auto v = bigMap();
   auto bytes = std::make_shared<size_t>(0);
-  return {kAddCount, [] {}, [v, bytes] { *bytes = gossip::encodeValue(*v).size(); },
+  return {kAddCount, [] {}, [v, bytes] { *bytes = gossip::wireSize(*v, kReplicaA); },
           [bytes] { return *bytes > kAddCount; }};
 }
 
 Case mapChunk() {
   auto v = bigMap();
-  auto parts = std::make_shared<std::vector<gossip::Bytes>>();
+  auto parts = std::make_shared<std::vector<std::vector<unsigned char>>>();
   const size_t max = gossip::EngineConfig{}.maxChunkBytes;
   return {kAddCount, [] {},
-          [v, parts, max] { *parts = gossip::partsOf(*v, max); },
+          [v, parts, max] { *parts = gossip::partsOf(*v, max, kReplicaA); },
           [v, parts, max] {
             size_t entries = 0;
             bool ok = parts->size() > 1;
             for (const auto& p : *parts) {
               ok = ok && p.size() <= max;
-              entries += std::get<gossip::Map>(gossip::decodeValue(p.data(), p.size(), gossip::Limits{})).size();
+              entries += std::get<gossip::Map>(gossip::decodeCompact(p.data(), p.size(), kReplicaA, gossip::Limits{})).size();
             }
             parts->clear();
             return ok && entries == kAddCount;

@@ -336,11 +336,9 @@ Metadata metadata(const ds::gossip::ObjectStore& s) {
         },
         v);
     m.memory += ds::gossip::memoryBytes(v);
-    if (ds::gossip::compactable(v)) {
-      ds::gossip::ColumnWriter w;
-      ds::gossip::encodeCompact(v, s.self(), w);
-      m.encoded += w.size();
-    }
+    ds::gossip::ColumnWriter w;
+    ds::gossip::encodeCompact(v, s.self(), w);
+    m.encoded += w.size();
   }
   m.ids = ids.size();
   return m;

@@ -14,6 +14,8 @@
 
 #include <cstdio>
 #include <cstring>
+#include <functional>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -83,6 +85,8 @@ void sizeRow(const char* what, const T& x, size_t elements) {
 }
 
 void deleteHistory();
+void nestedDeltas();
+void chunkBytes();
 
 int sizes() {
   std::printf("| value | elements | framed B | B/elem | packed B | B/elem | zlib B | B/elem |\n");
@@ -118,8 +122,111 @@ int sizes() {
   std::printf("| column encoding (framed wire Crdt, encodeValue) | %zu |\n", encodeValue(gossip::Value(sdelta)).size());
   std::printf("| whole DeltaPush envelope (framed; sender, 3 sequence numbers, object \"m\") | %zu |\n",
               encodeMessage(push).size());
+  nestedDeltas();
+  chunkBytes();
   deleteHistory();
   return 0;
+}
+
+// --- One-write pushes of the kinds that got a compact form in protocol version 8 ---
+
+// A push of v as object "m", as protocol version 7 sent the kinds without a compact form: the
+// struct arm (Envelope.push), the value in its column encoding.
+size_t structPushBytes(const gossip::Value& v) {
+  capnp::MallocMessageBuilder mb;
+  auto p = mb.initRoot<wire::Envelope>().initPush();
+  p.setSender(kReplicaA.value);
+  p.setBase(100'000);
+  p.setFromSeq(100'000);
+  p.setToSeq(100'001);
+  auto o = p.initObjects(1);
+  o[0].setName("m");
+  auto c = o[0].initValue();
+  std::visit(
+      [&](const auto& x) {
+        using T = std::decay_t<decltype(x)>;
+        if constexpr (std::is_same_v<T, gossip::MapOfMaps>) encode(x, c.initOrMap());
+        if constexpr (std::is_same_v<T, gossip::MapOfSets>) encode(x, c.initOrMapOfSets());
+        if constexpr (std::is_same_v<T, gossip::MapOfCounters>) encode(x, c.initMapOfCounters());
+        if constexpr (std::is_same_v<T, gossip::Tombstone>) c.setDeleted();
+      },
+      v);
+  return frame(mb).size();
+}
+
+// --- A state chunk's bytes: column + zlib (protocol 7) against compact + zlib (protocol 8) ---
+
+void chunkBytes() {
+  constexpr size_t n = 100'000;
+  std::mt19937_64 rng(kSeed);
+  auto hex = [&](int digits) {
+    static const char* d = "0123456789abcdef";
+    std::string s;
+    for (int i = 0; i < digits; ++i) s += d[rng() % 16];
+    return s;
+  };
+  struct Shape {
+    const char* what;
+    std::function<std::string(size_t)> key;
+  };
+  const Shape shapes[] = {
+      {"sequential keys k0..k99999, written in order", [](size_t i) { return keyName(i); }},
+      {"random 16-hex-digit keys", [&](size_t) { return hex(16); }},
+      {"presence-like room-<0..99>/user-<8 hex>/<4 hex>", [&](size_t i) {
+         return "room-" + std::to_string(i % 100) + "/user-" + hex(8) + "/" + hex(4);
+       }},
+  };
+  std::printf("\na 1e5-key aw-lww map<string, string> (values \"online\"/\"away\", HLC stamps 1 ms apart) "
+              "whole in one state chunk, zlib level 6:\n\n");
+  std::printf("| keys | column B | column zlib B (protocol 7) | compact B | compact zlib B (protocol 8) | zlib ratio |\n");
+  std::printf("|---|---|---|---|---|---|\n");
+  for (const Shape& shape : shapes) {
+    gossip::Map m;
+    HybridLogicalClock clock;
+    for (size_t i = 0; i < n; ++i) {
+      m.set(kReplicaA, shape.key(i), i % 3 ? "online" : "away", clock.now(syntheticMillis(i)));
+    }
+    const Bytes col = encodeValue(gossip::Value(m));
+    gossip::ColumnWriter cw;
+    encodeCompact(gossip::Value(m), kReplicaA, cw);
+    const size_t colZ = zlibSize(kj::ArrayPtr<const kj::byte>(col.data(), col.size()));
+    const size_t cZ = zlibSize(kj::ArrayPtr<const kj::byte>(cw.bytes().data(), cw.size()));
+    std::printf("| %s | %zu | %zu | %zu | %zu | %.2fx |\n", shape.what, col.size(), colZ, cw.size(), cZ,
+                double(cZ) / double(colZ));
+  }
+}
+
+void nestedDeltas() {
+  // States of 1000 keys (rooms of 5 users; groups of 5 members; counters), then one write.
+  HybridLogicalClock clock;
+  gossip::MapOfMaps rooms;
+  gossip::MapOfSets groups;
+  gossip::MapOfCounters scores;
+  for (int i = 0; i < 1000; ++i) {
+    for (int u = 0; u < 5; ++u) {
+      rooms.update("room-" + std::to_string(i), [&](gossip::Map& m) {
+        return m.set(kReplicaA, "user-" + std::to_string(u), "online", clock.now(syntheticMillis(i)));
+      });
+      groups.update("group-" + std::to_string(i),
+                    [&](ORSet<std::string>& s) { return s.add(kReplicaA, "member-" + std::to_string(u)); });
+    }
+    scores.increment(kReplicaA, "player-" + std::to_string(i), uint64_t(i) + 1);
+  }
+  const gossip::Value deltas[] = {
+      rooms.update("room-7", [&](gossip::Map& m) { return m.set(kReplicaA, "user-9", "away", clock.now(syntheticMillis(2000))); }),
+      groups.update("group-7", [&](ORSet<std::string>& s) { return s.add(kReplicaA, "member-9"); }),
+      scores.increment(kReplicaA, "player-7", 3),
+      gossip::Tombstone{},
+  };
+  const char* what[] = {"map of maps: one inner key set", "map of sets: one member added",
+                        "map of counters: one increment", "tombstone (the object deleted)"};
+  std::printf("\none write to a 1000-key object, pushed alone (object \"m\", sent by its writer):\n\n");
+  std::printf("| delta | struct push (protocol 7) B | compact push (protocol 8) B | compact value B |\n|---|---|---|---|\n");
+  for (size_t i = 0; i < 4; ++i) {
+    DeltaPushMsg push{kReplicaA, 100'000, 100'000, 100'001, {{"m", deltas[i]}}};
+    std::printf("| %s | %zu | %zu | %zu |\n", what[i], structPushBytes(deltas[i]), encodeMessage(push).size(),
+                gossip::wireSize(deltas[i], kReplicaA));
+  }
 }
 
 // --- Sizes after deletes: the encoding must not depend on the history of removals ---

@@ -49,7 +49,9 @@ class AuthError : public std::runtime_error {
 // (Crdt.deleted), which version-4 nodes cannot read. 6: reads that wait for their peers exchange
 // SyncRequest / SyncReply, and maps of sets travel (Crdt.orMapOfSets): version-5 nodes read neither.
 // 7: maps of counters travel (Crdt.mapOfCounters), which version-6 nodes cannot read.
-inline constexpr uint32_t kProtocolVersion = 7;
+// 8: every kind has a compact form (header bit 7 extends the kind), and every push travels in
+// the compact envelope; the struct push (Envelope.push, Crdt.compact) is refused.
+inline constexpr uint32_t kProtocolVersion = 8;
 
 using Secret = deltasync::Secret;
 

@@ -1,6 +1,7 @@
 #include "gossip/compact.h"
 
 #include <algorithm>
+#include <cstring>
 #include <numeric>
 #include <string>
 #include <string_view>
@@ -8,7 +9,6 @@
 #include <vector>
 
 #include "gossip/codec.h"  // writeRuns, readRun
-#include "gossip/envelope.h"
 
 namespace deltasync::gossip {
 
@@ -19,9 +19,15 @@ constexpr unsigned kHasWriters = 0x08;
 constexpr unsigned kHasContext = 0x10;
 constexpr unsigned kOne = 0x20;
 constexpr unsigned kWholeContext = 0x40;
-constexpr unsigned kReserved = 0x80;
-constexpr size_t kFirstCausalKind = 3;  // mvRegister
-constexpr size_t kOrMapKind = 7;
+constexpr unsigned kKindHigh = 0x80;  // the kind's bit 3 (kinds 8..15)
+constexpr size_t kMapOfMapsKind = kindIndex<MapOfMaps>();
+constexpr size_t kMapOfSetsKind = kindIndex<MapOfSets>();
+constexpr size_t kMapOfCountersKind = kindIndex<MapOfCounters>();
+static_assert(kKindCount <= 16, "the compact header has four bits of kind");
+// The kinds with a causal context (header bits C and F may be set).
+constexpr bool causalKind(size_t kind) {
+  return (kind >= kindIndex<crdt::MVRegister<std::string>>() && kind <= kMapOfMapsKind) || kind == kMapOfSetsKind;
+}
 // How a causal value's context travels (header bits C and F).
 enum class ContextForm { kNone, kExtra, kWhole };
 constexpr size_t kMaxReserve = size_t{1} << 20;  // entries reserved before they are read
@@ -110,7 +116,8 @@ class WriterRefs {
 };
 
 void writeHeader(ColumnWriter& out, size_t kind, const WriterTable& w, bool context, bool whole, size_t count) {
-  out.byte(static_cast<unsigned char>(kind | (w.present() ? kHasWriters : 0) | (context ? kHasContext : 0) |
+  out.byte(static_cast<unsigned char>((kind & kKindBits) | (kind > kKindBits ? kKindHigh : 0) |
+                                      (w.present() ? kHasWriters : 0) | (context ? kHasContext : 0) |
                                       (whole ? kWholeContext : 0) | (count == 1 ? kOne : 0)));
   w.write(out);
   if (count != 1) out.varint(count);
@@ -162,6 +169,75 @@ std::vector<std::string_view> readStrings(ColumnReader& in, uint64_t count, size
   }
   return out;
 }
+// Keys: front-coded against the previous key of the column (keys in encoding order often share
+// their beginnings: sequential ids, one topic's presences, an or-map's sorted keys; deflate alone
+// gets little of sequential numbers). Three columns: for every key but the first, varint the
+// length of the prefix it shares with the previous key (at most that key's length); for every
+// key, varint the length of the rest; then every key's rest. A single key is its length and bytes,
+// as any string.
+template <typename Item, typename Get>
+void writeKeys(ColumnWriter& out, const std::vector<Item>& items, Get get) {
+  using S = std::decay_t<decltype(get(items.front()))>;
+  if constexpr (std::is_convertible_v<S, std::string_view>) {
+    std::vector<uint32_t> shared(items.size(), 0);
+    for (size_t i = 1; i < items.size(); ++i) {
+      const std::string_view a(get(items[i - 1])), b(get(items[i]));
+      const size_t most = std::min(a.size(), b.size());
+      shared[i] = static_cast<uint32_t>(std::mismatch(a.begin(), a.begin() + most, b.begin()).first - a.begin());
+      out.varint(shared[i]);
+    }
+    for (size_t i = 0; i < items.size(); ++i) out.varint(std::string_view(get(items[i])).size() - shared[i]);
+    for (size_t i = 0; i < items.size(); ++i) out.raw(std::string_view(get(items[i])).substr(shared[i]));
+  } else {
+    static_assert(std::is_same_v<S, std::monostate> || std::is_same_v<S, crdt::Empty>);
+  }
+}
+
+// The keys of a writeKeys column, rebuilt: views into `arena` (one allocation for them all).
+struct Keys {
+  std::string arena;
+  std::vector<std::string_view> views;
+};
+// Reads a writeKeys column for T = std::string (for monostate and Empty: nothing). The keys of one
+// value expand to at most limits.maxMessageBytes in all (three bytes of input may say a key of
+// limits.maxKeyBytes: the bound keeps that amplification to what a message may carry).
+template <typename T>
+Keys readKeys(ColumnReader& in, uint64_t count, size_t reserve, const Limits& limits, const char* what) {
+  Keys out;
+  if constexpr (std::is_same_v<T, std::string>) {
+    std::vector<uint64_t> shared, length;
+    shared.reserve(reserve);
+    length.reserve(reserve);
+    if (count > 0) shared.push_back(0);
+    for (uint64_t i = 1; i < count; ++i) shared.push_back(in.varint());
+    uint64_t total = 0, previous = 0;
+    for (uint64_t i = 0; i < count; ++i) {
+      const uint64_t rest = in.varint();
+      if (shared[i] > previous) in.fail(std::string(what) + " shares more than the previous key holds");
+      if (rest > limits.maxKeyBytes - shared[i]) in.fail(std::string(what) + " longer than its limit");
+      previous = shared[i] + rest;
+      length.push_back(previous);
+      total += previous;
+      if (total > limits.maxMessageBytes) in.fail(std::string(what) + "s expand beyond limits.maxMessageBytes");
+    }
+    out.arena.resize(total);
+    out.views.reserve(reserve);
+    char* at = out.arena.data();
+    const char* before = at;
+    for (uint64_t i = 0; i < count; ++i) {
+      const std::string_view rest = in.raw(length[i] - shared[i]);
+      std::memcpy(at, before, shared[i]);
+      std::memcpy(at + shared[i], rest.data(), rest.size());
+      out.views.emplace_back(at, length[i]);
+      before = at;
+      at += length[i];
+    }
+  } else {
+    static_assert(std::is_same_v<T, std::monostate> || std::is_same_v<T, crdt::Empty>);
+  }
+  return out;
+}
+
 // The i-th string of a readStrings column: a view for T = std::string (no copy: keys go
 // straight into the store's own key storage), else T's one value.
 template <typename T>
@@ -238,99 +314,176 @@ class CounterColumn {
 
 // ---- causal kinds ------------------------------------------------------------------------
 
-template <typename T>
-void encodeCausal(const T& x, size_t kind, crdt::ReplicaId implicit, ColumnWriter& out) {
-  const auto& store = x.store();
-  const crdt::CausalContext& ctx = x.context();
-  // Every writer the value names is an origin of its context (store dots lie in it).
-  WriterTable w(implicit);
-  for (const auto& o : ctx.origins()) w.collect(o.replica);
-  w.finish();
+// One entry of a dot store as it goes out: its writer reference and counter, its key (a view for
+// strings, else a copy) and its value.
+template <typename Store>
+struct Item {
+  size_t ref;
+  uint64_t counter;
+  std::remove_cvref_t<typename Store::KeyView> key;
+  const typename Store::Value* value;
+};
 
-  // Entries go out by (writer, counter), the implicit writer's first (its references are 0):
-  // then each counter is 1-2 bytes after the writer's first, and timestamps, which grow with a
-  // writer's counter, differ little from the previous entry's (store order, which follows arrival
-  // and swap-removes, made them 3-4 bytes). It also makes the bytes independent of the order the
-  // entries arrived and were erased in (DotStore::dotOrder).
-  using Store = std::decay_t<decltype(store)>;
-  struct Item {
-    size_t ref;
-    uint64_t counter;
-    std::remove_cvref_t<typename Store::KeyView> key;  // a view for strings, else a copy
-    const typename Store::Value* value;
-  };
-  std::vector<uint32_t> order = store.dotOrder();
-  if (order.empty()) {
-    order.resize(store.size());
-    std::iota(order.begin(), order.end(), 0u);
-  }
+// A store's entries by (writer, counter), the implicit writer's first (its references are 0):
+// then each counter is 1-2 bytes after the writer's first, and timestamps, which grow with a
+// writer's counter, differ little from the previous entry's (store order, which follows arrival
+// and swap-removes, made them 3-4 bytes). It also makes the bytes independent of the order the
+// entries arrived and were erased in (DotStore::dotOrder).
+// `order`: the positions of the entries to write, in (writer, counter) order.
+template <typename Store>
+std::vector<Item<Store>> itemsOf(const Store& store, std::vector<uint32_t> order, const WriterTable& w,
+                                 crdt::ReplicaId implicit) {
   auto byImplicit = [&](uint32_t p) { return store.dotAt(p).replica == implicit; };
   auto implicitFirst = std::find_if(order.begin(), order.end(), byImplicit);
   std::rotate(order.begin(), implicitFirst, std::find_if_not(implicitFirst, order.end(), byImplicit));
-  std::vector<Item> items;
+  std::vector<Item<Store>> items;
   items.reserve(store.size());
   for (uint32_t p : order) {
     const crdt::Dot d = store.dotAt(p);
     items.push_back({w.index(d.replica), d.counter, store.keyAt(p), &store.valueAt(p)});
   }
+  return items;
+}
+template <typename Store>
+std::vector<Item<Store>> itemsOf(const Store& store, const WriterTable& w, crdt::ReplicaId implicit) {
+  std::vector<uint32_t> order = store.dotOrder();
+  if (order.empty()) {
+    order.resize(store.size());
+    std::iota(order.begin(), order.end(), 0u);
+  }
+  return itemsOf(store, std::move(order), w, implicit);
+}
 
-  // The context travels as what the entries' dots do not say (extra), or whole when that is
-  // shorter: after strided deletes the removed dots are many intervals, the context one.
-  crdt::CausalContext carried;  // added in (writer, counter) order: appends, never shifts
-  for (const Item& it : items) carried.add(crdt::Dot{w.id(it.ref), it.counter});
-  crdt::CausalContext extra = ctx.minus(carried);
-  const bool whole = ctx.intervalCount() < extra.intervalCount();
-  const crdt::CausalContext& context = whole ? ctx : extra;
-  writeHeader(out, kind, w, !extra.empty(), whole, store.size());
-
-  CounterColumn counters(w.size());
-  for (const Item& it : items) {
+// The columns of a store's entries (the count is written by the caller): dots, keys, values,
+// timestamps. `counters` and `stamps` continue across the stores of one value (an or-map's).
+template <typename Store>
+void writeEntries(const std::vector<Item<Store>>& items, const WriterTable& w, CounterColumn& counters,
+                  TimestampWriter& stamps, ColumnWriter& out) {
+  for (const auto& it : items) {
     if (w.present()) out.varint(it.ref);
     counters.write(out, it.ref, it.counter);
   }
-  writeStrings(out, items, [](const Item& it) { return it.key; });
+  writeKeys(out, items, [](const auto& it) { return it.key; });
   using StoreValue = typename Store::Value;
   if constexpr (std::is_same_v<StoreValue, crdt::Stamped<std::string>>) {
-    writeStrings(out, items, [](const Item& it) { return std::string_view(it.value->value); });
-    TimestampWriter stamps;
-    for (const Item& it : items) stamps.write(out, it.value->ts);
+    writeStrings(out, items, [](const auto& it) { return std::string_view(it.value->value); });
+    for (const auto& it : items) stamps.write(out, it.value->ts);
   } else {
-    writeStrings(out, items, [](const Item& it) -> const auto& { return *it.value; });
-  }
-  if (extra.empty()) return;
-  out.varint(context.origins().size());
-  for (const auto& o : context.origins()) {
-    w.ref(out, o.replica);
-    out.varint(o.intervals.size());
-    _::writeRuns(o.intervals, out);
+    writeStrings(out, items, [](const auto& it) -> const auto& { return *it.value; });
   }
 }
 
+// How a value's context goes out: as what the entries' dots do not say (extra), or whole when
+// that is shorter (after strided deletes the removed dots are many intervals, the context one).
+struct ContextOut {
+  crdt::CausalContext extra;
+  bool whole = false;
+
+  // carried: every entry's dot.
+  ContextOut(const crdt::CausalContext& ctx, const crdt::CausalContext& carried)
+      : extra(ctx.minus(carried)), whole(ctx.intervalCount() < extra.intervalCount()) {}
+  bool present() const { return !extra.empty(); }
+
+  void write(const crdt::CausalContext& ctx, const WriterTable& w, ColumnWriter& out) const {
+    if (!present()) return;
+    const crdt::CausalContext& context = whole ? ctx : extra;
+    out.varint(context.origins().size());
+    for (const auto& o : context.origins()) {
+      w.ref(out, o.replica);
+      out.varint(o.intervals.size());
+      _::writeRuns(o.intervals, out);
+    }
+  }
+};
+
+// Every writer a causal value names is an origin of its context (store dots lie in it).
+WriterTable writersOf(const crdt::CausalContext& ctx, crdt::ReplicaId implicit) {
+  WriterTable w(implicit);
+  for (const auto& o : ctx.origins()) w.collect(o.replica);
+  w.finish();
+  return w;
+}
+
+// A dot-store kind's value made of `items` (in (writer, counter) order within each writer) and
+// context ctx, which holds their dots.
+template <typename Store>
+void encodeCausalItems(size_t kind, const std::vector<Item<Store>>& items, const crdt::CausalContext& ctx,
+                       const WriterTable& w, ColumnWriter& out) {
+  crdt::CausalContext carried;  // added in (writer, counter) order: appends, never shifts
+  for (const auto& it : items) carried.add(crdt::Dot{w.id(it.ref), it.counter});
+  const ContextOut context(ctx, carried);
+  writeHeader(out, kind, w, context.present(), context.whole, items.size());
+  CounterColumn counters(w.size());
+  TimestampWriter stamps;
+  writeEntries(items, w, counters, stamps, out);
+  context.write(ctx, w, out);
+}
+
 template <typename T>
-T decodeCausal(ColumnReader& in, WriterRefs& w, uint64_t count, ContextForm context, const Limits& limits) {
-  using K = typename T::Store::Key;
-  using StoreValue = typename T::Store::Value;
+void encodeCausal(const T& x, size_t kind, crdt::ReplicaId implicit, ColumnWriter& out) {
+  const WriterTable w = writersOf(x.context(), implicit);
+  encodeCausalItems(kind, itemsOf(x.store(), w, implicit), x.context(), w, out);
+}
+
+// An or-map: its keys (strictly increasing) as a column pair, then per key the entry count of
+// its nested store (>= 1) and that store's entry columns, then the one context of the map.
+template <typename M>
+void encodeOrMap(const M& m, size_t kind, crdt::ReplicaId implicit, ColumnWriter& out) {
+  using Inner = typename M::Store::Inner;
+  WriterTable w(implicit);
+  for (const auto& o : m.context().origins()) w.collect(o.replica);
+  w.finish();
+  std::vector<std::pair<std::string_view, const Inner*>> keys;
+  keys.reserve(m.store().size());
+  m.store().forEach([&](const std::string& k, const Inner& inner) { keys.emplace_back(k, &inner); });
+  std::sort(keys.begin(), keys.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<std::vector<Item<Inner>>> stores;
+  stores.reserve(keys.size());
+  std::vector<crdt::Dot> dots;
+  for (const auto& [k, inner] : keys) {
+    stores.push_back(itemsOf(*inner, w, implicit));
+    for (const auto& it : stores.back()) dots.push_back(crdt::Dot{w.id(it.ref), it.counter});
+  }
+  std::sort(dots.begin(), dots.end());
+  crdt::CausalContext carried;
+  for (crdt::Dot d : dots) carried.add(d);
+  const ContextOut context(m.context(), carried);
+  writeHeader(out, kind, w, context.present(), context.whole, keys.size());
+  writeKeys(out, keys, [](const auto& k) { return k.first; });
+  CounterColumn counters(w.size());
+  TimestampWriter stamps;
+  for (const auto& items : stores) {
+    out.varint(items.size());
+    writeEntries(items, w, counters, stamps, out);
+  }
+  context.write(m.context(), w, out);
+}
+
+// Reads `count` entries (writeEntries' columns) into a store; appends their dots to `dots`.
+template <typename Store>
+Store readEntries(ColumnReader& in, WriterRefs& w, uint64_t count, CounterColumn& counters, TimestampReader& stamps,
+                  std::vector<crdt::Dot>& dots, const Limits& limits) {
+  using K = typename Store::Key;
+  using StoreValue = typename Store::Value;
   // Every entry takes at least one byte, so the bytes bound what may be reserved; and never
   // more than kMaxReserve for a count nobody has checked yet. Entries go into a Loader, as in
   // the column decoder, so both encodings index them alike and enforce the same rules.
   const size_t reserve = std::min<size_t>({count, in.remaining(), kMaxReserve});
-  typename T::Store::Loader load(reserve);
+  typename Store::Loader load(reserve);
   std::vector<uint32_t> slots(w.size(), UINT32_MAX);  // load's handle per writer reference
   std::vector<uint32_t> writers;                      // load's handle per entry
   writers.reserve(reserve);
-  std::vector<crdt::Dot> dots;
-  dots.reserve(reserve);
-  CounterColumn counters(w.size());
+  const size_t first = dots.size();
+  dots.reserve(first + reserve);
   for (uint64_t i = 0; i < count; ++i) {
     size_t ref = w.read(in);
     dots.push_back(crdt::Dot{w.id(ref), counters.read(in, ref)});
     if (slots[ref] == UINT32_MAX) slots[ref] = load.writer(dots.back().replica);
     writers.push_back(slots[ref]);
   }
-  const auto keys = readStrings<K>(in, count, reserve, limits.maxKeyBytes, "key");
+  const Keys keys = readKeys<K>(in, count, reserve, limits, "key");
   using Scalar = std::conditional_t<std::is_same_v<StoreValue, crdt::Stamped<std::string>>, std::string, StoreValue>;
   const auto values = readStrings<Scalar>(in, count, reserve, limits.maxValueBytes, "value");
-  TimestampReader stamps;
   for (uint64_t i = 0; i < count; ++i) {
     StoreValue value;
     if constexpr (std::is_same_v<StoreValue, crdt::Stamped<std::string>>) {
@@ -339,17 +492,21 @@ T decodeCausal(ColumnReader& in, WriterRefs& w, uint64_t count, ContextForm cont
     } else {
       value = StoreValue(viewAt<StoreValue>(values, i));
     }
-    load.add(writers[i], dots[i].counter, viewAt<K>(keys, i), std::move(value));
+    load.add(writers[i], dots[first + i].counter, viewAt<K>(keys.views, i), std::move(value));
   }
-  auto store = _::finishLoad<K, StoreValue>(std::move(load), limits, in.column());
-  // The context from the entries' dots, added in dot order: entries may come in any order, and
-  // adding out of order would shift intervals (quadratic in the entries).
-  std::sort(dots.begin(), dots.end(), [](crdt::Dot a, crdt::Dot b) {
-    return a.replica != b.replica ? a.replica < b.replica : a.counter < b.counter;
-  });
+  return _::finishLoad<K, StoreValue>(std::move(load), limits, in.column());
+}
+
+// The value's context: its entries' dots (`dots`, any order; sorted here) and, as the header
+// says, the extra or whole context that follows.
+crdt::CausalContext readContext(ColumnReader& in, WriterRefs& w, ContextForm form, std::vector<crdt::Dot>& dots,
+                                const Limits& limits) {
+  // Added in dot order: entries may come in any order, and adding out of order would shift
+  // intervals (quadratic in the entries).
+  std::sort(dots.begin(), dots.end());
   crdt::CausalContext ctx;
   for (crdt::Dot d : dots) ctx.add(d);
-  if (context != ContextForm::kNone) {
+  if (form != ContextForm::kNone) {
     crdt::CausalContext extra;
     uint64_t origins = in.varint();
     if (origins == 0) in.fail("empty context (the flag says there is one)");
@@ -365,7 +522,7 @@ T decodeCausal(ColumnReader& in, WriterRefs& w, uint64_t count, ContextForm cont
       uint64_t next = 1;
       for (uint64_t j = 0; j < n; ++j) _::readRun(in, r, next, extra);
     }
-    if (context == ContextForm::kWhole) {
+    if (form == ContextForm::kWhole) {
       // The context as it is: every entry's dot must lie in it (dots are sorted: one pass per
       // origin would do, but a lookup each is O(log intervals) and simpler to trust).
       for (crdt::Dot d : dots) {
@@ -384,17 +541,48 @@ T decodeCausal(ColumnReader& in, WriterRefs& w, uint64_t count, ContextForm cont
       in.fail("more than limits.maxIntervalsPerOrigin intervals in the context");
     }
   }
-  return T::fromParts(std::move(store), std::move(ctx));
+  return ctx;
+}
+
+template <typename T>
+T decodeCausal(ColumnReader& in, WriterRefs& w, uint64_t count, ContextForm context, const Limits& limits) {
+  std::vector<crdt::Dot> dots;
+  CounterColumn counters(w.size());
+  TimestampReader stamps;
+  auto store = readEntries<typename T::Store>(in, w, count, counters, stamps, dots, limits);
+  return T::fromParts(std::move(store), readContext(in, w, context, dots, limits));
+}
+
+template <typename M>
+M decodeOrMap(ColumnReader& in, WriterRefs& w, uint64_t count, ContextForm context, const Limits& limits) {
+  using Inner = typename M::Store::Inner;
+  const size_t reserve = std::min<size_t>({count, in.remaining(), kMaxReserve});
+  const Keys read = readKeys<std::string>(in, count, reserve, limits, "or-map key");
+  const std::vector<std::string_view>& keys = read.views;
+  for (size_t i = 1; i < keys.size(); ++i) {
+    if (!(keys[i - 1] < keys[i])) in.fail("or-map keys not strictly increasing");
+  }
+  typename M::Store store;
+  std::vector<crdt::Dot> dots;
+  CounterColumn counters(w.size());
+  TimestampReader stamps;
+  for (std::string_view k : keys) {
+    const uint64_t n = in.varint();
+    if (n == 0) in.fail("an or-map key with no entries (absent keys are never sent)");
+    if (n > limits.maxEntries) in.fail("more than limits.maxEntries entries under an or-map key");
+    store.put(std::string(k), readEntries<Inner>(in, w, n, counters, stamps, dots, limits));
+  }
+  crdt::CausalContext ctx = readContext(in, w, context, dots, limits);  // (sorts dots)
+  if (std::adjacent_find(dots.begin(), dots.end()) != dots.end()) in.fail("the same dot appears under two or-map keys");
+  return M::fromParts(std::move(store), std::move(ctx));
 }
 
 // ---- counters and the register -----------------------------------------------------------
 
+// A counter's entries (the count is written by the caller): per entry its writer reference and
+// its count, or increments and decrements.
 template <typename C>
-void encodeCounter(const C& c, size_t kind, crdt::ReplicaId implicit, ColumnWriter& out) {
-  WriterTable w(implicit);
-  for (const auto& e : c) w.collect(e.replica);
-  w.finish();
-  writeHeader(out, kind, w, false, false, c.size());
+void writeCounterEntries(const C& c, const WriterTable& w, ColumnWriter& out) {
   for (const auto& e : c) {
     w.ref(out, e.replica);
     if constexpr (std::is_same_v<C, crdt::GCounter>) {
@@ -404,6 +592,15 @@ void encodeCounter(const C& c, size_t kind, crdt::ReplicaId implicit, ColumnWrit
       out.varint(e.decrements);
     }
   }
+}
+
+template <typename C>
+void encodeCounter(const C& c, size_t kind, crdt::ReplicaId implicit, ColumnWriter& out) {
+  WriterTable w(implicit);
+  for (const auto& e : c) w.collect(e.replica);
+  w.finish();
+  writeHeader(out, kind, w, false, false, c.size());
+  writeCounterEntries(c, w, out);
 }
 
 template <typename C>
@@ -425,6 +622,54 @@ C decodeCounter(ColumnReader& in, WriterRefs& w, uint64_t count) {
     }
   }
   return C::fromEntries(entries);
+}
+
+// A map of counters: its keys (strictly increasing) as a column pair, then per key its totals
+// (varint n >= 1, n pn-counter entries) and floors (varint m, m entries).
+void encodeCounterMap(const MapOfCounters& m, crdt::ReplicaId implicit, ColumnWriter& out) {
+  WriterTable w(implicit);
+  for (const auto& [k, slot] : m) {
+    for (const auto& e : slot.totals) w.collect(e.replica);
+    for (const auto& e : slot.floors) w.collect(e.replica);
+  }
+  w.finish();
+  writeHeader(out, kMapOfCountersKind, w, false, false, m.slotCount());
+  std::vector<std::string_view> keys;
+  keys.reserve(m.slotCount());
+  for (const auto& [k, slot] : m) keys.push_back(k);
+  writeKeys(out, keys, [](std::string_view k) { return k; });
+  for (const auto& [k, slot] : m) {
+    out.varint(slot.totals.size());
+    writeCounterEntries(slot.totals, w, out);
+    out.varint(slot.floors.size());
+    writeCounterEntries(slot.floors, w, out);
+  }
+}
+
+MapOfCounters decodeCounterMap(ColumnReader& in, WriterRefs& w, uint64_t count, const Limits& limits) {
+  const size_t reserve = std::min<size_t>({count, in.remaining(), kMaxReserve});
+  const Keys read = readKeys<std::string>(in, count, reserve, limits, "map-of-counters key");
+  const std::vector<std::string_view>& keys = read.views;
+  for (size_t i = 1; i < keys.size(); ++i) {
+    if (!(keys[i - 1] < keys[i])) in.fail("map-of-counters keys not strictly increasing");
+  }
+  MapOfCounters out;
+  uint64_t entries = 0;
+  auto counter = [&] {
+    const uint64_t n = in.varint();
+    entries += std::min<uint64_t>(n, limits.maxEntries + uint64_t{1});
+    if (entries > limits.maxEntries) in.fail("more than limits.maxEntries counter entries");
+    return decodeCounter<crdt::PNCounter>(in, w, n);
+  };
+  for (std::string_view k : keys) {
+    MapOfCounters::Slot slot;
+    slot.totals = counter();
+    slot.floors = counter();
+    if (slot.totals.empty()) in.fail("a map-of-counters key without totals");
+    if (!MapOfCounters::valid(slot)) in.fail("a floor above its writer's totals (floors are observed totals)");
+    out.insertSlot(std::string(k), std::move(slot));
+  }
+  return out;
 }
 
 void encodeRegister(const crdt::LWWRegister<std::string>& r, crdt::ReplicaId implicit, ColumnWriter& out) {
@@ -450,8 +695,6 @@ crdt::LWWRegister<std::string> decodeRegister(ColumnReader& in, WriterRefs& w, u
 
 }  // namespace
 
-bool compactable(const Value& v) { return v.index() < kOrMapKind; }  // (not the or-maps, nor a tombstone)
-
 void encodeCompact(const Value& v, crdt::ReplicaId implicitWriter, ColumnWriter& out) {
   const size_t kind = v.index();
   std::visit(
@@ -461,9 +704,12 @@ void encodeCompact(const Value& v, crdt::ReplicaId implicitWriter, ColumnWriter&
           encodeCounter(x, kind, implicitWriter, out);
         } else if constexpr (std::is_same_v<T, crdt::LWWRegister<std::string>>) {
           encodeRegister(x, implicitWriter, out);
-        } else if constexpr (std::is_same_v<T, MapOfMaps> || std::is_same_v<T, MapOfSets> || std::is_same_v<T, Tombstone> ||
-                             std::is_same_v<T, MapOfCounters>) {
-          throw std::invalid_argument(std::string("encodeCompact: the ") + kindName(kind) + " kind has no compact form");
+        } else if constexpr (std::is_same_v<T, MapOfMaps> || std::is_same_v<T, MapOfSets>) {
+          encodeOrMap(x, kind, implicitWriter, out);
+        } else if constexpr (std::is_same_v<T, MapOfCounters>) {
+          encodeCounterMap(x, implicitWriter, out);
+        } else if constexpr (std::is_same_v<T, Tombstone>) {
+          writeHeader(out, kind, WriterTable(implicitWriter), false, false, 1);
         } else {
           encodeCausal(x, kind, implicitWriter, out);
         }
@@ -474,12 +720,17 @@ void encodeCompact(const Value& v, crdt::ReplicaId implicitWriter, ColumnWriter&
 Value decodeCompact(const unsigned char* data, size_t size, crdt::ReplicaId implicitWriter, const Limits& limits) {
   ColumnReader in(data, size, "compact value");
   const unsigned header = in.byte();
-  if ((header & kReserved) != 0) in.fail("reserved header bits set");
-  const size_t kind = header & kKindBits;
-  if (kind == kOrMapKind) in.fail("the or-map has no compact form");
+  const size_t kind = (header & kKindBits) | ((header & kKindHigh) != 0 ? kKindBits + 1 : 0);
+  if (kind >= kKindCount) in.fail("unknown kind " + std::to_string(kind));
   const bool hasContext = (header & kHasContext) != 0;
-  if (hasContext && kind < kFirstCausalKind) in.fail("extra context on a kind without a causal context");
+  if (hasContext && !causalKind(kind)) in.fail("extra context on a kind without a causal context");
   if ((header & kWholeContext) != 0 && !hasContext) in.fail("whole-context flag without a context");
+  if (kind == kTombstoneKind) {
+    // A header alone: no writers, entries or context.
+    if (header != ((kTombstoneKind & kKindBits) | kKindHigh | kOne)) in.fail("a tombstone with flags besides ONE");
+    in.expectEnd();
+    return Tombstone{};
+  }
   const ContextForm context = !hasContext                       ? ContextForm::kNone
                               : (header & kWholeContext) != 0 ? ContextForm::kWhole
                                                               : ContextForm::kExtra;
@@ -494,16 +745,36 @@ Value decodeCompact(const unsigned char* data, size_t size, crdt::ReplicaId impl
       case 3: return decodeCausal<crdt::MVRegister<std::string>>(in, w, count, context, limits);
       case 4: return decodeCausal<crdt::EWFlag>(in, w, count, context, limits);
       case 5: return decodeCausal<crdt::ORSet<std::string>>(in, w, count, context, limits);
-      default: return decodeCausal<Map>(in, w, count, context, limits);
+      case 6: return decodeCausal<Map>(in, w, count, context, limits);
+      case kMapOfMapsKind: return decodeOrMap<MapOfMaps>(in, w, count, context, limits);
+      case kMapOfSetsKind: return decodeOrMap<MapOfSets>(in, w, count, context, limits);
+      default: return decodeCounterMap(in, w, count, limits);
     }
   }();
+  static_assert(kKindCount == kMapOfCountersKind + 1, "a new kind needs its compact form");
   in.expectEnd();
   w.requireAllUsed(in);
   return out;
 }
 
+template <typename T>
+void encodeCompactPart(const T& x, Positions at, const crdt::CausalContext& ctx, crdt::ReplicaId implicit,
+                       ColumnWriter& out) {
+  const WriterTable w = writersOf(ctx, implicit);
+  std::vector<uint32_t> order(at.count);
+  for (uint32_t i = 0; i < at.count; ++i) order[i] = at[i];
+  encodeCausalItems(kindIndex<T>(), itemsOf(x.store(), std::move(order), w, implicit), ctx, w, out);
+}
+
+template void encodeCompactPart(const crdt::MVRegister<std::string>&, Positions, const crdt::CausalContext&,
+                                crdt::ReplicaId, ColumnWriter&);
+template void encodeCompactPart(const crdt::EWFlag&, Positions, const crdt::CausalContext&, crdt::ReplicaId,
+                                ColumnWriter&);
+template void encodeCompactPart(const crdt::ORSet<std::string>&, Positions, const crdt::CausalContext&,
+                                crdt::ReplicaId, ColumnWriter&);
+template void encodeCompactPart(const Map&, Positions, const crdt::CausalContext&, crdt::ReplicaId, ColumnWriter&);
+
 size_t wireSize(const Value& v, crdt::ReplicaId compactWriter) {
-  if (compactWriter.value == 0 || !compactable(v)) return encodeValue(v).size();
   ColumnWriter w;
   encodeCompact(v, compactWriter, w);
   return w.size();

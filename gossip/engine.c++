@@ -11,23 +11,33 @@
 
 namespace deltasync::gossip {
 
-std::vector<Bytes> partsOf(const Value& v, size_t maxBytes) {
+std::vector<Bytes> partsOf(const Value& v, size_t maxBytes, ReplicaId sender) {
+  auto whole = [&] {
+    ColumnWriter w;
+    encodeCompact(v, sender, w);
+    return w.bytes();
+  };
   return std::visit(
       [&](const auto& x) -> std::vector<Bytes> {
         if constexpr (requires { x.store().dotAt(0); }) {  // the dot-store kinds
           // Every entry costs at least two bytes (its writer and counter columns), so a store of
           // more than maxBytes / 2 entries is split without encoding it whole first.
           if (x.store().size() <= maxBytes / 2) {
-            if (Bytes whole = encodeValue(v); whole.size() <= maxBytes) return {std::move(whole)};
+            if (Bytes b = whole(); b.size() <= maxBytes) return {std::move(b)};
           }
           std::vector<Bytes> out;
           auto parts = splitCausal(
-              x, maxBytes, [&](Positions at, crdt::CausalContext&& ctx) { return encodeCausalPart(x, at, ctx); },
+              x, maxBytes,
+              [&](Positions at, crdt::CausalContext&& ctx) {
+                ColumnWriter w;
+                encodeCompactPart(x, at, ctx, sender, w);
+                return w.bytes();
+              },
               [](const Bytes& b) { return b.size(); });
           for (auto& p : parts) out.push_back(std::move(p.part));
           return out;
         }
-        return {encodeValue(v)};
+        return {whole()};
       },
       v);
 }
@@ -607,7 +617,7 @@ void Engine::serveRequest(ReplicaId j, const StateRequestMsg& m, std::vector<Out
   std::vector<EncodedObject> marks;
   if (std::find(m.names.begin(), m.names.end(), kPruneObject) != m.names.end()) {
     if (const Value* v = store_.find(std::string(kPruneObject))) {
-      auto parts = partsOf(*v, config_.maxChunkBytes);
+      auto parts = partsOf(*v, config_.maxChunkBytes, self_);
       if (parts.size() == 1 && parts[0].size() <= config_.maxChunkBytes / 4) {
         marks.push_back({std::string(kPruneObject), std::move(parts[0])});
         bytes = marks[0].value.size() + marks[0].name.size();
@@ -619,7 +629,7 @@ void Engine::serveRequest(ReplicaId j, const StateRequestMsg& m, std::vector<Out
     const Value* v = store_.find(name);
     if (v == nullptr) continue;  // never ours (a confused or hostile peer): nothing to send
     if (!marks.empty() && name == kPruneObject) continue;  // in every chunk already
-    for (Bytes& part : partsOf(*v, config_.maxChunkBytes)) {
+    for (Bytes& part : partsOf(*v, config_.maxChunkBytes, self_)) {
       size_t size = part.size() + name.size();
       bool named = std::any_of(chunks.back().begin(), chunks.back().end(),
                                [&](const EncodedObject& o) { return o.name == name; });

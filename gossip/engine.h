@@ -362,10 +362,11 @@ class Engine {
   EngineStats stats_;
 };
 
-// What a state transfer sends of v, encoded as gossip/envelope.h encodeValue frames a value: v
-// itself, or (a dot-store kind encoding to more than maxBytes) parts of at most maxBytes each
-// that join to v and each join independently (gossip/split.h), encoded straight from v's entries.
-// Counters, registers and or-maps are never split.
-std::vector<std::vector<unsigned char>> partsOf(const Value& v, size_t maxBytes);
+// What a state transfer sends of v, in the compact encoding (gossip/compact.h, references 0
+// standing for `sender`, the chunk's): v itself, or (a dot-store kind encoding to more than
+// maxBytes) parts of at most maxBytes each that join to v and each join independently
+// (gossip/split.h), encoded straight from v's entries. Counters, registers and or-maps are never
+// split.
+std::vector<std::vector<unsigned char>> partsOf(const Value& v, size_t maxBytes, ReplicaId sender);
 
 }  // namespace deltasync::gossip

@@ -61,27 +61,16 @@ void encodeKindInto(const T& x, wire::Crdt::Builder out) {
   }
 }
 
-// compactWriter nonzero: use the compact encoding (gossip/compact.h) where the kind has one,
-// with references 0 standing for compactWriter (the message's sender).
-void encodeValueInto(const Value& v, wire::Crdt::Builder out, ReplicaId compactWriter = ReplicaId{}) {
-  if (compactWriter.value != 0 && compactable(v)) {
-    ColumnWriter bytes;
-    encodeCompact(v, compactWriter, bytes);
-    out.setCompact(_::asData(bytes));
-    return;
-  }
+void encodeValueInto(const Value& v, wire::Crdt::Builder out) {
   std::visit([&](const auto& x) { encodeKindInto(x, out); }, v);
 }
 
-// sender: the push's sender, which compact values refer to; 0 where compact values are not
-// allowed (state chunks, a value alone).
-Value decodeValueFrom(wire::Crdt::Reader in, const Limits& limits, ReplicaId sender = ReplicaId{}) {
+Value decodeValueFrom(wire::Crdt::Reader in, const Limits& limits) {
   switch (in.which()) {
-    case wire::Crdt::COMPACT: {
-      if (sender.value == 0) throw DecodeError("object: a compact value outside a push (state chunks use columns)");
-      auto bytes = in.getCompact();
-      return decodeCompact(bytes.begin(), bytes.size(), sender, limits);
-    }
+    case wire::Crdt::COMPACT:
+      // The arm of the struct push, which no sender of this protocol version writes: a push
+      // travels in the compact envelope, its values bare.
+      throw DecodeError("object: a compact value inside a struct (pushes travel in the compact envelope)");
     case wire::Crdt::G_COUNTER: return decode(in.getGCounter(), limits);
     case wire::Crdt::PN_COUNTER: return decode(in.getPnCounter(), limits);
     case wire::Crdt::LWW_REGISTER: return decodeLWWRegister<std::string>(in.getLwwRegister(), limits);
@@ -141,26 +130,6 @@ std::vector<T> readObjectList(uint64_t n, size_t reserve, const Limits& limits, 
   std::vector<T> out;
   out.reserve(std::min<size_t>(n, reserve));
   for (uint64_t i = 0; i < n; ++i) out.push_back(next());
-  return out;
-}
-
-void encodeObjects(const std::vector<NamedValue>& objects, capnp::List<wire::Object>::Builder out,
-                   ReplicaId compactWriter = ReplicaId{}) {
-  for (unsigned i = 0; i < objects.size(); ++i) {
-    out[i].setName(text(objects[i].name));
-    encodeValueInto(objects[i].value, out[i].initValue(), compactWriter);
-  }
-}
-
-std::vector<NamedValue> decodeObjects(capnp::List<wire::Object>::Reader in, const Limits& limits, const char* what,
-                                      ReplicaId sender) {
-  unsigned i = 0;
-  auto out = readObjectList<NamedValue>(in.size(), in.size(), limits, what, [&] {
-    auto o = in[i++];
-    std::string name = checkedName(o.getName(), limits, what);
-    return NamedValue{std::move(name), decodeValueFrom(o.getValue(), limits, sender)};
-  });
-  requireUnique(out, what);
   return out;
 }
 
@@ -258,13 +227,10 @@ enum : unsigned char { kCompactPush = 0, kCompactAck = 1, kCompactOffer = 11, kC
 constexpr unsigned char kCompactDeflated = 0x80;
 constexpr size_t kDeflateFrom = 128;
 
-// Push (when every object has a compact form), ack, offer and request travel compact.
+// Push, ack, offer and request travel compact, and only so.
 bool travelsCompact(const Message& m) {
-  if (const auto* p = std::get_if<DeltaPushMsg>(&m)) {
-    return std::all_of(p->objects.begin(), p->objects.end(), [](const NamedValue& o) { return compactable(o.value); });
-  }
-  return std::holds_alternative<AckMsg>(m) || std::holds_alternative<OfferMsg>(m) ||
-         std::holds_alternative<RequestMsg>(m);
+  return std::holds_alternative<DeltaPushMsg>(m) || std::holds_alternative<AckMsg>(m) ||
+         std::holds_alternative<OfferMsg>(m) || std::holds_alternative<RequestMsg>(m);
 }
 
 void writeName(ColumnWriter& w, const std::string& name) {
@@ -353,6 +319,20 @@ unsigned char readFlag(ColumnReader& r, const char* what) {
   return f;
 }
 
+// The objects of a push or state chunk: varint n, then n (name, varint length, compact value
+// with references 0 standing for the sender); no name twice.
+std::vector<NamedValue> readNamedValues(ColumnReader& r, const Limits& limits, ReplicaId sender, const char* what) {
+  const uint64_t n = r.varint();
+  auto out = readObjectList<NamedValue>(n, r.remaining(), limits, what, [&] {
+    std::string name = readName(r, limits, what);
+    std::string_view value = r.raw(r.varint());
+    return NamedValue{std::move(name),
+                      decodeCompact(reinterpret_cast<const unsigned char*>(value.data()), value.size(), sender, limits)};
+  });
+  requireUnique(out, what);
+  return out;
+}
+
 std::vector<NamedDots> readSummaries(ColumnReader& r, const Limits& limits, ReplicaId sender, const char* what) {
   const uint64_t n = r.varint();
   auto out = readObjectList<NamedDots>(n, r.remaining(), limits, what, [&] {
@@ -386,14 +366,7 @@ Message decodeCompactEnvelope(const unsigned char* data, size_t size, const Limi
       m.sender = sender("push: sender");
       m.partial = readFlag(r, "push") != 0;
       readSeqs(r, m.base, m.fromSeq, m.toSeq, "push: sequence numbers must satisfy base <= fromSeq < toSeq");
-      const uint64_t n = r.varint();
-      m.objects = readObjectList<NamedValue>(n, r.remaining(), limits, "push", [&] {
-        std::string name = readName(r, limits, "push");
-        std::string_view value = r.raw(r.varint());
-        return NamedValue{std::move(name), decodeCompact(reinterpret_cast<const unsigned char*>(value.data()),
-                                                         value.size(), m.sender, limits)};
-      });
-      requireUnique(m.objects, "push");
+      m.objects = readNamedValues(r, limits, m.sender, "push");
       out = std::move(m);
       break;
     }
@@ -475,15 +448,6 @@ namespace {
 struct Encoder {
   wire::Envelope::Builder env;
 
-  void operator()(const DeltaPushMsg& m) {
-    auto p = env.initPush();
-    p.setSender(m.sender.value);
-    p.setBase(m.base);
-    p.setFromSeq(m.fromSeq);
-    p.setToSeq(m.toSeq);
-    p.setPartial(m.partial);
-    encodeObjects(m.objects, p.initObjects(static_cast<unsigned>(m.objects.size())), m.sender);
-  }
   void operator()(const DigestMsg& m) {
     auto d = env.initDigest();
     d.setSender(m.sender.value);
@@ -502,27 +466,22 @@ struct Encoder {
     for (unsigned i = 0; i < m.names.size(); ++i) ns.set(i, text(m.names[i]));
   }
   void operator()(const StateChunkMsg& m) {
-    capnp::MallocMessageBuilder inner;
-    auto list = inner.initRoot<wire::ObjectList>();
-    auto objects = list.initObjects(static_cast<unsigned>(m.objects.size() + m.encoded.size()));
-    encodeObjects(m.objects, objects);
-    for (unsigned i = 0; i < m.encoded.size(); ++i) {
-      const EncodedObject& o = m.encoded[i];
-      auto out = objects[static_cast<unsigned>(m.objects.size()) + i];
-      out.setName(text(o.name));
-      // Our own encodeValue-framed bytes, read back whatever their size: a receiver holds the
-      // chunk to its limits, as it would had the value been encoded here.
-      static const Limits kOwn = [] {
-        Limits l;
-        l.maxMessageBytes = SIZE_MAX;
-        l.maxSegments = UINT32_MAX;
-        l.traversalLimitWords = UINT64_MAX;
-        return l;
-      }();
-      IncomingMessage value(kj::ArrayPtr<const kj::byte>(o.value.data(), o.value.size()), kOwn);
-      value.decodeRoot<wire::Crdt>([&](wire::Crdt::Reader r) { out.setValue(r); });
+    // The objects as the compact push lists them: names, then values compact with references 0
+    // standing for the sender.
+    ColumnWriter list;
+    list.varint(m.objects.size() + m.encoded.size());
+    for (const NamedValue& o : m.objects) {
+      writeName(list, o.name);
+      ColumnWriter value;
+      encodeCompact(o.value, m.sender, value);
+      writeBlob(list, value);
     }
-    auto payload = frame(inner);
+    for (const EncodedObject& o : m.encoded) {
+      writeName(list, o.name);
+      list.varint(o.value.size());
+      list.raw(std::string_view(reinterpret_cast<const char*>(o.value.data()), o.value.size()));
+    }
+    const auto payload = kj::arrayPtr(list.bytes().data(), list.size());
     auto c = env.initStateChunk();
     c.setSender(m.sender.value);
     c.setTransfer(m.transfer);
@@ -563,8 +522,9 @@ struct Encoder {
     encodeUpdates(m.updates, p.initUpdates(static_cast<unsigned>(m.updates.size())));
     if (!m.sample.empty()) encodeUpdates(m.sample, p.initSample(static_cast<unsigned>(m.sample.size())));
   }
-  // Ack, offer and request travel compact only (travelsCompact): their struct arms are never
-  // written, and decodeEnvelope refuses them.
+  // Push, ack, offer and request travel compact only (travelsCompact): their struct arms are
+  // never written, and decodeEnvelope refuses them.
+  void operator()(const DeltaPushMsg&) { compactOnly("push"); }
   void operator()(const AckMsg&) { compactOnly("ack"); }
   void operator()(const OfferMsg&) { compactOnly("offer"); }
   void operator()(const RequestMsg&) { compactOnly("request"); }
@@ -594,16 +554,6 @@ Message decodeEnvelope(wire::Envelope::Reader env, const Limits& limits) {
     case wire::Envelope::COMPACT: {
       auto bytes = env.getCompact();
       return decodeCompactEnvelope(bytes.begin(), bytes.size(), limits);
-    }
-    case wire::Envelope::PUSH: {
-      auto p = env.getPush();
-      DeltaPushMsg m{checkedId(p.getSender(), "push: sender"), p.getBase(), p.getFromSeq(), p.getToSeq(), {}};
-      if (!(m.base <= m.fromSeq && m.fromSeq < m.toSeq)) {
-        throw DecodeError("push: sequence numbers must satisfy base <= fromSeq < toSeq");
-      }
-      m.objects = decodeObjects(p.getObjects(), limits, "push", m.sender);
-      m.partial = p.getPartial();
-      return m;
     }
     case wire::Envelope::DIGEST: {
       auto d = env.getDigest();
@@ -644,9 +594,9 @@ Message decodeEnvelope(wire::Envelope::Reader env, const Limits& limits) {
           break;
         default: throw DecodeError("state chunk: unknown compression");
       }
-      IncomingMessage inner(payload, limits);
-      m.objects = inner.decodeRoot<wire::ObjectList>(
-          [&](wire::ObjectList::Reader r) { return decodeObjects(r.getObjects(), limits, "state chunk", ReplicaId{}); });
+      ColumnReader r(payload.begin(), payload.size(), "state chunk");
+      m.objects = readNamedValues(r, limits, m.sender, "state chunk");
+      r.expectEnd();
       return m;
     }
     case wire::Envelope::PING: {
@@ -676,12 +626,13 @@ Message decodeEnvelope(wire::Envelope::Reader env, const Limits& limits) {
       if (r.getId() == 0) throw DecodeError("sync-reply: id 0 is never used");
       return SyncReplyMsg{checkedId(r.getSender(), "sync-reply: sender"), r.getId(), r.getSeq()};
     }
+    case wire::Envelope::PUSH:
     case wire::Envelope::ACK:
     case wire::Envelope::OFFER:
     case wire::Envelope::REQUEST:
       // Every sender of this protocol version writes them compact (one decoder per rule: the
       // compact one, fuzzed); the struct arms are dead schema, refused.
-      throw DecodeError("envelope: an ack, offer or request in its struct form (they travel compact only)");
+      throw DecodeError("envelope: a push, ack, offer or request in its struct form (they travel compact only)");
     case wire::Envelope::HELLO: return decodeHello(env.getHello(), limits);
     case wire::Envelope::HELLO_REPLY: return decodeHelloReply(env.getHelloReply(), limits);
     case wire::Envelope::AUTH_PROOF: return decodeAuthProof(env.getAuthProof(), limits);

@@ -26,9 +26,10 @@ struct NamedValue {
   bool operator==(const NamedValue&) const = default;
 };
 
-// An object whose value is encoded already, as gossip/envelope.h encodeValue frames a value (a
-// wire Crdt): what the engine serves of a large object (its catch-up parts, encoded straight
-// from the state's entries, gossip/split.h). Only a sender holds these; decoding gives NamedValue.
+// An object whose value is encoded already, compact (gossip/compact.h, references 0 standing for
+// the sender of the message that carries it): what the engine serves of a large object (its
+// catch-up parts, encoded straight from the state's entries, gossip/split.h). Only a sender holds
+// these; decoding gives NamedValue.
 struct EncodedObject {
   std::string name;
   std::vector<unsigned char> value;

@@ -144,6 +144,9 @@ struct CounterMapState {
 }
 
 struct Crdt {
+  # A value in the column encoding. Since protocol version 8 no message carries it (pushes and
+  # state chunks carry compact values, gossip/compact.h); lib/storage reads it from rows written
+  # before (storage format 2 and older).
   union {
     gCounter @0 :GCounter;
     pnCounter @1 :PNCounter;
@@ -154,10 +157,9 @@ struct Crdt {
     awLwwMap @6 :CausalState;
     orMap @7 :ORMapState;
     compact @8 :Data;
-    # Any kind but orMap as one byte string (gossip/compact.h documents the format). Pushes
-    # carry their objects this way: a small delta costs a few bytes instead of the ~150 bytes of
-    # structure of a CausalState. Writer references 0 in it stand for the message's sender;
-    # state chunks (large states) keep the column encodings above.
+    # Retired in protocol version 8 (refused): the value arm of the struct push. Pushes travel in
+    # Envelope.compact, their values in gossip/compact.h's format (every kind has one since
+    # version 8), as state chunks do.
     deleted @9 :Void;
     # The object was deleted: a tombstone, final (gossip/object.h). Since protocol version 5.
     orMapOfSets @10 :ORMapState;
@@ -300,10 +302,13 @@ struct StateChunk {
   total @3 :UInt32;
   compression @4 :Compression;
   payload @5 :Data;
-  # A framed ObjectList message (unpacked capnp framing), compressed as stated.
+  # The chunk's objects, compressed as stated: varint n, then n x (name, varint length, compact
+  # value), as in the compact push (Envelope.compact; references 0 = the sender). Since protocol
+  # version 8; before, a framed ObjectList.
 }
 
 struct ObjectList {
+  # Retired in protocol version 8 (state chunks carry compact values).
   objects @0 :List(Object);
 }
 
@@ -416,18 +421,18 @@ struct Envelope {
     request @12 :Request;
     compact @13 :Data;
     # A push, ack, offer or request as one byte string: the messages of every gossip round,
-    # at about half the size of their structs. Acks, offers and requests travel only so: their
-    # struct arms above (ack @1, offer @11, request @12) are refused by receivers (one decoder
-    # per rule); the structs stay in the schema because field numbers are never reused, and
-    # document the meaning of each field. A push travels so when every object has a compact
-    # value (i.e. holds no or-map nor tombstone), else in its struct arm. Format (varint and
-    # zigzag as above; names are varint length + bytes, with the rules of object names):
+    # at about half the size of their structs. They travel only so: their struct arms above
+    # (push @0, ack @1, offer @11, request @12) are refused by receivers (one decoder per rule;
+    # the push's since protocol version 8, when every kind got a compact form); the structs stay
+    # in the schema because field numbers are never reused, and document the meaning of each
+    # field. Format (varint and zigzag as above; names are varint length + bytes, with the rules
+    # of object names):
     #   u8 kind (0 push, 1 ack, 11 offer, 12 request: the tags above; bit 7 set: every
     #      byte after this one is raw deflate, RFC 1951, of the bytes described below, inflated
     #      no further than Limits.maxMessageBytes), 8-byte sender (LE)
     #   push     u8 flags (bit 0: partial), varint base, varint fromSeq - base,
     #            varint toSeq - fromSeq (>= 1), varint n, n x (name, varint length,
-    #            compact value: Crdt.compact's format, references 0 = the sender)
+    #            compact value: gossip/compact.h's format, references 0 = the sender)
     #   ack      varint seq
     #   offer    u8 flags (bit 0: complete), the three sequence varints as for a push,
     #            varint n, n x (name, varint length, dots: DotSummary.dots' format except

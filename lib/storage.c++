@@ -23,9 +23,12 @@ namespace deltasync {
 
 namespace {
 
-// 2: compact values may carry their context whole (gossip/compact.h, header bit F). Format 1
-// files read as they are; begin() marks them format 2, as what it writes from then on may use F.
-constexpr uint64_t kFormat = 2;
+// 2: compact values may carry their context whole (gossip/compact.h, header bit F). 3: every
+// kind is stored compact (the or-maps, maps of counters and tombstones too: header bit 7), and
+// no row is written in the column encoding ("v") any more. Older files read as they are (their
+// "v" rows too); begin() marks them with this format, as what it writes from then on may use
+// what older readers refuse.
+constexpr uint64_t kFormat = 3;
 constexpr size_t kCompactAbove = 64 << 10;
 
 // Stored state is this node's own, and may exceed what one message may carry: decoding checks
@@ -196,16 +199,10 @@ void Storage::setMeta(const char* key, const std::string& value) {
 void Storage::setMeta(const char* key, uint64_t value) { setMeta(key, std::to_string(value)); }
 
 std::string Storage::encodeStored(const gossip::Value& v) const {
-  if (gossip::compactable(v)) {
-    gossip::ColumnWriter w;
-    w.byte('c');
-    gossip::encodeCompact(v, writer_, w);
-    return std::string(w.bytes().begin(), w.bytes().end());
-  }
-  const gossip::Bytes b = gossip::encodeValue(v);
-  std::string out("v");
-  out.append(b.begin(), b.end());
-  return out;
+  gossip::ColumnWriter w;
+  w.byte('c');
+  gossip::encodeCompact(v, writer_, w);
+  return std::string(w.bytes().begin(), w.bytes().end());
 }
 
 gossip::Value Storage::decodeStored(const std::string& name, const void* data, size_t size) const {

@@ -15,8 +15,10 @@
 //   deltas(id, name, delta)   the changes each object took since its snapshot, in commit order.
 // An object's state is its snapshot joined with its deltas (joins are idempotent and
 // commutative: order affects speed only). Values are stored as they travel: the compact encoding
-// (gossip/compact.h; "c" + bytes) where the kind has one, the framed Crdt otherwise ("v" +
-// bytes). Compact references 0 stand for meta 'writer', the directory's first replica id, so
+// (gossip/compact.h; "c" + bytes). Rows of databases written before every kind had a compact form
+// (protocol version 7 and earlier) may hold the framed Crdt ("v" + bytes, gossip/envelope.h
+// decodeValue): they are read, never written, and go as their object is next compacted.
+// Compact references 0 stand for meta 'writer', the directory's first replica id, so
 // stored rows decode the same whatever id a later run takes.
 //
 // What is stored: every object of the store except other replicas' presence objects

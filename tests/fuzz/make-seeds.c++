@@ -44,7 +44,8 @@ void causal(const std::string& target, Fill fill) {
   }
 }
 
-// One object of every kind, each with about n entries (n = 0: one entry), named "<prefix><kind>".
+// One object of every kind, each with about n entries (n = 0: one entry; a tombstone has none),
+// named "<prefix><kind>".
 std::vector<NamedValue> everyKind(const std::string& prefix, int n, ReplicaId a, ReplicaId b) {
   GCounter g;
   PNCounter p;
@@ -78,7 +79,7 @@ std::vector<NamedValue> everyKind(const std::string& prefix, int n, ReplicaId a,
     if (k % 6 == 5) mc.removeKey("score-" + std::to_string(k % 2));
   }
   std::vector<NamedValue> out;
-  for (Value& v : std::vector<Value>{g, p, r, mv, f, s, m, om, os, mc}) {
+  for (Value& v : std::vector<Value>{g, p, r, mv, f, s, m, om, os, mc, Tombstone{}}) {
     const std::string name = prefix + kindName(v);
     out.push_back({name, std::move(v)});
   }
@@ -244,12 +245,11 @@ int main(int argc, char** argv) {
     write("lww-register", i, mr);
   }
   envelopes(a, b);
-  // Compact values (gossip/compact.h), implicit writer 1 (= a): every kind but the or-map, as
-  // the writer's own delta and relayed (b's writes, listed in the table).
+  // Compact values (gossip/compact.h), implicit writer 1 (= a): every kind, as the writer's own
+  // delta and relayed (b's writes, listed in the table).
   int n = 0;
   for (int size : {1, 3, 20}) {
     for (const auto& o : everyKind("", size, a, b)) {
-      if (!compactable(o.value)) continue;
       ColumnWriter w;
       encodeCompact(o.value, a, w);
       writeBytes("compact", n++, w.bytes().data(), w.size());

@@ -276,12 +276,9 @@ auto peek(const Bytes& b, F f) {
 // the same order, the engine and the simulator rely on it).
 void roundTrips(const Message& m) {
   Bytes b = encodeMessage(m);
-  // Push (without or-maps), ack, offer and request travel in the compact envelope.
-  bool compact = std::holds_alternative<AckMsg>(m) || std::holds_alternative<OfferMsg>(m) ||
-                 std::holds_alternative<RequestMsg>(m);
-  if (const auto* p = std::get_if<DeltaPushMsg>(&m)) {
-    compact = std::all_of(p->objects.begin(), p->objects.end(), [](auto& o) { return compactable(o.value); });
-  }
+  // Push, ack, offer and request travel in the compact envelope.
+  const bool compact = std::holds_alternative<DeltaPushMsg>(m) || std::holds_alternative<AckMsg>(m) ||
+                       std::holds_alternative<OfferMsg>(m) || std::holds_alternative<RequestMsg>(m);
   // The union's tags follow the variant's alternatives, except for `compact` (a form, not a kind).
   const size_t tag = m.index() < size_t{wire::Envelope::COMPACT} ? m.index() : m.index() + 1;
   RC_ASSERT(peek(b, [](wire::Envelope::Reader r) { return static_cast<size_t>(r.which()); }) ==
@@ -417,6 +414,13 @@ TEST_CASE("envelope: state chunks are compressed only when that pays") {
   CHECK(decodeMessage(encodeMessage(runs), kLimits) == Message{runs});
 }
 
+// v compact, references 0 standing for `implicit`.
+Bytes compactOf(const Value& v, ReplicaId implicit) {
+  ColumnWriter w;
+  encodeCompact(v, implicit, w);
+  return w.bytes();
+}
+
 TEST_CASE("envelope: a chunk's encoded objects travel as objects, after the decoded ones") {
   PROPERTY("encoded and decoded objects in one chunk", [] {
     const auto objects = genObjects(4);
@@ -427,7 +431,7 @@ TEST_CASE("envelope: a chunk's encoded objects travel as objects, after the deco
       if (i < split) {
         sent.objects.push_back(objects[i]);
       } else {
-        sent.encoded.push_back({objects[i].name, encodeValue(objects[i].value)});
+        sent.encoded.push_back({objects[i].name, compactOf(objects[i].value, sent.sender)});
       }
     }
     expected.objects = objects;
@@ -435,7 +439,7 @@ TEST_CASE("envelope: a chunk's encoded objects travel as objects, after the deco
   });
   // A name in both lists is a name twice on the wire: refused like any repeated name.
   StateChunkMsg twice{ReplicaId{1}, 9, 0, 1, {{"n", GCounter{}}}};
-  twice.encoded.push_back({"n", encodeValue(GCounter{})});
+  twice.encoded.push_back({"n", compactOf(GCounter{}, twice.sender)});
   CHECK_THROWS_WITH_AS(decodeMessage(encodeMessage(twice), kLimits), doctest::Contains("appears twice"), DecodeError);
 }
 
@@ -458,17 +462,33 @@ void fillObjects(capnp::List<wire::Object>::Builder os, const std::vector<std::s
   }
 }
 
-// A framed ObjectList (a state chunk's payload) of the given names, then mutated.
-template <typename Mutate>
-kj::Array<kj::byte> objectList(const std::vector<std::string>& names, Mutate mutate) {
-  capnp::MallocMessageBuilder mb;
-  auto os = mb.initRoot<wire::ObjectList>().initObjects(static_cast<unsigned>(names.size()));
-  fillObjects(os, names);
-  mutate(os);
-  return frame(mb);
-}
+// A state chunk's payload from sender 7: the compact list of the given names, each a one-entry
+// g-counter as fillObjects makes.
 kj::Array<kj::byte> objectList(const std::vector<std::string>& names) {
-  return objectList(names, [](auto) {});
+  ColumnWriter w;
+  w.varint(names.size());
+  for (size_t i = 0; i < names.size(); ++i) {
+    w.varint(names[i].size());
+    w.raw(names[i]);
+    ColumnWriter value;
+    encodeCompact(Value(GCounter{}.increment(ReplicaId{i + 1}, 3)), ReplicaId{7}, value);
+    w.varint(value.size());
+    w.raw(std::string_view(reinterpret_cast<const char*>(value.bytes().data()), value.size()));
+  }
+  return kj::heapArray<kj::byte>(w.bytes().data(), w.size());
+}
+
+// A value in the column encoding (what storage rows of format 2 hold, gossip/envelope.h
+// decodeValue): a valid one-entry g-counter, mutated, must be refused naming the rule.
+template <typename Mutate>
+void expectValueRejected(Mutate mutate, const char* rule) {
+  capnp::MallocMessageBuilder mb;
+  auto v = mb.initRoot<wire::Crdt>();
+  setGCounter(v, 1, 3);
+  mutate(v);
+  auto framed = frame(mb);
+  INFO("rule: ", rule);
+  CHECK_THROWS_WITH_AS(decodeValue(framed.begin(), framed.size(), kLimits), doctest::Contains(rule), DecodeError);
 }
 
 void fillUpdates(capnp::List<wire::MemberUpdate>::Builder us) {
@@ -486,15 +506,6 @@ capnp::Data::Reader zeros(size_t n) {
   return capnp::Data::Reader(z.data(), n);
 }
 
-auto push = [](wire::Envelope::Builder env) {
-  auto p = env.initPush();
-  p.setSender(7);
-  p.setBase(1);
-  p.setFromSeq(2);
-  p.setToSeq(5);
-  fillObjects(p.initObjects(2), {"alpha", "beta"});
-  return p;
-};
 auto syncRequest = [](wire::Envelope::Builder env) {
   auto r = env.initSyncRequest();
   r.setSender(7);
@@ -618,17 +629,13 @@ Message expectAccepted(Base base, Mutate mutate, const Limits& limits = kLimits)
 
 TEST_CASE("envelope: the valid baselines decode to what was built") {
   auto none = [](auto) {};
-  auto p = std::get<DeltaPushMsg>(expectAccepted(push, none));
-  CHECK(p.sender == ReplicaId{7});
-  CHECK((p.base == 1 && p.fromSeq == 2 && p.toSeq == 5));
-  REQUIRE(p.objects.size() == 2);
-  CHECK(p.objects[1].name == "beta");
-  CHECK(std::get<GCounter>(p.objects[1].value).value() == 3);
   CHECK(std::get<DigestMsg>(expectAccepted(digest, none)).entries.size() == 3);
   CHECK(std::get<StateRequestMsg>(expectAccepted(stateRequest, none)).names ==
         std::vector<std::string>{"a", "b", "c"});
   auto c = std::get<StateChunkMsg>(expectAccepted(stateChunk, none));
   CHECK((c.index == 0 && c.total == 2 && c.objects.size() == 2));
+  CHECK(c.objects[1].name == "beta");
+  CHECK(std::get<GCounter>(c.objects[1].value).value() == 3);
   auto zc = std::get<StateChunkMsg>(expectAccepted(stateChunk, [](wire::StateChunk::Builder c) {
     c.setCompression(wire::Compression::ZLIB);
     c.setPayload(zlibCompress(objectList({"alpha", "beta"})));
@@ -647,19 +654,27 @@ TEST_CASE("envelope: the valid baselines decode to what was built") {
   CHECK(std::get<AuthProofMsg>(expectAccepted(authProof, none)) == AuthProofMsg{});
 }
 
-TEST_CASE("envelope: an ack, offer or request in its struct form is refused (they travel compact only)") {
+TEST_CASE("envelope: a push, ack, offer or request in its struct form is refused (they travel compact only)") {
   // Every sender writes them compact (encodeEnvelope); one decoder per rule, the compact one.
-  for (int kind = 0; kind < 3; ++kind) {
+  for (int kind = 0; kind < 4; ++kind) {
     capnp::MallocMessageBuilder mb;
     auto env = mb.initRoot<wire::Envelope>();
     if (kind == 0) env.initAck().setSender(7);
     if (kind == 1) env.initOffer().setSender(7);
     if (kind == 2) env.initRequest().setSender(7);
+    if (kind == 3) {
+      auto p = env.initPush();
+      p.setSender(7);
+      p.setToSeq(1);
+      fillObjects(p.initObjects(2), {"alpha", "beta"});
+    }
     CHECK_THROWS_WITH_AS(decodeBuilt(mb, kLimits), doctest::Contains("they travel compact only"), DecodeError);
   }
-  // And nothing writes them.
+  // And nothing writes them: a push of every kind of value goes compact too.
+  DeltaPushMsg everyKind{ReplicaId{7}, 0, 0, 1, {}};
+  for (size_t kind = 0; kind < kKindCount; ++kind) everyKind.objects.push_back({kindName(kind), bottomOf(kind)});
   for (const Message& m : {Message{AckMsg{ReplicaId{7}, 3}}, Message{OfferMsg{ReplicaId{7}, 2, 5, {}, 1, true}},
-                           Message{RequestMsg{ReplicaId{7}, 2, 5, {}}}}) {
+                           Message{RequestMsg{ReplicaId{7}, 2, 5, {}}}, Message{everyKind}}) {
     capnp::MallocMessageBuilder mb;
     encodeEnvelope(m, mb.initRoot<wire::Envelope>());
     CHECK(mb.getRoot<wire::Envelope>().which() == wire::Envelope::COMPACT);
@@ -667,7 +682,6 @@ TEST_CASE("envelope: an ack, offer or request in its struct form is refused (the
 }
 
 TEST_CASE("envelope: replica ids must be nonzero") {
-  expectRejected(push, [](auto p) { p.setSender(0); }, "push: sender is 0");
   expectRejected(digest, [](auto d) { d.setSender(0); }, "digest: sender is 0");
   expectRejected(stateRequest, [](auto r) { r.setSender(0); }, "state request: sender is 0");
   expectRejected(stateChunk, [](auto c) { c.setSender(0); }, "state chunk: sender is 0");
@@ -689,44 +703,28 @@ TEST_CASE("envelope: replica ids must be nonzero") {
   expectRejected(pingAck, [](auto p) { p.getSample()[1].setReplica(0); }, "membership: member id is 0");
 }
 
-TEST_CASE("envelope: push sequence numbers satisfy base <= fromSeq < toSeq") {
-  const char* rule = "base <= fromSeq < toSeq";
-  expectRejected(push, [](auto p) { p.setBase(3); }, rule);  // base > fromSeq
-  expectRejected(push, [](auto p) { p.setFromSeq(5); }, rule);  // fromSeq == toSeq
-  expectRejected(push, [](auto p) { p.setFromSeq(6); p.setBase(6); }, rule);  // fromSeq > toSeq
-  expectRejected(push, [](auto p) { p.setToSeq(0); p.setFromSeq(0); p.setBase(0); }, rule);
-  // The edges that are allowed: base == fromSeq, toSeq == fromSeq + 1.
-  auto m = std::get<DeltaPushMsg>(expectAccepted(push, [](auto p) { p.setBase(2); p.setToSeq(3); }));
-  CHECK((m.base == 2 && m.fromSeq == 2 && m.toSeq == 3));
-}
-
 TEST_CASE("envelope: object names in a push and a state chunk") {
-  expectRejected(push, [](auto p) { p.getObjects()[1].setName(""); }, "push: empty object name");
   expectRejected(stateChunk, [](auto c) { c.setPayload(objectList({"alpha", ""})); },
                  "state chunk: empty object name");
 
   Limits five = kLimits;
   five.maxNameBytes = 5;  // "alpha" is exactly at the limit
-  expectRejected(push, [](auto p) { p.getObjects()[0].setName("alphas"); },
-                 "push: object name longer than limits.maxNameBytes", five);
   expectRejected(stateChunk, [](auto c) { c.setPayload(objectList({"alpha", "betas1"})); },
                  "state chunk: object name longer than limits.maxNameBytes", five);
   // And with the default limit: maxNameBytes is accepted, one more byte is not.
   std::string longest(kLimits.maxNameBytes, 'n');
-  expectAccepted(push, [&](auto p) { p.getObjects()[0].setName(longest); });
-  expectRejected(push, [&](auto p) { p.getObjects()[0].setName(longest + "n"); },
-                 "push: object name longer than limits.maxNameBytes");
+  expectAccepted(stateChunk, [&](auto c) { c.setPayload(objectList({longest})); });
+  expectRejected(stateChunk, [&](auto c) { c.setPayload(objectList({longest + "n"})); },
+                 "state chunk: object name longer than limits.maxNameBytes");
 
-  expectRejected(push, [](auto p) { p.getObjects()[1].setName("alpha"); },
-                 "push: object 'alpha' appears twice");
-  expectRejected(push, [](auto p) { fillObjects(p.initObjects(4), {"d", "c", "b", "c"}); },
-                 "push: object 'c' appears twice");  // not adjacent: found after sorting
   expectRejected(stateChunk, [](auto c) { c.setPayload(objectList({"alpha", "alpha"})); },
                  "state chunk: object 'alpha' appears twice");
-  // Names only need to be unique in a push, not sorted.
-  auto m = std::get<DeltaPushMsg>(
-      expectAccepted(push, [](auto p) { fillObjects(p.initObjects(3), {"c", "a", "b"}); }));
+  expectRejected(stateChunk, [](auto c) { c.setPayload(objectList({"d", "c", "b", "c"})); },
+                 "state chunk: object 'c' appears twice");  // not adjacent: found after sorting
+  // Names only need to be unique, not sorted.
+  auto m = std::get<StateChunkMsg>(expectAccepted(stateChunk, [](auto c) { c.setPayload(objectList({"c", "a", "b"})); }));
   CHECK(m.objects[0].name == "c");
+  // (The compact push's: "the compact envelope's rules".)
 }
 
 TEST_CASE("envelope: digest and state request names are strictly increasing") {
@@ -756,9 +754,7 @@ TEST_CASE("envelope: digest and state request names are strictly increasing") {
 TEST_CASE("envelope: at most limits.maxObjectsPerMessage objects, entries or names") {
   Limits three = kLimits;
   three.maxObjectsPerMessage = 3;
-  expectAccepted(push, [](auto p) { fillObjects(p.initObjects(3), {"a", "b", "c"}); }, three);
-  expectRejected(push, [](auto p) { fillObjects(p.initObjects(4), {"a", "b", "c", "d"}); },
-                 "push: more than limits.maxObjectsPerMessage objects", three);
+  expectAccepted(stateChunk, [](auto c) { c.setPayload(objectList({"a", "b", "c"})); }, three);
   expectRejected(stateChunk, [](auto c) { c.setPayload(objectList({"a", "b", "c", "d"})); },
                  "state chunk: more than limits.maxObjectsPerMessage objects", three);
   expectRejected(digest, [](auto d) {
@@ -831,41 +827,41 @@ TEST_CASE("envelope: a state chunk's payload must inflate to a valid ObjectList"
     c.setPayload(zlibCompress(kj::arrayPtr(big.data(), big.size())));
   }, "zlib: chunk inflates beyond 1048576 bytes");
 
-  // Inflated (or raw) bytes that are not a framed message.
-  const kj::byte five[] = {1, 2, 3, 4, 5};
+  // Inflated (or raw) bytes that are not a valid object list.
+  const kj::byte five[] = {1, 2, 3, 4, 5};  // one object, a two-byte name, a value of 5 bytes: absent
   expectRejected(stateChunk, [&](auto c) { c.setPayload(capnp::Data::Reader(five, 5)); },
-                 "message size 5 is not a whole number of words");
+                 "column 'state chunk': length runs past the end");
   expectRejected(stateChunk, [&](auto c) {
     c.setCompression(wire::Compression::ZLIB);
     c.setPayload(zlibCompress(kj::arrayPtr(five, 5)));
-  }, "message size 5 is not a whole number of words");
-  expectRejected(stateChunk, [](auto c) { c.setPayload(nullptr); },
-                 "message size 0 is not a whole number of words");
-  // Framed, but its segment table lies about the size.
+  }, "column 'state chunk': length runs past the end");
+  expectRejected(stateChunk, [](auto c) { c.setPayload(nullptr); }, "column 'state chunk': truncated");
   expectRejected(stateChunk, [](auto c) {
-    auto p = kj::heapArray<kj::byte>(objectList({"alpha"}).asPtr());
-    p[4] += 1;
-    c.setPayload(p);
-  }, "do not match");
-  // A framed list whose object breaks a codec rule.
+    auto list = objectList({"alpha"});
+    auto longer = kj::heapArray<kj::byte>(list.size() + 1);
+    std::memcpy(longer.begin(), list.begin(), list.size());
+    longer[list.size()] = 0;
+    c.setPayload(longer);
+  }, "column 'state chunk': trailing bytes");
+  // A list whose value breaks a rule of the compact encoding.
   expectRejected(stateChunk, [](auto c) {
-    c.setPayload(objectList({"alpha", "beta"}, [](auto os) {
-      os[1].getValue().getGCounter().getEntries()[0].setCount(0);
-    }));
-  }, "g-counter: zero count");
+    auto list = kj::heapArray<kj::byte>(objectList({"alpha"}).asPtr());
+    list[list.size() - 1] = 0;  // the count: zero entries are never sent
+    c.setPayload(list);
+  }, "zero count");
 }
 
-TEST_CASE("envelope: the CRDT rules of gossip/codec apply to every object") {
-  expectRejected(push, [](auto p) {
-    p.getObjects()[1].getValue().getGCounter().getEntries()[0].setCount(0);
+TEST_CASE("envelope: the CRDT rules of gossip/codec apply to column-encoded values") {
+  expectValueRejected([](wire::Crdt::Builder v) {
+    v.getGCounter().getEntries()[0].setCount(0);
   }, "g-counter: zero count");
-  expectRejected(push, [](auto p) {
-    auto e = p.getObjects()[0].getValue().initPnCounter().initEntries(1);
+  expectValueRejected([](wire::Crdt::Builder v) {
+    auto e = v.initPnCounter().initEntries(1);
     e[0].setReplica(1);
   }, "pn-counter: all-zero entry");
   // A causal value whose store holds a dot outside its context.
-  expectRejected(push, [](auto p) {
-    auto s = p.getObjects()[0].getValue().initOrSet();
+  expectValueRejected([](wire::Crdt::Builder v) {
+    auto s = v.initOrSet();
     auto store = s.initStore();
     store.setCount(1);
     store.initWriters(1).set(0, 5);
@@ -881,15 +877,15 @@ TEST_CASE("envelope: the CRDT rules of gossip/codec apply to every object") {
   }, "not in the context");
 }
 
-TEST_CASE("envelope: replica id 0 is refused inside values too") {
-  expectRejected(push, [](auto p) { p.getObjects()[1].getValue().getGCounter().getEntries()[0].setReplica(0); },
+TEST_CASE("envelope: replica id 0 is refused inside column-encoded values too") {
+  expectValueRejected([](wire::Crdt::Builder v) { v.getGCounter().getEntries()[0].setReplica(0); },
                  "g-counter: replica id 0");
-  expectRejected(push, [](auto p) {
-    auto e = p.getObjects()[0].getValue().initPnCounter().initEntries(1);
+  expectValueRejected([](wire::Crdt::Builder v) {
+    auto e = v.initPnCounter().initEntries(1);
     e[0].setIncrements(1);
   }, "pn-counter: replica id 0");
-  expectRejected(push, [](auto p) {
-    auto s = p.getObjects()[0].getValue().initOrSet();
+  expectValueRejected([](wire::Crdt::Builder v) {
+    auto s = v.initOrSet();
     s.initStore();
     auto o = s.initContext().initOrigins(1);
     ColumnWriter runs;
@@ -897,19 +893,19 @@ TEST_CASE("envelope: replica id 0 is refused inside values too") {
     runs.varint(0);
     o[0].setRuns(capnp::Data::Reader(runs.bytes().data(), runs.bytes().size()));
   }, "context: origin replica id 0");
-  expectRejected(push, [](auto p) {
-    auto store = p.getObjects()[0].getValue().initOrSet().initStore();
+  expectValueRejected([](wire::Crdt::Builder v) {
+    auto store = v.initOrSet().initStore();
     store.setKeyKind(wire::ScalarKind::TEXT);
     store.initWriters(1).set(0, 0);
   }, "dot store: writer id 0");
-  expectRejected(push, [](auto p) {
-    auto r = p.getObjects()[0].getValue().initLwwRegister();
+  expectValueRejected([](wire::Crdt::Builder v) {
+    auto r = v.initLwwRegister();
     r.setHasValue(true);
     r.setValueKind(wire::ScalarKind::TEXT);
-    ColumnWriter v;
-    v.varint(1);
-    v.raw("x");
-    r.setValue(capnp::Data::Reader(v.bytes().data(), v.bytes().size()));
+    ColumnWriter bytes;
+    bytes.varint(1);
+    bytes.raw("x");
+    r.setValue(capnp::Data::Reader(bytes.bytes().data(), bytes.bytes().size()));
   }, "lww-register: writer id 0");
 }
 
@@ -925,13 +921,7 @@ void setRawWhich(Builder b, uint16_t which) {
 TEST_CASE("envelope: unknown message and CRDT kinds (a newer peer's) are rejected") {
   expectRejected([](wire::Envelope::Builder env) { syncRequest(env); return env; },
                  [](auto env) { setRawWhich(env, 16); }, "envelope: unknown message kind 16");
-  expectRejected(push, [](auto p) { setRawWhich(p.getObjects()[0].getValue(), 12); },
-                 "object: unknown CRDT kind 12");
-  capnp::MallocMessageBuilder mb;
-  setRawWhich(mb.initRoot<wire::Crdt>(), 12);
-  auto framed = frame(mb);
-  CHECK_THROWS_WITH_AS(decodeValue(framed.begin(), framed.size(), kLimits),
-                       doctest::Contains("object: unknown CRDT kind 12"), DecodeError);
+  expectValueRejected([](wire::Crdt::Builder v) { setRawWhich(v, 12); }, "object: unknown CRDT kind 12");
 }
 
 TEST_CASE("envelope: a map of counters' rules (keys, limits, floors never above totals)") {
@@ -1057,7 +1047,8 @@ TEST_CASE("envelope: cluster names are at most limits.maxClusterNameBytes") {
 
 TEST_CASE("envelope: text fields holding a NUL byte are rejected") {
   const std::string nul("a\0b", 3);
-  expectRejected(push, [&](auto p) { p.getObjects()[0].setName(text(nul)); }, "push: object name contains a NUL byte");
+  expectRejected(stateChunk, [&](auto c) { c.setPayload(objectList({nul})); },
+                 "state chunk: object name contains a NUL byte");
   expectRejected(digest, [&](auto d) { d.getEntries()[0].setName(text(std::string("\0", 1))); },
                  "digest: object name contains a NUL byte");
   expectRejected(stateRequest, [&](auto r) { r.getNames().set(0, text(std::string("\0", 1))); },
@@ -1089,20 +1080,26 @@ TEST_CASE("envelope: a hello names a cluster and a protocol version >= 1") {
 
 // ---- the compact value encoding (gossip/compact.h) ------------------------------------------
 
-Bytes compactOf(const Value& v, ReplicaId implicit) {
-  ColumnWriter w;
-  encodeCompact(v, implicit, w);
-  return w.bytes();
-}
-constexpr size_t kOrMapKindForTests = 7;  // (the Value variant's or-map: object.h)
 Value fromCompact(const Bytes& b, ReplicaId implicit, const Limits& limits = kLimits) {
   return decodeCompact(b.data(), b.size(), implicit, limits);
 }
 
-TEST_CASE("compact: decodeCompact(encodeCompact(v)) == v for every kind but the or-map and the tombstone") {
-  for (size_t kind = 0; kind < kOrMapKindForTests; ++kind) {
+// A key column as gossip/compact.h writes it: front-coded against the previous key.
+void keyColumn(ColumnWriter& w, const std::vector<std::string>& keys) {
+  std::vector<size_t> shared(keys.size(), 0);
+  for (size_t i = 1; i < keys.size(); ++i) {
+    while (shared[i] < std::min(keys[i].size(), keys[i - 1].size()) && keys[i][shared[i]] == keys[i - 1][shared[i]]) {
+      ++shared[i];
+    }
+    w.varint(shared[i]);
+  }
+  for (size_t i = 0; i < keys.size(); ++i) w.varint(keys[i].size() - shared[i]);
+  for (size_t i = 0; i < keys.size(); ++i) w.raw(std::string_view(keys[i]).substr(shared[i]));
+}
+
+TEST_CASE("compact: decodeCompact(encodeCompact(v)) == v for every kind") {
+  for (size_t kind = 0; kind < kKindCount; ++kind) {
     INFO(kindName(kind));
-    CHECK(compactable(bottomOf(kind)));
     CHECK(fromCompact(compactOf(bottomOf(kind), writer(0)), writer(0)) == bottomOf(kind));
     PROPERTY(std::string("compact round trip: ") + kindName(kind), [kind] {
       Value v = genValue(kind);
@@ -1111,8 +1108,6 @@ TEST_CASE("compact: decodeCompact(encodeCompact(v)) == v for every kind but the 
       RC_ASSERT(fromCompact(compactOf(v, implicit), implicit) == v);
     });
   }
-  CHECK_FALSE(compactable(bottomOf(kOrMapKindForTests)));
-  CHECK_FALSE(compactable(Tombstone{}));
 }
 
 TEST_CASE("compact: a one-key map update on a 1e5-key map takes 21 bytes") {
@@ -1160,11 +1155,52 @@ ColumnWriter oneElement(unsigned extraHeader = 0) {
   return w;
 }
 
+TEST_CASE("compact: keys are front-coded against the previous key") {
+  // Three entries of an OR-set by the implicit writer (counters 1, 2, 3): "user-10", "user-11",
+  // "user-2": shares 6 then 5, rests "10", "1", "2".
+  ORSet<std::string> s;
+  for (const char* k : {"user-10", "user-11", "user-2"}) s.add(ReplicaId{7}, k);
+  ColumnWriter expected;
+  expected.byte(0x05);
+  expected.varint(3);
+  expected.varint(1);  // counter 1
+  expected.varint(2);  // +1, zigzag
+  expected.varint(2);
+  expected.varint(6);  // "user-11" shares "user-1"
+  expected.varint(5);  // "user-2" shares "user-"
+  expected.varint(7);  // rests: "user-10",
+  expected.varint(1);  // "1",
+  expected.varint(1);  // "2"
+  expected.raw("user-10");
+  expected.raw("1");
+  expected.raw("2");
+  CHECK(compactOf(Value(s), ReplicaId{7}) == expected.bytes());
+  CHECK(fromCompact(expected.bytes(), ReplicaId{7}) == Value(s));
+  // A shared prefix longer than the previous key.
+  ColumnWriter over;
+  over.byte(0x05);
+  over.varint(2);
+  over.varint(1);
+  over.varint(2);
+  over.varint(2);  // the second shares 2 bytes of "a"
+  over.varint(1);
+  over.varint(0);
+  over.raw("a");
+  expectCompactRejected(over, "key shares more than the previous key holds", ReplicaId{7});
+  // A key over limits.maxKeyBytes (the first, 7 bytes), and keys expanding beyond the bound.
+  Limits shortKeys = kLimits;
+  shortKeys.maxKeyBytes = 6;
+  expectCompactRejected(expected, "key longer than its limit", ReplicaId{7}, shortKeys);
+  Limits small = kLimits;
+  small.maxMessageBytes = 16;  // the three keys are 7 + 7 + 6 bytes
+  expectCompactRejected(expected, "keys expand beyond limits.maxMessageBytes", ReplicaId{7}, small);
+}
+
 TEST_CASE("compact: validation rules") {
   CHECK(std::get<ORSet<std::string>>(fromCompact(oneElement().bytes(), ReplicaId{7})).contains("a"));
   {
-    ColumnWriter w = oneElement(0x80);
-    expectCompactRejected(w, "reserved header bits set");
+    ColumnWriter w = oneElement(0x80);  // kind 13
+    expectCompactRejected(w, "unknown kind 13");
   }
   {
     ColumnWriter w = oneElement(0x40);
@@ -1193,9 +1229,9 @@ TEST_CASE("compact: validation rules") {
   }
   {
     ColumnWriter w;
-    w.byte(0x07);
+    w.byte(0x83);  // kind 11
     w.varint(0);
-    expectCompactRejected(w, "the or-map has no compact form");
+    expectCompactRejected(w, "unknown kind 11");
   }
   {
     ColumnWriter w;
@@ -1212,6 +1248,65 @@ TEST_CASE("compact: validation rules") {
     ColumnWriter w = oneElement();
     w.byte(0);
     expectCompactRejected(w, "trailing bytes");
+  }
+  // Or-maps (here a map of sets by the implicit writer: keys a and b, elements x at dot 1 and y at
+  // dot 2).
+  auto mapOfSets = [](const char* keys, uint64_t entries, uint64_t secondDelta) {
+    ColumnWriter w;
+    w.byte(0x81);  // kind 9
+    w.varint(2);
+    w.varint(0);  // the second key shares nothing
+    w.varint(1);
+    w.varint(1);
+    w.raw(keys);
+    w.varint(entries);
+    if (entries == 0) return w;
+    w.varint(1);  // dot (7, 1)
+    w.varint(1);
+    w.raw("x");
+    w.varint(1);
+    w.varint(secondDelta);  // zigzag: 2 = dot (7, 2), 0 = dot (7, 1) again
+    w.varint(1);
+    w.raw("y");
+    return w;
+  };
+  {
+    auto m = std::get<MapOfSets>(fromCompact(mapOfSets("ab", 1, 2).bytes(), ReplicaId{7}));
+    CHECK(m.store().size() == 2);
+    CHECK(m.context().dotCount() == 2);
+    expectCompactRejected(mapOfSets("ba", 1, 2), "or-map keys not strictly increasing");
+    expectCompactRejected(mapOfSets("aa", 1, 2), "or-map keys not strictly increasing");
+    expectCompactRejected(mapOfSets("ab", 0, 2), "an or-map key with no entries");
+    expectCompactRejected(mapOfSets("ab", 1, 0), "the same dot appears under two or-map keys");
+  }
+  // A map of counters: key k, totals +5 by the implicit writer, a floor of `floor`.
+  auto counters = [](uint64_t totals, uint64_t floor) {
+    ColumnWriter w;
+    w.byte(0xa2);  // kind 10, one key
+    w.varint(1);
+    w.raw("k");
+    w.varint(totals);
+    if (totals == 1) {
+      w.varint(5);
+      w.varint(0);
+    }
+    w.varint(1);
+    w.varint(floor);
+    w.varint(0);
+    return w;
+  };
+  CHECK(std::get<MapOfCounters>(fromCompact(counters(1, 2).bytes(), ReplicaId{7})).value("k") == 3);
+  expectCompactRejected(counters(1, 6), "a floor above its writer's totals");
+  expectCompactRejected(counters(0, 1), "a map-of-counters key without totals");
+  {
+    ColumnWriter tombstone;
+    tombstone.byte(0xa0);
+    CHECK(isTombstone(fromCompact(tombstone.bytes(), ReplicaId{7})));
+    tombstone.byte(0);
+    expectCompactRejected(tombstone, "trailing bytes");
+    ColumnWriter flagged;
+    flagged.byte(0xa8);  // with a writer table
+    expectCompactRejected(flagged, "a tombstone with flags besides ONE");
   }
   // Writer tables and references.
   auto withTable = [](std::vector<uint64_t> ids, unsigned header = 0x2d) {
@@ -1284,9 +1379,7 @@ TEST_CASE("compact: validation rules") {
     w.varint(2);
     w.varint(3);
     w.varint(zigzag(0));  // the same counter again
-    w.varint(1);
-    w.varint(1);
-    w.raw("ab");
+    keyColumn(w, {"a", "b"});
     expectCompactRejected(w, "the same dot appears twice");
   }
   {
@@ -1362,12 +1455,11 @@ ColumnWriter compactOneKey(unsigned kind, uint32_t writers) {
     w.varint(i + 1);  // writer reference
     w.varint(1);      // dot counter
   }
-  auto strings = [&](const char* s) {  // a column of `writers` copies of s
-    for (uint32_t i = 0; i < writers; ++i) w.varint(std::strlen(s));
-    for (uint32_t i = 0; i < writers; ++i) w.raw(s);
-  };
-  if (kind == 5 || kind == 6) strings("k");
-  if (kind == 3 || kind == 6) strings("v");
+  if (kind == 5 || kind == 6) keyColumn(w, std::vector<std::string>(writers, "k"));
+  if (kind == 3 || kind == 6) {  // a value column of `writers` copies of "v"
+    for (uint32_t i = 0; i < writers; ++i) w.varint(1);
+    for (uint32_t i = 0; i < writers; ++i) w.raw("v");
+  }
   if (kind == 6) {
     w.varint(1);
     w.varint(0);
@@ -1405,8 +1497,9 @@ TEST_CASE("compact: a dot repeated in every entry is rejected") {
   const uint32_t n = 50000;
   w.varint(n);
   for (uint32_t i = 0; i < n; ++i) w.varint(i == 0 ? 1 : zigzag(0));  // counter 1, then again
-  for (uint32_t i = 0; i < n; ++i) w.varint(1 + (i >= 10) + (i >= 100) + (i >= 1000) + (i >= 10000));
-  for (uint32_t i = 0; i < n; ++i) w.raw(std::to_string(i));  // keys 0, 1, 2, ...
+  std::vector<std::string> keys;  // 0, 1, 2, ...
+  for (uint32_t i = 0; i < n; ++i) keys.push_back(std::to_string(i));
+  keyColumn(w, keys);
   expectCompactRejected(w, "the same dot appears twice");
 }
 
@@ -1449,12 +1542,13 @@ TEST_CASE("compact: the bytes do not depend on the history of removals") {
 TEST_CASE("compact: entries in any dot order; the context's limits count every dot and origin") {
   // An OR-set of the sender (7) with n entries whose dots run downwards: 2n-1, 2n-3, ..., 1.
   auto descending = [](uint64_t n) {
-    ColumnWriter w;  // columns: the dots, the key lengths, the keys
+    ColumnWriter w;  // columns: the dots, the keys
     w.byte(0x05);
     w.varint(n);
     for (uint64_t i = 0; i < n; ++i) w.varint(i == 0 ? 2 * n - 1 : zigzag(-2));
-    for (uint64_t i = 0; i < n; ++i) w.varint(std::to_string(i).size());
-    for (uint64_t i = 0; i < n; ++i) w.raw(std::to_string(i));
+    std::vector<std::string> keys;
+    for (uint64_t i = 0; i < n; ++i) keys.push_back(std::to_string(i));
+    keyColumn(w, keys);
     return w;
   };
   auto s = std::get<ORSet<std::string>>(fromCompact(descending(1000).bytes(), ReplicaId{7}));
@@ -1482,37 +1576,16 @@ TEST_CASE("compact: entries in any dot order; the context's limits count every d
     three.varint(ref);
     three.varint(1);
   }
-  for (int i = 0; i < 3; ++i) three.varint(1);
-  three.raw("kkk");
+  keyColumn(three, {"k", "k", "k"});
   CHECK(std::get<ORSet<std::string>>(fromCompact(three.bytes(), ReplicaId{7})).context().origins().size() == 3);
   Limits twoOrigins;
   twoOrigins.maxOrigins = 2;
   expectCompactRejected(three, "more than limits.maxOrigins origins in the context", ReplicaId{7}, twoOrigins);
 }
 
-TEST_CASE("envelope: compact values travel only in pushes") {
-  expectRejected(stateChunk, [](auto c) {
-    c.setPayload(objectList({"alpha"}, [](auto os) {
-      os[0].initValue().setCompact(kj::heapArray<kj::byte>({0x25, 0x01, 0x01, 'a'}));
-    }));
-  }, "object: a compact value outside a push");
-  ColumnWriter w;
-  encodeCompact(Value(GCounter{}.increment(ReplicaId{7}, 3)), ReplicaId{7}, w);
-  capnp::MallocMessageBuilder mb;
-  mb.initRoot<wire::Crdt>().setCompact(kj::arrayPtr(w.bytes().data(), w.size()));
-  auto framed = frame(mb);
-  CHECK_THROWS_WITH_AS(decodeValue(framed.begin(), framed.size(), kLimits),
-                       doctest::Contains("a compact value outside a push"), DecodeError);
-}
-
-TEST_CASE("envelope: a push's compact values are validated with the push") {
-  expectRejected(push, [](auto p) { p.getObjects()[0].initValue().setCompact(kj::heapArray<kj::byte>({0x07, 0x00})); },
-                 "the or-map has no compact form");
-  // References 0 stand for the push's sender.
-  auto m = std::get<DeltaPushMsg>(expectAccepted(push, [](auto p) {
-    p.getObjects()[0].initValue().setCompact(kj::heapArray<kj::byte>({0x25, 0x01, 0x01, 'a'}));
-  }));
-  CHECK(std::get<ORSet<std::string>>(m.objects[0].value).store().containsDot(Dot{ReplicaId{7}, 1}));
+TEST_CASE("envelope: the struct Crdt's compact arm is refused (pushes travel in the compact envelope)") {
+  expectValueRejected([](wire::Crdt::Builder v) { v.setCompact(kj::heapArray<kj::byte>({0x25, 0x01, 0x01, 'a'})); },
+                      "object: a compact value inside a struct");
 }
 
 // ---- the compact envelope (wire.capnp Envelope.compact) ------------------------------------
@@ -1605,6 +1678,7 @@ TEST_CASE("envelope: the compact envelope, accepted") {
 TEST_CASE("envelope: the compact envelope's rules") {
   expectCompactEnvelopeRejected(compactHead(2), "compact envelope: unknown message kind 2");
   expectCompactEnvelopeRejected(compactHead(1, 0), "ack: sender is 0");
+  expectCompactEnvelopeRejected(compactHead(0, 0), "push: sender is 0");
   expectCompactEnvelopeRejected(compactHead(1), "truncated");
   {
     ColumnWriter w = compactHead(1);
@@ -1625,12 +1699,21 @@ TEST_CASE("envelope: the compact envelope's rules") {
     shortNames.maxNameBytes = 1;
     expectCompactEnvelopeRejected(compactPush({"xy"}), "push: object name longer than limits.maxNameBytes", shortNames);
   }
+  // (base, fromSeq - base, toSeq - fromSeq): toSeq == fromSeq, and sums past 2^64.
   for (auto seqs : std::vector<std::array<uint64_t, 3>>{{1, 1, 0}, {UINT64_MAX, 1, 1}, {1, UINT64_MAX - 1, 1}}) {
     ColumnWriter w = compactHead(0);
     w.byte(0);
     for (uint64_t v : seqs) w.varint(v);
     w.varint(0);
     expectCompactEnvelopeRejected(w, "push: sequence numbers must satisfy base <= fromSeq < toSeq");
+  }
+  {
+    // The edges that are allowed: base == fromSeq, toSeq == fromSeq + 1.
+    ColumnWriter w = compactHead(0);
+    w.byte(0);
+    for (uint64_t v : {2, 0, 1, 0}) w.varint(v);
+    auto m = std::get<DeltaPushMsg>(decodeCompactEnvelope(w));
+    CHECK((m.base == 2 && m.fromSeq == 2 && m.toSeq == 3));
   }
   {
     ColumnWriter w = compactPush({});
@@ -1643,9 +1726,9 @@ TEST_CASE("envelope: the compact envelope's rules") {
     bad.varint(1);
     name(bad, "x");
     bad.varint(2);
-    bad.byte(0x07);
+    bad.byte(0x87);  // kind 15
     bad.byte(0x00);
-    expectCompactEnvelopeRejected(bad, "the or-map has no compact form");
+    expectCompactEnvelopeRejected(bad, "unknown kind 15");
     CHECK(std::get<DeltaPushMsg>(decodeCompactEnvelope(w)).objects.empty());
   }
   // Offer and request summaries.

@@ -5,7 +5,7 @@
 #include <string>
 
 #include "gossip/engine.h"
-#include "gossip/envelope.h"
+#include "gossip/compact.h"
 #include "tests/support/property.h"
 
 namespace deltasync::gossip {
@@ -34,12 +34,15 @@ Map history() {
 
 // The parts of v, each through its own encoding (as a state chunk carries it), checked against
 // the bound and against v.
+// sender: the chunks' (references 0 stand for it).
 template <typename T>
-std::vector<T> transferred(const T& x, size_t maxBytes) {
+std::vector<T> transferred(const T& x, size_t maxBytes, ReplicaId sender) {
   std::vector<T> out;
-  for (const Bytes& bytes : partsOf(Value(x), maxBytes)) {
-    T piece = std::get<T>(decodeValue(bytes.data(), bytes.size(), kLimits));
-    RC_ASSERT(encodeValue(piece) == bytes);  // encoded from x's entries as the part itself encodes
+  for (const std::vector<unsigned char>& bytes : partsOf(Value(x), maxBytes, sender)) {
+    T piece = std::get<T>(decodeCompact(bytes.data(), bytes.size(), sender, kLimits));
+    ColumnWriter asValue;
+    encodeCompact(Value(piece), sender, asValue);
+    RC_ASSERT(asValue.bytes() == bytes);  // encoded from x's entries as the part itself encodes
     RC_ASSERT(bytes.size() <= maxBytes || piece.store().size() == 1);
     T joined = x;
     joined.join(piece);
@@ -53,7 +56,8 @@ TEST_CASE("parts: bounded, each below the state, and joined in any order they gi
   PROPERTY("catch-up parts", [] {
     Map x = history();
     const size_t maxBytes = *rc::gen::inRange<size_t>(200, 4000);
-    std::vector<Map> decoded = transferred(x, maxBytes);
+    // The sender: one of the writers (1..3), or a stranger.
+    std::vector<Map> decoded = transferred(x, maxBytes, ReplicaId{*rc::gen::inRange<uint64_t>(1, 5)});
     // Any order, into an empty replica.
     std::vector<size_t> order(decoded.size());
     for (size_t i = 0; i < order.size(); ++i) order[i] = i;
@@ -68,7 +72,7 @@ TEST_CASE("parts: a large state splits into parts of at most 64 KiB") {
   ORSet<std::string> big;
   for (int64_t i = 0; i < 300000; ++i) big.add(ReplicaId{1 + uint64_t(i % 3)}, std::to_string(i * 104729));
   for (int64_t i = 0; i < 300000; i += 7) big.remove(std::to_string(i * 104729));
-  auto parts = transferred(big, 64 << 10);
+  auto parts = transferred(big, 64 << 10, ReplicaId{2});
   CHECK(parts.size() > 10);
   ORSet<std::string> back;
   for (auto& p : parts) back.join(p);
@@ -78,10 +82,10 @@ TEST_CASE("parts: a large state splits into parts of at most 64 KiB") {
 TEST_CASE("parts: one entry larger than the bound travels alone") {
   MVRegister<std::string> r;
   r.write(ReplicaId{1}, std::string(5000, 'x'));
-  auto parts = partsOf(Value(r), 1000);
+  auto parts = partsOf(Value(r), 1000, ReplicaId{1});
   REQUIRE(parts.size() == 1);
   CHECK(parts[0].size() > 1000);
-  CHECK(std::get<MVRegister<std::string>>(decodeValue(parts[0].data(), parts[0].size(), kLimits)) == r);
+  CHECK(std::get<MVRegister<std::string>>(decodeCompact(parts[0].data(), parts[0].size(), ReplicaId{1}, kLimits)) == r);
 }
 
 }  // namespace

@@ -33,6 +33,7 @@
 #include <deltasync/errors.h>
 #include <deltasync/node.h>
 
+#include "gossip/envelope.h"
 #include "gossip/presence.h"
 #include "lib/storage.h"
 #include "tests/lib/tcp-nodes.h"
@@ -314,11 +315,28 @@ TEST_CASE("bad files: a newer format, a corrupt database, another replica's dire
     CHECK(what.find("holds replica " + std::to_string(id)) != std::string::npos);
   }
   SUBCASE("a newer format is refused and left untouched") {
-    sql(db, "UPDATE meta SET value = '3' WHERE key = 'format'");
+    sql(db, "UPDATE meta SET value = '4' WHERE key = 'format'");
     const std::string what = thrown([&] { Node n(durable(dir.str())); });
-    CHECK(what.find("format 3") != std::string::npos);
+    CHECK(what.find("format 4") != std::string::npos);
     CHECK(what.find("newer deltasync") != std::string::npos);
     CHECK(thrown([&] { Node n(durable(dir.str())); }) == what);
+  }
+  SUBCASE("a format-2 file's rows in the column encoding are still read") {
+    // Format 2 stored the kinds without a compact form (here a map of counters) as "v" + the
+    // framed column encoding; this version writes every kind compact and reads those rows.
+    gossip::MapOfCounters scores;
+    scores.increment(crdt::ReplicaId{id}, "k", 5);
+    const gossip::Bytes column = gossip::encodeValue(gossip::Value(scores));
+    std::string hex = "76";  // 'v'
+    for (unsigned char b : column) {
+      char two[3];
+      std::snprintf(two, sizeof two, "%02x", b);
+      hex += two;
+    }
+    sql(db, "UPDATE meta SET value = '2' WHERE key = 'format'");
+    sql(db, "INSERT INTO deltas(name, delta) VALUES ('scores', x'" + hex + "')");
+    Node n(durable(dir.str()));
+    CHECK(n.mapOfCounters<std::string>("scores").value("k") == 5);
   }
   SUBCASE("a corrupt value") {
     sql(db, "INSERT INTO deltas(name, delta) VALUES ('c', x'63ff')");

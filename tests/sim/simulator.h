@@ -367,11 +367,10 @@ class Simulator {
     stats_.bytesByKind[m.index()] += bytes->size();
     stats_.largestByKind[m.index()] = std::max<uint64_t>(stats_.largestByKind[m.index()], bytes->size());
     if (config_.countPayload) {
-      // Value bytes as they travel: pushes use the compact encoding (the sender implied),
-      // state chunks the column encoding.
-      auto count = [&](const std::vector<gossip::NamedValue>& objects, gossip::ReplicaId compactWriter) {
+      // Value bytes as they travel: compact, the sender implied.
+      auto count = [&](const std::vector<gossip::NamedValue>& objects, gossip::ReplicaId sender) {
         for (const auto& o : objects) {
-          stats_.payload += gossip::wireSize(o.value, compactWriter) + o.name.size();
+          stats_.payload += gossip::wireSize(o.value, sender) + o.name.size();
           stats_.elements += std::visit([](const auto& x) -> uint64_t {
             if constexpr (requires { x.store().size(); }) return x.store().size();
             else if constexpr (requires { x.size(); }) return x.size();
@@ -383,7 +382,8 @@ class Simulator {
       if (auto* p = std::get_if<gossip::DeltaPushMsg>(&m)) count(p->objects, p->sender);
       if (std::holds_alternative<gossip::StateChunkMsg>(m)) {  // its objects are encoded already
         const gossip::Message decoded = gossip::decodeMessage(*bytes, gossip::Limits{});
-        count(std::get<gossip::StateChunkMsg>(decoded).objects, gossip::ReplicaId{});
+        const auto& chunk = std::get<gossip::StateChunkMsg>(decoded);
+        count(chunk.objects, chunk.sender);
       }
     }
     const Faults& f = config_.faults;
