@@ -179,15 +179,17 @@ template <typename Item, typename Get>
 void writeKeys(ColumnWriter& out, const std::vector<Item>& items, Get get) {
   using S = std::decay_t<decltype(get(items.front()))>;
   if constexpr (std::is_convertible_v<S, std::string_view>) {
-    std::vector<uint32_t> shared(items.size(), 0);
-    for (size_t i = 1; i < items.size(); ++i) {
+    // The prefix key i shares with key i - 1 (0 for the first); worked out again in each pass
+    // rather than kept (a vector of them costs more in memory traffic than the comparisons).
+    auto shared = [&](size_t i) -> size_t {
+      if (i == 0) return 0;
       const std::string_view a(get(items[i - 1])), b(get(items[i]));
       const size_t most = std::min(a.size(), b.size());
-      shared[i] = static_cast<uint32_t>(std::mismatch(a.begin(), a.begin() + most, b.begin()).first - a.begin());
-      out.varint(shared[i]);
-    }
-    for (size_t i = 0; i < items.size(); ++i) out.varint(std::string_view(get(items[i])).size() - shared[i]);
-    for (size_t i = 0; i < items.size(); ++i) out.raw(std::string_view(get(items[i])).substr(shared[i]));
+      return static_cast<size_t>(std::mismatch(a.begin(), a.begin() + most, b.begin()).first - a.begin());
+    };
+    for (size_t i = 1; i < items.size(); ++i) out.varint(shared(i));
+    for (size_t i = 0; i < items.size(); ++i) out.varint(std::string_view(get(items[i])).size() - shared(i));
+    for (size_t i = 0; i < items.size(); ++i) out.raw(std::string_view(get(items[i])).substr(shared(i)));
   } else {
     static_assert(std::is_same_v<S, std::monostate> || std::is_same_v<S, crdt::Empty>);
   }
@@ -314,62 +316,64 @@ class CounterColumn {
 
 // ---- causal kinds ------------------------------------------------------------------------
 
-// One entry of a dot store as it goes out: its writer reference and counter, its key (a view for
-// strings, else a copy) and its value.
+// The positions of a store's entries in the order they go out: by (writer, counter), the
+// implicit writer's first (its references are 0): then each counter is 1-2 bytes after the
+// writer's first, and timestamps, which grow with a writer's counter, differ little from the
+// previous entry's (store order, which follows arrival and swap-removes, made them 3-4 bytes). It
+// also makes the bytes independent of the order the entries arrived and were erased in
+// (DotStore::dotOrder). `order`: the positions to write, in (writer, counter) order.
 template <typename Store>
-struct Item {
-  size_t ref;
-  uint64_t counter;
-  std::remove_cvref_t<typename Store::KeyView> key;
-  const typename Store::Value* value;
-};
-
-// A store's entries by (writer, counter), the implicit writer's first (its references are 0):
-// then each counter is 1-2 bytes after the writer's first, and timestamps, which grow with a
-// writer's counter, differ little from the previous entry's (store order, which follows arrival
-// and swap-removes, made them 3-4 bytes). It also makes the bytes independent of the order the
-// entries arrived and were erased in (DotStore::dotOrder).
-// `order`: the positions of the entries to write, in (writer, counter) order.
-template <typename Store>
-std::vector<Item<Store>> itemsOf(const Store& store, std::vector<uint32_t> order, const WriterTable& w,
-                                 crdt::ReplicaId implicit) {
+std::vector<uint32_t> sendOrder(const Store& store, std::vector<uint32_t> order, crdt::ReplicaId implicit) {
   auto byImplicit = [&](uint32_t p) { return store.dotAt(p).replica == implicit; };
   auto implicitFirst = std::find_if(order.begin(), order.end(), byImplicit);
   std::rotate(order.begin(), implicitFirst, std::find_if_not(implicitFirst, order.end(), byImplicit));
-  std::vector<Item<Store>> items;
-  items.reserve(store.size());
-  for (uint32_t p : order) {
-    const crdt::Dot d = store.dotAt(p);
-    items.push_back({w.index(d.replica), d.counter, store.keyAt(p), &store.valueAt(p)});
-  }
-  return items;
+  return order;
 }
 template <typename Store>
-std::vector<Item<Store>> itemsOf(const Store& store, const WriterTable& w, crdt::ReplicaId implicit) {
+std::vector<uint32_t> sendOrder(const Store& store, crdt::ReplicaId implicit) {
   std::vector<uint32_t> order = store.dotOrder();
   if (order.empty()) {
     order.resize(store.size());
     std::iota(order.begin(), order.end(), 0u);
   }
-  return itemsOf(store, std::move(order), w, implicit);
+  return sendOrder(store, std::move(order), implicit);
 }
 
-// The columns of a store's entries (the count is written by the caller): dots, keys, values,
-// timestamps. `counters` and `stamps` continue across the stores of one value (an or-map's).
+// Adds the dots of the entries at `order` (in sendOrder's order) to ctx, a run of consecutive
+// counters at a time: appends, never shifts.
 template <typename Store>
-void writeEntries(const std::vector<Item<Store>>& items, const WriterTable& w, CounterColumn& counters,
-                  TimestampWriter& stamps, ColumnWriter& out) {
-  for (const auto& it : items) {
-    if (w.present()) out.varint(it.ref);
-    counters.write(out, it.ref, it.counter);
+void addDots(const Store& store, const std::vector<uint32_t>& order, crdt::CausalContext& ctx) {
+  for (size_t i = 0; i < order.size();) {
+    const crdt::Dot d = store.dotAt(order[i]);
+    uint64_t hi = d.counter;
+    for (++i; i < order.size(); ++i) {
+      const crdt::Dot e = store.dotAt(order[i]);
+      if (e.replica != d.replica || e.counter != hi + 1) break;
+      hi = e.counter;
+    }
+    ctx.addRange(d.replica, d.counter, hi);
   }
-  writeKeys(out, items, [](const auto& it) { return it.key; });
+}
+
+// The columns of a store's entries at `order` (the count is written by the caller): dots, keys,
+// values, timestamps. `counters` and `stamps` continue across the stores of one value (an
+// or-map's).
+template <typename Store>
+void writeEntries(const Store& store, const std::vector<uint32_t>& order, const WriterTable& w,
+                  CounterColumn& counters, TimestampWriter& stamps, ColumnWriter& out) {
+  for (uint32_t p : order) {
+    const crdt::Dot d = store.dotAt(p);
+    const size_t ref = w.index(d.replica);
+    if (w.present()) out.varint(ref);
+    counters.write(out, ref, d.counter);
+  }
+  writeKeys(out, order, [&](uint32_t p) { return store.keyAt(p); });
   using StoreValue = typename Store::Value;
   if constexpr (std::is_same_v<StoreValue, crdt::Stamped<std::string>>) {
-    writeStrings(out, items, [](const auto& it) { return std::string_view(it.value->value); });
-    for (const auto& it : items) stamps.write(out, it.value->ts);
+    writeStrings(out, order, [&](uint32_t p) { return std::string_view(store.valueAt(p).value); });
+    for (uint32_t p : order) stamps.write(out, store.valueAt(p).ts);
   } else {
-    writeStrings(out, items, [](const auto& it) -> const auto& { return *it.value; });
+    writeStrings(out, order, [&](uint32_t p) -> const auto& { return store.valueAt(p); });
   }
 }
 
@@ -404,25 +408,25 @@ WriterTable writersOf(const crdt::CausalContext& ctx, crdt::ReplicaId implicit) 
   return w;
 }
 
-// A dot-store kind's value made of `items` (in (writer, counter) order within each writer) and
-// context ctx, which holds their dots.
+// A dot-store kind's value made of the store's entries at `order` (sendOrder's) and context ctx,
+// which holds their dots.
 template <typename Store>
-void encodeCausalItems(size_t kind, const std::vector<Item<Store>>& items, const crdt::CausalContext& ctx,
-                       const WriterTable& w, ColumnWriter& out) {
-  crdt::CausalContext carried;  // added in (writer, counter) order: appends, never shifts
-  for (const auto& it : items) carried.add(crdt::Dot{w.id(it.ref), it.counter});
+void encodeCausalEntries(size_t kind, const Store& store, const std::vector<uint32_t>& order,
+                         const crdt::CausalContext& ctx, crdt::ReplicaId implicit, ColumnWriter& out) {
+  const WriterTable w = writersOf(ctx, implicit);
+  crdt::CausalContext carried;
+  addDots(store, order, carried);
   const ContextOut context(ctx, carried);
-  writeHeader(out, kind, w, context.present(), context.whole, items.size());
+  writeHeader(out, kind, w, context.present(), context.whole, order.size());
   CounterColumn counters(w.size());
   TimestampWriter stamps;
-  writeEntries(items, w, counters, stamps, out);
+  writeEntries(store, order, w, counters, stamps, out);
   context.write(ctx, w, out);
 }
 
 template <typename T>
 void encodeCausal(const T& x, size_t kind, crdt::ReplicaId implicit, ColumnWriter& out) {
-  const WriterTable w = writersOf(x.context(), implicit);
-  encodeCausalItems(kind, itemsOf(x.store(), w, implicit), x.context(), w, out);
+  encodeCausalEntries(kind, x.store(), sendOrder(x.store(), implicit), x.context(), implicit, out);
 }
 
 // An or-map: its keys (strictly increasing) as a column pair, then per key the entry count of
@@ -437,12 +441,12 @@ void encodeOrMap(const M& m, size_t kind, crdt::ReplicaId implicit, ColumnWriter
   keys.reserve(m.store().size());
   m.store().forEach([&](const std::string& k, const Inner& inner) { keys.emplace_back(k, &inner); });
   std::sort(keys.begin(), keys.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
-  std::vector<std::vector<Item<Inner>>> stores;
-  stores.reserve(keys.size());
+  std::vector<std::vector<uint32_t>> orders;
+  orders.reserve(keys.size());
   std::vector<crdt::Dot> dots;
   for (const auto& [k, inner] : keys) {
-    stores.push_back(itemsOf(*inner, w, implicit));
-    for (const auto& it : stores.back()) dots.push_back(crdt::Dot{w.id(it.ref), it.counter});
+    orders.push_back(sendOrder(*inner, implicit));
+    for (uint32_t p : orders.back()) dots.push_back(inner->dotAt(p));
   }
   std::sort(dots.begin(), dots.end());
   crdt::CausalContext carried;
@@ -452,9 +456,9 @@ void encodeOrMap(const M& m, size_t kind, crdt::ReplicaId implicit, ColumnWriter
   writeKeys(out, keys, [](const auto& k) { return k.first; });
   CounterColumn counters(w.size());
   TimestampWriter stamps;
-  for (const auto& items : stores) {
-    out.varint(items.size());
-    writeEntries(items, w, counters, stamps, out);
+  for (size_t i = 0; i < keys.size(); ++i) {
+    out.varint(orders[i].size());
+    writeEntries(*keys[i].second, orders[i], w, counters, stamps, out);
   }
   context.write(m.context(), w, out);
 }
@@ -760,10 +764,9 @@ Value decodeCompact(const unsigned char* data, size_t size, crdt::ReplicaId impl
 template <typename T>
 void encodeCompactPart(const T& x, Positions at, const crdt::CausalContext& ctx, crdt::ReplicaId implicit,
                        ColumnWriter& out) {
-  const WriterTable w = writersOf(ctx, implicit);
   std::vector<uint32_t> order(at.count);
   for (uint32_t i = 0; i < at.count; ++i) order[i] = at[i];
-  encodeCausalItems(kindIndex<T>(), itemsOf(x.store(), std::move(order), w, implicit), ctx, w, out);
+  encodeCausalEntries(kindIndex<T>(), x.store(), sendOrder(x.store(), std::move(order), implicit), ctx, implicit, out);
 }
 
 template void encodeCompactPart(const crdt::MVRegister<std::string>&, Positions, const crdt::CausalContext&,
