@@ -12,6 +12,7 @@
 //
 //   presence-bench [--runs 5] [--presences 100000] [--gossip-interval 20] [--seeds 12]
 //                  [--parts tracker,churn,partition,node]
+//   (--parts node-track: only node's one-thread track, e.g. under a profiler)
 //
 // Each measurement runs --runs times: the first (a fresh process meets it once) and the median
 // of all are printed. Waits on the cluster are polled every 1 ms, so they resolve to ~1 ms.
@@ -292,6 +293,20 @@ size_t upCount(deltasync::Node& n) {
   return k;
 }
 
+// One node alone, one thread: what a track costs through the public API (the log, the store,
+// the tracker), with no peer to send to. Also on its own (--parts node-track), for profilers.
+void nodeTrackBench(int runs, size_t n, uint64_t gossipMs) {
+  deltasync::log::setLevel(deltasync::log::Level::error);
+  report("node: track n presences, one thread (s)", repeat(runs, [&] {
+           deltasync::Node x(config(gossipMs));
+           auto conn = x.presence().connect();
+           const auto a = Clock::now();
+           for (size_t i = 0; i < n; ++i) conn.track(topic(i), key(i), "{}");
+           return seconds(a, Clock::now());
+         }),
+         "s", 1, "<= 0.1 s for 1e5");
+}
+
 void nodeBench(int runs, size_t n, uint64_t gossipMs) {
   deltasync::log::setLevel(deltasync::log::Level::error);
   report("node: fresh 3-node cluster, every replica sees all up (s)", repeat(runs, [&] {
@@ -303,14 +318,7 @@ void nodeBench(int runs, size_t n, uint64_t gossipMs) {
          }),
          "s", 1, "<= 1 s");
 
-  report("node: track n presences, one thread (s)", repeat(runs, [&] {
-           deltasync::Node x(config(gossipMs));
-           auto conn = x.presence().connect();
-           const auto a = Clock::now();
-           for (size_t i = 0; i < n; ++i) conn.track(topic(i), key(i), "{}");
-           return seconds(a, Clock::now());
-         }),
-         "s", 1, "<= 0.1 s for 1e5");
+  nodeTrackBench(runs, n, gossipMs);
 
   report("node: n track calls from 16 threads at once (s)", repeat(runs, [&] {
            deltasync::Node x(config(gossipMs));
@@ -400,5 +408,6 @@ int main(int argc, char** argv) {
   if (part("churn")) churnBench();
   if (part("partition")) partitionBench(seeds);
   if (part("node")) nodeBench(runs, n, gossipMs);
+  if (part("node-track")) nodeTrackBench(runs, n, gossipMs);
   return 0;
 }

@@ -1,6 +1,7 @@
 #include "gossip/engine.h"
 
 #include <algorithm>
+#include <cstring>
 #include <string_view>
 #include <utility>
 
@@ -114,7 +115,7 @@ Engine::Engine(ObjectStore& store, EngineConfig config)
   if (self_.value == 0) throw std::invalid_argument("Engine: replica id 0 is reserved");
   store_.listen([this](const Change& c) { append(c.origin, c.name, config_.removeRedundant ? c.delta : c.received); });
   store_.listenUnits([this] {
-    if (!log_.empty()) log_.back().more = false;
+    if (!log_.empty()) log_.back().endUnit();
   });
 }
 
@@ -123,25 +124,216 @@ void Engine::resume(uint64_t seq) {
   seq_ = logStart_ = std::max<uint64_t>(seq, 1);
 }
 
+namespace {
+
+// An estimate, as memoryBytes(): a hash node (the name, its count, the link and cached hash), a
+// bucket, and the name's bytes.
+size_t nameMemory(const std::string& name) { return sizeof(std::pair<const std::string, size_t>) + 3 * sizeof(void*) + name.size(); }
+
+// The one-write form of a log entry (Engine::LogEntry): a delta of a dot-store kind with a key of
+// std::string or none and a value of a string, a stamped string or none (sets, maps, registers,
+// flags: not the or-maps), holding one entry whose dot is its whole context. Its parts, in host
+// byte order (it never leaves this process):
+//   u8 kind (Value's index) | 0x80 when the dot's replica is `self`; u64 replica unless 0x80;
+//   u64 counter; then by kind: u32 key length, key; u64 timestamp; u32 value length, value.
+constexpr unsigned char kBySelf = 0x80;
+
+template <typename T>
+constexpr bool kOneWriteKind = requires(const T& x) { x.store().keyAt(0); } && !std::is_same_v<T, MapOfMaps> &&
+                               !std::is_same_v<T, MapOfSets>;
+
+template <typename N>
+void putRaw(std::string& out, N n) {
+  out.append(reinterpret_cast<const char*>(&n), sizeof n);
+}
+void putBytes(std::string& out, std::string_view b) {
+  putRaw(out, static_cast<uint32_t>(b.size()));
+  out.append(b);
+}
+template <typename N>
+N getRaw(std::string_view& in) {
+  N n;
+  std::memcpy(&n, in.data(), sizeof n);
+  in.remove_prefix(sizeof n);
+  return n;
+}
+std::string_view getBytes(std::string_view& in) {
+  const auto n = getRaw<uint32_t>(in);
+  std::string_view b = in.substr(0, n);
+  in.remove_prefix(n);
+  return b;
+}
+
+// Writes v's one-write form to `out` (emptied first) and returns true, or false when v has none.
+bool oneWriteForm(const Value& v, ReplicaId self, std::string& out) {
+  return std::visit(
+      [&](const auto& x) -> bool {
+        using T = std::decay_t<decltype(x)>;
+        if constexpr (kOneWriteKind<T>) {
+          using K = typename T::Store::Key;
+          using V = typename T::Store::Value;
+          constexpr bool kKnownKey = std::is_same_v<K, std::string> || std::is_same_v<K, std::monostate>;
+          constexpr bool kKnownValue = std::is_same_v<V, crdt::Empty> || std::is_same_v<V, std::string> ||
+                                       std::is_same_v<V, crdt::Stamped<std::string>>;
+          if constexpr (kKnownKey && kKnownValue) {
+            if (x.store().size() != 1) return false;
+            const crdt::Dot d = x.store().dotAt(0);
+            const auto& origins = x.context().origins();
+            if (origins.size() != 1 || origins[0].replica != d.replica || origins[0].intervals.size() != 1 ||
+                origins[0].intervals[0].lo != d.counter || origins[0].intervals[0].hi != d.counter) {
+              return false;
+            }
+            out.clear();
+            const bool bySelf = d.replica == self;
+            out.push_back(static_cast<char>(v.index() | (bySelf ? kBySelf : 0)));
+            if (!bySelf) putRaw(out, d.replica.value);
+            putRaw(out, d.counter);
+            if constexpr (std::is_same_v<K, std::string>) putBytes(out, x.store().keyAt(0));
+            const V& value = x.store().valueAt(0);
+            if constexpr (std::is_same_v<V, std::string>) putBytes(out, value);
+            if constexpr (std::is_same_v<V, crdt::Stamped<std::string>>) {
+              putRaw(out, value.ts.value);
+              putBytes(out, value.value);
+            }
+            return true;
+          }
+        }
+        return false;
+      },
+      v);
+}
+
+template <size_t I = 0>
+Value fromOneWriteForm(size_t kind, crdt::Dot d, std::string_view in) {
+  if constexpr (I < kKindCount) {
+    using T = std::variant_alternative_t<I, Value>;
+    if constexpr (kOneWriteKind<T>) {
+      if (kind == I) {
+        using Store = typename T::Store;
+        using K = typename Store::Key;
+        using V = typename Store::Value;
+        Store store;
+        K key{};
+        if constexpr (std::is_same_v<K, std::string>) key = std::string(getBytes(in));
+        V value{};
+        if constexpr (std::is_same_v<V, std::string>) value = std::string(getBytes(in));
+        if constexpr (std::is_same_v<V, crdt::Stamped<std::string>>) {
+          value.ts.value = getRaw<uint64_t>(in);
+          value.value = std::string(getBytes(in));
+        }
+        store.insertNew(key, d, std::move(value));
+        crdt::CausalContext ctx;
+        ctx.add(d);
+        return Value(std::in_place_type<T>, T::fromParts(std::move(store), std::move(ctx)));
+      }
+    }
+    return fromOneWriteForm<I + 1>(kind, d, in);
+  } else {
+    throw std::logic_error("Engine: a log entry of an unknown kind");
+  }
+}
+
+// The delta oneWriteForm() wrote.
+Value fromOneWriteForm(std::string_view in, ReplicaId self) {
+  const auto head = static_cast<unsigned char>(in[0]);
+  in.remove_prefix(1);
+  crdt::Dot d;
+  d.replica = (head & kBySelf) != 0 ? self : ReplicaId{getRaw<uint64_t>(in)};
+  d.counter = getRaw<uint64_t>(in);
+  return fromOneWriteForm(head & ~kBySelf, d, in);
+}
+
+}  // namespace
+
+Engine::LogEntry::LogEntry(LogEntry&& o) noexcept
+    : origin_(o.origin_), name_(o.name_), size_(o.size_), more_(o.more_), u_(o.u_) {
+  o.size_ = 0;  // o holds nothing now (inline: nothing to free)
+}
+
+Engine::LogEntry::~LogEntry() {
+  if (boxed()) {
+    delete u_.boxed;
+  } else if (size_ > kInlineBytes) {
+    delete[] u_.heap;
+  }
+}
+
+void Engine::LogEntry::setParts(const std::string& parts) {
+  unsigned char* to = u_.inline_;
+  if (parts.size() > kInlineBytes) to = u_.heap = new unsigned char[parts.size()];
+  std::memcpy(to, parts.data(), parts.size());
+  size_ = static_cast<uint32_t>(parts.size());  // (a key and a value within the limits: < 4 GiB)
+}
+
+void Engine::LogEntry::setBoxed(const Value& delta, size_t memory) {
+  u_.boxed = new Boxed{delta, memory, 0};
+  size_ = kBoxedSize;
+}
+
+size_t Engine::LogEntry::memory() const {
+  if (boxed()) return u_.boxed->memory;
+  return sizeof(LogEntry) + (size_ > kInlineBytes ? size_ : 0);
+}
+
+Engine::Name* Engine::internName(const std::string& name) {
+  if (lastName_ == nullptr || lastName_->first != name) {
+    auto [it, fresh] = names_.try_emplace(name, 0);
+    if (fresh) logBytes_ += nameMemory(name);
+    lastName_ = &*it;
+  }
+  ++lastName_->second;
+  return lastName_;
+}
+
+void Engine::releaseName(Name* name) {
+  if (--name->second != 0) return;
+  if (lastName_ == name) lastName_ = nullptr;
+  logBytes_ -= nameMemory(name->first);
+  names_.erase(names_.find(name->first));
+}
+
 void Engine::append(ReplicaId origin, const std::string& name, const Value& delta) {
-  LogEntry& e = log_.emplace_back(LogEntry{seq_++, origin, name, delta});
-  e.memory = sizeof(LogEntry) + name.size() + memoryBytes(delta);
-  logBytes_ += e.memory;
+  LogEntry& e = log_.emplace_back(origin, internName(name));
+  ++seq_;
+  if (oneWriteForm(delta, self_, scratch_)) {
+    e.setParts(scratch_);
+  } else {
+    const size_t kindSize = std::visit([](const auto& x) { return sizeof(x); }, delta);
+    e.setBoxed(delta, sizeof(LogEntry) + sizeof(Boxed) - kindSize + memoryBytes(delta));
+  }
+  logBytes_ += e.memory();
   // Bounded in entries and in bytes (one entry may be a batch of thousands of writes); the newest
   // entry stays whatever its size.
   while (log_.size() > config_.maxLogEntries || (logBytes_ > config_.maxLogBytes && log_.size() > 1)) dropOldest();
 }
 
 void Engine::dropOldest() {
-  logBytes_ -= log_.front().memory;
+  LogEntry& e = log_.front();
+  logBytes_ -= e.memory();
+  releaseName(e.nameSlot());
   log_.pop_front();
   ++logStart_;
 }
 
 size_t Engine::entrySize(const LogEntry& e) const {
   // As the delta travels in our pushes: compact, with us as the implied writer.
-  if (e.bytes == 0) e.bytes = wireSize(e.delta, self_) + e.name.size();
-  return e.bytes;
+  if (e.boxed()) {
+    if (e.box().bytes == 0) e.box().bytes = wireSize(e.box().delta, self_) + e.name().size();
+    return e.box().bytes;
+  }
+  if (e.pushBytes == 0) {
+    e.pushBytes = static_cast<uint32_t>(wireSize(fromOneWriteForm(e.parts(), self_), self_) + e.name().size());
+  }
+  return e.pushBytes;
+}
+
+template <typename F>
+void Engine::withDelta(const LogEntry& e, F&& f) const {
+  if (e.boxed()) {
+    f(e.box().delta);
+  } else {
+    f(fromOneWriteForm(e.parts(), self_));
+  }
 }
 
 void Engine::applyRemote(ReplicaId origin, const std::vector<NamedValue>& objects) {
@@ -249,7 +441,7 @@ uint32_t Engine::syncedPeers(uint64_t id) const {
 void Engine::skipOwn(ReplicaId j, Peer& p) {
   if (config_.backPropagation && p.known) {
     // Entries that came from j are known to j: step over them without sending (BP).
-    while (p.acked < seq_ && p.acked >= logStart_ && log_[p.acked - logStart_].origin == j) ++p.acked;
+    while (p.acked < seq_ && p.acked >= logStart_ && log_[p.acked - logStart_].origin() == j) ++p.acked;
   }
 }
 
@@ -283,12 +475,18 @@ std::map<std::string, Value> Engine::interval(ReplicaId j, uint64_t from, uint64
   while (to < end) {
     const LogEntry& e = log_[to - logStart_];
     // (Only between units: to > from here, since bytes > 0.)
-    if (bounded && bytes > 0 && bytes + entrySize(e) > config_.maxPushBytes && !log_[to - 1 - logStart_].more) break;
+    if (bounded && bytes > 0 && bytes + entrySize(e) > config_.maxPushBytes && !log_[to - 1 - logStart_].more()) break;
     ++to;
-    if (config_.backPropagation && e.origin == j) continue;
+    if (config_.backPropagation && e.origin() == j) continue;
     bytes += entrySize(e);
-    auto [it, fresh] = joined.try_emplace(e.name, e.delta);
-    if (!fresh) joinInto(it->second, e.delta);
+    withDelta(e, [&](auto&& delta) {
+      auto it = joined.find(e.name());
+      if (it == joined.end()) {
+        joined.emplace(e.name(), std::forward<decltype(delta)>(delta));
+      } else {
+        joinInto(it->second, delta);
+      }
+    });
   }
   return joined;
 }

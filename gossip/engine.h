@@ -129,6 +129,8 @@
 #include <map>
 #include <stdexcept>
 #include <string>
+#include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -250,21 +252,56 @@ class Engine {
   const EngineStats& stats() const { return stats_; }
 
  private:
-  struct LogEntry {
-    uint64_t seq;
-    ReplicaId origin;  // 0: local
-    std::string name;
+  // A logged object name, shared by every entry of the object in the log (names_).
+  using Name = std::pair<const std::string, size_t>;  // name, entries that hold it
+  // A delta held out of line: every delta but one write (LogEntry).
+  struct Boxed {
     Value delta;
+    size_t memory;         // what the entry holds in memory (counted against maxLogBytes)
+    mutable size_t bytes;  // entrySize(), 0 until first asked
+  };
+  // One log entry: 96 bytes, 5 to a deque node. The delta of one write (a dot-store kind's
+  // delta of one entry whose context is that entry's dot: a new key or element) is held as its
+  // parts (kind, dot, key, value: oneWriteForm), inline when they fit in kInlineBytes, else in an
+  // exact-size heap buffer: a Value is 360 bytes whatever it holds, so such a write logged as a
+  // Value took a 512-byte deque node and heap copies of its strings. Every other delta is boxed
+  // (a Value out of line), where the Value's fixed size is small beside its content.
+  class LogEntry {
+   public:
+    static constexpr size_t kInlineBytes = 64;
+    LogEntry(ReplicaId origin, Name* name) : origin_(origin), name_(name) {}
+    LogEntry(LogEntry&& o) noexcept;
+    LogEntry& operator=(LogEntry&&) = delete;
+    ~LogEntry();
+    void setParts(const std::string& parts);
+    void setBoxed(const Value& delta, size_t memory);
+    const std::string& name() const { return name_->first; }
+    Name* nameSlot() const { return name_; }
+    bool boxed() const { return size_ == kBoxedSize; }
+    const Boxed& box() const { return *u_.boxed; }
+    std::string_view parts() const { return {reinterpret_cast<const char*>(size_ <= kInlineBytes ? u_.inline_ : u_.heap), size_}; }
+    size_t memory() const;
+    ReplicaId origin() const { return origin_; }  // 0: local
     // More entries of the same unit follow (gossip/store.h "Units": a batch, or what one message
     // joined): a push is never cut after such an entry, so a receiver joins the unit whole.
-    bool more = true;
-    // Estimated size in a push: the compact encoding (wireSize) plus the name; 0 until an
-    // interval first needs it (entrySize): measured on the loop thread when a push or offer is
-    // built, not on the writer's thread (it was a third of a handle write's cost), and never for
-    // entries collected before anything was sent.
-    mutable size_t bytes = 0;
-    size_t memory = 0;  // what the entry holds in memory (counted against maxLogBytes)
+    bool more() const { return more_; }
+    void endUnit() { more_ = false; }
+    // entrySize() of a one-write entry, 0 until first asked.
+    mutable uint32_t pushBytes = 0;
+
+   private:
+    static constexpr uint32_t kBoxedSize = UINT32_MAX;
+    ReplicaId origin_;
+    Name* name_;
+    uint32_t size_ = 0;  // bytes of the parts, or kBoxedSize
+    bool more_ = true;
+    union {
+      unsigned char inline_[kInlineBytes];  // size_ <= kInlineBytes
+      unsigned char* heap;                  // size_ > kInlineBytes, not boxed
+      Boxed* boxed;                         // boxed
+    } u_;
   };
+  static_assert(sizeof(LogEntry) == 96);
   using DotsByName = std::map<std::string, crdt::CausalContext>;
   struct Peer {
     bool neighbor = false;    // in neighbors_ (others are senders we only track receipt for)
@@ -307,7 +344,16 @@ class Engine {
 
   void append(ReplicaId origin, const std::string& name, const Value& delta);
   void dropOldest();  // the log's first entry
+  // Estimated size in a push: the compact encoding (wireSize) plus the name. For a boxed delta
+  // measured when an interval first needs it, on the loop thread, not on the writer's (it was a
+  // third of a handle write's cost), and never for entries collected before anything was sent.
   size_t entrySize(const LogEntry& e) const;
+  // Calls f with e's delta: a Value&& rebuilt from its parts, or the boxed const Value&.
+  template <typename F>
+  void withDelta(const LogEntry& e, F&& f) const;
+  // The shared copy of `name` for a new entry (one more entry holds it), and its release.
+  Name* internName(const std::string& name);
+  void releaseName(Name* name);
   // Joins a message's objects into the store (which validates them all first and reports what
   // inflated it: append() logs that).
   void applyRemote(ReplicaId origin, const std::vector<NamedValue>& objects);
@@ -350,9 +396,17 @@ class Engine {
   ObjectStore& store_;
   ReplicaId self_;
   EngineConfig config_;
+  // Entry i has seq logStart_ + i.
   std::deque<LogEntry> log_;
+  // The names of the log's entries, each held once, with the count of entries holding it; a
+  // name goes when its last entry does. (Not the store's own keys: the store erases an object
+  // that pruning leaves bottom (learnPruned), and a unit's changes are named by its pending map,
+  // which endUnit() destroys.) Elements do not move when the table grows.
+  std::unordered_map<std::string, size_t> names_;
+  Name* lastName_ = nullptr;  // the name of the latest append (a run of writes to one object)
   uint64_t logStart_ = 0;
-  size_t logBytes_ = 0;  // sum of the entries' memory
+  size_t logBytes_ = 0;  // sum of the entries' memory, and the names' (nameMemory)
+  std::string scratch_;  // append()'s buffer for a one-write form: emptied, not freed, between entries
   uint64_t seq_ = 0;
   uint64_t tick_ = 0;
   uint64_t rng_;  // splitmix64 state for the fan-out draw
