@@ -424,8 +424,47 @@ void encodeCausalEntries(size_t kind, const Store& store, const std::vector<uint
   context.write(ctx, w, out);
 }
 
+// One write (isOneWrite): the bytes encodeCausalEntries makes of it, written straight (a one-write
+// delta is what most pushes and every presence track carry: no order, context or table to build).
+template <typename T>
+void encodeOneWrite(const T& x, size_t kind, crdt::ReplicaId implicit, ColumnWriter& out) {
+  const auto& store = x.store();
+  const crdt::Dot d = store.dotAt(0);
+  const bool listed = d.replica != implicit;
+  size_t strings = 0;  // (one allocation for the value's bytes, not one per doubling)
+  if constexpr (std::is_same_v<typename T::Store::Key, std::string>) strings += store.keyAt(0).size();
+  if constexpr (std::is_same_v<typename T::Store::Value, crdt::Stamped<std::string>>) strings += store.valueAt(0).value.size();
+  if constexpr (std::is_same_v<typename T::Store::Value, std::string>) strings += store.valueAt(0).size();
+  out.reserve(out.size() + 64 + strings);
+  out.byte(static_cast<unsigned char>(kind | kOne | (listed ? kHasWriters : 0)));
+  if (listed) {
+    out.varint(1);
+    out.fixed64(d.replica.value);
+    out.varint(1);  // its reference
+  }
+  out.varint(d.counter);
+  if constexpr (std::is_same_v<typename T::Store::Key, std::string>) writeBytes(out, store.keyAt(0));
+  const auto& value = store.valueAt(0);
+  if constexpr (std::is_same_v<std::decay_t<decltype(value)>, crdt::Stamped<std::string>>) {
+    writeBytes(out, value.value);
+    TimestampWriter().write(out, value.ts);
+  } else if constexpr (std::is_same_v<std::decay_t<decltype(value)>, std::string>) {
+    writeBytes(out, value);
+  }
+}
+
+template <typename T>
+bool oneWrite(const T& x) {
+  if (x.store().size() != 1) return false;
+  const crdt::Dot d = x.store().dotAt(0);
+  const auto& origins = x.context().origins();
+  return origins.size() == 1 && origins[0].replica == d.replica && origins[0].intervals.size() == 1 &&
+         origins[0].intervals[0].lo == d.counter && origins[0].intervals[0].hi == d.counter;
+}
+
 template <typename T>
 void encodeCausal(const T& x, size_t kind, crdt::ReplicaId implicit, ColumnWriter& out) {
+  if (oneWrite(x)) return encodeOneWrite(x, kind, implicit, out);
   encodeCausalEntries(kind, x.store(), sendOrder(x.store(), implicit), x.context(), implicit, out);
 }
 
@@ -550,6 +589,28 @@ crdt::CausalContext readContext(ColumnReader& in, WriterRefs& w, ContextForm for
 
 template <typename T>
 T decodeCausal(ColumnReader& in, WriterRefs& w, uint64_t count, ContextForm context, const Limits& limits) {
+  if (count == 1 && context == ContextForm::kNone) {
+    // One write: readEntries' columns for one entry, with its rules, read straight into the store.
+    using Store = typename T::Store;
+    using StoreValue = typename Store::Value;
+    const size_t ref = w.read(in);
+    const crdt::Dot d{w.id(ref), CounterColumn(w.size()).read(in, ref)};
+    typename Store::Key key{};
+    if constexpr (std::is_same_v<typename Store::Key, std::string>) key = std::string(readBytes(in, limits.maxKeyBytes, "key"));
+    StoreValue value{};
+    if constexpr (std::is_same_v<StoreValue, crdt::Stamped<std::string>>) {
+      value.value = std::string(readBytes(in, limits.maxValueBytes, "value"));
+      value.ts = TimestampReader().read(in);
+    } else if constexpr (std::is_same_v<StoreValue, std::string>) {
+      value = std::string(readBytes(in, limits.maxValueBytes, "value"));
+    }
+    if (limits.maxOrigins == 0) in.fail("more than limits.maxOrigins origins in the context");
+    Store store;
+    store.insertNew(key, d, std::move(value));
+    crdt::CausalContext ctx;
+    ctx.add(d);
+    return T::fromParts(std::move(store), std::move(ctx));
+  }
   std::vector<crdt::Dot> dots;
   CounterColumn counters(w.size());
   TimestampReader stamps;
@@ -698,6 +759,18 @@ crdt::LWWRegister<std::string> decodeRegister(ColumnReader& in, WriterRefs& w, u
 }
 
 }  // namespace
+
+bool isOneWrite(const Value& v) {
+  return std::visit(
+      [](const auto& x) {
+        if constexpr (requires { x.store().keyAt(0); }) {  // the dot-store kinds (not the or-maps)
+          return oneWrite(x);
+        } else {
+          return false;
+        }
+      },
+      v);
+}
 
 void encodeCompact(const Value& v, crdt::ReplicaId implicitWriter, ColumnWriter& out) {
   const size_t kind = v.index();

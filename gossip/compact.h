@@ -72,6 +72,11 @@
 
 namespace deltasync::gossip {
 
+// True when v is one write: a set, map, register or flag holding one entry whose dot is its whole
+// context (a new key or element: most pushes, every presence track). Such a value encodes and
+// decodes on a fast path, to the same bytes.
+bool isOneWrite(const Value& v);
+
 // Appends v's compact encoding. implicitWriter: the id that references 0 stand for (the sender
 // of the message; must be nonzero).
 void encodeCompact(const Value& v, crdt::ReplicaId implicitWriter, ColumnWriter& out);

@@ -130,117 +130,16 @@ namespace {
 // bucket, and the name's bytes.
 size_t nameMemory(const std::string& name) { return sizeof(std::pair<const std::string, size_t>) + 3 * sizeof(void*) + name.size(); }
 
-// The one-write form of a log entry (Engine::LogEntry): a delta of a dot-store kind with a key of
-// std::string or none and a value of a string, a stamped string or none (sets, maps, registers,
-// flags: not the or-maps), holding one entry whose dot is its whole context. Its parts, in host
-// byte order (it never leaves this process):
-//   u8 kind (Value's index) | 0x80 when the dot's replica is `self`; u64 replica unless 0x80;
-//   u64 counter; then by kind: u32 key length, key; u64 timestamp; u32 value length, value.
-constexpr unsigned char kBySelf = 0x80;
-
-template <typename T>
-constexpr bool kOneWriteKind = requires(const T& x) { x.store().keyAt(0); } && !std::is_same_v<T, MapOfMaps> &&
-                               !std::is_same_v<T, MapOfSets>;
-
-template <typename N>
-void putRaw(std::string& out, N n) {
-  out.append(reinterpret_cast<const char*>(&n), sizeof n);
-}
-void putBytes(std::string& out, std::string_view b) {
-  putRaw(out, static_cast<uint32_t>(b.size()));
-  out.append(b);
-}
-template <typename N>
-N getRaw(std::string_view& in) {
-  N n;
-  std::memcpy(&n, in.data(), sizeof n);
-  in.remove_prefix(sizeof n);
-  return n;
-}
-std::string_view getBytes(std::string_view& in) {
-  const auto n = getRaw<uint32_t>(in);
-  std::string_view b = in.substr(0, n);
-  in.remove_prefix(n);
-  return b;
-}
-
-// Writes v's one-write form to `out` (emptied first) and returns true, or false when v has none.
-bool oneWriteForm(const Value& v, ReplicaId self, std::string& out) {
-  return std::visit(
-      [&](const auto& x) -> bool {
-        using T = std::decay_t<decltype(x)>;
-        if constexpr (kOneWriteKind<T>) {
-          using K = typename T::Store::Key;
-          using V = typename T::Store::Value;
-          constexpr bool kKnownKey = std::is_same_v<K, std::string> || std::is_same_v<K, std::monostate>;
-          constexpr bool kKnownValue = std::is_same_v<V, crdt::Empty> || std::is_same_v<V, std::string> ||
-                                       std::is_same_v<V, crdt::Stamped<std::string>>;
-          if constexpr (kKnownKey && kKnownValue) {
-            if (x.store().size() != 1) return false;
-            const crdt::Dot d = x.store().dotAt(0);
-            const auto& origins = x.context().origins();
-            if (origins.size() != 1 || origins[0].replica != d.replica || origins[0].intervals.size() != 1 ||
-                origins[0].intervals[0].lo != d.counter || origins[0].intervals[0].hi != d.counter) {
-              return false;
-            }
-            out.clear();
-            const bool bySelf = d.replica == self;
-            out.push_back(static_cast<char>(v.index() | (bySelf ? kBySelf : 0)));
-            if (!bySelf) putRaw(out, d.replica.value);
-            putRaw(out, d.counter);
-            if constexpr (std::is_same_v<K, std::string>) putBytes(out, x.store().keyAt(0));
-            const V& value = x.store().valueAt(0);
-            if constexpr (std::is_same_v<V, std::string>) putBytes(out, value);
-            if constexpr (std::is_same_v<V, crdt::Stamped<std::string>>) {
-              putRaw(out, value.ts.value);
-              putBytes(out, value.value);
-            }
-            return true;
-          }
-        }
-        return false;
-      },
-      v);
-}
-
-template <size_t I = 0>
-Value fromOneWriteForm(size_t kind, crdt::Dot d, std::string_view in) {
-  if constexpr (I < kKindCount) {
-    using T = std::variant_alternative_t<I, Value>;
-    if constexpr (kOneWriteKind<T>) {
-      if (kind == I) {
-        using Store = typename T::Store;
-        using K = typename Store::Key;
-        using V = typename Store::Value;
-        Store store;
-        K key{};
-        if constexpr (std::is_same_v<K, std::string>) key = std::string(getBytes(in));
-        V value{};
-        if constexpr (std::is_same_v<V, std::string>) value = std::string(getBytes(in));
-        if constexpr (std::is_same_v<V, crdt::Stamped<std::string>>) {
-          value.ts.value = getRaw<uint64_t>(in);
-          value.value = std::string(getBytes(in));
-        }
-        store.insertNew(key, d, std::move(value));
-        crdt::CausalContext ctx;
-        ctx.add(d);
-        return Value(std::in_place_type<T>, T::fromParts(std::move(store), std::move(ctx)));
-      }
-    }
-    return fromOneWriteForm<I + 1>(kind, d, in);
-  } else {
-    throw std::logic_error("Engine: a log entry of an unknown kind");
-  }
-}
-
-// The delta oneWriteForm() wrote.
-Value fromOneWriteForm(std::string_view in, ReplicaId self) {
-  const auto head = static_cast<unsigned char>(in[0]);
-  in.remove_prefix(1);
-  crdt::Dot d;
-  d.replica = (head & kBySelf) != 0 ? self : ReplicaId{getRaw<uint64_t>(in)};
-  d.counter = getRaw<uint64_t>(in);
-  return fromOneWriteForm(head & ~kBySelf, d, in);
+// Our own log's bytes read back: valid values when they were logged, so no limit applies (a
+// key or value within the limits of whoever wrote it).
+const Limits& ownLimits() {
+  static const Limits limits = [] {
+    Limits l;
+    l.maxKeyBytes = SIZE_MAX;
+    l.maxValueBytes = SIZE_MAX;
+    return l;
+  }();
+  return limits;
 }
 
 }  // namespace
@@ -258,7 +157,7 @@ Engine::LogEntry::~LogEntry() {
   }
 }
 
-void Engine::LogEntry::setParts(const std::string& parts) {
+void Engine::LogEntry::setParts(const std::vector<unsigned char>& parts) {
   unsigned char* to = u_.inline_;
   if (parts.size() > kInlineBytes) to = u_.heap = new unsigned char[parts.size()];
   std::memcpy(to, parts.data(), parts.size());
@@ -295,8 +194,10 @@ void Engine::releaseName(Name* name) {
 void Engine::append(ReplicaId origin, const std::string& name, const Value& delta) {
   LogEntry& e = log_.emplace_back(origin, internName(name));
   ++seq_;
-  if (oneWriteForm(delta, self_, scratch_)) {
-    e.setParts(scratch_);
+  if (isOneWrite(delta)) {
+    scratch_.clear();
+    encodeCompact(delta, self_, scratch_);
+    e.setParts(scratch_.bytes());
   } else {
     const size_t kindSize = std::visit([](const auto& x) { return sizeof(x); }, delta);
     e.setBoxed(delta, sizeof(LogEntry) + sizeof(Boxed) - kindSize + memoryBytes(delta));
@@ -321,10 +222,7 @@ size_t Engine::entrySize(const LogEntry& e) const {
     if (e.box().bytes == 0) e.box().bytes = wireSize(e.box().delta, self_) + e.name().size();
     return e.box().bytes;
   }
-  if (e.pushBytes == 0) {
-    e.pushBytes = static_cast<uint32_t>(wireSize(fromOneWriteForm(e.parts(), self_), self_) + e.name().size());
-  }
-  return e.pushBytes;
+  return e.parts().size() + e.name().size();  // (the parts are the compact bytes a push carries)
 }
 
 template <typename F>
@@ -332,7 +230,8 @@ void Engine::withDelta(const LogEntry& e, F&& f) const {
   if (e.boxed()) {
     f(e.box().delta);
   } else {
-    f(fromOneWriteForm(e.parts(), self_));
+    const std::string_view parts = e.parts();
+    f(decodeCompact(reinterpret_cast<const unsigned char*>(parts.data()), parts.size(), self_, ownLimits()));
   }
 }
 

@@ -139,6 +139,7 @@
 #include "gossip/messages.h"
 #include "gossip/split.h"
 #include "gossip/store.h"
+#include "gossip/varint.h"
 
 namespace deltasync::gossip {
 
@@ -260,10 +261,10 @@ class Engine {
     size_t memory;         // what the entry holds in memory (counted against maxLogBytes)
     mutable size_t bytes;  // entrySize(), 0 until first asked
   };
-  // One log entry: 96 bytes, 5 to a deque node. The delta of one write (a dot-store kind's
-  // delta of one entry whose context is that entry's dot: a new key or element) is held as its
-  // parts (kind, dot, key, value: oneWriteForm), inline when they fit in kInlineBytes, else in an
-  // exact-size heap buffer: a Value is 360 bytes whatever it holds, so such a write logged as a
+  // One log entry: 88 bytes, 5 to a deque node. The delta of one write (gossip/compact.h
+  // isOneWrite: a new key or element) is held as its compact encoding, references 0 standing for
+  // this replica (the bytes a push of ours carries), inline when they fit in kInlineBytes, else in
+  // an exact-size heap buffer: a Value is 360 bytes whatever it holds, so such a write logged as a
   // Value took a 512-byte deque node and heap copies of its strings. Every other delta is boxed
   // (a Value out of line), where the Value's fixed size is small beside its content.
   class LogEntry {
@@ -273,7 +274,7 @@ class Engine {
     LogEntry(LogEntry&& o) noexcept;
     LogEntry& operator=(LogEntry&&) = delete;
     ~LogEntry();
-    void setParts(const std::string& parts);
+    void setParts(const std::vector<unsigned char>& parts);
     void setBoxed(const Value& delta, size_t memory);
     const std::string& name() const { return name_->first; }
     Name* nameSlot() const { return name_; }
@@ -286,8 +287,6 @@ class Engine {
     // joined): a push is never cut after such an entry, so a receiver joins the unit whole.
     bool more() const { return more_; }
     void endUnit() { more_ = false; }
-    // entrySize() of a one-write entry, 0 until first asked.
-    mutable uint32_t pushBytes = 0;
 
    private:
     static constexpr uint32_t kBoxedSize = UINT32_MAX;
@@ -301,7 +300,7 @@ class Engine {
       Boxed* boxed;                         // boxed
     } u_;
   };
-  static_assert(sizeof(LogEntry) == 96);
+  static_assert(sizeof(LogEntry) == 88);
   using DotsByName = std::map<std::string, crdt::CausalContext>;
   struct Peer {
     bool neighbor = false;    // in neighbors_ (others are senders we only track receipt for)
@@ -348,7 +347,7 @@ class Engine {
   // measured when an interval first needs it, on the loop thread, not on the writer's (it was a
   // third of a handle write's cost), and never for entries collected before anything was sent.
   size_t entrySize(const LogEntry& e) const;
-  // Calls f with e's delta: a Value&& rebuilt from its parts, or the boxed const Value&.
+  // Calls f with e's delta: a Value&& decoded from its parts, or the boxed const Value&.
   template <typename F>
   void withDelta(const LogEntry& e, F&& f) const;
   // The shared copy of `name` for a new entry (one more entry holds it), and its release.
@@ -406,7 +405,7 @@ class Engine {
   Name* lastName_ = nullptr;  // the name of the latest append (a run of writes to one object)
   uint64_t logStart_ = 0;
   size_t logBytes_ = 0;  // sum of the entries' memory, and the names' (nameMemory)
-  std::string scratch_;  // append()'s buffer for a one-write form: emptied, not freed, between entries
+  ColumnWriter scratch_;  // append()'s buffer for a one-write entry's bytes: cleared, not freed
   uint64_t seq_ = 0;
   uint64_t tick_ = 0;
   uint64_t rng_;  // splitmix64 state for the fan-out draw

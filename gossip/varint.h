@@ -47,6 +47,9 @@ class ColumnWriter {
   }
   const std::vector<unsigned char>& bytes() const { return bytes_; }
   size_t size() const { return bytes_.size(); }
+  void reserve(size_t n) { bytes_.reserve(n); }
+  // Empties the writer and keeps its buffer (a writer reused for many small values allocates once).
+  void clear() { bytes_.clear(); }
 
  private:
   std::vector<unsigned char> bytes_;
