@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <string_view>
 #include <utility>
 
@@ -157,15 +158,15 @@ Engine::LogEntry::~LogEntry() {
   }
 }
 
-void Engine::LogEntry::setParts(const std::vector<unsigned char>& parts) {
+void Engine::LogEntry::setParts(const std::vector<unsigned char>& parts, unsigned char* heap) {
   unsigned char* to = u_.inline_;
-  if (parts.size() > kInlineBytes) to = u_.heap = new unsigned char[parts.size()];
+  if (parts.size() > kInlineBytes) to = u_.heap = heap;
   std::memcpy(to, parts.data(), parts.size());
   size_ = static_cast<uint32_t>(parts.size());  // (a key and a value within the limits: < 4 GiB)
 }
 
-void Engine::LogEntry::setBoxed(const Value& delta, size_t memory) {
-  u_.boxed = new Boxed{delta, memory, 0};
+void Engine::LogEntry::setBoxed(Boxed* box) {
+  u_.boxed = box;
   size_ = kBoxedSize;
 }
 
@@ -192,15 +193,25 @@ void Engine::releaseName(Name* name) {
 }
 
 void Engine::append(ReplicaId origin, const std::string& name, const Value& delta) {
-  LogEntry& e = log_.emplace_back(origin, internName(name));
-  ++seq_;
-  if (isOneWrite(delta)) {
+  // What may throw (encoding, a copy of the delta) comes before the log grows: a failed append
+  // leaves no entry without its delta.
+  const bool oneWrite = isOneWrite(delta);
+  std::unique_ptr<Boxed> box;
+  std::unique_ptr<unsigned char[]> heap;  // a one-write entry's bytes beyond kInlineBytes
+  if (oneWrite) {
     scratch_.clear();
     encodeCompact(delta, self_, scratch_);
-    e.setParts(scratch_.bytes());
+    if (scratch_.size() > LogEntry::kInlineBytes) heap.reset(new unsigned char[scratch_.size()]);
   } else {
     const size_t kindSize = std::visit([](const auto& x) { return sizeof(x); }, delta);
-    e.setBoxed(delta, sizeof(LogEntry) + sizeof(Boxed) - kindSize + memoryBytes(delta));
+    box.reset(new Boxed{delta, sizeof(LogEntry) + sizeof(Boxed) - kindSize + memoryBytes(delta), 0});
+  }
+  LogEntry& e = log_.emplace_back(origin, internName(name));
+  ++seq_;
+  if (oneWrite) {
+    e.setParts(scratch_.bytes(), heap.release());
+  } else {
+    e.setBoxed(box.release());
   }
   logBytes_ += e.memory();
   // Bounded in entries and in bytes (one entry may be a batch of thousands of writes); the newest

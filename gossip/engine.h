@@ -274,8 +274,9 @@ class Engine {
     LogEntry(LogEntry&& o) noexcept;
     LogEntry& operator=(LogEntry&&) = delete;
     ~LogEntry();
-    void setParts(const std::vector<unsigned char>& parts);
-    void setBoxed(const Value& delta, size_t memory);
+    // heap: a buffer of parts.size() bytes when they do not fit inline (taken), else null.
+    void setParts(const std::vector<unsigned char>& parts, unsigned char* heap);
+    void setBoxed(Boxed* box);  // takes it
     const std::string& name() const { return name_->first; }
     Name* nameSlot() const { return name_; }
     bool boxed() const { return size_ == kBoxedSize; }
