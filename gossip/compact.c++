@@ -135,7 +135,8 @@ std::string_view readBytes(ColumnReader& in, size_t max, const char* what) {
   return in.raw(n);
 }
 
-// Keys and values of the causal kinds: byte strings, or nothing (std::monostate, crdt::Empty).
+// Values of the causal kinds: byte strings, or nothing (std::monostate, crdt::Empty). (Keys:
+// writeKeys below.)
 // Strings go as two columns: every length, then every string's bytes. Under deflate the lengths
 // of like strings cost almost nothing and like bytes sit together (15% smaller than length and
 // bytes interleaved, on a batch of short keys); a single entry's bytes are the same either way.
@@ -468,7 +469,7 @@ void encodeCausal(const T& x, size_t kind, crdt::ReplicaId implicit, ColumnWrite
   encodeCausalEntries(kind, x.store(), sendOrder(x.store(), implicit), x.context(), implicit, out);
 }
 
-// An or-map: its keys (strictly increasing) as a column pair, then per key the entry count of
+// An or-map: its keys (strictly increasing, writeKeys), then per key the entry count of
 // its nested store (>= 1) and that store's entry columns, then the one context of the map.
 template <typename M>
 void encodeOrMap(const M& m, size_t kind, crdt::ReplicaId implicit, ColumnWriter& out) {
@@ -689,7 +690,7 @@ C decodeCounter(ColumnReader& in, WriterRefs& w, uint64_t count) {
   return C::fromEntries(entries);
 }
 
-// A map of counters: its keys (strictly increasing) as a column pair, then per key its totals
+// A map of counters: its keys (strictly increasing, writeKeys), then per key its totals
 // (varint n >= 1, n pn-counter entries) and floors (varint m, m entries).
 void encodeCounterMap(const MapOfCounters& m, crdt::ReplicaId implicit, ColumnWriter& out) {
   WriterTable w(implicit);

@@ -32,15 +32,18 @@
 //       1. per entry: ref, dot counter. The writer's first entry: varint counter; later ones
 //          zigzag(counter - the writer's previous counter). Counters in 1..2^48-1; no dot
 //          twice. (Encoders list entries by (writer, counter), so these are mostly 1 byte.)
-//       2. keys (orSet, awLwwMap): every varint length, then every key's bytes.
+//       2. keys (orSet, awLwwMap), front-coded: for every key but the first, varint the length
+//          of the prefix it shares with the previous key (at most that key's length); then for
+//          every key varint the length of the rest; then every key's rest. (One key: its length
+//          and bytes.) The keys of one value expand to at most limits.maxMessageBytes in all.
 //       3. values (mvRegister, awLwwMap): every varint length, then every value's bytes.
 //          mvRegister and ewFlag have no key, ewFlag and orSet no value.
 //       4. timestamps (awLwwMap): the first varint (ts >> 16), varint (ts & 0xffff); later
 //          ones zigzag(ts - previous ts).
 //       Lengths and bytes apart compress better under the envelope's deflate.
 //     map of maps, map of sets (the or-maps; causal, one context for the whole map)
-//                 keys: every varint length, then every key's bytes, strictly increasing (byte
-//                 order). Then per key: varint n >= 1, its nested store's n entries in the
+//                 keys as in column 2 above (front-coded), strictly increasing (byte order).
+//                 Then per key: varint n >= 1, its nested store's n entries in the
 //                 columns of `causal` above (an aw-lww map's, a set's). The dot counters and
 //                 timestamps run on across the keys (a writer's first counter of the whole value
 //                 is absolute, every later one relative to its previous). No dot twice in the map.
@@ -48,8 +51,8 @@
 //                 totals, varint m and m entries of its floors, each entry as pnCounter's
 //                 (ref, increments, decrements; increasing ids, not both 0). Floors at most their
 //                 writer's totals; at most limits.maxEntries counter entries in all.
-//   if C    a context (causal kinds and the or-maps): varint origins >= 1, then per origin, by strictly increasing replica
-//           id: ref, varint n >= 1 intervals, n (gap, span) pairs as in wire.capnp's
+//   if C    a context (causal kinds and the or-maps): varint origins >= 1, then per origin, by
+//           strictly increasing replica id: ref, varint n >= 1 intervals, n (gap, span) pairs as in wire.capnp's
 //           CausalContext.Origin.runs. Without F it holds the dots of the context that no entry
 //           carries, and the value's context is that plus every entry's dot (so "every dot of
 //           the store lies in the context" holds by construction); with F it is the value's
