@@ -569,13 +569,6 @@ void encodeCausal(const T& x, wire::CausalState::Builder out) {
   _::encodeStore(x.store(), out.initStore());
 }
 
-// A catch-up part of x (gossip/split.h): the entries of x's store at `at`, with context ctx.
-template <typename T>
-void encodeCausalPart(const T& x, Positions at, const crdt::CausalContext& ctx, wire::CausalState::Builder out) {
-  encode(ctx, out.initContext());
-  _::encodeStoreRange(x.store(), at, out.initStore());
-}
-
 template <typename T>
 T decodeCausal(wire::CausalState::Reader in, const Limits& limits) {
   crdt::CausalContext ctx = decode(in.getContext(), limits);

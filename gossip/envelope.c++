@@ -679,18 +679,6 @@ Bytes encodeValue(const Value& v) {
   return toBytes(frame(mb));
 }
 
-template <typename T>
-Bytes encodeCausalPart(const T& x, Positions at, const crdt::CausalContext& ctx) {
-  capnp::MallocMessageBuilder mb;
-  encodeCausalPart(x, at, ctx, causalArm<T>(mb.initRoot<wire::Crdt>()));
-  return toBytes(frame(mb));
-}
-
-template Bytes encodeCausalPart(const crdt::MVRegister<std::string>&, Positions, const crdt::CausalContext&);
-template Bytes encodeCausalPart(const crdt::EWFlag&, Positions, const crdt::CausalContext&);
-template Bytes encodeCausalPart(const crdt::ORSet<std::string>&, Positions, const crdt::CausalContext&);
-template Bytes encodeCausalPart(const Map&, Positions, const crdt::CausalContext&);
-
 Value decodeValue(const unsigned char* data, size_t size, const Limits& limits) {
   IncomingMessage in(kj::ArrayPtr<const kj::byte>(data, size), limits);
   return in.decodeRoot<wire::Crdt>([&](wire::Crdt::Reader r) { return decodeValueFrom(r, limits); });

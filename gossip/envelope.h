@@ -1,11 +1,12 @@
 // Message <-> wire.capnp Envelope, framed (capnp standard framing, unpacked), validating on
-// decode. Everything gossip/codec.h checks for CRDT values applies to the objects inside; on top
-// of that, decodeMessage() checks:
+// decode. Everything gossip/compact.h's decoder checks for CRDT values applies to the objects
+// inside; on top of that, decodeMessage() checks:
 //   - replica ids (sender, target, members) are nonzero (0 means "nobody");
 //   - push: base <= fromSeq < toSeq; object names unique, non-empty, <= limits.maxNameBytes;
 //   - digest / state request: names strictly increasing; counts <= limits.maxObjectsPerMessage;
 //   - state chunk: 1 <= total <= limits.maxChunksPerTransfer, index < total, known compression,
-//     the payload (decompressed at most to limits.maxMessageBytes) a valid ObjectList;
+//     the payload (decompressed at most to limits.maxMessageBytes) a valid object list, as a
+//     push's (names unique);
 //   - text (names, addresses, cluster): no NUL byte (and text is encoded with its exact length);
 //   - membership: known member states, addresses <= limits.maxAddressBytes, at most
 //     limits.maxMemberUpdates updates and as many sample records (PingAck.sample), no member
@@ -21,7 +22,6 @@
 #include "gossip/errors.h"
 #include "gossip/limits.h"
 #include "gossip/messages.h"
-#include "gossip/split.h"
 
 namespace deltasync::gossip {
 
@@ -36,20 +36,10 @@ inline Message decodeMessage(const Bytes& b, const Limits& limits) {
   return decodeMessage(b.data(), b.size(), limits);
 }
 
-// One object value alone, framed as a wire Crdt (for sizes, tests and fuzzing).
+// One object value alone in the column encoding, framed as a wire Crdt: what lib/storage reads
+// from rows of format 2 and older (no message carries it since protocol version 8); encodeValue
+// for tests, fuzzing and the sizes benchmarks.
 Bytes encodeValue(const Value& v);
 Value decodeValue(const unsigned char* data, size_t size, const Limits& limits);
-
-// encodeValue(...).size() without making the bytes; the template takes one kind of Value (T is
-// one of its alternatives) without wrapping it in a Value.
-size_t encodedSize(const Value& v);
-template <typename T>
-size_t encodedSize(const T& x);
-
-// A catch-up part of a causal state x (gossip/split.h): the entries of x's store at `at` with
-// context ctx, framed as encodeValue frames a value. The same bytes as encodeValue of that part
-// built as a value of T, without building it. T: ORSet, AWLWWMap, MVRegister or EWFlag of Value.
-template <typename T>
-Bytes encodeCausalPart(const T& x, Positions at, const crdt::CausalContext& ctx);
 
 }  // namespace deltasync::gossip

@@ -73,13 +73,13 @@ struct Positions {
 };
 
 // Entry parts are cut from the entries in (writer, counter) order, the order the encodings use
-// (gossip/codec.h encodeStore): each part's entries are then in encoding order already, and its
+// (gossip/compact.h): each part's entries are then in encoding order already, and its
 // context, exactly its dots, is a few intervals (one per writer where counters run on) rather
 // than one per dot.
 //
 // Parts are not built as states: make(Positions at, CausalContext ctx) makes whatever the caller
 // sends (the engine encodes the entries at `at` of x's store with context ctx straight into the
-// bytes a state chunk carries: gossip/envelope.h encodeCausalPart). A context part has no
+// bytes a state chunk carries: gossip/compact.h encodeCompactPart). A context part has no
 // entries (at.count == 0). size(part) -> bytes.
 //
 // T: a causal dot-store type (ORSet, AWLWWMap, MVRegister, EWFlag).

@@ -790,7 +790,7 @@ TEST_CASE("envelope: state chunk index, total and compression") {
                  "state chunk: unknown compression");
 }
 
-TEST_CASE("envelope: a state chunk's payload must inflate to a valid ObjectList") {
+TEST_CASE("envelope: a state chunk's payload must inflate to a valid object list") {
   // Flagged zlib but not zlib (the raw framed list).
   expectRejected(stateChunk, [](auto c) { c.setCompression(wire::Compression::ZLIB); },
                  "zlib: corrupt or truncated chunk");
